@@ -1,0 +1,3 @@
+export { createApp, finish, jsonErrors, listen, requestMetrics, type AppOptions, type RunningServer } from './app';
+export { errorBody, HttpError } from './errors';
+export { startOpsServer, type OpsServer, type OpsServerOptions, type ReadinessCheck } from './ops';

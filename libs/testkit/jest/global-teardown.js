@@ -1,0 +1,3 @@
+module.exports = async () => {
+  await require('../dist/jest-setup').teardownForJest();
+};

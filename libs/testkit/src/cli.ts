@@ -1,0 +1,43 @@
+// `pnpm infra up [components]` / `pnpm infra down` / `pnpm infra status`.
+import { ALL_COMPONENTS } from './components';
+import { infraDown, infraUp, readLiveInfra } from './infra';
+import { INFRA_DIR } from './paths';
+
+async function main(argv: string[]): Promise<number> {
+  const [command, components] = argv;
+  switch (command) {
+    case 'up': {
+      const { state, reused } = await infraUp(components ?? process.env.CDP_INFRA_COMPONENTS);
+      console.log(reused ? 'infra already running:' : 'infra up:');
+      for (const [k, v] of Object.entries(state.env)) console.log(`  ${k}=${v}`);
+      console.log(`written to ${INFRA_DIR}/env`);
+      return 0;
+    }
+    case 'down': {
+      const state = await infraDown();
+      console.log(state ? `infra down: stopped ${state.processes.length} process(es)` : 'infra down: nothing was running');
+      return 0;
+    }
+    case 'status': {
+      const state = readLiveInfra();
+      if (!state) {
+        console.log('infra: not running');
+        return 1;
+      }
+      for (const p of state.processes) console.log(`  ${p.name} pid ${p.pid} log ${p.logFile}`);
+      for (const [k, v] of Object.entries(state.env)) console.log(`  ${k}=${v}`);
+      return 0;
+    }
+    default:
+      console.error(`usage: infra up [${ALL_COMPONENTS.join(',')}|kafka2,...] | down | status`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error) => {
+    console.error(error instanceof Error ? error.message : error);
+    process.exit(1);
+  },
+);

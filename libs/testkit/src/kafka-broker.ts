@@ -1,0 +1,104 @@
+import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Kafka, logLevel } from 'kafkajs';
+import { classpath, resolveJars } from './maven';
+import { MAVEN_DIR } from './paths';
+import { freePort, canConnect } from './ports';
+import { isAlive, spawnDaemon, stopProcess, tail, waitUntilReady, type ManagedProcess } from './process';
+
+const run = promisify(execFile);
+
+export interface KafkaBroker {
+  brokers: string;
+  process: ManagedProcess;
+  dataDir: string;
+}
+
+const LOG4J = `-Dlog4j.configuration=file:${path.join(MAVEN_DIR, 'kafka', 'log4j.properties')}`;
+const START_ATTEMPTS = 3;
+const READY_TIMEOUT_MS = 90_000;
+
+function serverProperties(brokerPort: number, controllerPort: number, logDir: string): string {
+  return [
+    'process.roles=broker,controller',
+    'node.id=1',
+    `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
+    `listeners=PLAINTEXT://127.0.0.1:${brokerPort},CONTROLLER://127.0.0.1:${controllerPort}`,
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${brokerPort}`,
+    'controller.listener.names=CONTROLLER',
+    'inter.broker.listener.name=PLAINTEXT',
+    'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    `log.dirs=${logDir}`,
+    'num.partitions=1',
+    // A single broker: every internal topic must have replication factor 1, or consumers spin
+    // on "group coordinator not available".
+    'offsets.topic.replication.factor=1',
+    'offsets.topic.num.partitions=1',
+    'transaction.state.log.replication.factor=1',
+    'transaction.state.log.min.isr=1',
+    'transaction.state.log.num.partitions=1',
+    'group.initial.rebalance.delay.ms=0',
+    // Topics are created explicitly by libs/kafka, as in production.
+    'auto.create.topics.enable=false',
+    'num.network.threads=2',
+    'num.io.threads=2',
+    'log.cleaner.dedupe.buffer.size=16777216',
+    '',
+  ].join('\n');
+}
+
+async function brokerAnswers(brokers: string): Promise<boolean> {
+  const admin = new Kafka({ clientId: 'cdp-harness', brokers: [brokers], logLevel: logLevel.NOTHING, retry: { retries: 0 } }).admin();
+  try {
+    await admin.connect();
+    const cluster = await admin.describeCluster();
+    return cluster.brokers.length > 0 && cluster.controller !== null;
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
+/**
+ * Starts a single-node KRaft Kafka (combined broker+controller) on free loopback ports from
+ * Maven Central jars. Ports are picked before start; a collision (another process grabbed one
+ * in between) is retried with new ports.
+ */
+export async function startKafkaBroker(options: { dir: string; name?: string }): Promise<KafkaBroker> {
+  const name = options.name ?? 'kafka';
+  const jars = await resolveJars('kafka');
+  let lastError: unknown;
+  for (let attempt = 1; attempt <= START_ATTEMPTS; attempt++) {
+    const brokerPort = await freePort();
+    const controllerPort = await freePort();
+    const dataDir = path.join(options.dir, `${name}-${brokerPort}`);
+    fs.mkdirSync(dataDir, { recursive: true });
+    const config = path.join(dataDir, 'server.properties');
+    fs.writeFileSync(config, serverProperties(brokerPort, controllerPort, path.join(dataDir, 'data')));
+    const clusterId = crypto.randomBytes(16).toString('base64url');
+    await run('java', ['-Xmx256m', '-XX:TieredStopAtLevel=1', LOG4J, '-cp', classpath(jars), 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', config, '--ignore-formatted'], { timeout: 120_000 });
+    const proc = spawnDaemon(
+      name,
+      'java',
+      ['-Xms256m', '-Xmx512m', '-XX:+UseG1GC', '-XX:ActiveProcessorCount=2', '-Djava.awt.headless=true', LOG4J, '-cp', classpath(jars), 'kafka.Kafka', config],
+      { logFile: path.join(dataDir, 'kafka.log') },
+    );
+    const brokers = `127.0.0.1:${brokerPort}`;
+    try {
+      await waitUntilReady(proc, async () => (await canConnect(brokerPort)) && (await brokerAnswers(brokers)), READY_TIMEOUT_MS);
+      return { brokers, process: proc, dataDir };
+    } catch (error) {
+      lastError = error;
+      await stopProcess(proc.pid, 5_000);
+      if (!/Address already in use|BindException/.test(tail(proc.logFile, 200))) break;
+    }
+  }
+  throw lastError;
+}
+
+export async function stopKafkaBroker(broker: KafkaBroker): Promise<void> {
+  if (isAlive(broker.process.pid)) await stopProcess(broker.process.pid, 15_000);
+  fs.rmSync(broker.dataDir, { recursive: true, force: true });
+}

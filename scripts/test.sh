@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The test command (README: `npm test`): installs what is missing, type-checks, lints, starts
+# the shared harness once, runs the unit and integration projects and the short chaos round,
+# and prints one `N passed, N failed` line summing every runner. Exits non-zero on any failure.
+set -uo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+
+RESULTS="$REPO_ROOT/.test-results"
+rm -rf "$RESULTS" && mkdir -p "$RESULTS"
+
+install_deps || { echo "dependency install failed"; exit 1; }
+
+check() { # name, command...: a non-jest step counted as one test
+  local name=$1; shift
+  echo "== $name"
+  if "$@"; then echo "$name passed" > "$RESULTS/$name.check"; else echo "$name failed" > "$RESULTS/$name.check"; fi
+}
+
+check typecheck pnpm -s build
+check lint pnpm -s lint
+
+echo "== infra up"
+trap 'node libs/testkit/dist/cli.js down >/dev/null 2>&1 || true' EXIT INT TERM
+if ! node libs/testkit/dist/cli.js up "${CDP_INFRA_COMPONENTS:-all}"; then
+  echo "infra failed" > "$RESULTS/infra.check"
+fi
+
+jest_project() { # project name
+  echo "== jest $1"
+  pnpm exec jest --selectProjects "$1" --ci --passWithNoTests --json --outputFile="$RESULTS/$1.json" 2>&1 | tail -n 200
+  [ -f "$RESULTS/$1.json" ] || echo "jest-$1 failed" > "$RESULTS/jest-$1.check"
+}
+
+jest_project unit
+jest_project integration
+if [ -f scripts/chaos.sh ]; then check chaos bash scripts/chaos.sh short; fi
+
+echo "== summary"
+node scripts/summarize-tests.js "$RESULTS"
