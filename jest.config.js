@@ -43,7 +43,7 @@ module.exports = {
       testMatch: ['<rootDir>/{libs,services}/**/*.int.test.ts'],
       globalSetup: '<rootDir>/libs/testkit/jest/global-setup.js',
       globalTeardown: '<rootDir>/libs/testkit/jest/global-teardown.js',
-      testTimeout: 120000,
+      setupFilesAfterEnv: ['<rootDir>/libs/testkit/jest/integration-timeout.js'],
     },
     {
       ...shared,
@@ -51,7 +51,7 @@ module.exports = {
       testMatch: ['<rootDir>/e2e/**/*.e2e.test.ts'],
       globalSetup: '<rootDir>/libs/testkit/jest/global-setup.js',
       globalTeardown: '<rootDir>/libs/testkit/jest/global-teardown.js',
-      testTimeout: 300000,
+      setupFilesAfterEnv: ['<rootDir>/libs/testkit/jest/e2e-timeout.js'],
     },
   ],
 };

@@ -83,3 +83,17 @@ export const kafkaEnv = {
     .regex(/^[A-Za-z0-9._-]*$/, 'may contain only letters, digits, ".", "_" and "-"')
     .default('cdp.'),
 };
+
+/**
+ * For a service's main: parse or stop start-up. The message names each bad variable; the exit
+ * code is 1 so Kubernetes shows a crash loop with the reason in the pod log.
+ */
+export function loadConfigOrExit<S extends z.ZodType>(schema: S, service: string, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
+  try {
+    return loadConfig(schema, env);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`${JSON.stringify({ level: 'fatal', name: service, msg: `${service} cannot start: ${message}` })}\n`);
+    process.exit(1);
+  }
+}

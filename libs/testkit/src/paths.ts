@@ -15,6 +15,6 @@ export const REPO_ROOT = findRepoRoot(__dirname);
 /** Downloaded jars and other fetched artifacts; ignored by git, kept between runs. */
 export const CACHE_DIR = path.join(REPO_ROOT, '.cache');
 /** State of the dependencies started by `pnpm infra up`: `env` and `state.json`. */
-export const INFRA_DIR = path.join(REPO_ROOT, '.infra');
+export const INFRA_DIR = process.env.CDP_INFRA_DIR ?? path.join(REPO_ROOT, '.infra');
 /** The poms that name what each Java dependency needs (same path from src/ and dist/). */
 export const MAVEN_DIR = path.join(__dirname, '..', 'maven');

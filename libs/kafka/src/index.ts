@@ -1,0 +1,22 @@
+export { createKafka, Kafka, type KafkaClientOptions } from './client';
+export {
+  CommitAfterWorkConsumer,
+  type BatchContext,
+  type CommitAfterWorkConsumerOptions,
+  type Decoded,
+  type InboundMessage,
+} from './consumer';
+export * from './headers';
+export { BatchingProducer, type BatchingProducerOptions, type OutboundMessage } from './producer';
+export {
+  describeTopicConfigs,
+  ensureTopics,
+  topicNames,
+  topicSpecs,
+  TOPIC_ROLES,
+  type EnsureResult,
+  type TopicNames,
+  type TopicRole,
+  type TopicSettings,
+  type TopicSpec,
+} from './topics';

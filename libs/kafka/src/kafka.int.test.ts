@@ -1,0 +1,216 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { createLogger } from '@cdp/log';
+import { requireEnv, testTopicPrefix } from '@cdp/testkit';
+import type { Admin } from 'kafkajs';
+import {
+  BatchingProducer,
+  CommitAfterWorkConsumer,
+  createKafka,
+  describeTopicConfigs,
+  ensureTopics,
+  HEADER_ERROR,
+  HEADER_STAGE,
+  topicSpecs,
+  type Decoded,
+  type InboundMessage,
+} from './index';
+
+const logger = createLogger({ name: 'kafka-int', level: 'warn' });
+const brokers = () => requireEnv('KAFKA_BROKERS');
+const testConsumerConfig = { sessionTimeout: 6_000, heartbeatInterval: 1_000 };
+
+function kafka() {
+  return createKafka({ brokers: [brokers()], clientId: 'kafka-int', logger });
+}
+
+async function createTopics(admin: Admin, prefix: string, partitions = 1) {
+  const specs = topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: partitions });
+  await ensureTopics(admin, Object.values(specs));
+  return specs;
+}
+
+/** Reads `count` messages of a topic from the beginning with a throwaway group. */
+async function readAll(topic: string, count: number, timeoutMs = 30_000): Promise<InboundMessage[]> {
+  const got: InboundMessage[] = [];
+  const k = kafka();
+  const producer = new BatchingProducer(k, { logger });
+  await producer.connect();
+  const consumer = new CommitAfterWorkConsumer<null>({
+    kafka: k,
+    groupId: `reader-${Math.random().toString(36).slice(2)}`,
+    topics: [topic],
+    logger,
+    stage: 'reader',
+    dlqTopic: `${topic}.unused-dlq`,
+    producer,
+    consumerConfig: testConsumerConfig,
+    decode: () => null,
+    handle: async (items: Decoded<null>[]) => {
+      got.push(...items.map((i) => i.message));
+    },
+  });
+  await consumer.start();
+  const deadline = Date.now() + timeoutMs;
+  while (got.length < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  await consumer.stop();
+  await producer.disconnect();
+  return got;
+}
+
+describe('kafka lib against the real broker', () => {
+  let admin: Admin;
+  beforeAll(async () => {
+    admin = kafka().admin();
+    await admin.connect();
+  });
+  afterAll(async () => {
+    await admin.disconnect();
+  });
+
+  it('creates topics with the configured partitions and configs, and reconciles drift', async () => {
+    const prefix = testTopicPrefix('topics');
+    const specs = topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: 3, partitions: { regulations: 2 }, dedupWindowMs: 3_600_000 });
+    const first = await ensureTopics(admin, Object.values(specs));
+    expect(first.created.sort()).toEqual(Object.values(specs).map((s) => s.name).sort());
+
+    const meta = await admin.fetchTopicMetadata({ topics: [specs.ingest.name, specs.regulations.name] });
+    expect(meta.topics.find((t) => t.name === specs.ingest.name)!.partitions).toHaveLength(3);
+    expect(meta.topics.find((t) => t.name === specs.regulations.name)!.partitions).toHaveLength(2);
+    const configs = await describeTopicConfigs(admin, [specs.deduped.name, specs.regulations.name, specs.dlq.name]);
+    expect(configs[specs.deduped.name]['retention.ms']).toBe(String(3_600_000 + 2 * 86_400_000));
+    expect(configs[specs.regulations.name]['cleanup.policy']).toBe('compact');
+    expect(configs[specs.dlq.name]['retention.ms']).toBe(String(14 * 86_400_000));
+    expect(configs[specs.dlq.name]['min.insync.replicas']).toBe('1');
+
+    // A second run creates nothing; a changed retention is altered in place.
+    const changed = topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: 3, partitions: { regulations: 2 }, dedupWindowMs: 7_200_000 });
+    const second = await ensureTopics(admin, Object.values(changed));
+    expect(second.created).toEqual([]);
+    expect(second.altered).toEqual([changed.deduped.name]);
+    // Config changes reach the broker's metadata cache shortly after the controller commits them.
+    const wanted = String(7_200_000 + 2 * 86_400_000);
+    let seen = '';
+    for (let i = 0; i < 50 && seen !== wanted; i++) {
+      seen = (await describeTopicConfigs(admin, [changed.deduped.name]))[changed.deduped.name]['retention.ms'];
+      if (seen !== wanted) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(seen).toBe(wanted);
+    // A partition-count mismatch is refused, never "fixed" silently.
+    const wrong = topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: 4 });
+    await expect(ensureTopics(admin, [wrong.ingest])).rejects.toThrow(/has 3 partitions, expected 4/);
+  });
+
+  it('makes a produced batch readable after the acks, keys and headers intact', async () => {
+    const specs = await createTopics(admin, testTopicPrefix('produce'), 2);
+    const producer = new BatchingProducer(kafka(), { logger });
+    await producer.connect();
+    const sends = Array.from({ length: 20 }, (_, i) =>
+      producer.send(specs.ingest.name, [{ key: `src:m${i}`, value: JSON.stringify({ i }), headers: { h: `v${i}` } }]),
+    );
+    await Promise.all(sends);
+    await producer.disconnect();
+    const got = await readAll(specs.ingest.name, 20);
+    expect(got).toHaveLength(20);
+    const byKey = new Map(got.map((m) => [m.key, m]));
+    for (let i = 0; i < 20; i++) {
+      const m = byKey.get(`src:m${i}`)!;
+      expect(JSON.parse(m.value!.toString())).toEqual({ i });
+      expect(m.headers.h).toBe(`v${i}`);
+    }
+  });
+
+  it('re-reads the batch of a consumer SIGKILLed before it committed (nothing lost)', async () => {
+    const specs = await createTopics(admin, testTopicPrefix('sigkill'));
+    const producer = new BatchingProducer(kafka(), { logger });
+    await producer.connect();
+    await producer.send(specs.ingest.name, Array.from({ length: 10 }, (_, i) => ({ key: `k${i}`, value: `v${i}` })));
+    const groupId = `sigkill-${Math.random().toString(36).slice(2)}`;
+
+    const fixture = path.join(__dirname, '..', 'dist', 'fixtures', 'hanging-consumer.js');
+    const child = spawn(process.execPath, [fixture, brokers(), specs.ingest.name, groupId, specs.dlq.name], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const firstOffsets = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /GOT ([\d,]+)/.exec(out);
+        if (m) resolve(m[1]);
+      });
+      child.on('exit', (code) => reject(new Error(`fixture exited early with ${code}`)));
+    });
+    expect(firstOffsets.split(',')).toHaveLength(10);
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+
+    const reread: string[] = [];
+    const consumer = new CommitAfterWorkConsumer<string>({
+      kafka: kafka(),
+      groupId,
+      topics: [specs.ingest.name],
+      logger,
+      stage: 'test',
+      dlqTopic: specs.dlq.name,
+      producer,
+      consumerConfig: testConsumerConfig,
+      decode: (m) => m.value!.toString(),
+      handle: async (items) => {
+        reread.push(...items.map((i) => i.value));
+      },
+    });
+    await consumer.start();
+    const deadline = Date.now() + 60_000;
+    while (reread.length < 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await consumer.stop();
+    await producer.disconnect();
+    expect(reread.sort()).toEqual(Array.from({ length: 10 }, (_, i) => `v${i}`).sort());
+  });
+
+  it('routes a poison message to the DLQ with stage and error headers and keeps the partition flowing', async () => {
+    const specs = await createTopics(admin, testTopicPrefix('poison'));
+    const producer = new BatchingProducer(kafka(), { logger });
+    await producer.connect();
+    await producer.send(specs.ingest.name, [
+      { key: 'a', value: '{"n":1}' },
+      { key: 'poison', value: '{not json' },
+      { key: 'b', value: '{"n":2}' },
+    ]);
+    const handled: number[] = [];
+    let failOnce = true;
+    const consumer = new CommitAfterWorkConsumer<{ n: number }>({
+      kafka: kafka(),
+      groupId: `poison-${Math.random().toString(36).slice(2)}`,
+      topics: [specs.ingest.name],
+      logger,
+      stage: 'dedup',
+      dlqTopic: specs.dlq.name,
+      producer,
+      consumerConfig: testConsumerConfig,
+      retryInitialMs: 50,
+      decode: (m) => JSON.parse(m.value!.toString()),
+      handle: async (items) => {
+        // A transient failure is retried in place, not skipped.
+        if (failOnce) {
+          failOnce = false;
+          throw new Error('dependency down');
+        }
+        handled.push(...items.map((i) => i.value.n));
+      },
+    });
+    await consumer.start();
+    const deadline = Date.now() + 30_000;
+    while (handled.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await consumer.stop();
+    expect(handled).toEqual([1, 2]);
+
+    const dlq = await readAll(specs.dlq.name, 1);
+    await producer.disconnect();
+    expect(dlq).toHaveLength(1);
+    expect(dlq[0].key).toBe('poison');
+    expect(dlq[0].value!.toString()).toBe('{not json');
+    expect(dlq[0].headers[HEADER_STAGE]).toBe('dedup');
+    expect(dlq[0].headers[HEADER_ERROR]).toMatch(/JSON/);
+    expect(dlq[0].headers['cdp-source-offset']).toBe('1');
+  });
+});

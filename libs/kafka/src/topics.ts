@@ -1,0 +1,125 @@
+import type { Admin, ITopicConfig } from 'kafkajs';
+import { ConfigResourceTypes } from 'kafkajs';
+
+/** Topic roles of DESIGN.md's topic table; the full name is `<prefix><role>`. */
+export const TOPIC_ROLES = ['ingest', 'deduped', 'identified', 'undelivered', 'regulations', 'dlq'] as const;
+export type TopicRole = (typeof TOPIC_ROLES)[number];
+
+export type TopicNames = Record<TopicRole, string>;
+
+export function topicNames(prefix = 'cdp.'): TopicNames {
+  return Object.fromEntries(TOPIC_ROLES.map((r) => [r, `${prefix}${r}`])) as TopicNames;
+}
+
+export interface TopicSpec {
+  name: string;
+  partitions: number;
+  replicationFactor: number;
+  configs: Record<string, string>;
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+export interface TopicSettings {
+  prefix?: string;
+  /** Partitions per role; ingest and deduped must be equal (co-partitioned). */
+  partitions?: Partial<Record<TopicRole, number>>;
+  defaultPartitions?: number;
+  replicationFactor?: number;
+  minInsyncReplicas?: number;
+  /** The dedup window; cdp.deduped keeps it plus two days (dedup rebuilds from it). */
+  dedupWindowMs?: number;
+}
+
+/**
+ * The topic table of DESIGN.md with production defaults (RF 3, min ISR 2); tests pass RF 1.
+ */
+export function topicSpecs(settings: TopicSettings = {}): Record<TopicRole, TopicSpec> {
+  const names = topicNames(settings.prefix);
+  const rf = settings.replicationFactor ?? 3;
+  const minIsr = settings.minInsyncReplicas ?? Math.min(2, rf);
+  const defaultPartitions = settings.defaultPartitions ?? 12;
+  const partitions = (role: TopicRole) => settings.partitions?.[role] ?? defaultPartitions;
+  const retention = (ms: number) => ({ 'cleanup.policy': 'delete', 'retention.ms': String(ms) });
+  const dedupWindow = settings.dedupWindowMs ?? 28 * DAY_MS;
+  const configs: Record<TopicRole, Record<string, string>> = {
+    ingest: retention(7 * DAY_MS),
+    deduped: retention(dedupWindow + 2 * DAY_MS),
+    identified: retention(7 * DAY_MS),
+    undelivered: retention(7 * DAY_MS),
+    // Latest state per user; tombstones removed after a day so deletions propagate first.
+    regulations: { 'cleanup.policy': 'compact', 'delete.retention.ms': String(DAY_MS), 'min.compaction.lag.ms': '0' },
+    dlq: retention(14 * DAY_MS),
+  };
+  if (partitions('ingest') !== partitions('deduped')) {
+    throw new Error(`ingest (${partitions('ingest')}) and deduped (${partitions('deduped')}) must have the same partition count`);
+  }
+  const spec = (role: TopicRole): TopicSpec => ({
+    name: names[role],
+    partitions: partitions(role),
+    replicationFactor: rf,
+    configs: { ...configs[role], 'min.insync.replicas': String(minIsr) },
+  });
+  return Object.fromEntries(TOPIC_ROLES.map((role) => [role, spec(role)])) as Record<TopicRole, TopicSpec>;
+}
+
+export interface EnsureResult {
+  created: string[];
+  /** Configs changed on existing topics to match the spec. */
+  altered: string[];
+}
+
+/**
+ * Creates missing topics and brings the configs of existing ones in line with the specs.
+ * A partition-count mismatch is an error (it would break co-partitioning and per-key order):
+ * repartitioning is an operator decision, never done silently.
+ */
+export async function ensureTopics(admin: Admin, specs: TopicSpec[]): Promise<EnsureResult> {
+  const existing = new Set(await admin.listTopics());
+  const missing = specs.filter((s) => !existing.has(s.name));
+  if (missing.length > 0) {
+    const topics: ITopicConfig[] = missing.map((s) => ({
+      topic: s.name,
+      numPartitions: s.partitions,
+      replicationFactor: s.replicationFactor,
+      configEntries: Object.entries(s.configs).map(([name, value]) => ({ name, value })),
+    }));
+    await admin.createTopics({ topics, waitForLeaders: true });
+  }
+  const present = specs.filter((s) => existing.has(s.name));
+  const altered: string[] = [];
+  if (present.length > 0) {
+    const metadata = await admin.fetchTopicMetadata({ topics: present.map((s) => s.name) });
+    for (const t of metadata.topics) {
+      const spec = present.find((s) => s.name === t.name)!;
+      if (t.partitions.length !== spec.partitions) {
+        throw new Error(`topic ${t.name} has ${t.partitions.length} partitions, expected ${spec.partitions}`);
+      }
+    }
+    const described = await describeTopicConfigs(admin, present.map((s) => s.name));
+    const changes = present.filter((s) => Object.entries(s.configs).some(([k, v]) => described[s.name]?.[k] !== v));
+    if (changes.length > 0) {
+      // Non-incremental alterConfigs replaces the topic's dynamic configs: send the full set.
+      await admin.alterConfigs({
+        validateOnly: false,
+        resources: changes.map((s) => ({
+          type: ConfigResourceTypes.TOPIC,
+          name: s.name,
+          configEntries: Object.entries(s.configs).map(([name, value]) => ({ name, value })),
+        })),
+      });
+      altered.push(...changes.map((s) => s.name));
+    }
+  }
+  return { created: missing.map((s) => s.name), altered };
+}
+
+export async function describeTopicConfigs(admin: Admin, topics: string[]): Promise<Record<string, Record<string, string>>> {
+  const result = await admin.describeConfigs({
+    includeSynonyms: false,
+    resources: topics.map((name) => ({ type: ConfigResourceTypes.TOPIC, name })),
+  });
+  return Object.fromEntries(
+    result.resources.map((r) => [r.resourceName, Object.fromEntries(r.configEntries.map((e) => [e.configName, e.configValue]))]),
+  );
+}
