@@ -55,7 +55,7 @@ const starters: Record<ComponentName, Starter> = {
   s3: (ctx) => require('./s3proxy').startS3Proxy(ctx),
 };
 
-export const ALL_COMPONENTS: ComponentName[] = ['kafka', 'mysql'];
+export const ALL_COMPONENTS: ComponentName[] = ['kafka', 'mysql', 'consul'];
 
 export function parseComponents(list: string | undefined): ComponentName[] {
   if (!list || list === 'all') return ALL_COMPONENTS;
