@@ -10,7 +10,7 @@ import {
   HEADER_STAGE,
   type Headers,
 } from './headers';
-import type { BatchingProducer } from './producer';
+import type { BatchingProducer, OutboundMessage } from './producer';
 
 export interface InboundMessage {
   topic: string;
@@ -93,7 +93,30 @@ const rebalances = counter({
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-function toInbound(topic: string, partition: number, m: KafkaMessage): InboundMessage {
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * The DLQ copy of a poison message: same key and value, its original headers, plus the stage
+ * and error (DESIGN.md) and where it came from, so it can be inspected and re-injected.
+ */
+export function deadLetterRecord(message: InboundMessage, stage: string, error: unknown): OutboundMessage {
+  return {
+    key: message.key,
+    value: message.value,
+    headers: {
+      ...message.headers,
+      [HEADER_STAGE]: stage,
+      [HEADER_ERROR]: errorText(error).slice(0, 1_000),
+      [HEADER_SOURCE_TOPIC]: message.topic,
+      [HEADER_SOURCE_PARTITION]: String(message.partition),
+      [HEADER_SOURCE_OFFSET]: message.offset,
+    },
+  };
+}
+
+export function toInbound(topic: string, partition: number, m: KafkaMessage): InboundMessage {
   return {
     topic,
     partition,
@@ -219,25 +242,11 @@ export class CommitAfterWorkConsumer<T> {
 
   private async deadLetter(message: InboundMessage, error: unknown): Promise<void> {
     const o = this.options;
-    const reason = error instanceof Error ? error.message : String(error);
     o.logger.warn(
-      { topic: message.topic, partition: message.partition, offset: message.offset, error: reason.slice(0, 500) },
+      { topic: message.topic, partition: message.partition, offset: message.offset, error: errorText(error).slice(0, 500) },
       'poison message routed to the DLQ',
     );
-    await o.producer.send(o.dlqTopic, [
-      {
-        key: message.key,
-        value: message.value,
-        headers: {
-          ...message.headers,
-          [HEADER_STAGE]: o.stage,
-          [HEADER_ERROR]: reason.slice(0, 1_000),
-          [HEADER_SOURCE_TOPIC]: message.topic,
-          [HEADER_SOURCE_PARTITION]: String(message.partition),
-          [HEADER_SOURCE_OFFSET]: message.offset,
-        },
-      },
-    ]);
+    await o.producer.send(o.dlqTopic, [deadLetterRecord(message, o.stage, error)]);
     processed.labels(message.topic, 'dead_letter').inc();
   }
 }

@@ -1,6 +1,8 @@
 export { createKafka, Kafka, type KafkaClientOptions } from './client';
 export {
   CommitAfterWorkConsumer,
+  deadLetterRecord,
+  toInbound,
   type BatchContext,
   type CommitAfterWorkConsumerOptions,
   type Decoded,

@@ -41,6 +41,8 @@ function serverProperties(brokerPort: number, controllerPort: number, logDir: st
     'transaction.state.log.min.isr=1',
     'transaction.state.log.num.partitions=1',
     'group.initial.rebalance.delay.ms=0',
+    // Crash tests run consumers with short sessions so a SIGKILLed member is replaced quickly.
+    'group.min.session.timeout.ms=1000',
     // Topics are created explicitly by libs/kafka, as in production.
     'auto.create.topics.enable=false',
     'num.network.threads=2',

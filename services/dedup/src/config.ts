@@ -1,0 +1,34 @@
+import { baseEnv, bool, kafkaEnv, nonNegativeInt, positiveInt, z } from '@cdp/config';
+
+const DAY_MS = 86_400_000;
+
+export const dedupEnv = z.object({
+  ...baseEnv,
+  ...kafkaEnv,
+  /** Consumer group of cdp.ingest; also names the transactional ids (`<group>-<partition>`). */
+  DEDUP_GROUP_ID: z.string().min(1).default('cdp-dedup'),
+  /** Where the per-partition level stores live (the StatefulSet volume). */
+  DEDUP_DATA_DIR: z.string().min(1).default('/var/lib/cdp-dedup'),
+  /** A copy is a duplicate when it arrives less than this after the first (on receivedAt). */
+  DEDUP_WINDOW_MS: positiveInt(28 * DAY_MS),
+  DEDUP_BLOOM_FPR: z.coerce.number().gt(0).lt(1).default(0.01),
+  DEDUP_BLOOM_MIN_KEYS: positiveInt(1_000_000),
+  DEDUP_STORE_CACHE_BYTES: positiveInt(8 * 1024 * 1024),
+  DEDUP_PURGE_INTERVAL_MS: positiveInt(60_000),
+  DEDUP_PARTITIONS_CONCURRENTLY: positiveInt(4),
+  KAFKA_SESSION_TIMEOUT_MS: positiveInt(30_000),
+  KAFKA_HEARTBEAT_INTERVAL_MS: positiveInt(3_000),
+  /** Create/verify the topics at start (local stack and tests; production uses the chart's job). */
+  KAFKA_ENSURE_TOPICS: bool(false),
+  KAFKA_TOPIC_PARTITIONS: positiveInt(12),
+  KAFKA_REPLICATION_FACTOR: positiveInt(3),
+  /**
+   * Fault injection for crash tests only: SIGKILL the process at this point with this
+   * probability. Never set in production.
+   */
+  DEDUP_FAULT_POINT: z.enum(['none', 'after-send', 'after-commit', 'during-repair']).default('none'),
+  DEDUP_FAULT_PROBABILITY: z.coerce.number().min(0).max(1).default(0),
+  DEDUP_FAULT_AFTER_MS: nonNegativeInt(0),
+});
+
+export type DedupConfig = z.infer<typeof dedupEnv>;

@@ -1,0 +1,246 @@
+import path from 'node:path';
+import type { Kafka, Producer } from 'kafkajs';
+import { parseMessageKey } from '@cdp/events';
+import { deadLetterRecord, HEADER_IN_OFFSET, HEADER_IN_PARTITION, type InboundMessage, type OutboundMessage } from '@cdp/kafka';
+import type { Logger } from '@cdp/log';
+import type { DedupConfig } from './config';
+import { decide, readReceivedAt } from './decide';
+import * as m from './metrics';
+import { readOutputTail } from './output-reader';
+import { PartitionStore } from './store';
+
+export interface WorkerTopics {
+  input: string;
+  output: string;
+  dlq: string;
+}
+
+export interface ChunkResult {
+  /** Offset to resolve in the consumer (last offset of the chunk). */
+  lastOffset: string;
+  accepted: number;
+  duplicates: number;
+}
+
+/** Thrown when another owner fenced this partition's transactional id: stop, never retry. */
+export class FencedError extends Error {
+  constructor(partition: number, cause: unknown) {
+    super(`partition ${partition}: producer fenced by a newer owner`, { cause });
+    this.name = 'FencedError';
+  }
+}
+
+const FENCED = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED']);
+
+function isFenced(error: unknown): boolean {
+  for (let e: unknown = error; e; e = (e as { cause?: unknown }).cause) {
+    if (FENCED.has((e as { type?: string }).type ?? '')) return true;
+  }
+  return false;
+}
+
+export function crashPoint(config: DedupConfig, point: DedupConfig['DEDUP_FAULT_POINT'], startedAt: number): void {
+  if (config.DEDUP_FAULT_POINT !== point || Date.now() - startedAt < config.DEDUP_FAULT_AFTER_MS) return;
+  if (Math.random() < config.DEDUP_FAULT_PROBABILITY) process.kill(process.pid, 'SIGKILL');
+}
+
+/**
+ * Owns one input partition P while this process is assigned it:
+ * - a transactional producer with id `<group>-<P>`: taking it over fences any previous owner
+ *   (a zombie after a GC pause or partition cannot publish or commit any more);
+ * - each chunk is published to output partition P and its input offsets are committed in one
+ *   Kafka transaction, so output and progress never disagree;
+ * - the level store is a cache of the output: on takeover it is repaired from the output tail
+ *   (read_committed) past its checkpoint, and input already present there is skipped using the
+ *   `cdp-in-offset` header (the seed's recovery rule).
+ */
+export class PartitionWorker {
+  private producer: Producer | undefined;
+  private store: PartitionStore | undefined;
+  private resumeFrom = -1;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly startedAt = Date.now();
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly config: DedupConfig,
+    private readonly topics: WorkerTopics,
+    readonly partition: number,
+    readonly generation: number,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Runs `fn` exclusively (processing, purge and close never interleave on one partition). */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  get transactionalId(): string {
+    return `${this.config.DEDUP_GROUP_ID}-${this.topics.input}-${this.partition}`;
+  }
+
+  /** `heartbeat` keeps group membership alive during a long repair. */
+  init(heartbeat: () => Promise<void>): Promise<void> {
+    return this.exclusive(async () => {
+      const stop = m.rebuildDuration.startTimer();
+      const p = this.partition;
+      this.store = await PartitionStore.open(path.join(this.config.DEDUP_DATA_DIR, `${this.topics.input}-${p}`), {
+        windowMs: this.config.DEDUP_WINDOW_MS,
+        bloomFpr: this.config.DEDUP_BLOOM_FPR,
+        minBloomCapacity: this.config.DEDUP_BLOOM_MIN_KEYS,
+        cacheBytes: this.config.DEDUP_STORE_CACHE_BYTES,
+      });
+      this.producer = this.kafka.producer({
+        transactionalId: this.transactionalId,
+        maxInFlightRequests: 1,
+        idempotent: true,
+        allowAutoTopicCreation: false,
+        transactionTimeout: 60_000,
+      });
+      await this.producer.connect();
+      // InitProducerId with our transactional id: bumps the epoch (fencing the previous owner)
+      // and aborts its open transaction before we read the output.
+      const fence = await this.producer.transaction();
+      await fence.abort();
+
+      const store = this.store;
+      const pending: Array<{ key: string; receivedAtMs: number }> = [];
+      let lastOffset = store.outputOffset;
+      const flush = async () => {
+        if (pending.length === 0) return;
+        await store.record(pending.splice(0), lastOffset);
+      };
+      const tail = await readOutputTail(
+        this.kafka,
+        this.topics.output,
+        p,
+        store.outputOffset + 1,
+        async (record) => {
+          crashPoint(this.config, 'during-repair', this.startedAt);
+          lastOffset = record.offset;
+          if (Number(record.headers[HEADER_IN_PARTITION] ?? p) !== p) return;
+          pending.push({ key: record.key, receivedAtMs: readReceivedAt(record.value) });
+          m.repairedKeys.inc();
+          if (pending.length >= 1_000) {
+            await flush();
+            await heartbeat();
+          }
+        },
+        this.logger,
+      );
+      await flush();
+      this.resumeFrom = tail.lastInOffset + 1;
+      m.storeKeys.labels(String(p)).set(store.size);
+      m.bloomBytes.labels(String(p)).set(store.bloomBytes);
+      const seconds = stop();
+      this.logger.info(
+        { partition: p, repaired: tail.records, resumeFrom: this.resumeFrom, storeKeys: store.size, seconds },
+        'partition taken over',
+      );
+    });
+  }
+
+  /** Dedups one chunk (offset order) in one transaction. Throws FencedError if taken over. */
+  process(messages: InboundMessage[]): Promise<ChunkResult> {
+    return this.exclusive(async () => {
+      const store = this.store!;
+      const producer = this.producer!;
+      const last = messages[messages.length - 1];
+      // Already in the output (published by a previous owner whose offsets did not commit).
+      const fresh = messages.filter((msg) => Number(msg.offset) >= this.resumeFrom);
+      m.skippedOnResume.inc(messages.length - fresh.length);
+
+      const candidates: Array<{ key: string; receivedAtMs: number; message: InboundMessage; sourceId: string }> = [];
+      const poison: OutboundMessage[] = [];
+      for (const message of fresh) {
+        try {
+          if (!message.key) throw new Error('message has no key');
+          const { sourceId } = parseMessageKey(message.key);
+          candidates.push({ key: message.key, receivedAtMs: readReceivedAt(message.value), message, sourceId });
+        } catch (error) {
+          this.logger.warn({ partition: this.partition, offset: message.offset, error: (error as Error).message }, 'poison message routed to the DLQ');
+          poison.push(deadLetterRecord(message, 'dedup', error));
+        }
+      }
+      const seen = await store.lookup([...new Set(candidates.map((c) => c.key))]);
+      const { accepted, duplicates } = decide(candidates, seen, this.config.DEDUP_WINDOW_MS);
+
+      const stop = m.transactionDuration.startTimer();
+      let outputBase = -1;
+      try {
+        const txn = await producer.transaction();
+        try {
+          if (accepted.length > 0) {
+            const meta = await txn.send({
+              topic: this.topics.output,
+              acks: -1,
+              messages: accepted.map((c) => ({
+                key: c.message.key,
+                value: c.message.value,
+                partition: this.partition,
+                headers: {
+                  ...c.message.headers,
+                  [HEADER_IN_PARTITION]: String(this.partition),
+                  [HEADER_IN_OFFSET]: c.message.offset,
+                },
+              })),
+            });
+            outputBase = Number(meta.find((r) => r.partition === this.partition)?.baseOffset ?? -1);
+          }
+          if (poison.length > 0) await txn.send({ topic: this.topics.dlq, acks: -1, messages: poison });
+          crashPoint(this.config, 'after-send', this.startedAt);
+          await txn.sendOffsets({
+            consumerGroupId: this.config.DEDUP_GROUP_ID,
+            topics: [{ topic: this.topics.input, partitions: [{ partition: this.partition, offset: String(Number(last.offset) + 1) }] }],
+          });
+          await txn.commit();
+        } catch (error) {
+          if (txn.isActive()) await txn.abort().catch(() => undefined);
+          throw error;
+        }
+      } catch (error) {
+        if (isFenced(error)) throw new FencedError(this.partition, error);
+        throw error;
+      } finally {
+        stop();
+      }
+      crashPoint(this.config, 'after-commit', this.startedAt);
+
+      if (accepted.length > 0) {
+        await store.record(
+          accepted.map((c) => ({ key: c.key, receivedAtMs: c.receivedAtMs })),
+          outputBase >= 0 ? outputBase + accepted.length - 1 : store.outputOffset,
+        );
+      }
+      m.accepted.inc(accepted.length);
+      for (const d of duplicates) m.duplicates.labels(d.sourceId).inc();
+      m.deadLettered.inc(poison.length);
+      m.storeKeys.labels(String(this.partition)).set(store.size);
+      m.bloomBytes.labels(String(this.partition)).set(store.bloomBytes);
+      return { lastOffset: last.offset, accepted: accepted.length, duplicates: duplicates.length };
+    });
+  }
+
+  purgeExpired(): Promise<number> {
+    return this.exclusive(async () => {
+      if (!this.store) return 0;
+      const purged = await this.store.purgeExpired();
+      m.purgedKeys.inc(purged);
+      m.storeKeys.labels(String(this.partition)).set(this.store.size);
+      return purged;
+    });
+  }
+
+  close(): Promise<void> {
+    return this.exclusive(async () => {
+      await this.producer?.disconnect().catch(() => undefined);
+      await this.store?.close().catch(() => undefined);
+      m.storeKeys.remove(String(this.partition));
+      m.bloomBytes.remove(String(this.partition));
+      this.producer = undefined;
+      this.store = undefined;
+    });
+  }
+}

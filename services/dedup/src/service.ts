@@ -1,0 +1,176 @@
+import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
+import { ensureTopics, toInbound, topicNames, topicSpecs } from '@cdp/kafka';
+import { errorFields, type Logger } from '@cdp/log';
+import { counter, gauge } from '@cdp/metrics';
+import type { DedupConfig } from './config';
+import { FencedError, PartitionWorker, type WorkerTopics } from './partition-worker';
+
+const rebalances = counter({ name: 'cdp_dedup_rebalances_total', help: 'Group joins (after a rebalance) of this process' });
+const ownedPartitions = gauge({ name: 'cdp_dedup_owned_partitions', help: 'Input partitions this process owns' });
+const lag = gauge({
+  name: 'cdp_dedup_lag_messages',
+  help: 'Messages behind the input high watermark, per owned partition',
+  labelNames: ['partition'] as const,
+});
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Consumes cdp.ingest and publishes first copies to cdp.deduped. One PartitionWorker per owned
+ * partition; offsets are committed inside each worker's transactions, never by the consumer.
+ */
+export class DedupService {
+  private readonly consumer: Consumer;
+  readonly topics: WorkerTopics;
+  private workers = new Map<number, PartitionWorker>();
+  private generation = 0;
+  private joined = false;
+  private stopping = false;
+  private purgeTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly config: DedupConfig,
+    private readonly logger: Logger,
+    private readonly onFatal: (error: unknown) => void,
+  ) {
+    const names = topicNames(config.CDP_TOPIC_PREFIX);
+    this.topics = { input: names.ingest, output: names.deduped, dlq: names.dlq };
+    this.consumer = kafka.consumer({
+      groupId: config.DEDUP_GROUP_ID,
+      allowAutoTopicCreation: false,
+      sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
+      heartbeatInterval: config.KAFKA_HEARTBEAT_INTERVAL_MS,
+      // Read only committed output of upstream transactions (and our own, when rebuilding).
+      readUncommitted: false,
+    });
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
+      rebalances.inc();
+      this.joined = true;
+      const assigned = new Set(e.payload.memberAssignment[this.topics.input] ?? []);
+      // Every join may follow a period where another member owned our partitions: take each
+      // one over again (fence + repair) before processing it.
+      this.generation++;
+      ownedPartitions.set(assigned.size);
+      this.logger.info({ partitions: [...assigned], generation: this.generation }, 'assignment');
+      for (const [p, worker] of this.workers) {
+        this.workers.delete(p);
+        lag.remove(String(p));
+        void worker.close();
+      }
+    });
+    this.consumer.on(this.consumer.events.CRASH, (e) => {
+      this.joined = false;
+      this.logger.error({ ...errorFields(e.payload.error), restart: e.payload.restart }, 'consumer crashed');
+      if (!e.payload.restart) this.onFatal(e.payload.error);
+    });
+  }
+
+  get isReady(): boolean {
+    return this.joined && !this.stopping;
+  }
+
+  async start(): Promise<void> {
+    if (this.config.KAFKA_ENSURE_TOPICS) {
+      const admin = this.kafka.admin();
+      await admin.connect();
+      try {
+        const specs = topicSpecs({
+          prefix: this.config.CDP_TOPIC_PREFIX,
+          defaultPartitions: this.config.KAFKA_TOPIC_PARTITIONS,
+          replicationFactor: this.config.KAFKA_REPLICATION_FACTOR,
+          dedupWindowMs: this.config.DEDUP_WINDOW_MS,
+        });
+        await ensureTopics(admin, [specs.ingest, specs.deduped, specs.dlq]);
+      } finally {
+        await admin.disconnect();
+      }
+    }
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topics: [this.topics.input], fromBeginning: true });
+    await this.consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: this.config.DEDUP_PARTITIONS_CONCURRENTLY,
+      eachBatch: (payload) => this.eachBatch(payload),
+    });
+    this.purgeTimer = setInterval(() => void this.purge(), this.config.DEDUP_PURGE_INTERVAL_MS);
+    this.purgeTimer.unref();
+  }
+
+  private async workerFor(partition: number, heartbeat: () => Promise<void>): Promise<PartitionWorker> {
+    const existing = this.workers.get(partition);
+    if (existing && existing.generation === this.generation) return existing;
+    const worker = new PartitionWorker(this.kafka, this.config, this.topics, partition, this.generation, this.logger);
+    this.workers.set(partition, worker);
+    try {
+      await worker.init(heartbeat);
+    } catch (error) {
+      this.workers.delete(partition);
+      await worker.close();
+      throw error;
+    }
+    return worker;
+  }
+
+  private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    if (batch.isEmpty()) return;
+    const alive = () => !this.stopping && isRunning() && !isStale();
+    let worker: PartitionWorker;
+    try {
+      worker = await this.workerFor(batch.partition, heartbeat);
+    } catch (error) {
+      this.logger.warn({ ...errorFields(error), partition: batch.partition }, 'partition takeover failed; will retry');
+      await sleep(1_000);
+      return;
+    }
+    const messages = batch.messages.map((msg) => toInbound(batch.topic, batch.partition, msg));
+    let delay = 200;
+    while (alive()) {
+      try {
+        const result = await worker.process(messages);
+        resolveOffset(result.lastOffset);
+        lag.labels(String(batch.partition)).set(Math.max(0, Number(batch.highWatermark) - Number(result.lastOffset) - 1));
+        await heartbeat();
+        return;
+      } catch (error) {
+        if (error instanceof FencedError) {
+          // Another process owns this partition now; wait for the rebalance to tell us.
+          this.logger.warn({ partition: batch.partition }, error.message);
+          this.workers.delete(batch.partition);
+          await worker.close();
+          await sleep(1_000);
+          return;
+        }
+        this.logger.warn({ ...errorFields(error), partition: batch.partition, retryInMs: delay }, 'chunk failed; retrying');
+        await sleep(delay);
+        delay = Math.min(delay * 2, 10_000);
+        await heartbeat().catch(() => undefined);
+      }
+    }
+  }
+
+  private async purge(): Promise<void> {
+    for (const worker of this.workers.values()) {
+      try {
+        await worker.purgeExpired();
+      } catch (error) {
+        this.logger.warn({ ...errorFields(error), partition: worker.partition }, 'purge failed');
+      }
+    }
+  }
+
+  /** Testing and operations: purge now instead of waiting for the timer. */
+  purgeNow(): Promise<void> {
+    return this.purge();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.purgeTimer);
+    // Waits for the in-flight chunks (each ends in a committed or aborted transaction).
+    await this.consumer.disconnect();
+    await Promise.all([...this.workers.values()].map((w) => w.close()));
+    this.workers.clear();
+  }
+}

@@ -1,0 +1,151 @@
+// Test support (not shipped behaviour): run dedup as a real process, feed it envelopes and
+// read what it published, through the real broker.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { messageKey, type Envelope } from '@cdp/events';
+import { BatchingProducer, createKafka, ensureTopics, topicSpecs, type OutboundMessage } from '@cdp/kafka';
+import { createLogger, type Logger } from '@cdp/log';
+import { freePort, requireEnv, testTopicPrefix } from '@cdp/testkit';
+import type { Kafka } from 'kafkajs';
+
+const MAIN = path.join(__dirname, '..', '..', 'dist', 'main.js');
+export const logger: Logger = createLogger({ name: 'dedup-test', level: process.env.TEST_LOG_LEVEL ?? 'warn' });
+
+export interface DedupProcess {
+  child: ChildProcess;
+  opsPort: number;
+  exited: Promise<number | null>;
+  kill(signal?: NodeJS.Signals): Promise<number | null>;
+  metrics(): Promise<string>;
+}
+
+export interface DedupTestEnv {
+  prefix: string;
+  dataDir: string;
+  groupId: string;
+  kafka: Kafka;
+  producer: BatchingProducer;
+  partitions: number;
+  close(): Promise<void>;
+}
+
+export async function createDedupTestEnv(label: string, partitions = 2): Promise<DedupTestEnv> {
+  const prefix = testTopicPrefix(label);
+  const kafka = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: `test-${label}`, logger });
+  const admin = kafka.admin();
+  await admin.connect();
+  const specs = topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: partitions });
+  await ensureTopics(admin, [specs.ingest, specs.deduped, specs.dlq]);
+  await admin.disconnect();
+  const producer = new BatchingProducer(kafka, { logger });
+  await producer.connect();
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `dedup-${label}-`));
+  return {
+    prefix,
+    dataDir,
+    groupId: `${prefix}dedup`,
+    kafka,
+    producer,
+    partitions,
+    close: async () => {
+      await producer.disconnect();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function startDedup(env: DedupTestEnv, extra: Record<string, string> = {}): Promise<DedupProcess> {
+  const opsPort = await freePort();
+  const child = spawn(process.execPath, [MAIN], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
+      CDP_TOPIC_PREFIX: env.prefix,
+      DEDUP_GROUP_ID: env.groupId,
+      DEDUP_DATA_DIR: env.dataDir,
+      OPS_PORT: String(opsPort),
+      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+      KAFKA_SESSION_TIMEOUT_MS: '6000',
+      KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
+      DEDUP_BLOOM_MIN_KEYS: '10000',
+      ...extra,
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const proc: DedupProcess = {
+    child,
+    opsPort,
+    exited,
+    kill: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+    metrics: async () => (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text(),
+  };
+  return proc;
+}
+
+/** Waits until the process answers /readyz 200 (it joined the group), or it died. */
+export async function waitReady(proc: DedupProcess, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (proc.child.exitCode !== null || proc.child.signalCode !== null) throw new Error('dedup exited before ready');
+    const ok = await fetch(`http://127.0.0.1:${proc.opsPort}/readyz`)
+      .then((r) => r.ok)
+      .catch(() => false);
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error('dedup not ready in time');
+}
+
+export function envelope(sourceId: string, messageId: string, receivedAt: Date): OutboundMessage {
+  const value: Envelope = {
+    v: 1,
+    sourceId,
+    messageId,
+    receivedAt: receivedAt.toISOString(),
+    message: { type: 'track', messageId, userId: 'u1', event: 'Test', receivedAt: receivedAt.toISOString() },
+  };
+  return { key: messageKey(sourceId, messageId), value: JSON.stringify(value) };
+}
+
+/**
+ * Reads the whole output topic (read_committed) until it holds `atLeast` records and nothing
+ * new arrived for `quietMs`, or the timeout passes. Returns the keys in read order.
+ */
+export async function readOutputKeys(env: DedupTestEnv, topic: string, atLeast: number, quietMs = 3_000, timeoutMs = 90_000): Promise<string[]> {
+  const keys: string[] = [];
+  const consumer = env.kafka.consumer({ groupId: `${env.prefix}reader-${Math.random().toString(36).slice(2)}`, sessionTimeout: 6_000, heartbeatInterval: 1_000 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  let lastArrival = Date.now();
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      keys.push(message.key?.toString() ?? '(null key)');
+      lastArrival = Date.now();
+    },
+  });
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && !(keys.length >= atLeast && Date.now() - lastArrival > quietMs)) {
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  await consumer.disconnect();
+  return keys;
+}
+
+export function metricValue(text: string, name: string, labels = ''): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `) || (labels === '' && l.startsWith(`${name} `)));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
+/** Sum of a metric over all its label sets. */
+export function metricSum(text: string, name: string): number {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+}
