@@ -35,7 +35,7 @@ module.exports = {
       ...shared,
       displayName: 'unit',
       testMatch: ['<rootDir>/{libs,services}/**/*.test.ts'],
-      testPathIgnorePatterns: [...shared.testPathIgnorePatterns, '\\.int\\.test\\.ts$', '\\.e2e\\.test\\.ts$'],
+      testPathIgnorePatterns: [...shared.testPathIgnorePatterns, '\\.(int|e2e|chaos)\\.test\\.ts$'],
     },
     {
       ...shared,
@@ -44,6 +44,15 @@ module.exports = {
       globalSetup: '<rootDir>/libs/testkit/jest/global-setup.js',
       globalTeardown: '<rootDir>/libs/testkit/jest/global-teardown.js',
       setupFilesAfterEnv: ['<rootDir>/libs/testkit/jest/integration-timeout.js'],
+    },
+    {
+      // Multi-process crash/kill tests on the real harness; `scripts/chaos.sh` runs them.
+      ...shared,
+      displayName: 'chaos',
+      testMatch: ['<rootDir>/{libs,services}/**/*.chaos.test.ts'],
+      globalSetup: '<rootDir>/libs/testkit/jest/global-setup.js',
+      globalTeardown: '<rootDir>/libs/testkit/jest/global-teardown.js',
+      setupFilesAfterEnv: ['<rootDir>/libs/testkit/jest/chaos-timeout.js'],
     },
     {
       ...shared,

@@ -7,3 +7,4 @@ export { currentRunId, newRunId, runAgeMs, testDatabaseName, testTopicPrefix, un
 export { startInfra, stopInfra, type InfraState } from './infra';
 export { resolveJars } from './maven';
 export { REPO_ROOT } from './paths';
+export { cpuSeconds, rssBytes, sampleRss } from './proc-stats';

@@ -7,10 +7,12 @@ import { BloomFilter } from './bloom';
 //   t<bucket>:<key>           → ''  (expiry index: bucket = floor(receivedAt / bucketMs))
 //   m:outputOffset            → last cdp.deduped offset whose key is applied here
 //   m:streamTime              → highest receivedAt seen (drives expiry, so it is replayable)
+//   m:keyCount                → live keys (sizes the filter at open)
 const KEY = 'k';
 const TIME = 't';
 const META_OUTPUT_OFFSET = 'm:outputOffset';
 const META_STREAM_TIME = 'm:streamTime';
+const META_KEY_COUNT = 'm:keyCount';
 const BUCKET_DIGITS = 14;
 
 export interface PartitionStoreOptions {
@@ -79,27 +81,35 @@ export class PartitionStore {
     return this.bloom.memoryBytes;
   }
 
-  /** Rebuilds the filter from disk, sized for twice the live keys. */
+  /**
+   * Rebuilds the filter from disk in one pass, sized for twice the recorded key count (kept in
+   * the store's meta, so no counting pass is needed), reading keys in batches.
+   */
   async rebuildBloom(): Promise<void> {
+    const recorded = Number((await this.db.get(META_KEY_COUNT)) ?? 0);
+    const bloom = new BloomFilter(Math.max(this.options.minBloomCapacity, recorded * 2, 1), this.options.bloomFpr);
+    const it = this.db.iterator({ gt: KEY, lt: `${KEY}\uffff`, values: false });
     let count = 0;
-    const keys: string[] = [];
-    const it = this.db.keys({ gt: KEY, lt: `${KEY}\uffff` });
-    const bloom = new BloomFilter(Math.max(this.options.minBloomCapacity, 1), this.options.bloomFpr);
-    // First pass counts while filling a provisional filter; a second pass only if it overflowed.
-    for await (const k of it) {
-      count++;
-      if (count <= bloom.capacity) bloom.add(k.slice(1));
-      else if (keys.length === 0) keys.push(k);
+    try {
+      for (;;) {
+        const entries = await it.nextv(10_000);
+        if (entries.length === 0) break;
+        for (const [k] of entries) bloom.add(k.slice(1));
+        count += entries.length;
+      }
+    } finally {
+      await it.close();
     }
-    if (count > bloom.capacity) {
-      const larger = new BloomFilter(count * 2, this.options.bloomFpr);
-      for await (const k of this.db.keys({ gt: KEY, lt: `${KEY}\uffff` })) larger.add(k.slice(1));
-      this.bloom = larger;
-    } else {
-      this.bloom = bloom;
-    }
+    this.bloom = bloom.isOverfull ? await this.rebuildLarger(count) : bloom;
     this.liveKeys = count;
     this.purgedSinceRebuild = 0;
+  }
+
+  /** Only when the recorded count was stale (e.g. an older store): a second, larger pass. */
+  private async rebuildLarger(count: number): Promise<BloomFilter> {
+    const bloom = new BloomFilter(count * 2, this.options.bloomFpr);
+    for await (const k of this.db.keys({ gt: KEY, lt: `${KEY}\uffff` })) bloom.add(k.slice(1));
+    return bloom;
   }
 
   /** receivedAt (ms) of the first accepted copy of each key that was seen, from disk. */
@@ -134,6 +144,7 @@ export class PartitionStore {
     const nextOffset = Math.max(this.outputOffset, outputOffset);
     ops.push({ type: 'put', key: META_OUTPUT_OFFSET, value: String(nextOffset) });
     ops.push({ type: 'put', key: META_STREAM_TIME, value: String(maxTime) });
+    ops.push({ type: 'put', key: META_KEY_COUNT, value: String(this.liveKeys + entries.length) });
     await this.db.batch(ops);
     for (const e of entries) this.bloom.add(e.key);
     this.liveKeys += entries.length;
@@ -175,6 +186,7 @@ export class PartitionStore {
     }
     await flush();
     this.liveKeys -= purged;
+    await this.db.put(META_KEY_COUNT, String(this.liveKeys));
     this.purgedSinceRebuild += purged;
     // Purged keys still answer "maybe" in the filter; rebuild once they are a large share.
     if (this.purgedSinceRebuild > Math.max(10_000, this.liveKeys / 4)) await this.rebuildBloom();

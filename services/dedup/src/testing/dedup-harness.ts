@@ -149,3 +149,40 @@ export function metricSum(text: string, name: string): number {
     .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
     .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
 }
+
+/** Keys that are missing from `out` or appear more than once, against the expected set. */
+export function exactlyOnceViolations(out: string[], expected: Set<string>): { missing: string[]; repeated: string[]; unexpected: string[] } {
+  const counts = new Map<string, number>();
+  for (const k of out) counts.set(k, (counts.get(k) ?? 0) + 1);
+  return {
+    missing: [...expected].filter((k) => !counts.has(k)),
+    repeated: [...counts].filter(([, n]) => n > 1).map(([k]) => k),
+    unexpected: [...counts.keys()].filter((k) => !expected.has(k)),
+  };
+}
+
+/**
+ * A stream of `unique` ids in which about `dupRate` of the messages are copies of earlier ones
+ * (as client retries are), fed in slices while `running()` so that kills hit live traffic.
+ */
+export function makeStreamWithDuplicates(sourceId: string, unique: number, dupRate: number, t0 = Date.UTC(2026, 0, 1)) {
+  const messages: OutboundMessage[] = [];
+  const expected = new Set<string>();
+  for (let i = 0; i < unique; i++) {
+    const id = `m${i}`;
+    messages.push(envelope(sourceId, id, new Date(t0 + i)));
+    expected.add(`${sourceId}:${id}`);
+    if (Math.random() < dupRate / (1 - dupRate)) {
+      const j = Math.floor(Math.random() * (i + 1));
+      messages.push(envelope(sourceId, `m${j}`, new Date(t0 + i)));
+    }
+  }
+  return { messages, expected };
+}
+
+export async function feed(env: DedupTestEnv, topic: string, messages: OutboundMessage[], sliceSize: number, pauseMs: number): Promise<void> {
+  for (let i = 0; i < messages.length; i += sliceSize) {
+    await env.producer.send(topic, messages.slice(i, i + sliceSize));
+    await new Promise((r) => setTimeout(r, pauseMs));
+  }
+}

@@ -1,0 +1,75 @@
+import fs from 'node:fs';
+import { topicNames } from '@cdp/kafka';
+import {
+  createDedupTestEnv,
+  exactlyOnceViolations,
+  feed,
+  logger,
+  makeStreamWithDuplicates,
+  readOutputKeys,
+  startDedup,
+  waitReady,
+  type DedupProcess,
+} from './testing/dedup-harness';
+
+// Kills per round; `scripts/chaos.sh long` raises them.
+const RANDOM_KILLS = Number(process.env.CDP_CHAOS_RANDOM_KILLS ?? 20);
+const FIXED_POINT_ROUNDS = Number(process.env.CDP_CHAOS_FIXED_ROUNDS ?? 3);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const CHAOS_ENV = { KAFKA_SESSION_TIMEOUT_MS: '3000', KAFKA_HEARTBEAT_INTERVAL_MS: '500' };
+
+/** Waits for the process to kill itself at its fault point; true if it did before `ms`. */
+async function untilExitOr(proc: DedupProcess, ms: number): Promise<boolean> {
+  const selfKilled = await Promise.race([proc.exited.then(() => true), sleep(ms).then(() => false)]);
+  await proc.kill('SIGKILL');
+  return selfKilled;
+}
+
+describe('dedup crash safety (real broker, real processes)', () => {
+  it(`publishes every unique messageId exactly once across ${RANDOM_KILLS} random SIGKILLs and kills at fixed points`, async () => {
+    const env = await createDedupTestEnv('crash', 3);
+    const topics = topicNames(env.prefix);
+    const unique = 300 * (RANDOM_KILLS + 4 * FIXED_POINT_ROUNDS);
+    const { messages, expected } = makeStreamWithDuplicates('web', unique, 0.1);
+    let kills = 0;
+    const fired = { 'after-send': 0, 'after-commit': 0, 'during-repair': 0 };
+    const feeding = feed(env, topics.ingest, messages, 100, 40);
+    try {
+      for (let round = 0; round < RANDOM_KILLS; round++) {
+        const proc = await startDedup(env, CHAOS_ENV);
+        await waitReady(proc).catch(() => undefined);
+        await sleep(300 + Math.random() * 2_500);
+        await proc.kill('SIGKILL');
+        kills++;
+      }
+      // Fixed points: inside the transaction after publishing (before the commit), after the
+      // commit before the store write, and in the middle of a repair of a lost store.
+      for (let round = 0; round < FIXED_POINT_ROUNDS; round++) {
+        for (const point of ['after-send', 'after-commit'] as const) {
+          const proc = await startDedup(env, { ...CHAOS_ENV, DEDUP_FAULT_POINT: point, DEDUP_FAULT_PROBABILITY: '0.2' });
+          if (await untilExitOr(proc, 15_000)) fired[point]++;
+          kills++;
+        }
+        fs.rmSync(env.dataDir, { recursive: true, force: true });
+        const proc = await startDedup(env, { ...CHAOS_ENV, DEDUP_FAULT_POINT: 'during-repair', DEDUP_FAULT_PROBABILITY: '0.002' });
+        if (await untilExitOr(proc, 15_000)) fired['during-repair']++;
+        kills++;
+      }
+      await feeding;
+      const survivor = await startDedup(env, CHAOS_ENV);
+      await waitReady(survivor);
+      const out = await readOutputKeys(env, topics.deduped, expected.size, 5_000, 180_000);
+      await survivor.kill('SIGTERM');
+      const v = exactlyOnceViolations(out, expected);
+      logger.warn({ kills, fired, input: messages.length, unique: expected.size, output: out.length }, 'crash test');
+      expect(kills).toBeGreaterThanOrEqual(RANDOM_KILLS + 3 * FIXED_POINT_ROUNDS);
+      // Each fixed point really was hit at least once (the process killed itself there).
+      for (const n of Object.values(fired)) expect(n).toBeGreaterThan(0);
+      expect({ missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
+      expect(out).toHaveLength(expected.size);
+    } finally {
+      await feeding.catch(() => undefined);
+      await env.close();
+    }
+  });
+});
