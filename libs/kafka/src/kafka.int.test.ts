@@ -214,3 +214,22 @@ describe('kafka lib against the real broker', () => {
     expect(dlq[0].headers['cdp-source-offset']).toBe('1');
   });
 });
+
+describe('BatchingProducer under load', () => {
+  it('splits concurrent sends into requests under the broker message size limit', async () => {
+    const admin = kafka().admin();
+    await admin.connect();
+    const specs = await createTopics(admin, testTopicPrefix('bulk'));
+    await admin.disconnect();
+    const producer = new BatchingProducer(kafka(), { logger });
+    await producer.connect();
+    const value = 'x'.repeat(1_000);
+    // 5,000 × 1 KB sent concurrently: several MB, far above the 1 MiB per-batch limit.
+    await Promise.all(
+      Array.from({ length: 50 }, (_, i) => producer.send(specs.ingest.name, Array.from({ length: 100 }, (_, j) => ({ key: `k${i}-${j}`, value })))),
+    );
+    await producer.disconnect();
+    const got = await readAll(specs.ingest.name, 5_000);
+    expect(got).toHaveLength(5_000);
+  });
+});

@@ -31,9 +31,21 @@ const produceBatchSize = histogram({
   buckets: [1, 5, 10, 50, 100, 500, 1000, 5000, 10000],
 });
 
+function sizeOf(messages: OutboundMessage[]): number {
+  let bytes = 0;
+  for (const m of messages) {
+    bytes += 70; // record overhead: offsets, timestamps, lengths
+    if (m.key) bytes += Buffer.byteLength(m.key);
+    if (m.value) bytes += typeof m.value === 'string' ? Buffer.byteLength(m.value) : m.value.length;
+    for (const [k, v] of Object.entries(m.headers ?? {})) bytes += k.length + Buffer.byteLength(v);
+  }
+  return bytes;
+}
+
 interface Pending {
   topic: string;
   messages: OutboundMessage[];
+  bytes: number;
   resolve: () => void;
   reject: (error: unknown) => void;
   stop: () => void;
@@ -43,6 +55,11 @@ export interface BatchingProducerOptions {
   logger: Logger;
   /** Most messages in one produce request. */
   maxBatchMessages?: number;
+  /**
+   * Most bytes (keys + values) in one produce request; below the broker's `message.max.bytes`
+   * (1 MiB by default), which applies to each partition's record batch.
+   */
+  maxBatchBytes?: number;
   /** kafkajs producer options (retry, transactionalId...). Idempotence and acks=all are fixed. */
   producerConfig?: Omit<ProducerConfig, 'idempotent'>;
   /** Broker-side wait for in-sync replicas, ms. */
@@ -61,12 +78,14 @@ export class BatchingProducer {
   private flushing: Promise<void> | undefined;
   private connected = false;
   private readonly maxBatch: number;
+  private readonly maxBytes: number;
 
   constructor(
     kafka: Kafka,
     private readonly options: BatchingProducerOptions,
   ) {
     this.maxBatch = options.maxBatchMessages ?? 10_000;
+    this.maxBytes = options.maxBatchBytes ?? 900_000;
     this.producer = kafka.producer({
       allowAutoTopicCreation: false,
       ...options.producerConfig,
@@ -88,7 +107,7 @@ export class BatchingProducer {
     if (messages.length === 0) return Promise.resolve();
     if (!this.connected) return Promise.reject(new Error('producer is not connected'));
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ topic, messages, resolve, reject, stop: produceDuration.startTimer() });
+      this.queue.push({ topic, messages, bytes: sizeOf(messages), resolve, reject, stop: produceDuration.startTimer() });
       this.flushing ??= this.drain();
     });
   }
@@ -99,10 +118,13 @@ export class BatchingProducer {
     while (this.queue.length > 0) {
       const batch: Pending[] = [];
       let count = 0;
-      while (this.queue.length > 0 && (batch.length === 0 || count + this.queue[0].messages.length <= this.maxBatch)) {
+      let bytes = 0;
+      const fits = (p: Pending) => count + p.messages.length <= this.maxBatch && bytes + p.bytes <= this.maxBytes;
+      while (this.queue.length > 0 && (batch.length === 0 || fits(this.queue[0]))) {
         const next = this.queue.shift()!;
         batch.push(next);
         count += next.messages.length;
+        bytes += next.bytes;
       }
       const byTopic = new Map<string, Message[]>();
       for (const p of batch) {
