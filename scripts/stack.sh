@@ -1,13 +1,37 @@
 #!/usr/bin/env bash
 # The local stack (README: `npm start`): installs, builds, starts every dependency on free
-# loopback ports (endpoints in .infra/env) and then the services. Ctrl-C stops it all.
+# loopback ports (endpoints in .infra/env), then each built service with that env. Ctrl-C (or
+# SIGTERM) stops the services gracefully, then the dependencies.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 install_deps
 pnpm -s build
+pids=()
+stop_all() {
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" 2>/dev/null || true
+  node libs/testkit/dist/cli.js down
+}
+trap stop_all EXIT INT TERM
 node libs/testkit/dist/cli.js up "${CDP_INFRA_COMPONENTS:-all}"
-trap 'node libs/testkit/dist/cli.js down' EXIT INT TERM
-echo "dependencies are up (see .infra/env); press Ctrl-C to stop"
-# Services join here as they land (each reads .infra/env).
-while true; do sleep 3600; done
+set -a; source "${CDP_INFRA_DIR:-$REPO_ROOT/.infra}/env"; set +a
+
+# Local defaults: one broker, so replication factor 1; topics created by the services.
+export KAFKA_ENSURE_TOPICS=true KAFKA_REPLICATION_FACTOR=1 KAFKA_TOPIC_PARTITIONS=${KAFKA_TOPIC_PARTITIONS:-4}
+export CDP_WORKSPACE_FILE=${CDP_WORKSPACE_FILE:-$REPO_ROOT/config/workspace.sample.yaml}
+export CDP_SAMPLE_HMAC_SECRET=${CDP_SAMPLE_HMAC_SECRET:-local-dev-only-secret}
+ops_port=9100
+start_service() { # name, extra env...
+  local name=$1; shift
+  [ -f "services/$name/dist/main.js" ] || return 0
+  env OPS_PORT=$ops_port "$@" node "services/$name/dist/main.js" &
+  pids+=($!)
+  echo "  $name: pid $! ops http://127.0.0.1:$ops_port (healthz, readyz, metrics)"
+  ops_port=$((ops_port + 1))
+}
+echo "services:"
+start_service dedup DEDUP_DATA_DIR="$REPO_ROOT/.infra/dedup-data"
+echo "the stack is up (dependencies in .infra/env); press Ctrl-C to stop"
+wait -n "${pids[@]}" 2>/dev/null || while true; do sleep 3600; done
