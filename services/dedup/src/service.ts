@@ -23,6 +23,8 @@ export class DedupService {
   private readonly consumer: Consumer;
   readonly topics: WorkerTopics;
   private workers = new Map<number, PartitionWorker>();
+  /** Workers being closed: a new owner of the partition waits for the store to be released. */
+  private closing = new Map<number, Promise<void>>();
   private generation = 0;
   private joined = false;
   private stopping = false;
@@ -53,10 +55,9 @@ export class DedupService {
       this.generation++;
       ownedPartitions.set(assigned.size);
       this.logger.info({ partitions: [...assigned], generation: this.generation }, 'assignment');
-      for (const [p, worker] of this.workers) {
-        this.workers.delete(p);
-        lag.remove(String(p));
-        void worker.close();
+      for (const worker of [...this.workers.values()]) {
+        lag.remove(String(worker.partition));
+        void this.discard(worker);
       }
     });
     this.consumer.on(this.consumer.events.CRASH, (e) => {
@@ -98,16 +99,27 @@ export class DedupService {
     this.purgeTimer.unref();
   }
 
+  /** Forgets a worker and closes it; its partition's next chunk takes the partition over again. */
+  private discard(worker: PartitionWorker): Promise<void> {
+    if (this.workers.get(worker.partition) === worker) this.workers.delete(worker.partition);
+    const closed = worker.close().finally(() => {
+      if (this.closing.get(worker.partition) === closed) this.closing.delete(worker.partition);
+    });
+    this.closing.set(worker.partition, closed);
+    return closed;
+  }
+
   private async workerFor(partition: number, heartbeat: () => Promise<void>): Promise<PartitionWorker> {
     const existing = this.workers.get(partition);
     if (existing && existing.generation === this.generation) return existing;
+    if (existing) await this.discard(existing);
+    await this.closing.get(partition);
     const worker = new PartitionWorker(this.kafka, this.config, this.topics, partition, this.generation, this.logger);
     this.workers.set(partition, worker);
     try {
       await worker.init(heartbeat);
     } catch (error) {
-      this.workers.delete(partition);
-      await worker.close();
+      await this.discard(worker);
       throw error;
     }
     return worker;
@@ -116,29 +128,25 @@ export class DedupService {
   private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     if (batch.isEmpty()) return;
     const alive = () => !this.stopping && isRunning() && !isStale();
-    let worker: PartitionWorker;
-    try {
-      worker = await this.workerFor(batch.partition, heartbeat);
-    } catch (error) {
-      this.logger.warn({ ...errorFields(error), partition: batch.partition }, 'partition takeover failed; will retry');
-      await sleep(1_000);
-      return;
-    }
     const messages = batch.messages.map((msg) => toInbound(batch.topic, batch.partition, msg));
     let delay = 200;
     while (alive()) {
+      let worker: PartitionWorker | undefined;
       try {
+        worker = await this.workerFor(batch.partition, heartbeat);
         const result = await worker.process(messages);
         resolveOffset(result.lastOffset);
         lag.labels(String(batch.partition)).set(Math.max(0, Number(batch.highWatermark) - Number(result.lastOffset) - 1));
         await heartbeat();
         return;
       } catch (error) {
+        // Whatever failed (transaction, store write, takeover), the retry starts from a fresh
+        // takeover: fence again and repair the store from the output, so a chunk whose
+        // transaction did commit is never published twice.
+        if (worker) await this.discard(worker);
         if (error instanceof FencedError) {
-          // Another process owns this partition now; wait for the rebalance to tell us.
+          // Another process owns this partition now; the rebalance will tell us.
           this.logger.warn({ partition: batch.partition }, error.message);
-          this.workers.delete(batch.partition);
-          await worker.close();
           await sleep(1_000);
           return;
         }
@@ -170,7 +178,7 @@ export class DedupService {
     clearInterval(this.purgeTimer);
     // Waits for the in-flight chunks (each ends in a committed or aborted transaction).
     await this.consumer.disconnect();
-    await Promise.all([...this.workers.values()].map((w) => w.close()));
-    this.workers.clear();
+    await Promise.all([...this.workers.values()].map((w) => this.discard(w)));
+    await Promise.all(this.closing.values());
   }
 }
