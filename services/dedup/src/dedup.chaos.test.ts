@@ -33,29 +33,39 @@ describe('dedup crash safety (real broker, real processes)', () => {
     const { messages, expected } = makeStreamWithDuplicates('web', unique, 0.1);
     let kills = 0;
     const fired = { 'after-send': 0, 'after-commit': 0, 'during-repair': 0 };
-    const feeding = feed(env, topics.ingest, messages, 100, 40);
+    type Round = { kind: 'random' } | { kind: 'fixed'; point: keyof typeof fired };
+    const rounds: Round[] = [
+      ...Array.from({ length: RANDOM_KILLS }, () => ({ kind: 'random' }) as Round),
+      ...Array.from({ length: FIXED_POINT_ROUNDS }, () =>
+        (['after-send', 'after-commit', 'during-repair'] as const).map((point) => ({ kind: 'fixed', point }) as Round),
+      ).flat(),
+    ];
+    // Every round gets its own slice of the stream, fed in small pieces while the process
+    // runs, so each kill (random or at a fault point) lands on live transactions.
+    const slice = Math.ceil(messages.length / rounds.length);
     try {
-      for (let round = 0; round < RANDOM_KILLS; round++) {
-        const proc = await startDedup(env, CHAOS_ENV);
-        await waitReady(proc).catch(() => undefined);
-        await sleep(300 + Math.random() * 2_500);
-        await proc.kill('SIGKILL');
-        kills++;
-      }
-      // Fixed points: inside the transaction after publishing (before the commit), after the
-      // commit before the store write, and in the middle of a repair of a lost store.
-      for (let round = 0; round < FIXED_POINT_ROUNDS; round++) {
-        for (const point of ['after-send', 'after-commit'] as const) {
-          const proc = await startDedup(env, { ...CHAOS_ENV, DEDUP_FAULT_POINT: point, DEDUP_FAULT_PROBABILITY: '0.2' });
-          if (await untilExitOr(proc, 15_000)) fired[point]++;
-          kills++;
+      for (const [i, round] of rounds.entries()) {
+        const part = messages.slice(i * slice, (i + 1) * slice);
+        if (round.kind === 'random') {
+          const proc = await startDedup(env, CHAOS_ENV);
+          const feeding = feed(env, topics.ingest, part, 20, 30);
+          await waitReady(proc).catch(() => undefined);
+          await sleep(300 + Math.random() * 2_500);
+          await proc.kill('SIGKILL');
+          await feeding;
+        } else {
+          // A lost store forces the next takeover to repair from the whole output partition.
+          if (round.point === 'during-repair') fs.rmSync(env.dataDir, { recursive: true, force: true });
+          const probability = round.point === 'during-repair' ? '0.002' : '0.3';
+          const proc = await startDedup(env, { ...CHAOS_ENV, DEDUP_FAULT_POINT: round.point, DEDUP_FAULT_PROBABILITY: probability });
+          await waitReady(proc).catch(() => undefined);
+          // Slowly, so the process runs many transactions (each one a chance to hit the point).
+          const feeding = feed(env, topics.ingest, part, 20, 100);
+          if (await untilExitOr(proc, 20_000)) fired[round.point]++;
+          await feeding;
         }
-        fs.rmSync(env.dataDir, { recursive: true, force: true });
-        const proc = await startDedup(env, { ...CHAOS_ENV, DEDUP_FAULT_POINT: 'during-repair', DEDUP_FAULT_PROBABILITY: '0.002' });
-        if (await untilExitOr(proc, 15_000)) fired['during-repair']++;
         kills++;
       }
-      await feeding;
       const survivor = await startDedup(env, CHAOS_ENV);
       await waitReady(survivor);
       const out = await readOutputKeys(env, topics.deduped, expected.size, 5_000, 180_000);
@@ -68,7 +78,6 @@ describe('dedup crash safety (real broker, real processes)', () => {
       expect({ missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
       expect(out).toHaveLength(expected.size);
     } finally {
-      await feeding.catch(() => undefined);
       await env.close();
     }
   });
