@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', '.cache/**', '.infra/**', '.tools/**', 'charts/**'] },
+  { ignores: ['**/dist/**', '**/node_modules/**', '.cache/**', '.infra/**', '.tools/**', 'charts/*/templates/**', 'charts/*/charts/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -19,7 +19,7 @@ export interface StartContext {
   dir: string;
 }
 
-export type ComponentName = 'kafka' | 'kafka2' | 'mysql' | 'consul' | 'dynamodb' | 's3';
+export type ComponentName = 'kafka' | 'kafka2' | 'mirror' | 'mysql' | 'consul' | 'dynamodb' | 's3';
 
 type Starter = (ctx: StartContext) => Promise<Started>;
 
@@ -49,13 +49,15 @@ const mysql: Starter = async () => {
 const starters: Record<ComponentName, Starter> = {
   kafka: kafka('KAFKA_BROKERS', 'kafka'),
   kafka2: kafka('KAFKA_SECONDARY_BROKERS', 'kafka2'),
+  // A secondary broker plus MirrorMaker 2 into the primary (tapi failover); replaces kafka2.
+  mirror: (ctx) => require('./mirror-maker').startMirrorComponent(ctx),
   mysql,
   consul,
   dynamodb: (ctx) => require('./dynamodb-local').startDynamoDbLocal(ctx),
   s3: (ctx) => require('./s3proxy').startS3Proxy(ctx),
 };
 
-export const ALL_COMPONENTS: ComponentName[] = ['kafka', 'mysql', 'consul'];
+export const ALL_COMPONENTS: ComponentName[] = ['kafka', 'mysql', 'consul', 'dynamodb', 's3'];
 
 export function parseComponents(list: string | undefined): ComponentName[] {
   if (!list || list === 'all') return ALL_COMPONENTS;

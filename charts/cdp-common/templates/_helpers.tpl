@@ -1,0 +1,93 @@
+{{/* Name of the workload: <release>-<chart>, unless fullnameOverride. */}}
+{{- define "cdp.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "cdp.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "cdp.labels" -}}
+{{ include "cdp.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | default .Chart.Version | quote }}
+app.kubernetes.io/part-of: cdp
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "cdp.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{/*
+Environment shared by every service: Kafka, topic prefix, log level, ops port, and the values
+of .Values.env (plain) and .Values.secretEnv (name → {secret, key}: never rendered in clear).
+*/}}
+{{- define "cdp.env" -}}
+- name: OPS_PORT
+  value: {{ .Values.ports.ops | quote }}
+- name: LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+{{- with .Values.global }}
+{{- if .kafkaBrokers }}
+- name: KAFKA_BROKERS
+  value: {{ .kafkaBrokers | quote }}
+{{- end }}
+- name: CDP_TOPIC_PREFIX
+  value: {{ .topicPrefix | default "cdp." | quote }}
+{{- end }}
+{{- range $name, $value := .Values.env }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- range $name, $ref := .Values.secretEnv }}
+- name: {{ $name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $ref.secret }}
+      key: {{ $ref.key }}
+{{- end }}
+{{- end -}}
+
+{{/* The ops listener: liveness on /healthz, readiness on /readyz, metrics on /metrics. */}}
+{{- define "cdp.probes" -}}
+livenessProbe:
+  httpGet: { path: /healthz, port: ops }
+  periodSeconds: 10
+  failureThreshold: 3
+readinessProbe:
+  httpGet: { path: /readyz, port: ops }
+  periodSeconds: 5
+  failureThreshold: 2
+startupProbe:
+  httpGet: { path: /healthz, port: ops }
+  periodSeconds: 2
+  failureThreshold: 60
+{{- end -}}
+
+{{- define "cdp.podSecurity" -}}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 1000
+  fsGroup: 1000
+  seccompProfile: { type: RuntimeDefault }
+{{- end -}}
+
+{{- define "cdp.containerSecurity" -}}
+securityContext:
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities: { drop: [ALL] }
+{{- end -}}
+
+{{/* Prometheus scrape annotations (for setups without the operator's ServiceMonitor). */}}
+{{- define "cdp.scrapeAnnotations" -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.ports.ops | quote }}
+prometheus.io/path: /metrics
+{{- end -}}
