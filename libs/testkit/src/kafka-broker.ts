@@ -79,8 +79,9 @@ export async function startKafkaBroker(options: { dir: string; name?: string }):
     fs.mkdirSync(dataDir, { recursive: true });
     const config = path.join(dataDir, 'server.properties');
     fs.writeFileSync(config, serverProperties(brokerPort, controllerPort, path.join(dataDir, 'data')));
+    // base64url may start with '-': always pass it as --cluster-id=<id> so it is not read as a flag.
     const clusterId = crypto.randomBytes(16).toString('base64url');
-    await run('java', ['-Xmx256m', '-XX:TieredStopAtLevel=1', LOG4J, '-cp', classpath(jars), 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', config, '--ignore-formatted'], { timeout: 120_000 });
+    await run('java', ['-Xmx256m', '-XX:TieredStopAtLevel=1', LOG4J, '-cp', classpath(jars), 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', config, '--ignore-formatted'], { timeout: 120_000 });
     const proc = spawnDaemon(
       name,
       'java',
