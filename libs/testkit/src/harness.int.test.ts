@@ -50,18 +50,21 @@ describe('MariaDB test databases (mysql2)', () => {
 });
 
 describe('infra CLI', () => {
-  it('`up` prints the addresses and writes .infra/env; `down` leaves no process behind', async () => {
+  it('`up` starts every dependency and writes all .infra/env keys; `down` leaves no process behind', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdp-infra-cli-'));
     const env = { ...process.env, CDP_INFRA_DIR: dir };
     try {
-      const up = await run(process.execPath, [CLI, 'up', 'kafka,mysql'], { env });
+      const up = await run(process.execPath, [CLI, 'up'], { env });
       const written = fs.readFileSync(path.join(dir, 'env'), 'utf8');
       const brokers = /KAFKA_BROKERS=(\S+)/.exec(written)?.[1];
       expect(brokers).toMatch(/^127\.0\.0\.1:\d+$/);
       expect(written).toMatch(/^MYSQL_URL=mysql:\/\//m);
+      for (const key of ['CONSUL_HTTP_ADDR', 'DYNAMODB_ENDPOINT', 'S3_ENDPOINT', 'S3_BUCKET', 'AWS_REGION', 'CDP_TEST_RUN']) {
+        expect(written).toMatch(new RegExp(`^${key}=\\S+`, 'm'));
+      }
       expect(up.stdout).toContain(`KAFKA_BROKERS=${brokers}`);
       const state = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as { processes: Array<{ pid: number }> };
-      expect(state.processes.length).toBeGreaterThan(0);
+      expect(state.processes.length).toBe(4); // kafka, consul-dev, DynamoDB Local, S3Proxy
       expect(state.processes.every((p) => isAlive(p.pid))).toBe(true);
 
       // A second `up` reuses what runs.
