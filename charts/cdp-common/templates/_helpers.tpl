@@ -91,3 +91,82 @@ prometheus.io/scrape: "true"
 prometheus.io/port: {{ .Values.ports.ops | quote }}
 prometheus.io/path: /metrics
 {{- end -}}
+
+{{/*
+The workspace file: an existing ConfigMap (workspace.existingConfigMap) or one this chart
+renders from .Values.workspace.config. Mounted as a directory so Kubernetes' symlink swap on
+update is seen by the services' polling reload.
+*/}}
+{{- define "cdp.workspaceConfigMapName" -}}
+{{- .Values.workspace.existingConfigMap | default (printf "%s-workspace" (include "cdp.fullname" .)) -}}
+{{- end -}}
+
+{{- define "cdp.workspaceConfigMap" -}}
+{{- if and (not .Values.workspace.existingConfigMap) .Values.workspace.config }}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include "cdp.workspaceConfigMapName" . }}
+  labels: {{- include "cdp.labels" . | nindent 4 }}
+data:
+  workspace.yaml: |
+    {{- toYaml .Values.workspace.config | nindent 4 }}
+{{- end }}
+{{- end -}}
+
+{{- define "cdp.workspaceVolume" -}}
+- name: workspace
+  configMap:
+    name: {{ include "cdp.workspaceConfigMapName" . }}
+{{- end -}}
+
+{{- define "cdp.workspaceMount" -}}
+- name: workspace
+  mountPath: /etc/cdp/workspace
+  readOnly: true
+{{- end -}}
+
+{{- define "cdp.workspaceEnv" -}}
+- name: CDP_WORKSPACE_FILE
+  value: /etc/cdp/workspace/workspace.yaml
+{{- end -}}
+
+{{- define "cdp.scheduling" -}}
+{{- with .Values.nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* CPU-based HorizontalPodAutoscaler when .Values.autoscaling.enabled. */}}
+{{- define "cdp.hpa" -}}
+{{- if .Values.autoscaling.enabled }}
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ include "cdp.fullname" . }}
+  labels: {{- include "cdp.labels" . | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ include "cdp.fullname" . }}
+  minReplicas: {{ .Values.autoscaling.minReplicas }}
+  maxReplicas: {{ .Values.autoscaling.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ .Values.autoscaling.targetCPUUtilizationPercentage }}
+  {{- with .Values.autoscaling.behavior }}
+  behavior: {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end -}}

@@ -13,7 +13,9 @@ const CHARTS_DIR = path.join(REPO_ROOT, 'charts');
 const charts = fs
   .readdirSync(CHARTS_DIR)
   .filter((d) => fs.existsSync(path.join(CHARTS_DIR, d, 'Chart.yaml')))
-  .filter((d) => !/type:\s*library/.test(fs.readFileSync(path.join(CHARTS_DIR, d, 'Chart.yaml'), 'utf8')));
+  .filter((d) => !/type:\s*library/.test(fs.readFileSync(path.join(CHARTS_DIR, d, 'Chart.yaml'), 'utf8')))
+  // The umbrella packages the service charts (with their vendored deps): check it last.
+  .sort((a, b) => Number(a === 'cdp') - Number(b === 'cdp') || a.localeCompare(b));
 
 type Manifest = { apiVersion: string; kind: string; metadata: { name: string }; spec?: Record<string, unknown> };
 
