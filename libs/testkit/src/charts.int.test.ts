@@ -87,3 +87,19 @@ describe.each(charts)('chart %s', (chart) => {
     }
   });
 });
+
+describe('k8s/ dev manifests', () => {
+  it('are valid Kubernetes objects', () => {
+    const dir = path.join(REPO_ROOT, 'k8s', 'dev');
+    const manifests = fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('.yaml'))
+      .flatMap((f) => parse(fs.readFileSync(path.join(dir, f), 'utf8')));
+    const namespaces = manifests.filter((m) => m.kind === 'Namespace');
+    const result = validate(manifests.filter((m) => m.kind !== 'Namespace'));
+    expect(namespaces).toHaveLength(1);
+    expect(result.unknown).toEqual([]);
+    expect(result.errors).toEqual([]);
+    expect(result.checked).toBe(manifests.length - 1);
+  });
+});
