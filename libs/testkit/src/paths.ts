@@ -12,6 +12,10 @@ function findRepoRoot(start: string): string {
 }
 
 export const REPO_ROOT = findRepoRoot(__dirname);
+
+// The AWS SDK v3 warns on every process that future releases need Node 22; our versions are
+// pinned in the lockfile, so the notice is noise in every harness run.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 /** Downloaded jars and other fetched artifacts; ignored by git, kept between runs. */
 export const CACHE_DIR = path.join(REPO_ROOT, '.cache');
 /** State of the dependencies started by `pnpm infra up`: `env` and `state.json`. */
