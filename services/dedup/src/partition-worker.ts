@@ -165,6 +165,7 @@ export class PartitionWorker {
         }
       }
       const seen = await store.lookup([...new Set(candidates.map((c) => c.key))]);
+      const stored = new Set(seen.keys());
       const { accepted, duplicates } = decide(candidates, seen, this.config.DEDUP_WINDOW_MS);
 
       const stop = m.transactionDuration.startTimer();
@@ -210,7 +211,7 @@ export class PartitionWorker {
 
       if (accepted.length > 0) {
         await store.record(
-          accepted.map((c) => ({ key: c.key, receivedAtMs: c.receivedAtMs })),
+          accepted.map((c) => ({ key: c.key, receivedAtMs: c.receivedAtMs, replaces: stored.has(c.key) })),
           outputBase >= 0 ? outputBase + accepted.length - 1 : store.outputOffset,
         );
       }

@@ -42,6 +42,15 @@ describe('PartitionStore', () => {
     await store.close();
   });
 
+  it('counts a key re-accepted after its window once', async () => {
+    const store = await PartitionStore.open(dir, { windowMs: 1_000, minBloomCapacity: 100 });
+    await store.record([{ key: 's:a', receivedAtMs: 1_000 }], 0);
+    await store.record([{ key: 's:a', receivedAtMs: 5_000, replaces: true }], 1);
+    expect(store.size).toBe(1);
+    expect((await store.lookup(['s:a'])).get('s:a')).toBe(5_000);
+    await store.close();
+  });
+
   it('grows its filter past the initial capacity without losing keys', async () => {
     const store = await PartitionStore.open(dir, { windowMs: DAY, minBloomCapacity: 10 });
     const entries = Array.from({ length: 100 }, (_, i) => ({ key: `s:${i}`, receivedAtMs: 5_000 }));

@@ -28,6 +28,8 @@ export interface PartitionStoreOptions {
 export interface RecordEntry {
   key: string;
   receivedAtMs: number;
+  /** The key is already stored (re-accepted after its window): an overwrite, not a new key. */
+  replaces?: boolean;
 }
 
 /**
@@ -141,13 +143,14 @@ export class PartitionStore {
       ops.push({ type: 'put', key: `${TIME}${this.bucketOf(e.receivedAtMs)}:${e.key}`, value: '' });
       if (e.receivedAtMs > maxTime) maxTime = e.receivedAtMs;
     }
+    const added = new Set(entries.filter((e) => !e.replaces).map((e) => e.key)).size;
     const nextOffset = Math.max(this.outputOffset, outputOffset);
     ops.push({ type: 'put', key: META_OUTPUT_OFFSET, value: String(nextOffset) });
     ops.push({ type: 'put', key: META_STREAM_TIME, value: String(maxTime) });
-    ops.push({ type: 'put', key: META_KEY_COUNT, value: String(this.liveKeys + entries.length) });
+    ops.push({ type: 'put', key: META_KEY_COUNT, value: String(this.liveKeys + added) });
     await this.db.batch(ops);
-    for (const e of entries) this.bloom.add(e.key);
-    this.liveKeys += entries.length;
+    for (const e of entries) if (!e.replaces) this.bloom.add(e.key);
+    this.liveKeys += added;
     this.outputOffset = nextOffset;
     this.streamTimeMs = maxTime;
     if (this.bloom.isOverfull) await this.rebuildBloom();
