@@ -34,6 +34,7 @@ jest_project() { # project name
 
 jest_project unit
 jest_project integration
+jest_project e2e
 echo "== chaos (short round)"
 CHAOS_RESULTS="$RESULTS" bash scripts/chaos.sh short || true
 [ -f "$RESULTS/chaos.json" ] || echo "chaos failed" > "$RESULTS/chaos-run.check"

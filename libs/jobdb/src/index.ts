@@ -1,0 +1,38 @@
+export { CREATE_TABLES, FINAL_STATES, JOB_STATES, SCHEMA_VERSION, TABLES, isFinal, type JobState } from './schema';
+export {
+  FencedError,
+  JobDb,
+  idempotencyHash,
+  newJobId,
+  type IdempotencyKey,
+  type InsertResult,
+  type JobDbOptions,
+  type NewJob,
+  type OpenJob,
+  type StoredJob,
+  type Transition,
+} from './jobdb';
+export {
+  JOBDB_ID,
+  JOBDB_STATES,
+  jobDbKey,
+  jobDbLockKey,
+  listJobDbs,
+  parseJobDbEntries,
+  parseJobDbRecord,
+  registerJobDb,
+  setJobDbState,
+  unregisterJobDb,
+  type JobDbEntry,
+  type JobDbRecord,
+  type JobDbState,
+} from './registry';
+export { createJobDbDatabase, dropJobDb, dropJobDbDatabase, provisionJobDb, type ProvisionOptions } from './provision';
+export {
+  CONTROL_TABLES,
+  STATS_LATENCY_BUCKETS_MS,
+  appendDeliveryStats,
+  ensureControlDatabase,
+  type DeliveryStatsRow,
+} from './control';
+export { kvOf, type ConsulClient, type KvApi, type KvEntry } from './kv';

@@ -1,0 +1,184 @@
+import mysql from 'mysql2/promise';
+import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
+import { createConsulClient } from '@cdp/consul-lock';
+import { mysqlUrl, testDatabaseName } from '@cdp/testkit';
+import {
+  FencedError,
+  JobDb,
+  dropJobDb,
+  listJobDbs,
+  provisionJobDb,
+  setJobDbState,
+  type NewJob,
+} from './index';
+
+const url = mysqlUrl();
+let consulServer: ConsulDevServer;
+let consul: ReturnType<typeof createConsulClient>;
+const prefix = `t${Date.now().toString(36)}/`;
+
+function job(n: number, overrides: Partial<NewJob> = {}): NewJob {
+  const now = Date.now();
+  return {
+    sourceId: 'src',
+    messageId: `m${n}`,
+    destinationId: 'dst',
+    subscriptionId: 'default',
+    payload: JSON.stringify({ n }),
+    headers: { 'x-n': String(n) },
+    receivedAt: new Date(now),
+    expiresAt: new Date(now + 3_600_000),
+    ...overrides,
+  };
+}
+
+beforeAll(async () => {
+  consulServer = await startConsulDevServer({});
+  consul = createConsulClient(consulServer.url);
+});
+
+afterAll(async () => {
+  consul.destroy();
+  await consulServer.close();
+});
+
+describe('JobDB provisioning and writes', () => {
+  const id = `jdb${Date.now().toString(36)}`;
+  const database = testDatabaseName('jobdb');
+  let db: JobDb;
+
+  beforeAll(async () => {
+    await provisionJobDb({ url, consul, prefix, id, database });
+    db = new JobDb({ url, database });
+  });
+
+  afterAll(async () => {
+    await db.close();
+    await dropJobDb({ url, consul, prefix, id, database });
+  });
+
+  it('registers the JobDB in Consul as active and can move it to draining', async () => {
+    const [entry] = await listJobDbs(consul, prefix);
+    expect(entry).toMatchObject({ id, state: 'active', dsnRef: database });
+    expect(await setJobDbState(consul, prefix, entry, 'draining')).toBe(true);
+    // A stale modifyIndex loses the check-and-set.
+    expect(await setJobDbState(consul, prefix, entry, 'active')).toBe(false);
+    const [after] = await listJobDbs(consul, prefix);
+    expect(after.state).toBe('draining');
+  });
+
+  it('stores each idempotency key once and rebuilds open jobs with their last outcome', async () => {
+    const lease = await db.takeLease({ lockIndex: 1, holder: 'a', sessionId: 's1' });
+    const first = await db.insertJobs(lease, [job(1), job(2), job(2)]);
+    expect(first.inserted).toHaveLength(2);
+    expect(first.duplicates).toBe(1);
+    const again = await db.insertJobs(lease, [job(1), job(3)]);
+    expect(again.inserted.map((j) => j.messageId)).toEqual(['m3']);
+
+    const [j1, j2] = first.inserted;
+    const t0 = new Date();
+    await db.appendTransitions(lease, [
+      { jobId: j1.id, from: 'awaiting_scheduling', to: 'executing', attempt: 1, at: t0 },
+      { jobId: j2.id, from: 'awaiting_scheduling', to: 'executing', attempt: 1, at: t0 },
+      { jobId: j1.id, from: 'executing', to: 'succeeded', attempt: 1, at: t0, httpStatus: 200 },
+      {
+        jobId: j2.id,
+        from: 'executing',
+        to: 'awaiting_retry',
+        attempt: 1,
+        at: t0,
+        httpStatus: 503,
+        responseExcerpt: 'busy',
+        nextRetryAt: new Date(t0.getTime() + 5_000),
+      },
+      { jobId: j2.id, from: 'awaiting_retry', to: 'executing', attempt: 2, at: t0 },
+    ]);
+    const open = await db.loadOpenJobs();
+    expect(open.map((j) => j.messageId).sort()).toEqual(['m2', 'm3']);
+    const m2 = open.find((j) => j.messageId === 'm2')!;
+    expect(m2).toMatchObject({ state: 'executing', attempt: 2, lastStatus: 503, lastResponseExcerpt: 'busy' });
+    expect(m2.firstAttemptAt?.getTime()).toBe(t0.getTime());
+    expect(JSON.parse(m2.payload)).toEqual({ n: 2 });
+    expect(m2.headers).toEqual({ 'x-n': '2' });
+    expect(await db.countOpenJobs()).toBe(2);
+  });
+
+  it('fences a holder once a newer lease exists', async () => {
+    const old = await db.takeLease({ lockIndex: 5, holder: 'old', sessionId: 's5' });
+    await db.insertJobs(old, [job(10)]);
+    const fresh = await db.takeLease({ lockIndex: 6, holder: 'new', sessionId: 's6' });
+    await expect(db.insertJobs(old, [job(11)])).rejects.toBeInstanceOf(FencedError);
+    await expect(
+      db.appendTransitions(old, [{ jobId: 'x'.repeat(27), from: 'executing', to: 'succeeded', attempt: 1, at: new Date() }]),
+    ).rejects.toBeInstanceOf(FencedError);
+    const ok = await db.insertJobs(fresh, [job(11)]);
+    expect(ok.inserted).toHaveLength(1);
+  });
+
+  it('a lease taken while a fenced write is open waits for it, then fences later writes', async () => {
+    const a = await db.takeLease({ lockIndex: 7, holder: 'a', sessionId: 's7' });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const slowWrite = db.fenced(a, async (conn) => {
+      await conn.query('INSERT INTO jobdb_meta (schema_version, jobdb_id, created_at) VALUES (0, ?, NOW(3))', ['probe']);
+      await gate;
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    let taken = false;
+    const b = db.takeLease({ lockIndex: 8, holder: 'b', sessionId: 's8' }).then((id) => {
+      taken = true;
+      return id;
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(taken).toBe(false); // blocked behind the in-flight write of the old lease
+    release();
+    await slowWrite;
+    await b;
+    await expect(db.insertJobs(a, [job(20)])).rejects.toBeInstanceOf(FencedError);
+  });
+});
+
+describe('append-only', () => {
+  it('runs no UPDATE, DELETE, REPLACE, ON DUPLICATE KEY UPDATE or TRUNCATE against a JobDB', async () => {
+    const id = `ao${Date.now().toString(36)}`;
+    const database = testDatabaseName('jobdbao');
+    const admin = await mysql.createConnection({ uri: url });
+    const [vars] = await admin.query<mysql.RowDataPacket[]>("SELECT @@GLOBAL.general_log AS gl, @@GLOBAL.log_output AS lo");
+    const { gl, lo } = vars[0] as { gl: number; lo: string };
+    await admin.query("SET GLOBAL log_output = 'TABLE,FILE'");
+    await admin.query('SET GLOBAL general_log = 1');
+    const started = new Date(Date.now() - 1000);
+    try {
+      await provisionJobDb({ url, consul, prefix, id, database });
+      const db = new JobDb({ url, database });
+      const lease = await db.takeLease({ lockIndex: 1, holder: 'a', sessionId: 's' });
+      const { inserted } = await db.insertJobs(lease, [job(1), job(2)]);
+      await db.insertJobs(lease, [job(1)]);
+      await db.appendTransitions(lease, [
+        { jobId: inserted[0].id, from: 'awaiting_scheduling', to: 'executing', attempt: 1, at: new Date() },
+      ]);
+      await db.loadOpenJobs();
+      await db.countOpenJobs();
+      await db.close();
+      const [threads] = await admin.query<mysql.RowDataPacket[]>(
+        "SELECT DISTINCT thread_id FROM mysql.general_log WHERE event_time >= ? AND command_type IN ('Connect', 'Init DB') AND argument LIKE ?",
+        [started, `%${database}%`],
+      );
+      const ids = threads.map((t) => Number(t.thread_id));
+      expect(ids.length).toBeGreaterThan(0);
+      const [statements] = await admin.query<mysql.RowDataPacket[]>(
+        "SELECT CONVERT(argument USING utf8mb4) AS sql_text FROM mysql.general_log WHERE event_time >= ? AND thread_id IN (?) AND command_type IN ('Query', 'Execute')",
+        [started, ids],
+      );
+      const texts = statements.map((s) => String(s.sql_text));
+      expect(texts.some((t) => /^INSERT/i.test(t))).toBe(true);
+      const forbidden = texts.filter((t) => /\b(UPDATE|DELETE|REPLACE|TRUNCATE)\b/i.test(t) && !/^SELECT .* FOR UPDATE$/is.test(t.trim()));
+      expect(forbidden).toEqual([]);
+      await dropJobDb({ url, consul, prefix, id, database });
+    } finally {
+      await admin.query(`SET GLOBAL general_log = ${Number(gl) ? 1 : 0}`);
+      await admin.query('SET GLOBAL log_output = ?', [lo]);
+      await admin.end();
+    }
+  });
+});

@@ -1,0 +1,326 @@
+import crypto from 'node:crypto';
+import KSUID from 'ksuid';
+import mysql from 'mysql2/promise';
+import { isFinal, type JobState } from './schema';
+
+/** Thrown when a write transaction finds that a newer lease exists: this holder lost the JobDB. */
+export class FencedError extends Error {
+  constructor(
+    readonly leaseId: number,
+    readonly latestLeaseId: number | null,
+  ) {
+    super(`JobDB write fenced: lease ${leaseId} is no longer the latest (latest ${latestLeaseId ?? 'none'})`);
+    this.name = 'FencedError';
+  }
+}
+
+export interface IdempotencyKey {
+  sourceId: string;
+  messageId: string;
+  destinationId: string;
+  subscriptionId: string;
+}
+
+/** SHA-256 of the four parts: a fixed 64-char unique index whatever the ids' lengths. */
+export function idempotencyHash(key: IdempotencyKey): string {
+  return crypto
+    .createHash('sha256')
+    .update(JSON.stringify([key.sourceId, key.messageId, key.destinationId, key.subscriptionId]))
+    .digest('hex');
+}
+
+export function newJobId(now = Date.now()): string {
+  return KSUID.randomSync(now).string;
+}
+
+export interface NewJob extends IdempotencyKey {
+  /** JSON text of what is sent (the event or the mapped request body). */
+  payload: string;
+  headers: Record<string, string>;
+  receivedAt: Date;
+  expiresAt: Date;
+}
+
+export interface StoredJob extends NewJob {
+  id: string;
+}
+
+export interface Transition {
+  jobId: string;
+  from: JobState;
+  to: JobState;
+  attempt: number;
+  at: Date;
+  httpStatus?: number | null;
+  error?: string | null;
+  responseExcerpt?: string | null;
+  nextRetryAt?: Date | null;
+}
+
+/** A non-final job as rebuilt from the tables by a director taking the JobDB over. */
+export interface OpenJob extends StoredJob {
+  state: JobState;
+  attempt: number;
+  nextRetryAt: Date | null;
+  firstAttemptAt: Date | null;
+  lastStatus: number | null;
+  lastError: string | null;
+  lastResponseExcerpt: string | null;
+}
+
+export interface InsertResult {
+  /** Jobs stored by this call (new ids). */
+  inserted: StoredJob[];
+  /** Jobs whose idempotency key was already in this JobDB (not stored, not to be delivered again). */
+  duplicates: number;
+}
+
+export interface JobDbOptions {
+  /** Server URL, `mysql://user:pass@host:port` (no database). */
+  url: string;
+  database: string;
+  poolSize?: number;
+}
+
+const MAX_ERROR = 1024;
+const MAX_EXCERPT = 2048;
+const INSERT_CHUNK = 500;
+
+function clip(value: string | null | undefined, max: number): string | null {
+  if (value === null || value === undefined) return null;
+  return value.length > max ? value.slice(0, max) : value;
+}
+
+/**
+ * Data access to one JobDB. Writes go through fenced transactions: each first takes a shared
+ * lock on the latest `leases` row and checks it is this holder's lease; a new holder takes an
+ * exclusive lock on that same row before appending its lease, so the two serialize: every
+ * write either commits before the new lease exists (and the new holder sees it when it
+ * rebuilds) or sees the new lease and fails with FencedError.
+ */
+export class JobDb {
+  readonly pool: mysql.Pool;
+  readonly database: string;
+
+  constructor(options: JobDbOptions) {
+    this.database = options.database;
+    this.pool = mysql.createPool({
+      uri: options.url,
+      database: options.database,
+      connectionLimit: options.poolSize ?? 8,
+      // MariaDB and MySQL must return the same thing: JSON as text, times in UTC.
+      jsonStrings: true,
+      timezone: 'Z',
+      dateStrings: false,
+      supportBigNumbers: true,
+      bigNumberStrings: false,
+    });
+    this.pool.on('connection', (conn) => {
+      // The fencing argument relies on next-key locks, which READ COMMITTED would drop.
+      conn.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+      conn.query("SET time_zone = '+00:00'");
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
+  /**
+   * Records a new lease for a lock just acquired and returns its id (the lease this holder
+   * must present on every write). Any holder whose lease is older is fenced from now on.
+   */
+  async takeLease(lease: { lockIndex: number; holder: string; sessionId: string }, now = new Date()): Promise<number> {
+    const conn = await this.pool.getConnection();
+    try {
+      await conn.beginTransaction();
+      // Exclusive lock on the current latest lease: waits for in-flight fenced writes of the old holder.
+      await conn.query('SELECT id FROM leases ORDER BY id DESC LIMIT 1 FOR UPDATE');
+      const [res] = await conn.query<mysql.ResultSetHeader>(
+        'INSERT INTO leases (lock_index, holder, session_id, acquired_at) VALUES (?, ?, ?, ?)',
+        [lease.lockIndex, lease.holder, lease.sessionId, now],
+      );
+      await conn.commit();
+      return res.insertId;
+    } catch (error) {
+      await conn.rollback().catch(() => undefined);
+      throw error;
+    } finally {
+      conn.release();
+    }
+  }
+
+  async latestLease(): Promise<{ id: number; lockIndex: number; holder: string } | null> {
+    const [rows] = await this.pool.query<mysql.RowDataPacket[]>(
+      'SELECT id, lock_index, holder FROM leases ORDER BY id DESC LIMIT 1',
+    );
+    if (rows.length === 0) return null;
+    return { id: Number(rows[0].id), lockIndex: Number(rows[0].lock_index), holder: String(rows[0].holder) };
+  }
+
+  /** Runs `fn` in a transaction that commits only while `leaseId` is the latest lease. */
+  async fenced<T>(leaseId: number, fn: (conn: mysql.PoolConnection) => Promise<T>): Promise<T> {
+    const conn = await this.pool.getConnection();
+    try {
+      await conn.beginTransaction();
+      const [rows] = await conn.query<mysql.RowDataPacket[]>('SELECT id FROM leases ORDER BY id DESC LIMIT 1 LOCK IN SHARE MODE');
+      const latest = rows.length === 0 ? null : Number(rows[0].id);
+      if (latest !== leaseId) throw new FencedError(leaseId, latest);
+      const result = await fn(conn);
+      await conn.commit();
+      return result;
+    } catch (error) {
+      await conn.rollback().catch(() => undefined);
+      throw error;
+    } finally {
+      conn.release();
+    }
+  }
+
+  /**
+   * Stores jobs whose idempotency key is new to this JobDB, in one fenced transaction.
+   * Keys repeated inside the batch are stored once.
+   */
+  async insertJobs(leaseId: number, jobs: readonly NewJob[], now = Date.now()): Promise<InsertResult> {
+    const byKey = new Map<string, StoredJob>();
+    for (const job of jobs) {
+      const key = idempotencyHash(job);
+      if (!byKey.has(key)) byKey.set(key, { ...job, id: newJobId(now) });
+    }
+    if (byKey.size === 0) return { inserted: [], duplicates: jobs.length };
+    return this.fenced(leaseId, async (conn) => {
+      const entries = [...byKey.entries()];
+      let affected = 0;
+      for (let i = 0; i < entries.length; i += INSERT_CHUNK) {
+        const rows = entries.slice(i, i + INSERT_CHUNK).map(([key, j]) => [
+          j.id,
+          key,
+          j.sourceId,
+          j.messageId,
+          j.destinationId,
+          j.subscriptionId,
+          j.payload,
+          JSON.stringify(j.headers),
+          j.receivedAt,
+          j.expiresAt,
+          leaseId,
+        ]);
+        // IGNORE skips rows whose idempotency key exists (the only unique key besides the fresh KSUID).
+        const [res] = await conn.query<mysql.ResultSetHeader>(
+          'INSERT IGNORE INTO jobs (id, idempotency_key, source_id, message_id, destination_id, subscription_id, payload, headers, received_at, expires_at, lease_id) VALUES ?',
+          [rows],
+        );
+        affected += res.affectedRows;
+      }
+      // Common case: every key was new, no need to look which ones were skipped.
+      if (affected === byKey.size) return { inserted: [...byKey.values()], duplicates: jobs.length - byKey.size };
+      const keys = [...byKey.keys()];
+      const stored = new Set<string>();
+      for (let i = 0; i < keys.length; i += INSERT_CHUNK) {
+        const [rows] = await conn.query<mysql.RowDataPacket[]>('SELECT id FROM jobs WHERE idempotency_key IN (?)', [
+          keys.slice(i, i + INSERT_CHUNK),
+        ]);
+        for (const r of rows) stored.add(String(r.id));
+      }
+      const inserted = [...byKey.values()].filter((j) => stored.has(j.id));
+      return { inserted, duplicates: jobs.length - inserted.length };
+    });
+  }
+
+  /** Appends transitions in one fenced transaction. */
+  async appendTransitions(leaseId: number, transitions: readonly Transition[]): Promise<void> {
+    if (transitions.length === 0) return;
+    await this.fenced(leaseId, async (conn) => {
+      for (let i = 0; i < transitions.length; i += INSERT_CHUNK) {
+        const rows = transitions.slice(i, i + INSERT_CHUNK).map((t) => [
+          t.jobId,
+          t.from,
+          t.to,
+          t.attempt,
+          t.at,
+          t.httpStatus ?? null,
+          clip(t.error, MAX_ERROR),
+          clip(t.responseExcerpt, MAX_EXCERPT),
+          t.nextRetryAt ?? null,
+          leaseId,
+        ]);
+        await conn.query(
+          'INSERT INTO job_state_transitions (job_id, from_state, to_state, attempt, at, http_status, error, response_excerpt, next_retry_at, lease_id) VALUES ?',
+          [rows],
+        );
+      }
+    });
+  }
+
+  /**
+   * Every non-final job with its latest state, attempt count, retry time and last outcome:
+   * what a director needs to continue where the previous holder stopped.
+   */
+  async loadOpenJobs(): Promise<OpenJob[]> {
+    const [rows] = await this.pool.query<mysql.RowDataPacket[]>(
+      `SELECT j.id, j.source_id, j.message_id, j.destination_id, j.subscription_id, j.payload, j.headers,
+              j.received_at, j.expires_at,
+              t.to_state, t.attempt, t.next_retry_at,
+              (SELECT MIN(f.at) FROM job_state_transitions f WHERE f.job_id = j.id AND f.to_state = 'executing') AS first_attempt_at,
+              o.http_status AS last_status, o.error AS last_error, o.response_excerpt AS last_excerpt
+         FROM jobs j
+         LEFT JOIN job_state_transitions t
+           ON t.id = (SELECT MAX(x.id) FROM job_state_transitions x WHERE x.job_id = j.id)
+         LEFT JOIN job_state_transitions o
+           ON o.id = (SELECT MAX(y.id) FROM job_state_transitions y
+                       WHERE y.job_id = j.id AND (y.http_status IS NOT NULL OR y.error IS NOT NULL))
+        WHERE t.to_state IS NULL OR t.to_state NOT IN ('succeeded', 'discarded', 'archived')
+        ORDER BY j.id`,
+    );
+    return rows.map((r) => ({
+      id: String(r.id),
+      sourceId: String(r.source_id),
+      messageId: String(r.message_id),
+      destinationId: String(r.destination_id),
+      subscriptionId: String(r.subscription_id),
+      payload: String(r.payload),
+      headers: JSON.parse(String(r.headers)) as Record<string, string>,
+      receivedAt: new Date(r.received_at as Date),
+      expiresAt: new Date(r.expires_at as Date),
+      state: (r.to_state ?? 'awaiting_scheduling') as JobState,
+      attempt: r.attempt === null ? 0 : Number(r.attempt),
+      nextRetryAt: r.next_retry_at === null ? null : new Date(r.next_retry_at as Date),
+      firstAttemptAt: r.first_attempt_at === null ? null : new Date(r.first_attempt_at as Date),
+      lastStatus: r.last_status === null ? null : Number(r.last_status),
+      lastError: r.last_error === null ? null : String(r.last_error),
+      lastResponseExcerpt: r.last_excerpt === null ? null : String(r.last_excerpt),
+    }));
+  }
+
+  /** Number of jobs not yet in a final state (0 → a draining JobDB may be marked drained). */
+  async countOpenJobs(): Promise<number> {
+    const [rows] = await this.pool.query<mysql.RowDataPacket[]>(
+      `SELECT COUNT(*) AS n FROM jobs j
+        LEFT JOIN job_state_transitions t
+          ON t.id = (SELECT MAX(x.id) FROM job_state_transitions x WHERE x.job_id = j.id)
+       WHERE t.to_state IS NULL OR t.to_state NOT IN ('succeeded', 'discarded', 'archived')`,
+    );
+    return Number(rows[0].n);
+  }
+
+  /** Full history of one job, oldest first (tests, inspection). */
+  async transitionsOf(jobId: string): Promise<Transition[]> {
+    const [rows] = await this.pool.query<mysql.RowDataPacket[]>(
+      'SELECT * FROM job_state_transitions WHERE job_id = ? ORDER BY id',
+      [jobId],
+    );
+    return rows.map((r) => ({
+      jobId: String(r.job_id),
+      from: r.from_state as JobState,
+      to: r.to_state as JobState,
+      attempt: Number(r.attempt),
+      at: new Date(r.at as Date),
+      httpStatus: r.http_status === null ? null : Number(r.http_status),
+      error: r.error === null ? null : String(r.error),
+      responseExcerpt: r.response_excerpt === null ? null : String(r.response_excerpt),
+      nextRetryAt: r.next_retry_at === null ? null : new Date(r.next_retry_at as Date),
+    }));
+  }
+}
+
+export { isFinal };

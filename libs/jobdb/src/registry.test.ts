@@ -1,0 +1,62 @@
+import { idempotencyHash, newJobId } from './jobdb';
+import { jobDbKey, jobDbLockKey, parseJobDbEntries, parseJobDbRecord } from './registry';
+import { CREATE_TABLES, isFinal } from './schema';
+
+const item = (Key: string, Value: string | null, extra: Record<string, unknown> = {}) => ({
+  Key,
+  Value,
+  LockIndex: 0,
+  ModifyIndex: 7,
+  CreateIndex: 1,
+  ...extra,
+});
+
+describe('registry', () => {
+  it('parses records and lock holders, skipping bad values', () => {
+    const bad: string[] = [];
+    const entries = parseJobDbEntries(
+      'cdp/',
+      [
+        item('cdp/jobdbs/a', JSON.stringify({ state: 'active', dsnRef: 'db_a', createdAt: '2026-01-01T00:00:00Z', extra: 1 })),
+        item('cdp/jobdbs/a/lock', '{"pod":"p"}', { Session: 's1' }),
+        item('cdp/jobdbs/b', JSON.stringify({ state: 'sleeping', dsnRef: 'db_b', createdAt: 'x' })),
+        item('cdp/jobdbs/c', 'not json'),
+        item('cdp/jobdbs/d', JSON.stringify({ state: 'draining', dsnRef: 'db_d', createdAt: 'x' })),
+        item('cdp/jobdbs/d/lock', '', {}),
+        item('cdp/other/x', '{}'),
+      ],
+      (key) => bad.push(key),
+    );
+    expect(entries.map((e) => [e.id, e.state, e.holder])).toEqual([
+      ['a', 'active', 's1'],
+      ['d', 'draining', undefined],
+    ]);
+    expect(entries[0]).toMatchObject({ dsnRef: 'db_a', modifyIndex: 7, extra: 1 });
+    expect(bad).toEqual(['cdp/jobdbs/b', 'cdp/jobdbs/c']);
+    expect(() => parseJobDbRecord('[]')).toThrow();
+    expect(jobDbKey('cdp/', 'a')).toBe('cdp/jobdbs/a');
+    expect(jobDbLockKey('cdp/', 'a')).toBe('cdp/jobdbs/a/lock');
+  });
+});
+
+describe('jobs', () => {
+  it('hashes the idempotency key unambiguously', () => {
+    const k = { sourceId: 's', messageId: 'm', destinationId: 'd', subscriptionId: 'x' };
+    expect(idempotencyHash(k)).toMatch(/^[0-9a-f]{64}$/);
+    expect(idempotencyHash(k)).toBe(idempotencyHash({ ...k }));
+    // Field boundaries matter: "ab"+"c" differs from "a"+"bc".
+    expect(idempotencyHash({ ...k, sourceId: 'ab', messageId: 'c' })).not.toBe(idempotencyHash({ ...k, sourceId: 'a', messageId: 'bc' }));
+  });
+  it('makes time-ordered 27-char KSUIDs', () => {
+    const a = newJobId(1_700_000_000_000);
+    const b = newJobId(1_700_000_005_000);
+    expect(a).toHaveLength(27);
+    expect(a < b).toBe(true);
+  });
+  it('declares append-only tables with binary KSUID keys', () => {
+    const sql = CREATE_TABLES.join('\n');
+    expect(sql).toMatch(/id CHAR\(27\) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY/);
+    expect(sql).not.toMatch(/\b(UPDATE|DELETE|REPLACE)\b/i);
+    expect(isFinal('succeeded') && isFinal('discarded') && isFinal('archived') && !isFinal('awaiting_retry')).toBe(true);
+  });
+});

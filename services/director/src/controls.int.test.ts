@@ -1,0 +1,88 @@
+import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
+import { JobDb, listJobDbs } from '@cdp/jobdb';
+import { mysqlUrl } from '@cdp/testkit';
+import type { Director } from './service';
+import { historyOf, postJobs, Sink, testSettings, testWorkspace, TestEnv, waitFor } from './testing/harness';
+
+let consulServer: ConsulDevServer;
+let env: TestEnv;
+let sink: Sink;
+let director: Director;
+let kv: { set(o: unknown): Promise<unknown>; del(o: unknown): Promise<unknown> };
+
+function job(messageId: string, destinationId: string, extra: Record<string, unknown> = {}) {
+  return { sourceId: 'web', messageId, destinationId, subscriptionId: 'default', payload: { type: 'track', messageId, event: 'E' }, ...extra };
+}
+
+beforeAll(async () => {
+  consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
+  env = new TestEnv(consulServer.url);
+  kv = (env.consul as unknown as { kv: typeof kv }).kv;
+  sink = new Sink();
+  await sink.start();
+  const ws = testWorkspace([
+    { id: 'p', url: `${sink.url}/p` },
+    { id: 'q', url: `${sink.url}/q` },
+  ]);
+  await env.provision('ctl');
+  director = env.director(testSettings(env.prefix), { workspace: () => ws });
+  await director.start();
+  await waitFor(() => director.isReady);
+});
+
+afterAll(async () => {
+  await env.cleanup();
+  await sink.close();
+  await consulServer.close();
+});
+
+describe('operator controls from Consul KV', () => {
+  it('pause holds jobs (which still expire on time), priority and rate override apply without restart, resume delivers', async () => {
+    await kv.set({ key: `${env.prefix}destinations/p/control`, value: JSON.stringify({ paused: true, priority: 7, rateLimitPerSecond: 25 }) });
+    await waitFor(() => director.engine.policyOf('p').paused);
+    expect(director.engine.policyOf('p')).toMatchObject({ paused: true, priority: 7, rateOverride: 25 });
+    expect(director.engine.policyOf('q')).toMatchObject({ paused: false, priority: 0 });
+
+    expect((await postJobs(director.url!, [job('wait', 'p'), job('expire', 'p', { expiresAt: new Date(Date.now() + 800).toISOString() })])).status).toBe(200);
+    expect((await postJobs(director.url!, [job('other', 'q')])).status).toBe(200);
+    await waitFor(() => sink.count('/q') === 1);
+    const database = env.provisioned[0].database;
+    await waitFor(async () => {
+      const h = [...(await historyOf(env, database)).values()].find((x) => x.messageId === 'expire');
+      return h?.states.at(-1) === 'archived';
+    }, 10_000);
+    expect(sink.count('/p')).toBe(0);
+
+    await kv.del({ key: `${env.prefix}destinations/p/control` });
+    await waitFor(() => sink.count('/p') === 1, 10_000);
+    await waitFor(async () => [...(await historyOf(env, database)).values()].find((x) => x.messageId === 'wait')?.states.at(-1) === 'succeeded');
+    expect(director.engine.policyOf('p')).toMatchObject({ paused: false, priority: 0, rateOverride: undefined });
+  });
+
+  it('adopts an orphaned draining JobDB with open jobs, finishes them and marks it drained', async () => {
+    const orphan = await env.provision('orph', 'draining', async (database) => {
+      const db = new JobDb({ url: mysqlUrl(), database });
+      const lease = await db.takeLease({ lockIndex: 1, holder: 'dead-director', sessionId: 'gone' });
+      await db.insertJobs(
+        lease,
+        Array.from({ length: 5 }, (_, i) => ({
+          sourceId: 'web',
+          messageId: `orphan${i}`,
+          destinationId: 'q',
+          subscriptionId: 'default',
+          payload: JSON.stringify({ type: 'track', messageId: `orphan${i}` }),
+          headers: {},
+          receivedAt: new Date(),
+          expiresAt: new Date(Date.now() + 60_000),
+        })),
+      );
+      await db.close();
+    });
+    await waitFor(async () => {
+      const h = await historyOf(env, orphan.database);
+      return [...h.values()].filter((x) => x.states.at(-1) === 'succeeded').length === 5;
+    }, 15_000);
+    await waitFor(async () => (await listJobDbs(env.consul, env.prefix)).find((e) => e.id === orphan.id)?.state === 'drained', 10_000);
+    expect(director.holder.heldJobDbs().some((h) => h.id === orphan.id)).toBe(false);
+  });
+});

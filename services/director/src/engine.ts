@@ -1,0 +1,371 @@
+import { FencedError, type Transition } from '@cdp/jobdb';
+import { errorFields, type Logger } from '@cdp/log';
+import type { Destination, Workspace } from '@cdp/workspace';
+import type { DestinationDriver } from './destinations';
+import type { Job } from './job';
+import { attemptDuration, circuitOpen, deliveries, inFlight, queueDepth, undeliveredPublished } from './metrics';
+import { decide, describeResult, type AttemptResult, type BackoffSettings } from './outcome';
+import { Scheduler, type DestinationPolicy } from './scheduler';
+import type { BreakerSettings } from './limits';
+import type { StatsCollector } from './stats';
+import { undeliveredRecord, type UndeliveredPublisher } from './undelivered';
+
+/** Where the transitions of one JobDB's jobs are written. */
+export interface JobSink {
+  readonly jobDbId: string;
+  /** False once the JobDB's lock is lost or released: nothing more may be written. */
+  readonly writable: boolean;
+  write(rows: Transition[]): Promise<void>;
+}
+
+export interface OperatorControl {
+  paused?: boolean;
+  priority?: number;
+  rateLimitPerSecond?: number;
+}
+
+export interface EngineOptions {
+  logger: Logger;
+  workspace: () => Workspace;
+  /** Driver per destination type; `webhook` at least. */
+  drivers: Record<string, DestinationDriver>;
+  publisher: UndeliveredPublisher;
+  stats?: StatsCollector;
+  control: (destinationId: string) => OperatorControl | undefined;
+  backoff: BackoffSettings;
+  breaker: BreakerSettings;
+  maxInFlight: number;
+  now?: () => number;
+  random?: () => number;
+}
+
+type BreakerOutcome = 'success' | 'failure' | 'throttled' | 'rejected';
+
+function breakerOutcome(result: AttemptResult): BreakerOutcome {
+  if (result.kind === 'error') return 'failure';
+  if (result.status >= 200 && result.status < 300) return 'success';
+  if (result.status === 429) return 'throttled';
+  if (result.status === 408 || result.status >= 500) return 'failure';
+  return 'rejected';
+}
+
+/**
+ * Runs deliveries for every JobDB this director holds: takes the next job from the fair
+ * scheduler, persists `executing`, calls the destination, persists the outcome, and
+ * schedules retries or archives expired jobs.
+ */
+export class DeliveryEngine {
+  readonly scheduler: Scheduler;
+  private readonly sinks = new Map<string, JobSink>();
+  /** Non-final jobs per JobDB (waiting + in flight), to know when a draining JobDB is done. */
+  private readonly open = new Map<string, number>();
+  private readonly running = new Set<Promise<void>>();
+  private pumpScheduled = false;
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private wakeAt = Infinity;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private sweeps = 0;
+  private readonly now: () => number;
+  private readonly knownDestinations = new Set<string>();
+
+  constructor(private readonly options: EngineOptions) {
+    this.now = options.now ?? Date.now;
+    this.scheduler = new Scheduler({
+      breaker: options.breaker,
+      maxInFlight: options.maxInFlight,
+      policyOf: (id) => this.policyOf(id),
+    });
+  }
+
+  start(): void {
+    this.sweepTimer = setInterval(() => this.sweepExpired(), 1_000);
+    this.sweepTimer.unref();
+  }
+
+  policyOf(destinationId: string): DestinationPolicy {
+    const dest = this.options.workspace().destination(destinationId);
+    const control = this.options.control(destinationId) ?? {};
+    return {
+      maxConcurrency: dest?.limits.maxConcurrency ?? 10,
+      maxRatePerSecond: dest?.limits.maxRatePerSecond,
+      paused: control.paused === true,
+      priority: control.priority ?? 0,
+      rateOverride: control.rateLimitPerSecond,
+    };
+  }
+
+  /** Workspace reload or operator control change. */
+  refreshPolicies(): void {
+    this.scheduler.refreshPolicies(this.now());
+    this.schedulePump();
+  }
+
+  /** A JobDB was taken (or adopted): its rebuilt jobs join the queues. */
+  attach(sink: JobSink, jobs: Job[]): void {
+    this.sinks.set(sink.jobDbId, sink);
+    this.open.set(sink.jobDbId, this.open.get(sink.jobDbId) ?? 0);
+    const archiving = jobs.filter((j) => j.state === 'archiving');
+    this.add(jobs.filter((j) => j.state !== 'archiving'));
+    for (const job of archiving) {
+      this.bumpOpen(job.jobDbId, 1);
+      this.track(this.finishArchive(job, sink));
+    }
+  }
+
+  /** The JobDB's lock is gone: forget its waiting jobs (in-flight ones finish without writing). */
+  detach(jobDbId: string): void {
+    this.sinks.delete(jobDbId);
+    this.scheduler.removeJobDb(jobDbId);
+    this.open.delete(jobDbId);
+  }
+
+  openJobs(jobDbId: string): number {
+    return this.open.get(jobDbId) ?? 0;
+  }
+
+  /** New or rebuilt jobs (already committed in their JobDB). */
+  add(jobs: Job[]): void {
+    const now = this.now();
+    for (const job of jobs) {
+      this.scheduler.enqueue(job, now);
+      this.bumpOpen(job.jobDbId, 1);
+      this.knownDestinations.add(job.destinationId);
+    }
+    this.schedulePump();
+  }
+
+  private bumpOpen(jobDbId: string, delta: number): void {
+    if (!this.sinks.has(jobDbId)) return;
+    this.open.set(jobDbId, (this.open.get(jobDbId) ?? 0) + delta);
+  }
+
+  get inFlight(): number {
+    return this.scheduler.inFlight;
+  }
+
+  /** Stops starting attempts and waits (up to `timeoutMs`) for those in flight to be persisted. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    this.stopped = true;
+    clearTimeout(this.wakeTimer);
+    clearInterval(this.sweepTimer);
+    const all = Promise.all([...this.running]).then(() => true);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((r) => {
+      timer = setTimeout(() => r(false), timeoutMs);
+    });
+    const done = await Promise.race([all, timeout]);
+    clearTimeout(timer);
+    return done;
+  }
+
+  updateGauges(): void {
+    const depth = this.scheduler.depth();
+    const ws = this.options.workspace();
+    queueDepth.reset();
+    let other = 0;
+    for (const [id, n] of depth) {
+      if (ws.destination(id)) queueDepth.set({ destination_id: id }, n);
+      else other += n;
+    }
+    if (other > 0) queueDepth.set({ destination_id: '_unknown' }, other);
+    inFlight.set(this.scheduler.inFlight);
+    const now = this.now();
+    let open = 0;
+    for (const q of this.scheduler.destinations.values()) if (q.breaker.state(now) !== 'closed') open += 1;
+    circuitOpen.set(open);
+  }
+
+  schedulePump(): void {
+    if (this.pumpScheduled || this.stopped) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    if (this.stopped) return;
+    const now = this.now();
+    for (;;) {
+      const picked = this.scheduler.next(now);
+      if (!picked) break;
+      this.track(this.run(picked.job, picked.retry));
+    }
+    const wake = this.scheduler.nextWake(now);
+    if (wake !== undefined && wake < this.wakeAt) {
+      clearTimeout(this.wakeTimer);
+      this.wakeAt = wake;
+      this.wakeTimer = setTimeout(
+        () => {
+          this.wakeAt = Infinity;
+          this.pump();
+        },
+        Math.max(1, wake - now),
+      );
+    }
+  }
+
+  private track(p: Promise<void>): void {
+    this.running.add(p);
+    void p.finally(() => this.running.delete(p));
+  }
+
+  private destination(id: string): Destination | undefined {
+    return this.options.workspace().destination(id);
+  }
+
+  private async run(job: Job, retry: boolean): Promise<void> {
+    const sink = this.sinks.get(job.jobDbId);
+    let now = this.now();
+    if (!sink?.writable) {
+      this.scheduler.release(job, retry, now);
+      return;
+    }
+    if (job.expiresAt <= now) {
+      this.scheduler.release(job, retry, now);
+      this.schedulePump();
+      await this.archive(job, sink);
+      return;
+    }
+    const from = job.state;
+    job.attempt += 1;
+    job.state = 'executing';
+    job.firstAttemptAt ??= now;
+    try {
+      // Persisted before the call: a director killed mid-call leaves `executing`, which the next holder retries.
+      await sink.write([{ jobId: job.id, from, to: 'executing', attempt: job.attempt, at: new Date(now) }]);
+    } catch (error) {
+      job.attempt -= 1;
+      job.state = from;
+      this.scheduler.release(job, retry, this.now());
+      if (!(error instanceof FencedError) && sink.writable) this.options.logger.warn(errorFields(error), 'could not persist executing');
+      return;
+    }
+    const dest = this.destination(job.destinationId);
+    const type = dest?.type ?? 'unknown';
+    const driver = dest ? (this.options.drivers[dest.kind === 'webhook' ? 'webhook' : dest.type] ?? this.options.drivers.action) : undefined;
+    let result: AttemptResult;
+    if (!dest || !dest.enabled) {
+      // Config may lag the transform that sent the job: retry until the window closes.
+      result = { kind: 'error', code: 'config', message: `destination ${job.destinationId} is not configured or disabled`, durationMs: 0 };
+    } else if (!driver) {
+      result = { kind: 'error', code: 'config', message: `no driver for destination type ${dest.type}`, durationMs: 0 };
+    } else {
+      result = await driver.deliver(job, dest);
+    }
+    now = this.now();
+    this.scheduler.finished(job, retry, breakerOutcome(result), now);
+    this.schedulePump();
+    attemptDuration.observe({ destination_type: type }, result.durationMs / 1000);
+
+    const decision = decide(result, {
+      attempt: job.attempt,
+      now,
+      expiresAt: job.expiresAt,
+      backoff: this.options.backoff,
+      random: this.options.random,
+    });
+    const detail = describeResult(result);
+    job.lastStatus = detail.httpStatus;
+    if (detail.error !== null) job.lastError = detail.error;
+    job.lastResponseExcerpt = detail.excerpt;
+    const failure = decision.state === 'succeeded' ? null : { status: detail.httpStatus, error: detail.error, responseExcerpt: detail.excerpt };
+    const outcomeLabel = decision.state === 'awaiting_retry' ? 'retry' : decision.state === 'archiving' ? 'expired' : decision.state;
+    deliveries.inc({ destination_type: type, outcome: outcomeLabel });
+
+    if (decision.state === 'archiving') {
+      this.options.stats?.record(job.sourceId, job.destinationId, 'retried', result.durationMs, failure, now);
+      await this.archive(job, sink);
+      return;
+    }
+    const transition: Transition = {
+      jobId: job.id,
+      from: 'executing',
+      to: decision.state,
+      attempt: job.attempt,
+      at: new Date(now),
+      httpStatus: detail.httpStatus,
+      error: detail.error,
+      responseExcerpt: detail.excerpt,
+      nextRetryAt: decision.state === 'awaiting_retry' ? new Date(decision.nextRetryAt) : null,
+    };
+    try {
+      await sink.write([transition]);
+    } catch {
+      // Lock lost: the next holder owns this job now (it rebuilds from the tables).
+      return;
+    }
+    job.state = decision.state;
+    this.options.stats?.record(
+      job.sourceId,
+      job.destinationId,
+      decision.state === 'awaiting_retry' ? 'retried' : decision.state,
+      result.durationMs,
+      failure,
+      now,
+    );
+    if (decision.state === 'awaiting_retry') {
+      job.nextRetryAt = decision.nextRetryAt;
+      this.scheduler.enqueue(job, now);
+      this.schedulePump();
+    } else {
+      this.bumpOpen(job.jobDbId, -1);
+    }
+  }
+
+  /** executing|awaiting_* → archiving → (cdp.undelivered) → archived. */
+  private async archive(job: Job, sink: JobSink): Promise<void> {
+    const now = this.now();
+    try {
+      await sink.write([
+        { jobId: job.id, from: job.state, to: 'archiving', attempt: job.attempt, at: new Date(now), error: job.lastError, httpStatus: job.lastStatus },
+      ]);
+    } catch {
+      return;
+    }
+    job.state = 'archiving';
+    await this.finishArchive(job, sink);
+  }
+
+  /** Publishes then records `archived`, through the sink the job came from (never a later re-attachment). */
+  private async finishArchive(job: Job, sink: JobSink): Promise<void> {
+    let delay = 500;
+    for (;;) {
+      if (!sink.writable || this.sinks.get(job.jobDbId) !== sink) return;
+      try {
+        const { key, value } = undeliveredRecord(job, this.now());
+        await this.options.publisher.publish([{ key, value }]);
+        break;
+      } catch (error) {
+        if (this.stopped) return; // stays `archiving`; the next holder publishes it again
+        this.options.logger.warn({ ...errorFields(error), jobId: job.id }, 'publish to cdp.undelivered failed; retrying');
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 10_000);
+      }
+    }
+    undeliveredPublished.inc();
+    if (!sink.writable) return;
+    try {
+      await sink.write([{ jobId: job.id, from: 'archiving', to: 'archived', attempt: job.attempt, at: new Date(this.now()) }]);
+    } catch {
+      return;
+    }
+    job.state = 'archived';
+    this.options.stats?.record(job.sourceId, job.destinationId, 'archived', null, null, this.now());
+    this.bumpOpen(job.jobDbId, -1);
+  }
+
+  private sweepExpired(): void {
+    if (this.stopped) return;
+    const now = this.now();
+    this.sweeps += 1;
+    // Big queues are scanned fully every 10th pass (see DestinationQueue.takeExpired).
+    for (const job of this.scheduler.takeExpired(now, this.sweeps % 10 === 0)) {
+      const sink = this.sinks.get(job.jobDbId);
+      if (sink?.writable) this.track(this.archive(job, sink));
+    }
+    this.updateGauges();
+  }
+}

@@ -1,0 +1,386 @@
+import { ConsulSession, type ConsulLock, type createConsulClient } from '@cdp/consul-lock';
+import {
+  FencedError,
+  JobDb,
+  jobDbLockKey,
+  listJobDbs,
+  setJobDbState,
+  type JobDbEntry,
+  type NewJob,
+  type OpenJob,
+  type Transition,
+} from '@cdp/jobdb';
+import { errorFields, type Logger } from '@cdp/log';
+import type { DeliveryEngine, JobSink } from './engine';
+import type { Job } from './job';
+import { jobDbInsertDuration, jobDbsHeld, lockLosses } from './metrics';
+import { TransitionWriter } from './writer';
+
+type Consul = ReturnType<typeof createConsulClient>;
+
+export interface HolderOptions {
+  consul: Consul;
+  prefix: string;
+  pod: string;
+  mysqlUrl: string;
+  sessionTtlMs: number;
+  lockDelayMs: number;
+  reconcileIntervalMs: number;
+  poolSize: number;
+  writeBatch: number;
+  engine: DeliveryEngine;
+  logger: Logger;
+  now?: () => number;
+}
+
+interface Held {
+  id: string;
+  state: 'active' | 'draining';
+  lock: ConsulLock;
+  db: JobDb;
+  leaseId: number;
+  writer: TransitionWriter;
+  sink: JobSink;
+}
+
+export class NoActiveJobDbError extends Error {
+  constructor() {
+    super('this director holds no active JobDB');
+    this.name = 'NoActiveJobDbError';
+  }
+}
+
+export function toJob(jobDbId: string, open: OpenJob): Job {
+  return {
+    id: open.id,
+    jobDbId,
+    sourceId: open.sourceId,
+    messageId: open.messageId,
+    destinationId: open.destinationId,
+    subscriptionId: open.subscriptionId,
+    payload: open.payload,
+    headers: open.headers,
+    receivedAt: open.receivedAt.getTime(),
+    expiresAt: open.expiresAt.getTime(),
+    state: open.state,
+    attempt: open.attempt,
+    nextRetryAt: open.nextRetryAt === null ? null : open.nextRetryAt.getTime(),
+    firstAttemptAt: open.firstAttemptAt === null ? null : open.firstAttemptAt.getTime(),
+    lastStatus: open.lastStatus,
+    lastError: open.lastError,
+    lastResponseExcerpt: open.lastResponseExcerpt,
+  };
+}
+
+/**
+ * Holds this director's JobDBs under one Consul session `director:<pod>`: one `active`
+ * JobDB for new jobs plus the `draining` ones it still executes. Follows `cdp/jobdbs/` with
+ * a blocking-query watch and a periodic pass (a lock-delay ends without any KV change).
+ */
+export class JobDbHolder {
+  private session: ConsulSession | undefined;
+  private readonly held = new Map<string, Held>();
+  private watch: { end(): void } | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private reconciling: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  private readonly now: () => number;
+
+  constructor(private readonly options: HolderOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  get sessionId(): string | undefined {
+    return this.session?.id;
+  }
+
+  /** The JobDB new jobs go to, if this director holds one and may write to it. */
+  activeJobDb(): Held | undefined {
+    for (const h of this.held.values()) if (h.state === 'active' && h.lock.isHeld && !h.writer.stopped) return h;
+    return undefined;
+  }
+
+  heldJobDbs(): Array<{ id: string; state: string; leaseId: number; lockIndex: number }> {
+    return [...this.held.values()].map((h) => ({ id: h.id, state: h.state, leaseId: h.leaseId, lockIndex: h.lock.lockIndex }));
+  }
+
+  /** Test hook: the session, e.g. to pause its renewals as if the process froze. */
+  get currentSession(): ConsulSession | undefined {
+    return this.session;
+  }
+
+  start(): void {
+    const { consul, prefix } = this.options;
+    const c = consul as unknown as {
+      watch(o: unknown): { on(e: string, f: (...a: unknown[]) => void): void; end(): void };
+      kv: { get: unknown };
+    };
+    const watch = c.watch({
+      method: c.kv.get,
+      options: { key: `${prefix}jobdbs/`, recurse: true, wait: '30s' },
+      backoffFactor: 100,
+      backoffMax: 5_000,
+    });
+    watch.on('change', () => this.reconcile());
+    watch.on('error', (error) => this.options.logger.debug(errorFields(error), 'jobdbs watch error; retrying'));
+    this.watch = watch;
+    this.timer = setInterval(() => this.reconcile(), this.options.reconcileIntervalMs);
+    this.timer.unref();
+    this.reconcile();
+  }
+
+  /** Runs one pass now (coalesced with a running one). */
+  reconcile(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    if (this.reconciling) {
+      this.again = true;
+      return this.reconciling;
+    }
+    this.reconciling = (async () => {
+      do {
+        this.again = false;
+        try {
+          await this.pass();
+        } catch (error) {
+          this.options.logger.warn(errorFields(error), 'jobdb reconcile pass failed');
+        }
+      } while (this.again && !this.stopped);
+    })().finally(() => {
+      this.reconciling = undefined;
+    });
+    return this.reconciling;
+  }
+
+  private async ensureSession(): Promise<ConsulSession | undefined> {
+    if (this.session && this.session.state === 'active') return this.session;
+    const session = await ConsulSession.create(this.options.consul, {
+      name: `director:${this.options.pod}`,
+      ttl: `${this.options.sessionTtlMs}ms`,
+      lockDelay: `${this.options.lockDelayMs}ms`,
+      behavior: 'release',
+      logger: this.options.logger.child({ component: 'consul-lock' }),
+    });
+    session.on('lost', (reason) => {
+      this.options.logger.warn({ reason }, 'director session lost: stopped executing every JobDB; will try again');
+      void this.reconcile();
+    });
+    if (this.stopped) {
+      await session.destroy().catch(() => undefined);
+      return undefined;
+    }
+    this.session = session;
+    return session;
+  }
+
+  private async pass(): Promise<void> {
+    if (this.stopped) return;
+    const session = await this.ensureSession();
+    if (!session) return;
+    const entries = await listJobDbs(this.options.consul, this.options.prefix);
+    const byId = new Map(entries.map((e) => [e.id, e]));
+
+    for (const h of this.held.values()) {
+      const entry = byId.get(h.id);
+      if (entry?.state === 'draining' && h.state === 'active') {
+        h.state = 'draining';
+        this.options.logger.info({ jobDb: h.id }, 'JobDB rotated to draining: no new jobs, retries continue');
+      }
+    }
+
+    if (!this.activeJobDb()) {
+      for (const e of entries) {
+        if (e.state !== 'active' || e.holder !== undefined || this.held.has(e.id)) continue;
+        if (await this.take(session, e)) break;
+      }
+    }
+
+    for (const h of [...this.held.values()]) {
+      if (h.state === 'draining') await this.maybeDrained(h, byId.get(h.id));
+    }
+
+    const orphan = entries.find((e) => e.state === 'draining' && e.holder === undefined && !this.held.has(e.id));
+    if (orphan && (await this.leastLoaded(session, entries))) await this.take(session, orphan);
+    this.updateGauge();
+  }
+
+  /** True when no live director holds fewer JobDBs than this one (ties: lowest session id). */
+  private async leastLoaded(session: ConsulSession, entries: JobDbEntry[]): Promise<boolean> {
+    const list = (await (this.options.consul as unknown as { session: { list(): Promise<Array<{ ID: string; Name: string }>> } }).session.list()) ?? [];
+    const live = list.filter((s) => s.Name.startsWith('director:'));
+    const load = new Map<string, number>(live.map((s) => [s.ID, 0]));
+    for (const e of entries) if (e.holder && load.has(e.holder)) load.set(e.holder, load.get(e.holder)! + 1);
+    const mine = load.get(session.id) ?? this.held.size;
+    for (const [id, n] of load) {
+      if (id === session.id) continue;
+      if (n < mine || (n === mine && id < session.id)) return false;
+    }
+    return true;
+  }
+
+  private async take(session: ConsulSession, entry: JobDbEntry): Promise<boolean> {
+    const { logger } = this.options;
+    let lock: ConsulLock | null;
+    try {
+      lock = await session.acquire(jobDbLockKey(this.options.prefix, entry.id), JSON.stringify({ pod: this.options.pod }));
+    } catch (error) {
+      logger.warn({ ...errorFields(error), jobDb: entry.id }, 'lock acquire failed');
+      return false;
+    }
+    if (!lock) return false;
+    const db = new JobDb({ url: this.options.mysqlUrl, database: entry.dsnRef, poolSize: this.options.poolSize });
+    try {
+      const leaseId = await db.takeLease({ lockIndex: lock.lockIndex, holder: this.options.pod, sessionId: session.id });
+      if (!lock.isHeld) throw new Error('lock lost while taking the lease');
+      const writer = new TransitionWriter(db, leaseId, logger.child({ jobDb: entry.id }), this.options.writeBatch, (error) =>
+        this.lose(entry.id, 'fenced', error.message),
+      );
+      const held: Held = {
+        id: entry.id,
+        state: entry.state === 'active' ? 'active' : 'draining',
+        lock,
+        db,
+        leaseId,
+        writer,
+        sink: {
+          jobDbId: entry.id,
+          get writable() {
+            return lock.isHeld && !writer.stopped;
+          },
+          write: (rows: Transition[]) => writer.write(rows),
+        },
+      };
+      const open = await db.loadOpenJobs();
+      const jobs = open.map((o) => toJob(entry.id, o));
+      // A dead holder's attempts in flight: record the interruption, then retry them now.
+      const now = this.now();
+      const interrupted = jobs.filter((j) => j.state === 'executing');
+      await writer.write(
+        interrupted.map((j) => ({
+          jobId: j.id,
+          from: 'executing' as const,
+          to: 'awaiting_retry' as const,
+          attempt: j.attempt,
+          at: new Date(now),
+          error: 'interrupted: the previous holder stopped during this attempt',
+          nextRetryAt: new Date(now),
+        })),
+      );
+      for (const j of interrupted) {
+        j.state = 'awaiting_retry';
+        j.nextRetryAt = now;
+      }
+      this.held.set(entry.id, held);
+      lock.on('lost', (reason, detail) => this.lose(entry.id, reason, detail));
+      // Lost while rebuilding: the event fired before the listener existed.
+      if (!lock.isHeld) {
+        this.lose(entry.id, lock.lostReason ?? 'session-lost', 'lock lost while taking the JobDB');
+        return false;
+      }
+      this.options.engine.attach(held.sink, jobs);
+      logger.info(
+        { jobDb: entry.id, state: held.state, leaseId, lockIndex: lock.lockIndex, rebuilt: jobs.length, interrupted: interrupted.length },
+        'JobDB taken',
+      );
+      this.updateGauge();
+      return true;
+    } catch (error) {
+      logger.warn({ ...errorFields(error), jobDb: entry.id }, 'could not take JobDB; releasing its lock');
+      await lock.release().catch(() => undefined);
+      await db.close().catch(() => undefined);
+      return false;
+    }
+  }
+
+  private lose(id: string, reason: string, detail: string): void {
+    const h = this.held.get(id);
+    if (!h) return;
+    this.held.delete(id);
+    lockLosses.inc({ reason });
+    h.writer.stop(new Error(`JobDB ${id} lock lost (${reason}): ${detail}`));
+    this.options.engine.detach(id);
+    this.options.logger.warn({ jobDb: id, reason, detail }, 'stopped executing JobDB');
+    void h.db.close().catch(() => undefined);
+    this.updateGauge();
+    void this.reconcile();
+  }
+
+  private async maybeDrained(h: Held, entry: JobDbEntry | undefined): Promise<void> {
+    if (!entry || this.options.engine.openJobs(h.id) > 0) return;
+    await h.writer.flush();
+    if ((await h.db.countOpenJobs()) > 0) return;
+    if (!(await setJobDbState(this.options.consul, this.options.prefix, entry, 'drained'))) return;
+    this.options.logger.info({ jobDb: h.id }, 'JobDB drained: every job is final; releasing it');
+    await this.release(h);
+  }
+
+  private async release(h: Held): Promise<void> {
+    this.held.delete(h.id);
+    await h.writer.flush();
+    h.writer.stop(new Error(`JobDB ${h.id} released`));
+    this.options.engine.detach(h.id);
+    await h.lock.release().catch((error: unknown) => this.options.logger.warn(errorFields(error), 'lock release failed'));
+    await h.db.close().catch(() => undefined);
+    this.updateGauge();
+  }
+
+  /** Stores jobs in the active JobDB (fenced) and hands the new ones to the engine. */
+  async insert(jobs: NewJob[]): Promise<{ stored: number; duplicates: number }> {
+    const h = this.activeJobDb();
+    if (!h) throw new NoActiveJobDbError();
+    const stop = jobDbInsertDuration.startTimer();
+    let result;
+    try {
+      result = await h.db.insertJobs(h.leaseId, jobs, this.now());
+    } catch (error) {
+      if (error instanceof FencedError) this.lose(h.id, 'fenced', error.message);
+      throw error;
+    }
+    stop();
+    const fresh: Job[] = result.inserted.map((j) => ({
+      id: j.id,
+      jobDbId: h.id,
+      sourceId: j.sourceId,
+      messageId: j.messageId,
+      destinationId: j.destinationId,
+      subscriptionId: j.subscriptionId,
+      payload: j.payload,
+      headers: j.headers,
+      receivedAt: j.receivedAt.getTime(),
+      expiresAt: j.expiresAt.getTime(),
+      state: 'awaiting_scheduling',
+      attempt: 0,
+      nextRetryAt: null,
+      firstAttemptAt: null,
+      lastStatus: null,
+      lastError: null,
+      lastResponseExcerpt: null,
+    }));
+    if (h.sink.writable) this.options.engine.add(fresh);
+    return { stored: fresh.length, duplicates: result.duplicates };
+  }
+
+  /** Graceful stop: flush writes, release every lock, destroy the session. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.watch?.end();
+    await this.reconciling?.catch(() => undefined);
+    for (const h of [...this.held.values()]) await this.release(h);
+    await this.session?.destroy().catch((error: unknown) => this.options.logger.warn(errorFields(error), 'session destroy failed'));
+  }
+
+  /** Test hook (see Director.kill): stop everything without telling Consul. */
+  kill(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.watch?.end();
+    this.session?.pauseRenewals();
+    for (const h of this.held.values()) h.writer.stop(new Error('killed'));
+  }
+
+  private updateGauge(): void {
+    jobDbsHeld.reset();
+    for (const h of this.held.values()) jobDbsHeld.inc({ state: h.state });
+  }
+}

@@ -1,0 +1,190 @@
+// Per-destination flow control: token bucket, circuit breaker, adaptive rate on 429.
+
+/** Token bucket; `rate` undefined = unlimited. Burst is a tenth of a second's worth (≥ 1). */
+export class TokenBucket {
+  private tokens = 1;
+  private last: number;
+  private rateValue: number | undefined;
+
+  constructor(rate: number | undefined, now: number) {
+    this.rateValue = rate;
+    this.last = now;
+  }
+
+  get rate(): number | undefined {
+    return this.rateValue;
+  }
+
+  setRate(rate: number | undefined, now: number): void {
+    if (rate === this.rateValue) return;
+    this.refill(now);
+    this.rateValue = rate;
+    this.tokens = Math.min(this.tokens, this.burst());
+  }
+
+  private burst(): number {
+    return this.rateValue === undefined ? Infinity : Math.max(1, this.rateValue / 10);
+  }
+
+  private refill(now: number): void {
+    if (this.rateValue === undefined) return;
+    const elapsed = Math.max(0, now - this.last) / 1000;
+    this.tokens = Math.min(this.burst(), this.tokens + elapsed * this.rateValue);
+    this.last = now;
+  }
+
+  tryTake(now: number): boolean {
+    if (this.rateValue === undefined) return true;
+    this.refill(now);
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return true;
+    }
+    return false;
+  }
+
+  /** When the next token is available (ms timestamp). */
+  nextAt(now: number): number {
+    if (this.rateValue === undefined) return now;
+    this.refill(now);
+    if (this.tokens >= 1) return now;
+    return now + Math.ceil(((1 - this.tokens) / this.rateValue) * 1000);
+  }
+}
+
+export interface BreakerSettings {
+  /** Consecutive retryable failures that open the circuit. */
+  failureThreshold: number;
+  /** First open period; doubles on each failed probe up to maxOpenMs. */
+  openMs: number;
+  maxOpenMs: number;
+}
+
+export type BreakerState = 'closed' | 'open' | 'half_open';
+
+/**
+ * Opens after `failureThreshold` consecutive failures; after the open period one probe at a
+ * time is let through (half-open); a success closes it, a failure reopens it for longer.
+ */
+export class CircuitBreaker {
+  private stateValue: BreakerState = 'closed';
+  private failures = 0;
+  private openUntil = 0;
+  private openFor: number;
+  private probeInFlight = false;
+
+  constructor(private readonly settings: BreakerSettings) {
+    this.openFor = settings.openMs;
+  }
+
+  state(now: number): BreakerState {
+    if (this.stateValue === 'open' && now >= this.openUntil) this.stateValue = 'half_open';
+    return this.stateValue;
+  }
+
+  /** Whether a request may start now; in half-open, claims the single probe slot. */
+  tryStart(now: number): boolean {
+    const s = this.state(now);
+    if (s === 'closed') return true;
+    if (s === 'open' || this.probeInFlight) return false;
+    this.probeInFlight = true;
+    return true;
+  }
+
+  /** When a request could start next (for timers). */
+  nextAt(now: number): number {
+    return this.state(now) === 'open' ? this.openUntil : now;
+  }
+
+  /** Gives back a probe slot claimed by tryStart when nothing was started after all. */
+  cancel(): void {
+    this.probeInFlight = false;
+  }
+
+  /** Records the outcome of a request started after tryStart. */
+  record(success: boolean, now: number): void {
+    const wasProbe = this.probeInFlight;
+    this.probeInFlight = false;
+    if (success) {
+      this.failures = 0;
+      if (this.stateValue !== 'closed') {
+        this.stateValue = 'closed';
+        this.openFor = this.settings.openMs;
+      }
+      return;
+    }
+    this.failures += 1;
+    if (this.stateValue === 'half_open' && wasProbe) {
+      this.openFor = Math.min(this.settings.maxOpenMs, this.openFor * 2);
+      this.open(now);
+    } else if (this.stateValue === 'closed' && this.failures >= this.settings.failureThreshold) {
+      this.open(now);
+    }
+  }
+
+  private open(now: number): void {
+    this.stateValue = 'open';
+    this.openUntil = now + this.openFor;
+  }
+}
+
+/**
+ * AIMD on 429: halve the allowed rate (starting from the rate actually observed), then grow
+ * it by 20 % per clean second once 5 s passed without a 429, until it no longer limits.
+ */
+export class AdaptiveRate {
+  private limit: number | undefined;
+  private lastCut = -Infinity;
+  private lastGrow = -Infinity;
+
+  constructor(
+    private readonly minRate = 1,
+    private readonly quietMs = 5_000,
+  ) {}
+
+  get value(): number | undefined {
+    return this.limit;
+  }
+
+  onThrottled(observedRate: number, now: number): void {
+    // Requests already in flight when the first 429 arrived would otherwise cut it to nothing.
+    if (now - this.lastCut < 1_000) return;
+    const from = this.limit ?? Math.max(this.minRate, observedRate);
+    this.limit = Math.max(this.minRate, from / 2);
+    this.lastCut = now;
+  }
+
+  onSuccess(ceiling: number | undefined, observedRate: number, now: number): void {
+    if (this.limit === undefined) return;
+    if (now - this.lastCut < this.quietMs || now - this.lastGrow < 1_000) return;
+    this.lastGrow = now;
+    this.limit *= 1.2;
+    // Recovered once it no longer constrains: above the configured cap, or well above the real rate.
+    if ((ceiling !== undefined && this.limit >= ceiling) || (ceiling === undefined && this.limit > observedRate * 4 && this.limit > 50)) {
+      this.limit = undefined;
+    }
+  }
+}
+
+/** Starts in the last second (sliding, 10 slots of 100 ms): what a 429 cut starts from. */
+export class RateMeter {
+  private readonly slots = new Array<number>(10).fill(0);
+  private slotAt = 0;
+
+  mark(now: number): void {
+    this.advance(now);
+    this.slots[Math.floor(now / 100) % 10] += 1;
+  }
+
+  perSecond(now: number): number {
+    this.advance(now);
+    return this.slots.reduce((a, b) => a + b, 0);
+  }
+
+  private advance(now: number): void {
+    const slot = Math.floor(now / 100);
+    if (slot - this.slotAt >= 10) this.slots.fill(0);
+    else for (let s = this.slotAt + 1; s <= slot; s++) this.slots[s % 10] = 0;
+    this.slotAt = Math.max(this.slotAt, slot);
+  }
+}

@@ -1,0 +1,74 @@
+import { counter, gauge, histogram } from '@cdp/metrics';
+
+// Labels stay bounded: destination TYPE for per-delivery series; destination id only for
+// queue depth, since destinations come from the workspace file (config-bounded, a few hundred
+// at most) and an operator needs to see which queue grows.
+
+export const deliveries = counter({
+  name: 'cdp_director_deliveries_total',
+  help: 'Delivery attempts by destination type and outcome (succeeded, retry, discarded, archived)',
+  labelNames: ['destination_type', 'outcome'] as const,
+});
+
+export const attemptDuration = histogram({
+  name: 'cdp_director_attempt_duration_seconds',
+  help: 'Duration of one delivery attempt (HTTP request and response excerpt)',
+  labelNames: ['destination_type'] as const,
+});
+
+export const queueDepth = gauge({
+  name: 'cdp_director_queue_depth',
+  help: 'Jobs waiting (first attempts and retries) per configured destination',
+  labelNames: ['destination_id'] as const,
+});
+
+export const inFlight = gauge({ name: 'cdp_director_in_flight', help: 'Delivery attempts in flight' });
+
+export const jobDbInsertDuration = histogram({
+  name: 'cdp_director_jobdb_insert_duration_seconds',
+  help: 'Fenced job insert transaction duration (one RPC batch)',
+});
+
+export const jobDbTransitionDuration = histogram({
+  name: 'cdp_director_jobdb_transition_write_duration_seconds',
+  help: 'Fenced transition write transaction duration (one group commit)',
+});
+
+export const jobDbTransitionBatch = histogram({
+  name: 'cdp_director_jobdb_transition_batch_rows',
+  help: 'Transitions per write transaction',
+  buckets: [1, 5, 10, 50, 100, 500, 1000, 2000, 5000],
+});
+
+export const jobDbsHeld = gauge({
+  name: 'cdp_director_jobdbs_held',
+  help: 'JobDBs whose lock this director holds, by state',
+  labelNames: ['state'] as const,
+});
+
+export const rpcJobs = counter({
+  name: 'cdp_director_rpc_jobs_total',
+  help: 'Jobs received over RPC by result (stored, duplicate)',
+  labelNames: ['result'] as const,
+});
+
+export const undeliveredPublished = counter({
+  name: 'cdp_director_undelivered_total',
+  help: 'Expired jobs published to cdp.undelivered',
+});
+
+export const fencedWrites = counter({
+  name: 'cdp_director_fenced_writes_total',
+  help: 'JobDB writes refused because a newer lease exists',
+});
+
+export const lockLosses = counter({
+  name: 'cdp_director_lock_losses_total',
+  help: 'JobDB locks lost (session lost, key deleted or taken)',
+  labelNames: ['reason'] as const,
+});
+
+export const circuitOpen = gauge({
+  name: 'cdp_director_circuits_open',
+  help: 'Destinations whose circuit breaker is open or half-open',
+});

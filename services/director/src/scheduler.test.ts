@@ -1,0 +1,121 @@
+import { DEFAULT_POLICY, Scheduler, type DestinationPolicy } from './scheduler';
+import type { Job } from './job';
+
+let seq = 0;
+function job(sourceId: string, destinationId: string, extra: Partial<Job> = {}): Job {
+  seq += 1;
+  return {
+    id: `j${seq}`,
+    jobDbId: 'db1',
+    sourceId,
+    messageId: `m${seq}`,
+    destinationId,
+    subscriptionId: 'default',
+    payload: '{}',
+    headers: {},
+    receivedAt: 0,
+    expiresAt: 1e12,
+    state: 'awaiting_scheduling',
+    attempt: 0,
+    nextRetryAt: null,
+    firstAttemptAt: null,
+    lastStatus: null,
+    lastError: null,
+    lastResponseExcerpt: null,
+    ...extra,
+  };
+}
+
+function scheduler(policies: Record<string, Partial<DestinationPolicy>> = {}, maxInFlight = 1_000) {
+  return new Scheduler({
+    breaker: { failureThreshold: 3, openMs: 1_000, maxOpenMs: 10_000 },
+    maxInFlight,
+    policyOf: (id) => ({ ...DEFAULT_POLICY, maxConcurrency: 1_000, ...policies[id] }),
+  });
+}
+
+describe('Scheduler', () => {
+  it('serves sources of one destination round-robin (a huge source does not delay a small one)', () => {
+    const s = scheduler();
+    for (let i = 0; i < 100; i++) s.enqueue(job('A', 'd'), 0);
+    for (let i = 0; i < 3; i++) s.enqueue(job('B', 'd'), 0);
+    const order: string[] = [];
+    for (let i = 0; i < 6; i++) order.push(s.next(0)!.job.sourceId);
+    expect(order.filter((x) => x === 'B')).toHaveLength(3);
+  });
+
+  it('limits concurrency per destination and frees slots on finish', () => {
+    const s = scheduler({ d: { maxConcurrency: 2 } });
+    for (let i = 0; i < 5; i++) s.enqueue(job('A', 'd'), 0);
+    const a = s.next(0)!;
+    s.next(0);
+    expect(s.next(0)).toBeUndefined();
+    s.finished(a.job, a.retry, 'success', 1);
+    expect(s.next(1)).toBeDefined();
+  });
+
+  it('one saturated destination does not block another', () => {
+    const s = scheduler({ slow: { maxConcurrency: 1 } });
+    for (let i = 0; i < 10; i++) s.enqueue(job('A', 'slow'), 0);
+    for (let i = 0; i < 10; i++) s.enqueue(job('A', 'fast'), 0);
+    const picked: string[] = [];
+    for (let p = s.next(0); p; p = s.next(0)) picked.push(p.job.destinationId);
+    expect(picked.filter((d) => d === 'slow')).toHaveLength(1);
+    expect(picked.filter((d) => d === 'fast')).toHaveLength(10);
+  });
+
+  it('applies the rate limit and the operator override', () => {
+    const s = scheduler({ d: { maxRatePerSecond: 100 } });
+    for (let i = 0; i < 1_000; i++) s.enqueue(job('A', 'd'), 0);
+    let n = 0;
+    for (let t = 0; t < 1_000; t++) {
+      for (let p = s.next(t); p; p = s.next(t)) {
+        n++;
+        s.finished(p.job, p.retry, 'success', t);
+      }
+    }
+    expect(n).toBeGreaterThanOrEqual(95);
+    expect(n).toBeLessThanOrEqual(115);
+    expect(s.nextWake(1_000)).toBeGreaterThan(1_000);
+  });
+
+  it('retries due now never starve first attempts; future retries wait for their time', () => {
+    const s = scheduler({ d: { maxConcurrency: 4 } });
+    for (let i = 0; i < 10; i++) s.enqueue(job('A', 'd', { attempt: 1, state: 'awaiting_retry', nextRetryAt: 0 }), 0);
+    for (let i = 0; i < 10; i++) s.enqueue(job('A', 'd'), 0);
+    s.enqueue(job('A', 'd', { attempt: 1, state: 'awaiting_retry', nextRetryAt: 5_000 }), 0);
+    const firstFour: boolean[] = [];
+    for (let i = 0; i < 4; i++) firstFour.push(s.next(0)!.retry);
+    expect(firstFour.filter((r) => !r).length).toBeGreaterThanOrEqual(2);
+    expect(s.nextWake(0)).toBeDefined();
+  });
+
+  it('holds a paused destination, and still hands out its expired jobs', () => {
+    const policies: Record<string, Partial<DestinationPolicy>> = { d: { paused: true } };
+    const s = scheduler(policies);
+    s.enqueue(job('A', 'd', { expiresAt: 500 }), 0);
+    expect(s.next(0)).toBeUndefined();
+    expect(s.takeExpired(400)).toHaveLength(0);
+    expect(s.takeExpired(500)).toHaveLength(1);
+  });
+
+  it('serves higher priority destinations first', () => {
+    const s = scheduler({ lo: { priority: 0 }, hi: { priority: 5 } }, 1);
+    s.enqueue(job('A', 'lo'), 0);
+    s.enqueue(job('A', 'hi'), 0);
+    expect(s.next(0)!.job.destinationId).toBe('hi');
+  });
+
+  it('stops serving a destination whose breaker opened, then probes it', () => {
+    const s = scheduler({ d: { maxConcurrency: 10 } });
+    for (let i = 0; i < 20; i++) s.enqueue(job('A', 'd'), 0);
+    for (let i = 0; i < 3; i++) {
+      const p = s.next(0)!;
+      s.finished(p.job, p.retry, 'failure', 0);
+    }
+    expect(s.next(10)).toBeUndefined();
+    expect(s.nextWake(10)).toBe(1_000);
+    expect(s.next(1_000)).toBeDefined();
+    expect(s.next(1_000)).toBeUndefined(); // single half-open probe
+  });
+});

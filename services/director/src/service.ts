@@ -1,0 +1,176 @@
+import mysql from 'mysql2/promise';
+import type { createConsulClient } from '@cdp/consul-lock';
+import { listen, type RunningServer } from '@cdp/http';
+import { appendDeliveryStats, ensureControlDatabase } from '@cdp/jobdb';
+import { errorFields, type Logger } from '@cdp/log';
+import type { Workspace } from '@cdp/workspace';
+import type { DirectorConfig } from './config';
+import { ControlWatcher } from './controls';
+import { WebhookDriver, type DestinationDriver } from './destinations';
+import { DeliveryEngine } from './engine';
+import { JobDbHolder } from './holder';
+import { createRpcApp } from './rpc';
+import { StatsCollector } from './stats';
+import type { UndeliveredPublisher } from './undelivered';
+
+export type DirectorSettings = Pick<
+  DirectorConfig,
+  | 'PORT'
+  | 'MYSQL_URL'
+  | 'CDP_CONTROL_DB'
+  | 'CDP_CONSUL_PREFIX'
+  | 'POD_NAME'
+  | 'DIRECTOR_SESSION_TTL_MS'
+  | 'DIRECTOR_LOCK_DELAY_MS'
+  | 'DIRECTOR_RETRY_WINDOW_MS'
+  | 'DIRECTOR_BACKOFF_BASE_MS'
+  | 'DIRECTOR_BACKOFF_CAP_MS'
+  | 'DIRECTOR_MAX_IN_FLIGHT'
+  | 'DIRECTOR_CONNECTIONS_PER_ORIGIN'
+  | 'DIRECTOR_BREAKER_FAILURES'
+  | 'DIRECTOR_BREAKER_OPEN_MS'
+  | 'DIRECTOR_BREAKER_MAX_OPEN_MS'
+  | 'DIRECTOR_DRAIN_TIMEOUT_MS'
+  | 'DIRECTOR_RECONCILE_INTERVAL_MS'
+  | 'DIRECTOR_RPC_MAX_BODY_BYTES'
+  | 'DIRECTOR_RPC_MAX_JOBS'
+  | 'DIRECTOR_MAX_QUEUED_JOBS'
+  | 'DIRECTOR_STATS_INTERVAL_MS'
+  | 'DIRECTOR_JOBDB_POOL_SIZE'
+  | 'DIRECTOR_WRITE_BATCH'
+>;
+
+export interface DirectorDeps {
+  consul: ReturnType<typeof createConsulClient>;
+  publisher: UndeliveredPublisher;
+  workspace: () => Workspace;
+  logger: Logger;
+  drivers?: Record<string, DestinationDriver>;
+  /** Host of the RPC listener; 0.0.0.0 in production, 127.0.0.1 in tests. */
+  host?: string;
+  random?: () => number;
+}
+
+/** The director: RPC in, JobDBs under Consul locks, fair delivery out, stats to cdp_control. */
+export class Director {
+  readonly engine: DeliveryEngine;
+  readonly holder: JobDbHolder;
+  readonly controls: ControlWatcher;
+  readonly stats: StatsCollector;
+  private readonly drivers: Record<string, DestinationDriver>;
+  private rpc: RunningServer | undefined;
+  private accepting = false;
+  private statsPool: mysql.Pool | undefined;
+  private statsTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly settings: DirectorSettings,
+    private readonly deps: DirectorDeps,
+  ) {
+    const { logger } = deps;
+    this.drivers = deps.drivers ?? { webhook: new WebhookDriver({ connectionsPerOrigin: settings.DIRECTOR_CONNECTIONS_PER_ORIGIN }) };
+    this.stats = new StatsCollector(settings.POD_NAME);
+    this.controls = new ControlWatcher(deps.consul, settings.CDP_CONSUL_PREFIX, logger, () => this.engine.refreshPolicies());
+    this.engine = new DeliveryEngine({
+      logger,
+      workspace: deps.workspace,
+      drivers: this.drivers,
+      publisher: deps.publisher,
+      stats: this.stats,
+      control: (id) => this.controls.get(id),
+      backoff: { baseMs: settings.DIRECTOR_BACKOFF_BASE_MS, capMs: settings.DIRECTOR_BACKOFF_CAP_MS },
+      breaker: {
+        failureThreshold: settings.DIRECTOR_BREAKER_FAILURES,
+        openMs: settings.DIRECTOR_BREAKER_OPEN_MS,
+        maxOpenMs: settings.DIRECTOR_BREAKER_MAX_OPEN_MS,
+      },
+      maxInFlight: settings.DIRECTOR_MAX_IN_FLIGHT,
+      random: deps.random,
+    });
+    this.holder = new JobDbHolder({
+      consul: deps.consul,
+      prefix: settings.CDP_CONSUL_PREFIX,
+      pod: settings.POD_NAME,
+      mysqlUrl: settings.MYSQL_URL,
+      sessionTtlMs: settings.DIRECTOR_SESSION_TTL_MS,
+      lockDelayMs: settings.DIRECTOR_LOCK_DELAY_MS,
+      reconcileIntervalMs: settings.DIRECTOR_RECONCILE_INTERVAL_MS,
+      poolSize: settings.DIRECTOR_JOBDB_POOL_SIZE,
+      writeBatch: settings.DIRECTOR_WRITE_BATCH,
+      engine: this.engine,
+      logger,
+    });
+  }
+
+  get url(): string | undefined {
+    return this.rpc?.url;
+  }
+
+  /** Ready when it holds an active JobDB (otherwise RPC answers 503 anyway). */
+  get isReady(): boolean {
+    return this.accepting && this.holder.activeJobDb() !== undefined;
+  }
+
+  async start(): Promise<void> {
+    const s = this.settings;
+    await ensureControlDatabase(s.MYSQL_URL, s.CDP_CONTROL_DB);
+    this.statsPool = mysql.createPool({ uri: s.MYSQL_URL, database: s.CDP_CONTROL_DB, connectionLimit: 2, timezone: 'Z', jsonStrings: true });
+    this.controls.start();
+    this.engine.start();
+    this.holder.start();
+    this.statsTimer = setInterval(() => void this.flushStats(false), s.DIRECTOR_STATS_INTERVAL_MS);
+    this.statsTimer.unref();
+    const app = createRpcApp({
+      logger: this.deps.logger,
+      maxBodyBytes: s.DIRECTOR_RPC_MAX_BODY_BYTES,
+      maxJobs: s.DIRECTOR_RPC_MAX_JOBS,
+      defaultRetryWindowMs: s.DIRECTOR_RETRY_WINDOW_MS,
+      workspace: this.deps.workspace,
+      insert: (jobs) => this.holder.insert(jobs),
+      accepting: () => this.accepting,
+      overloaded: () => this.engine.scheduler.waiting >= s.DIRECTOR_MAX_QUEUED_JOBS,
+    });
+    this.accepting = true;
+    this.rpc = await listen(app, s.PORT, this.deps.host ?? '0.0.0.0');
+  }
+
+  async flushStats(all: boolean): Promise<void> {
+    if (!this.statsPool) return;
+    const rows = this.stats.take(Date.now(), all);
+    if (rows.length === 0) return;
+    try {
+      await appendDeliveryStats(this.statsPool, rows);
+    } catch (error) {
+      this.stats.restore(rows);
+      this.deps.logger.warn({ ...errorFields(error), rows: rows.length }, 'delivery stats append failed; kept for the next flush');
+    }
+  }
+
+  /** SIGTERM: stop RPC, finish in-flight calls (bounded), persist, release locks, destroy session. */
+  async stop(): Promise<void> {
+    this.accepting = false;
+    await this.rpc?.close(2_000);
+    const drained = await this.engine.drain(this.settings.DIRECTOR_DRAIN_TIMEOUT_MS);
+    if (!drained) this.deps.logger.warn({ inFlight: this.engine.inFlight }, 'drain timed out; unfinished attempts stay executing and are retried by the next holder');
+    this.controls.stop();
+    await this.holder.stop();
+    clearInterval(this.statsTimer);
+    await this.flushStats(true);
+    await this.statsPool?.end().catch(() => undefined);
+    await Promise.all(Object.values(this.drivers).map((d) => d.close().catch(() => undefined)));
+  }
+
+  /**
+   * Test hook simulating SIGKILL inside one process: nothing more is written, no lock is
+   * released, the session is left to expire in Consul.
+   */
+  async kill(): Promise<void> {
+    this.accepting = false;
+    this.holder.kill();
+    void this.engine.drain(0);
+    await this.rpc?.close(0);
+    clearInterval(this.statsTimer);
+    await this.statsPool?.end().catch(() => undefined);
+    await Promise.all(Object.values(this.drivers).map((d) => d.close().catch(() => undefined)));
+  }
+}

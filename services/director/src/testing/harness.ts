@@ -1,0 +1,259 @@
+// Test helpers: a controllable HTTP sink, JobDB provisioning on a private prefix, and
+// directors wired to the real MariaDB and a Consul dev server.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import mysql from 'mysql2/promise';
+import { createConsulClient } from '@cdp/consul-lock';
+import { createJobDbDatabase, dropJobDb, registerJobDb, type JobDbRecord } from '@cdp/jobdb';
+import { createLogger } from '@cdp/log';
+import { mysqlUrl, testDatabaseName } from '@cdp/testkit';
+import { parseWorkspace, type Workspace } from '@cdp/workspace';
+import { Director, type DirectorDeps, type DirectorSettings } from '../service';
+import type { UndeliveredPublisher } from '../undelivered';
+
+export interface SinkRequest {
+  path: string;
+  method: string;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  at: number;
+}
+
+export interface SinkAnswer {
+  status: number;
+  headers?: Record<string, string>;
+  body?: string;
+  delayMs?: number;
+}
+
+/** 'hang' never answers (timeouts); 'reset' destroys the connection (connection reset). */
+export type SinkHandler = (req: SinkRequest, count: number) => SinkAnswer | 'hang' | 'reset';
+
+/** An HTTP sink on 127.0.0.1 whose answer per path is chosen by the test. */
+export class Sink {
+  readonly requests: SinkRequest[] = [];
+  private readonly counts = new Map<string, number>();
+  private readonly handlers = new Map<string, SinkHandler>();
+  private server!: http.Server;
+  url = '';
+
+  route(path: string, handler: SinkHandler): void {
+    this.handlers.set(path, handler);
+  }
+
+  async start(): Promise<void> {
+    this.server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const path = (req.url ?? '/').split('?')[0];
+        const entry: SinkRequest = { path, method: req.method ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), at: Date.now() };
+        this.requests.push(entry);
+        const n = (this.counts.get(path) ?? 0) + 1;
+        this.counts.set(path, n);
+        const handler: SinkHandler = this.handlers.get(path) ?? (() => ({ status: 200 }));
+        const answer = handler(entry, n);
+        if (answer === 'hang') return; // never answers: the director's timeout fires
+        if (answer === 'reset') {
+          req.socket.resetAndDestroy();
+          return;
+        }
+        const send = () => {
+          res.writeHead(answer.status, answer.headers ?? {});
+          res.end(answer.body ?? '');
+        };
+        if (answer.delayMs) setTimeout(send, answer.delayMs);
+        else send();
+      });
+    });
+    this.server.keepAliveTimeout = 30_000;
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  count(path: string): number {
+    return this.counts.get(path) ?? 0;
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
+
+/** Records what would go to cdp.undelivered. */
+export class MemoryPublisher implements UndeliveredPublisher {
+  readonly records: Array<{ key: string; value: string }> = [];
+  async publish(records: Array<{ key: string; value: string }>): Promise<void> {
+    this.records.push(...records);
+  }
+}
+
+export interface WebhookSpec {
+  id: string;
+  url: string;
+  timeoutMs?: number;
+  hmacSecretEnv?: string;
+  maxConcurrency?: number;
+  maxRatePerSecond?: number;
+  headers?: Record<string, string>;
+}
+
+export function testWorkspace(destinations: WebhookSpec[], sources = ['web'], env: NodeJS.ProcessEnv = process.env): Workspace {
+  return parseWorkspace(
+    JSON.stringify({
+      spaces: [{ id: 'main', name: 'Main' }],
+      sources: sources.map((id) => ({ id, name: id, spaceId: 'main', writeKeys: [`wk_${id}`] })),
+      destinations: destinations.map((d) => ({
+        id: d.id,
+        name: d.id,
+        type: 'webhook',
+        settings: {
+          url: d.url,
+          timeoutMs: d.timeoutMs ?? 2_000,
+          headers: d.headers ?? {},
+          ...(d.hmacSecretEnv ? { hmacSecret: { $env: d.hmacSecretEnv } } : {}),
+        },
+        limits: { maxConcurrency: d.maxConcurrency ?? 50, ...(d.maxRatePerSecond ? { maxRatePerSecond: d.maxRatePerSecond } : {}) },
+      })),
+      connections: sources.flatMap((s) => destinations.map((d) => ({ sourceId: s, destinationId: d.id }))),
+    }),
+    { format: 'json', file: 'director-test.json', env },
+  );
+}
+
+export function testSettings(prefix: string, overrides: Partial<DirectorSettings> = {}): DirectorSettings {
+  return {
+    PORT: 0,
+    MYSQL_URL: mysqlUrl(),
+    CDP_CONTROL_DB: testDatabaseName('ctl'),
+    CDP_CONSUL_PREFIX: prefix,
+    POD_NAME: `pod-${Math.random().toString(36).slice(2, 8)}`,
+    DIRECTOR_SESSION_TTL_MS: 1_000,
+    DIRECTOR_LOCK_DELAY_MS: 500,
+    DIRECTOR_RETRY_WINDOW_MS: 3_600_000,
+    DIRECTOR_BACKOFF_BASE_MS: 100,
+    DIRECTOR_BACKOFF_CAP_MS: 400,
+    DIRECTOR_MAX_IN_FLIGHT: 2_000,
+    DIRECTOR_CONNECTIONS_PER_ORIGIN: 64,
+    DIRECTOR_BREAKER_FAILURES: 20,
+    DIRECTOR_BREAKER_OPEN_MS: 500,
+    DIRECTOR_BREAKER_MAX_OPEN_MS: 5_000,
+    DIRECTOR_DRAIN_TIMEOUT_MS: 5_000,
+    DIRECTOR_RECONCILE_INTERVAL_MS: 250,
+    DIRECTOR_RPC_MAX_BODY_BYTES: 16 * 1024 * 1024,
+    DIRECTOR_RPC_MAX_JOBS: 5_000,
+    DIRECTOR_MAX_QUEUED_JOBS: 200_000,
+    DIRECTOR_STATS_INTERVAL_MS: 60_000,
+    DIRECTOR_JOBDB_POOL_SIZE: 4,
+    DIRECTOR_WRITE_BATCH: 2_000,
+    ...overrides,
+  };
+}
+
+export interface JobDbHandle extends JobDbRecord {
+  id: string;
+  database: string;
+}
+
+/** Consul prefix + JobDBs + control databases of one test file, removed by `cleanup()`. */
+export class TestEnv {
+  readonly prefix = `t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}/`;
+  readonly consul: ReturnType<typeof createConsulClient>;
+  private readonly jobDbs: JobDbHandle[] = [];
+  private readonly extraDatabases = new Set<string>();
+  private readonly directors: Director[] = [];
+
+  constructor(readonly consulUrl: string) {
+    this.consul = createConsulClient(consulUrl);
+  }
+
+  /** JobDBs provisioned so far, oldest first. */
+  get provisioned(): readonly JobDbHandle[] {
+    return this.jobDbs;
+  }
+
+  /**
+   * Creates a JobDB; `prepare` runs on the database before it is registered in Consul (so no
+   * director can take it while the test fills it).
+   */
+  async provision(label: string, state: JobDbRecord['state'] = 'active', prepare?: (database: string) => Promise<void>): Promise<JobDbHandle> {
+    const id = `${label}${Math.random().toString(36).slice(2, 7)}`;
+    const database = testDatabaseName(`jdb_${label}`);
+    const record: JobDbRecord = { state, dsnRef: database, createdAt: new Date().toISOString() };
+    const handle: JobDbHandle = { ...record, id, database };
+    this.jobDbs.push(handle);
+    await createJobDbDatabase(mysqlUrl(), database, id);
+    if (prepare) await prepare(database);
+    await registerJobDb(this.consul, this.prefix, id, record);
+    return handle;
+  }
+
+  director(settings: DirectorSettings, deps: Partial<DirectorDeps> & { workspace: () => Workspace; publisher?: UndeliveredPublisher }): Director {
+    this.extraDatabases.add(settings.CDP_CONTROL_DB);
+    const d = new Director(settings, {
+      consul: deps.consul ?? createConsulClient(this.consulUrl),
+      publisher: deps.publisher ?? new MemoryPublisher(),
+      logger: deps.logger ?? createLogger({ name: 'director-test', level: (process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent' }),
+      host: '127.0.0.1',
+      ...deps,
+    });
+    this.directors.push(d);
+    return d;
+  }
+
+  async query<T extends mysql.RowDataPacket[]>(database: string, sql: string, params: unknown[] = []): Promise<T> {
+    const conn = await mysql.createConnection({ uri: mysqlUrl(), database, timezone: 'Z', jsonStrings: true });
+    try {
+      const [rows] = await conn.query<T>(sql, params);
+      return rows;
+    } finally {
+      await conn.end();
+    }
+  }
+
+  async cleanup(): Promise<void> {
+    for (const d of this.directors) await d.stop().catch(() => undefined);
+    for (const j of this.jobDbs) await dropJobDb({ url: mysqlUrl(), consul: this.consul, prefix: this.prefix, id: j.id, database: j.database }).catch(() => undefined);
+    const conn = await mysql.createConnection({ uri: mysqlUrl() });
+    for (const db of this.extraDatabases) await conn.query(`DROP DATABASE IF EXISTS \`${db}\``);
+    await conn.end();
+    this.consul.destroy();
+  }
+}
+
+export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 20_000, stepMs = 50): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
+export async function postJobs(url: string, jobs: unknown[]): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(`${url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jobs }) });
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // keep text
+  }
+  return { status: res.status, body };
+}
+
+/** Final state of every job of a JobDB: job id → list of to-states in order. */
+export async function historyOf(env: TestEnv, database: string): Promise<Map<string, { messageId: string; states: string[]; rows: mysql.RowDataPacket[] }>> {
+  const jobs = await env.query<mysql.RowDataPacket[]>(database, 'SELECT id, message_id FROM jobs');
+  const rows = await env.query<mysql.RowDataPacket[]>(database, 'SELECT * FROM job_state_transitions ORDER BY id');
+  const out = new Map<string, { messageId: string; states: string[]; rows: mysql.RowDataPacket[] }>();
+  for (const j of jobs) out.set(String(j.id), { messageId: String(j.message_id), states: [], rows: [] });
+  for (const r of rows) {
+    const h = out.get(String(r.job_id));
+    if (!h) continue;
+    h.states.push(String(r.to_state));
+    h.rows.push(r);
+  }
+  return out;
+}

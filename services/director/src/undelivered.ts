@@ -1,0 +1,40 @@
+import { undeliveredKey, undeliveredSchema, type Undelivered } from '@cdp/events';
+import type { Job } from './job';
+
+/** Where expired jobs go (cdp.undelivered in production; a fake in unit tests). */
+export interface UndeliveredPublisher {
+  publish(records: Array<{ key: string; value: string }>): Promise<void>;
+}
+
+/**
+ * The cdp.undelivered value: the envelope (rebuilt from the job: the payload is the Segment
+ * message for webhooks) plus the delivery summary.
+ */
+export function undeliveredRecord(job: Job, expiredAt: number): { key: string; value: string; record: Undelivered } {
+  let message: unknown;
+  try {
+    message = JSON.parse(job.payload);
+  } catch {
+    message = job.payload;
+  }
+  const candidate = {
+    v: 1,
+    sourceId: job.sourceId,
+    messageId: job.messageId,
+    receivedAt: new Date(job.receivedAt).toISOString(),
+    message,
+    destinationId: job.destinationId,
+    subscriptionId: job.subscriptionId,
+    attempts: job.attempt,
+    firstAttemptAt: job.firstAttemptAt === null ? null : new Date(job.firstAttemptAt).toISOString(),
+    expiredAt: new Date(expiredAt).toISOString(),
+    lastStatus: job.lastStatus,
+    lastError: job.lastError,
+    lastResponseExcerpt: job.lastResponseExcerpt,
+  };
+  // Validate so a bad record is caught here, not by the archiver; a mapped (non-Segment) payload
+  // still goes out as it is, since losing it would be worse.
+  const parsed = undeliveredSchema.safeParse(candidate);
+  const record = (parsed.success ? parsed.data : candidate) as Undelivered;
+  return { key: undeliveredKey(job.sourceId, job.destinationId), value: JSON.stringify(record), record };
+}

@@ -1,0 +1,185 @@
+import { randomUUID } from 'node:crypto';
+import {
+  correctTimestamp,
+  ENVELOPE_VERSION,
+  messageKey,
+  validateMessage,
+  type Envelope,
+  type InvalidReason,
+  type MessageType,
+} from '@cdp/events';
+import { BadRequest } from './body';
+
+/** Why an event was dropped (a metric label: a fixed set). */
+export type DropReason =
+  | InvalidReason
+  | 'too_deep'
+  | 'unserializable'
+  | 'unknown_write_key'
+  | 'source_disabled'
+  | 'batch_overflow'
+  | 'suppressed';
+
+export const DROP_REASONS: readonly DropReason[] = [
+  'not_an_object',
+  'invalid_type',
+  'missing_message_id',
+  'message_id_too_long',
+  'missing_user_id',
+  'missing_event',
+  'missing_group_id',
+  'missing_previous_id',
+  'invalid_field',
+  'too_deep',
+  'unserializable',
+  'unknown_write_key',
+  'source_disabled',
+  'batch_overflow',
+  'suppressed',
+];
+
+export type Endpoint = { kind: 'single'; type: MessageType } | { kind: 'batch' };
+
+export interface Limits {
+  maxEventBytes: number;
+  maxBatchEvents: number;
+}
+
+/** Nesting beyond this is not an analytics event; it only threatens recursive code downstream. */
+export const MAX_DEPTH = 64;
+
+export interface ExtractedEvents {
+  items: unknown[];
+  /** Events past the per-batch limit: dropped, the request still answered 200. */
+  overflow: number;
+  /** Batch-level fields merged into each item. */
+  shared: { context?: Record<string, unknown>; integrations?: Record<string, unknown>; sentAt?: unknown };
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * The events of a parsed request. A batch without a `batch` array is malformed (400); an event
+ * over the per-event limit fails the request like Segment's (400).
+ */
+export function extractEvents(endpoint: Endpoint, body: Record<string, unknown>, bodyBytes: number, limits: Limits): ExtractedEvents {
+  if (endpoint.kind === 'single') {
+    if (bodyBytes > limits.maxEventBytes) throw new BadRequest('event_too_large', `event exceeds ${limits.maxEventBytes} bytes`);
+    return { items: [body], overflow: 0, shared: {} };
+  }
+  if (!Array.isArray(body.batch)) throw new BadRequest('invalid_body', 'a batch request needs a "batch" array');
+  const all = body.batch as unknown[];
+  const items = all.length > limits.maxBatchEvents ? all.slice(0, limits.maxBatchEvents) : all;
+  // Only a body larger than one event's limit can hold an oversize event: skip the work otherwise.
+  if (bodyBytes > limits.maxEventBytes) {
+    for (const item of items) {
+      if (serializedBytes(item) > limits.maxEventBytes) {
+        throw new BadRequest('event_too_large', `an event of the batch exceeds ${limits.maxEventBytes} bytes`);
+      }
+    }
+  }
+  return {
+    items,
+    overflow: all.length - items.length,
+    shared: {
+      context: isObject(body.context) ? body.context : undefined,
+      integrations: isObject(body.integrations) ? body.integrations : undefined,
+      sentAt: body.sentAt,
+    },
+  };
+}
+
+function serializedBytes(v: unknown): number {
+  try {
+    return Buffer.byteLength(JSON.stringify(v) ?? '');
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+}
+
+/** Iterative, so a hostile nesting depth cannot blow the stack here. */
+export function depthExceeds(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (d > max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (typeof child === 'object' && child !== null) stack.push([child, d + 1]);
+    }
+  }
+  return false;
+}
+
+export interface EnrichContext {
+  sourceId: string;
+  receivedAt: Date;
+  clientIp: string | undefined;
+  /** The type implied by a single-event path; it wins over the body's. */
+  impliedType?: MessageType;
+  shared: ExtractedEvents['shared'];
+}
+
+export type Prepared =
+  | { ok: true; envelope: Envelope; key: string; value: string; userId: string | undefined }
+  | { ok: false; reason: DropReason; detail?: string };
+
+/** Validates and enriches one event into the envelope published to cdp.ingest. Pure. */
+export function prepareEvent(raw: unknown, ctx: EnrichContext): Prepared {
+  if (!isObject(raw)) return { ok: false, reason: 'not_an_object' };
+  // Mutated in place: the object comes from this request's JSON.parse and nothing else holds it.
+  const m = raw;
+  delete m.writeKey;
+  if (ctx.impliedType) m.type = ctx.impliedType;
+  if (ctx.shared.context && (m.context === undefined || m.context === null || isObject(m.context))) {
+    m.context = { ...ctx.shared.context, ...((m.context as Record<string, unknown> | null) ?? {}) };
+  }
+  if (ctx.shared.integrations && (m.integrations === undefined || m.integrations === null || isObject(m.integrations))) {
+    m.integrations = { ...ctx.shared.integrations, ...((m.integrations as Record<string, unknown> | null) ?? {}) };
+  }
+  if (typeof m.messageId === 'number') m.messageId = String(m.messageId);
+  if (m.messageId === undefined || m.messageId === null || m.messageId === '') m.messageId = `api-${randomUUID()}`;
+  const checked = validateMessage(m);
+  if (!checked.ok) return { ok: false, reason: checked.reason, detail: checked.detail };
+  if (depthExceeds(m, MAX_DEPTH)) return { ok: false, reason: 'too_deep' };
+  const message = correctTimestamp(checked.message as Record<string, unknown>, ctx.receivedAt, ctx.shared.sentAt);
+  if (ctx.clientIp) {
+    const context = isObject(message.context) ? { ...message.context } : {};
+    if (context.ip === undefined || context.ip === null || context.ip === '') {
+      context.ip = ctx.clientIp;
+      message.context = context;
+    }
+  }
+  const messageId = message.messageId as string;
+  const envelope = {
+    v: ENVELOPE_VERSION,
+    sourceId: ctx.sourceId,
+    messageId,
+    receivedAt: ctx.receivedAt.toISOString(),
+    message,
+  } as Envelope;
+  let value: string;
+  try {
+    value = JSON.stringify(envelope);
+  } catch {
+    return { ok: false, reason: 'unserializable' };
+  }
+  const userId = message.userId === undefined || message.userId === null ? undefined : String(message.userId);
+  return { ok: true, envelope, key: messageKey(ctx.sourceId, messageId), value, userId };
+}
+
+/** Pixel `data`: base64 (standard or URL-safe) of a JSON object, or the JSON itself. */
+export function decodePixelData(data: unknown): Record<string, unknown> | undefined {
+  if (typeof data !== 'string' || data === '') return undefined;
+  const attempts = [data.trim()];
+  if (!data.trim().startsWith('{')) attempts.unshift(Buffer.from(data, 'base64').toString('utf8'));
+  for (const text of attempts) {
+    try {
+      const parsed = JSON.parse(text);
+      if (isObject(parsed)) return parsed;
+    } catch {
+      // try the next form
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,65 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startKafkaBroker, stopProcess, type KafkaBroker } from '@cdp/testkit';
+import type { TapiService } from './service';
+import { createTapiTestEnv, metrics, metricValue, restartKafkaBroker, startLoad, TopicCollector, waitReady, type TapiTestEnv } from './testing/harness';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('Kafka outage (private broker)', () => {
+  let dir: string;
+  let broker: KafkaBroker | undefined;
+  let env: TapiTestEnv | undefined;
+  let collector: TopicCollector | undefined;
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapi-outage-'));
+    broker = await startKafkaBroker({ dir, name: 'kafka-outage' });
+  });
+  afterAll(async () => {
+    await collector?.stop().catch(() => undefined);
+    await env?.close();
+    if (broker) await stopProcess(broker.process.pid, 15_000);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('loses no acknowledged event across a broker outage and a tapi restart during it', async () => {
+    env = await createTapiTestEnv('outage', { brokers: broker!.brokers });
+    const cfg = { PUBLISH_TIMEOUT_MS: '800', KAFKA_PROBE_INTERVAL_MS: '300' };
+    let tapi: TapiService | undefined = await env.start(cfg);
+    await waitReady(tapi);
+    const load = startLoad(() => tapi?.url, { label: 'outage', batchSize: 5, intervalMs: 15, maxRequests: 4_000, maxMs: 150_000 });
+
+    await sleep(1_500);
+    await stopProcess(broker!.process.pid, 15_000); // the broker goes away under load
+    await sleep(3_000);
+    const spooledBeforeRestart = tapi.spool.depth;
+
+    // Restart tapi while the broker is down: the spool survives on disk.
+    const old: TapiService = tapi;
+    tapi = undefined;
+    await old.stop(500);
+    tapi = await env.start(cfg);
+    expect(tapi.spool.depth).toBeGreaterThanOrEqual(spooledBeforeRestart);
+    await sleep(3_000);
+
+    broker = await restartKafkaBroker(broker!);
+    await sleep(3_000);
+    const result = await load.stop();
+
+    const until = Date.now() + 90_000;
+    while (tapi.spool.depth > 0 && Date.now() < until) await sleep(200);
+    expect(tapi.spool.depth).toBe(0);
+
+    collector = new TopicCollector(env.kafka, env.topics.ingest);
+    await collector.start();
+    await collector.catchUp(60_000);
+    const missing = result.acked.filter((id) => !collector!.byId.has(id));
+    expect(result.acked.length).toBeGreaterThan(500);
+    expect(spooledBeforeRestart).toBeGreaterThan(0);
+    expect(missing).toEqual([]);
+    const text = await metrics(tapi);
+    expect(metricValue(text, 'cdp_tapi_spool_drained_total')).toBeGreaterThan(0);
+  });
+});

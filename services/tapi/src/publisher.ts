@@ -1,0 +1,313 @@
+import { errorFields, type Logger } from '@cdp/log';
+import { activeCluster, clusterSwitches, publishDuration, publishFailures, spoolDrained } from './metrics';
+import { SpoolFullError, type Spool, type SpoolEntry, type SpoolRecord } from './spool';
+
+export type ClusterName = 'primary' | 'secondary';
+export type ForceMode = 'auto' | ClusterName;
+export type StoredIn = ClusterName | 'spool';
+
+/** What the publisher needs from a Kafka cluster (a BatchingProducer plus a cheap probe). */
+export interface ClusterSender {
+  send(topic: string, messages: { key: string; value: string }[]): Promise<void>;
+  /** Cheap liveness check (metadata request), used to decide when to fail back. */
+  probe(): Promise<void>;
+  /** Connects if not connected; called in the background until it succeeds. */
+  ensureConnected(): Promise<void>;
+  readonly isConnected: boolean;
+  /** A send is hanging past the timeout: don't queue more copies behind it. */
+  readonly isStalled?: boolean;
+}
+
+export interface PublisherOptions {
+  topic: string;
+  primary: ClusterSender;
+  secondary?: ClusterSender;
+  spool: Spool;
+  logger: Logger;
+  /** A Kafka attempt slower than this counts as failed; the events go to the next target. */
+  publishTimeoutMs: number;
+  /** A failed cluster is skipped this long before a request tries it again. */
+  probeIntervalMs: number;
+  /** Consecutive failures of the primary after which the secondary becomes active. */
+  failoverErrorThreshold: number;
+  /** p90 latency of the primary's recent publishes above which the secondary becomes active. */
+  failoverLatencyMs: number;
+  failbackProbeIntervalMs: number;
+  drainBatchMessages: number;
+  /** Spooled events failing this (suppressed since) are dropped when drained. */
+  keepOnDrain?: (record: SpoolRecord) => boolean;
+  /** While false, new events go to the spool (e.g. the suppression set is not rebuilt yet). */
+  kafkaAllowed?: () => boolean;
+}
+
+const LATENCY_WINDOW = 50;
+const FAILBACK_PROBES = 3;
+
+class ClusterState {
+  consecutiveFailures = 0;
+  skipUntil = 0;
+  okProbes = 0;
+  private latencies: number[] = [];
+
+  constructor(
+    readonly name: ClusterName,
+    readonly sender: ClusterSender,
+  ) {}
+
+  ok(latencyMs: number): void {
+    this.consecutiveFailures = 0;
+    this.skipUntil = 0;
+    this.latencies.push(latencyMs);
+    if (this.latencies.length > LATENCY_WINDOW) this.latencies.shift();
+  }
+
+  failed(now: number, intervalMs: number): void {
+    this.consecutiveFailures++;
+    this.okProbes = 0;
+    this.skipUntil = now + intervalMs;
+  }
+
+  p90(): number | undefined {
+    if (this.latencies.length < 20) return undefined;
+    const sorted = [...this.latencies].sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length * 0.9)];
+  }
+
+  resetLatency(): void {
+    this.latencies = [];
+  }
+}
+
+class TimeoutError extends Error {}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new TimeoutError(`no acknowledgement within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+/**
+ * Stores each request's events durably before the client is answered: in the active Kafka
+ * cluster (acks=all), else the other cluster, else the fsynced local spool. A drainer
+ * republishes the spool in arrival order and deletes entries only after Kafka acknowledged them.
+ */
+export class Publisher {
+  private readonly primary: ClusterState;
+  private readonly secondary: ClusterState | undefined;
+  private active: ClusterState;
+  private force: ForceMode = 'auto';
+  private running = false;
+  private loops: Promise<void>[] = [];
+
+  constructor(private readonly options: PublisherOptions) {
+    this.primary = new ClusterState('primary', options.primary);
+    this.secondary = options.secondary ? new ClusterState('secondary', options.secondary) : undefined;
+    this.active = this.primary;
+    this.showActive();
+  }
+
+  get activeCluster(): ClusterName {
+    return this.active.name;
+  }
+
+  get forceMode(): ForceMode {
+    return this.force;
+  }
+
+  /** Operator override from the runtime config; 'auto' returns to health-based selection. */
+  setForce(mode: ForceMode): void {
+    if (mode === this.force) return;
+    if (mode === 'secondary' && !this.secondary) {
+      this.options.logger.warn('cannot force the secondary cluster: none configured');
+      return;
+    }
+    this.options.logger.info({ from: this.force, to: mode }, 'cluster selection mode changed');
+    this.force = mode;
+    if (mode !== 'auto') this.switchTo(mode === 'primary' ? this.primary : this.secondary!, 'forced');
+  }
+
+  start(): void {
+    this.running = true;
+    this.loops = [this.connectLoop(), this.drainLoop(), this.failbackLoop()];
+  }
+
+  /** Stops the background loops (the spool keeps what it holds for the next start). */
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.loops);
+  }
+
+  private order(): ClusterState[] {
+    if (this.force === 'primary') return [this.primary];
+    if (this.force === 'secondary' && this.secondary) return [this.secondary];
+    const other = this.active === this.primary ? this.secondary : this.primary;
+    return other ? [this.active, other] : [this.active];
+  }
+
+  /** Resolves once the records are durable (Kafka ack or spool fsync); SpoolFullError otherwise. */
+  async publish(records: SpoolRecord[]): Promise<StoredIn> {
+    if (records.length === 0) return this.active.name;
+    const started = performance.now();
+    // Records go to the producer as they are (kafkajs ignores the extra space/user fields).
+    const messages = records;
+    if (this.options.kafkaAllowed?.() !== false && this.options.spool.isEmpty) {
+      for (const cluster of this.order()) {
+        if (!this.usable(cluster) || Date.now() < cluster.skipUntil) continue;
+        try {
+          await withTimeout(cluster.sender.send(this.options.topic, messages), this.options.publishTimeoutMs);
+          const ms = performance.now() - started;
+          cluster.ok(ms);
+          publishDuration.labels(cluster.name).observe(ms / 1000);
+          this.checkLatency(cluster);
+          return cluster.name;
+        } catch (error) {
+          this.noteFailure(cluster, error);
+        }
+      }
+    }
+    await this.options.spool.append(records);
+    publishDuration.labels('spool').observe((performance.now() - started) / 1000);
+    return 'spool';
+  }
+
+  private usable(cluster: ClusterState): boolean {
+    return cluster.sender.isConnected && cluster.sender.isStalled !== true;
+  }
+
+  private noteFailure(cluster: ClusterState, error: unknown): void {
+    cluster.failed(Date.now(), this.options.probeIntervalMs);
+    publishFailures.labels(cluster.name).inc();
+    this.options.logger.warn({ ...errorFields(error), cluster: cluster.name, failures: cluster.consecutiveFailures }, 'publish to kafka failed');
+    if (
+      this.force === 'auto' &&
+      cluster === this.primary &&
+      this.active === this.primary &&
+      this.secondary &&
+      cluster.consecutiveFailures >= this.options.failoverErrorThreshold
+    ) {
+      this.switchTo(this.secondary, 'errors');
+    }
+  }
+
+  private checkLatency(cluster: ClusterState): void {
+    if (this.force !== 'auto' || cluster !== this.primary || this.active !== this.primary || !this.secondary) return;
+    const p90 = cluster.p90();
+    if (p90 !== undefined && p90 > this.options.failoverLatencyMs) {
+      cluster.resetLatency();
+      cluster.okProbes = 0;
+      this.switchTo(this.secondary, 'latency');
+    }
+  }
+
+  private switchTo(cluster: ClusterState, cause: string): void {
+    if (this.active === cluster) return;
+    this.options.logger.warn({ from: this.active.name, to: cluster.name, cause }, 'switching active kafka cluster');
+    this.active = cluster;
+    clusterSwitches.labels(cluster.name, cause).inc();
+    this.showActive();
+  }
+
+  private showActive(): void {
+    activeCluster.labels('primary').set(this.active === this.primary ? 1 : 0);
+    if (this.secondary) activeCluster.labels('secondary').set(this.active === this.secondary ? 1 : 0);
+  }
+
+  private async connectLoop(): Promise<void> {
+    while (this.running) {
+      for (const c of [this.primary, this.secondary]) {
+        if (c && !c.sender.isConnected) {
+          await c.sender.ensureConnected().catch((error) => this.options.logger.debug({ ...errorFields(error), cluster: c.name }, 'kafka connect failed'));
+        }
+      }
+      await sleep(this.options.probeIntervalMs);
+    }
+  }
+
+  /** While the secondary is active in auto mode, probes the primary and fails back once it is healthy. */
+  private async failbackLoop(): Promise<void> {
+    while (this.running) {
+      await sleep(this.options.failbackProbeIntervalMs);
+      if (this.force !== 'auto' || this.active === this.primary || !this.primary.sender.isConnected) continue;
+      try {
+        await withTimeout(this.primary.sender.probe(), this.options.publishTimeoutMs);
+        this.primary.okProbes++;
+        if (this.primary.okProbes >= FAILBACK_PROBES) {
+          this.primary.consecutiveFailures = 0;
+          this.primary.skipUntil = 0;
+          this.primary.okProbes = 0;
+          this.switchTo(this.primary, 'recovered');
+        }
+      } catch {
+        this.primary.okProbes = 0;
+      }
+    }
+  }
+
+  /** One drain step: republish the oldest spooled entries; returns how many events left the spool. */
+  async drainOnce(): Promise<number> {
+    const spool = this.options.spool;
+    if (spool.depth === 0 || this.options.kafkaAllowed?.() === false) return 0;
+    const entries: SpoolEntry[] = await spool.oldest(this.options.drainBatchMessages);
+    if (entries.length === 0) return 0;
+    const keep = this.options.keepOnDrain ?? (() => true);
+    const messages = entries.flatMap((e) => e.records.filter(keep).map((r) => ({ key: r.key, value: r.value })));
+    let lastError: unknown;
+    for (const cluster of this.order()) {
+      if (!this.usable(cluster)) continue;
+      const started = performance.now();
+      try {
+        if (messages.length > 0) await withTimeout(cluster.sender.send(this.options.topic, messages), Math.max(this.options.publishTimeoutMs, 10_000));
+        cluster.ok(performance.now() - started);
+        await spool.remove(entries);
+        const n = entries.reduce((sum, e) => sum + e.records.length, 0);
+        spoolDrained.inc(n);
+        return n;
+      } catch (error) {
+        lastError = error;
+        cluster.failed(Date.now(), this.options.probeIntervalMs);
+      }
+    }
+    if (lastError) throw lastError;
+    return 0;
+  }
+
+  private async drainLoop(): Promise<void> {
+    let backoff = 100;
+    while (this.running) {
+      try {
+        const n = await this.drainOnce();
+        if (n > 0) {
+          backoff = 100;
+          if (this.options.spool.depth === 0) this.options.logger.info('spool drained to kafka');
+          continue;
+        }
+        await sleep(100);
+      } catch (error) {
+        this.options.logger.warn({ ...errorFields(error), depth: this.options.spool.depth, retryInMs: backoff }, 'spool drain failed');
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, 5_000);
+      }
+    }
+  }
+
+  /** Shutdown: drain what the spool holds while Kafka takes it, until the deadline. */
+  async drainAll(deadlineMs: number): Promise<boolean> {
+    const until = Date.now() + deadlineMs;
+    while (this.options.spool.depth > 0 && Date.now() < until) {
+      try {
+        if ((await this.drainOnce()) === 0) await sleep(100);
+      } catch {
+        await sleep(500);
+      }
+    }
+    return this.options.spool.depth === 0;
+  }
+}
+
+export { SpoolFullError };

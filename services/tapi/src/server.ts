@@ -1,0 +1,250 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { MESSAGE_TYPES, type MessageType } from '@cdp/events';
+import { createApp, errorBody, finish } from '@cdp/http';
+import type { Logger } from '@cdp/log';
+import type { Source, Workspace } from '@cdp/workspace';
+import { resolveWriteKey } from './ingest/auth';
+import { BadRequest, decodeBody, parseJsonBody, readRawBody } from './ingest/body';
+import { decodePixelData, extractEvents, prepareEvent, type DropReason, type Endpoint } from './ingest/normalize';
+import { bytesIn, eventsAccepted, eventsDropped, requestsRejected, requestsTotal } from './metrics';
+import type { StoredIn } from './publisher';
+import type { RateLimiter } from './rate-limit';
+import { SpoolFullError, type SpoolRecord } from './spool';
+
+export interface IngestLimits {
+  maxEventBytes: number;
+  maxBatchBytes: number;
+  maxBatchEvents: number;
+  maxCompressedBytes: number;
+}
+
+export interface TapiAppOptions {
+  logger: Logger;
+  workspace: () => Workspace;
+  publish: (records: SpoolRecord[]) => Promise<StoredIn>;
+  isSuppressed?: (spaceId: string, userId: string) => boolean;
+  rateLimiter: RateLimiter;
+  limits: IngestLimits;
+  trustProxy: boolean;
+  /** apiHost written into the settings document; the request's Host header otherwise. */
+  publicHost?: string;
+}
+
+type Req = IncomingMessage & { params: Record<string, string>; query: Record<string, unknown> };
+
+const SHORT: Record<string, MessageType> = { i: 'identify', t: 'track', p: 'page', s: 'screen', g: 'group', a: 'alias' };
+const GIF = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
+const SUCCESS = '{"success":true}';
+
+class RateLimited extends Error {
+  constructor(readonly retryAfterSeconds: number) {
+    super('rate limited');
+  }
+}
+
+function clientIp(req: IncomingMessage, trustProxy: boolean): string | undefined {
+  if (trustProxy) {
+    const xff = req.headers['x-forwarded-for'];
+    const first = (Array.isArray(xff) ? xff[0] : xff)?.split(',')[0]?.trim();
+    if (first) return first;
+  }
+  const addr = req.socket.remoteAddress;
+  return addr?.startsWith('::ffff:') ? addr.slice(7) : addr;
+}
+
+function sendJson(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), ...headers });
+  res.end(body);
+}
+
+/** CORS for analytics.js from any origin; credentials are allowed so the origin is echoed. */
+function cors(req: IncomingMessage, res: ServerResponse): void {
+  const origin = req.headers.origin;
+  res.setHeader('Access-Control-Allow-Origin', origin ?? '*');
+  if (origin) {
+    res.setHeader('Access-Control-Allow-Credentials', 'true');
+    res.setHeader('Vary', 'Origin');
+  }
+}
+
+/**
+ * The public tracking API. Everything here is synchronous to the request except the publish,
+ * which resolves only once the events are durable, so a 200 always means "stored".
+ */
+export function buildApp(options: TapiAppOptions): ReturnType<typeof createApp> {
+  const { logger, limits } = options;
+  const app = createApp({ name: 'public', logger });
+  // The client IP is read from the socket or X-Forwarded-For ourselves; no express parsers.
+
+  app.use((req, res, next) => {
+    cors(req, res);
+    if (req.method === 'OPTIONS') {
+      res.setHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
+      res.setHeader('Access-Control-Allow-Headers', String(req.headers['access-control-request-headers'] ?? 'Content-Type, Authorization'));
+      res.setHeader('Access-Control-Max-Age', '86400');
+      res.statusCode = 204;
+      res.end();
+      requestsTotal.labels('preflight', '204').inc();
+      return;
+    }
+    next();
+  });
+
+  // Sampled: at most one line per reason every 10 s, so a flood of bad events cannot flood logs.
+  const lastLogged = new Map<DropReason, number>();
+  const drop = (reason: DropReason, n = 1, fields: Record<string, unknown> = {}) => {
+    if (n <= 0) return;
+    eventsDropped.labels(reason).inc(n);
+    const now = Date.now();
+    if ((lastLogged.get(reason) ?? 0) + 10_000 <= now) {
+      lastLogged.set(reason, now);
+      logger.info({ reason, events: n, ...fields }, 'events dropped (sampled)');
+    }
+  };
+
+  /** Validates, enriches and publishes; returns once durable. Throws BadRequest/RateLimited/SpoolFullError. */
+  async function accept(endpoint: Endpoint, body: Record<string, unknown>, bodyBytes: number, req: IncomingMessage, receivedAt: Date): Promise<void> {
+    const extracted = extractEvents(endpoint, body, bodyBytes, limits);
+    drop('batch_overflow', extracted.overflow);
+    const writeKey = resolveWriteKey(req.headers.authorization, body);
+    const source: Source | undefined = writeKey ? options.workspace().sourceByWriteKey(writeKey) : undefined;
+    if (!source) {
+      drop('unknown_write_key', extracted.items.length);
+      return;
+    }
+    if (!source.enabled) {
+      drop('source_disabled', extracted.items.length);
+      return;
+    }
+    const decision = options.rateLimiter.take(source.id, source.rateLimit, extracted.items.length);
+    if (!decision.ok) throw new RateLimited(decision.retryAfterSeconds);
+    const ip = clientIp(req, options.trustProxy);
+    const records: SpoolRecord[] = [];
+    for (const item of extracted.items) {
+      const prepared = prepareEvent(item, {
+        sourceId: source.id,
+        receivedAt,
+        clientIp: ip,
+        impliedType: endpoint.kind === 'single' ? endpoint.type : undefined,
+        shared: extracted.shared,
+      });
+      if (!prepared.ok) {
+        drop(prepared.reason, 1, { sourceId: source.id, detail: prepared.detail?.slice(0, 200) });
+        continue;
+      }
+      if (prepared.userId !== undefined && options.isSuppressed?.(source.spaceId, prepared.userId)) {
+        drop('suppressed', 1, { sourceId: source.id });
+        continue;
+      }
+      records.push({ key: prepared.key, value: prepared.value, space: source.spaceId, user: prepared.userId });
+    }
+    if (records.length === 0) return;
+    const stored = await options.publish(records);
+    eventsAccepted.labels(source.id, stored).inc(records.length);
+  }
+
+  function fail(res: ServerResponse, label: string, error: unknown): void {
+    if (error instanceof BadRequest) {
+      requestsRejected.labels(error.reason).inc();
+      requestsTotal.labels(label, '400').inc();
+      // An oversize body may still be arriving: close the connection rather than read it all.
+      sendJson(res, 400, JSON.stringify(errorBody(error.reason, error.message)), error.reason === 'payload_too_large' ? { Connection: 'close' } : {});
+    } else if (error instanceof RateLimited) {
+      requestsRejected.labels('rate_limited').inc();
+      requestsTotal.labels(label, '429').inc();
+      const seconds = String(error.retryAfterSeconds);
+      sendJson(res, 429, JSON.stringify(errorBody('rate_limited', 'too many events for this source')), {
+        'Retry-After': seconds,
+        'X-RateLimit-Reset': seconds,
+      });
+    } else if (error instanceof SpoolFullError) {
+      requestsRejected.labels('spool_full').inc();
+      requestsTotal.labels(label, '503').inc();
+      logger.error({ err: { message: error.message } }, 'cannot store events: kafka unavailable and spool full');
+      sendJson(res, 503, JSON.stringify(errorBody('unavailable', 'events cannot be stored right now; retry later')), { 'Retry-After': '5' });
+    } else {
+      requestsRejected.labels('internal').inc();
+      requestsTotal.labels(label, '500').inc();
+      logger.error({ err: { message: (error as Error)?.message, stack: (error as Error)?.stack } }, 'ingest failed');
+      sendJson(res, 500, JSON.stringify(errorBody('internal', 'internal error')));
+    }
+  }
+
+  const ingest = (endpoint: Endpoint, label: string) => async (req: IncomingMessage, res: ServerResponse) => {
+    const receivedAt = new Date();
+    try {
+      const raw = await readRawBody(req, limits.maxCompressedBytes);
+      bytesIn.labels('wire').inc(raw.length);
+      const decoded = await decodeBody(raw, req.headers['content-encoding'], limits.maxBatchBytes);
+      bytesIn.labels('decoded').inc(decoded.length);
+      const body = parseJsonBody(decoded);
+      await accept(endpoint, body, decoded.length, req, receivedAt);
+      requestsTotal.labels(label, '200').inc();
+      sendJson(res, 200, SUCCESS);
+    } catch (error) {
+      fail(res, label, error);
+    }
+  };
+
+  for (const type of MESSAGE_TYPES) {
+    app.post(`/v1/${type}`, ingest({ kind: 'single', type }, type));
+  }
+  for (const [letter, type] of Object.entries(SHORT)) {
+    app.post(`/v1/${letter}`, ingest({ kind: 'single', type }, type));
+  }
+  for (const path of ['batch', 'import', 'b']) {
+    app.post(`/v1/${path}`, ingest({ kind: 'batch' }, path));
+  }
+
+  // Pixels always answer the gif: an email client shows nothing else and never retries.
+  app.get('/v1/pixel/:type', async (request: IncomingMessage, res: ServerResponse) => {
+    const req = request as Req;
+    const type = req.params.type as MessageType;
+    try {
+      const body = decodePixelData(req.query.data);
+      if (body && MESSAGE_TYPES.includes(type)) {
+        await accept({ kind: 'single', type }, body, Buffer.byteLength(String(req.query.data)), req, new Date());
+      } else {
+        requestsRejected.labels('invalid_pixel').inc();
+      }
+    } catch (error) {
+      const reason = error instanceof BadRequest ? error.reason : error instanceof RateLimited ? 'rate_limited' : error instanceof SpoolFullError ? 'spool_full' : 'internal';
+      requestsRejected.labels(reason).inc();
+      if (reason === 'internal' || reason === 'spool_full') logger.warn({ err: { message: (error as Error).message } }, 'pixel event not stored');
+    }
+    requestsTotal.labels('pixel', '200').inc();
+    res.writeHead(200, { 'Content-Type': 'image/gif', 'Content-Length': GIF.length, 'Cache-Control': 'no-cache, no-store, must-revalidate' });
+    res.end(GIF);
+  });
+
+  // The settings document analytics.js (and the mobile SDKs) load: it points them back here.
+  const settings = (request: IncomingMessage, res: ServerResponse) => {
+    const req = request as Req;
+    const source = options.workspace().sourceByWriteKey(req.params.writeKey);
+    if (!source || !source.enabled) {
+      requestsTotal.labels('settings', '404').inc();
+      sendJson(res, 404, JSON.stringify(errorBody('not_found', 'unknown write key')));
+      return;
+    }
+    const host = options.publicHost ?? String(req.headers.host ?? 'localhost');
+    const doc = {
+      integrations: {
+        'Segment.io': { apiKey: req.params.writeKey, apiHost: `${host}/v1`, unbundledIntegrations: [], addBundledMetadata: true, maybeBundledConfigIds: {} },
+      },
+      plan: { track: { __default: { enabled: true, integrations: {} } }, identify: { __default: { enabled: true } }, group: { __default: { enabled: true } } },
+      edgeFunction: {},
+      analyticsNextEnabled: true,
+      middlewareSettings: {},
+      enabledMiddleware: {},
+      metrics: { sampleRate: 0 },
+      legacyVideoPluginsEnabled: false,
+      remotePlugins: [],
+    };
+    requestsTotal.labels('settings', '200').inc();
+    sendJson(res, 200, JSON.stringify(doc), { 'Cache-Control': 'public, max-age=60' });
+  };
+  app.get('/v1/projects/:writeKey/settings', settings);
+  app.get('/projects/:writeKey/settings', settings);
+
+  return finish(app, logger);
+}

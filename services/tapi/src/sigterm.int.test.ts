@@ -1,0 +1,80 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createKafka, ensureTopics, topicNames, topicSpecs } from '@cdp/kafka';
+import { createLogger } from '@cdp/log';
+import { freePort, requireEnv, testTopicPrefix } from '@cdp/testkit';
+import { Spool } from './spool';
+import { basicAuth, TopicCollector, workspaceJson, WRITE_KEY } from './testing/harness';
+
+const MAIN = path.join(__dirname, '..', 'dist', 'main.js');
+const logger = createLogger({ name: 'tapi-test', level: 'silent' });
+
+describe('tapi process: SIGTERM drains the spool before exiting', () => {
+  it('spools while its topics are missing, then drains everything on SIGTERM once Kafka takes it', async () => {
+    const brokers = requireEnv('KAFKA_BROKERS');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapi-sigterm-'));
+    const prefix = testTopicPrefix('tapi-sigterm');
+    fs.writeFileSync(path.join(dir, 'workspace.json'), workspaceJson());
+    const [port, opsPort] = [await freePort(), await freePort()];
+    const child = spawn(process.execPath, [MAIN], {
+      env: {
+        ...process.env,
+        PORT: String(port),
+        OPS_PORT: String(opsPort),
+        HOST: '127.0.0.1',
+        KAFKA_BROKERS: brokers,
+        CDP_TOPIC_PREFIX: prefix,
+        CDP_WORKSPACE_FILE: path.join(dir, 'workspace.json'),
+        SPOOL_DIR: path.join(dir, 'spool'),
+        PUBLISH_TIMEOUT_MS: '500',
+        SHUTDOWN_TIMEOUT_MS: '45000',
+        LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const collectorKafka = createKafka({ brokers: [brokers], clientId: 'tapi-test', logger });
+    let collector: TopicCollector | undefined;
+    try {
+      // Not ready (the regulations topic does not exist yet), but it accepts and spools.
+      const ids = Array.from({ length: 30 }, (_, i) => `sigterm-${i}`);
+      const until = Date.now() + 30_000;
+      for (let i = 0; i < ids.length; ) {
+        const res = await fetch(`http://127.0.0.1:${port}/v1/track`, {
+          method: 'POST',
+          headers: { Authorization: basicAuth(WRITE_KEY) },
+          body: JSON.stringify({ userId: 'u', event: 'E', messageId: ids[i] }),
+        }).catch(() => undefined);
+        if (res?.status === 200) i++;
+        else if (Date.now() > until) throw new Error(`tapi did not accept: ${stderr.slice(-2000)}`);
+        else await new Promise((r) => setTimeout(r, 200));
+      }
+      const ready = await fetch(`http://127.0.0.1:${opsPort}/readyz`);
+      expect(ready.status).toBe(503);
+
+      const admin = collectorKafka.admin();
+      await admin.connect();
+      await ensureTopics(admin, Object.values(topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: 3 })));
+      await admin.disconnect();
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+
+      const spool = await Spool.open({ dir: path.join(dir, 'spool'), maxBytes: 1e9, minFreeBytes: 1, logger });
+      const left = spool.depth;
+      await spool.close();
+      expect(left).toBe(0);
+      collector = new TopicCollector(collectorKafka, topicNames(prefix).ingest);
+      await collector.start();
+      await collector.catchUp();
+      expect(ids.filter((id) => !collector!.byId.has(id))).toEqual([]);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await collector?.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

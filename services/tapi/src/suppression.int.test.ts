@@ -1,0 +1,74 @@
+import { regulationKey } from '@cdp/events';
+import type { TapiService } from './service';
+import { basicAuth, createTapiTestEnv, metrics, metricValue, TopicCollector, waitReady, WRITE_KEY, type TapiTestEnv } from './testing/harness';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('GDPR suppression from cdp.regulations', () => {
+  let env: TapiTestEnv;
+  let collector: TopicCollector;
+  beforeAll(async () => {
+    env = await createTapiTestEnv('suppress');
+    collector = new TopicCollector(env.kafka, env.topics.ingest);
+    await collector.start();
+  });
+  afterAll(async () => {
+    await collector?.stop();
+    await env?.close();
+  });
+
+  const regulation = (userId: string, type: string) => ({
+    key: regulationKey('main', userId),
+    value: JSON.stringify({ regulationId: `r-${userId}-${type}`, type, userId, spaceId: 'main', requestedAt: new Date().toISOString() }),
+  });
+
+  async function send(tapi: TapiService, userId: string, messageId: string): Promise<void> {
+    const res = await fetch(`${tapi.url}/v1/track`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: basicAuth(WRITE_KEY) },
+      body: JSON.stringify({ userId, event: 'E', messageId }),
+    });
+    expect(res.status).toBe(200);
+  }
+
+  it('drops a suppressed user across a restart, and lets them through after UNSUPPRESS', async () => {
+    // Noise first, so the rebuild has to read past other users' records, tombstones included.
+    await env.producer.send(env.topics.regulations, [
+      regulation('other-1', 'SUPPRESS_ONLY'),
+      regulation('other-2', 'SUPPRESS_WITH_DELETE'),
+      { key: regulationKey('main', 'other-2'), value: null },
+      regulation('gone', 'SUPPRESS_WITH_DELETE'),
+    ]);
+    let tapi = await env.start();
+    await waitReady(tapi);
+    expect(tapi.suppression!.set.size).toBe(2);
+    await send(tapi, 'gone', 'sup-1');
+    await send(tapi, 'other-2', 'sup-ok-1');
+    await send(tapi, 'someone', 'sup-ok-2');
+    await collector.catchUp();
+    expect(collector.byId.has('sup-1')).toBe(false);
+    expect(collector.byId.has('sup-ok-1')).toBe(true);
+    expect(collector.byId.has('sup-ok-2')).toBe(true);
+    expect(metricValue(await metrics(tapi), 'cdp_tapi_events_dropped_total', { reason: 'suppressed' })).toBeGreaterThanOrEqual(1);
+
+    // Follows new records while running.
+    await env.producer.send(env.topics.regulations, [regulation('late', 'SUPPRESS_ONLY')]);
+    for (let i = 0; i < 200 && !tapi.suppression!.set.has('main', 'late'); i++) await sleep(50);
+    await send(tapi, 'late', 'sup-late');
+
+    await tapi.stop();
+    tapi = await env.start();
+    await waitReady(tapi);
+    await send(tapi, 'gone', 'sup-2');
+    await send(tapi, 'late', 'sup-late-2');
+    await collector.catchUp();
+    expect(collector.byId.has('sup-2')).toBe(false);
+    expect(collector.byId.has('sup-late')).toBe(false);
+    expect(collector.byId.has('sup-late-2')).toBe(false);
+
+    await env.producer.send(env.topics.regulations, [regulation('gone', 'UNSUPPRESS')]);
+    for (let i = 0; i < 200 && tapi.suppression!.set.has('main', 'gone'); i++) await sleep(50);
+    await send(tapi, 'gone', 'sup-3');
+    expect(await collector.waitFor(['sup-3'])).toHaveLength(1);
+  });
+});

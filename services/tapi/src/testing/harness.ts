@@ -1,0 +1,300 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Kafka } from 'kafkajs';
+import { decodeEnvelope, type Envelope } from '@cdp/events';
+import { BatchingProducer, createKafka, ensureTopics, topicNames, topicSpecs, type TopicNames } from '@cdp/kafka';
+import { createLogger, type Logger } from '@cdp/log';
+import { canConnect, REPO_ROOT, resolveJars, spawnDaemon, testTopicPrefix, uniqueSuffix, type KafkaBroker } from '@cdp/testkit';
+import { tapiEnv, type TapiConfig } from '../config';
+import { TapiService } from '../service';
+
+export const WRITE_KEY = 'wk_web_test_0001';
+export const SERVER_KEY = 'wk_server_test_0001';
+export const DISABLED_KEY = 'wk_disabled_test_0001';
+export const LIMITED_KEY = 'wk_limited_test_0001';
+
+/** A workspace with an open source, a second source, a disabled one and a rate-limited one. */
+export function workspaceJson(): string {
+  return JSON.stringify({
+    spaces: [{ id: 'main', name: 'Main' }],
+    sources: [
+      { id: 'web', name: 'Web', spaceId: 'main', writeKeys: [WRITE_KEY] },
+      { id: 'server', name: 'Server', spaceId: 'main', writeKeys: [SERVER_KEY] },
+      { id: 'off', name: 'Disabled', spaceId: 'main', enabled: false, writeKeys: [DISABLED_KEY] },
+      { id: 'limited', name: 'Limited', spaceId: 'main', writeKeys: [LIMITED_KEY], rateLimit: { eventsPerSecond: 1, burst: 5 } },
+    ],
+    destinations: [],
+    connections: [],
+  });
+}
+
+export interface TapiTestEnv {
+  dir: string;
+  prefix: string;
+  topics: TopicNames;
+  brokers: string;
+  kafka: Kafka;
+  logger: Logger;
+  producer: BatchingProducer;
+  baseEnv: Record<string, string>;
+  config(overrides?: Record<string, string>): TapiConfig;
+  start(overrides?: Record<string, string>): Promise<TapiService>;
+  close(): Promise<void>;
+}
+
+export async function createTapiTestEnv(label: string, options: { brokers?: string; partitions?: number } = {}): Promise<TapiTestEnv> {
+  const brokers = options.brokers ?? requireBrokers();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `tapi-${label}-`));
+  const prefix = testTopicPrefix(`tapi-${label}`);
+  const logger = createLogger({ name: 'tapi-test', level: process.env.TAPI_TEST_LOG_LEVEL ?? 'silent' });
+  const kafka = createKafka({ brokers: [brokers], clientId: 'tapi-test', logger });
+  const admin = kafka.admin();
+  await admin.connect();
+  await ensureTopics(admin, Object.values(topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: options.partitions ?? 3 })));
+  await admin.disconnect();
+  const producer = new BatchingProducer(kafka, { logger });
+  await producer.connect();
+  const workspaceFile = path.join(dir, 'workspace.json');
+  fs.writeFileSync(workspaceFile, workspaceJson());
+  const baseEnv: Record<string, string> = {
+    PORT: '0',
+    OPS_PORT: '0',
+    HOST: '127.0.0.1',
+    KAFKA_BROKERS: brokers,
+    CDP_TOPIC_PREFIX: prefix,
+    CDP_WORKSPACE_FILE: workspaceFile,
+    SPOOL_DIR: path.join(dir, 'spool'),
+    LOG_LEVEL: 'silent',
+    PUBLISH_TIMEOUT_MS: '1500',
+    KAFKA_PROBE_INTERVAL_MS: '300',
+  };
+  const services: TapiService[] = [];
+  const env: TapiTestEnv = {
+    dir,
+    prefix,
+    topics: topicNames(prefix),
+    brokers,
+    kafka,
+    logger,
+    producer,
+    baseEnv,
+    config: (overrides = {}) => tapiEnv.parse({ ...baseEnv, ...overrides }),
+    start: async (overrides = {}) => {
+      const service = await TapiService.start(env.config(overrides), logger);
+      services.push(service);
+      return service;
+    },
+    close: async () => {
+      for (const s of services) await s.stop(1_000).catch(() => undefined);
+      await producer.disconnect().catch(() => undefined);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return env;
+}
+
+function requireBrokers(): string {
+  const b = process.env.KAFKA_BROKERS;
+  if (!b) throw new Error('KAFKA_BROKERS is not set: run through the integration project (its globalSetup starts Kafka)');
+  return b;
+}
+
+/** Polls /readyz until it answers 200. */
+export async function waitReady(service: TapiService, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await fetch(`${service.ops.url}/readyz`).catch(() => undefined);
+    if (res?.status === 200) return;
+    if (Date.now() > until) throw new Error(`tapi not ready: ${res ? await res.text() : 'no answer'}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * Reads a topic from the beginning with a fresh group until `done` says enough, or the time is
+ * up (then returns what it has, so the test's assertion shows the difference).
+ */
+export async function readTopic(
+  kafka: Kafka,
+  topic: string,
+  done: (envelopes: Envelope[]) => boolean,
+  timeoutMs = 30_000,
+): Promise<Envelope[]> {
+  const consumer = kafka.consumer({ groupId: `tapi-test-${uniqueSuffix()}${uniqueSuffix()}`, sessionTimeout: 6_000, heartbeatInterval: 1_000 });
+  const out: Envelope[] = [];
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    let finished: () => void = () => undefined;
+    const finishedP = new Promise<void>((r) => (finished = r));
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        out.push(decodeEnvelope(message.value));
+        if (done(out)) finished();
+      },
+    });
+    if (!done(out)) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([finishedP, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+      clearTimeout(timer);
+    }
+  } finally {
+    await consumer.disconnect();
+  }
+  return out;
+}
+
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const ls = m[2] ?? '';
+    if (Object.entries(labels).every(([k, v]) => ls.includes(`${k}="${v}"`))) sum += Number(m[3]);
+  }
+  return sum;
+}
+
+export async function metrics(service: TapiService): Promise<string> {
+  return (await fetch(`${service.ops.url}/metrics`)).text();
+}
+
+export const basicAuth = (key: string, colon = true) => `Basic ${Buffer.from(colon ? `${key}:` : key).toString('base64')}`;
+
+/**
+ * Follows a topic from the beginning, indexing envelopes by messageId. `catchUp()` waits until
+ * everything written before the call was read: since tapi answers 200 only after the Kafka ack,
+ * an event absent after catchUp() was not published.
+ */
+export class TopicCollector {
+  readonly byId = new Map<string, Envelope[]>();
+  readonly all: Envelope[] = [];
+  private readonly consumed = new Map<number, bigint>();
+  private consumer: ReturnType<Kafka['consumer']> | undefined;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly topic: string,
+  ) {}
+
+  async start(): Promise<void> {
+    this.consumer = this.kafka.consumer({ groupId: `tapi-test-${uniqueSuffix()}${uniqueSuffix()}`, sessionTimeout: 6_000, heartbeatInterval: 1_000 });
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topics: [this.topic], fromBeginning: true });
+    await this.consumer.run({
+      eachMessage: async ({ partition, message }) => {
+        const e = decodeEnvelope(message.value);
+        this.all.push(e);
+        const list = this.byId.get(e.messageId) ?? [];
+        list.push(e);
+        this.byId.set(e.messageId, list);
+        this.consumed.set(partition, BigInt(message.offset) + 1n);
+      },
+    });
+  }
+
+  async catchUp(timeoutMs = 30_000): Promise<void> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    let offsets: { partition: number; high: string; low: string }[];
+    try {
+      offsets = await admin.fetchTopicOffsets(this.topic);
+    } finally {
+      await admin.disconnect();
+    }
+    const until = Date.now() + timeoutMs;
+    while (!offsets.every((o) => BigInt(o.high) <= BigInt(o.low) || (this.consumed.get(o.partition) ?? 0n) >= BigInt(o.high))) {
+      if (Date.now() > until) throw new Error(`collector did not catch up with ${this.topic}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Waits until every id was seen (or the time is up) and returns the first envelope of each. */
+  async waitFor(ids: string[], timeoutMs = 30_000): Promise<Envelope[]> {
+    const until = Date.now() + timeoutMs;
+    while (!ids.every((id) => this.byId.has(id)) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    return ids.map((id) => this.byId.get(id)?.[0]).filter((e): e is Envelope => e !== undefined);
+  }
+
+  async stop(): Promise<void> {
+    await this.consumer?.disconnect();
+  }
+}
+
+/**
+ * Restarts a private broker stopped by the test on the same ports and data (a broker outage,
+ * not a new cluster). testkit's startKafkaBroker always makes a fresh one.
+ */
+export async function restartKafkaBroker(broker: KafkaBroker): Promise<KafkaBroker> {
+  const jars = await resolveJars('kafka');
+  const config = path.join(broker.dataDir, 'server.properties');
+  const log4j = `-Dlog4j.configuration=file:${path.join(REPO_ROOT, 'libs', 'testkit', 'maven', 'kafka', 'log4j.properties')}`;
+  const proc = spawnDaemon(
+    'kafka',
+    'java',
+    ['-Xms256m', '-Xmx512m', '-XX:+UseG1GC', '-XX:ActiveProcessorCount=2', '-Djava.awt.headless=true', log4j, '-cp', `${jars}/*`, 'kafka.Kafka', config],
+    { logFile: path.join(broker.dataDir, 'kafka.log') },
+  );
+  const port = Number(broker.brokers.split(':')[1]);
+  const until = Date.now() + 90_000;
+  while (!(await canConnect(port))) {
+    if (Date.now() > until) throw new Error('restarted broker did not listen');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return { ...broker, process: proc };
+}
+
+export interface LoadResult {
+  acked: string[];
+  refused: number;
+  statuses: Record<string, number>;
+}
+
+/**
+ * A bounded sequential load: batches of `batchSize` events every `intervalMs` to whatever URL
+ * `target()` gives, remembering the messageIds of every 200. Stops at stop(), `maxRequests` or
+ * `maxMs`, whichever comes first.
+ */
+export function startLoad(
+  target: () => string | undefined,
+  options: { label: string; batchSize?: number; intervalMs?: number; maxRequests?: number; maxMs?: number; writeKey?: string; userId?: () => string },
+): { stop: () => Promise<LoadResult>; result: LoadResult } {
+  const result: LoadResult = { acked: [], refused: 0, statuses: {} };
+  let running = true;
+  const started = Date.now();
+  const loop = (async () => {
+    for (let i = 0; running && i < (options.maxRequests ?? 5_000) && Date.now() - started < (options.maxMs ?? 120_000); i++) {
+      const ids = Array.from({ length: options.batchSize ?? 5 }, (_, j) => `${options.label}-${i}-${j}`);
+      const url = target();
+      let status = 'down';
+      if (url) {
+        try {
+          const res = await fetch(`${url}/v1/batch`, {
+            method: 'POST',
+            headers: { 'Content-Type': 'application/json', Authorization: basicAuth(options.writeKey ?? WRITE_KEY) },
+            body: JSON.stringify({ batch: ids.map((messageId) => ({ type: 'track', messageId, userId: options.userId?.() ?? 'load-user', event: 'Load' })) }),
+            signal: AbortSignal.timeout(15_000),
+          });
+          status = String(res.status);
+          await res.arrayBuffer();
+          if (res.status === 200) result.acked.push(...ids);
+        } catch {
+          status = 'error';
+        }
+      }
+      if (status !== '200') result.refused++;
+      result.statuses[status] = (result.statuses[status] ?? 0) + 1;
+      await new Promise((r) => setTimeout(r, options.intervalMs ?? 10));
+    }
+  })();
+  return {
+    result,
+    stop: async () => {
+      running = false;
+      await loop;
+      return result;
+    },
+  };
+}
