@@ -32,6 +32,8 @@ start_service() { # name, extra env...
   ops_port=$((ops_port + 1))
 }
 echo "services:"
+start_service tapi PORT="${TAPI_PORT:-8080}" HOST=127.0.0.1 SPOOL_DIR="$REPO_ROOT/.infra/tapi-spool"
+echo "    tracking API: http://127.0.0.1:${TAPI_PORT:-8080}/v1/track (write key wk_server_sample_0001)"
 start_service dedup DEDUP_DATA_DIR="$REPO_ROOT/.infra/dedup-data"
 echo "the stack is up (dependencies in .infra/env); press Ctrl-C to stop"
 wait -n "${pids[@]}" 2>/dev/null || while true; do sleep 3600; done

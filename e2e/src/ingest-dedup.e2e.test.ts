@@ -8,8 +8,15 @@ import { Analytics } from '@segment/analytics-node';
 import { decodeEnvelope, type Envelope } from '@cdp/events';
 import { createKafka, ensureTopics, topicSpecs } from '@cdp/kafka';
 import { createLogger } from '@cdp/log';
-import { freePort, REPO_ROOT, requireEnv, testTopicPrefix } from '@cdp/testkit';
-import { startService, waitReady, type ServiceProcess } from './processes';
+import {
+  freePort,
+  REPO_ROOT,
+  requireEnv,
+  startServiceProcess as startService,
+  testTopicPrefix,
+  waitServiceReady as waitReady,
+  type ServiceProcess,
+} from '@cdp/testkit';
 
 const logger = createLogger({ name: 'e2e', level: 'warn' });
 const WRITE_KEY = 'wk_server_sample_0001'; // source `server` of config/workspace.sample.yaml

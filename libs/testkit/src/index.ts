@@ -11,3 +11,4 @@ export { cpuSeconds, rssBytes, sampleRss } from './proc-stats';
 export { startDynamoDbLocal, LOCAL_AWS_ENV } from './dynamodb-local';
 export { startS3Proxy, localS3ClientConfig, S3_TEST_BUCKET } from './s3proxy';
 export { helm } from './helm';
+export { startServiceProcess, waitServiceReady, type ServiceProcess } from './service-process';

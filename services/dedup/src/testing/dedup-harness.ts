@@ -1,25 +1,17 @@
 // Test support (not shipped behaviour): run dedup as a real process, feed it envelopes and
 // read what it published, through the real broker.
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { messageKey, type Envelope } from '@cdp/events';
 import { BatchingProducer, createKafka, ensureTopics, topicSpecs, type OutboundMessage } from '@cdp/kafka';
 import { createLogger, type Logger } from '@cdp/log';
-import { freePort, requireEnv, testTopicPrefix } from '@cdp/testkit';
+import { requireEnv, startServiceProcess, testTopicPrefix, waitServiceReady, type ServiceProcess } from '@cdp/testkit';
 import type { Kafka } from 'kafkajs';
 
-const MAIN = path.join(__dirname, '..', '..', 'dist', 'main.js');
 export const logger: Logger = createLogger({ name: 'dedup-test', level: process.env.TEST_LOG_LEVEL ?? 'warn' });
 
-export interface DedupProcess {
-  child: ChildProcess;
-  opsPort: number;
-  exited: Promise<number | null>;
-  kill(signal?: NodeJS.Signals): Promise<number | null>;
-  metrics(): Promise<string>;
-}
+export type DedupProcess = ServiceProcess & { kill(signal?: NodeJS.Signals): Promise<number | null> };
 
 export interface DedupTestEnv {
   prefix: string;
@@ -57,50 +49,21 @@ export async function createDedupTestEnv(label: string, partitions = 2): Promise
 }
 
 export async function startDedup(env: DedupTestEnv, extra: Record<string, string> = {}): Promise<DedupProcess> {
-  const opsPort = await freePort();
-  const child = spawn(process.execPath, [MAIN], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
-      CDP_TOPIC_PREFIX: env.prefix,
-      DEDUP_GROUP_ID: env.groupId,
-      DEDUP_DATA_DIR: env.dataDir,
-      OPS_PORT: String(opsPort),
-      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
-      KAFKA_SESSION_TIMEOUT_MS: '6000',
-      KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
-      DEDUP_BLOOM_MIN_KEYS: '10000',
-      ...extra,
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
+  const proc = await startServiceProcess('dedup', {
+    KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
+    CDP_TOPIC_PREFIX: env.prefix,
+    DEDUP_GROUP_ID: env.groupId,
+    DEDUP_DATA_DIR: env.dataDir,
+    KAFKA_SESSION_TIMEOUT_MS: '6000',
+    KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
+    DEDUP_BLOOM_MIN_KEYS: '10000',
+    ...extra,
   });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const proc: DedupProcess = {
-    child,
-    opsPort,
-    exited,
-    kill: async (signal = 'SIGTERM') => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exited;
-    },
-    metrics: async () => (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text(),
-  };
-  return proc;
+  return { ...proc, kill: proc.stop };
 }
 
 /** Waits until the process answers /readyz 200 (it joined the group), or it died. */
-export async function waitReady(proc: DedupProcess, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (proc.child.exitCode !== null || proc.child.signalCode !== null) throw new Error('dedup exited before ready');
-    const ok = await fetch(`http://127.0.0.1:${proc.opsPort}/readyz`)
-      .then((r) => r.ok)
-      .catch(() => false);
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error('dedup not ready in time');
-}
+export const waitReady = (proc: DedupProcess, timeoutMs = 60_000) => waitServiceReady(proc, timeoutMs);
 
 export function envelope(sourceId: string, messageId: string, receivedAt: Date): OutboundMessage {
   const value: Envelope = {

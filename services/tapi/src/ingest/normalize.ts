@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import {
   correctTimestamp,
   ENVELOPE_VERSION,
+  INVALID_REASONS,
   messageKey,
   validateMessage,
   type Envelope,
@@ -21,15 +22,7 @@ export type DropReason =
   | 'suppressed';
 
 export const DROP_REASONS: readonly DropReason[] = [
-  'not_an_object',
-  'invalid_type',
-  'missing_message_id',
-  'message_id_too_long',
-  'missing_user_id',
-  'missing_event',
-  'missing_group_id',
-  'missing_previous_id',
-  'invalid_field',
+  ...INVALID_REASONS,
   'too_deep',
   'unserializable',
   'unknown_write_key',

@@ -1,16 +1,26 @@
-// Runs built services (`services/<name>/dist/main.js`) as real processes for end-to-end tests.
+// Runs a built service (`services/<name>/dist/main.js`) as a real process for tests.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { freePort, REPO_ROOT } from '@cdp/testkit';
+import { REPO_ROOT } from './paths';
+import { freePort } from './ports';
 
 export interface ServiceProcess {
   name: string;
   child: ChildProcess;
   opsPort: number;
+  /** Resolves with the exit code (null when killed by a signal). */
+  exited: Promise<number | null>;
+  /** Sends `signal` (SIGTERM by default) unless the process already exited; resolves on exit. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** The Prometheus text of its ops port. */
+  metrics(): Promise<string>;
 }
 
-export async function startService(name: string, env: Record<string, string>): Promise<ServiceProcess> {
+/**
+ * Starts `services/<name>/dist/main.js` with only PATH, LOG_LEVEL, a free OPS_PORT and `env`
+ * (nothing else from the test's environment leaks in). Build first (`tsc -b`).
+ */
+export async function startServiceProcess(name: string, env: Record<string, string>): Promise<ServiceProcess> {
   const opsPort = await freePort();
   const child = spawn(process.execPath, [path.join(REPO_ROOT, 'services', name, 'dist', 'main.js')], {
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn', OPS_PORT: String(opsPort), ...env },
@@ -21,19 +31,24 @@ export async function startService(name: string, env: Record<string, string>): P
     name,
     child,
     opsPort,
+    exited,
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;
     },
+    metrics: async () => (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text(),
   };
 }
 
-/** Polls /readyz until 200 (or the process dies, or the timeout passes). */
-export async function waitReady(proc: ServiceProcess, timeoutMs = 60_000): Promise<void> {
+/** Polls /readyz until 200; fails early if the process died, or after `timeoutMs`. */
+export async function waitServiceReady(proc: ServiceProcess, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (proc.child.exitCode !== null || proc.child.signalCode !== null) throw new Error(`${proc.name} exited before ready`);
-    const ok = await fetch(`http://127.0.0.1:${proc.opsPort}/readyz`).then((r) => r.ok, () => false);
+    const ok = await fetch(`http://127.0.0.1:${proc.opsPort}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) return;
     await new Promise((r) => setTimeout(r, 200));
   }
