@@ -3,7 +3,7 @@ import { createLogger } from '@cdp/log';
 import type { Destination } from '@cdp/workspace';
 import type { DestinationDriver } from './destinations';
 import { DeliveryEngine, type JobSink } from './engine';
-import type { Job } from './job';
+import { newJob, type Job } from './job';
 import type { AttemptResult } from './outcome';
 import { testWorkspace } from './testing/harness';
 import { MemoryPublisher } from './testing/harness';
@@ -35,7 +35,7 @@ class ScriptedDriver implements DestinationDriver {
 }
 
 function job(id: string, destinationId: string, expiresAt = Date.now() + 60_000): Job {
-  return {
+  return newJob({
     id,
     jobDbId: 'db',
     sourceId: 'web',
@@ -46,14 +46,7 @@ function job(id: string, destinationId: string, expiresAt = Date.now() + 60_000)
     headers: {},
     receivedAt: Date.now(),
     expiresAt,
-    state: 'awaiting_scheduling',
-    attempt: 0,
-    nextRetryAt: null,
-    firstAttemptAt: null,
-    lastStatus: null,
-    lastError: null,
-    lastResponseExcerpt: null,
-  };
+  });
 }
 
 const ws = testWorkspace([

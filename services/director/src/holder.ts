@@ -12,7 +12,7 @@ import {
 } from '@cdp/jobdb';
 import { errorFields, type Logger } from '@cdp/log';
 import type { DeliveryEngine, JobSink } from './engine';
-import type { Job } from './job';
+import { newJob, type Job } from './job';
 import { jobDbInsertDuration, jobDbsHeld, lockLosses } from './metrics';
 import { TransitionWriter } from './writer';
 
@@ -337,25 +337,20 @@ export class JobDbHolder {
       throw error;
     }
     stop();
-    const fresh: Job[] = result.inserted.map((j) => ({
-      id: j.id,
-      jobDbId: h.id,
-      sourceId: j.sourceId,
-      messageId: j.messageId,
-      destinationId: j.destinationId,
-      subscriptionId: j.subscriptionId,
-      payload: j.payload,
-      headers: j.headers,
-      receivedAt: j.receivedAt.getTime(),
-      expiresAt: j.expiresAt.getTime(),
-      state: 'awaiting_scheduling',
-      attempt: 0,
-      nextRetryAt: null,
-      firstAttemptAt: null,
-      lastStatus: null,
-      lastError: null,
-      lastResponseExcerpt: null,
-    }));
+    const fresh: Job[] = result.inserted.map((j) =>
+      newJob({
+        id: j.id,
+        jobDbId: h.id,
+        sourceId: j.sourceId,
+        messageId: j.messageId,
+        destinationId: j.destinationId,
+        subscriptionId: j.subscriptionId,
+        payload: j.payload,
+        headers: j.headers,
+        receivedAt: j.receivedAt.getTime(),
+        expiresAt: j.expiresAt.getTime(),
+      }),
+    );
     if (h.sink.writable) this.options.engine.add(fresh);
     return { stored: fresh.length, duplicates: result.duplicates };
   }

@@ -23,3 +23,23 @@ export interface Job {
   lastError: string | null;
   lastResponseExcerpt: string | null;
 }
+
+/** What a job's identity and request are made of (the rest is its delivery history). */
+export type JobIdentity = Pick<
+  Job,
+  'id' | 'jobDbId' | 'sourceId' | 'messageId' | 'destinationId' | 'subscriptionId' | 'payload' | 'headers' | 'receivedAt' | 'expiresAt'
+>;
+
+/** A newly stored job: waiting for its first attempt, no history yet. */
+export function newJob(identity: JobIdentity): Job {
+  return {
+    ...identity,
+    state: 'awaiting_scheduling',
+    attempt: 0,
+    nextRetryAt: null,
+    firstAttemptAt: null,
+    lastStatus: null,
+    lastError: null,
+    lastResponseExcerpt: null,
+  };
+}

@@ -1,27 +1,22 @@
 import { DEFAULT_POLICY, Scheduler, type DestinationPolicy } from './scheduler';
-import type { Job } from './job';
+import { newJob, type Job } from './job';
 
 let seq = 0;
 function job(sourceId: string, destinationId: string, extra: Partial<Job> = {}): Job {
   seq += 1;
   return {
-    id: `j${seq}`,
-    jobDbId: 'db1',
-    sourceId,
-    messageId: `m${seq}`,
-    destinationId,
-    subscriptionId: 'default',
-    payload: '{}',
-    headers: {},
-    receivedAt: 0,
-    expiresAt: 1e12,
-    state: 'awaiting_scheduling',
-    attempt: 0,
-    nextRetryAt: null,
-    firstAttemptAt: null,
-    lastStatus: null,
-    lastError: null,
-    lastResponseExcerpt: null,
+    ...newJob({
+      id: `j${seq}`,
+      jobDbId: 'db1',
+      sourceId,
+      messageId: `m${seq}`,
+      destinationId,
+      subscriptionId: 'default',
+      payload: '{}',
+      headers: {},
+      receivedAt: 0,
+      expiresAt: 1e12,
+    }),
     ...extra,
   };
 }
