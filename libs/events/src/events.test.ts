@@ -5,6 +5,7 @@ import {
   messageKey,
   parseMessageKey,
   regulationSchema,
+  segmentMessageSchema,
   undeliveredSchema,
   validateMessage,
   type Envelope,
@@ -47,6 +48,25 @@ describe('validateMessage', () => {
   });
 });
 
+describe('validateMessage and segmentMessageSchema', () => {
+  // The hot-path check and the zod schema are built from one field table: they must agree.
+  const base = { type: 'identify', messageId: 'm1', userId: 'u1' };
+  const values: unknown[] = ['s', '', 7, 0, null, undefined, true, {}, { a: 1 }, [], ['x']];
+  const fields = ['userId', 'anonymousId', 'previousId', 'groupId', 'event', 'name', 'timestamp', 'sentAt', 'context', 'traits', 'properties', 'messageId'];
+  it.each(fields)('accepts and refuses the same values of %s', (field) => {
+    for (const value of values) {
+      const msg = { ...base, [field]: value };
+      const semantic = validateMessage({ ...msg });
+      if (!semantic.ok && semantic.reason !== 'invalid_field') continue; // a semantic rule, not typing
+      expect({ field, value, fast: semantic.ok }).toEqual({ field, value, fast: segmentMessageSchema.safeParse(msg).success });
+    }
+  });
+  it('names the field and types in the detail', () => {
+    const r = validateMessage({ ...base, traits: [1] });
+    expect(r.ok ? '' : r.detail).toBe('traits: expected object, received array');
+  });
+});
+
 describe('correctTimestamp', () => {
   const receivedAt = new Date('2026-01-01T12:00:10.000Z');
   it('corrects client clock skew with sentAt and keeps originalTimestamp', () => {
@@ -65,6 +85,12 @@ describe('correctTimestamp', () => {
     );
     expect(correctTimestamp({ timestamp: '2025-06-01T00:00:00Z' }, receivedAt).timestamp).toBe('2025-06-01T00:00:00.000Z');
     expect(correctTimestamp({}, receivedAt).timestamp).toBe(receivedAt.toISOString());
+  });
+  it('keeps the client timestamp when the correction would leave the Date range, and never mutates its input', () => {
+    const input = { timestamp: '+275000-01-01T00:00:00.000Z', sentAt: '-270000-01-01T00:00:00.000Z' };
+    const out = correctTimestamp(input, receivedAt);
+    expect(out.timestamp).toBe('+275000-01-01T00:00:00.000Z');
+    expect(input).toEqual({ timestamp: '+275000-01-01T00:00:00.000Z', sentAt: '-270000-01-01T00:00:00.000Z' });
   });
 });
 

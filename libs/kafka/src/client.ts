@@ -1,8 +1,8 @@
 import { Kafka, logLevel, type KafkaConfig, type logCreator } from 'kafkajs';
 import type { Logger } from '@cdp/log';
 
-// kafkajs prints a partitioner notice on every producer; we use its default (Java-compatible
-// murmur2) partitioner on purpose, so co-partitioned topics match other Kafka clients.
+// kafkajs prints a partitioner notice on every producer left on its default; ours pass
+// javaCompatiblePartitioner (the same Java-compatible murmur2 placement, cheaper).
 process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
 
 function pinoLogCreator(logger: Logger): logCreator {

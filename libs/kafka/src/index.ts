@@ -9,6 +9,7 @@ export {
   type InboundMessage,
 } from './consumer';
 export * from './headers';
+export { javaCompatiblePartitioner, murmur2 } from './partitioner';
 export { BatchingProducer, type BatchingProducerOptions, type OutboundMessage } from './producer';
 export {
   describeTopicConfigs,

@@ -2,6 +2,7 @@ import type { Kafka, Message, Producer, ProducerConfig } from 'kafkajs';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, histogram } from '@cdp/metrics';
 import type { Headers } from './headers';
+import { javaCompatiblePartitioner } from './partitioner';
 
 export interface OutboundMessage {
   key: string | null;
@@ -88,6 +89,7 @@ export class BatchingProducer {
     this.maxBytes = options.maxBatchBytes ?? 900_000;
     this.producer = kafka.producer({
       allowAutoTopicCreation: false,
+      createPartitioner: javaCompatiblePartitioner,
       ...options.producerConfig,
       idempotent: true,
       maxInFlightRequests: 1,

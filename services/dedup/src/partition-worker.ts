@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Kafka, Producer } from 'kafkajs';
 import { parseMessageKey } from '@cdp/events';
-import { deadLetterRecord, HEADER_IN_OFFSET, HEADER_IN_PARTITION, type InboundMessage, type OutboundMessage } from '@cdp/kafka';
+import { deadLetterRecord, javaCompatiblePartitioner, HEADER_IN_OFFSET, HEADER_IN_PARTITION, type InboundMessage, type OutboundMessage } from '@cdp/kafka';
 import type { Logger } from '@cdp/log';
 import type { DedupConfig } from './config';
 import { decide, readReceivedAt } from './decide';
@@ -94,6 +94,7 @@ export class PartitionWorker {
       });
       this.producer = this.kafka.producer({
         transactionalId: this.transactionalId,
+        createPartitioner: javaCompatiblePartitioner,
         maxInFlightRequests: 1,
         idempotent: true,
         allowAutoTopicCreation: false,

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { MESSAGE_TYPES, type MessageType } from '@cdp/events';
+import { MESSAGE_TYPES, requestClock, type MessageType } from '@cdp/events';
 import { createApp, errorBody, finish } from '@cdp/http';
 import type { Logger } from '@cdp/log';
 import type { Source, Workspace } from '@cdp/workspace';
@@ -120,10 +120,11 @@ export function buildApp(options: TapiAppOptions): ReturnType<typeof createApp> 
     if (!decision.ok) throw new RateLimited(decision.retryAfterSeconds);
     const ip = clientIp(req, options.trustProxy);
     const records: SpoolRecord[] = [];
+    const clock = requestClock(receivedAt, extracted.shared.sentAt);
     for (const item of extracted.items) {
       const prepared = prepareEvent(item, {
         sourceId: source.id,
-        receivedAt,
+        clock,
         clientIp: ip,
         impliedType: endpoint.kind === 'single' ? endpoint.type : undefined,
         shared: extracted.shared,

@@ -1,4 +1,5 @@
 import zlib from 'node:zlib';
+import { requestClock } from '@cdp/events';
 import { resolveWriteKey, writeKeyFromAuthorization } from './auth';
 import { BadRequest, decodeBody, parseJsonBody } from './body';
 import { decodePixelData, depthExceeds, extractEvents, prepareEvent, type EnrichContext } from './normalize';
@@ -64,7 +65,7 @@ describe('body decoding', () => {
 describe('events', () => {
   const limits = { maxEventBytes: 1000, maxBatchEvents: 3 };
   const receivedAt = new Date('2026-03-01T12:00:00.000Z');
-  const ctx = (over: Partial<EnrichContext> = {}): EnrichContext => ({ sourceId: 'web', receivedAt, clientIp: '10.0.0.1', shared: {}, ...over });
+  const ctx = (over: Partial<EnrichContext> = {}): EnrichContext => ({ sourceId: 'web', clock: requestClock(receivedAt), clientIp: '10.0.0.1', shared: {}, ...over });
 
   it('drops batch items past the limit and refuses oversize events', () => {
     const batch = { batch: [1, 2, 3, 4, 5] };

@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import {
-  correctTimestamp,
   ENVELOPE_VERSION,
   INVALID_REASONS,
   messageKey,
+  stampMessage,
   validateMessage,
   type Envelope,
   type InvalidReason,
   type MessageType,
+  type RequestClock,
 } from '@cdp/events';
 import { BadRequest } from './body';
 
@@ -90,23 +91,28 @@ function serializedBytes(v: unknown): number {
   }
 }
 
-/** Iterative, so a hostile nesting depth cannot blow the stack here. */
-export function depthExceeds(value: unknown, max: number): boolean {
-  const stack: Array<[unknown, number]> = [[value, 1]];
-  while (stack.length > 0) {
-    const [v, d] = stack.pop()!;
-    if (typeof v !== 'object' || v === null) continue;
-    if (d > max) return true;
-    for (const child of Array.isArray(v) ? v : Object.values(v)) {
-      if (typeof child === 'object' && child !== null) stack.push([child, d + 1]);
-    }
+/**
+ * True when `value` nests deeper than `max`. Recursion stops at `max`, so a hostile depth cannot
+ * blow the stack here.
+ */
+export function depthExceeds(value: unknown, max: number, depth = 1): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  if (depth > max) return true;
+  if (Array.isArray(value)) {
+    for (const child of value) if (typeof child === 'object' && child !== null && depthExceeds(child, max, depth + 1)) return true;
+    return false;
+  }
+  for (const key in value) {
+    const child = (value as Record<string, unknown>)[key];
+    if (typeof child === 'object' && child !== null && depthExceeds(child, max, depth + 1)) return true;
   }
   return false;
 }
 
 export interface EnrichContext {
   sourceId: string;
-  receivedAt: Date;
+  /** receivedAt and the batch's sentAt, parsed once per request. */
+  clock: RequestClock;
   clientIp: string | undefined;
   /** The type implied by a single-event path; it wins over the body's. */
   impliedType?: MessageType;
@@ -117,7 +123,7 @@ export type Prepared =
   | { ok: true; envelope: Envelope; key: string; value: string; userId: string | undefined }
   | { ok: false; reason: DropReason; detail?: string };
 
-/** Validates and enriches one event into the envelope published to cdp.ingest. Pure. */
+/** Validates and enriches one event into the envelope published to cdp.ingest, reusing `raw`'s objects. */
 export function prepareEvent(raw: unknown, ctx: EnrichContext): Prepared {
   if (!isObject(raw)) return { ok: false, reason: 'not_an_object' };
   // Mutated in place: the object comes from this request's JSON.parse and nothing else holds it.
@@ -135,22 +141,21 @@ export function prepareEvent(raw: unknown, ctx: EnrichContext): Prepared {
   const checked = validateMessage(m);
   if (!checked.ok) return { ok: false, reason: checked.reason, detail: checked.detail };
   if (depthExceeds(m, MAX_DEPTH)) return { ok: false, reason: 'too_deep' };
-  const message = correctTimestamp(checked.message as Record<string, unknown>, ctx.receivedAt, ctx.shared.sentAt);
+  stampMessage(m, ctx.clock);
   if (ctx.clientIp) {
-    const context = isObject(message.context) ? { ...message.context } : {};
-    if (context.ip === undefined || context.ip === null || context.ip === '') {
-      context.ip = ctx.clientIp;
-      message.context = context;
-    }
+    if (!isObject(m.context)) m.context = {};
+    const context = m.context as Record<string, unknown>;
+    if (context.ip === undefined || context.ip === null || context.ip === '') context.ip = ctx.clientIp;
   }
-  const messageId = message.messageId as string;
-  const envelope = {
+  const message = checked.message;
+  const messageId = message.messageId;
+  const envelope: Envelope = {
     v: ENVELOPE_VERSION,
     sourceId: ctx.sourceId,
     messageId,
-    receivedAt: ctx.receivedAt.toISOString(),
+    receivedAt: ctx.clock.receivedAtIso,
     message,
-  } as Envelope;
+  };
   let value: string;
   try {
     value = JSON.stringify(envelope);
