@@ -1,4 +1,6 @@
-import { idempotencyHash, newJobId } from './jobdb';
+import crypto from 'node:crypto';
+import KSUID from 'ksuid';
+import { encodeKsuid, idempotencyHash, newJobId } from './jobdb';
 import { jobDbKey, jobDbLockKey, parseJobDbEntries, parseJobDbRecord } from './registry';
 import { CREATE_TABLES, isFinal } from './schema';
 
@@ -46,6 +48,17 @@ describe('jobs', () => {
     expect(idempotencyHash(k)).toBe(idempotencyHash({ ...k }));
     // Field boundaries matter: "ab"+"c" differs from "a"+"bc".
     expect(idempotencyHash({ ...k, sourceId: 'ab', messageId: 'c' })).not.toBe(idempotencyHash({ ...k, sourceId: 'a', messageId: 'bc' }));
+  });
+  it('encodes KSUIDs exactly as the ksuid package does', () => {
+    for (let i = 0; i < 2_000; i++) {
+      const bytes = crypto.randomBytes(20);
+      if (i === 0) bytes.fill(0);
+      if (i === 1) bytes.fill(0xff);
+      const words = [0, 4, 8, 12, 16].map((o) => bytes.readUInt32BE(o));
+      expect(encodeKsuid(words)).toBe(KSUID.fromParts(1_400_000_000_000 + bytes.readUInt32BE(0) * 1000, bytes.subarray(4)).string);
+    }
+    const id = newJobId(1_700_000_000_000);
+    expect(KSUID.parse(id).date.getTime()).toBe(1_700_000_000_000);
   });
   it('makes time-ordered 27-char KSUIDs', () => {
     const a = newJobId(1_700_000_000_000);

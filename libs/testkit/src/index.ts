@@ -1,6 +1,15 @@
 export { requireEnv } from './env';
 export { startKafkaBroker, stopKafkaBroker, type KafkaBroker } from './kafka-broker';
-export { createTestDatabase, mysqlUrl, sweepTestDatabases, withConnection, type TestDatabase } from './mysql';
+export {
+  createTestDatabase,
+  mysqlUrl,
+  rowChangingStatements,
+  splitSqlStatements,
+  statementsAgainst,
+  sweepTestDatabases,
+  withConnection,
+  type TestDatabase,
+} from './mysql';
 export { freePort, canConnect } from './ports';
 export { isAlive, sleep, spawnDaemon, stopProcess, type ManagedProcess } from './process';
 export { currentRunId, newRunId, runAgeMs, testDatabaseName, testTopicPrefix, uniqueSuffix } from './run-id';

@@ -52,3 +52,67 @@ export async function createTestDatabase(label: string, url = mysqlUrl()): Promi
     drop: () => withConnection(url, (conn) => conn.query(`DROP DATABASE IF EXISTS \`${name}\``)).then(() => undefined),
   };
 }
+
+/**
+ * The statements of one multi-statement query text (as MariaDB's general log records it: one
+ * entry per query), split on `;` outside quoted strings and identifiers, trimmed, empty ones
+ * dropped. Understands '…', "…" and `…` with doubled-quote and backslash escapes.
+ */
+export function splitSqlStatements(sql: string): string[] {
+  const statements: string[] = [];
+  let start = 0;
+  let quote: string | undefined;
+  for (let i = 0; i < sql.length; i++) {
+    const c = sql[i];
+    if (quote) {
+      if (c === '\\' && quote !== '`') i += 1;
+      else if (c === quote) {
+        if (sql[i + 1] === quote) i += 1;
+        else quote = undefined;
+      }
+    } else if (c === "'" || c === '"' || c === '`') {
+      quote = c;
+    } else if (c === ';') {
+      statements.push(sql.slice(start, i));
+      start = i + 1;
+    }
+  }
+  statements.push(sql.slice(start));
+  return statements.map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+/**
+ * Runs `fn` with MariaDB's general log on and returns every statement (one per entry, after
+ * splitting multi-statement queries) sent by the connections that opened `database`, then
+ * restores the log settings. For append-only checks against a JobDB.
+ */
+export async function statementsAgainst(database: string, fn: () => Promise<void>, url = mysqlUrl()): Promise<string[]> {
+  return withConnection(url, async (admin) => {
+    const [vars] = await admin.query<mysql.RowDataPacket[]>('SELECT @@GLOBAL.general_log AS gl, @@GLOBAL.log_output AS lo');
+    const { gl, lo } = vars[0] as { gl: number; lo: string };
+    await admin.query("SET GLOBAL log_output = 'TABLE,FILE'");
+    await admin.query('SET GLOBAL general_log = 1');
+    const from = new Date(Date.now() - 1_000);
+    try {
+      await fn();
+      const [threads] = await admin.query<mysql.RowDataPacket[]>(
+        "SELECT DISTINCT thread_id FROM mysql.general_log WHERE event_time >= ? AND command_type IN ('Connect', 'Init DB') AND argument LIKE ?",
+        [from, `%${database}%`],
+      );
+      if (threads.length === 0) return [];
+      const [rows] = await admin.query<mysql.RowDataPacket[]>(
+        "SELECT CONVERT(argument USING utf8mb4) AS sql_text FROM mysql.general_log WHERE event_time >= ? AND thread_id IN (?) AND command_type IN ('Query', 'Execute')",
+        [from, threads.map((t) => Number(t.thread_id))],
+      );
+      return rows.flatMap((r) => splitSqlStatements(String(r.sql_text)));
+    } finally {
+      await admin.query(`SET GLOBAL general_log = ${Number(gl) ? 1 : 0}`);
+      await admin.query('SET GLOBAL log_output = ?', [lo]);
+    }
+  });
+}
+
+/** The statements that change or remove rows: UPDATE, DELETE, REPLACE, TRUNCATE, ON DUPLICATE KEY UPDATE (a SELECT … FOR UPDATE only locks). */
+export function rowChangingStatements(statements: string[]): string[] {
+  return statements.filter((t) => /\b(UPDATE|DELETE|REPLACE|TRUNCATE)\b/i.test(t) && !/^SELECT\b.*\bFOR UPDATE$/is.test(t));
+}
