@@ -1,27 +1,28 @@
 // Isolation and noisy-customer criteria: each compares two measurements of the same run
-// (a destination or source alone, then next to the disturbance) with a 2x factor. The sink and
-// the load generator run in their own processes (build first: dist/testing/*-process.js), so
-// only the director's own work shares its event loop, as in production.
+// (a destination or source alone, then next to the disturbance) with a 2x factor. The director,
+// the sink and the load generator each run in their own process (build first:
+// dist/testing/*-process.js), so only the director's own work shares its event loop, as in
+// production.
 import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
-import type { Director } from './service';
-import { testSettings, testWorkspace, TestEnv, waitFor } from './testing/harness';
+import { testSettings, TestEnv, waitFor } from './testing/harness';
 import type { LoadRequest, LoadStream } from './testing/load-process';
 
 let consulServer: ConsulDevServer;
 let env: TestEnv;
 let sink: ChildProcess;
 let sinkUrl: string;
-let director: Director;
+let directorUrl: string;
 let load: ChildProcess;
 
-// p99 noise floor: on the 2-core machine (MariaDB, the sink and the director on the same cores)
-// a p99 of 10-50 ms swings by tens of ms between runs from outside noise, so the 2x comparison
-// is against max(alone, floor). TEST_P99_FLOOR_MS=0 runs the strict comparison: measured, the
-// isolation case passes strictly; the noisy-customer case is at 2.2-2.7x (B: 10-13 ms alone vs
-// 22-30 ms next to A), the gap being A's RPC inserts sharing MariaDB and the event loop.
-const FLOOR_MS = Number(process.env.TEST_P99_FLOOR_MS ?? 100);
+// p99 noise floor: on the 2-core machine (MariaDB, the sink, the load generator and the director
+// on the same cores) a p99 of 10-30 ms swings by about 10 ms between runs from outside noise, so
+// the 2x comparison is against max(alone, floor). TEST_P99_FLOOR_MS=0 runs the strict
+// comparison: measured, the isolation case passes strictly; the noisy-customer case is at
+// 1.4-2.5x (B: 10-13 ms alone vs 17-25 ms next to A), the gap being A's RPC inserts sharing
+// MariaDB's commits and the director's event loop with B's.
+const FLOOR_MS = Number(process.env.TEST_P99_FLOOR_MS ?? 25);
 
 interface Seen {
   path: string;
@@ -50,7 +51,7 @@ async function dump(): Promise<Seen[]> {
 async function offer(streams: LoadStream[], seconds: number, tag: string): Promise<void> {
   const reply = await new Promise<{ done?: boolean; error?: string }>((resolve) => {
     load.once('message', resolve);
-    load.send({ url: director.url!, streams, seconds, tag } satisfies LoadRequest);
+    load.send({ url: directorUrl, streams, seconds, tag } satisfies LoadRequest);
   });
   if (!reply.done) throw new Error(`load process: ${reply.error}`);
 }
@@ -78,7 +79,9 @@ beforeAll(async () => {
   load = fork(path.resolve(__dirname, '../dist/testing/load-process.js'), [], { stdio: 'inherit' });
   await new Promise((resolve) => load.once('message', resolve));
   sinkUrl = `http://127.0.0.1:${port}`;
-  const ws = testWorkspace(
+  await env.provision('iso');
+  ({ url: directorUrl } = await env.directorProcess(
+    testSettings(env.prefix, { DIRECTOR_BACKOFF_BASE_MS: 200, DIRECTOR_BACKOFF_CAP_MS: 2_000 }),
     [
       { id: 'healthy', url: `${sinkUrl}/healthy`, maxConcurrency: 100 },
       { id: 'other1', url: `${sinkUrl}/other1`, maxConcurrency: 50 },
@@ -88,21 +91,17 @@ beforeAll(async () => {
       { id: 'limited', url: `${sinkUrl}/limited`, maxConcurrency: 50, maxRatePerSecond: 400 },
     ],
     ['web', 'a', 'b'],
-  );
-  await env.provision('iso');
-  director = env.director(testSettings(env.prefix, { DIRECTOR_BACKOFF_BASE_MS: 200, DIRECTOR_BACKOFF_CAP_MS: 2_000 }), { workspace: () => ws });
-  await director.start();
-  await waitFor(() => director.isReady);
-  // Warm-up (JIT, connection pools), not measured.
+  ));
+  // Warm-up (JIT of the fresh process, connection pools), not measured.
   await offer(
     [
       { sourceId: 'web', destinationId: 'healthy', perSecond: 1_000 },
       { sourceId: 'b', destinationId: 'limited', perSecond: 100 },
     ],
-    1,
+    2,
     'warmup',
   );
-  await waitFor(async () => (await latencies('/healthy', 'warmup')).length === 1_000 && (await latencies('/limited', 'warmup')).length === 100, 30_000, 200);
+  await waitFor(async () => (await latencies('/healthy', 'warmup')).length === 2_000 && (await latencies('/limited', 'warmup')).length === 200, 30_000, 200);
 });
 
 afterAll(async () => {

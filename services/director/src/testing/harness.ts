@@ -1,15 +1,18 @@
 // Test helpers: a controllable HTTP sink, JobDB provisioning on a private prefix, and
 // directors wired to the real MariaDB and a Consul dev server.
+import { fork } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { createConsulClient } from '@cdp/consul-lock';
 import { createJobDbDatabase, dropJobDb, registerJobDb, type JobDbRecord } from '@cdp/jobdb';
 import { createLogger } from '@cdp/log';
-import { mysqlUrl, testDatabaseName } from '@cdp/testkit';
+import { mysqlUrl, REPO_ROOT, testDatabaseName } from '@cdp/testkit';
 import { parseWorkspace, type Workspace } from '@cdp/workspace';
 import { Director, type DirectorDeps, type DirectorSettings } from '../service';
 import type { UndeliveredPublisher } from '../undelivered';
+import type { DirectorProcessSpec } from './director-process';
 
 export interface SinkRequest {
   path: string;
@@ -162,7 +165,7 @@ export class TestEnv {
   readonly consul: ReturnType<typeof createConsulClient>;
   private readonly jobDbs: JobDbHandle[] = [];
   private readonly extraDatabases = new Set<string>();
-  private readonly directors: Director[] = [];
+  private readonly directors: Array<{ stop(): Promise<unknown> }> = [];
 
   constructor(readonly consulUrl: string) {
     this.consul = createConsulClient(consulUrl);
@@ -200,6 +203,28 @@ export class TestEnv {
     });
     this.directors.push(d);
     return d;
+  }
+
+  /**
+   * A director in its own plain-Node process (dist/testing/director-process.js; build first),
+   * for measurements the test runner's sandbox would distort. Stopped by `cleanup()`.
+   */
+  async directorProcess(settings: DirectorSettings, destinations: WebhookSpec[], sources: string[]): Promise<{ url: string; stop(): Promise<void> }> {
+    this.extraDatabases.add(settings.CDP_CONTROL_DB);
+    const spec: DirectorProcessSpec = { settings, consulUrl: this.consulUrl, destinations, sources };
+    const child = fork(path.join(REPO_ROOT, 'services/director/dist/testing/director-process.js'), [JSON.stringify(spec)], { stdio: 'inherit' });
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const stop = async () => {
+      if (child.exitCode === null && child.signalCode === null) child.send('stop');
+      await exited;
+    };
+    this.directors.push({ stop });
+    const reply = await new Promise<{ url?: string; error?: string }>((resolve) => {
+      child.once('message', resolve);
+      child.once('exit', (code) => resolve({ error: `exited with ${code}` }));
+    });
+    if (!reply.url) throw new Error(`director process: ${reply.error}`);
+    return { url: reply.url, stop };
   }
 
   async query<T extends mysql.RowDataPacket[]>(database: string, sql: string, params: unknown[] = []): Promise<T> {

@@ -1,0 +1,43 @@
+// The director under test in its own process (tests fork dist/testing/director-process.js):
+// plain Node as in production, not inside the test runner's module sandbox, where every global
+// lookup is slower and the runner's own work shares the event loop, both inflating the
+// latencies that the fairness tests compare. argv[2] is a DirectorProcessSpec as JSON; the
+// process answers { url } once ready (or { error }) and drains and exits on 'stop'.
+import { createConsulClient } from '@cdp/consul-lock';
+import { createLogger } from '@cdp/log';
+import { Director, type DirectorSettings } from '../service';
+import { MemoryPublisher, testWorkspace, type WebhookSpec } from './harness';
+
+export interface DirectorProcessSpec {
+  settings: DirectorSettings;
+  consulUrl: string;
+  destinations: WebhookSpec[];
+  sources: string[];
+}
+
+async function run(spec: DirectorProcessSpec): Promise<void> {
+  const workspace = testWorkspace(spec.destinations, spec.sources);
+  const consul = createConsulClient(spec.consulUrl);
+  const director = new Director(spec.settings, {
+    consul,
+    publisher: new MemoryPublisher(),
+    logger: createLogger({ name: 'director-process', level: (process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent' }),
+    host: '127.0.0.1',
+    workspace: () => workspace,
+  });
+  process.on('message', (msg) => {
+    if (msg !== 'stop') return;
+    void director.stop().finally(() => {
+      consul.destroy();
+      process.exit(0);
+    });
+  });
+  await director.start();
+  while (!director.isReady) await new Promise((r) => setTimeout(r, 50));
+  process.send?.({ url: director.url });
+}
+
+run(JSON.parse(process.argv[2] ?? '{}') as DirectorProcessSpec).catch((error: Error) => {
+  process.send?.({ error: error.message });
+  process.exit(1);
+});
