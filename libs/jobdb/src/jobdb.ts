@@ -128,6 +128,19 @@ function clip(value: string | null | undefined, max: number): string | null {
   return value.length > max ? value.slice(0, max) : value;
 }
 
+/** One SQL statement with its `?` values. */
+export interface Statement {
+  sql: string;
+  values: unknown[];
+}
+
+/** `INSERT … VALUES ?` of `rows`, as one statement per INSERT_CHUNK rows. */
+function multiRowInserts(sql: string, rows: unknown[][]): Statement[] {
+  const statements: Statement[] = [];
+  for (let i = 0; i < rows.length; i += INSERT_CHUNK) statements.push({ sql, values: [rows.slice(i, i + INSERT_CHUNK)] });
+  return statements;
+}
+
 /**
  * Data access to one JobDB. Writes go through fenced transactions: each first takes a shared
  * lock on the latest `leases` row and checks it is this holder's lease; a new holder takes an
@@ -135,12 +148,6 @@ function clip(value: string | null | undefined, max: number): string | null {
  * write either commits before the new lease exists (and the new holder sees it when it
  * rebuilds) or sees the new lease and fails with FencedError.
  */
-/** One SQL statement with its `?` values. */
-export interface Statement {
-  sql: string;
-  values: unknown[];
-}
-
 export class JobDb {
   readonly pool: mysql.Pool;
   readonly database: string;
@@ -242,10 +249,10 @@ export class JobDb {
       if (!byKey.has(key)) byKey.set(key, { ...job, id: newJobId(now) });
     }
     if (byKey.size === 0) return { inserted: [], duplicates: jobs.length };
-    const entries = [...byKey.entries()];
-    const chunks: Statement[] = [];
-    for (let i = 0; i < entries.length; i += INSERT_CHUNK) {
-      const rows = entries.slice(i, i + INSERT_CHUNK).map(([key, j]) => [
+    // IGNORE skips rows whose idempotency key exists (the only unique key besides the fresh KSUID).
+    const chunks = multiRowInserts(
+      'INSERT IGNORE INTO jobs (id, idempotency_key, source_id, message_id, destination_id, subscription_id, payload, headers, received_at, expires_at, lease_id) VALUES ?',
+      [...byKey.entries()].map(([key, j]) => [
         j.id,
         key,
         j.sourceId,
@@ -257,13 +264,8 @@ export class JobDb {
         j.receivedAt,
         j.expiresAt,
         leaseId,
-      ]);
-      // IGNORE skips rows whose idempotency key exists (the only unique key besides the fresh KSUID).
-      chunks.push({
-        sql: 'INSERT IGNORE INTO jobs (id, idempotency_key, source_id, message_id, destination_id, subscription_id, payload, headers, received_at, expires_at, lease_id) VALUES ?',
-        values: [rows],
-      });
-    }
+      ]),
+    );
     return this.fenced(leaseId, chunks[0], async (conn, firstResult) => {
       let affected = firstResult!.affectedRows;
       for (const chunk of chunks.slice(1)) {
@@ -288,9 +290,9 @@ export class JobDb {
   /** Appends transitions in one fenced transaction. */
   async appendTransitions(leaseId: number, transitions: readonly Transition[]): Promise<void> {
     if (transitions.length === 0) return;
-    const chunks: Statement[] = [];
-    for (let i = 0; i < transitions.length; i += INSERT_CHUNK) {
-      const rows = transitions.slice(i, i + INSERT_CHUNK).map((t) => [
+    const chunks = multiRowInserts(
+      'INSERT INTO job_state_transitions (job_id, from_state, to_state, attempt, at, http_status, error, response_excerpt, next_retry_at, lease_id) VALUES ?',
+      transitions.map((t) => [
         t.jobId,
         t.from,
         t.to,
@@ -301,12 +303,8 @@ export class JobDb {
         clip(t.responseExcerpt, MAX_EXCERPT),
         t.nextRetryAt ?? null,
         leaseId,
-      ]);
-      chunks.push({
-        sql: 'INSERT INTO job_state_transitions (job_id, from_state, to_state, attempt, at, http_status, error, response_excerpt, next_retry_at, lease_id) VALUES ?',
-        values: [rows],
-      });
-    }
+      ]),
+    );
     await this.fenced(leaseId, chunks[0], async (conn) => {
       for (const chunk of chunks.slice(1)) await conn.query(chunk.sql, chunk.values);
     });

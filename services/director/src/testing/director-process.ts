@@ -3,10 +3,8 @@
 // lookup is slower and the runner's own work shares the event loop, both inflating the
 // latencies that the fairness tests compare. argv[2] is a DirectorProcessSpec as JSON; the
 // process answers { url } once ready (or { error }) and drains and exits on 'stop'.
-import { createConsulClient } from '@cdp/consul-lock';
-import { createLogger } from '@cdp/log';
-import { Director, type DirectorSettings } from '../service';
-import { MemoryPublisher, testWorkspace, type WebhookSpec } from './harness';
+import type { DirectorSettings } from '../service';
+import { testDirector, testWorkspace, type WebhookSpec } from './harness';
 
 export interface DirectorProcessSpec {
   settings: DirectorSettings;
@@ -17,20 +15,9 @@ export interface DirectorProcessSpec {
 
 async function run(spec: DirectorProcessSpec): Promise<void> {
   const workspace = testWorkspace(spec.destinations, spec.sources);
-  const consul = createConsulClient(spec.consulUrl);
-  const director = new Director(spec.settings, {
-    consul,
-    publisher: new MemoryPublisher(),
-    logger: createLogger({ name: 'director-process', level: (process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent' }),
-    host: '127.0.0.1',
-    workspace: () => workspace,
-  });
+  const director = testDirector(spec.settings, spec.consulUrl, { workspace: () => workspace });
   process.on('message', (msg) => {
-    if (msg !== 'stop') return;
-    void director.stop().finally(() => {
-      consul.destroy();
-      process.exit(0);
-    });
+    if (msg === 'stop') void director.stop().finally(() => process.exit(0));
   });
   await director.start();
   while (!director.isReady) await new Promise((r) => setTimeout(r, 50));

@@ -159,6 +159,19 @@ export interface JobDbHandle extends JobDbRecord {
   database: string;
 }
 
+export type TestDirectorDeps = Partial<DirectorDeps> & { workspace: () => Workspace; publisher?: UndeliveredPublisher };
+
+/** A director on 127.0.0.1 with the Consul at `consulUrl`, undelivered records kept in memory and quiet logs unless given. */
+export function testDirector(settings: DirectorSettings, consulUrl: string, deps: TestDirectorDeps): Director {
+  return new Director(settings, {
+    consul: deps.consul ?? createConsulClient(consulUrl),
+    publisher: deps.publisher ?? new MemoryPublisher(),
+    logger: deps.logger ?? createLogger({ name: 'director-test', level: (process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent' }),
+    host: '127.0.0.1',
+    ...deps,
+  });
+}
+
 /** Consul prefix + JobDBs + control databases of one test file, removed by `cleanup()`. */
 export class TestEnv {
   readonly prefix = `t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}/`;
@@ -192,15 +205,9 @@ export class TestEnv {
     return handle;
   }
 
-  director(settings: DirectorSettings, deps: Partial<DirectorDeps> & { workspace: () => Workspace; publisher?: UndeliveredPublisher }): Director {
+  director(settings: DirectorSettings, deps: TestDirectorDeps): Director {
     this.extraDatabases.add(settings.CDP_CONTROL_DB);
-    const d = new Director(settings, {
-      consul: deps.consul ?? createConsulClient(this.consulUrl),
-      publisher: deps.publisher ?? new MemoryPublisher(),
-      logger: deps.logger ?? createLogger({ name: 'director-test', level: (process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent' }),
-      host: '127.0.0.1',
-      ...deps,
-    });
+    const d = testDirector(settings, this.consulUrl, deps);
     this.directors.push(d);
     return d;
   }
