@@ -1,29 +1,17 @@
-import type { Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import { errorFields, type Logger } from '@cdp/log';
-import { counter, histogram } from '@cdp/metrics';
 import { errorBody, HttpError } from './errors';
-
-const requests = counter({
-  name: 'cdp_http_requests_total',
-  help: 'HTTP requests served, by route pattern, method and status class',
-  labelNames: ['server', 'route', 'method', 'status_class'] as const,
-});
-const duration = histogram({
-  name: 'cdp_http_request_duration_seconds',
-  help: 'HTTP request duration from first byte to response finish',
-  labelNames: ['server', 'route', 'method'] as const,
-});
+import { observeRequest } from './metrics';
 
 /** Records request metrics with the route *pattern* (bounded), never the raw URL. */
 export function requestMetrics(server: string): RequestHandler {
   return (req, res, next) => {
-    const end = duration.startTimer();
+    const started = performance.now();
     res.on('finish', () => {
       const route = req.route ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
-      requests.labels(server, route, req.method, `${Math.floor(res.statusCode / 100)}xx`).inc();
-      end({ server, route, method: req.method });
+      observeRequest(server, route, req.method, res.statusCode, (performance.now() - started) / 1000);
     });
     next();
   };
@@ -87,9 +75,10 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>;
 }
 
-export function listen(app: Express, port: number, host = '0.0.0.0'): Promise<RunningServer> {
+/** Serves an express app or any plain request listener (see Router). */
+export function listen(handler: RequestListener, port: number, host = '0.0.0.0'): Promise<RunningServer> {
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, host);
+    const server = createServer(handler).listen(port, host);
     server.once('error', reject);
     server.once('listening', () => {
       const actual = (server.address() as AddressInfo).port;

@@ -1,6 +1,6 @@
 import { createLogger } from '@cdp/log';
-import { counter } from '@cdp/metrics';
-import { createApp, finish, HttpError, listen, startOpsServer } from './index';
+import { counter, registry } from '@cdp/metrics';
+import { createApp, finish, HttpError, listen, Router, startOpsServer } from './index';
 
 const logger = createLogger({ name: 'test', level: 'silent' });
 
@@ -30,6 +30,47 @@ describe('createApp', () => {
       expect(((await tea.json()) as { error: unknown }).error).toEqual({ code: 'teapot', message: 'short and stout' });
       const missing = await fetch(`${srv.url}/nowhere`);
       expect(missing.status).toBe(404);
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+describe('Router', () => {
+  it('matches static and :param routes leniently, passes the query, and answers JSON 404/400/500', async () => {
+    const seen: unknown[] = [];
+    const router = new Router('routertest', logger)
+      .on('POST', '/v1/track', (_req, res, ctx) => {
+        seen.push(ctx);
+        res.end('track');
+      })
+      .on('GET', '/v1/projects/:key/settings', (_req, res, { params }) => {
+        res.end(params.key);
+      })
+      .on('GET', '/boom', async () => {
+        throw new Error('kaput');
+      });
+    const srv = await listen(router.listener, 0, '127.0.0.1');
+    try {
+      const text = async (path: string, method = 'GET') => {
+        const res = await fetch(`${srv.url}${path}`, { method });
+        return `${res.status} ${await res.text()}`;
+      };
+      expect(await text('/v1/track', 'POST')).toBe('200 track');
+      expect(await text('/V1/Track/?x=1', 'POST')).toBe('200 track');
+      expect(seen).toEqual([
+        { params: {}, search: '' },
+        { params: {}, search: 'x=1' },
+      ]);
+      expect(await text('/v1/track')).toMatch(/^404 .*not_found/);
+      expect(await text('/v1/projects/wk%20one/settings')).toBe('200 wk one');
+      expect(await text('/v1/projects/%E0%A4%A/settings')).toMatch(/^400 .*bad_request/);
+      expect(await text('/v1/projects//settings')).toMatch(/^404/);
+      expect((await fetch(`${srv.url}/v1/projects/k/settings`, { method: 'HEAD' })).status).toBe(200);
+      expect(await text('/boom')).toMatch(/^500 .*internal/);
+      const metrics = await registry.metrics();
+      expect(metrics).toMatch(/cdp_http_requests_total\{server="routertest",route="\/v1\/track",method="POST",status_class="2xx"\} 2/);
+      expect(metrics).toMatch(/cdp_http_requests_total\{server="routertest",route="unmatched",method="GET",status_class="4xx"\} 3/);
     } finally {
       await srv.close();
     }

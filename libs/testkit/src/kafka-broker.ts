@@ -85,7 +85,9 @@ export async function startKafkaBroker(options: { dir: string; name?: string }):
     const proc = spawnDaemon(
       name,
       'java',
-      ['-Xms256m', '-Xmx512m', '-XX:+UseG1GC', '-XX:ActiveProcessorCount=2', '-Djava.awt.headless=true', LOG4J, '-cp', classpath(jars), 'kafka.Kafka', config],
+      // The GC settings are those of Kafka's own start script (kafka-run-class.sh): G1 with a
+      // 20 ms pause goal. The JVM's default goal (200 ms) shows up directly in produce latency.
+      ['-Xms256m', '-Xmx512m', '-XX:+UseG1GC', '-XX:MaxGCPauseMillis=20', '-XX:InitiatingHeapOccupancyPercent=35', '-XX:+ExplicitGCInvokesConcurrent', '-XX:ActiveProcessorCount=2', '-Djava.awt.headless=true', LOG4J, '-cp', classpath(jars), 'kafka.Kafka', config],
       { logFile: path.join(dataDir, 'kafka.log') },
     );
     const brokers = `127.0.0.1:${brokerPort}`;

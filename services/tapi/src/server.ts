@@ -1,6 +1,6 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { MESSAGE_TYPES, requestClock, type MessageType } from '@cdp/events';
-import { createApp, errorBody, finish } from '@cdp/http';
+import { errorBody, Router, type RouteContext } from '@cdp/http';
 import type { Logger } from '@cdp/log';
 import type { Source, Workspace } from '@cdp/workspace';
 import { resolveWriteKey } from './ingest/auth';
@@ -30,8 +30,6 @@ export interface TapiAppOptions {
   publicHost?: string;
 }
 
-type Req = IncomingMessage & { params: Record<string, string>; query: Record<string, unknown> };
-
 const SHORT: Record<string, MessageType> = { i: 'identify', t: 'track', p: 'page', s: 'screen', g: 'group', a: 'alias' };
 const GIF = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
 const SUCCESS = '{"success":true}';
@@ -52,9 +50,19 @@ function clientIp(req: IncomingMessage, trustProxy: boolean): string | undefined
   return addr?.startsWith('::ffff:') ? addr.slice(7) : addr;
 }
 
+const JSON_TYPE = 'application/json; charset=utf-8';
+
 function sendJson(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), ...headers });
+  res.writeHead(status, { 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(body), ...headers });
   res.end(body);
+}
+
+/** The answer to almost every request, with its headers built once. */
+function sendSuccess(res: ServerResponse): void {
+  res.setHeader('Content-Type', JSON_TYPE);
+  res.setHeader('Content-Length', SUCCESS.length);
+  res.statusCode = 200;
+  res.end(SUCCESS);
 }
 
 /** CORS for analytics.js from any origin; credentials are allowed so the origin is echoed. */
@@ -71,24 +79,10 @@ function cors(req: IncomingMessage, res: ServerResponse): void {
  * The public tracking API. Everything here is synchronous to the request except the publish,
  * which resolves only once the events are durable, so a 200 always means "stored".
  */
-export function buildApp(options: TapiAppOptions): ReturnType<typeof createApp> {
+export function buildApp(options: TapiAppOptions): RequestListener {
   const { logger, limits } = options;
-  const app = createApp({ name: 'public', logger });
-  // The client IP is read from the socket or X-Forwarded-For ourselves; no express parsers.
-
-  app.use((req, res, next) => {
-    cors(req, res);
-    if (req.method === 'OPTIONS') {
-      res.setHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
-      res.setHeader('Access-Control-Allow-Headers', String(req.headers['access-control-request-headers'] ?? 'Content-Type, Authorization'));
-      res.setHeader('Access-Control-Max-Age', '86400');
-      res.statusCode = 204;
-      res.end();
-      requestsTotal.labels('preflight', '204').inc();
-      return;
-    }
-    next();
-  });
+  // A plain route table rather than express: see Router for why (per-request allocations).
+  const router = new Router('public', logger);
 
   // Sampled: at most one line per reason every 10 s, so a flood of bad events cannot flood logs.
   const lastLogged = new Map<DropReason, number>();
@@ -181,30 +175,30 @@ export function buildApp(options: TapiAppOptions): ReturnType<typeof createApp> 
       const body = parseJsonBody(decoded);
       await accept(endpoint, body, decoded.length, req, receivedAt);
       requestsTotal.labels(label, '200').inc();
-      sendJson(res, 200, SUCCESS);
+      sendSuccess(res);
     } catch (error) {
       fail(res, label, error);
     }
   };
 
   for (const type of MESSAGE_TYPES) {
-    app.post(`/v1/${type}`, ingest({ kind: 'single', type }, type));
+    router.on('POST', `/v1/${type}`, ingest({ kind: 'single', type }, type));
   }
   for (const [letter, type] of Object.entries(SHORT)) {
-    app.post(`/v1/${letter}`, ingest({ kind: 'single', type }, type));
+    router.on('POST', `/v1/${letter}`, ingest({ kind: 'single', type }, type));
   }
   for (const path of ['batch', 'import', 'b']) {
-    app.post(`/v1/${path}`, ingest({ kind: 'batch' }, path));
+    router.on('POST', `/v1/${path}`, ingest({ kind: 'batch' }, path));
   }
 
   // Pixels always answer the gif: an email client shows nothing else and never retries.
-  app.get('/v1/pixel/:type', async (request: IncomingMessage, res: ServerResponse) => {
-    const req = request as Req;
-    const type = req.params.type as MessageType;
+  router.on('GET', '/v1/pixel/:type', async (req, res, { params, search }) => {
+    const type = params.type as MessageType;
     try {
-      const body = decodePixelData(req.query.data);
+      const data = new URLSearchParams(search).get('data') ?? undefined;
+      const body = decodePixelData(data);
       if (body && MESSAGE_TYPES.includes(type)) {
-        await accept({ kind: 'single', type }, body, Buffer.byteLength(String(req.query.data)), req, new Date());
+        await accept({ kind: 'single', type }, body, Buffer.byteLength(data ?? ''), req, new Date());
       } else {
         requestsRejected.labels('invalid_pixel').inc();
       }
@@ -219,9 +213,8 @@ export function buildApp(options: TapiAppOptions): ReturnType<typeof createApp> 
   });
 
   // The settings document analytics.js (and the mobile SDKs) load: it points them back here.
-  const settings = (request: IncomingMessage, res: ServerResponse) => {
-    const req = request as Req;
-    const source = options.workspace().sourceByWriteKey(req.params.writeKey);
+  const settings = (req: IncomingMessage, res: ServerResponse, { params }: RouteContext) => {
+    const source = options.workspace().sourceByWriteKey(params.writeKey);
     if (!source || !source.enabled) {
       requestsTotal.labels('settings', '404').inc();
       sendJson(res, 404, JSON.stringify(errorBody('not_found', 'unknown write key')));
@@ -230,7 +223,7 @@ export function buildApp(options: TapiAppOptions): ReturnType<typeof createApp> 
     const host = options.publicHost ?? String(req.headers.host ?? 'localhost');
     const doc = {
       integrations: {
-        'Segment.io': { apiKey: req.params.writeKey, apiHost: `${host}/v1`, unbundledIntegrations: [], addBundledMetadata: true, maybeBundledConfigIds: {} },
+        'Segment.io': { apiKey: params.writeKey, apiHost: `${host}/v1`, unbundledIntegrations: [], addBundledMetadata: true, maybeBundledConfigIds: {} },
       },
       plan: { track: { __default: { enabled: true, integrations: {} } }, identify: { __default: { enabled: true } }, group: { __default: { enabled: true } } },
       edgeFunction: {},
@@ -244,8 +237,20 @@ export function buildApp(options: TapiAppOptions): ReturnType<typeof createApp> 
     requestsTotal.labels('settings', '200').inc();
     sendJson(res, 200, JSON.stringify(doc), { 'Cache-Control': 'public, max-age=60' });
   };
-  app.get('/v1/projects/:writeKey/settings', settings);
-  app.get('/projects/:writeKey/settings', settings);
+  router.on('GET', '/v1/projects/:writeKey/settings', settings);
+  router.on('GET', '/projects/:writeKey/settings', settings);
 
-  return finish(app, logger);
+  return (req, res) => {
+    cors(req, res);
+    if (req.method === 'OPTIONS') {
+      res.setHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
+      res.setHeader('Access-Control-Allow-Headers', String(req.headers['access-control-request-headers'] ?? 'Content-Type, Authorization'));
+      res.setHeader('Access-Control-Max-Age', '86400');
+      res.statusCode = 204;
+      res.end();
+      requestsTotal.labels('preflight', '204').inc();
+      return;
+    }
+    router.listener(req, res);
+  };
 }
