@@ -21,3 +21,4 @@ export { startDynamoDbLocal, LOCAL_AWS_ENV } from './dynamodb-local';
 export { startS3Proxy, localS3ClientConfig, S3_TEST_BUCKET } from './s3proxy';
 export { helm } from './helm';
 export { startServiceProcess, waitServiceReady, type ServiceProcess } from './service-process';
+export { percentile } from './stats';

@@ -6,6 +6,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
+import { percentile } from '@cdp/testkit';
 import { testSettings, TestEnv, waitFor } from './testing/harness';
 import type { LoadRequest, LoadStream } from './testing/load-process';
 
@@ -32,10 +33,7 @@ interface Seen {
   properties: { sentAt: number; tag: string; source: string } | null;
 }
 
-function p99(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))];
-}
+const p99 = (values: number[]) => percentile(values, 0.99);
 
 async function dump(): Promise<Seen[]> {
   return new Promise((resolve) => {

@@ -114,7 +114,7 @@ export class Director {
   async start(): Promise<void> {
     const s = this.settings;
     await ensureControlDatabase(s.MYSQL_URL, s.CDP_CONTROL_DB);
-    this.statsPool = mysql.createPool({ uri: s.MYSQL_URL, database: s.CDP_CONTROL_DB, connectionLimit: 2, timezone: 'Z', jsonStrings: true });
+    this.statsPool = mysql.createPool({ uri: s.MYSQL_URL, database: s.CDP_CONTROL_DB, connectionLimit: 2, timezone: 'Z', jsonStrings: true, trace: false });
     this.controls.start();
     this.engine.start();
     this.holder.start();

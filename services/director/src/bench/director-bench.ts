@@ -10,7 +10,7 @@ import { createConsulClient } from '@cdp/consul-lock';
 import { JobDb, dropJobDb, provisionJobDb, type NewJob } from '@cdp/jobdb';
 import { createLogger } from '@cdp/log';
 import { registry } from '@cdp/metrics';
-import { cpuSeconds, mysqlUrl, testDatabaseName } from '@cdp/testkit';
+import { cpuSeconds, mysqlUrl, percentile, testDatabaseName } from '@cdp/testkit';
 import { Director } from '../service';
 import { MemoryPublisher, testSettings, testWorkspace } from '../testing/harness';
 
@@ -44,8 +44,7 @@ async function rawHttpRate(url: string): Promise<{ rate: number; p99: number }> 
   );
   const seconds = (performance.now() - started) / 1000;
   await agent.close();
-  lat.sort((a, b) => a - b);
-  return { rate: done / seconds, p99: lat[Math.floor(lat.length * 0.99)] };
+  return { rate: done / seconds, p99: percentile(lat, 0.99) };
 }
 
 async function rawInsertRate(url: string): Promise<number> {

@@ -11,7 +11,7 @@ import { Pool } from 'undici';
 import { parse as parseYaml } from 'yaml';
 import { createKafka, ensureTopics, javaCompatiblePartitioner, topicSpecs } from '@cdp/kafka';
 import { createLogger } from '@cdp/log';
-import { cpuSeconds, freePort, rssBytes, startKafkaBroker, stopKafkaBroker } from '@cdp/testkit';
+import { cpuSeconds, freePort, percentile, rssBytes, startKafkaBroker, stopKafkaBroker } from '@cdp/testkit';
 import { SuppressionSet } from '../suppression';
 
 const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 15_000);
@@ -37,10 +37,6 @@ function event(i: number, sentAt: string): Record<string, unknown> {
     context: { library: { name: '@segment/analytics-node', version: '3.1.0' } },
     timestamp: sentAt,
   };
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 }
 
 /**
@@ -171,8 +167,6 @@ async function trackPhase(port: number, onMeasureStart: () => void): Promise<Tra
   while (inFlight > 0 && Date.now() < deadline) await sleep(5);
   const seconds = (performance.now() - started) / 1000 - TRACK_WARMUP_MS / 1000;
   await pool.destroy();
-  latencies.sort((a, b) => a - b);
-  warmup.sort((a, b) => a - b);
   return {
     p50: percentile(latencies, 0.5),
     p90: percentile(latencies, 0.9),
