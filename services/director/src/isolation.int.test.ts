@@ -23,8 +23,8 @@ let load: ChildProcess;
 // the 2x comparison is against max(alone, floor). A broken fairness shows as seconds: B's jobs
 // queued behind A's backlog of thousands at 400/s. TEST_P99_FLOOR_MS=0 runs the strict
 // comparison: measured, the isolation case passes strictly; the noisy-customer case is at
-// 1.1-2.5x (B: 10-29 ms alone vs 15-72 ms next to A), the gap being A's RPC inserts sharing
-// MariaDB's commits and the director's event loop with B's.
+// 1.3-2.4x (B: 8-10 ms alone vs 12-19 ms next to A), every step of B's path slowed by A's
+// work sharing the two cores (services/director/README.md).
 const FLOOR_MS = Number(process.env.TEST_P99_FLOOR_MS ?? 100);
 
 interface Seen {
