@@ -66,8 +66,12 @@ export class Router {
     const match = this.match(method, path);
     const route = match?.route.pattern ?? 'unmatched';
     res.once('finish', () => observeRequest(this.name, route, req.method ?? 'GET', res.statusCode, (performance.now() - started) / 1000));
+    if (match === null) {
+      sendJson(res, 400, errorBody('bad_request', 'malformed URL encoding'));
+      return;
+    }
     if (!match) {
-      sendJson(res, match === null ? 400 : 404, match === null ? errorBody('bad_request', 'malformed URL encoding') : errorBody('not_found', 'no such route'));
+      sendJson(res, 404, errorBody('not_found', 'no such route'));
       return;
     }
     const context: RouteContext = { params: match.params, search: q < 0 ? '' : url.slice(q + 1) };
