@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { createLogger } from '@cdp/log';
 import { counter, registry } from '@cdp/metrics';
 import { createApp, finish, HttpError, listen, Router, startOpsServer } from './index';
@@ -68,8 +69,19 @@ describe('Router', () => {
       expect(await text('/v1/projects//settings')).toMatch(/^404/);
       expect((await fetch(`${srv.url}/v1/projects/k/settings`, { method: 'HEAD' })).status).toBe(200);
       expect(await text('/boom')).toMatch(/^500 .*internal/);
+      // Absolute-form request target, as some proxies send it.
+      const absolute = await new Promise<number>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port: srv.port, method: 'POST', path: 'http://tracking.example/v1/track?y=2' }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      expect(absolute).toBe(200);
+      expect(seen[2]).toEqual({ params: {}, search: 'y=2' });
       const metrics = await registry.metrics();
-      expect(metrics).toMatch(/cdp_http_requests_total\{server="routertest",route="\/v1\/track",method="POST",status_class="2xx"\} 2/);
+      expect(metrics).toMatch(/cdp_http_requests_total\{server="routertest",route="\/v1\/track",method="POST",status_class="2xx"\} 3/);
       expect(metrics).toMatch(/cdp_http_requests_total\{server="routertest",route="unmatched",method="GET",status_class="4xx"\} 3/);
     } finally {
       await srv.close();

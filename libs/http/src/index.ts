@@ -2,3 +2,4 @@ export { createApp, finish, jsonErrors, listen, requestMetrics, type AppOptions,
 export { errorBody, HttpError } from './errors';
 export { startOpsServer, type OpsServer, type OpsServerOptions, type ReadinessCheck } from './ops';
 export { Router, type RouteContext, type RouteHandler } from './router';
+export { observeRequest } from './metrics';

@@ -58,7 +58,9 @@ export class Router {
 
   readonly listener: RequestListener = (req, res) => {
     const started = performance.now();
-    const url = req.url ?? '/';
+    // An absolute-form target (`POST http://host/v1/track`, sent by some proxies) matches by path.
+    const raw = req.url ?? '/';
+    const url = raw.startsWith('/') ? raw : raw.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?]*/i, '') || '/';
     const q = url.indexOf('?');
     let path = q < 0 ? url : url.slice(0, q);
     if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);

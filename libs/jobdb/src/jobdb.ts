@@ -168,7 +168,7 @@ export class JobDb {
       supportBigNumbers: true,
       bigNumberStrings: false,
       // mysql2 otherwise captures a stack trace on every query (for errors that name the
-      // caller): 5 % of a loaded director's CPU. Our errors carry the SQL state and message.
+      // caller): 5 % of a loaded director's CPU. Logged errors keep code, SQL state, message.
       trace: false,
     });
     this.pool.on('connection', (conn) => {

@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { createLogger, registerSecret, redactText, REDACTED } from './index';
+import { createLogger, errorFields, registerSecret, redactText, REDACTED } from './index';
 
 function capture() {
   const lines: string[] = [];
@@ -44,5 +44,14 @@ describe('logger', () => {
     registerSecret('ab');
     expect(redactText('Authorization: Bearer abcdef123')).toBe(`Authorization: Bearer ${REDACTED}`);
     expect(redactText('about')).toBe('about');
+  });
+});
+
+describe('errorFields', () => {
+  it('keeps driver codes next to the message (stacks of driver errors can be short)', () => {
+    const sqlError = Object.assign(new Error('Deadlock found'), { code: 'ER_LOCK_DEADLOCK', sqlState: '40001' });
+    expect(errorFields(sqlError).err).toMatchObject({ message: 'Deadlock found', name: 'Error', code: 'ER_LOCK_DEADLOCK', sqlState: '40001' });
+    expect(errorFields(Object.assign(new Error('x'), { code: 42 })).err.code).toBeUndefined();
+    expect(errorFields('plain')).toEqual({ err: { message: 'plain' } });
   });
 });

@@ -44,8 +44,21 @@ export function createLogger(options: CreateLoggerOptions): Logger {
   return options.destination ? pino(pinoOptions, options.destination) : pino(pinoOptions);
 }
 
+interface ErrorFields {
+  message: string;
+  name?: string;
+  stack?: string;
+  /** Driver error codes (Node's `code`, MySQL's `sqlState`), kept because stacks may be short. */
+  code?: string;
+  sqlState?: string;
+}
+
 /** Serializes an unknown thrown value into loggable fields. */
-export function errorFields(error: unknown): { err: { message: string; name?: string; stack?: string } } {
-  if (error instanceof Error) return { err: { message: error.message, name: error.name, stack: error.stack } };
-  return { err: { message: String(error) } };
+export function errorFields(error: unknown): { err: ErrorFields } {
+  if (!(error instanceof Error)) return { err: { message: String(error) } };
+  const fields: ErrorFields = { message: error.message, name: error.name, stack: error.stack };
+  const { code, sqlState } = error as { code?: unknown; sqlState?: unknown };
+  if (typeof code === 'string') fields.code = code;
+  if (typeof sqlState === 'string') fields.sqlState = sqlState;
+  return { err: fields };
 }

@@ -6,6 +6,7 @@ describe('percentile', () => {
     expect(percentile(hundred, 0.99)).toBe(99);
     expect(percentile(hundred, 1)).toBe(100);
     expect(percentile(hundred, 0.001)).toBe(1);
+    expect(percentile(hundred, 0.07)).toBe(7);
     expect(percentile([4, 1, 3, 2], 0.5)).toBe(2);
     expect(percentile([7], 0.99)).toBe(7);
     expect(percentile([], 0.5)).toBeNaN();

@@ -1,6 +1,6 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { MESSAGE_TYPES, requestClock, type MessageType } from '@cdp/events';
-import { errorBody, Router, type RouteContext } from '@cdp/http';
+import { errorBody, observeRequest, Router, type RouteContext } from '@cdp/http';
 import type { Logger } from '@cdp/log';
 import type { Source, Workspace } from '@cdp/workspace';
 import { resolveWriteKey } from './ingest/auth';
@@ -249,6 +249,7 @@ export function buildApp(options: TapiAppOptions): RequestListener {
       res.statusCode = 204;
       res.end();
       requestsTotal.labels('preflight', '204').inc();
+      observeRequest('public', 'preflight', 'OPTIONS', 204, 0);
       return;
     }
     router.listener(req, res);

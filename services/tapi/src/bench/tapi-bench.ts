@@ -283,7 +283,7 @@ async function main(): Promise<void> {
     let tcpu0 = 0;
     let tt0 = 0;
     const measureStart = () => {
-      m0 = scrape();
+      m0 = scrape().catch(() => '');
       tcpu0 = cpuSeconds(tapi!.pid!);
       tt0 = Date.now();
     };
