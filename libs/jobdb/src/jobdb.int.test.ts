@@ -1,3 +1,4 @@
+import type { RowDataPacket } from 'mysql2';
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { createConsulClient } from '@cdp/consul-lock';
 import { mysqlUrl, rowChangingStatements, statementsAgainst, testDatabaseName } from '@cdp/testkit';
@@ -114,14 +115,30 @@ describe('JobDB provisioning and writes', () => {
     expect(ok.inserted).toHaveLength(1);
   });
 
+  it('a batch larger than one round trip is stored whole, and a fenced one not at all', async () => {
+    const lease = await db.takeLease({ lockIndex: 30, holder: 'big', sessionId: 's30' });
+    // 1,200 jobs of ~4 KB: several statements (500 rows or ~1 MiB each) in several round trips.
+    const big = (from: number) => Array.from({ length: 1_200 }, (_, i) => job(from + i, { payload: JSON.stringify({ pad: 'p'.repeat(4_000) }) }));
+    const stored = await db.insertJobs(lease, [...big(100_000), job(100_000)]);
+    expect(stored.inserted).toHaveLength(1_200);
+    expect(stored.duplicates).toBe(1);
+    const again = await db.insertJobs(lease, [...big(100_000).slice(0, 700), job(99_999)]);
+    expect(again.inserted.map((j) => j.messageId)).toEqual(['m99999']);
+    expect(again.duplicates).toBe(700);
+
+    await db.takeLease({ lockIndex: 31, holder: 'next', sessionId: 's31' });
+    await expect(db.insertJobs(lease, big(200_000))).rejects.toBeInstanceOf(FencedError);
+    const [{ n }] = await db.pool.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM jobs WHERE message_id LIKE 'm2_____'").then(([rows]) => rows);
+    expect(Number(n)).toBe(0);
+  });
+
   it('a lease taken while a fenced write is open waits for it, then fences later writes', async () => {
     const a = await db.takeLease({ lockIndex: 7, holder: 'a', sessionId: 's7' });
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const slowWrite = db.fenced(a, undefined, async (conn) => {
-      await conn.query('INSERT INTO jobdb_meta (schema_version, jobdb_id, created_at) VALUES (0, ?, NOW(3))', ['probe']);
-      await gate;
-    });
+    // A write transaction that stays open for a second (its last statement sleeps before COMMIT).
+    const slowWrite = db.fencedWrite(a, [
+      { sql: 'INSERT INTO jobdb_meta (schema_version, jobdb_id, created_at) VALUES (0, ?, NOW(3))', values: ['probe'] },
+      { sql: 'DO SLEEP(1)', values: [] },
+    ]);
     await new Promise((r) => setTimeout(r, 100));
     let taken = false;
     const b = db.takeLease({ lockIndex: 8, holder: 'b', sessionId: 's8' }).then((id) => {
@@ -130,7 +147,6 @@ describe('JobDB provisioning and writes', () => {
     });
     await new Promise((r) => setTimeout(r, 200));
     expect(taken).toBe(false); // blocked behind the in-flight write of the old lease
-    release();
     await slowWrite;
     await b;
     await expect(db.insertJobs(a, [job(20)])).rejects.toBeInstanceOf(FencedError);

@@ -121,7 +121,15 @@ export interface JobDbOptions {
 
 const MAX_ERROR = 1024;
 const MAX_EXCERPT = 2048;
-const INSERT_CHUNK = 500;
+const INSERT_CHUNK_ROWS = 500;
+/**
+ * Size budget of one statement and of one round trip (multi-statement query), estimated from
+ * the values: far below max_allowed_packet (16 MiB on MariaDB 10.11, 64 MiB on MySQL 8) even
+ * when escaping and UTF-8 make the real size a few times the estimate.
+ */
+const PACKET_BUDGET_BYTES = 1 << 20;
+/** MySQL and MariaDB: "Subquery returns more than 1 row", how the fence check stops a batch. */
+const ER_SUBQUERY_NO_1_ROW = 1242;
 
 function clip(value: string | null | undefined, max: number): string | null {
   if (value === null || value === undefined) return null;
@@ -134,11 +142,53 @@ export interface Statement {
   values: unknown[];
 }
 
-/** `INSERT … VALUES ?` of `rows`, as one statement per INSERT_CHUNK rows. */
+/** Rough size of a value once written into SQL (strings by length; escaping and UTF-8 aside). */
+function estimatedBytes(value: unknown): number {
+  if (typeof value === 'string') return value.length + 3;
+  if (Array.isArray(value)) return value.reduce((sum: number, v) => sum + estimatedBytes(v) + 2, 2);
+  return 24;
+}
+
+function statementBytes(statement: Statement): number {
+  return statement.sql.length + estimatedBytes(statement.values);
+}
+
+/** `INSERT … VALUES ?` of `rows`, as statements of at most INSERT_CHUNK_ROWS rows and about PACKET_BUDGET_BYTES. */
 function multiRowInserts(sql: string, rows: unknown[][]): Statement[] {
   const statements: Statement[] = [];
-  for (let i = 0; i < rows.length; i += INSERT_CHUNK) statements.push({ sql, values: [rows.slice(i, i + INSERT_CHUNK)] });
+  let chunk: unknown[][] = [];
+  let bytes = 0;
+  for (const row of rows) {
+    const size = estimatedBytes(row);
+    if (chunk.length > 0 && (chunk.length >= INSERT_CHUNK_ROWS || bytes + size > PACKET_BUDGET_BYTES)) {
+      statements.push({ sql, values: [chunk] });
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(row);
+    bytes += size;
+  }
+  if (chunk.length > 0) statements.push({ sql, values: [chunk] });
   return statements;
+}
+
+/** Groups statements into round trips of about PACKET_BUDGET_BYTES (a bigger statement goes alone). */
+function roundTrips(statements: Statement[]): Statement[][] {
+  const trips: Statement[][] = [];
+  let trip: Statement[] = [];
+  let bytes = 0;
+  for (const statement of statements) {
+    const size = statementBytes(statement);
+    if (trip.length > 0 && bytes + size > PACKET_BUDGET_BYTES) {
+      trips.push(trip);
+      trip = [];
+      bytes = 0;
+    }
+    trip.push(statement);
+    bytes += size;
+  }
+  if (trip.length > 0) trips.push(trip);
+  return trips;
 }
 
 /**
@@ -158,8 +208,8 @@ export class JobDb {
       uri: options.url,
       database: options.database,
       connectionLimit: options.poolSize ?? 8,
-      // fenced() opens its transaction, checks the lease and runs the first write in one round
-      // trip. Every value still goes through placeholders; no SQL is built from input.
+      // fencedWrite() sends a transaction's statements in one round trip. Every value still goes
+      // through placeholders; no SQL is built from input.
       multipleStatements: true,
       // MariaDB and MySQL must return the same thing: JSON as text, times in UTC.
       jsonStrings: true,
@@ -215,30 +265,45 @@ export class JobDb {
   }
 
   /**
-   * Runs `first` then `fn` in a transaction that commits only while `leaseId` is the latest
-   * lease. The transaction start, the lease check and `first` go in one round trip
-   * (multi-statement): each round trip also waits for a busy event loop, so fewer of them is
-   * what keeps a small write fast next to big ones. Nothing commits unless the check passed.
+   * Runs `statements` in one transaction that commits only while `leaseId` is the latest lease,
+   * and returns their results. The transaction start, the lease check, the statements and the
+   * COMMIT go in one round trip when they fit PACKET_BUDGET_BYTES (each round trip also waits
+   * for a busy event loop and wakes the server, so fewer of them is what keeps a small write
+   * fast next to big ones). The check is a scalar subquery that returns two rows, an error,
+   * when a newer lease exists: the server stops a multi-statement query at its first error, so
+   * nothing after the check runs and the transaction is rolled back.
    */
-  async fenced<T>(leaseId: number, first: Statement | undefined, fn: (conn: mysql.PoolConnection, firstResult: mysql.ResultSetHeader | undefined) => Promise<T>): Promise<T> {
+  async fencedWrite(leaseId: number, statements: readonly Statement[]): Promise<mysql.ResultSetHeader[]> {
+    const all: Statement[] = [
+      { sql: 'START TRANSACTION', values: [] },
+      // Shared lock on the latest lease: a new holder's exclusive lock on it waits for this commit.
+      { sql: 'SELECT id FROM leases ORDER BY id DESC LIMIT 1 LOCK IN SHARE MODE', values: [] },
+      { sql: 'SELECT (SELECT id FROM leases WHERE id >= ? LIMIT 2) AS fence', values: [leaseId] },
+      ...statements,
+      { sql: 'COMMIT', values: [] },
+    ];
     const conn = await this.pool.getConnection();
+    const results: unknown[] = [];
     try {
-      const [results] = await conn.query<mysql.RowDataPacket[][]>(
-        `START TRANSACTION; SELECT id FROM leases ORDER BY id DESC LIMIT 1 LOCK IN SHARE MODE${first ? `; ${first.sql}` : ''}`,
-        first?.values ?? [],
-      );
-      const rows = results[1];
-      const latest = rows.length === 0 ? null : Number(rows[0].id);
-      if (latest !== leaseId) throw new FencedError(leaseId, latest);
-      const result = await fn(conn, first ? (results[2] as unknown as mysql.ResultSetHeader) : undefined);
-      await conn.commit();
-      return result;
+      for (const trip of roundTrips(all)) {
+        const [result] = await conn.query(trip.map((t) => t.sql).join('; '), trip.flatMap((t) => t.values));
+        if (trip.length === 1) results.push(result);
+        else results.push(...(result as unknown[]));
+      }
     } catch (error) {
-      await conn.rollback().catch(() => undefined);
+      // A connection whose transaction may still be open must not go back to the pool.
+      await conn.query('ROLLBACK').then(
+        () => conn.release(),
+        () => conn.destroy(),
+      );
+      if ((error as { errno?: number }).errno === ER_SUBQUERY_NO_1_ROW) {
+        const latest = await this.latestLease().catch(() => null);
+        throw new FencedError(leaseId, latest?.id ?? null);
+      }
       throw error;
-    } finally {
-      conn.release();
     }
+    conn.release();
+    return results.slice(3, 3 + statements.length) as mysql.ResultSetHeader[];
   }
 
   /**
@@ -269,25 +334,21 @@ export class JobDb {
         leaseId,
       ]),
     );
-    return this.fenced(leaseId, chunks[0], async (conn, firstResult) => {
-      let affected = firstResult!.affectedRows;
-      for (const chunk of chunks.slice(1)) {
-        const [res] = await conn.query<mysql.ResultSetHeader>(chunk.sql, chunk.values);
-        affected += res.affectedRows;
-      }
-      // Common case: every key was new, no need to look which ones were skipped.
-      if (affected === byKey.size) return { inserted: [...byKey.values()], duplicates: jobs.length - byKey.size };
-      const keys = [...byKey.keys()];
-      const stored = new Set<string>();
-      for (let i = 0; i < keys.length; i += INSERT_CHUNK) {
-        const [rows] = await conn.query<mysql.RowDataPacket[]>('SELECT id FROM jobs WHERE idempotency_key IN (?)', [
-          keys.slice(i, i + INSERT_CHUNK),
-        ]);
-        for (const r of rows) stored.add(String(r.id));
-      }
-      const inserted = [...byKey.values()].filter((j) => stored.has(j.id));
-      return { inserted, duplicates: jobs.length - inserted.length };
-    });
+    const results = await this.fencedWrite(leaseId, chunks);
+    const affected = results.reduce((sum, r) => sum + r.affectedRows, 0);
+    // Common case: every key was new, no need to look which ones were skipped.
+    if (affected === byKey.size) return { inserted: [...byKey.values()], duplicates: jobs.length - byKey.size };
+    // Rows are immutable, so which of ours were stored can be read after the commit.
+    const keys = [...byKey.keys()];
+    const stored = new Set<string>();
+    for (let i = 0; i < keys.length; i += INSERT_CHUNK_ROWS) {
+      const [rows] = await this.pool.query<mysql.RowDataPacket[]>('SELECT id FROM jobs WHERE idempotency_key IN (?)', [
+        keys.slice(i, i + INSERT_CHUNK_ROWS),
+      ]);
+      for (const r of rows) stored.add(String(r.id));
+    }
+    const inserted = [...byKey.values()].filter((j) => stored.has(j.id));
+    return { inserted, duplicates: jobs.length - inserted.length };
   }
 
   /** Appends transitions in one fenced transaction. */
@@ -308,9 +369,7 @@ export class JobDb {
         leaseId,
       ]),
     );
-    await this.fenced(leaseId, chunks[0], async (conn) => {
-      for (const chunk of chunks.slice(1)) await conn.query(chunk.sql, chunk.values);
-    });
+    await this.fencedWrite(leaseId, chunks);
   }
 
   /**

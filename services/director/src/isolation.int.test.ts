@@ -15,7 +15,8 @@ let env: TestEnv;
 let sink: ChildProcess;
 let sinkUrl: string;
 let directorUrl: string;
-let load: ChildProcess;
+/** One load process per stream: independent clients. */
+const loads: ChildProcess[] = [];
 
 // p99 noise floor: on the 2-core machine (MariaDB, the sink, the load generator and the director
 // on the same cores) a p99 of 10-30 ms swings by tens of ms between runs from outside noise (a
@@ -47,13 +48,24 @@ async function dump(): Promise<Seen[]> {
   });
 }
 
-/** Offers `perSecond` jobs per stream for `seconds` from the load process; resolves when all were acked. */
+/** Offers `perSecond` jobs per stream for `seconds`, each stream from its own load process; resolves when all were acked. */
 async function offer(streams: LoadStream[], seconds: number, tag: string): Promise<void> {
-  const reply = await new Promise<{ done?: boolean; error?: string }>((resolve) => {
-    load.once('message', resolve);
-    load.send({ url: directorUrl, streams, seconds, tag } satisfies LoadRequest);
-  });
-  if (!reply.done) throw new Error(`load process: ${reply.error}`);
+  while (loads.length < streams.length) {
+    const load = fork(path.resolve(__dirname, '../dist/testing/load-process.js'), [], { stdio: 'inherit' });
+    await new Promise((resolve) => load.once('message', resolve));
+    loads.push(load);
+  }
+  const replies = await Promise.all(
+    streams.map(
+      (stream, i) =>
+        new Promise<{ done?: boolean; error?: string }>((resolve) => {
+          loads[i].once('message', resolve);
+          loads[i].send({ url: directorUrl, stream, seconds, tag } satisfies LoadRequest);
+        }),
+    ),
+  );
+  const failed = replies.find((r) => !r.done);
+  if (failed) throw new Error(`load process: ${failed.error}`);
 }
 
 /** Delivery latencies (sink arrival − offer time) of one tag, path and optional source. */
@@ -76,8 +88,6 @@ beforeAll(async () => {
     { stdio: 'inherit' },
   );
   const port = await new Promise<number>((resolve) => sink.once('message', (m: { port: number }) => resolve(m.port)));
-  load = fork(path.resolve(__dirname, '../dist/testing/load-process.js'), [], { stdio: 'inherit' });
-  await new Promise((resolve) => load.once('message', resolve));
   sinkUrl = `http://127.0.0.1:${port}`;
   await env.provision('iso');
   ({ url: directorUrl } = await env.directorProcess(
@@ -107,7 +117,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await env.cleanup();
   sink.send('stop');
-  load.send('stop');
+  for (const load of loads) load.send('stop');
   await consulServer.close();
 });
 

@@ -9,6 +9,18 @@ describe('TokenBucket', () => {
     expect(taken).toBeLessThanOrEqual(112);
     expect(b.nextAt(1_000)).toBeGreaterThan(1_000);
   });
+  it('keeps a reserve for whoever asks without one, when its burst can hold it', () => {
+    const b = new TokenBucket(400, 0); // burst 40
+    for (let t = 0; t <= 1_000; t += 1) while (b.nextAt(t, 1) <= t) b.tryTake(t);
+    // A bulk taker leaves one token; a taker without reserve gets it at once.
+    expect(b.nextAt(1_000, 1)).toBeGreaterThan(1_000);
+    expect(b.nextAt(1_000, 0)).toBe(1_000);
+    b.tryTake(1_000);
+    expect(b.nextAt(1_000, 0)).toBeGreaterThan(1_000);
+    // A burst of one token holds no reserve.
+    const small = new TokenBucket(5, 0);
+    expect(small.nextAt(0, 1)).toBe(0);
+  });
   it('is unlimited without a rate', () => {
     const b = new TokenBucket(undefined, 0);
     for (let i = 0; i < 10_000; i++) expect(b.tryTake(0)).toBe(true);

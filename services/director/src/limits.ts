@@ -43,12 +43,17 @@ export class TokenBucket {
     return false;
   }
 
-  /** When the next token is available (ms timestamp). */
-  nextAt(now: number): number {
+  /**
+   * When a token can be taken (ms timestamp) while leaving `reserve` tokens in the bucket, a
+   * reserve the burst cannot hold counting as none. Whoever takes with a reserve of 0 can use
+   * the tokens a bulk taker (reserve 1) leaves, without waiting for the next refill.
+   */
+  nextAt(now: number, reserve = 0): number {
     if (this.rateValue === undefined) return now;
     this.refill(now);
-    if (this.tokens >= 1) return now;
-    return now + Math.ceil(((1 - this.tokens) / this.rateValue) * 1000);
+    const needed = 1 + (this.burst() >= 1 + reserve ? reserve : 0);
+    if (this.tokens >= needed) return now;
+    return now + Math.ceil(((needed - this.tokens) / this.rateValue) * 1000);
   }
 }
 

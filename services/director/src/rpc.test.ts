@@ -36,6 +36,7 @@ describe('RPC batch schema', () => {
     ['no jobs', { jobs: [] }],
     ['not an object', [good]],
     ['missing messageId', { jobs: [{ ...good, messageId: undefined }] }],
+    ['missing payload', { jobs: [{ ...good, payload: undefined }] }],
     ['bad source id', { jobs: [{ ...good, sourceId: 'a:b' }] }],
     ['unknown field', { jobs: [{ ...good, extra: 1 }] }],
     ['header with newline', { jobs: [{ ...good, headers: { 'x-a': 'a\nb' } }] }],

@@ -108,9 +108,18 @@ class RetryHeap {
 
 const due = (job: Job): number => job.nextRetryAt ?? 0;
 
-/** One destination: a virtual queue per source (round-robin), due retries apart, and its limits. */
+/**
+ * One destination: a virtual queue per source, due retries apart, and its limits. Sources are
+ * served round-robin, except that a source whose queue was empty ("sparse": it sends no more
+ * than its share) gets its next job before the backlogged ones' turns, as FQ-CoDel serves new
+ * flows, and may take the token a rate-limited destination keeps in reserve against backlogged
+ * sources: a small source's job starts at once instead of waiting for the next token.
+ */
 export class DestinationQueue {
   readonly sources = new Map<string, Deque<Job>>();
+  /** Sources whose queue went from empty to non-empty, in arrival order. */
+  private sparse: string[] = [];
+  /** Backlogged sources, round-robin. */
   private rr: string[] = [];
   private rrIndex = 0;
   readonly retries = new RetryHeap();
@@ -151,7 +160,7 @@ export class DestinationQueue {
     if (!q) {
       q = new Deque<Job>();
       this.sources.set(job.sourceId, q);
-      this.rr.push(job.sourceId);
+      this.sparse.push(job.sourceId);
     }
     q.push(job);
     this.firstWaiting += 1;
@@ -165,37 +174,64 @@ export class DestinationQueue {
     while (this.retries.length > 0 && due(this.retries.peek()!) <= now) this.dueRetries.push(this.retries.pop()!);
   }
 
+  /** Tokens a pick must leave in the bucket: one kept for sparse sources unless one is waiting. */
+  tokenReserve(): number {
+    return this.sparse.length > 0 ? 0 : 1;
+  }
+
   private takeFirst(): Job | undefined {
-    // Round-robin over sources so one huge source never delays a small one.
-    for (let n = 0; n < this.rr.length; n++) {
+    while (this.sparse.length > 0) {
+      const source = this.sparse.shift()!;
+      const job = this.sources.get(source)!.shift();
+      if (this.sources.get(source)!.length > 0) this.rr.push(source);
+      else this.sources.delete(source);
+      if (job) {
+        this.firstWaiting -= 1;
+        return job;
+      }
+    }
+    // Round-robin over backlogged sources so one huge source never delays a small one.
+    while (this.rr.length > 0) {
       if (this.rrIndex >= this.rr.length) this.rrIndex = 0;
       const source = this.rr[this.rrIndex];
       const q = this.sources.get(source)!;
       const job = q.shift();
+      if (q.length > 0) this.rrIndex += 1;
+      else {
+        // Emptied: forget it (its next job arrives sparse), keeping the rotation position.
+        this.sources.delete(source);
+        this.rr.splice(this.rrIndex, 1);
+      }
       if (job) {
-        this.rrIndex += 1;
         this.firstWaiting -= 1;
         return job;
       }
-      // Empty source queue: forget it, keeping the rotation position.
-      this.sources.delete(source);
-      this.rr.splice(this.rrIndex, 1);
-      n -= 1;
-      if (this.rr.length === 0) break;
     }
     return undefined;
   }
 
+  /** Drops sources whose queue a removal emptied, so their next job arrives sparse. */
+  private forgetEmptySources(): void {
+    const empty = (source: string) => this.sources.get(source)!.length === 0;
+    if (!this.rr.some(empty) && !this.sparse.some(empty)) return;
+    const current = this.rr[this.rrIndex];
+    this.rr = this.rr.filter((source) => !empty(source));
+    this.sparse = this.sparse.filter((source) => !empty(source));
+    for (const [source, q] of this.sources) if (q.length === 0) this.sources.delete(source);
+    this.rrIndex = Math.max(0, this.rr.indexOf(current));
+  }
+
   /**
-   * Picks the next job. First attempts never wait behind retries: when both are waiting,
-   * retries get every other pick and at most half of the concurrency.
+   * Picks the next job: a sparse source's first; otherwise first attempts never wait behind
+   * retries: when both are waiting, retries get every other pick and at most half of the
+   * concurrency.
    */
   take(): { job: Job; retry: boolean } | undefined {
     const haveFirst = this.firstWaiting > 0;
     const haveRetry = this.dueRetries.length > 0;
     if (!haveFirst && !haveRetry) return undefined;
     const retryCap = Math.max(1, Math.floor(this.policy.maxConcurrency / 2));
-    const retryTurn = haveRetry && (!haveFirst || (this.turn++ % 2 === 1 && this.retriesInFlight < retryCap));
+    const retryTurn = haveRetry && this.sparse.length === 0 && (!haveFirst || (this.turn++ % 2 === 1 && this.retriesInFlight < retryCap));
     if (retryTurn) return { job: this.dueRetries.shift()!, retry: true };
     const job = this.takeFirst();
     if (job) return { job, retry: false };
@@ -223,6 +259,7 @@ export class DestinationQueue {
         this.firstWaiting -= 1;
       }
     }
+    this.forgetEmptySources();
     return out;
   }
 
@@ -233,6 +270,7 @@ export class DestinationQueue {
       this.firstWaiting -= gone;
       removed += gone;
     }
+    this.forgetEmptySources();
     removed += this.dueRetries.drain((j) => j.jobDbId === jobDbId).length;
     removed += this.retries.removeWhere((j) => j.jobDbId === jobDbId).length;
     return removed;
@@ -322,7 +360,7 @@ export class Scheduler {
     if (q.firstWaiting === 0 && q.dueRetries.length === 0) return undefined;
     if (q.inFlight >= q.policy.maxConcurrency) return undefined;
     q.bucket.setRate(q.effectiveRate(), now);
-    if (q.bucket.nextAt(now) > now) return undefined;
+    if (q.bucket.nextAt(now, q.tokenReserve()) > now) return undefined;
     // Breaker last: in half-open it claims the single probe slot.
     if (!q.breaker.tryStart(now)) return undefined;
     const picked = q.take();
@@ -371,7 +409,7 @@ export class Scheduler {
       if (q.retries.length > 0) consider(due(q.retries.peek()!));
       if (q.firstWaiting > 0 || q.dueRetries.length > 0) {
         if (q.inFlight >= q.policy.maxConcurrency) continue;
-        consider(Math.max(q.bucket.nextAt(now), q.breaker.nextAt(now)));
+        consider(Math.max(q.bucket.nextAt(now, q.tokenReserve()), q.breaker.nextAt(now)));
       }
     }
     return wake;

@@ -219,7 +219,9 @@ export class TestEnv {
   async directorProcess(settings: DirectorSettings, destinations: WebhookSpec[], sources: string[]): Promise<{ url: string; stop(): Promise<void> }> {
     this.extraDatabases.add(settings.CDP_CONTROL_DB);
     const spec: DirectorProcessSpec = { settings, consulUrl: this.consulUrl, destinations, sources };
-    const child = fork(path.join(REPO_ROOT, 'services/director/dist/testing/director-process.js'), [JSON.stringify(spec)], { stdio: 'inherit' });
+    // TEST_DIRECTOR_NODE_ARGS: extra Node flags for the director process (e.g. --cpu-prof to see where its time goes).
+    const execArgv = (process.env.TEST_DIRECTOR_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const child = fork(path.join(REPO_ROOT, 'services/director/dist/testing/director-process.js'), [JSON.stringify(spec)], { stdio: 'inherit', execArgv });
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     const stop = async () => {
       if (child.exitCode === null && child.signalCode === null) child.send('stop');

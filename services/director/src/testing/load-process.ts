@@ -1,8 +1,10 @@
-// The offered load of the fairness tests, in its own process (tests fork
-// dist/testing/load-process.js) as transform's calls come from other pods: building and sending
-// the RPC batches must not run on the director's event loop it is measuring. The parent sends
-// { url, streams, seconds, tag }; the process answers { done: true } once every batch was
+// One client of the fairness tests' offered load, in its own process (tests fork
+// dist/testing/load-process.js once per stream), as transform's calls come from other pods:
+// building and sending one source's RPC batches must neither run on the director's event loop
+// it is measuring nor queue another source's batches behind its own. The parent sends
+// { url, stream, seconds, tag }; the process answers { done: true } once every batch was
 // answered 200, or { error }.
+import { Pool } from 'undici';
 
 export interface LoadStream {
   sourceId: string;
@@ -12,37 +14,39 @@ export interface LoadStream {
 
 export interface LoadRequest {
   url: string;
-  streams: LoadStream[];
+  stream: LoadStream;
   seconds: number;
   tag: string;
 }
 
 let seq = 0;
+let pool: Pool | undefined;
 
-/** Offers `perSecond` jobs per stream for `seconds`, one RPC batch per stream 20 times a second. */
-async function offer({ url, streams, seconds, tag }: LoadRequest): Promise<void> {
+/** Offers `perSecond` jobs for `seconds`, one RPC batch 20 times a second. */
+async function offer({ url, stream, seconds, tag }: LoadRequest): Promise<void> {
+  pool ??= new Pool(url, { connections: 16 });
   const ticks = seconds * 20;
   const posts: Array<Promise<void>> = [];
   const start = Date.now();
   for (let t = 0; t < ticks; t++) {
-    for (const s of streams) {
-      const jobs = Array.from({ length: Math.round(s.perSecond / 20) }, () => {
-        seq += 1;
-        return {
-          sourceId: s.sourceId,
-          messageId: `${tag}-${seq}`,
-          destinationId: s.destinationId,
-          subscriptionId: 'default',
-          payload: { type: 'track', messageId: `${tag}-${seq}`, event: 'E', properties: { sentAt: Date.now(), tag, source: s.sourceId } },
-        };
-      });
-      posts.push(
-        fetch(`${url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jobs }) }).then(async (res) => {
-          await res.text();
-          if (res.status !== 200) throw new Error(`RPC answered ${res.status}`);
+    const jobs = Array.from({ length: Math.round(stream.perSecond / 20) }, () => {
+      seq += 1;
+      return {
+        sourceId: stream.sourceId,
+        messageId: `${tag}-${process.pid}-${seq}`,
+        destinationId: stream.destinationId,
+        subscriptionId: 'default',
+        payload: { type: 'track', messageId: `${tag}-${process.pid}-${seq}`, event: 'E', properties: { sentAt: Date.now(), tag, source: stream.sourceId } },
+      };
+    });
+    posts.push(
+      pool
+        .request({ path: '/v1/jobs', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jobs }) })
+        .then(async (res) => {
+          await res.body.text();
+          if (res.statusCode !== 200) throw new Error(`RPC answered ${res.statusCode}`);
         }),
-      );
-    }
+    );
     const next = start + (t + 1) * 50;
     await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
   }
