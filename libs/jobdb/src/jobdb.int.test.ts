@@ -113,6 +113,8 @@ describe('JobDB provisioning and writes', () => {
     ).rejects.toBeInstanceOf(FencedError);
     const ok = await db.insertJobs(fresh, [job(11)]);
     expect(ok.inserted).toHaveLength(1);
+    // A lease id this JobDB never issued (it was recreated under the same name) is fenced too.
+    await expect(db.insertJobs(fresh + 1_000, [job(12)])).rejects.toBeInstanceOf(FencedError);
   });
 
   it('a batch larger than one round trip is stored whole, and a fenced one not at all', async () => {

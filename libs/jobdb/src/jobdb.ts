@@ -270,15 +270,19 @@ export class JobDb {
    * COMMIT go in one round trip when they fit PACKET_BUDGET_BYTES (each round trip also waits
    * for a busy event loop and wakes the server, so fewer of them is what keeps a small write
    * fast next to big ones). The check is a scalar subquery that returns two rows, an error,
-   * when a newer lease exists: the server stops a multi-statement query at its first error, so
-   * nothing after the check runs and the transaction is rolled back.
+   * unless `leaseId` is the latest lease: the server stops a multi-statement query at its
+   * first error, so nothing after the check runs and the transaction is rolled back.
    */
   async fencedWrite(leaseId: number, statements: readonly Statement[]): Promise<mysql.ResultSetHeader[]> {
     const all: Statement[] = [
       { sql: 'START TRANSACTION', values: [] },
       // Shared lock on the latest lease: a new holder's exclusive lock on it waits for this commit.
       { sql: 'SELECT id FROM leases ORDER BY id DESC LIMIT 1 LOCK IN SHARE MODE', values: [] },
-      { sql: 'SELECT (SELECT id FROM leases WHERE id >= ? LIMIT 2) AS fence', values: [leaseId] },
+      // Two rows, an error, unless the latest lease is this one (newer lease, or a JobDB recreated under this name).
+      {
+        sql: 'SELECT (SELECT 1 FROM (SELECT 1 AS n UNION ALL SELECT 2) AS two WHERE (SELECT MAX(id) FROM leases) <> ? OR (SELECT MAX(id) FROM leases) IS NULL) AS fence',
+        values: [leaseId],
+      },
       ...statements,
       { sql: 'COMMIT', values: [] },
     ];
