@@ -153,42 +153,31 @@ function statementBytes(statement: Statement): number {
   return statement.sql.length + estimatedBytes(statement.values);
 }
 
-/** `INSERT … VALUES ?` of `rows`, as statements of at most INSERT_CHUNK_ROWS rows and about PACKET_BUDGET_BYTES. */
-function multiRowInserts(sql: string, rows: unknown[][]): Statement[] {
-  const statements: Statement[] = [];
-  let chunk: unknown[][] = [];
+/**
+ * Splits `items`, in order, into groups of at most `maxItems` and about PACKET_BUDGET_BYTES by
+ * `size` (an item bigger than the budget goes alone).
+ */
+function packed<T>(items: readonly T[], size: (item: T) => number, maxItems = Infinity): T[][] {
+  const groups: T[][] = [];
+  let group: T[] = [];
   let bytes = 0;
-  for (const row of rows) {
-    const size = estimatedBytes(row);
-    if (chunk.length > 0 && (chunk.length >= INSERT_CHUNK_ROWS || bytes + size > PACKET_BUDGET_BYTES)) {
-      statements.push({ sql, values: [chunk] });
-      chunk = [];
+  for (const item of items) {
+    const itemBytes = size(item);
+    if (group.length > 0 && (group.length >= maxItems || bytes + itemBytes > PACKET_BUDGET_BYTES)) {
+      groups.push(group);
+      group = [];
       bytes = 0;
     }
-    chunk.push(row);
-    bytes += size;
+    group.push(item);
+    bytes += itemBytes;
   }
-  if (chunk.length > 0) statements.push({ sql, values: [chunk] });
-  return statements;
+  if (group.length > 0) groups.push(group);
+  return groups;
 }
 
-/** Groups statements into round trips of about PACKET_BUDGET_BYTES (a bigger statement goes alone). */
-function roundTrips(statements: Statement[]): Statement[][] {
-  const trips: Statement[][] = [];
-  let trip: Statement[] = [];
-  let bytes = 0;
-  for (const statement of statements) {
-    const size = statementBytes(statement);
-    if (trip.length > 0 && bytes + size > PACKET_BUDGET_BYTES) {
-      trips.push(trip);
-      trip = [];
-      bytes = 0;
-    }
-    trip.push(statement);
-    bytes += size;
-  }
-  if (trip.length > 0) trips.push(trip);
-  return trips;
+/** `INSERT … VALUES ?` of `rows`, as statements of at most INSERT_CHUNK_ROWS rows and about PACKET_BUDGET_BYTES. */
+function multiRowInserts(sql: string, rows: unknown[][]): Statement[] {
+  return packed(rows, estimatedBytes, INSERT_CHUNK_ROWS).map((chunk) => ({ sql, values: [chunk] }));
 }
 
 /**
@@ -289,7 +278,8 @@ export class JobDb {
     const conn = await this.pool.getConnection();
     const results: unknown[] = [];
     try {
-      for (const trip of roundTrips(all)) {
+      // Round trips of about PACKET_BUDGET_BYTES; a bigger batch takes several inside the transaction.
+      for (const trip of packed(all, statementBytes)) {
         const [result] = await conn.query(trip.map((t) => t.sql).join('; '), trip.flatMap((t) => t.values));
         if (trip.length === 1) results.push(result);
         else results.push(...(result as unknown[]));

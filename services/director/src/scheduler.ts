@@ -182,8 +182,9 @@ export class DestinationQueue {
   private takeFirst(): Job | undefined {
     while (this.sparse.length > 0) {
       const source = this.sparse.shift()!;
-      const job = this.sources.get(source)!.shift();
-      if (this.sources.get(source)!.length > 0) this.rr.push(source);
+      const q = this.sources.get(source)!;
+      const job = q.shift();
+      if (q.length > 0) this.rr.push(source);
       else this.sources.delete(source);
       if (job) {
         this.firstWaiting -= 1;
