@@ -103,6 +103,29 @@ describe('JobDB provisioning and writes', () => {
     expect(await db.countOpenJobs()).toBe(2);
   });
 
+  it('commits the executing row of jobs that start at once with their insert, none for duplicates', async () => {
+    const lease = await db.takeLease({ lockIndex: 3, holder: 'c', sessionId: 's3' });
+    await db.insertJobs(lease, [job(40)]);
+    const asked: string[] = [];
+    const at = Date.now();
+    const result = await db.insertJobs(lease, [job(40), job(41), job(42)], at, (j) => {
+      asked.push(j.messageId);
+      return j.messageId !== 'm42';
+    });
+    expect(asked).toEqual(['m40', 'm41', 'm42']);
+    expect(result.inserted.map((j) => j.messageId)).toEqual(['m41', 'm42']);
+    const m41 = result.inserted[0];
+    expect([...result.startedIds]).toEqual([m41.id]); // m40 was a duplicate: nothing started
+    const [rows] = await db.pool.query<RowDataPacket[]>(
+      "SELECT t.job_id, t.from_state, t.to_state, t.attempt, t.at, t.lease_id FROM job_state_transitions t JOIN jobs j ON j.id = t.job_id WHERE j.message_id IN ('m40', 'm41', 'm42')",
+    );
+    expect(rows.map((r) => ({ ...r, at: (r.at as Date).getTime() }))).toEqual([
+      { job_id: m41.id, from_state: 'awaiting_scheduling', to_state: 'executing', attempt: 1, at, lease_id: lease },
+    ]);
+    const open = await db.loadOpenJobs();
+    expect(open.find((j) => j.id === m41.id)).toMatchObject({ state: 'executing', attempt: 1 });
+  });
+
   it('fences a holder once a newer lease exists', async () => {
     const old = await db.takeLease({ lockIndex: 5, holder: 'old', sessionId: 's5' });
     await db.insertJobs(old, [job(10)]);
@@ -166,7 +189,7 @@ describe('append-only', () => {
         const db = new JobDb({ url, database });
         const lease = await db.takeLease({ lockIndex: 1, holder: 'a', sessionId: 's' });
         const { inserted } = await db.insertJobs(lease, [job(1), job(2)]);
-        await db.insertJobs(lease, [job(1)]);
+        await db.insertJobs(lease, [job(1), job(3)], Date.now(), () => true);
         await db.appendTransitions(lease, [
           { jobId: inserted[0].id, from: 'awaiting_scheduling', to: 'executing', attempt: 1, at: new Date() },
         ]);
@@ -178,6 +201,7 @@ describe('append-only', () => {
     );
     expect(statements.filter((t) => /^INSERT INTO job_state_transitions/i.test(t)).length).toBeGreaterThan(0);
     expect(statements.filter((t) => /^INSERT IGNORE INTO jobs /i.test(t)).length).toBeGreaterThan(0);
+    expect(statements.filter((t) => /^INSERT INTO job_state_transitions .* SELECT /is.test(t)).length).toBeGreaterThan(0);
     expect(rowChangingStatements(statements)).toEqual([]);
     await dropJobDb({ url, consul, prefix, id, database });
   });

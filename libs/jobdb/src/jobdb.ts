@@ -110,6 +110,8 @@ export interface InsertResult {
   inserted: StoredJob[];
   /** Jobs whose idempotency key was already in this JobDB (not stored, not to be delivered again). */
   duplicates: number;
+  /** Ids of inserted jobs whose first `executing` transition was committed with them (see insertJobs). */
+  startedIds: ReadonlySet<string>;
 }
 
 export interface JobDbOptions {
@@ -302,15 +304,25 @@ export class JobDb {
 
   /**
    * Stores jobs whose idempotency key is new to this JobDB, in one fenced transaction.
-   * Keys repeated inside the batch are stored once.
+   * Keys repeated inside the batch are stored once. `startNow` is asked, once per job to store
+   * (with its id), whether its first attempt starts as soon as the commit returns; those jobs'
+   * `awaiting_scheduling → executing` transition (attempt 1, at `now`) is appended in the same
+   * transaction, one commit fewer before their call. It is appended by INSERT … SELECT from
+   * `jobs`, so a job skipped as a duplicate gets none: `startedIds` says which did.
    */
-  async insertJobs(leaseId: number, jobs: readonly NewJob[], now = Date.now()): Promise<InsertResult> {
+  async insertJobs(
+    leaseId: number,
+    jobs: readonly NewJob[],
+    now = Date.now(),
+    startNow?: (job: StoredJob) => boolean,
+  ): Promise<InsertResult> {
     const byKey = new Map<string, StoredJob>();
     for (const job of jobs) {
       const key = idempotencyHash(job);
       if (!byKey.has(key)) byKey.set(key, { ...job, id: newJobId(now) });
     }
-    if (byKey.size === 0) return { inserted: [], duplicates: jobs.length };
+    if (byKey.size === 0) return { inserted: [], duplicates: jobs.length, startedIds: new Set() };
+    const starting = startNow ? [...byKey.values()].filter((j) => startNow(j)).map((j) => j.id) : [];
     // IGNORE skips rows whose idempotency key exists (the only unique key besides the fresh KSUID).
     const chunks = multiRowInserts(
       'INSERT IGNORE INTO jobs (id, idempotency_key, source_id, message_id, destination_id, subscription_id, payload, headers, received_at, expires_at, lease_id) VALUES ?',
@@ -328,10 +340,15 @@ export class JobDb {
         leaseId,
       ]),
     );
-    const results = await this.fencedWrite(leaseId, chunks);
-    const affected = results.reduce((sum, r) => sum + r.affectedRows, 0);
+    const executing = packed(starting, (id) => id.length + 3, INSERT_CHUNK_ROWS).map((ids) => ({
+      sql:
+        "INSERT INTO job_state_transitions (job_id, from_state, to_state, attempt, at, lease_id) SELECT id, 'awaiting_scheduling', 'executing', 1, ?, ? FROM jobs WHERE id IN (?)",
+      values: [new Date(now), leaseId, ids],
+    }));
+    const results = await this.fencedWrite(leaseId, [...chunks, ...executing]);
+    const affected = results.slice(0, chunks.length).reduce((sum, r) => sum + r.affectedRows, 0);
     // Common case: every key was new, no need to look which ones were skipped.
-    if (affected === byKey.size) return { inserted: [...byKey.values()], duplicates: jobs.length - byKey.size };
+    if (affected === byKey.size) return { inserted: [...byKey.values()], duplicates: jobs.length - byKey.size, startedIds: new Set(starting) };
     // Rows are immutable, so which of ours were stored can be read after the commit.
     const keys = [...byKey.keys()];
     const stored = new Set<string>();
@@ -342,7 +359,7 @@ export class JobDb {
       for (const r of rows) stored.add(String(r.id));
     }
     const inserted = [...byKey.values()].filter((j) => stored.has(j.id));
-    return { inserted, duplicates: jobs.length - inserted.length };
+    return { inserted, duplicates: jobs.length - inserted.length, startedIds: new Set(starting.filter((id) => stored.has(id))) };
   }
 
   /** Appends transitions in one fenced transaction. */

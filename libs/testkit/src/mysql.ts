@@ -85,12 +85,18 @@ export function splitSqlStatements(sql: string): string[] {
  * Runs `fn` with MariaDB's general log on and returns every statement (one per entry, after
  * splitting multi-statement queries) sent by the connections that opened `database`, then
  * restores the log settings. For append-only checks against a JobDB.
+ *
+ * Test files run in parallel workers: a server-wide named lock makes these windows take turns,
+ * so that one's "restore" cannot read another's "on" and leave the log on for every later test
+ * (the general log slows every statement of the shared server).
  */
 export async function statementsAgainst(database: string, fn: () => Promise<void>, url = mysqlUrl()): Promise<string[]> {
   return withConnection(url, async (admin) => {
+    const [locked] = await admin.query<mysql.RowDataPacket[]>("SELECT GET_LOCK('cdp_test_general_log', 300) AS ok");
+    if (Number(locked[0].ok) !== 1) throw new Error('timed out waiting for another test using the general log');
     const [vars] = await admin.query<mysql.RowDataPacket[]>('SELECT @@GLOBAL.general_log AS gl, @@GLOBAL.log_output AS lo');
     const { gl, lo } = vars[0] as { gl: number; lo: string };
-    await admin.query("SET GLOBAL log_output = 'TABLE,FILE'");
+    await admin.query("SET GLOBAL log_output = 'TABLE'");
     await admin.query('SET GLOBAL general_log = 1');
     const from = new Date(Date.now() - 1_000);
     try {
@@ -108,6 +114,9 @@ export async function statementsAgainst(database: string, fn: () => Promise<void
     } finally {
       await admin.query(`SET GLOBAL general_log = ${Number(gl) ? 1 : 0}`);
       await admin.query('SET GLOBAL log_output = ?', [lo]);
+      // The log table (CSV, scanned whole by the queries above) would otherwise grow with every run on this server.
+      if (!Number(gl)) await admin.query('TRUNCATE TABLE mysql.general_log');
+      await admin.query("DO RELEASE_LOCK('cdp_test_general_log')");
     }
   });
 }

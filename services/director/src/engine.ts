@@ -1,9 +1,9 @@
-import { FencedError, type Transition } from '@cdp/jobdb';
+import { FencedError, type StoredJob, type Transition } from '@cdp/jobdb';
 import { errorFields, type Logger } from '@cdp/log';
 import type { Destination, Workspace } from '@cdp/workspace';
 import type { DestinationDriver } from './destinations';
-import type { Job } from './job';
-import { attemptDuration, circuitOpen, deliveries, inFlight, queueDepth, undeliveredPublished } from './metrics';
+import { storedJob, type Job } from './job';
+import { attemptDuration, circuitOpen, deliveries, inFlight, queueDepth, startedWithInsert, undeliveredPublished } from './metrics';
 import { decide, describeResult, type AttemptResult, type BackoffSettings } from './outcome';
 import { Scheduler, type DestinationPolicy } from './scheduler';
 import type { BreakerSettings } from './limits';
@@ -16,6 +16,16 @@ export interface JobSink {
   /** False once the JobDB's lock is lost or released: nothing more may be written. */
   readonly writable: boolean;
   write(rows: Transition[]): Promise<void>;
+}
+
+/** See DeliveryEngine.admission. */
+export interface Admission {
+  /** Asked once per job about to be stored: true when its `executing` row goes in with the insert. */
+  claim(job: StoredJob): boolean;
+  /** The insert committed: `startedIds` got their `executing` row (at `startedAt`). */
+  admit(inserted: readonly StoredJob[], startedIds: ReadonlySet<string>, startedAt: number): void;
+  /** The insert failed. */
+  cancel(): void;
 }
 
 export interface OperatorControl {
@@ -124,6 +134,59 @@ export class DeliveryEngine {
     return this.open.get(jobDbId) ?? 0;
   }
 
+  /**
+   * Admission of one RPC batch into `sink`'s JobDB. While the insert is prepared, `claim`
+   * takes a start slot for a job that would be picked at once (at most one per source and
+   * destination, as a sparse source's first job), so its `executing` row is committed with
+   * the insert and its call starts without another commit. After the commit, `admit` starts
+   * the claimed jobs that were stored and queues the rest; `cancel` gives the slots back when
+   * the insert failed.
+   */
+  admission(sink: JobSink): Admission {
+    const claimed = new Map<string, Job>();
+    const pairs = new Set<string>();
+    const releaseAll = (keep: ReadonlySet<string>) => {
+      const now = this.now();
+      for (const [id, job] of claimed) if (!keep.has(id)) this.scheduler.release(job, false, now);
+      if (claimed.size > 0) this.schedulePump();
+    };
+    return {
+      claim: (stored) => {
+        const now = this.now();
+        const pair = `${stored.sourceId}\u0000${stored.destinationId}`;
+        if (this.stopped || !sink.writable || pairs.has(pair) || stored.expiresAt.getTime() <= now) return false;
+        const job = storedJob(stored, sink.jobDbId);
+        if (!this.scheduler.claim(job, now)) return false;
+        pairs.add(pair);
+        claimed.set(job.id, job);
+        return true;
+      },
+      admit: (inserted, startedIds, startedAt) => {
+        const writable = sink.writable && this.sinks.get(sink.jobDbId) === sink;
+        // Not started (duplicates, or the lock went while inserting: the next holder retries them).
+        releaseAll(writable ? startedIds : new Set());
+        if (!writable) return;
+        const queued: Job[] = [];
+        for (const stored of inserted) {
+          const job = startedIds.has(stored.id) ? claimed.get(stored.id) : undefined;
+          if (!job) {
+            queued.push(storedJob(stored, sink.jobDbId));
+            continue;
+          }
+          job.attempt = 1;
+          job.state = 'executing';
+          job.firstAttemptAt = startedAt;
+          this.bumpOpen(job.jobDbId, 1);
+          this.knownDestinations.add(job.destinationId);
+          startedWithInsert.inc();
+          this.track(this.attempt(job, false, sink));
+        }
+        this.add(queued);
+      },
+      cancel: () => releaseAll(new Set()),
+    };
+  }
+
   /** New or rebuilt jobs (already committed in their JobDB). */
   add(jobs: Job[]): void {
     const now = this.now();
@@ -218,7 +281,7 @@ export class DeliveryEngine {
 
   private async run(job: Job, retry: boolean): Promise<void> {
     const sink = this.sinks.get(job.jobDbId);
-    let now = this.now();
+    const now = this.now();
     if (!sink?.writable) {
       this.scheduler.release(job, retry, now);
       return;
@@ -243,6 +306,11 @@ export class DeliveryEngine {
       if (!(error instanceof FencedError) && sink.writable) this.options.logger.warn(errorFields(error), 'could not persist executing');
       return;
     }
+    await this.attempt(job, retry, sink);
+  }
+
+  /** Calls the destination for a job whose `executing` row is committed, then persists the outcome. */
+  private async attempt(job: Job, retry: boolean, sink: JobSink): Promise<void> {
     const dest = this.destination(job.destinationId);
     const type = dest?.type ?? 'unknown';
     const driver = dest ? (this.options.drivers[dest.kind === 'webhook' ? 'webhook' : dest.type] ?? this.options.drivers.action) : undefined;
@@ -255,7 +323,7 @@ export class DeliveryEngine {
     } else {
       result = await driver.deliver(job, dest);
     }
-    now = this.now();
+    const now = this.now();
     this.scheduler.finished(job, retry, breakerOutcome(result), now);
     this.schedulePump();
     attemptDuration.observe({ destination_type: type }, result.durationMs / 1000);

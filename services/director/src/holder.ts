@@ -12,7 +12,7 @@ import {
 } from '@cdp/jobdb';
 import { errorFields, type Logger } from '@cdp/log';
 import type { DeliveryEngine, JobSink } from './engine';
-import { newJob, type Job } from './job';
+import { storedJob, type Job } from './job';
 import { jobDbInsertDuration, jobDbsHeld, lockLosses } from './metrics';
 import { TransitionWriter } from './writer';
 
@@ -52,16 +52,7 @@ export class NoActiveJobDbError extends Error {
 
 export function toJob(jobDbId: string, open: OpenJob): Job {
   return {
-    id: open.id,
-    jobDbId,
-    sourceId: open.sourceId,
-    messageId: open.messageId,
-    destinationId: open.destinationId,
-    subscriptionId: open.subscriptionId,
-    payload: open.payload,
-    headers: open.headers,
-    receivedAt: open.receivedAt.getTime(),
-    expiresAt: open.expiresAt.getTime(),
+    ...storedJob(open, jobDbId),
     state: open.state,
     attempt: open.attempt,
     nextRetryAt: open.nextRetryAt === null ? null : open.nextRetryAt.getTime(),
@@ -324,35 +315,27 @@ export class JobDbHolder {
     this.updateGauge();
   }
 
-  /** Stores jobs in the active JobDB (fenced) and hands the new ones to the engine. */
+  /**
+   * Stores jobs in the active JobDB (fenced) and hands the new ones to the engine; those that
+   * can start at once get their `executing` row in the same transaction (DeliveryEngine.admission).
+   */
   async insert(jobs: NewJob[]): Promise<{ stored: number; duplicates: number }> {
     const h = this.activeJobDb();
     if (!h) throw new NoActiveJobDbError();
     const stop = jobDbInsertDuration.startTimer();
+    const admission = this.options.engine.admission(h.sink);
+    const now = this.now();
     let result;
     try {
-      result = await h.db.insertJobs(h.leaseId, jobs, this.now());
+      result = await h.db.insertJobs(h.leaseId, jobs, now, admission.claim);
     } catch (error) {
+      admission.cancel();
       if (error instanceof FencedError) this.lose(h.id, 'fenced', error.message);
       throw error;
     }
     stop();
-    const fresh: Job[] = result.inserted.map((j) =>
-      newJob({
-        id: j.id,
-        jobDbId: h.id,
-        sourceId: j.sourceId,
-        messageId: j.messageId,
-        destinationId: j.destinationId,
-        subscriptionId: j.subscriptionId,
-        payload: j.payload,
-        headers: j.headers,
-        receivedAt: j.receivedAt.getTime(),
-        expiresAt: j.expiresAt.getTime(),
-      }),
-    );
-    if (h.sink.writable) this.options.engine.add(fresh);
-    return { stored: fresh.length, duplicates: result.duplicates };
+    admission.admit(result.inserted, result.startedIds, now);
+    return { stored: result.inserted.length, duplicates: result.duplicates };
   }
 
   /** Graceful stop: flush writes, release every lock, destroy the session. */

@@ -1,4 +1,4 @@
-import type { JobState } from '@cdp/jobdb';
+import type { JobState, StoredJob } from '@cdp/jobdb';
 
 /** A job as the director keeps it in memory while it is not final. */
 export interface Job {
@@ -42,4 +42,20 @@ export function newJob(identity: JobIdentity): Job {
     lastError: null,
     lastResponseExcerpt: null,
   };
+}
+
+/** A job just stored in `jobDbId` by an RPC insert. */
+export function storedJob(stored: StoredJob, jobDbId: string): Job {
+  return newJob({
+    id: stored.id,
+    jobDbId,
+    sourceId: stored.sourceId,
+    messageId: stored.messageId,
+    destinationId: stored.destinationId,
+    subscriptionId: stored.subscriptionId,
+    payload: stored.payload,
+    headers: stored.headers,
+    receivedAt: stored.receivedAt.getTime(),
+    expiresAt: stored.expiresAt.getTime(),
+  });
 }

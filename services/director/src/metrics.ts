@@ -46,6 +46,11 @@ export const jobDbsHeld = gauge({
   labelNames: ['state'] as const,
 });
 
+export const startedWithInsert = counter({
+  name: 'cdp_director_jobs_started_with_insert_total',
+  help: 'New jobs whose first attempt started at once, their executing row committed with the insert',
+});
+
 export const rpcJobs = counter({
   name: 'cdp_director_rpc_jobs_total',
   help: 'Jobs received over RPC by result (stored, duplicate)',

@@ -82,6 +82,30 @@ describe('Scheduler', () => {
     expect(s.next(t)?.job.sourceId).toBe('B');
   });
 
+  it('claims a start for a new job only when it would be picked at once', () => {
+    const s = scheduler({ d: { maxRatePerSecond: 400 }, paused: { paused: true } });
+    for (let i = 0; i < 100; i++) s.enqueue(job('A', 'd'), 0);
+    const t = 1_000;
+    while (s.next(t)); // A takes its burst of 40 but one token (kept in reserve)
+    const q = s.destinations.get('d')!;
+    expect(q.inFlight).toBe(39);
+    const b = job('B', 'd');
+    expect(s.claim(job('A', 'd'), t)).toBe(false); // A has jobs waiting: a new one queues behind them
+    expect(s.claim(b, t)).toBe(true); // B is sparse: it takes the reserved token
+    expect(s.claim(job('C', 'd'), t)).toBe(false); // no token left
+    expect(s.claim(job('A', 'paused'), t)).toBe(false);
+    // A claimed slot counts like a picked one until it is released.
+    expect(q.inFlight).toBe(40);
+    s.release(b, false, t);
+    expect(q.inFlight).toBe(39);
+    // A sparse source already waiting goes first.
+    const fresh = scheduler({ d: { maxConcurrency: 10 } });
+    fresh.enqueue(job('B', 'd'), t);
+    expect(fresh.claim(job('C', 'd'), t)).toBe(false);
+    fresh.next(t);
+    expect(fresh.claim(job('C', 'd'), t)).toBe(true);
+  });
+
   it('limits concurrency per destination and frees slots on finish', () => {
     const s = scheduler({ d: { maxConcurrency: 2 } });
     for (let i = 0; i < 5; i++) s.enqueue(job('A', 'd'), 0);

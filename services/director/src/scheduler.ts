@@ -174,6 +174,11 @@ export class DestinationQueue {
     while (this.retries.length > 0 && due(this.retries.peek()!) <= now) this.dueRetries.push(this.retries.pop()!);
   }
 
+  /** True when a new job of `sourceId` would be picked next: nothing of it waits here, and no other sparse source does. */
+  wouldPickNext(sourceId: string): boolean {
+    return this.sparse.length === 0 && !this.sources.has(sourceId);
+  }
+
   /** Tokens a pick must leave in the bucket: one kept for sparse sources unless one is waiting. */
   tokenReserve(): number {
     return this.sparse.length > 0 ? 0 : 1;
@@ -369,12 +374,33 @@ export class Scheduler {
       q.breaker.cancel();
       return undefined;
     }
+    this.takeSlot(q, picked.retry, now);
+    return picked;
+  }
+
+  private takeSlot(q: DestinationQueue, retry: boolean, now: number): void {
     q.bucket.tryTake(now);
     q.inFlight += 1;
-    if (picked.retry) q.retriesInFlight += 1;
+    if (retry) q.retriesInFlight += 1;
     q.meter.mark(now);
     this.inFlight += 1;
-    return picked;
+  }
+
+  /**
+   * Takes a start slot for a new job that is not queued (its insert is about to be committed)
+   * when it would be picked at once if it were: its source is sparse at that destination (as
+   * the first job of a sparse source it may take the reserved token) and concurrency, rate
+   * and breaker allow a start. The caller starts it, or gives the slot back with `release`.
+   */
+  claim(job: Job, now: number): boolean {
+    if (this.inFlight >= this.options.maxInFlight) return false;
+    const q = this.queue(job.destinationId, now);
+    if (q.policy.paused || !q.wouldPickNext(job.sourceId) || q.inFlight >= q.policy.maxConcurrency) return false;
+    q.bucket.setRate(q.effectiveRate(), now);
+    if (q.bucket.nextAt(now, 0) > now) return false;
+    if (!q.breaker.tryStart(now)) return false;
+    this.takeSlot(q, false, now);
+    return true;
   }
 
   /** Frees the slot of a finished attempt and feeds the breaker and the adaptive rate. */
