@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createLogger } from '@cdp/log';
+import { registry } from '@cdp/metrics';
 import { requireEnv, testTopicPrefix } from '@cdp/testkit';
 import type { Admin } from 'kafkajs';
 import {
@@ -212,6 +213,31 @@ describe('kafka lib against the real broker', () => {
     expect(dlq[0].headers[HEADER_STAGE]).toBe('dedup');
     expect(dlq[0].headers[HEADER_ERROR]).toMatch(/JSON/);
     expect(dlq[0].headers['cdp-source-offset']).toBe('1');
+  });
+});
+
+async function replacedProducers(): Promise<number> {
+  const metric = await registry.getSingleMetric('cdp_kafka_producer_replaced_total')!.get();
+  return metric.values[0]?.value ?? 0;
+}
+
+describe('BatchingProducer after a failed request', () => {
+  it('fails that request, then goes on with a fresh producer', async () => {
+    const admin = kafka().admin();
+    await admin.connect();
+    const specs = await createTopics(admin, testTopicPrefix('replace'));
+    await admin.disconnect();
+    // One request may exceed the broker's 1 MiB record batch limit: the broker refuses it.
+    const producer = new BatchingProducer(kafka(), { logger, maxBatchBytes: 4_000_000 });
+    await producer.connect();
+    await producer.send(specs.ingest.name, [{ key: 'before', value: 'ok' }]);
+    const replacedBefore = await replacedProducers();
+    await expect(producer.send(specs.ingest.name, [{ key: 'huge', value: 'x'.repeat(2_000_000) }])).rejects.toThrow();
+    expect(await replacedProducers()).toBe(replacedBefore + 1);
+    await producer.send(specs.ingest.name, Array.from({ length: 10 }, (_, i) => ({ key: `after${i}`, value: 'ok' })));
+    await producer.disconnect();
+    const got = await readAll(specs.ingest.name, 11);
+    expect(got.map((m) => m.key).sort()).toEqual(['before', ...Array.from({ length: 10 }, (_, i) => `after${i}`)].sort());
   });
 });
 

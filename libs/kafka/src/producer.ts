@@ -32,6 +32,17 @@ const produceBatchSize = histogram({
   buckets: [1, 5, 10, 50, 100, 500, 1000, 5000, 10000],
 });
 
+/** `p`, or a DeadlineError after `ms` (the operation itself is not cancelled). */
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DeadlineError(`no answer from kafka within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
 function sizeOf(messages: OutboundMessage[]): number {
   let bytes = 0;
   for (const m of messages) {
@@ -65,35 +76,78 @@ export interface BatchingProducerOptions {
   producerConfig?: Omit<ProducerConfig, 'idempotent'>;
   /** Broker-side wait for in-sync replicas, ms. */
   ackTimeoutMs?: number;
+  /**
+   * Client-side deadline of one produce request, retries included (default: the ack timeout
+   * plus 10 s). A request past it fails its sends, and the producer is replaced.
+   */
+  requestDeadlineMs?: number;
 }
+
+class DeadlineError extends Error {}
+
+const producerReplaced = counter({
+  name: 'cdp_kafka_producer_replaced_total',
+  help: 'Idempotent producers replaced by a fresh one after a failed or overdue produce request',
+});
 
 /**
  * An idempotent, acks=all producer that groups concurrent `send` calls into one produce
  * request at a time ("group commit"). One request in flight keeps the idempotent sequence
  * numbers and per-partition order safe in kafkajs while still batching under load: callers
  * arriving during a request ride the next one. `send` resolves only once Kafka acknowledged.
+ *
+ * A request that fails or passes its deadline fails its sends, and the kafkajs producer is
+ * replaced before the next request: kafkajs advances an idempotent producer's sequence numbers
+ * only on success, so after a request the broker may have written anyway, the next one would
+ * reuse its sequence numbers and be refused as out of order for good, or, with the same record
+ * count, acknowledged as a duplicate without being written. A fresh producer id starts clean
+ * (the failed sends' callers retry them: at least once).
  */
 export class BatchingProducer {
-  private readonly producer: Producer;
+  private producer: Producer;
   private queue: Pending[] = [];
   private flushing: Promise<void> | undefined;
   private connected = false;
   private readonly maxBatch: number;
   private readonly maxBytes: number;
+  private readonly deadlineMs: number;
 
   constructor(
-    kafka: Kafka,
+    private readonly kafka: Kafka,
     private readonly options: BatchingProducerOptions,
   ) {
     this.maxBatch = options.maxBatchMessages ?? 10_000;
     this.maxBytes = options.maxBatchBytes ?? 900_000;
-    this.producer = kafka.producer({
+    this.deadlineMs = options.requestDeadlineMs ?? (options.ackTimeoutMs ?? 30_000) + 10_000;
+    this.producer = this.newProducer();
+  }
+
+  private newProducer(): Producer {
+    return this.kafka.producer({
       allowAutoTopicCreation: false,
       createPartitioner: javaCompatiblePartitioner,
-      ...options.producerConfig,
+      ...this.options.producerConfig,
       idempotent: true,
       maxInFlightRequests: 1,
     });
+  }
+
+  /** Swaps in a fresh producer after a failed request; queued sends wait for it (or fail if it cannot connect). */
+  private async replaceProducer(): Promise<void> {
+    const old = this.producer;
+    this.producer = this.newProducer();
+    producerReplaced.inc();
+    void withDeadline(old.disconnect(), 5_000).catch(() => undefined);
+    try {
+      await withDeadline(this.producer.connect(), this.deadlineMs);
+    } catch (error) {
+      // Not connected: the owner's connect() retries; what is queued fails now, as the broker is unreachable.
+      this.connected = false;
+      this.options.logger.warn(errorFields(error), 'kafka producer reconnect failed');
+      const queued = this.queue;
+      this.queue = [];
+      for (const p of queued) p.reject(error);
+    }
   }
 
   async connect(): Promise<void> {
@@ -135,11 +189,14 @@ export class BatchingProducer {
         byTopic.set(p.topic, list);
       }
       try {
-        await this.producer.sendBatch({
-          acks: -1,
-          timeout: this.options.ackTimeoutMs ?? 30_000,
-          topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
-        });
+        await withDeadline(
+          this.producer.sendBatch({
+            acks: -1,
+            timeout: this.options.ackTimeoutMs ?? 30_000,
+            topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+          }),
+          this.deadlineMs,
+        );
         produceBatchSize.observe(count);
         for (const [topic, messages] of byTopic) produced.labels(topic).inc(messages.length);
         for (const p of batch) {
@@ -148,8 +205,9 @@ export class BatchingProducer {
         }
       } catch (error) {
         for (const topic of byTopic.keys()) produceFailures.labels(topic).inc();
-        this.options.logger.warn({ ...errorFields(error), messages: count }, 'kafka produce failed');
+        this.options.logger.warn({ ...errorFields(error), messages: count }, 'kafka produce failed; replacing the producer');
         for (const p of batch) p.reject(error);
+        await this.replaceProducer();
       }
     }
     this.flushing = undefined;

@@ -9,10 +9,10 @@ import { createTapiTestEnv, metrics, metricValue, restartKafkaBroker, startLoad,
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+async function until(cond: () => boolean, ms: number, what: string, state: () => string = () => ''): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n${state()}`);
     await sleep(100);
   }
 }
@@ -38,7 +38,7 @@ describe('multi-cluster failover with MirrorMaker 2 (private brokers)', () => {
   });
 
   it('moves to the secondary when the primary stops, back when it returns; every 200 reaches the primary', async () => {
-    env = await createTapiTestEnv('failover', { brokers: primary!.brokers });
+    env = await createTapiTestEnv('failover', { brokers: primary!.brokers, keepWarnings: true });
     // Same topics (and partition counts) on the secondary.
     const kafka2 = createKafka({ brokers: [secondary!.brokers], clientId: 'tapi-test', logger: env.logger });
     const admin2 = kafka2.admin();
@@ -60,11 +60,12 @@ describe('multi-cluster failover with MirrorMaker 2 (private brokers)', () => {
     });
     await waitReady(tapi);
     expect(tapi.publisher.activeCluster).toBe('primary');
+    const state = () => `tapi: ${tapi.publisher.describe()}\nlast warnings:\n${env!.recentLogs()}`;
     const load = startLoad(() => tapi.url, { label: 'fo', batchSize: 5, intervalMs: 15, maxRequests: 6_000, maxMs: 170_000 });
 
     await sleep(1_500);
     await stopProcess(primary!.process.pid, 15_000);
-    await until(() => tapi.publisher.activeCluster === 'secondary', 30_000, 'failover to the secondary');
+    await until(() => tapi.publisher.activeCluster === 'secondary', 30_000, 'failover to the secondary', state);
     const onSecondary = () => metricValue(text, 'cdp_tapi_events_accepted_total', { stored: 'secondary' });
     let text = await metrics(tapi);
     const before = onSecondary();
@@ -73,18 +74,18 @@ describe('multi-cluster failover with MirrorMaker 2 (private brokers)', () => {
     expect(onSecondary()).toBeGreaterThan(before);
 
     primary = await restartKafkaBroker(primary!);
-    await until(() => tapi.publisher.activeCluster === 'primary', 90_000, 'fail back to the primary');
+    await until(() => tapi.publisher.activeCluster === 'primary', 90_000, 'fail back to the primary', state);
     await sleep(1_500);
 
     // Operator override through the runtime file, without restart.
     fs.writeFileSync(runtimeFile, '{"cluster":"secondary"}');
-    await until(() => tapi.publisher.activeCluster === 'secondary', 10_000, 'forced secondary');
+    await until(() => tapi.publisher.activeCluster === 'secondary', 10_000, 'forced secondary', state);
     await sleep(1_000);
     fs.writeFileSync(runtimeFile, '{"cluster":"primary"}');
-    await until(() => tapi.publisher.activeCluster === 'primary', 10_000, 'forced primary');
+    await until(() => tapi.publisher.activeCluster === 'primary', 10_000, 'forced primary', state);
     await sleep(1_000);
     const result = await load.stop();
-    await until(() => tapi.spool.depth === 0, 60_000, 'spool drained');
+    await until(() => tapi.spool.depth === 0, 60_000, 'spool drained', state);
 
     collector = new TopicCollector(env.kafka, env.topics.ingest);
     await collector.start();

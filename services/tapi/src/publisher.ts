@@ -120,6 +120,19 @@ export class Publisher {
     return this.force;
   }
 
+  /** One line on where events go and why: readiness detail, drain-wait log, test failures. */
+  describe(): string {
+    const now = Date.now();
+    const clusters = [this.primary, this.secondary].filter((c): c is ClusterState => c !== undefined).map((c) => {
+      const flags = [c.sender.isConnected ? 'connected' : 'disconnected'];
+      if (c.sender.isStalled === true) flags.push('stalled');
+      if (c.consecutiveFailures > 0) flags.push(`${c.consecutiveFailures} failures`);
+      if (c.skipUntil > now) flags.push(`skipped ${c.skipUntil - now} ms more`);
+      return `${c.name} ${flags.join(', ')}`;
+    });
+    return `active ${this.active.name}, mode ${this.force}, spool ${this.options.spool.depth} events; ${clusters.join('; ')}`;
+  }
+
   /** Operator override from the runtime config; 'auto' returns to health-based selection. */
   setForce(mode: ForceMode): void {
     if (mode === this.force) return;
@@ -258,8 +271,10 @@ export class Publisher {
     const keep = this.options.keepOnDrain ?? (() => true);
     const messages = entries.flatMap((e) => e.records.filter(keep).map((r) => ({ key: r.key, value: r.value })));
     let lastError: unknown;
+    let tried = false;
     for (const cluster of this.order()) {
       if (!this.usable(cluster)) continue;
+      tried = true;
       const started = performance.now();
       try {
         if (messages.length > 0) await withTimeout(cluster.sender.send(this.options.topic, messages), Math.max(this.options.publishTimeoutMs, 10_000));
@@ -274,7 +289,18 @@ export class Publisher {
       }
     }
     if (lastError) throw lastError;
+    if (!tried) this.noteDrainWait();
     return 0;
+  }
+
+  private drainWaitLoggedAt = 0;
+
+  /** The spool holds events but no cluster may take them now: said at most every 10 s. */
+  private noteDrainWait(): void {
+    const now = Date.now();
+    if (now - this.drainWaitLoggedAt < 10_000) return;
+    this.drainWaitLoggedAt = now;
+    this.options.logger.warn({ state: this.describe() }, 'spool drain waiting: no usable kafka cluster');
   }
 
   private async drainLoop(): Promise<void> {

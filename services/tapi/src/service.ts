@@ -101,7 +101,7 @@ export class TapiService {
       checks: [
         { name: 'spool', check: async () => ({ ok: !spool.isNearFull, detail: `${spool.depth} events, ${spool.bytes} bytes` }) },
         ...(suppression ? [{ name: 'suppression', check: async () => ({ ok: suppression.ready, detail: `${suppression.set.size} users` }) }] : []),
-        { name: 'kafka', check: async () => ({ ok: true, detail: `active ${publisher.activeCluster}, mode ${publisher.forceMode}, connected ${primary.isConnected}` }) },
+        { name: 'kafka', check: async () => ({ ok: true, detail: publisher.describe() }) },
       ],
     });
     const server = await listen(app, config.PORT, config.HOST);

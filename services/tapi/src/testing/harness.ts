@@ -39,15 +39,36 @@ export interface TapiTestEnv {
   producer: BatchingProducer;
   baseEnv: Record<string, string>;
   config(overrides?: Record<string, string>): TapiConfig;
+  /** The last warnings and errors logged (with `keepWarnings`), for failure messages. */
+  recentLogs(): string;
   start(overrides?: Record<string, string>): Promise<TapiService>;
   close(): Promise<void>;
 }
 
-export async function createTapiTestEnv(label: string, options: { brokers?: string; partitions?: number } = {}): Promise<TapiTestEnv> {
+/** The last `max` log lines, kept in memory so a failing test can show what the service said. */
+class RecentLines {
+  private lines: string[] = [];
+  constructor(private readonly max: number) {}
+  write(line: string): void {
+    this.lines.push(line.trimEnd());
+    if (this.lines.length > this.max) this.lines.splice(0, this.lines.length - this.max);
+  }
+  text(): string {
+    return this.lines.join('\n');
+  }
+}
+
+export async function createTapiTestEnv(
+  label: string,
+  options: { brokers?: string; partitions?: number; keepWarnings?: boolean } = {},
+): Promise<TapiTestEnv> {
   const brokers = options.brokers ?? requireBrokers();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `tapi-${label}-`));
   const prefix = testTopicPrefix(`tapi-${label}`);
-  const logger = createLogger({ name: 'tapi-test', level: process.env.TAPI_TEST_LOG_LEVEL ?? 'silent' });
+  const recent = new RecentLines(60);
+  const logger = options.keepWarnings
+    ? createLogger({ name: 'tapi-test', level: process.env.TAPI_TEST_LOG_LEVEL ?? 'warn', destination: recent })
+    : createLogger({ name: 'tapi-test', level: process.env.TAPI_TEST_LOG_LEVEL ?? 'silent' });
   const kafka = createKafka({ brokers: [brokers], clientId: 'tapi-test', logger });
   const admin = kafka.admin();
   await admin.connect();
@@ -80,6 +101,7 @@ export async function createTapiTestEnv(label: string, options: { brokers?: stri
     producer,
     baseEnv,
     config: (overrides = {}) => tapiEnv.parse({ ...baseEnv, ...overrides }),
+    recentLogs: () => recent.text(),
     start: async (overrides = {}) => {
       const service = await TapiService.start(env.config(overrides), logger);
       services.push(service);
