@@ -51,8 +51,7 @@ export class NoActiveJobDbError extends Error {
 }
 
 export function toJob(jobDbId: string, open: OpenJob): Job {
-  return {
-    ...storedJob(open, jobDbId),
+  return storedJob(open, jobDbId, {
     state: open.state,
     attempt: open.attempt,
     nextRetryAt: open.nextRetryAt === null ? null : open.nextRetryAt.getTime(),
@@ -60,7 +59,7 @@ export function toJob(jobDbId: string, open: OpenJob): Job {
     lastStatus: open.lastStatus,
     lastError: open.lastError,
     lastResponseExcerpt: open.lastResponseExcerpt,
-  };
+  });
 }
 
 /**

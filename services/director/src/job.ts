@@ -30,23 +30,31 @@ export type JobIdentity = Pick<
   'id' | 'jobDbId' | 'sourceId' | 'messageId' | 'destinationId' | 'subscriptionId' | 'payload' | 'headers' | 'receivedAt' | 'expiresAt'
 >;
 
+/** What a job's delivery history is made of. */
+export type JobHistory = Pick<Job, 'state' | 'attempt' | 'nextRetryAt' | 'firstAttemptAt' | 'lastStatus' | 'lastError' | 'lastResponseExcerpt'>;
+
+const NO_HISTORY: JobHistory = {
+  state: 'awaiting_scheduling',
+  attempt: 0,
+  nextRetryAt: null,
+  firstAttemptAt: null,
+  lastStatus: null,
+  lastError: null,
+  lastResponseExcerpt: null,
+};
+
 /** A newly stored job: waiting for its first attempt, no history yet. */
 export function newJob(identity: JobIdentity): Job {
-  return {
-    ...identity,
-    state: 'awaiting_scheduling',
-    attempt: 0,
-    nextRetryAt: null,
-    firstAttemptAt: null,
-    lastStatus: null,
-    lastError: null,
-    lastResponseExcerpt: null,
-  };
+  return { ...identity, ...NO_HISTORY };
 }
 
-/** A job just stored in `jobDbId` by an RPC insert. */
-export function storedJob(stored: StoredJob, jobDbId: string): Job {
-  return newJob({
+/**
+ * A job stored in `jobDbId`, with its history so far (none when just inserted). One object
+ * literal: a rebuild makes tens of thousands, and building them with spreads made the rebuild
+ * of 40,000 jobs take 0.7 s instead of 0.27 s.
+ */
+export function storedJob(stored: StoredJob, jobDbId: string, history: JobHistory = NO_HISTORY): Job {
+  return {
     id: stored.id,
     jobDbId,
     sourceId: stored.sourceId,
@@ -57,5 +65,12 @@ export function storedJob(stored: StoredJob, jobDbId: string): Job {
     headers: stored.headers,
     receivedAt: stored.receivedAt.getTime(),
     expiresAt: stored.expiresAt.getTime(),
-  });
+    state: history.state,
+    attempt: history.attempt,
+    nextRetryAt: history.nextRetryAt,
+    firstAttemptAt: history.firstAttemptAt,
+    lastStatus: history.lastStatus,
+    lastError: history.lastError,
+    lastResponseExcerpt: history.lastResponseExcerpt,
+  };
 }
