@@ -107,7 +107,11 @@ export class BatchingProducer {
   private producer: Producer;
   private queue: Pending[] = [];
   private flushing: Promise<void> | undefined;
+  /** The owner connected this producer (and has not disconnected it): sends are taken. */
+  private started = false;
+  /** The current kafkajs producer is connected. */
   private connected = false;
+  private connecting: Promise<void> | undefined;
   private readonly maxBatch: number;
   private readonly maxBytes: number;
   private readonly deadlineMs: number;
@@ -132,36 +136,46 @@ export class BatchingProducer {
     });
   }
 
-  /** Swaps in a fresh producer after a failed request; queued sends wait for it (or fail if it cannot connect). */
-  private async replaceProducer(): Promise<void> {
+  /** Connects the current kafkajs producer; concurrent callers share one attempt. */
+  private connectCurrent(): Promise<void> {
+    const producer = this.producer;
+    this.connecting ??= withDeadline(producer.connect(), this.deadlineMs)
+      .then(() => {
+        if (this.producer === producer) this.connected = true;
+      })
+      .finally(() => {
+        this.connecting = undefined;
+      });
+    return this.connecting;
+  }
+
+  /** After a failed request: a fresh producer (new producer id), connected before the next request. */
+  private replaceProducer(): void {
     const old = this.producer;
     this.producer = this.newProducer();
+    this.connected = false;
+    this.connecting = undefined;
     producerReplaced.inc();
     void withDeadline(old.disconnect(), 5_000).catch(() => undefined);
-    try {
-      await withDeadline(this.producer.connect(), this.deadlineMs);
-    } catch (error) {
-      // Not connected: the owner's connect() retries; what is queued fails now, as the broker is unreachable.
-      this.connected = false;
-      this.options.logger.warn(errorFields(error), 'kafka producer reconnect failed');
-      const queued = this.queue;
-      this.queue = [];
-      for (const p of queued) p.reject(error);
-    }
   }
 
   async connect(): Promise<void> {
-    await this.producer.connect();
-    this.connected = true;
+    await this.connectCurrent();
+    this.started = true;
   }
 
+  /**
+   * Connected by its owner and taking sends. Stays true while a replacement producer connects
+   * after a failed request: sends wait for it (or fail if it cannot connect), so owners count
+   * those failures rather than seeing an idle, "disconnected" producer.
+   */
   get isConnected(): boolean {
-    return this.connected;
+    return this.started;
   }
 
   send(topic: string, messages: OutboundMessage[]): Promise<void> {
     if (messages.length === 0) return Promise.resolve();
-    if (!this.connected) return Promise.reject(new Error('producer is not connected'));
+    if (!this.started) return Promise.reject(new Error('producer is not connected'));
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ topic, messages, bytes: sizeOf(messages), resolve, reject, stop: produceDuration.startTimer() });
       this.flushing ??= this.drain();
@@ -172,6 +186,18 @@ export class BatchingProducer {
     // Let callers of the same tick join the first request.
     await new Promise<void>((r) => setImmediate(r));
     while (this.queue.length > 0) {
+      if (!this.connected) {
+        try {
+          await this.connectCurrent();
+        } catch (error) {
+          // Broker unreachable: what waits fails now (callers retry); the next send tries again.
+          this.options.logger.warn(errorFields(error), 'kafka producer connect failed');
+          const queued = this.queue;
+          this.queue = [];
+          for (const p of queued) p.reject(error);
+          break;
+        }
+      }
       const batch: Pending[] = [];
       let count = 0;
       let bytes = 0;
@@ -207,7 +233,7 @@ export class BatchingProducer {
         for (const topic of byTopic.keys()) produceFailures.labels(topic).inc();
         this.options.logger.warn({ ...errorFields(error), messages: count }, 'kafka produce failed; replacing the producer');
         for (const p of batch) p.reject(error);
-        await this.replaceProducer();
+        this.replaceProducer();
       }
     }
     this.flushing = undefined;
@@ -215,6 +241,7 @@ export class BatchingProducer {
 
   /** Waits for queued sends, then disconnects. */
   async disconnect(): Promise<void> {
+    this.started = false;
     while (this.flushing) await this.flushing;
     this.connected = false;
     await this.producer.disconnect();
