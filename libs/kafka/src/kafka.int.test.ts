@@ -216,6 +216,17 @@ describe('kafka lib against the real broker', () => {
   });
 });
 
+/** The topic table under a fresh prefix, created through a throwaway admin client. */
+async function freshTopics(label: string) {
+  const admin = kafka().admin();
+  await admin.connect();
+  try {
+    return await createTopics(admin, testTopicPrefix(label));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 async function replacedProducers(): Promise<number> {
   const metric = await registry.getSingleMetric('cdp_kafka_producer_replaced_total')!.get();
   return metric.values[0]?.value ?? 0;
@@ -223,10 +234,7 @@ async function replacedProducers(): Promise<number> {
 
 describe('BatchingProducer after a failed request', () => {
   it('fails that request, then goes on with a fresh producer', async () => {
-    const admin = kafka().admin();
-    await admin.connect();
-    const specs = await createTopics(admin, testTopicPrefix('replace'));
-    await admin.disconnect();
+    const specs = await freshTopics('replace');
     // One request may exceed the broker's 1 MiB record batch limit: the broker refuses it.
     const producer = new BatchingProducer(kafka(), { logger, maxBatchBytes: 4_000_000 });
     await producer.connect();
@@ -243,10 +251,7 @@ describe('BatchingProducer after a failed request', () => {
 
 describe('BatchingProducer under load', () => {
   it('splits concurrent sends into requests under the broker message size limit', async () => {
-    const admin = kafka().admin();
-    await admin.connect();
-    const specs = await createTopics(admin, testTopicPrefix('bulk'));
-    await admin.disconnect();
+    const specs = await freshTopics('bulk');
     const producer = new BatchingProducer(kafka(), { logger });
     await producer.connect();
     const value = 'x'.repeat(1_000);
