@@ -10,7 +10,7 @@ export {
 } from './consumer';
 export * from './headers';
 export { javaCompatiblePartitioner, murmur2 } from './partitioner';
-export { BatchingProducer, type BatchingProducerOptions, type OutboundMessage } from './producer';
+export { BatchingProducer, DeadlineError, withDeadline, type BatchingProducerOptions, type OutboundMessage } from './producer';
 export {
   describeTopicConfigs,
   ensureTopics,

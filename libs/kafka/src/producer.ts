@@ -32,13 +32,17 @@ const produceBatchSize = histogram({
   buckets: [1, 5, 10, 50, 100, 500, 1000, 5000, 10000],
 });
 
-/** `p`, or a DeadlineError after `ms` (the operation itself is not cancelled). */
-function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+/** Thrown by withDeadline: Kafka did not answer in time. */
+export class DeadlineError extends Error {}
+
+/** `p`, or a DeadlineError after `ms` (the Kafka call itself is not cancelled). */
+export function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
     p,
     new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new DeadlineError(`no answer from kafka within ${ms} ms`)), ms);
+      // unref: a pending deadline alone does not keep a stopping process alive.
+      timer = setTimeout(() => reject(new DeadlineError(`no answer from kafka within ${ms} ms`)), ms).unref();
     }),
   ]).finally(() => clearTimeout(timer));
 }
@@ -82,8 +86,6 @@ export interface BatchingProducerOptions {
    */
   requestDeadlineMs?: number;
 }
-
-class DeadlineError extends Error {}
 
 const producerReplaced = counter({
   name: 'cdp_kafka_producer_replaced_total',

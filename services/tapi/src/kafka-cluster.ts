@@ -1,5 +1,5 @@
 import type { Admin, Kafka } from 'kafkajs';
-import { BatchingProducer } from '@cdp/kafka';
+import { BatchingProducer, withDeadline } from '@cdp/kafka';
 import type { Logger } from '@cdp/log';
 import type { ClusterSender } from './publisher';
 
@@ -65,7 +65,7 @@ export class KafkaCluster implements ClusterSender {
       this.logger.error({ stalledMs: Math.round(oldest) }, 'kafka producer stalled; replacing it');
       const old = this.lanes;
       this.lanes = old.map(() => this.newLane());
-      for (const lane of old) void Promise.race([lane.producer.disconnect(), new Promise((r) => setTimeout(r, 5_000).unref())]).catch(() => undefined);
+      for (const lane of old) void withDeadline(lane.producer.disconnect(), 5_000).catch(() => undefined);
       return true;
     }
     return oldest > this.stallMs;

@@ -1,3 +1,4 @@
+import { withDeadline } from '@cdp/kafka';
 import { errorFields, type Logger } from '@cdp/log';
 import { activeCluster, clusterSwitches, publishDuration, publishFailures, spoolDrained } from './metrics';
 import { SpoolFullError, type Spool, type SpoolEntry, type SpoolRecord } from './spool';
@@ -76,18 +77,6 @@ class ClusterState {
   resetLatency(): void {
     this.latencies = [];
   }
-}
-
-class TimeoutError extends Error {}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new TimeoutError(`no acknowledgement within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
@@ -173,7 +162,7 @@ export class Publisher {
       for (const cluster of this.order()) {
         if (!this.usable(cluster) || Date.now() < cluster.skipUntil) continue;
         try {
-          await withTimeout(cluster.sender.send(this.options.topic, messages), this.options.publishTimeoutMs);
+          await withDeadline(cluster.sender.send(this.options.topic, messages), this.options.publishTimeoutMs);
           const ms = performance.now() - started;
           cluster.ok(ms);
           publishDuration.labels(cluster.name).observe(ms / 1000);
@@ -248,7 +237,7 @@ export class Publisher {
       await sleep(this.options.failbackProbeIntervalMs);
       if (this.force !== 'auto' || this.active === this.primary || !this.primary.sender.isConnected) continue;
       try {
-        await withTimeout(this.primary.sender.probe(), this.options.publishTimeoutMs);
+        await withDeadline(this.primary.sender.probe(), this.options.publishTimeoutMs);
         this.primary.okProbes++;
         if (this.primary.okProbes >= FAILBACK_PROBES) {
           this.primary.consecutiveFailures = 0;
@@ -277,7 +266,7 @@ export class Publisher {
       tried = true;
       const started = performance.now();
       try {
-        if (messages.length > 0) await withTimeout(cluster.sender.send(this.options.topic, messages), Math.max(this.options.publishTimeoutMs, 10_000));
+        if (messages.length > 0) await withDeadline(cluster.sender.send(this.options.topic, messages), Math.max(this.options.publishTimeoutMs, 10_000));
         cluster.ok(performance.now() - started);
         await spool.remove(entries);
         const n = entries.reduce((sum, e) => sum + e.records.length, 0);
