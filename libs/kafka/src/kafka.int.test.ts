@@ -3,7 +3,7 @@ import path from 'node:path';
 import { createLogger } from '@cdp/log';
 import { registry } from '@cdp/metrics';
 import { requireEnv, testTopicPrefix } from '@cdp/testkit';
-import type { Admin } from 'kafkajs';
+import { ConfigResourceTypes, type Admin } from 'kafkajs';
 import {
   BatchingProducer,
   CommitAfterWorkConsumer,
@@ -12,6 +12,7 @@ import {
   ensureTopics,
   HEADER_ERROR,
   HEADER_STAGE,
+  topicMaxMessageBytes,
   topicSpecs,
   type Decoded,
   type InboundMessage,
@@ -100,6 +101,27 @@ describe('kafka lib against the real broker', () => {
     // A partition-count mismatch is refused, never "fixed" silently.
     const wrong = topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: 4 });
     await expect(ensureTopics(admin, [wrong.ingest])).rejects.toThrow(/has 3 partitions, expected 4/);
+  });
+
+  it('reads the real batch size limit: the smaller of the topic and broker settings', async () => {
+    const prefix = testTopicPrefix('limits');
+    const small = `${prefix}small`;
+    const plain = `${prefix}plain`;
+    await admin.createTopics({
+      topics: [
+        { topic: small, numPartitions: 1, replicationFactor: 1, configEntries: [{ name: 'max.message.bytes', value: '200000' }] },
+        { topic: plain, numPartitions: 1, replicationFactor: 1 },
+      ],
+      waitForLeaders: true,
+    });
+    expect(await topicMaxMessageBytes(admin, small)).toBe(200_000);
+    const broker = await admin.describeConfigs({
+      includeSynonyms: false,
+      resources: [{ type: ConfigResourceTypes.BROKER, name: String((await admin.describeCluster()).brokers[0].nodeId), configNames: ['message.max.bytes'] }],
+    });
+    const brokerLimit = Number(broker.resources[0].configEntries[0].configValue);
+    expect(await topicMaxMessageBytes(admin, plain)).toBe(brokerLimit);
+    await expect(topicMaxMessageBytes(admin, `${prefix}missing`)).rejects.toThrow();
   });
 
   it('makes a produced batch readable after the acks, keys and headers intact', async () => {

@@ -2,6 +2,7 @@ import type { Kafka, Message, Producer, ProducerConfig } from 'kafkajs';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, histogram } from '@cdp/metrics';
 import type { Headers } from './headers';
+import { recordBytes } from './limits';
 import { javaCompatiblePartitioner } from './partitioner';
 
 export interface OutboundMessage {
@@ -49,12 +50,7 @@ export function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
 
 function sizeOf(messages: OutboundMessage[]): number {
   let bytes = 0;
-  for (const m of messages) {
-    bytes += 70; // record overhead: offsets, timestamps, lengths
-    if (m.key) bytes += Buffer.byteLength(m.key);
-    if (m.value) bytes += typeof m.value === 'string' ? Buffer.byteLength(m.value) : m.value.length;
-    for (const [k, v] of Object.entries(m.headers ?? {})) bytes += k.length + Buffer.byteLength(v);
-  }
+  for (const m of messages) bytes += recordBytes(m);
   return bytes;
 }
 
