@@ -9,7 +9,8 @@ import type { Job } from './job';
  * transform's action destinations plug in here behind the same interface.
  */
 export interface DestinationDriver {
-  deliver(job: Job, destination: Destination): Promise<AttemptResult>;
+  /** `signal` aborts the call when its JobDB's lock is lost (the result is then ignored). */
+  deliver(job: Job, destination: Destination, signal?: AbortSignal): Promise<AttemptResult>;
   close(): Promise<void>;
 }
 
@@ -69,7 +70,7 @@ export class WebhookDriver implements DestinationDriver {
     });
   }
 
-  async deliver(job: Job, destination: Destination): Promise<AttemptResult> {
+  async deliver(job: Job, destination: Destination, signal?: AbortSignal): Promise<AttemptResult> {
     const started = performance.now();
     if (destination.kind !== 'webhook') {
       return { kind: 'error', code: 'config', message: `destination ${destination.id} is not a webhook`, durationMs: 0 };
@@ -82,6 +83,13 @@ export class WebhookDriver implements DestinationDriver {
     };
     for (const [name, value] of Object.entries(settings.headers)) headers[name.toLowerCase()] = String(value);
     if (settings.hmacSecret) headers['x-signature'] = signBody(String(settings.hmacSecret), job.payload);
+    // One controller per call, aborted by its timeout or by `signal` (a listener removed after
+    // the call rather than AbortSignal.any, which keeps every dependent of the JobDB's signal).
+    const call = new AbortController();
+    const timer = setTimeout(() => call.abort(new DOMException('The operation timed out', 'TimeoutError')), settings.timeoutMs);
+    const onAbort = () => call.abort(signal!.reason);
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const res = await request(settings.url, {
         dispatcher: this.agent,
@@ -90,7 +98,7 @@ export class WebhookDriver implements DestinationDriver {
         body: job.payload,
         headersTimeout: settings.timeoutMs,
         bodyTimeout: settings.timeoutMs,
-        signal: AbortSignal.timeout(settings.timeoutMs),
+        signal: call.signal,
       });
       const excerpt = await readExcerpt(res.body);
       const retryAfter = res.headers['retry-after'];
@@ -103,6 +111,9 @@ export class WebhookDriver implements DestinationDriver {
       };
     } catch (error) {
       return { kind: 'error', ...classifyError(error), durationMs: performance.now() - started };
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
     }
   }
 

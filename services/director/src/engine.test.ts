@@ -14,6 +14,7 @@ const logger = createLogger({ name: 'engine-test', level: 'silent' });
 class MemorySink implements JobSink {
   readonly rows: Transition[] = [];
   writable = true;
+  readonly signal = new AbortController().signal;
   constructor(readonly jobDbId: string) {}
   async write(rows: Transition[]): Promise<void> {
     if (!this.writable) throw new Error('not writable');

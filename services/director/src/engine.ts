@@ -3,7 +3,7 @@ import { errorFields, type Logger } from '@cdp/log';
 import type { Destination, Workspace } from '@cdp/workspace';
 import type { DestinationDriver } from './destinations';
 import { storedJob, type Job } from './job';
-import { attemptDuration, circuitOpen, deliveries, inFlight, queueDepth, startedWithInsert, undeliveredPublished } from './metrics';
+import { abortedCalls, attemptDuration, circuitOpen, deliveries, inFlight, queueDepth, startedWithInsert, undeliveredPublished } from './metrics';
 import { decide, describeResult, type AttemptResult, type BackoffSettings } from './outcome';
 import { Scheduler, type DestinationPolicy } from './scheduler';
 import type { BreakerSettings } from './limits';
@@ -15,6 +15,8 @@ export interface JobSink {
   readonly jobDbId: string;
   /** False once the JobDB's lock is lost or released: nothing more may be written. */
   readonly writable: boolean;
+  /** Aborted when the JobDB's lock is lost or released: its calls in flight stop at once. */
+  readonly signal: AbortSignal;
   write(rows: Transition[]): Promise<void>;
 }
 
@@ -321,9 +323,17 @@ export class DeliveryEngine {
     } else if (!driver) {
       result = { kind: 'error', code: 'config', message: `no driver for destination type ${dest.type}`, durationMs: 0 };
     } else {
-      result = await driver.deliver(job, dest);
+      result = await driver.deliver(job, dest, sink.signal);
     }
     const now = this.now();
+    if (sink.signal.aborted) {
+      // The lock is gone: the next holder retries this job. Nothing is written and the breaker
+      // learns nothing from a call this director cut short.
+      abortedCalls.inc();
+      this.scheduler.release(job, retry, now);
+      this.schedulePump();
+      return;
+    }
     this.scheduler.finished(job, retry, breakerOutcome(result), now);
     this.schedulePump();
     attemptDuration.observe({ destination_type: type }, result.durationMs / 1000);

@@ -41,6 +41,8 @@ interface Held {
   leaseId: number;
   writer: TransitionWriter;
   sink: JobSink;
+  /** Aborts this JobDB's destination calls in flight (see JobSink.signal). */
+  calls: AbortController;
 }
 
 export class NoActiveJobDbError extends Error {
@@ -225,6 +227,7 @@ export class JobDbHolder {
       const writer = new TransitionWriter(db, leaseId, logger.child({ jobDb: entry.id }), this.options.writeBatch, (error) =>
         this.lose(entry.id, 'fenced', error.message),
       );
+      const calls = new AbortController();
       const held: Held = {
         id: entry.id,
         state: entry.state === 'active' ? 'active' : 'draining',
@@ -232,11 +235,13 @@ export class JobDbHolder {
         db,
         leaseId,
         writer,
+        calls,
         sink: {
           jobDbId: entry.id,
           get writable() {
             return lock.isHeld && !writer.stopped;
           },
+          signal: calls.signal,
           write: (rows: Transition[]) => writer.write(rows),
         },
       };
@@ -287,7 +292,9 @@ export class JobDbHolder {
     if (!h) return;
     this.held.delete(id);
     lockLosses.inc({ reason });
-    h.writer.stop(new Error(`JobDB ${id} lock lost (${reason}): ${detail}`));
+    const error = new Error(`JobDB ${id} lock lost (${reason}): ${detail}`);
+    h.writer.stop(error);
+    h.calls.abort(error);
     this.options.engine.detach(id);
     this.options.logger.warn({ jobDb: id, reason, detail }, 'stopped executing JobDB');
     void h.db.close().catch(() => undefined);
@@ -307,7 +314,10 @@ export class JobDbHolder {
   private async release(h: Held): Promise<void> {
     this.held.delete(h.id);
     await h.writer.flush();
-    h.writer.stop(new Error(`JobDB ${h.id} released`));
+    const error = new Error(`JobDB ${h.id} released`);
+    h.writer.stop(error);
+    // Only calls still running after a drain timeout at SIGTERM: they stay `executing` and the next holder retries them.
+    h.calls.abort(error);
     this.options.engine.detach(h.id);
     await h.lock.release().catch((error: unknown) => this.options.logger.warn(errorFields(error), 'lock release failed'));
     await h.db.close().catch(() => undefined);

@@ -67,6 +67,11 @@ export const fencedWrites = counter({
   help: 'JobDB writes refused because a newer lease exists',
 });
 
+export const abortedCalls = counter({
+  name: 'cdp_director_aborted_calls_total',
+  help: 'Destination calls aborted in flight because their JobDB lock was lost or released',
+});
+
 export const lockLosses = counter({
   name: 'cdp_director_lock_losses_total',
   help: 'JobDB locks lost (session lost, key deleted or taken)',

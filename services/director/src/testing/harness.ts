@@ -20,6 +20,8 @@ export interface SinkRequest {
   headers: http.IncomingHttpHeaders;
   body: string;
   at: number;
+  /** Set when the client closed the connection before this request was answered. */
+  closedUnanswered?: boolean;
 }
 
 export interface SinkAnswer {
@@ -54,6 +56,9 @@ export class Sink {
         this.requests.push(entry);
         const n = (this.counts.get(path) ?? 0) + 1;
         this.counts.set(path, n);
+        res.on('close', () => {
+          if (!res.writableEnded) entry.closedUnanswered = true;
+        });
         const handler: SinkHandler = this.handlers.get(path) ?? (() => ({ status: 200 }));
         const answer = handler(entry, n);
         if (answer === 'hang') return; // never answers: the director's timeout fires
@@ -76,6 +81,11 @@ export class Sink {
 
   count(path: string): number {
     return this.counts.get(path) ?? 0;
+  }
+
+  /** Requests to `path` whose connection the client closed before they were answered. */
+  closedUnanswered(path: string): number {
+    return this.requests.filter((r) => r.path === path && r.closedUnanswered).length;
   }
 
   async close(): Promise<void> {
