@@ -4,7 +4,7 @@ import { errorBody, observeRequest, Router, type RouteContext } from '@cdp/http'
 import type { Logger } from '@cdp/log';
 import type { Source, Workspace } from '@cdp/workspace';
 import { resolveWriteKey } from './ingest/auth';
-import { BadRequest, decodeBody, parseJsonBody, readRawBody } from './ingest/body';
+import { BadRequest, decodeBody, mayHoldLoneSurrogates, parseJsonBody, readRawBody } from './ingest/body';
 import { decodePixelData, extractEvents, prepareEvent, type DropReason, type Endpoint } from './ingest/normalize';
 import { bytesIn, eventsAccepted, eventsDropped, requestsRejected, requestsTotal } from './metrics';
 import type { StoredIn } from './publisher';
@@ -97,8 +97,15 @@ export function buildApp(options: TapiAppOptions): RequestListener {
   };
 
   /** Validates, enriches and publishes; returns once durable. Throws BadRequest/RateLimited/SpoolFullError. */
-  async function accept(endpoint: Endpoint, body: Record<string, unknown>, bodyBytes: number, req: IncomingMessage, receivedAt: Date): Promise<void> {
-    const extracted = extractEvents(endpoint, body, bodyBytes, limits);
+  async function accept(
+    endpoint: Endpoint,
+    body: Record<string, unknown>,
+    bodyBytes: number,
+    req: IncomingMessage,
+    receivedAt: Date,
+    loneSurrogates: boolean,
+  ): Promise<void> {
+    const extracted = extractEvents(endpoint, body, bodyBytes, limits, loneSurrogates);
     drop('batch_overflow', extracted.overflow);
     const writeKey = resolveWriteKey(req.headers.authorization, body);
     const source: Source | undefined = writeKey ? options.workspace().sourceByWriteKey(writeKey) : undefined;
@@ -122,6 +129,7 @@ export function buildApp(options: TapiAppOptions): RequestListener {
         clientIp: ip,
         impliedType: endpoint.kind === 'single' ? endpoint.type : undefined,
         shared: extracted.shared,
+        loneSurrogates,
       });
       if (!prepared.ok) {
         drop(prepared.reason, 1, { sourceId: source.id, detail: prepared.detail?.slice(0, 200) });
@@ -173,7 +181,7 @@ export function buildApp(options: TapiAppOptions): RequestListener {
       const decoded = await decodeBody(raw, req.headers['content-encoding'], limits.maxBatchBytes);
       bytesIn.labels('decoded').inc(decoded.length);
       const body = parseJsonBody(decoded);
-      await accept(endpoint, body, decoded.length, req, receivedAt);
+      await accept(endpoint, body, decoded.length, req, receivedAt, mayHoldLoneSurrogates(decoded));
       requestsTotal.labels(label, '200').inc();
       sendSuccess(res);
     } catch (error) {
@@ -198,7 +206,8 @@ export function buildApp(options: TapiAppOptions): RequestListener {
       const data = new URLSearchParams(search).get('data') ?? undefined;
       const body = decodePixelData(data);
       if (body && MESSAGE_TYPES.includes(type)) {
-        await accept({ kind: 'single', type }, body, Buffer.byteLength(data ?? ''), req, new Date());
+        // A pixel is one small event: check its strings rather than scan for escapes.
+        await accept({ kind: 'single', type }, body, Buffer.byteLength(data ?? ''), req, new Date(), true);
       } else {
         requestsRejected.labels('invalid_pixel').inc();
       }

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import zlib from 'node:zlib';
 import { HttpError } from '@cdp/http';
@@ -104,9 +105,11 @@ export async function decodeBody(raw: Buffer, contentEncoding: string | undefine
 
 /**
  * Parses the body as JSON whatever the Content-Type (browsers send text/plain, Rudder sends
- * form-urlencoded JSON). A top level that is not an object is not a Segment request.
+ * form-urlencoded JSON). A top level that is not an object is not a Segment request. Bytes
+ * that are not UTF-8 are refused rather than silently replaced.
  */
 export function parseJsonBody(body: Buffer): Record<string, unknown> {
+  if (!isUtf8(body)) throw new BadRequest('bad_encoding', 'request body is not valid UTF-8');
   let text = body.toString('utf8');
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   let parsed: unknown;
@@ -119,4 +122,13 @@ export function parseJsonBody(body: Buffer): Record<string, unknown> {
     throw new BadRequest('invalid_body', 'request body must be a JSON object');
   }
   return parsed as Record<string, unknown>;
+}
+
+/**
+ * False when the body cannot hold a lone surrogate: valid UTF-8 cannot, so only a `\uD800`-
+ * `\uDFFF` JSON escape can put one in a parsed string. A cheap native scan that lets almost
+ * every request skip the per-string check (a false positive only costs that check).
+ */
+export function mayHoldLoneSurrogates(body: Buffer): boolean {
+  return body.includes('\\ud') || body.includes('\\uD');
 }

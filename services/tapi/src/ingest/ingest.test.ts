@@ -1,8 +1,8 @@
 import zlib from 'node:zlib';
 import { requestClock } from '@cdp/events';
 import { resolveWriteKey, writeKeyFromAuthorization } from './auth';
-import { BadRequest, decodeBody, parseJsonBody } from './body';
-import { decodePixelData, depthExceeds, extractEvents, prepareEvent, type EnrichContext } from './normalize';
+import { BadRequest, decodeBody, mayHoldLoneSurrogates, parseJsonBody } from './body';
+import { decodePixelData, depthExceeds, extractEvents, prepareEvent, replaceLoneSurrogates, type EnrichContext } from './normalize';
 
 const basic = (s: string) => `Basic ${Buffer.from(s).toString('base64')}`;
 
@@ -59,6 +59,13 @@ describe('body decoding', () => {
     expect(parseJsonBody(Buffer.from('\ufeff{"x":1}'))).toEqual({ x: 1 });
     expect(() => parseJsonBody(Buffer.from('{x'))).toThrow(/not valid JSON/);
     expect(() => parseJsonBody(Buffer.from('[1]'))).toThrow(/JSON object/);
+    expect(() => parseJsonBody(Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]))).toThrow(/UTF-8/);
+  });
+
+  it('spots bodies that may hold lone surrogates by their escapes', () => {
+    expect(mayHoldLoneSurrogates(Buffer.from('{"a":"\\uD800"}'))).toBe(true);
+    expect(mayHoldLoneSurrogates(Buffer.from('{"a":"\\udc00"}'))).toBe(true);
+    expect(mayHoldLoneSurrogates(Buffer.from('{"a":"\\u00e9 😀"}'))).toBe(false);
   });
 });
 
@@ -131,12 +138,26 @@ describe('events', () => {
     expect(depthExceeds({ a: [{ b: {} }] }, 3)).toBe(true);
   });
 
+  it('drops events with a lone surrogate in an id and replaces the others with U+FFFD', () => {
+    for (const field of ['messageId', 'userId', 'anonymousId']) {
+      const r = prepareEvent({ type: 'track', userId: 'u', event: 'E', [field]: 'x\ud800' }, ctx({ loneSurrogates: true }));
+      expect({ field, reason: r.ok ? 'ok' : r.reason }).toEqual({ field, reason: 'invalid_id' });
+    }
+    const value: Record<string, unknown> = { a: 'x\udc00', 'k\ud800': ['\ud83d\ude00', { b: '\udfff' }] };
+    replaceLoneSurrogates(value, 64);
+    expect(value).toEqual({ a: 'x\ufffd', 'k\ufffd': ['\ud83d\ude00', { b: '\ufffd' }] });
+    const shallow = { a: { b: '\ud800' } };
+    replaceLoneSurrogates(shallow, 1); // stops at its depth bound
+    expect(shallow.a.b).toBe('\ud800');
+  });
+
   it('decodes pixel data in base64, url-safe base64 or plain JSON', () => {
     const obj = { writeKey: 'k', userId: 'u?>' };
     expect(decodePixelData(Buffer.from(JSON.stringify(obj)).toString('base64'))).toEqual(obj);
     expect(decodePixelData(Buffer.from(JSON.stringify(obj)).toString('base64url'))).toEqual(obj);
     expect(decodePixelData(JSON.stringify(obj))).toEqual(obj);
     expect(decodePixelData('%%%')).toBeUndefined();
+    expect(decodePixelData(Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]).toString('base64'))).toBeUndefined();
     expect(decodePixelData(undefined)).toBeUndefined();
   });
 });

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import {
   ENVELOPE_VERSION,
@@ -20,7 +21,8 @@ export type DropReason =
   | 'unknown_write_key'
   | 'source_disabled'
   | 'batch_overflow'
-  | 'suppressed';
+  | 'suppressed'
+  | 'invalid_id';
 
 export const DROP_REASONS: readonly DropReason[] = [
   ...INVALID_REASONS,
@@ -30,6 +32,7 @@ export const DROP_REASONS: readonly DropReason[] = [
   'source_disabled',
   'batch_overflow',
   'suppressed',
+  'invalid_id',
 ];
 
 export type Endpoint = { kind: 'single'; type: MessageType } | { kind: 'batch' };
@@ -56,7 +59,13 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
  * The events of a parsed request. A batch without a `batch` array is malformed (400); an event
  * over the per-event limit fails the request like Segment's (400).
  */
-export function extractEvents(endpoint: Endpoint, body: Record<string, unknown>, bodyBytes: number, limits: Limits): ExtractedEvents {
+export function extractEvents(
+  endpoint: Endpoint,
+  body: Record<string, unknown>,
+  bodyBytes: number,
+  limits: Limits,
+  loneSurrogates = false,
+): ExtractedEvents {
   if (endpoint.kind === 'single') {
     if (bodyBytes > limits.maxEventBytes) throw new BadRequest('event_too_large', `event exceeds ${limits.maxEventBytes} bytes`);
     return { items: [body], overflow: 0, shared: {} };
@@ -72,15 +81,17 @@ export function extractEvents(endpoint: Endpoint, body: Record<string, unknown>,
       }
     }
   }
-  return {
-    items,
-    overflow: all.length - items.length,
-    shared: {
-      context: isObject(body.context) ? body.context : undefined,
-      integrations: isObject(body.integrations) ? body.integrations : undefined,
-      sentAt: body.sentAt,
-    },
+  const shared: ExtractedEvents['shared'] = {
+    context: isObject(body.context) ? body.context : undefined,
+    integrations: isObject(body.integrations) ? body.integrations : undefined,
+    sentAt: body.sentAt,
   };
+  // Once here rather than in every event they are merged into.
+  if (loneSurrogates) {
+    if (shared.context) replaceLoneSurrogates(shared.context, MAX_DEPTH);
+    if (shared.integrations) replaceLoneSurrogates(shared.integrations, MAX_DEPTH);
+  }
+  return { items, overflow: all.length - items.length, shared };
 }
 
 function serializedBytes(v: unknown): number {
@@ -109,6 +120,48 @@ export function depthExceeds(value: unknown, max: number, depth = 1): boolean {
   return false;
 }
 
+/**
+ * The fields that become Kafka keys, dedup keys and MariaDB columns: an event whose id holds a
+ * lone surrogate is dropped (`invalid_id`) rather than stored under an altered id.
+ */
+const ID_FIELDS = ['messageId', 'userId', 'anonymousId'] as const;
+
+function hasIllFormedId(m: Record<string, unknown>): boolean {
+  for (const field of ID_FIELDS) {
+    const v = m[field];
+    if (typeof v === 'string' && !v.isWellFormed()) return true;
+  }
+  return false;
+}
+
+/**
+ * Replaces lone surrogates with U+FFFD in every string and key of `value`, in place (neither
+ * Kafka consumers nor MariaDB's JSON accept them). Stops `maxDepth` levels down: anything deeper
+ * is dropped as `too_deep` anyway, and the stack stays bounded.
+ */
+export function replaceLoneSurrogates(value: Record<string, unknown> | unknown[], maxDepth: number): void {
+  if (maxDepth <= 0) return;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const child = value[i];
+      if (typeof child === 'string') {
+        if (!child.isWellFormed()) value[i] = child.toWellFormed();
+      } else if (typeof child === 'object' && child !== null) replaceLoneSurrogates(child as Record<string, unknown>, maxDepth - 1);
+    }
+    return;
+  }
+  for (const key of Object.keys(value)) {
+    let child = value[key];
+    if (typeof child === 'string') {
+      if (!child.isWellFormed()) value[key] = child = child.toWellFormed();
+    } else if (typeof child === 'object' && child !== null) replaceLoneSurrogates(child as Record<string, unknown>, maxDepth - 1);
+    if (!key.isWellFormed()) {
+      delete value[key];
+      value[key.toWellFormed()] = child;
+    }
+  }
+}
+
 export interface EnrichContext {
   sourceId: string;
   /** receivedAt and the batch's sentAt, parsed once per request. */
@@ -117,6 +170,8 @@ export interface EnrichContext {
   /** The type implied by a single-event path; it wins over the body's. */
   impliedType?: MessageType;
   shared: ExtractedEvents['shared'];
+  /** The body may hold lone surrogates (see mayHoldLoneSurrogates): check every string. */
+  loneSurrogates?: boolean;
 }
 
 export type Prepared =
@@ -130,6 +185,10 @@ export function prepareEvent(raw: unknown, ctx: EnrichContext): Prepared {
   const m = raw;
   delete m.writeKey;
   if (ctx.impliedType) m.type = ctx.impliedType;
+  if (ctx.loneSurrogates) {
+    if (hasIllFormedId(m)) return { ok: false, reason: 'invalid_id' };
+    replaceLoneSurrogates(m, MAX_DEPTH);
+  }
   if (ctx.shared.context && (m.context === undefined || m.context === null || isObject(m.context))) {
     m.context = { ...ctx.shared.context, ...((m.context as Record<string, unknown> | null) ?? {}) };
   }
@@ -170,7 +229,10 @@ export function prepareEvent(raw: unknown, ctx: EnrichContext): Prepared {
 export function decodePixelData(data: unknown): Record<string, unknown> | undefined {
   if (typeof data !== 'string' || data === '') return undefined;
   const attempts = [data.trim()];
-  if (!data.trim().startsWith('{')) attempts.unshift(Buffer.from(data, 'base64').toString('utf8'));
+  if (!data.trim().startsWith('{')) {
+    const decoded = Buffer.from(data, 'base64');
+    if (isUtf8(decoded)) attempts.unshift(decoded.toString('utf8'));
+  }
   for (const text of attempts) {
     try {
       const parsed = JSON.parse(text);

@@ -5,7 +5,19 @@ import type { Kafka } from 'kafkajs';
 import { decodeEnvelope, type Envelope } from '@cdp/events';
 import { BatchingProducer, createKafka, ensureTopics, topicNames, topicSpecs, type TopicNames } from '@cdp/kafka';
 import { createLogger, type Logger } from '@cdp/log';
-import { canConnect, REPO_ROOT, resolveJars, spawnDaemon, testTopicPrefix, uniqueSuffix, type KafkaBroker } from '@cdp/testkit';
+import {
+  canConnect,
+  freePort,
+  REPO_ROOT,
+  resolveJars,
+  spawnDaemon,
+  startServiceProcess,
+  testTopicPrefix,
+  uniqueSuffix,
+  waitServiceReady,
+  type KafkaBroker,
+  type ServiceProcess,
+} from '@cdp/testkit';
 import { tapiEnv, type TapiConfig } from '../config';
 import { TapiService } from '../service';
 
@@ -120,6 +132,26 @@ function requireBrokers(): string {
   const b = process.env.KAFKA_BROKERS;
   if (!b) throw new Error('KAFKA_BROKERS is not set: run through the integration project (its globalSetup starts Kafka)');
   return b;
+}
+
+/** A built tapi (dist/main.js) as its own process, on the env's topics and workspace. */
+export interface TapiProcess extends ServiceProcess {
+  url: string;
+}
+
+/** Starts tapi as a real process (build first) and waits until it is ready. */
+export async function startTapiProcess(env: TapiTestEnv, overrides: Record<string, string> = {}): Promise<TapiProcess> {
+  // OPS_PORT comes from startServiceProcess, LOG_LEVEL from TEST_LOG_LEVEL (warn by default).
+  const { OPS_PORT: _opsPort, LOG_LEVEL: _logLevel, ...base } = env.baseEnv;
+  const port = await freePort();
+  const proc = await startServiceProcess('tapi', { ...base, PORT: String(port), ...overrides });
+  try {
+    await waitServiceReady(proc);
+  } catch (error) {
+    await proc.stop('SIGKILL');
+    throw error;
+  }
+  return Object.assign(proc, { url: `http://127.0.0.1:${port}` });
 }
 
 /** Polls /readyz until it answers 200. */
