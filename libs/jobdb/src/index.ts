@@ -1,4 +1,4 @@
-export { CREATE_TABLES, FINAL_STATES, JOB_STATES, SCHEMA_VERSION, TABLES, isFinal, type JobState } from './schema';
+export { CREATE_TABLES, FINAL_STATES, JOB_STATES, KNOWN_SCHEMA_VERSIONS, SCHEMA_VERSION, TABLES, isFinal, type JobState } from './schema';
 export {
   FencedError,
   JobDb,
@@ -27,7 +27,15 @@ export {
   type JobDbRecord,
   type JobDbState,
 } from './registry';
-export { createJobDbDatabase, dropJobDb, dropJobDbDatabase, provisionJobDb, type ProvisionOptions } from './provision';
+export {
+  UnknownSchemaVersionError,
+  checkSchemaVersion,
+  createJobDbDatabase,
+  dropJobDb,
+  dropJobDbDatabase,
+  provisionJobDb,
+  type ProvisionOptions,
+} from './provision';
 export {
   CONTROL_TABLES,
   STATS_LATENCY_BUCKETS_MS,

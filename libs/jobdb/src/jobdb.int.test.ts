@@ -5,7 +5,12 @@ import { mysqlUrl, rowChangingStatements, statementsAgainst, testDatabaseName } 
 import {
   FencedError,
   JobDb,
+  SCHEMA_VERSION,
+  UnknownSchemaVersionError,
+  checkSchemaVersion,
+  createJobDbDatabase,
   dropJobDb,
+  dropJobDbDatabase,
   listJobDbs,
   provisionJobDb,
   setJobDbState,
@@ -175,6 +180,24 @@ describe('JobDB provisioning and writes', () => {
     await slowWrite;
     await b;
     await expect(db.insertJobs(a, [job(20)])).rejects.toBeInstanceOf(FencedError);
+  });
+});
+
+describe('schema version', () => {
+  it('knows the version it creates and refuses another one or none', async () => {
+    const database = testDatabaseName('jobdbsv');
+    await createJobDbDatabase(url, database, 'sv');
+    try {
+      expect(await checkSchemaVersion(url, database)).toBe(SCHEMA_VERSION);
+      const db = new JobDb({ url, database });
+      await db.pool.query('UPDATE jobdb_meta SET schema_version = 1'); // as created by the previous release
+      await expect(checkSchemaVersion(url, database)).rejects.toMatchObject({ name: 'UnknownSchemaVersionError', found: 1 });
+      await db.pool.query('DROP TABLE jobdb_meta');
+      await db.close();
+      await expect(checkSchemaVersion(url, database)).rejects.toBeInstanceOf(UnknownSchemaVersionError);
+    } finally {
+      await dropJobDbDatabase(url, database);
+    }
   });
 });
 

@@ -132,6 +132,10 @@ const INSERT_CHUNK_ROWS = 500;
 const PACKET_BUDGET_BYTES = 1 << 20;
 /** MySQL and MariaDB: "Subquery returns more than 1 row", how the fence check stops a batch. */
 const ER_SUBQUERY_NO_1_ROW = 1242;
+/** MySQL and MariaDB: "Duplicate entry … for key …". */
+const ER_DUP_ENTRY = 1062;
+/** Transactions one append may take when some of its rows exist already (see appendTransitions). */
+const APPEND_TRIES = 3;
 
 function clip(value: string | null | undefined, max: number): string | null {
   if (value === null || value === undefined) return null;
@@ -180,6 +184,24 @@ function packed<T>(items: readonly T[], size: (item: T) => number, maxItems = In
 /** `INSERT … VALUES ?` of `rows`, as statements of at most INSERT_CHUNK_ROWS rows and about PACKET_BUDGET_BYTES. */
 function multiRowInserts(sql: string, rows: unknown[][]): Statement[] {
   return packed(rows, estimatedBytes, INSERT_CHUNK_ROWS).map((chunk) => ({ sql, values: [chunk] }));
+}
+
+function transitionInserts(leaseId: number, transitions: readonly Transition[]): Statement[] {
+  return multiRowInserts(
+    'INSERT INTO job_state_transitions (job_id, from_state, to_state, attempt, at, http_status, error, response_excerpt, next_retry_at, lease_id) VALUES ?',
+    transitions.map((t) => [
+      t.jobId,
+      t.from,
+      t.to,
+      t.attempt,
+      t.at,
+      t.httpStatus ?? null,
+      clip(t.error, MAX_ERROR),
+      clip(t.responseExcerpt, MAX_EXCERPT),
+      t.nextRetryAt ?? null,
+      leaseId,
+    ]),
+  );
 }
 
 /**
@@ -362,25 +384,44 @@ export class JobDb {
     return { inserted, duplicates: jobs.length - inserted.length, startedIds: new Set(starting.filter((id) => stored.has(id))) };
   }
 
-  /** Appends transitions in one fenced transaction. */
+  /**
+   * Appends transitions in one fenced transaction. A transition is unique per (job, attempt,
+   * to_state), so a retry of a write whose COMMIT succeeded but whose reply was lost fails with
+   * a duplicate-key error and nothing of it is stored; then the rows that exist are read and
+   * the others appended (their job's transitions come only from this holder, one write at a
+   * time, so the read cannot miss a row in flight).
+   */
   async appendTransitions(leaseId: number, transitions: readonly Transition[]): Promise<void> {
-    if (transitions.length === 0) return;
-    const chunks = multiRowInserts(
-      'INSERT INTO job_state_transitions (job_id, from_state, to_state, attempt, at, http_status, error, response_excerpt, next_retry_at, lease_id) VALUES ?',
-      transitions.map((t) => [
-        t.jobId,
-        t.from,
-        t.to,
-        t.attempt,
-        t.at,
-        t.httpStatus ?? null,
-        clip(t.error, MAX_ERROR),
-        clip(t.responseExcerpt, MAX_EXCERPT),
-        t.nextRetryAt ?? null,
-        leaseId,
-      ]),
-    );
-    await this.fencedWrite(leaseId, chunks);
+    let rows = transitions;
+    for (let tries = 1; rows.length > 0; tries++) {
+      try {
+        await this.fencedWrite(leaseId, transitionInserts(leaseId, rows));
+        return;
+      } catch (error) {
+        if ((error as { errno?: number }).errno !== ER_DUP_ENTRY || tries >= APPEND_TRIES) throw error;
+        rows = await this.missingTransitions(rows);
+      }
+    }
+  }
+
+  /** `transitions` minus those stored already (and minus repeats inside the list). */
+  private async missingTransitions(transitions: readonly Transition[]): Promise<Transition[]> {
+    const keyOf = (jobId: string, attempt: number, to: string) => `${jobId} ${attempt} ${to}`;
+    const seen = new Set<string>();
+    const jobIds = [...new Set(transitions.map((t) => t.jobId))];
+    for (let i = 0; i < jobIds.length; i += INSERT_CHUNK_ROWS) {
+      const [rows] = await this.pool.query<mysql.RowDataPacket[]>(
+        'SELECT job_id, attempt, to_state FROM job_state_transitions WHERE job_id IN (?)',
+        [jobIds.slice(i, i + INSERT_CHUNK_ROWS)],
+      );
+      for (const r of rows) seen.add(keyOf(String(r.job_id), Number(r.attempt), String(r.to_state)));
+    }
+    return transitions.filter((t) => {
+      const key = keyOf(t.jobId, t.attempt, t.to);
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
   }
 
   /**

@@ -1,7 +1,7 @@
 import mysql from 'mysql2/promise';
 import { registerJobDb, unregisterJobDb, type JobDbRecord } from './registry';
 import type { ConsulClient } from './kv';
-import { CREATE_TABLES, SCHEMA_VERSION } from './schema';
+import { CREATE_TABLES, KNOWN_SCHEMA_VERSIONS, SCHEMA_VERSION } from './schema';
 
 const DB_NAME = /^[A-Za-z0-9_]{1,64}$/;
 
@@ -31,6 +31,44 @@ export async function createJobDbDatabase(url: string, database: string, jobDbId
       await conn.query('INSERT INTO jobdb_meta (schema_version, jobdb_id, created_at) VALUES (?, ?, ?)', [SCHEMA_VERSION, jobDbId, now]);
     }
   });
+}
+
+/** A JobDB whose schema version this code does not know (or that has none): not to be used. */
+export class UnknownSchemaVersionError extends Error {
+  constructor(
+    readonly database: string,
+    readonly found: number | null,
+  ) {
+    super(
+      `JobDB ${database} has schema version ${found ?? 'none'}; this code knows ${[...KNOWN_SCHEMA_VERSIONS].join(', ')}` +
+        ' (drain it with a director of its version, or recreate it)',
+    );
+    this.name = 'UnknownSchemaVersionError';
+  }
+}
+
+/** MySQL and MariaDB: "Table doesn't exist". */
+const ER_NO_SUCH_TABLE = 1146;
+
+/**
+ * Returns the JobDB's schema version, or throws UnknownSchemaVersionError when this code does
+ * not know it. A director runs this before taking a JobDB's lock: writing a JobDB of another
+ * version could break its invariants, and migrating is jobdb-manager's job, never a director's.
+ * The version is the highest recorded in `jobdb_meta` (a forward migration appends its row).
+ */
+export async function checkSchemaVersion(url: string, database: string): Promise<number> {
+  checkName(database);
+  const found = await withServer(url, async (conn) => {
+    try {
+      const [rows] = await conn.query<mysql.RowDataPacket[]>(`SELECT MAX(schema_version) AS v FROM \`${database}\`.jobdb_meta`);
+      return rows[0].v === null ? null : Number(rows[0].v);
+    } catch (error) {
+      if ((error as { errno?: number }).errno === ER_NO_SUCH_TABLE) return null;
+      throw error;
+    }
+  });
+  if (found === null || !KNOWN_SCHEMA_VERSIONS.has(found)) throw new UnknownSchemaVersionError(database, found);
+  return found;
 }
 
 export async function dropJobDbDatabase(url: string, database: string): Promise<void> {

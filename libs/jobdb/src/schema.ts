@@ -27,7 +27,14 @@ const STATE_ENUM = `ENUM(${JOB_STATES.map((s) => `'${s}'`).join(',')})`;
 const KSUID = 'CHAR(27) CHARACTER SET ascii COLLATE ascii_bin';
 const ID = 'VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin';
 
-export const SCHEMA_VERSION = 1;
+/**
+ * Version recorded in `jobdb_meta` when a JobDB is created. A director works only with JobDBs
+ * of a version it knows (KNOWN_SCHEMA_VERSIONS) and refuses the others (checkSchemaVersion).
+ * 2: transitions unique per (job, attempt, to_state), so a retried write cannot add a row twice.
+ */
+export const SCHEMA_VERSION = 2;
+/** Versions this code reads and writes. Version 1 JobDBs are refused: drain them with a v1 director or recreate them. */
+export const KNOWN_SCHEMA_VERSIONS: ReadonlySet<number> = new Set([SCHEMA_VERSION]);
 
 export const CREATE_TABLES: readonly string[] = [
   // One row per lock acquisition; the highest id is the only lease allowed to write.
@@ -64,7 +71,10 @@ export const CREATE_TABLES: readonly string[] = [
     response_excerpt VARCHAR(2048) NULL,
     next_retry_at DATETIME(3) NULL,
     lease_id BIGINT UNSIGNED NOT NULL,
-    KEY transitions_job (job_id, id)
+    -- One row per job, attempt and state: a write retried after its COMMIT reply was lost
+    -- cannot append a second one (appendTransitions skips rows that exist). Also the per-job
+    -- index of the "latest transition" lookups (InnoDB appends the primary key id to it).
+    UNIQUE KEY transitions_job_attempt_state (job_id, attempt, to_state)
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
   `CREATE TABLE IF NOT EXISTS jobdb_meta (
     schema_version INT NOT NULL,

@@ -2,6 +2,8 @@ import { ConsulSession, type ConsulLock, type createConsulClient } from '@cdp/co
 import {
   FencedError,
   JobDb,
+  UnknownSchemaVersionError,
+  checkSchemaVersion,
   jobDbLockKey,
   listJobDbs,
   setJobDbState,
@@ -13,7 +15,7 @@ import {
 import { errorFields, type Logger } from '@cdp/log';
 import type { DeliveryEngine, JobSink } from './engine';
 import { storedJob, type Job } from './job';
-import { jobDbInsertDuration, jobDbsHeld, lockLosses } from './metrics';
+import { jobDbInsertDuration, jobDbsHeld, jobDbsRefused, lockLosses } from './metrics';
 import { TransitionWriter } from './writer';
 
 type Consul = ReturnType<typeof createConsulClient>;
@@ -72,6 +74,8 @@ export function toJob(jobDbId: string, open: OpenJob): Job {
 export class JobDbHolder {
   private session: ConsulSession | undefined;
   private readonly held = new Map<string, Held>();
+  /** JobDBs refused for their schema version (logged and counted once each; checked again every pass). */
+  private readonly refused = new Set<string>();
   private watch: { end(): void } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private reconciling: Promise<void> | undefined;
@@ -191,8 +195,11 @@ export class JobDbHolder {
       if (h.state === 'draining') await this.maybeDrained(h, byId.get(h.id));
     }
 
-    const orphan = entries.find((e) => e.state === 'draining' && e.holder === undefined && !this.held.has(e.id));
-    if (orphan && (await this.leastLoaded(session, entries))) await this.take(session, orphan);
+    const orphans = entries.filter((e) => e.state === 'draining' && e.holder === undefined && !this.held.has(e.id));
+    if (orphans.length > 0 && (await this.leastLoaded(session, entries))) {
+      // One adoption per pass; a refused one does not block the next.
+      for (const orphan of orphans) if (await this.take(session, orphan)) break;
+    }
     this.updateGauge();
   }
 
@@ -210,8 +217,31 @@ export class JobDbHolder {
     return true;
   }
 
+  /** False (logged and counted once) when the JobDB's schema version is one this code does not know. */
+  private async knownSchema(entry: JobDbEntry): Promise<boolean> {
+    try {
+      await checkSchemaVersion(this.options.mysqlUrl, entry.dsnRef);
+      this.refused.delete(entry.id);
+      return true;
+    } catch (error) {
+      if (!(error instanceof UnknownSchemaVersionError)) {
+        this.options.logger.warn({ ...errorFields(error), jobDb: entry.id }, 'could not read JobDB schema version');
+      } else if (!this.refused.has(entry.id)) {
+        this.refused.add(entry.id);
+        jobDbsRefused.inc({ reason: 'schema_version' });
+        this.options.logger.error(
+          { jobDb: entry.id, state: entry.state, schemaVersion: error.found },
+          `refusing JobDB: ${error.message}`,
+        );
+      }
+      return false;
+    }
+  }
+
   private async take(session: ConsulSession, entry: JobDbEntry): Promise<boolean> {
     const { logger } = this.options;
+    // Before the lock: a JobDB this version cannot use stays free for a director that can.
+    if (!(await this.knownSchema(entry))) return false;
     let lock: ConsulLock | null;
     try {
       lock = await session.acquire(jobDbLockKey(this.options.prefix, entry.id), JSON.stringify({ pod: this.options.pod }));

@@ -82,3 +82,9 @@ export const circuitOpen = gauge({
   name: 'cdp_director_circuits_open',
   help: 'Destinations whose circuit breaker is open or half-open',
 });
+
+export const jobDbsRefused = counter({
+  name: 'cdp_director_jobdbs_refused_total',
+  help: 'JobDBs this director refused to take, counted once per JobDB and reason (schema_version: a schema it does not know)',
+  labelNames: ['reason'] as const,
+});

@@ -1,0 +1,45 @@
+// A director refuses a JobDB whose schema version it does not know: no lock, no lease, counted.
+import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
+import { jobDbLockKey } from '@cdp/jobdb';
+import { jobDbsRefused } from './metrics';
+import { testSettings, testWorkspace, TestEnv, waitFor } from './testing/harness';
+
+let consulServer: ConsulDevServer;
+let env: TestEnv;
+
+beforeAll(async () => {
+  consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
+  env = new TestEnv(consulServer.url);
+});
+
+afterAll(async () => {
+  await env.cleanup();
+  await consulServer.close();
+});
+
+async function refusals(): Promise<number> {
+  return (await jobDbsRefused.get()).values.find((v) => v.labels.reason === 'schema_version')?.value ?? 0;
+}
+
+it('refuses a version 1 JobDB (no lock, no lease) and takes a current one', async () => {
+  // A JobDB created by the previous release: its transitions table lacks the unique key.
+  const old = await env.provision('v1', 'active', async (database) => {
+    await env.query(database, 'UPDATE jobdb_meta SET schema_version = 1');
+  });
+  const before = await refusals();
+  const d = env.director(testSettings(env.prefix, { POD_NAME: 'sv' }), { workspace: () => testWorkspace([]) });
+  await d.start();
+  await waitFor(async () => (await refusals()) > before || d.isReady);
+  expect(d.isReady).toBe(false);
+  expect(await refusals()).toBe(before + 1);
+  const [{ n }] = await env.query(old.database, 'SELECT COUNT(*) AS n FROM leases');
+  expect(Number(n)).toBe(0);
+  const lock = await (env.consul as unknown as { kv: { get(k: string): Promise<{ Session?: string } | undefined> } }).kv.get(jobDbLockKey(env.prefix, old.id));
+  expect(lock?.Session).toBeUndefined();
+
+  const current = await env.provision('v2');
+  await waitFor(() => d.isReady);
+  expect(d.holder.heldJobDbs().map((h) => h.id)).toEqual([current.id]);
+  expect(await refusals()).toBe(before + 1); // logged and counted once, though checked every pass
+  await d.stop();
+});
