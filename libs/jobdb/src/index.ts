@@ -6,6 +6,7 @@ export {
   newJobId,
   type IdempotencyKey,
   type InsertResult,
+  type JobInsertStatus,
   type JobDbOptions,
   type NewJob,
   type OpenJob,

@@ -105,11 +105,27 @@ export interface OpenJob extends StoredJob {
   lastResponseExcerpt: string | null;
 }
 
+/** What happened to one job of an insertJobs call. */
+export type JobInsertStatus =
+  | { status: 'stored' | 'duplicate' }
+  | {
+      status: 'rejected';
+      /** Why the JobDB cannot store it; sending it again would fail the same way. */
+      error: string;
+    };
+
+const STORED: JobInsertStatus = Object.freeze({ status: 'stored' });
+const DUPLICATE: JobInsertStatus = Object.freeze({ status: 'duplicate' });
+
 export interface InsertResult {
   /** Jobs stored by this call (new ids). */
   inserted: StoredJob[];
-  /** Jobs whose idempotency key was already in this JobDB (not stored, not to be delivered again). */
+  /** Jobs whose idempotency key was already in this JobDB or earlier in the call (not stored, not to be delivered again). */
   duplicates: number;
+  /** Jobs the JobDB cannot store (see JobInsertStatus); the others of the call are stored. */
+  rejected: number;
+  /** One per job of the call, in order. */
+  results: JobInsertStatus[];
   /** Ids of inserted jobs whose first `executing` transition was committed with them (see insertJobs). */
   startedIds: ReadonlySet<string>;
 }
@@ -134,8 +150,18 @@ const PACKET_BUDGET_BYTES = 1 << 20;
 const ER_SUBQUERY_NO_1_ROW = 1242;
 /** MySQL and MariaDB: "Duplicate entry … for key …". */
 const ER_DUP_ENTRY = 1062;
-/** Transactions one append may take when some of its rows exist already (see appendTransitions). */
-const APPEND_TRIES = 3;
+/** MySQL and MariaDB: "Deadlock found when trying to get lock" (two inserts of overlapping keys). */
+const ER_LOCK_DEADLOCK = 1213;
+/**
+ * A JSON column refused a value: MariaDB's JSON_VALID check (4025, "CONSTRAINT … failed"),
+ * MySQL's JSON parser (3140) or a MySQL check constraint (3819). JSON.stringify's output can
+ * still fail it: it escapes a lone surrogate as `\udXXX`, which both servers refuse.
+ */
+const JSON_REFUSED = new Set([4025, 3140, 3819]);
+/** Transactions one insert or append may take when some of its rows exist already or are refused. */
+const WRITE_TRIES = 3;
+/** Room in one statement besides a row's JSON values (SQL text, the other columns, packet header). */
+const ROW_OVERHEAD_BYTES = 4_096;
 
 function clip(value: string | null | undefined, max: number): string | null {
   if (value === null || value === undefined) return null;
@@ -153,6 +179,17 @@ function estimatedBytes(value: unknown): number {
   if (typeof value === 'string') return value.length + 3;
   if (Array.isArray(value)) return value.reduce((sum: number, v) => sum + estimatedBytes(v) + 2, 2);
   return 24;
+}
+
+/** Exact bytes of `text` once escaped into SQL by mysql2 (UTF-8, one backslash per escaped character). */
+function sqlStringBytes(text: string): number {
+  let escaped = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    // mysql2 (sqlstring) escapes \0 \b \t \n \r \x1a " ' and backslash.
+    if (c === 0 || c === 8 || c === 9 || c === 10 || c === 13 || c === 26 || c === 34 || c === 39 || c === 92) escaped += 1;
+  }
+  return Buffer.byteLength(text, 'utf8') + escaped + 2;
 }
 
 function statementBytes(statement: Statement): number {
@@ -214,6 +251,7 @@ function transitionInserts(leaseId: number, transitions: readonly Transition[]):
 export class JobDb {
   readonly pool: mysql.Pool;
   readonly database: string;
+  private maxPacket: Promise<number> | undefined;
 
   constructor(options: JobDbOptions) {
     this.database = options.database;
@@ -324,13 +362,42 @@ export class JobDb {
     return results.slice(3, 3 + statements.length) as mysql.ResultSetHeader[];
   }
 
+  /** The server's max_allowed_packet, read once (only when a job is big enough to come near it). */
+  private maxPacketBytes(): Promise<number> {
+    this.maxPacket ??= this.pool
+      .query<mysql.RowDataPacket[]>('SELECT @@max_allowed_packet AS m')
+      .then(([rows]) => Number(rows[0].m))
+      .catch((error: unknown) => {
+        this.maxPacket = undefined;
+        throw error;
+      });
+    return this.maxPacket;
+  }
+
+  /** Why `job` cannot fit in one statement of this server, or null when it can. */
+  private async oversize(job: StoredJob, headers: string): Promise<string | null> {
+    // At most 3 UTF-8 bytes per UTF-16 unit, doubled by escaping: no need to look closer below that.
+    if ((job.payload.length + headers.length) * 6 + ROW_OVERHEAD_BYTES <= PACKET_BUDGET_BYTES) return null;
+    const max = await this.maxPacketBytes();
+    const bytes = sqlStringBytes(job.payload) + sqlStringBytes(headers) + ROW_OVERHEAD_BYTES;
+    return bytes > max ? `payload_too_large: the job needs about ${bytes} bytes in SQL, above the JobDB's max_allowed_packet (${max} bytes)` : null;
+  }
+
   /**
-   * Stores jobs whose idempotency key is new to this JobDB, in one fenced transaction.
-   * Keys repeated inside the batch are stored once. `startNow` is asked, once per job to store
-   * (with its id), whether its first attempt starts as soon as the commit returns; those jobs'
-   * `awaiting_scheduling → executing` transition (attempt 1, at `now`) is appended in the same
-   * transaction, one commit fewer before their call. It is appended by INSERT … SELECT from
-   * `jobs`, so a job skipped as a duplicate gets none: `startedIds` says which did.
+   * Stores jobs whose idempotency key is new to this JobDB, in one fenced transaction, and
+   * says per job what happened. Keys repeated inside the batch are stored once. A plain INSERT
+   * (never INSERT IGNORE, which would also skip rows the server refuses for other reasons and
+   * report them as duplicates): a duplicate-key error means a key is stored already or by a
+   * concurrent insert; the batch's stored keys are then read and it is sent again without
+   * them. Errors that would repeat are rejections of the jobs that cause them, so the caller
+   * does not retry them forever: a job too big for max_allowed_packet (checked before
+   * sending) and a payload or headers the JSON column refuses (found with JSON_VALID per job
+   * after such an error). At most WRITE_TRIES transactions; anything else is thrown.
+   *
+   * `startNow` is asked, once per job to store (with its id), whether its first attempt starts
+   * as soon as the commit returns; those jobs' `awaiting_scheduling → executing` transition
+   * (attempt 1, at `now`) is appended in the same transaction, one commit fewer before their
+   * call. `startedIds` says which were stored with it.
    */
   async insertJobs(
     leaseId: number,
@@ -338,50 +405,112 @@ export class JobDb {
     now = Date.now(),
     startNow?: (job: StoredJob) => boolean,
   ): Promise<InsertResult> {
-    const byKey = new Map<string, StoredJob>();
-    for (const job of jobs) {
-      const key = idempotencyHash(job);
-      if (!byKey.has(key)) byKey.set(key, { ...job, id: newJobId(now) });
+    const results = new Array<JobInsertStatus>(jobs.length);
+    /** First job of the call per idempotency key, still to be stored. */
+    const pending = new Map<string, { job: StoredJob; headers: string; index: number }>();
+    let rejected = 0;
+    const reject = (key: string, error: string) => {
+      results[pending.get(key)!.index] = { status: 'rejected', error };
+      pending.delete(key);
+      rejected += 1;
+    };
+    for (let index = 0; index < jobs.length; index++) {
+      const key = idempotencyHash(jobs[index]);
+      if (pending.has(key)) results[index] = DUPLICATE;
+      else pending.set(key, { job: { ...jobs[index], id: newJobId(now) }, headers: JSON.stringify(jobs[index].headers), index });
     }
-    if (byKey.size === 0) return { inserted: [], duplicates: jobs.length, startedIds: new Set() };
-    const starting = startNow ? [...byKey.values()].filter((j) => startNow(j)).map((j) => j.id) : [];
-    // IGNORE skips rows whose idempotency key exists (the only unique key besides the fresh KSUID).
-    const chunks = multiRowInserts(
-      'INSERT IGNORE INTO jobs (id, idempotency_key, source_id, message_id, destination_id, subscription_id, payload, headers, received_at, expires_at, lease_id) VALUES ?',
-      [...byKey.entries()].map(([key, j]) => [
-        j.id,
-        key,
-        j.sourceId,
-        j.messageId,
-        j.destinationId,
-        j.subscriptionId,
-        j.payload,
-        JSON.stringify(j.headers),
-        j.receivedAt,
-        j.expiresAt,
-        leaseId,
-      ]),
+    for (const [key, p] of pending) {
+      const error = await this.oversize(p.job, p.headers);
+      if (error) reject(key, error);
+    }
+    const starting = startNow ? [...pending.values()].filter((p) => startNow(p.job)).map((p) => p.job.id) : [];
+    for (let tries = 1; pending.size > 0; tries++) {
+      try {
+        await this.fencedWrite(leaseId, this.jobInserts(leaseId, pending, starting, now));
+        break;
+      } catch (error) {
+        const errno = (error as { errno?: number }).errno;
+        if (tries >= WRITE_TRIES) throw error;
+        if (errno === ER_DUP_ENTRY) {
+          const stored = await this.storedKeys([...pending.keys()]);
+          if (stored.length === 0) throw error;
+          for (const key of stored) {
+            results[pending.get(key)!.index] = DUPLICATE;
+            pending.delete(key);
+          }
+        } else if (errno !== undefined && JSON_REFUSED.has(errno)) {
+          const refused = await this.refusedJson(pending);
+          if (refused.length === 0) throw error;
+          for (const key of refused) reject(key, `invalid_json: the JobDB refused the payload or headers as JSON (${(error as Error).message})`);
+        } else if (errno !== ER_LOCK_DEADLOCK) {
+          throw error;
+        }
+      }
+    }
+    const inserted: StoredJob[] = [];
+    for (const p of pending.values()) {
+      results[p.index] = STORED;
+      inserted.push(p.job);
+    }
+    const storedIds = new Set(inserted.map((j) => j.id));
+    return {
+      inserted,
+      duplicates: jobs.length - inserted.length - rejected,
+      rejected,
+      results,
+      startedIds: new Set(starting.filter((id) => storedIds.has(id))),
+    };
+  }
+
+  /** The INSERTs of `pending`, then the `executing` rows of those of `starting` still in it. */
+  private jobInserts(
+    leaseId: number,
+    pending: ReadonlyMap<string, { job: StoredJob; headers: string }>,
+    starting: readonly string[],
+    now: number,
+  ): Statement[] {
+    const rows: unknown[][] = [];
+    const ids = new Set<string>();
+    for (const [key, { job: j, headers }] of pending) {
+      ids.add(j.id);
+      rows.push([j.id, key, j.sourceId, j.messageId, j.destinationId, j.subscriptionId, j.payload, headers, j.receivedAt, j.expiresAt, leaseId]);
+    }
+    const inserts = multiRowInserts(
+      'INSERT INTO jobs (id, idempotency_key, source_id, message_id, destination_id, subscription_id, payload, headers, received_at, expires_at, lease_id) VALUES ?',
+      rows,
     );
-    const executing = packed(starting, (id) => id.length + 3, INSERT_CHUNK_ROWS).map((ids) => ({
-      sql:
-        "INSERT INTO job_state_transitions (job_id, from_state, to_state, attempt, at, lease_id) SELECT id, 'awaiting_scheduling', 'executing', 1, ?, ? FROM jobs WHERE id IN (?)",
-      values: [new Date(now), leaseId, ids],
+    const started = starting.filter((id) => ids.has(id));
+    const executing = packed(started, (id) => id.length + 3, INSERT_CHUNK_ROWS).map((chunk) => ({
+      sql: "INSERT INTO job_state_transitions (job_id, from_state, to_state, attempt, at, lease_id) SELECT id, 'awaiting_scheduling', 'executing', 1, ?, ? FROM jobs WHERE id IN (?)",
+      values: [new Date(now), leaseId, chunk],
     }));
-    const results = await this.fencedWrite(leaseId, [...chunks, ...executing]);
-    const affected = results.slice(0, chunks.length).reduce((sum, r) => sum + r.affectedRows, 0);
-    // Common case: every key was new, no need to look which ones were skipped.
-    if (affected === byKey.size) return { inserted: [...byKey.values()], duplicates: jobs.length - byKey.size, startedIds: new Set(starting) };
-    // Rows are immutable, so which of ours were stored can be read after the commit.
-    const keys = [...byKey.keys()];
-    const stored = new Set<string>();
+    return [...inserts, ...executing];
+  }
+
+  /** Those of `keys` stored in this JobDB (committed). */
+  private async storedKeys(keys: readonly string[]): Promise<string[]> {
+    const stored: string[] = [];
     for (let i = 0; i < keys.length; i += INSERT_CHUNK_ROWS) {
-      const [rows] = await this.pool.query<mysql.RowDataPacket[]>('SELECT id FROM jobs WHERE idempotency_key IN (?)', [
+      const [rows] = await this.pool.query<mysql.RowDataPacket[]>('SELECT idempotency_key FROM jobs WHERE idempotency_key IN (?)', [
         keys.slice(i, i + INSERT_CHUNK_ROWS),
       ]);
-      for (const r of rows) stored.add(String(r.id));
+      for (const r of rows) stored.push(String(r.idempotency_key));
     }
-    const inserted = [...byKey.values()].filter((j) => stored.has(j.id));
-    return { inserted, duplicates: jobs.length - inserted.length, startedIds: new Set(starting.filter((id) => stored.has(id))) };
+    return stored;
+  }
+
+  /** Keys of `pending` whose payload or headers the server's JSON_VALID refuses. */
+  private async refusedJson(pending: ReadonlyMap<string, { job: StoredJob; headers: string }>): Promise<string[]> {
+    const entries = [...pending];
+    const refused: string[] = [];
+    for (const group of packed(entries, ([, p]) => p.job.payload.length + p.headers.length + 16, INSERT_CHUNK_ROWS)) {
+      const columns = group.map((_, i) => `JSON_VALID(?) AND JSON_VALID(?) AS v${i}`).join(', ');
+      const [rows] = await this.pool.query<mysql.RowDataPacket[]>(`SELECT ${columns}`, group.flatMap(([, p]) => [p.job.payload, p.headers]));
+      group.forEach(([key], i) => {
+        if (Number(rows[0][`v${i}`]) !== 1) refused.push(key);
+      });
+    }
+    return refused;
   }
 
   /**
@@ -398,7 +527,7 @@ export class JobDb {
         await this.fencedWrite(leaseId, transitionInserts(leaseId, rows));
         return;
       } catch (error) {
-        if ((error as { errno?: number }).errno !== ER_DUP_ENTRY || tries >= APPEND_TRIES) throw error;
+        if ((error as { errno?: number }).errno !== ER_DUP_ENTRY || tries >= WRITE_TRIES) throw error;
         rows = await this.missingTransitions(rows);
       }
     }

@@ -8,6 +8,7 @@ import {
   listJobDbs,
   setJobDbState,
   type JobDbEntry,
+  type JobInsertStatus,
   type NewJob,
   type OpenJob,
   type Transition,
@@ -45,6 +46,14 @@ interface Held {
   sink: JobSink;
   /** Aborts this JobDB's destination calls in flight (see JobSink.signal). */
   calls: AbortController;
+}
+
+/** What an insert did, per job of the call (JobDb.insertJobs) and counted. */
+export interface InsertAnswer {
+  stored: number;
+  duplicates: number;
+  rejected: number;
+  results: JobInsertStatus[];
 }
 
 export class NoActiveJobDbError extends Error {
@@ -358,7 +367,7 @@ export class JobDbHolder {
    * Stores jobs in the active JobDB (fenced) and hands the new ones to the engine; those that
    * can start at once get their `executing` row in the same transaction (DeliveryEngine.admission).
    */
-  async insert(jobs: NewJob[]): Promise<{ stored: number; duplicates: number }> {
+  async insert(jobs: NewJob[]): Promise<InsertAnswer> {
     const h = this.activeJobDb();
     if (!h) throw new NoActiveJobDbError();
     const stop = jobDbInsertDuration.startTimer();
@@ -374,7 +383,7 @@ export class JobDbHolder {
     }
     stop();
     admission.admit(result.inserted, result.startedIds, now);
-    return { stored: result.inserted.length, duplicates: result.duplicates };
+    return { stored: result.inserted.length, duplicates: result.duplicates, rejected: result.rejected, results: result.results };
   }
 
   /** Graceful stop: flush writes, release every lock, destroy the session. */

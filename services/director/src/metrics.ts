@@ -53,7 +53,7 @@ export const startedWithInsert = counter({
 
 export const rpcJobs = counter({
   name: 'cdp_director_rpc_jobs_total',
-  help: 'Jobs received over RPC by result (stored, duplicate)',
+  help: 'Jobs received over RPC by result (stored, duplicate, rejected: the JobDB cannot store it)',
   labelNames: ['result'] as const,
 });
 

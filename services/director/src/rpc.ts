@@ -1,9 +1,9 @@
 import { z } from '@cdp/config';
 import { createApp, finish, HttpError } from '@cdp/http';
-import type { NewJob } from '@cdp/jobdb';
+import type { JobInsertStatus, NewJob } from '@cdp/jobdb';
 import type { Logger } from '@cdp/log';
 import type { Workspace } from '@cdp/workspace';
-import { NoActiveJobDbError } from './holder';
+import { NoActiveJobDbError, type InsertAnswer } from './holder';
 import { rpcJobs } from './metrics';
 
 const ID = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/);
@@ -43,7 +43,7 @@ export interface RpcOptions {
   maxJobs: number;
   defaultRetryWindowMs: number;
   workspace: () => Workspace;
-  insert: (jobs: NewJob[]) => Promise<{ stored: number; duplicates: number }>;
+  insert: (jobs: NewJob[]) => Promise<InsertAnswer>;
   /** False while shutting down: new batches get 503 so transform tries another director. */
   accepting: () => boolean;
   /** True when too many jobs wait in memory: back-pressure to transform. */
@@ -69,6 +69,10 @@ export function toNewJobs(batch: RpcBatch, workspace: Workspace, defaultWindowMs
   });
 }
 
+function errorOf(result: JobInsertStatus | undefined): string | undefined {
+  return result?.status === 'rejected' ? result.error.slice(0, 300) : undefined;
+}
+
 export function createRpcApp(options: RpcOptions): ReturnType<typeof createApp> {
   const app = createApp({ name: 'rpc', logger: options.logger, jsonLimitBytes: options.maxBodyBytes });
   const now = options.now ?? Date.now;
@@ -84,16 +88,25 @@ export function createRpcApp(options: RpcOptions): ReturnType<typeof createApp> 
       throw new HttpError(413, 'batch_too_large', `at most ${options.maxJobs} jobs per batch`);
     }
     const jobs = toNewJobs(parsed.data, options.workspace(), options.defaultRetryWindowMs, now());
+    let answer: InsertAnswer;
     try {
       // Answered only after the fenced insert committed.
-      const { stored, duplicates } = await options.insert(jobs);
-      rpcJobs.inc({ result: 'stored' }, stored);
-      rpcJobs.inc({ result: 'duplicate' }, duplicates);
-      res.status(200).json({ accepted: jobs.length, stored, duplicates });
+      answer = await options.insert(jobs);
     } catch (error) {
       if (error instanceof NoActiveJobDbError) throw new HttpError(503, 'no_active_jobdb', error.message);
       throw new HttpError(503, 'jobdb_unavailable', 'jobs could not be committed; try another director');
     }
+    const { stored, duplicates, rejected } = answer;
+    rpcJobs.inc({ result: 'stored' }, stored);
+    rpcJobs.inc({ result: 'duplicate' }, duplicates);
+    if (rejected > 0) {
+      rpcJobs.inc({ result: 'rejected' }, rejected);
+      const first = answer.results.findIndex((r) => r.status === 'rejected');
+      options.logger.warn({ rejected, firstIndex: first, firstError: errorOf(answer.results[first]) }, 'jobs rejected by the JobDB');
+    }
+    // `results` is per job, in order (DESIGN.md: transform sends rejected jobs to cdp.dlq).
+    const results = answer.results.map((r, index) => (r.status === 'rejected' ? { index, status: r.status, error: r.error } : { index, status: r.status }));
+    res.status(200).json({ accepted: jobs.length, stored, duplicates, rejected, results });
   });
   return finish(app, options.logger);
 }
