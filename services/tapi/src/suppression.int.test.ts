@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { regulationKey } from '@cdp/events';
 import type { TapiService } from './service';
 import { basicAuth, createTapiTestEnv, metrics, metricValue, TopicCollector, waitReady, WRITE_KEY, type TapiTestEnv } from './testing/harness';
@@ -70,5 +71,31 @@ describe('GDPR suppression from cdp.regulations', () => {
     for (let i = 0; i < 200 && tapi.suppression!.set.has('main', 'gone'); i++) await sleep(50);
     await send(tapi, 'gone', 'sup-3');
     expect(await collector.waitFor(['sup-3'])).toHaveLength(1);
+  });
+
+  it('becomes ready when transaction markers end the topic, applying committed records only', async () => {
+    // A transactional writer leaves a control record (commit or abort marker) after its data:
+    // the high watermark is one past the marker, never reached by a data record.
+    const producer = env.kafka.producer({ transactionalId: `tapi-test-regulations-${Date.now()}`, idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    try {
+      const committed = await producer.transaction();
+      await committed.send({ topic: env.topics.regulations, messages: [regulation('tx-committed', 'SUPPRESS_ONLY')] });
+      await committed.commit();
+      const aborted = await producer.transaction();
+      await aborted.send({ topic: env.topics.regulations, messages: [regulation('tx-aborted', 'SUPPRESS_ONLY')] });
+      await aborted.abort();
+    } finally {
+      await producer.disconnect();
+    }
+    const tapi = await env.start({ SPOOL_DIR: path.join(env.dir, 'spool-tx') }); // the first test's tapi holds the default
+    await waitReady(tapi, 20_000);
+    expect(tapi.suppression!.set.has('main', 'tx-committed')).toBe(true);
+    expect(tapi.suppression!.set.has('main', 'tx-aborted')).toBe(false);
+    await send(tapi, 'tx-committed', 'sup-tx-1');
+    await send(tapi, 'tx-aborted', 'sup-tx-2');
+    await collector.catchUp();
+    expect(collector.byId.has('sup-tx-1')).toBe(false);
+    expect(await collector.waitFor(['sup-tx-2'])).toHaveLength(1);
   });
 });

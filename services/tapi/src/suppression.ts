@@ -187,7 +187,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref()
 /**
  * Rebuilds the set from the start of cdp.regulations, then follows it. A fresh consumer group
  * per process with no commits: every start reads the compacted topic whole, which is the point.
- * `ready` turns true once every partition was read up to its end offset at start.
+ * `ready` turns true once every partition was read up to its end offset at start (as a
+ * read_committed consumer reads: past aborted records and transaction markers).
  */
 export class SuppressionFollower {
   readonly set = new SuppressionSet();
@@ -258,6 +259,17 @@ export class SuppressionFollower {
           this.logger.info({ suppressedUsers: this.set.size, bytes: this.set.bytes }, 'suppression set rebuilt');
         }
       };
+      // Progress is the offset the consumer has read past, control records included: a
+      // transaction's commit or abort marker can be the last offset of a partition, and kafkajs
+      // hides it from eachBatch (a batch of markers only is never handed over at all) but
+      // reports it here, after eachBatch, as the batch's lastOffset.
+      consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+        const target = targets.get(payload.partition);
+        if (target !== undefined && BigInt(payload.lastOffset) + 1n >= target) {
+          targets.delete(payload.partition);
+          markReady();
+        }
+      });
       markReady();
       let invalid = 0;
       await consumer.run({
@@ -270,12 +282,6 @@ export class SuppressionFollower {
           }
           suppressedUsers.set(this.set.size);
           suppressionBytes.set(this.set.bytes);
-          const last = batch.messages[batch.messages.length - 1];
-          const target = targets.get(batch.partition);
-          if (last && target !== undefined && BigInt(last.offset) + 1n >= target) {
-            targets.delete(batch.partition);
-            markReady();
-          }
         },
       });
     } catch (error) {
