@@ -201,6 +201,75 @@ describe('schema version', () => {
   });
 });
 
+describe('drained decision (sealIfEmpty)', () => {
+  const id = `seal${Date.now().toString(36)}`;
+  const database = testDatabaseName('jobdb_seal');
+  let db: JobDb;
+
+  beforeAll(async () => {
+    await provisionJobDb({ url, consul, prefix, id, database });
+    db = new JobDb({ url, database });
+  });
+
+  afterAll(async () => {
+    await db.close();
+    await dropJobDb({ url, consul, prefix, id, database });
+  });
+
+  /** Whether one of this JobDB's connections is running a statement that starts with `prefix`. */
+  async function running(prefix: string): Promise<boolean> {
+    for (let i = 0; i < 200; i++) {
+      const [rows] = await db.pool.query<RowDataPacket[]>(
+        "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ? AND COMMAND = 'Query' AND INFO LIKE CONCAT(?, '%')",
+        [database, prefix],
+      );
+      if (Number(rows[0].n) > 0) return true;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return false;
+  }
+
+  it('seals only a JobDB without open jobs; the seal fences every later write until a new lease', async () => {
+    const lease = await db.takeLease({ lockIndex: 1, holder: 'a', sessionId: 's1' });
+    const { inserted } = await db.insertJobs(lease, [job(1)]);
+    expect(await db.sealIfEmpty(lease)).toBe(false);
+    await db.appendTransitions(lease, [{ jobId: inserted[0].id, from: 'awaiting_scheduling', to: 'executing', attempt: 1, at: new Date() }]);
+    await db.appendTransitions(lease, [{ jobId: inserted[0].id, from: 'executing', to: 'succeeded', attempt: 1, at: new Date() }]);
+    expect(await db.sealIfEmpty(lease)).toBe(true);
+    expect(await db.sealIfEmpty(lease)).toBe(true); // already sealed by this lease: the drained CAS may be retried
+    await expect(db.insertJobs(lease, [job(2)])).rejects.toBeInstanceOf(FencedError);
+    await expect(
+      db.appendTransitions(lease, [{ jobId: inserted[0].id, from: 'succeeded', to: 'executing', attempt: 2, at: new Date() }]),
+    ).rejects.toBeInstanceOf(FencedError);
+    // A director adopting a sealed JobDB that was never marked drained writes again under its own lease.
+    const next = await db.takeLease({ lockIndex: 2, holder: 'b', sessionId: 's2' });
+    await expect(db.sealIfEmpty(lease)).rejects.toBeInstanceOf(FencedError);
+    expect((await db.insertJobs(next, [job(3)])).inserted).toHaveLength(1);
+    expect(await db.sealIfEmpty(next)).toBe(false);
+  });
+
+  it('waits for an insert in flight and counts its jobs (a plain read could not see them)', async () => {
+    const lease = await db.takeLease({ lockIndex: 3, holder: 'c', sessionId: 's3' });
+    const open = (await db.loadOpenJobs()).map((j) => ({ jobId: j.id, from: j.state, to: 'discarded' as const, attempt: j.attempt, at: new Date() }));
+    await db.appendTransitions(lease, open);
+    expect(await db.countOpenJobs()).toBe(0);
+    // Another connection locks every row and gap of `jobs`: the insert below waits inside its fenced transaction.
+    const blocker = await db.pool.getConnection();
+    await blocker.query('START TRANSACTION');
+    await blocker.query('SELECT id FROM jobs FOR UPDATE');
+    const insert = db.insertJobs(lease, [job(10)]);
+    expect(await running('INSERT')).toBe(true); // its fenced transaction holds the lease row shared
+    expect(await db.countOpenJobs()).toBe(0); // what the plain read of 15663b1 decided on
+    const seal = db.sealIfEmpty(lease);
+    expect(await running('SELECT id, holder FROM leases')).toBe(true); // waits for the insert's shared lock
+    await blocker.query('COMMIT');
+    blocker.release();
+    expect((await insert).inserted).toHaveLength(1);
+    expect(await seal).toBe(false);
+    expect(await db.countOpenJobs()).toBe(1);
+  });
+});
+
 describe('append-only', () => {
   it('runs no UPDATE, DELETE, REPLACE, ON DUPLICATE KEY UPDATE or TRUNCATE against a JobDB', async () => {
     const id = `ao${Date.now().toString(36)}`;

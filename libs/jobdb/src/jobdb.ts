@@ -168,6 +168,17 @@ function clip(value: string | null | undefined, max: number): string | null {
   return value.length > max ? value.slice(0, max) : value;
 }
 
+/** Non-final jobs: those whose latest transition (if any) is not final. */
+const COUNT_OPEN_JOBS = `SELECT COUNT(*) AS n FROM jobs j
+   LEFT JOIN job_state_transitions t
+     ON t.id = (SELECT MAX(x.id) FROM job_state_transitions x WHERE x.job_id = j.id)
+  WHERE t.to_state IS NULL OR t.to_state NOT IN ('succeeded', 'discarded', 'archived')`;
+
+/** `leases.holder` of the row that seals a drained JobDB after lease `leaseId` (see sealIfEmpty). */
+export function sealHolder(leaseId: number): string {
+  return `sealed:${leaseId}`;
+}
+
 /** One SQL statement with its `?` values. */
 export interface Statement {
   sql: string;
@@ -593,15 +604,56 @@ export class JobDb {
     }));
   }
 
-  /** Number of jobs not yet in a final state (0 → a draining JobDB may be marked drained). */
+  /**
+   * Number of jobs not yet in a final state, as of a plain read: an insert still uncommitted is
+   * not counted, so this alone cannot decide that a JobDB is drained (sealIfEmpty does).
+   */
   async countOpenJobs(): Promise<number> {
-    const [rows] = await this.pool.query<mysql.RowDataPacket[]>(
-      `SELECT COUNT(*) AS n FROM jobs j
-        LEFT JOIN job_state_transitions t
-          ON t.id = (SELECT MAX(x.id) FROM job_state_transitions x WHERE x.job_id = j.id)
-       WHERE t.to_state IS NULL OR t.to_state NOT IN ('succeeded', 'discarded', 'archived')`,
-    );
+    const [rows] = await this.pool.query<mysql.RowDataPacket[]>(COUNT_OPEN_JOBS);
     return Number(rows[0].n);
+  }
+
+  /**
+   * The drained decision: when no job is open, appends a seal lease (`holder` = sealHolder(leaseId))
+   * so that every later fenced write, this holder's included, fails with FencedError, and returns
+   * true; returns false, changing nothing, while a job is open. It first takes the exclusive lock
+   * on the latest lease row, which every fenced write holds shared until its commit: it waits for
+   * writes in flight (an RPC insert that began before the JobDB stopped taking new jobs) and
+   * counts after them, and writes that come later wait for it and then see the seal. True again
+   * when this lease already sealed the JobDB; FencedError when another lease is the latest.
+   */
+  async sealIfEmpty(leaseId: number, now = new Date()): Promise<boolean> {
+    const conn = await this.pool.getConnection();
+    try {
+      await conn.beginTransaction();
+      const [latest] = await conn.query<mysql.RowDataPacket[]>('SELECT id, holder FROM leases ORDER BY id DESC LIMIT 1 FOR UPDATE');
+      if (latest.length > 0 && String(latest[0].holder) === sealHolder(leaseId)) {
+        await conn.commit();
+        return true;
+      }
+      if (latest.length === 0 || Number(latest[0].id) !== leaseId) {
+        await conn.rollback();
+        throw new FencedError(leaseId, latest.length === 0 ? null : Number(latest[0].id));
+      }
+      // The transaction's first plain read, so its snapshot is taken now, after the lock: it
+      // sees every write that committed while this waited.
+      const [open] = await conn.query<mysql.RowDataPacket[]>(COUNT_OPEN_JOBS);
+      if (Number(open[0].n) > 0) {
+        await conn.rollback();
+        return false;
+      }
+      await conn.query(
+        'INSERT INTO leases (lock_index, holder, session_id, acquired_at) SELECT lock_index, ?, session_id, ? FROM leases WHERE id = ?',
+        [sealHolder(leaseId), now, leaseId],
+      );
+      await conn.commit();
+      return true;
+    } catch (error) {
+      await conn.rollback().catch(() => undefined);
+      throw error;
+    } finally {
+      conn.release();
+    }
   }
 
   /** Full history of one job, oldest first (tests, inspection). */

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { ConsulSession, type ConsulLock, type createConsulClient } from '@cdp/consul-lock';
 import {
   FencedError,
@@ -46,6 +47,8 @@ interface Held {
   sink: JobSink;
   /** Aborts this JobDB's destination calls in flight (see JobSink.signal). */
   calls: AbortController;
+  /** Set while (and once) the drained decision seals it: its own writes are then fenced on purpose. */
+  sealing: boolean;
 }
 
 /** What an insert did, per job of the call (JobDb.insertJobs) and counted. */
@@ -264,9 +267,11 @@ export class JobDbHolder {
       const leaseId = await db.takeLease({ lockIndex: lock.lockIndex, holder: this.options.pod, sessionId: session.id });
       if (!lock.isHeld) throw new Error('lock lost while taking the lease');
       const writer = new TransitionWriter(db, leaseId, logger.child({ jobDb: entry.id }), this.options.writeBatch, (error) =>
-        this.lose(entry.id, 'fenced', error.message),
+        this.fenced(held, error),
       );
       const calls = new AbortController();
+      // One listener per call in flight (removed when it ends): thousands are normal.
+      setMaxListeners(0, calls.signal);
       const held: Held = {
         id: entry.id,
         state: entry.state === 'active' ? 'active' : 'draining',
@@ -275,6 +280,7 @@ export class JobDbHolder {
         leaseId,
         writer,
         calls,
+        sealing: false,
         sink: {
           jobDbId: entry.id,
           get writable() {
@@ -326,6 +332,11 @@ export class JobDbHolder {
     }
   }
 
+  /** A fenced write: a newer lease exists, unless this director sealed the JobDB itself. */
+  private fenced(h: Held, error: FencedError): void {
+    if (!h.sealing) this.lose(h.id, 'fenced', error.message);
+  }
+
   private lose(id: string, reason: string, detail: string): void {
     const h = this.held.get(id);
     if (!h) return;
@@ -341,10 +352,27 @@ export class JobDbHolder {
     void this.reconcile();
   }
 
+  /**
+   * Marks a draining JobDB `drained` and releases it once no job is open. The decision is the
+   * seal (JobDb.sealIfEmpty): an RPC insert that began before the switch to draining either
+   * commits before it (the JobDB stays) or is fenced after it (answered 503 or stored in the
+   * active JobDB, see insert), never stored in a JobDB already let go.
+   */
   private async maybeDrained(h: Held, entry: JobDbEntry | undefined): Promise<void> {
     if (!entry || this.options.engine.openJobs(h.id) > 0) return;
     await h.writer.flush();
-    if ((await h.db.countOpenJobs()) > 0) return;
+    h.sealing = true;
+    let sealed: boolean;
+    try {
+      sealed = await h.db.sealIfEmpty(h.leaseId);
+    } catch (error) {
+      h.sealing = false;
+      if (error instanceof FencedError) this.fenced(h, error);
+      throw error;
+    }
+    h.sealing = sealed;
+    if (!sealed) return;
+    // A CAS that fails (record changed) is tried again on the next pass; the seal stays.
     if (!(await setJobDbState(this.options.consul, this.options.prefix, entry, 'drained'))) return;
     this.options.logger.info({ jobDb: h.id }, 'JobDB drained: every job is final; releasing it');
     await this.release(h);
@@ -368,22 +396,29 @@ export class JobDbHolder {
    * can start at once get their `executing` row in the same transaction (DeliveryEngine.admission).
    */
   async insert(jobs: NewJob[]): Promise<InsertAnswer> {
-    const h = this.activeJobDb();
-    if (!h) throw new NoActiveJobDbError();
-    const stop = jobDbInsertDuration.startTimer();
-    const admission = this.options.engine.admission(h.sink);
-    const now = this.now();
-    let result;
-    try {
-      result = await h.db.insertJobs(h.leaseId, jobs, now, admission.claim);
-    } catch (error) {
-      admission.cancel();
-      if (error instanceof FencedError) this.lose(h.id, 'fenced', error.message);
-      throw error;
+    for (let tries = 1; ; tries++) {
+      const h = this.activeJobDb();
+      if (!h) throw new NoActiveJobDbError();
+      const stop = jobDbInsertDuration.startTimer();
+      const admission = this.options.engine.admission(h.sink);
+      const now = this.now();
+      let result;
+      try {
+        result = await h.db.insertJobs(h.leaseId, jobs, now, admission.claim);
+      } catch (error) {
+        admission.cancel();
+        if (error instanceof FencedError) {
+          this.fenced(h, error);
+          // Began before the switch to draining and fenced by the seal: nothing was stored there;
+          // the JobDB active now takes the batch.
+          if (h.sealing && tries === 1) continue;
+        }
+        throw error;
+      }
+      stop();
+      admission.admit(result.inserted, result.startedIds, now);
+      return { stored: result.inserted.length, duplicates: result.duplicates, rejected: result.rejected, results: result.results };
     }
-    stop();
-    admission.admit(result.inserted, result.startedIds, now);
-    return { stored: result.inserted.length, duplicates: result.duplicates, rejected: result.rejected, results: result.results };
   }
 
   /** Graceful stop: flush writes, release every lock, destroy the session. */
