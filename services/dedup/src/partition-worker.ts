@@ -1,7 +1,18 @@
 import path from 'node:path';
-import type { Kafka, Producer } from 'kafkajs';
+import type { Kafka, Producer, Transaction } from 'kafkajs';
 import { parseMessageKey } from '@cdp/events';
-import { deadLetterRecord, javaCompatiblePartitioner, HEADER_IN_OFFSET, HEADER_IN_PARTITION, type InboundMessage, type OutboundMessage } from '@cdp/kafka';
+import {
+  deadLetterRecord,
+  exceedsLimit,
+  javaCompatiblePartitioner,
+  splitByBytes,
+  topicMaxMessageBytes,
+  HEADER_ERROR,
+  HEADER_IN_OFFSET,
+  HEADER_IN_PARTITION,
+  type InboundMessage,
+  type OutboundMessage,
+} from '@cdp/kafka';
 import type { Logger } from '@cdp/log';
 import type { DedupConfig } from './config';
 import { decide, readReceivedAt } from './decide';
@@ -39,6 +50,38 @@ function isFenced(error: unknown): boolean {
   return false;
 }
 
+/**
+ * Kept below a topic's real batch limit for each produce request: room for what the record
+ * estimate does not see (it is an upper bound already; this covers broker-side framing).
+ */
+export const PUBLISH_MARGIN_BYTES = 16 * 1024;
+
+/**
+ * Sends `records` in the transaction as consecutive produce requests, each under `limitBytes`
+ * (one request carries one record batch per partition, which the broker checks against the
+ * topic's max.message.bytes). Returns the last offset written to `partition`, or -1.
+ */
+async function sendSplit(txn: Transaction, topic: string, records: OutboundMessage[], limitBytes: number, partition?: number): Promise<number> {
+  let last = -1;
+  for (const group of splitByBytes(records, limitBytes)) {
+    const meta = await txn.send({ topic, acks: -1, messages: group });
+    const base = Number(meta.find((r) => r.partition === partition)?.baseOffset ?? -1);
+    if (base >= 0) last = base + group.filter((r) => r.partition === partition).length - 1;
+  }
+  return last;
+}
+
+/**
+ * A dead-letter record the DLQ topic accepts: one whose value alone is above the limit keeps
+ * only its headers (source topic, partition and offset say where to read it).
+ */
+function boundedDeadLetter(record: OutboundMessage, limitBytes: number): OutboundMessage {
+  if (!exceedsLimit(record, limitBytes)) return record;
+  const size = record.value === null ? 0 : Buffer.byteLength(record.value);
+  const headers = { ...record.headers, [HEADER_ERROR]: `${record.headers?.[HEADER_ERROR] ?? ''} (value of ${size} bytes left out: above the DLQ limit)`.slice(0, 1_100) };
+  return { ...record, value: null, headers };
+}
+
 export function crashPoint(config: DedupConfig, point: DedupConfig['DEDUP_FAULT_POINT'], startedAt: number): void {
   if (config.DEDUP_FAULT_POINT !== point || Date.now() - startedAt < config.DEDUP_FAULT_AFTER_MS) return;
   if (Math.random() < config.DEDUP_FAULT_PROBABILITY) process.kill(process.pid, 'SIGKILL');
@@ -58,6 +101,9 @@ export class PartitionWorker {
   private producer: Producer | undefined;
   private store: PartitionStore | undefined;
   private resumeFrom = -1;
+  /** Most bytes per produce request to the output and DLQ topics (read on takeover). */
+  private outputLimit = 0;
+  private dlqLimit = 0;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly startedAt = Date.now();
 
@@ -101,6 +147,14 @@ export class PartitionWorker {
         transactionTimeout: 60_000,
       });
       await this.producer.connect();
+      const admin = this.kafka.admin();
+      await admin.connect();
+      try {
+        this.outputLimit = (await topicMaxMessageBytes(admin, this.topics.output)) - PUBLISH_MARGIN_BYTES;
+        this.dlqLimit = (await topicMaxMessageBytes(admin, this.topics.dlq)) - PUBLISH_MARGIN_BYTES;
+      } finally {
+        await admin.disconnect();
+      }
       // InitProducerId with our transactional id: bumps the epoch (fencing the previous owner)
       // and aborts its open transaction before we read the output.
       const fence = await this.producer.transaction();
@@ -153,16 +207,24 @@ export class PartitionWorker {
       const fresh = messages.filter((msg) => Number(msg.offset) >= this.resumeFrom);
       m.skippedOnResume.inc(messages.length - fresh.length);
 
-      const candidates: Array<{ key: string; receivedAtMs: number; message: InboundMessage; sourceId: string }> = [];
+      const candidates: Array<{ key: string; receivedAtMs: number; message: InboundMessage; sourceId: string; output: OutboundMessage }> = [];
       const poison: OutboundMessage[] = [];
       for (const message of fresh) {
         try {
           if (!message.key) throw new Error('message has no key');
           const { sourceId } = parseMessageKey(message.key);
-          candidates.push({ key: message.key, receivedAtMs: readReceivedAt(message.value), message, sourceId });
+          const output: OutboundMessage = {
+            key: message.key,
+            value: message.value,
+            partition: this.partition,
+            headers: { ...message.headers, [HEADER_IN_PARTITION]: String(this.partition), [HEADER_IN_OFFSET]: message.offset },
+          };
+          // The output topic would refuse it on every retry: the partition would stop.
+          if (exceedsLimit(output, this.outputLimit)) throw new Error(`record larger than the output topic accepts (${this.outputLimit} bytes)`);
+          candidates.push({ key: message.key, receivedAtMs: readReceivedAt(message.value), message, sourceId, output });
         } catch (error) {
           this.logger.warn({ partition: this.partition, offset: message.offset, error: (error as Error).message }, 'poison message routed to the DLQ');
-          poison.push(deadLetterRecord(message, 'dedup', error));
+          poison.push(boundedDeadLetter(deadLetterRecord(message, 'dedup', error), this.dlqLimit));
         }
       }
       const seen = await store.lookup([...new Set(candidates.map((c) => c.key))]);
@@ -170,28 +232,12 @@ export class PartitionWorker {
       const { accepted, duplicates } = decide(candidates, seen, this.config.DEDUP_WINDOW_MS);
 
       const stop = m.transactionDuration.startTimer();
-      let outputBase = -1;
+      let outputLast: number;
       try {
         const txn = await producer.transaction();
         try {
-          if (accepted.length > 0) {
-            const meta = await txn.send({
-              topic: this.topics.output,
-              acks: -1,
-              messages: accepted.map((c) => ({
-                key: c.message.key,
-                value: c.message.value,
-                partition: this.partition,
-                headers: {
-                  ...c.message.headers,
-                  [HEADER_IN_PARTITION]: String(this.partition),
-                  [HEADER_IN_OFFSET]: c.message.offset,
-                },
-              })),
-            });
-            outputBase = Number(meta.find((r) => r.partition === this.partition)?.baseOffset ?? -1);
-          }
-          if (poison.length > 0) await txn.send({ topic: this.topics.dlq, acks: -1, messages: poison });
+          outputLast = await sendSplit(txn, this.topics.output, accepted.map((c) => c.output), this.outputLimit, this.partition);
+          await sendSplit(txn, this.topics.dlq, poison, this.dlqLimit);
           crashPoint(this.config, 'after-send', this.startedAt);
           await txn.sendOffsets({
             consumerGroupId: this.config.DEDUP_GROUP_ID,
@@ -213,7 +259,7 @@ export class PartitionWorker {
       if (accepted.length > 0) {
         await store.record(
           accepted.map((c) => ({ key: c.key, receivedAtMs: c.receivedAtMs, replaces: stored.has(c.key) })),
-          outputBase >= 0 ? outputBase + accepted.length - 1 : store.outputOffset,
+          outputLast >= 0 ? outputLast : store.outputOffset,
         );
       }
       m.accepted.inc(accepted.length);

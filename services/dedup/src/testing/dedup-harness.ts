@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { messageKey, type Envelope } from '@cdp/events';
-import { BatchingProducer, createKafka, ensureTopics, topicSpecs, type OutboundMessage } from '@cdp/kafka';
+import { BatchingProducer, createKafka, ensureTopics, splitByBytes, topicSpecs, type OutboundMessage } from '@cdp/kafka';
 import { createLogger, type Logger } from '@cdp/log';
 import { requireEnv, startServiceProcess, testTopicPrefix, waitServiceReady, type ServiceProcess } from '@cdp/testkit';
 import type { Kafka } from 'kafkajs';
@@ -23,13 +23,19 @@ export interface DedupTestEnv {
   close(): Promise<void>;
 }
 
-export async function createDedupTestEnv(label: string, partitions = 2): Promise<DedupTestEnv> {
+/** `topicConfigs` adds to the spec's configs per topic role (e.g. a smaller max.message.bytes). */
+export async function createDedupTestEnv(
+  label: string,
+  partitions = 2,
+  topicConfigs: Partial<Record<'ingest' | 'deduped' | 'dlq', Record<string, string>>> = {},
+): Promise<DedupTestEnv> {
   const prefix = testTopicPrefix(label);
   const kafka = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: `test-${label}`, logger });
   const admin = kafka.admin();
   await admin.connect();
   const specs = topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: partitions });
-  await ensureTopics(admin, [specs.ingest, specs.deduped, specs.dlq]);
+  const withConfigs = (role: 'ingest' | 'deduped' | 'dlq') => ({ ...specs[role], configs: { ...specs[role].configs, ...topicConfigs[role] } });
+  await ensureTopics(admin, [withConfigs('ingest'), withConfigs('deduped'), withConfigs('dlq')]);
   await admin.disconnect();
   const producer = new BatchingProducer(kafka, { logger });
   await producer.connect();
@@ -74,6 +80,25 @@ export function envelope(sourceId: string, messageId: string, receivedAt: Date):
     message: { type: 'track', messageId, userId: 'u1', event: 'Test', receivedAt: receivedAt.toISOString() },
   };
   return { key: messageKey(sourceId, messageId), value: JSON.stringify(value) };
+}
+
+/** An envelope padded (in `message.properties.pad`) to about `bytes` of JSON value. */
+export function sizedEnvelope(sourceId: string, messageId: string, receivedAt: Date, bytes: number): OutboundMessage {
+  const base = envelope(sourceId, messageId, receivedAt);
+  const value = JSON.parse(base.value as string) as Envelope & { message: { properties?: Record<string, unknown> } };
+  const overhead = Buffer.byteLength(JSON.stringify({ ...value, message: { ...value.message, properties: { pad: '' } } }));
+  value.message.properties = { pad: 'x'.repeat(Math.max(0, bytes - overhead)) };
+  return { key: base.key, value: JSON.stringify(value) };
+}
+
+/** Sends `messages` in slices of at most `sliceBytes`, up to `concurrency` slices in flight. */
+export async function produceBulk(env: DedupTestEnv, topic: string, messages: OutboundMessage[], sliceBytes = 512 * 1024, concurrency = 8): Promise<void> {
+  const inFlight: Promise<void>[] = [];
+  for (const slice of splitByBytes(messages, sliceBytes)) {
+    inFlight.push(env.producer.send(topic, slice));
+    if (inFlight.length >= concurrency) await Promise.all(inFlight.splice(0));
+  }
+  await Promise.all(inFlight);
 }
 
 /**

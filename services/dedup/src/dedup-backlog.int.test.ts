@@ -1,0 +1,58 @@
+import { topicNames, type OutboundMessage } from '@cdp/kafka';
+import {
+  createDedupTestEnv,
+  exactlyOnceViolations,
+  produceBulk,
+  readOutputKeys,
+  sizedEnvelope,
+  startDedup,
+  waitReady,
+  type DedupProcess,
+  type DedupTestEnv,
+} from './testing/dedup-harness';
+
+// A backlog far above one fetch and one produce request per partition. CI size by default;
+// DEDUP_TEST_BACKLOG_MB=200 for a bigger run (documented in the README).
+const BACKLOG_MB = Number(process.env.DEDUP_TEST_BACKLOG_MB ?? 24);
+const PARTITIONS = 4;
+const SMALL_EVENT_BYTES = 600;
+/** Events near tapi's 32 KB limit. */
+const LARGE_EVENT_BYTES = 32 * 1024 - 512;
+/** Smaller than the broker default, so a sender that assumes 1 MiB fails: the limit must be read. */
+const OUTPUT_MAX_MESSAGE_BYTES = 300_000;
+
+describe('dedup draining a multi-MB backlog (real broker, real process)', () => {
+  let env: DedupTestEnv;
+  let proc: DedupProcess | undefined;
+  afterEach(async () => {
+    await proc?.kill('SIGKILL');
+    proc = undefined;
+    await env?.close();
+  });
+
+  it('publishes every id exactly once from a backlog of several MB per partition, with ~600-byte events and events near 32 KB', async () => {
+    env = await createDedupTestEnv('backlog', PARTITIONS, { deduped: { 'max.message.bytes': String(OUTPUT_MAX_MESSAGE_BYTES) } });
+    const topics = topicNames(env.prefix);
+    const t0 = Date.UTC(2026, 0, 1);
+    const messages: OutboundMessage[] = [];
+    const expected = new Set<string>();
+    const largeEvery = 200; // ~20 % of the bytes in events near 32 KB
+    const total = Math.round((BACKLOG_MB * 1024 * 1024) / (SMALL_EVENT_BYTES * 1.2));
+    for (let i = 0; i < total; i++) {
+      const id = `b${i}`;
+      messages.push(sizedEnvelope('web', id, new Date(t0 + i), i % largeEvery === 0 ? LARGE_EVENT_BYTES : SMALL_EVENT_BYTES));
+      expected.add(`web:${id}`);
+      // Client retries: a copy of an earlier event now and then.
+      if (i % 50 === 7) messages.push(sizedEnvelope('web', `b${i - 5}`, new Date(t0 + i), SMALL_EVENT_BYTES));
+    }
+    // dedup is down while the backlog arrives (a restart under traffic).
+    await produceBulk(env, topics.ingest, messages);
+
+    proc = await startDedup(env);
+    await waitReady(proc);
+    const out = await readOutputKeys(env, topics.deduped, expected.size, 5_000, 90_000);
+    const v = exactlyOnceViolations(out, expected);
+    expect({ missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
+    expect(out).toHaveLength(expected.size);
+  }, 180_000);
+});
