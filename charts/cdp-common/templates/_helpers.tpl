@@ -143,29 +143,37 @@ affinity: {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
 
-{{/* CPU-based HorizontalPodAutoscaler when .Values.autoscaling.enabled. */}}
+{{/* CPU-based HorizontalPodAutoscaler of the chart's Deployment when .Values.autoscaling.enabled. */}}
 {{- define "cdp.hpa" -}}
-{{- if .Values.autoscaling.enabled }}
+{{ include "cdp.hpaFor" (dict "root" . "kind" "Deployment") }}
+{{- end -}}
+
+{{/*
+The same for a workload of another kind: include "cdp.hpaFor" (dict "root" . "kind" "StatefulSet").
+*/}}
+{{- define "cdp.hpaFor" -}}
+{{- $root := .root -}}
+{{- if $root.Values.autoscaling.enabled }}
 apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
 metadata:
-  name: {{ include "cdp.fullname" . }}
-  labels: {{- include "cdp.labels" . | nindent 4 }}
+  name: {{ include "cdp.fullname" $root }}
+  labels: {{- include "cdp.labels" $root | nindent 4 }}
 spec:
   scaleTargetRef:
     apiVersion: apps/v1
-    kind: Deployment
-    name: {{ include "cdp.fullname" . }}
-  minReplicas: {{ .Values.autoscaling.minReplicas }}
-  maxReplicas: {{ .Values.autoscaling.maxReplicas }}
+    kind: {{ .kind }}
+    name: {{ include "cdp.fullname" $root }}
+  minReplicas: {{ $root.Values.autoscaling.minReplicas }}
+  maxReplicas: {{ $root.Values.autoscaling.maxReplicas }}
   metrics:
     - type: Resource
       resource:
         name: cpu
         target:
           type: Utilization
-          averageUtilization: {{ .Values.autoscaling.targetCPUUtilizationPercentage }}
-  {{- with .Values.autoscaling.behavior }}
+          averageUtilization: {{ $root.Values.autoscaling.targetCPUUtilizationPercentage }}
+  {{- with $root.Values.autoscaling.behavior }}
   behavior: {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- end }}

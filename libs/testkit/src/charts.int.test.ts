@@ -4,6 +4,7 @@
 // non-root read-only container, and no secret rendered in clear.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { helm } from './helm';
@@ -75,8 +76,11 @@ describe.each(charts)('chart %s', (chart) => {
       const pod = podSpecOf(m);
       if (!pod) continue;
       for (const c of pod.containers) {
-        expect(c.livenessProbe?.httpGet?.path).toBe('/healthz');
-        expect(c.readinessProbe?.httpGet?.path).toBe('/readyz');
+        // A Job's container runs to completion: no probes.
+        if (m.kind !== 'Job') {
+          expect(c.livenessProbe?.httpGet?.path).toBe('/healthz');
+          expect(c.readinessProbe?.httpGet?.path).toBe('/readyz');
+        }
         expect(c.resources?.requests).toBeDefined();
         expect(c.securityContext?.readOnlyRootFilesystem).toBe(true);
         for (const e of c.env ?? []) {
@@ -84,6 +88,72 @@ describe.each(charts)('chart %s', (chart) => {
           if (/SECRET|TOKEN|PASSWORD|CREDENTIAL/i.test(e.name)) expect(e.valueFrom?.secretKeyRef).toBeDefined();
         }
       }
+    }
+  });
+});
+
+describe('tapi chart: the spool survives the pod', () => {
+  const dir = path.join(CHARTS_DIR, 'tapi');
+  type Volume = { name: string; persistentVolumeClaim?: { claimName: string }; emptyDir?: unknown };
+  type PodSpec = { containers: (Container & { args?: string[]; volumeMounts?: { name: string; mountPath: string }[] })[]; volumes?: Volume[] };
+  type Workload = Manifest & {
+    spec: {
+      serviceName?: string;
+      persistentVolumeClaimRetentionPolicy?: { whenScaled?: string; whenDeleted?: string };
+      volumeClaimTemplates?: { metadata: { name: string }; spec: { storageClassName?: string; resources: { requests: { storage: string } } } }[];
+      template: { spec: PodSpec };
+    };
+  };
+  let rendered: { defaults: Manifest[]; ci: Manifest[] };
+  beforeAll(async () => {
+    await helm('deps', dir);
+    // "defaults": only the required value set.
+    const minimal = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'chart-tapi-')), 'values.yaml');
+    fs.writeFileSync(minimal, 'global:\n  kafkaBrokers: kafka-0.kafka:9092\n');
+    rendered = { defaults: parse(await helm('template', dir, minimal)), ci: parse(await helm('template', dir, path.join(dir, 'ci-values.yaml'))) };
+    fs.rmSync(path.dirname(minimal), { recursive: true, force: true });
+  });
+  const envOf = (pod: PodSpec, name: string) => (pod.containers[0].env as { name: string; value?: string }[]).find((e) => e.name === name)?.value;
+
+  it('runs tapi as a StatefulSet with a retained volume claim per pod, scaled by the HPA', () => {
+    for (const [values, manifests] of Object.entries(rendered)) {
+      expect([values, manifests.filter((m) => m.kind === 'Deployment')]).toEqual([values, []]);
+      const sets = manifests.filter((m): m is Workload => m.kind === 'StatefulSet');
+      expect(sets).toHaveLength(1);
+      const set = sets[0];
+      expect(set.spec.persistentVolumeClaimRetentionPolicy).toEqual({ whenScaled: 'Retain', whenDeleted: 'Retain' });
+      const claim = set.spec.volumeClaimTemplates?.find((t) => t.metadata.name === 'spool');
+      expect(claim).toBeDefined();
+      const pod = set.spec.template.spec;
+      expect(pod.volumes?.find((v) => v.name === 'spool')).toBeUndefined(); // the claim, not an emptyDir
+      const mount = pod.containers[0].volumeMounts?.find((v) => v.name === 'spool');
+      expect(envOf(pod, 'SPOOL_DIR')?.startsWith(`${mount?.mountPath}/`)).toBe(true);
+      const headless = manifests.find((m) => m.kind === 'Service' && m.metadata.name === set.spec.serviceName) as (Manifest & { spec: { clusterIP?: string } }) | undefined;
+      expect(headless?.spec.clusterIP).toBe('None');
+      const hpa = manifests.find((m) => m.kind === 'HorizontalPodAutoscaler') as (Manifest & { spec: { scaleTargetRef: { kind: string; name: string } } }) | undefined;
+      expect(hpa?.spec.scaleTargetRef).toEqual({ apiVersion: 'apps/v1', kind: 'StatefulSet', name: set.metadata.name });
+    }
+    const claimOf = (manifests: Manifest[]) => (manifests.find((m) => m.kind === 'StatefulSet') as Workload).spec.volumeClaimTemplates![0].spec;
+    expect(claimOf(rendered.defaults)).toEqual({ accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '2Gi' } } });
+    expect(claimOf(rendered.ci)).toEqual({ accessModes: ['ReadWriteOnce'], storageClassName: 'fast-ssd', resources: { requests: { storage: '4Gi' } } });
+  });
+
+  it('renders a spool-drain Job per listed leftover claim, none by default', () => {
+    expect(rendered.defaults.filter((m) => m.kind === 'Job')).toEqual([]);
+    const set = rendered.ci.find((m) => m.kind === 'StatefulSet') as Workload;
+    const jobs = rendered.ci.filter((m) => m.kind === 'Job') as unknown as Workload[];
+    expect(jobs.map((j) => j.spec.template.spec.volumes?.[0].persistentVolumeClaim?.claimName)).toEqual(['spool-cdp-tapi-5', 'spool-cdp-tapi-6']);
+    for (const job of jobs) {
+      const pod = job.spec.template.spec;
+      const args = pod.containers[0].args ?? [];
+      expect(args.slice(0, 5)).toEqual(['node', 'dist/cli.js', 'spool', 'drain', '--dir']);
+      // Same directory and Kafka as the pods.
+      const tapiPod = set.spec.template.spec;
+      expect(args[5]).toBe(envOf(tapiPod, 'SPOOL_DIR'));
+      expect(envOf(pod, 'SPOOL_DIR')).toBe(envOf(tapiPod, 'SPOOL_DIR'));
+      expect(envOf(pod, 'KAFKA_BROKERS')).toBe(envOf(tapiPod, 'KAFKA_BROKERS'));
+      expect(envOf(pod, 'KAFKA_SECONDARY_BROKERS')).toBe(envOf(tapiPod, 'KAFKA_SECONDARY_BROKERS'));
+      expect(pod.containers[0].volumeMounts).toEqual(tapiPod.containers[0].volumeMounts!.filter((v) => v.name === 'spool'));
     }
   });
 });

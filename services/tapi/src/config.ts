@@ -54,3 +54,7 @@ export const tapiEnv = z.object({
 });
 
 export type TapiConfig = z.infer<typeof tapiEnv>;
+
+/** The spool commands (cli.ts) open the same Kafka clusters, spool and suppression set, without the HTTP side. */
+export const pipelineEnv = tapiEnv.omit({ CDP_WORKSPACE_FILE: true });
+export type PipelineConfig = z.infer<typeof pipelineEnv>;

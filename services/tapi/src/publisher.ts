@@ -220,13 +220,18 @@ export class Publisher {
     if (this.secondary) activeCluster.labels('secondary').set(this.active === this.secondary ? 1 : 0);
   }
 
+  /** One connect attempt for each cluster not connected (failures are logged at debug). */
+  async connect(): Promise<void> {
+    for (const c of [this.primary, this.secondary]) {
+      if (c && !c.sender.isConnected) {
+        await c.sender.ensureConnected().catch((error) => this.options.logger.debug({ ...errorFields(error), cluster: c.name }, 'kafka connect failed'));
+      }
+    }
+  }
+
   private async connectLoop(): Promise<void> {
     while (this.running) {
-      for (const c of [this.primary, this.secondary]) {
-        if (c && !c.sender.isConnected) {
-          await c.sender.ensureConnected().catch((error) => this.options.logger.debug({ ...errorFields(error), cluster: c.name }, 'kafka connect failed'));
-        }
-      }
+      await this.connect();
       await sleep(this.options.probeIntervalMs);
     }
   }

@@ -1,76 +1,45 @@
-import os from 'node:os';
 import { startOpsServer, listen, type OpsServer, type RunningServer } from '@cdp/http';
-import { createKafka, ensureTopics, topicNames, topicSpecs } from '@cdp/kafka';
-import { errorFields, type Logger } from '@cdp/log';
+import { topicNames } from '@cdp/kafka';
+import type { Logger } from '@cdp/log';
 import { WorkspaceStore } from '@cdp/workspace';
 import type { TapiConfig } from './config';
-import { KafkaCluster } from './kafka-cluster';
-import { Publisher } from './publisher';
+import { Pipeline } from './pipeline';
 import { RateLimiter } from './rate-limit';
 import { watchRuntimeConfig } from './runtime-config';
 import { buildApp } from './server';
-import { Spool } from './spool';
-import { SuppressionFollower } from './suppression';
 
 /**
- * Everything tapi runs, built from its config: workspace store → Kafka clusters → spool →
- * publisher → suppression follower → public and ops servers. main.ts adds signals and exit;
- * integration tests start it in-process.
+ * Everything tapi runs, built from its config: workspace store → the pipeline (Kafka clusters,
+ * spool, publisher, suppression follower) → public and ops servers. main.ts adds signals and
+ * exit; integration tests start it in-process.
  */
 export class TapiService {
   private constructor(
     readonly config: TapiConfig,
     readonly logger: Logger,
     readonly store: WorkspaceStore,
-    readonly primary: KafkaCluster,
-    readonly secondary: KafkaCluster | undefined,
-    readonly spool: Spool,
-    readonly publisher: Publisher,
-    readonly suppression: SuppressionFollower | undefined,
+    readonly pipeline: Pipeline,
     readonly server: RunningServer,
     readonly ops: OpsServer,
     private readonly stopRuntimeWatch: () => void,
   ) {}
 
+  get spool() {
+    return this.pipeline.spool;
+  }
+
+  get publisher() {
+    return this.pipeline.publisher;
+  }
+
+  get suppression() {
+    return this.pipeline.suppression;
+  }
+
   static async start(config: TapiConfig, logger: Logger): Promise<TapiService> {
-    const topics = topicNames(config.CDP_TOPIC_PREFIX);
     const store = WorkspaceStore.open({ file: config.CDP_WORKSPACE_FILE, pollIntervalMs: config.WORKSPACE_POLL_INTERVAL_MS, logger });
-    const clientId = `tapi-${os.hostname()}-${process.pid}`;
-    const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId, logger });
-    if (config.KAFKA_ENSURE_TOPICS) await ensureAllTopics(kafka, config, logger);
-    const primary = new KafkaCluster(kafka, topics.ingest, logger.child({ cluster: 'primary' }), config.PUBLISH_TIMEOUT_MS, config.KAFKA_PRODUCERS);
-    let secondary: KafkaCluster | undefined;
-    if (config.KAFKA_SECONDARY_BROKERS) {
-      const kafka2 = createKafka({ brokers: config.KAFKA_SECONDARY_BROKERS, clientId, logger });
-      if (config.KAFKA_ENSURE_TOPICS) await ensureAllTopics(kafka2, config, logger);
-      secondary = new KafkaCluster(kafka2, topics.ingest, logger.child({ cluster: 'secondary' }), config.PUBLISH_TIMEOUT_MS, config.KAFKA_PRODUCERS);
-    }
-    // A broker down at start must not stop tapi: wait a little for the connection, then serve
-    // anyway (events go to the spool) while the publisher keeps connecting in the background.
-    const connected = Promise.all(
-      [primary, secondary].map((c) => c?.ensureConnected().catch((error) => logger.warn(errorFields(error), 'kafka not reachable at start'))),
-    );
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([connected, new Promise<void>((r) => (timer = setTimeout(r, config.PUBLISH_TIMEOUT_MS * 2)))]);
-    clearTimeout(timer);
-    const spool = await Spool.open({ dir: config.SPOOL_DIR, maxBytes: config.SPOOL_MAX_BYTES, minFreeBytes: config.SPOOL_MIN_FREE_BYTES, logger });
-    const suppression = config.SUPPRESSION_ENABLED ? new SuppressionFollower(kafka, topics.regulations, logger.child({ component: 'suppression' })) : undefined;
-    const publisher = new Publisher({
-      topic: topics.ingest,
-      primary,
-      secondary,
-      spool,
-      logger,
-      publishTimeoutMs: config.PUBLISH_TIMEOUT_MS,
-      probeIntervalMs: config.KAFKA_PROBE_INTERVAL_MS,
-      failoverErrorThreshold: config.FAILOVER_ERROR_THRESHOLD,
-      failoverLatencyMs: config.FAILOVER_LATENCY_MS,
-      failbackProbeIntervalMs: config.FAILBACK_PROBE_INTERVAL_MS,
-      drainBatchMessages: config.SPOOL_DRAIN_BATCH_MESSAGES,
-      // Until the suppression set is rebuilt, events wait in the spool and are filtered when drained.
-      kafkaAllowed: suppression ? () => suppression.ready : undefined,
-      keepOnDrain: suppression ? (r) => !(r.space && r.user && suppression.set.has(r.space, r.user)) : undefined,
-    });
+    const pipeline = await Pipeline.open(config, logger);
+    const { spool, publisher, suppression } = pipeline;
     const stopRuntimeWatch = config.TAPI_RUNTIME_FILE
       ? watchRuntimeConfig(config.TAPI_RUNTIME_FILE, config.WORKSPACE_POLL_INTERVAL_MS, logger, (mode) => publisher.setForce(mode))
       : () => undefined;
@@ -105,8 +74,8 @@ export class TapiService {
       ],
     });
     const server = await listen(app, config.PORT, config.HOST);
-    logger.info({ port: server.port, opsPort: ops.port, topic: topics.ingest, secondary: Boolean(secondary) }, 'tapi started');
-    return new TapiService(config, logger, store, primary, secondary, spool, publisher, suppression, server, ops, stopRuntimeWatch);
+    logger.info({ port: server.port, opsPort: ops.port, topic: topicNames(config.CDP_TOPIC_PREFIX).ingest, secondary: Boolean(pipeline.secondary) }, 'tapi started');
+    return new TapiService(config, logger, store, pipeline, server, ops, stopRuntimeWatch);
   }
 
   get url(): string {
@@ -127,24 +96,8 @@ export class TapiService {
       const drained = await this.publisher.drainAll(drainMs);
       this.logger[drained ? 'info' : 'warn']({ left: this.spool.depth }, drained ? 'spool drained before exit' : 'spool not fully drained; kept for the next start');
     }
-    await this.suppression?.stop();
-    await this.primary.close();
-    await this.secondary?.close();
-    await this.spool.close();
+    await this.pipeline.close();
     this.store.close();
     await this.ops.close(1_000);
-  }
-}
-
-async function ensureAllTopics(kafka: ReturnType<typeof createKafka>, config: TapiConfig, logger: Logger): Promise<void> {
-  const admin = kafka.admin();
-  try {
-    await admin.connect();
-    const specs = topicSpecs({ prefix: config.CDP_TOPIC_PREFIX, replicationFactor: config.KAFKA_REPLICATION_FACTOR, defaultPartitions: config.KAFKA_TOPIC_PARTITIONS });
-    await ensureTopics(admin, Object.values(specs));
-  } catch (error) {
-    logger.warn(errorFields(error), 'cannot ensure topics (kafka unreachable?); continuing');
-  } finally {
-    await admin.disconnect().catch(() => undefined);
   }
 }

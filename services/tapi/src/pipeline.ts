@@ -1,0 +1,90 @@
+import os from 'node:os';
+import { createKafka, ensureTopics, topicNames, topicSpecs, type Kafka } from '@cdp/kafka';
+import { errorFields, type Logger } from '@cdp/log';
+import type { PipelineConfig } from './config';
+import { KafkaCluster } from './kafka-cluster';
+import { Publisher } from './publisher';
+import { Spool } from './spool';
+import { SuppressionFollower } from './suppression';
+
+/**
+ * The storage side of tapi, shared by the service and the `spool` commands (cli.ts): the Kafka
+ * clusters, the spool, the suppression set rebuilt from cdp.regulations, and the publisher that
+ * stores into them and drains the spool. Nothing here is started: the owner starts the
+ * publisher's loops and the suppression follower.
+ */
+export class Pipeline {
+  private constructor(
+    readonly kafka: Kafka,
+    readonly primary: KafkaCluster,
+    readonly secondary: KafkaCluster | undefined,
+    readonly spool: Spool,
+    readonly suppression: SuppressionFollower | undefined,
+    readonly publisher: Publisher,
+  ) {}
+
+  static async open(config: PipelineConfig, logger: Logger): Promise<Pipeline> {
+    const topics = topicNames(config.CDP_TOPIC_PREFIX);
+    const clientId = `tapi-${os.hostname()}-${process.pid}`;
+    const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId, logger });
+    if (config.KAFKA_ENSURE_TOPICS) await ensureAllTopics(kafka, config, logger);
+    const primary = new KafkaCluster(kafka, topics.ingest, logger.child({ cluster: 'primary' }), config.PUBLISH_TIMEOUT_MS, config.KAFKA_PRODUCERS);
+    let secondary: KafkaCluster | undefined;
+    if (config.KAFKA_SECONDARY_BROKERS) {
+      const kafka2 = createKafka({ brokers: config.KAFKA_SECONDARY_BROKERS, clientId, logger });
+      if (config.KAFKA_ENSURE_TOPICS) await ensureAllTopics(kafka2, config, logger);
+      secondary = new KafkaCluster(kafka2, topics.ingest, logger.child({ cluster: 'secondary' }), config.PUBLISH_TIMEOUT_MS, config.KAFKA_PRODUCERS);
+    }
+    // A broker down at start must not stop tapi: wait a little for the connection, then go on
+    // (events go to the spool) while the publisher keeps connecting in the background.
+    const connected = Promise.all(
+      [primary, secondary].map((c) => c?.ensureConnected().catch((error) => logger.warn(errorFields(error), 'kafka not reachable at start'))),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([connected, new Promise<void>((r) => (timer = setTimeout(r, config.PUBLISH_TIMEOUT_MS * 2)))]);
+    clearTimeout(timer);
+    const spool = await Spool.open({ dir: config.SPOOL_DIR, maxBytes: config.SPOOL_MAX_BYTES, minFreeBytes: config.SPOOL_MIN_FREE_BYTES, logger });
+    const suppression = config.SUPPRESSION_ENABLED ? new SuppressionFollower(kafka, topics.regulations, logger.child({ component: 'suppression' })) : undefined;
+    const publisher = new Publisher({
+      topic: topics.ingest,
+      primary,
+      secondary,
+      spool,
+      logger,
+      publishTimeoutMs: config.PUBLISH_TIMEOUT_MS,
+      probeIntervalMs: config.KAFKA_PROBE_INTERVAL_MS,
+      failoverErrorThreshold: config.FAILOVER_ERROR_THRESHOLD,
+      failoverLatencyMs: config.FAILOVER_LATENCY_MS,
+      failbackProbeIntervalMs: config.FAILBACK_PROBE_INTERVAL_MS,
+      drainBatchMessages: config.SPOOL_DRAIN_BATCH_MESSAGES,
+      // Until the suppression set is rebuilt, events wait in the spool and are filtered when drained.
+      kafkaAllowed: suppression ? () => suppression.ready : undefined,
+      keepOnDrain: suppression ? (r) => !(r.space && r.user && suppression.set.has(r.space, r.user)) : undefined,
+    });
+    return new Pipeline(kafka, primary, secondary, spool, suppression, publisher);
+  }
+
+  /**
+   * Closes the spool, then the Kafka clients (which may wait for connection attempts in
+   * progress); the publisher's loops must be stopped first.
+   */
+  async close(): Promise<void> {
+    await this.spool.close();
+    await this.suppression?.stop();
+    await this.primary.close();
+    await this.secondary?.close();
+  }
+}
+
+async function ensureAllTopics(kafka: Kafka, config: PipelineConfig, logger: Logger): Promise<void> {
+  const admin = kafka.admin();
+  try {
+    await admin.connect();
+    const specs = topicSpecs({ prefix: config.CDP_TOPIC_PREFIX, replicationFactor: config.KAFKA_REPLICATION_FACTOR, defaultPartitions: config.KAFKA_TOPIC_PARTITIONS });
+    await ensureTopics(admin, Object.values(specs));
+  } catch (error) {
+    logger.warn(errorFields(error), 'cannot ensure topics (kafka unreachable?); continuing');
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
