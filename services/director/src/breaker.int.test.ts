@@ -31,6 +31,7 @@ beforeAll(async () => {
   const ws = testWorkspace([
     { id: 'flap', url: `${sink.url}/flap`, maxConcurrency: 1 },
     { id: 'throttle', url: `${sink.url}/throttle`, maxConcurrency: 20 },
+    { id: 'wide', url: `${sink.url}/wide`, maxConcurrency: 10 },
   ]);
   database = (await env.provision('brk')).database;
   director = env.director(
@@ -70,5 +71,25 @@ describe('flow control', () => {
     const lowered = q()!.adaptive.value!;
     expect(lowered).toBeGreaterThan(0);
     await waitFor(async () => [...(await historyOf(env, database)).values()].filter((h) => h.messageId.startsWith('throttle-') && h.states.at(-1) === 'succeeded').length === 100, 30_000);
+  });
+
+  it('with concurrency above 1, late answers to calls sent before the circuit opened neither close nor reopen it', async () => {
+    // Five calls answered late with 200, sent before the circuit opens; every other call fails.
+    sink.route('/wide', (r) => ((JSON.parse(r.body) as { messageId: string }).messageId.startsWith('wide-slow') ? { status: 200, delayMs: 1_000 } : { status: 500, delayMs: 20 }));
+    const wide = () => sink.requests.filter((r) => r.path === '/wide');
+    const slow = () => wide().filter((r) => r.body.includes('wide-slow'));
+    const breaker = () => director.engine.scheduler.destinations.get('wide')?.breaker;
+    expect((await postJobs(director.url!, jobs(5, 'wide').map((j, i) => ({ ...j, messageId: `wide-slow-${i}`, payload: { ...j.payload, messageId: `wide-slow-${i}` } })))).status).toBe(200);
+    await waitFor(() => slow().length === 5, 10_000, 5);
+    expect((await postJobs(director.url!, jobs(60, 'wide'))).status).toBe(200);
+    await waitFor(() => breaker()?.state(Date.now()) === 'open', 10_000, 5);
+    expect(slow().every((r) => r.answeredAt === undefined)).toBe(true); // still in flight when it opened
+    await waitFor(() => slow().every((r) => r.answeredAt !== undefined), 10_000, 5);
+    const lastLate = Math.max(...slow().map((r) => r.answeredAt!));
+    // After the late successes only probes go, one at a time (a closed circuit would let ten go at once).
+    await waitFor(() => wide().filter((r) => r.at >= lastLate).length >= 2, 15_000);
+    const after = wide().filter((r) => r.at >= lastLate);
+    expect(after.map((r) => r.concurrent)).toEqual(after.map(() => 0));
+    expect(breaker()!.state(Date.now())).not.toBe('closed');
   });
 });

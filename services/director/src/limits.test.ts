@@ -29,32 +29,56 @@ describe('TokenBucket', () => {
 
 describe('CircuitBreaker', () => {
   const settings = { failureThreshold: 3, openMs: 1_000, maxOpenMs: 8_000 };
+  /** Starts request `id` if the breaker allows it now. */
+  function tryStart(b: CircuitBreaker, id: string, now: number): boolean {
+    if (!b.allows(now)) return false;
+    b.start(id, now);
+    return true;
+  }
   it('opens after consecutive failures, probes one at a time when half-open, closes on success', () => {
     const b = new CircuitBreaker(settings);
     for (let i = 0; i < 3; i++) {
-      expect(b.tryStart(0)).toBe(true);
-      b.record(false, 0);
+      expect(tryStart(b, `f${i}`, 0)).toBe(true);
+      b.record(`f${i}`, false, 0);
     }
     expect(b.state(10)).toBe('open');
-    expect(b.tryStart(500)).toBe(false);
+    expect(tryStart(b, 'x', 500)).toBe(false);
     expect(b.state(1_000)).toBe('half_open');
-    expect(b.tryStart(1_000)).toBe(true);
-    expect(b.tryStart(1_000)).toBe(false); // one probe at a time
-    b.record(false, 1_000); // failed probe: open twice as long
-    expect(b.tryStart(2_500)).toBe(false);
-    expect(b.tryStart(3_000)).toBe(true);
-    b.record(true, 3_000);
+    expect(tryStart(b, 'p1', 1_000)).toBe(true);
+    expect(tryStart(b, 'y', 1_000)).toBe(false); // one probe at a time
+    b.record('p1', false, 1_000); // failed probe: open twice as long
+    expect(tryStart(b, 'y', 2_500)).toBe(false);
+    expect(tryStart(b, 'p2', 3_000)).toBe(true);
+    b.record('p2', true, 3_000);
     expect(b.state(3_000)).toBe('closed');
-    expect(b.tryStart(3_000)).toBe(true);
+    expect(tryStart(b, 'z', 3_000)).toBe(true);
   });
   it('a success resets the failure count', () => {
     const b = new CircuitBreaker(settings);
-    b.record(false, 0);
-    b.record(false, 0);
-    b.record(true, 0);
-    b.record(false, 0);
-    b.record(false, 0);
+    for (const [id, ok] of [['a', false], ['b', false], ['c', true], ['d', false], ['e', false]] as const) {
+      tryStart(b, id, 0);
+      b.record(id, ok, 0);
+    }
     expect(b.state(0)).toBe('closed');
+  });
+  it('late results of calls sent before it opened neither close it, reopen it, free the probe slot, nor count later', () => {
+    const b = new CircuitBreaker(settings);
+    for (const id of ['f0', 'f1', 'f2', 'late-ok', 'late-fail', 'late-fail2', 'late-fail3', 'late-fail4']) tryStart(b, id, 0);
+    for (const id of ['f0', 'f1', 'f2']) b.record(id, false, 0);
+    expect(b.state(0)).toBe('open');
+    b.record('late-ok', true, 10); // sent before the opening: not a probe
+    expect(b.state(10)).toBe('open');
+    expect(tryStart(b, 'probe', 1_000)).toBe(true);
+    b.record('late-fail', false, 1_010); // must not count as the probe's failure
+    expect(b.state(1_010)).toBe('half_open');
+    expect(tryStart(b, 'second', 1_010)).toBe(false); // the probe is still in flight
+    b.cancel('late-fail'); // and giving back another call's slot does not free the probe's
+    expect(tryStart(b, 'second', 1_010)).toBe(false);
+    b.record('probe', true, 1_020);
+    expect(b.state(1_020)).toBe('closed');
+    // Closed again: three late failures from before the opening do not reopen it.
+    for (const id of ['late-fail2', 'late-fail3', 'late-fail4']) b.record(id, false, 1_030);
+    expect(b.state(1_030)).toBe('closed');
   });
 });
 

@@ -81,14 +81,23 @@ export type BreakerState = 'closed' | 'open' | 'half_open';
 
 /**
  * Opens after `failureThreshold` consecutive failures; after the open period one probe at a
- * time is let through (half-open); a success closes it, a failure reopens it for longer.
+ * time is let through (half-open); the probe's success closes it, its failure reopens it for
+ * longer. Requests are tracked by id (a job has one call in flight at a time): with
+ * concurrency above 1, calls sent before the circuit opened may answer while it is open or
+ * probing, or after a probe closed it; their results describe the endpoint before the opening
+ * and change nothing, so only the probe decides, and only calls sent since the last opening
+ * count towards the next one.
  */
 export class CircuitBreaker {
   private stateValue: BreakerState = 'closed';
   private failures = 0;
   private openUntil = 0;
   private openFor: number;
-  private probeInFlight = false;
+  /** Number of openings so far: the "epoch" a request was started in. */
+  private openings = 0;
+  /** Requests started and not finished, with the epoch they started in. */
+  private readonly started = new Map<string, number>();
+  private probe: string | undefined;
 
   constructor(private readonly settings: BreakerSettings) {
     this.openFor = settings.openMs;
@@ -99,13 +108,16 @@ export class CircuitBreaker {
     return this.stateValue;
   }
 
-  /** Whether a request may start now; in half-open, claims the single probe slot. */
-  tryStart(now: number): boolean {
+  /** Whether a request may start now (in half-open: no probe is in flight). */
+  allows(now: number): boolean {
     const s = this.state(now);
-    if (s === 'closed') return true;
-    if (s === 'open' || this.probeInFlight) return false;
-    this.probeInFlight = true;
-    return true;
+    return s === 'closed' || (s === 'half_open' && this.probe === undefined);
+  }
+
+  /** Records that request `id` started (allowed just before); in half-open it is the probe. */
+  start(id: string, now: number): void {
+    if (this.state(now) === 'half_open') this.probe = id;
+    this.started.set(id, this.openings);
   }
 
   /** When a request could start next (for timers). */
@@ -113,35 +125,45 @@ export class CircuitBreaker {
     return this.state(now) === 'open' ? this.openUntil : now;
   }
 
-  /** Gives back a probe slot claimed by tryStart when nothing was started after all. */
-  cancel(): void {
-    this.probeInFlight = false;
+  /** Forgets request `id`, started but never sent (a probe slot is given back). */
+  cancel(id: string): void {
+    this.started.delete(id);
+    if (this.probe === id) this.probe = undefined;
   }
 
-  /** Records the outcome of a request started after tryStart. */
-  record(success: boolean, now: number): void {
-    const wasProbe = this.probeInFlight;
-    this.probeInFlight = false;
-    if (success) {
-      this.failures = 0;
-      if (this.stateValue !== 'closed') {
-        this.stateValue = 'closed';
-        this.openFor = this.settings.openMs;
+  /** Records the outcome of request `id`. */
+  record(id: string, success: boolean, now: number): void {
+    const epoch = this.started.get(id);
+    this.started.delete(id);
+    if (id === this.probe) {
+      this.probe = undefined;
+      if (success) this.close();
+      else {
+        this.openFor = Math.min(this.settings.maxOpenMs, this.openFor * 2);
+        this.open(now);
       }
       return;
     }
-    this.failures += 1;
-    if (this.stateValue === 'half_open' && wasProbe) {
-      this.openFor = Math.min(this.settings.maxOpenMs, this.openFor * 2);
-      this.open(now);
-    } else if (this.stateValue === 'closed' && this.failures >= this.settings.failureThreshold) {
+    // Sent before the last opening (or never started here): says nothing about the endpoint now.
+    if (epoch !== this.openings || this.stateValue !== 'closed') return;
+    if (success) {
+      this.failures = 0;
+    } else if (++this.failures >= this.settings.failureThreshold) {
       this.open(now);
     }
+  }
+
+  private close(): void {
+    this.stateValue = 'closed';
+    this.failures = 0;
+    this.openFor = this.settings.openMs;
   }
 
   private open(now: number): void {
     this.stateValue = 'open';
     this.openUntil = now + this.openFor;
+    this.openings += 1;
+    this.failures = 0;
   }
 }
 

@@ -367,13 +367,11 @@ export class Scheduler {
     if (q.inFlight >= q.policy.maxConcurrency) return undefined;
     q.bucket.setRate(q.effectiveRate(), now);
     if (q.bucket.nextAt(now, q.tokenReserve()) > now) return undefined;
-    // Breaker last: in half-open it claims the single probe slot.
-    if (!q.breaker.tryStart(now)) return undefined;
+    if (!q.breaker.allows(now)) return undefined;
     const picked = q.take();
-    if (!picked) {
-      q.breaker.cancel();
-      return undefined;
-    }
+    if (!picked) return undefined;
+    // In half-open this call is the probe.
+    q.breaker.start(picked.job.id, now);
     this.takeSlot(q, picked.retry, now);
     return picked;
   }
@@ -398,7 +396,8 @@ export class Scheduler {
     if (q.policy.paused || !q.wouldPickNext(job.sourceId) || q.inFlight >= q.policy.maxConcurrency) return false;
     q.bucket.setRate(q.effectiveRate(), now);
     if (q.bucket.nextAt(now, 0) > now) return false;
-    if (!q.breaker.tryStart(now)) return false;
+    if (!q.breaker.allows(now)) return false;
+    q.breaker.start(job.id, now);
     this.takeSlot(q, false, now);
     return true;
   }
@@ -410,7 +409,7 @@ export class Scheduler {
     if (retry) q.retriesInFlight -= 1;
     this.inFlight -= 1;
     // A 4xx answer shows the endpoint is up: it counts as a success for the breaker.
-    q.breaker.record(outcome !== 'failure', now);
+    q.breaker.record(job.id, outcome !== 'failure', now);
     if (outcome === 'throttled') q.adaptive.onThrottled(q.meter.perSecond(now), now);
     else if (outcome === 'success') q.adaptive.onSuccess(q.policy.rateOverride ?? q.policy.maxRatePerSecond, q.meter.perSecond(now), now);
   }
@@ -422,7 +421,7 @@ export class Scheduler {
     if (retry) q.retriesInFlight -= 1;
     this.inFlight -= 1;
     // Nothing was sent: the breaker learns nothing, but a claimed probe slot is given back.
-    q.breaker.cancel();
+    q.breaker.cancel(job.id);
   }
 
   /** Earliest time something might become startable (retry due, token, breaker); undefined if nothing waits. */

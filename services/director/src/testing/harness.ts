@@ -22,6 +22,10 @@ export interface SinkRequest {
   at: number;
   /** Set when the client closed the connection before this request was answered. */
   closedUnanswered?: boolean;
+  /** Other requests to the same path that had arrived and were not answered yet when this one arrived. */
+  concurrent: number;
+  /** When its answer was sent (Date.now() of the sink, like `at`). */
+  answeredAt?: number;
 }
 
 export interface SinkAnswer {
@@ -38,6 +42,7 @@ export type SinkHandler = (req: SinkRequest, count: number) => SinkAnswer | 'han
 export class Sink {
   readonly requests: SinkRequest[] = [];
   private readonly counts = new Map<string, number>();
+  private readonly unanswered = new Map<string, number>();
   private readonly handlers = new Map<string, SinkHandler>();
   private server!: http.Server;
   url = '';
@@ -52,12 +57,16 @@ export class Sink {
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         const path = (req.url ?? '/').split('?')[0];
-        const entry: SinkRequest = { path, method: req.method ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), at: Date.now() };
+        const concurrent = this.unanswered.get(path) ?? 0;
+        const entry: SinkRequest = { path, method: req.method ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), at: Date.now(), concurrent };
         this.requests.push(entry);
         const n = (this.counts.get(path) ?? 0) + 1;
         this.counts.set(path, n);
+        this.unanswered.set(path, concurrent + 1);
         res.on('close', () => {
-          if (!res.writableEnded) entry.closedUnanswered = true;
+          if (res.writableEnded) return;
+          entry.closedUnanswered = true;
+          this.unanswered.set(path, (this.unanswered.get(path) ?? 1) - 1);
         });
         const handler: SinkHandler = this.handlers.get(path) ?? (() => ({ status: 200 }));
         const answer = handler(entry, n);
@@ -67,6 +76,8 @@ export class Sink {
           return;
         }
         const send = () => {
+          entry.answeredAt = Date.now();
+          this.unanswered.set(path, (this.unanswered.get(path) ?? 1) - 1);
           res.writeHead(answer.status, answer.headers ?? {});
           res.end(answer.body ?? '');
         };
