@@ -16,19 +16,27 @@ export interface TailReadResult {
   records: number;
 }
 
+/** Bounds what one repair holds from a fetch (kafkajs defaults: 10 MiB, 1 MiB per partition). */
+const FETCH_MAX_BYTES = 4 * 1024 * 1024;
+const FETCH_MAX_BYTES_PER_PARTITION = 1024 * 1024;
+
 /**
  * Reads committed records of one output partition from `fromOffset` up to its last stable
- * offset at call time (read_committed: records of aborted or open transactions are skipped).
+ * offset at call time (read_committed: records of aborted or open transactions are skipped),
+ * handing them to `onBatch` one fetched batch at a time, in offset order. An error thrown by
+ * `onBatch` stops the read and is rethrown (what it already handled stays handled).
  *
  * kafkajs has no manual partition assignment, so this uses a throwaway consumer group that
  * seeks the one partition it wants and pauses the others; the group is deleted afterwards.
+ * Each batch's offsets are resolved explicitly, so the next fetch starts after it (without
+ * that, kafkajs fetches the same first batch again and again).
  */
 export async function readOutputTail(
   kafka: Kafka,
   topic: string,
   partition: number,
   fromOffset: number,
-  onRecord: (record: OutputRecord) => Promise<void> | void,
+  onBatch: (records: OutputRecord[]) => Promise<void>,
   logger: Logger,
 ): Promise<TailReadResult> {
   const admin = kafka.admin();
@@ -43,7 +51,14 @@ export async function readOutputTail(
     const result: TailReadResult = { lastInOffset: -1, records: 0 };
     if (start >= end) return result;
 
-    const consumer = kafka.consumer({ groupId, allowAutoTopicCreation: false, sessionTimeout: 10_000, heartbeatInterval: 1_000 });
+    const consumer = kafka.consumer({
+      groupId,
+      allowAutoTopicCreation: false,
+      sessionTimeout: 10_000,
+      heartbeatInterval: 1_000,
+      maxBytes: FETCH_MAX_BYTES,
+      maxBytesPerPartition: FETCH_MAX_BYTES_PER_PARTITION,
+    });
     let position = start - 1;
     let failure: unknown;
     let finish!: () => void;
@@ -57,7 +72,7 @@ export async function readOutputTail(
       if (e.payload.partition === partition) advance(Number(e.payload.lastOffset));
     });
     consumer.on(consumer.events.CRASH, (e) => {
-      failure = e.payload.error;
+      failure ??= e.payload.error;
       finish();
     });
     await consumer.connect();
@@ -65,27 +80,40 @@ export async function readOutputTail(
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      eachBatch: async ({ batch, pause }) => {
+      eachBatch: async ({ batch, pause, resolveOffset, heartbeat, isRunning, isStale }) => {
         if (batch.partition !== partition) {
           pause();
           return;
         }
+        if (failure !== undefined || !isRunning() || isStale()) return;
+        const records: OutputRecord[] = [];
         for (const m of batch.messages) {
           const offset = Number(m.offset);
           if (offset < start || offset >= end) continue;
           const headers = decodeHeaders(m.headers);
           const inOffset = Number(headers[HEADER_IN_OFFSET] ?? -1);
           if (inOffset > result.lastInOffset) result.lastInOffset = inOffset;
-          result.records++;
-          await onRecord({ offset, key: m.key?.toString('utf8') ?? '', value: m.value, headers });
+          records.push({ offset, key: m.key?.toString('utf8') ?? '', value: m.value, headers });
         }
+        try {
+          if (records.length > 0) await onBatch(records);
+        } catch (error) {
+          failure = error;
+          finish();
+          return;
+        }
+        result.records += records.length;
+        const last = batch.messages[batch.messages.length - 1];
+        // Also resolves a trailing control record (kafkajs maps the last message to the batch end).
+        if (last) resolveOffset(last.offset);
         advance(Number(batch.lastOffset()));
+        await heartbeat().catch(() => undefined);
       },
     });
     consumer.seek({ topic, partition, offset: String(start) });
     await done;
     await consumer.disconnect();
-    if (failure) throw failure;
+    if (failure !== undefined) throw failure;
     logger.debug({ topic, partition, start, end, records: result.records }, 'output tail read');
     return result;
   } finally {

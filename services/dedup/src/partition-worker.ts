@@ -82,6 +82,30 @@ function boundedDeadLetter(record: OutboundMessage, limitBytes: number): Outboun
   return { ...record, value: null, headers };
 }
 
+/** The consumer group moved on (rebalance, expired membership): kafkajs must rejoin. */
+export function isGroupMembershipError(error: unknown): boolean {
+  for (let e: unknown = error; e; e = (e as { cause?: unknown }).cause) {
+    const { type, name } = e as { type?: string; name?: string };
+    if (GROUP_ERRORS.has(type ?? '') || name === 'KafkaJSRebalanceError') return true;
+  }
+  return false;
+}
+
+const GROUP_ERRORS = new Set(['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID', 'NOT_COORDINATOR_FOR_GROUP', 'FENCED_INSTANCE_ID']);
+
+/**
+ * Heartbeats the main group during long work. A membership error is thrown (the work stops so
+ * the consumer can rejoin in time instead of losing the partition); others (a broker briefly
+ * unreachable) do not stop the work.
+ */
+export async function keepMembership(heartbeat: () => Promise<void>): Promise<void> {
+  try {
+    await heartbeat();
+  } catch (error) {
+    if (isGroupMembershipError(error)) throw error;
+  }
+}
+
 export function crashPoint(config: DedupConfig, point: DedupConfig['DEDUP_FAULT_POINT'], startedAt: number): void {
   if (config.DEDUP_FAULT_POINT !== point || Date.now() - startedAt < config.DEDUP_FAULT_AFTER_MS) return;
   if (Math.random() < config.DEDUP_FAULT_PROBABILITY) process.kill(process.pid, 'SIGKILL');
@@ -161,31 +185,26 @@ export class PartitionWorker {
       await fence.abort();
 
       const store = this.store;
-      const pending: Array<{ key: string; receivedAtMs: number }> = [];
-      let lastOffset = store.outputOffset;
-      const flush = async () => {
-        if (pending.length === 0) return;
-        await store.record(pending.splice(0), lastOffset);
-      };
       const tail = await readOutputTail(
         this.kafka,
         this.topics.output,
         p,
         store.outputOffset + 1,
-        async (record) => {
-          crashPoint(this.config, 'during-repair', this.startedAt);
-          lastOffset = record.offset;
-          if (Number(record.headers[HEADER_IN_PARTITION] ?? p) !== p) return;
-          pending.push({ key: record.key, receivedAtMs: readReceivedAt(record.value) });
-          m.repairedKeys.inc();
-          if (pending.length >= 1_000) {
-            await flush();
-            await heartbeat();
+        async (records) => {
+          const keys: Array<{ key: string; receivedAtMs: number }> = [];
+          for (const record of records) {
+            crashPoint(this.config, 'during-repair', this.startedAt);
+            if (Number(record.headers[HEADER_IN_PARTITION] ?? p) !== p) continue;
+            keys.push({ key: record.key, receivedAtMs: readReceivedAt(record.value) });
           }
+          // One batch per fetch: the store's checkpoint moves with it, so a repair cut short
+          // (rebalance, crash) resumes from here.
+          await store.record(keys, records[records.length - 1].offset);
+          m.repairedKeys.inc(keys.length);
+          await keepMembership(heartbeat);
         },
         this.logger,
       );
-      await flush();
       this.resumeFrom = tail.lastInOffset + 1;
       m.storeKeys.labels(String(p)).set(store.size);
       m.bloomBytes.labels(String(p)).set(store.bloomBytes);

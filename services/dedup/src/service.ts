@@ -3,7 +3,7 @@ import { ensureTopics, toInbound, topicNames, topicSpecs } from '@cdp/kafka';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge } from '@cdp/metrics';
 import type { DedupConfig } from './config';
-import { FencedError, PartitionWorker, type WorkerTopics } from './partition-worker';
+import { FencedError, isGroupMembershipError, keepMembership, PartitionWorker, type WorkerTopics } from './partition-worker';
 
 const rebalances = counter({ name: 'cdp_dedup_rebalances_total', help: 'Group joins (after a rebalance) of this process' });
 const ownedPartitions = gauge({ name: 'cdp_dedup_owned_partitions', help: 'Input partitions this process owns' });
@@ -137,13 +137,16 @@ export class DedupService {
         const result = await worker.process(messages);
         resolveOffset(result.lastOffset);
         lag.labels(String(batch.partition)).set(Math.max(0, Number(batch.highWatermark) - Number(result.lastOffset) - 1));
-        await heartbeat();
-        return;
       } catch (error) {
         // Whatever failed (transaction, store write, takeover), the retry starts from a fresh
         // takeover: fence again and repair the store from the output, so a chunk whose
         // transaction did commit is never published twice.
         if (worker) await this.discard(worker);
+        if (isGroupMembershipError(error)) {
+          // The group is rebalancing (seen by a heartbeat during a repair): kafkajs rejoins when
+          // eachBatch throws it; retrying here would only keep this member out of the group.
+          throw error;
+        }
         if (error instanceof FencedError) {
           // Another process owns this partition now; the rebalance will tell us.
           this.logger.warn({ partition: batch.partition }, error.message);
@@ -153,8 +156,12 @@ export class DedupService {
         this.logger.warn({ ...errorFields(error), partition: batch.partition, retryInMs: delay }, 'chunk failed; retrying');
         await sleep(delay);
         delay = Math.min(delay * 2, 10_000);
-        await heartbeat().catch(() => undefined);
+        await keepMembership(heartbeat);
+        continue;
       }
+      // Outside the retry: the chunk is committed; a rebalance seen here is kafkajs's to handle.
+      await keepMembership(heartbeat);
+      return;
     }
   }
 
