@@ -1,7 +1,7 @@
 import type { RowDataPacket } from 'mysql2';
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { createConsulClient } from '@cdp/consul-lock';
-import { mysqlUrl, rowChangingStatements, statementsAgainst, testDatabaseName } from '@cdp/testkit';
+import { mysqlUrl, rowChangingStatements, statementsAgainst, testDatabaseName, waitFor } from '@cdp/testkit';
 import {
   FencedError,
   JobDb,
@@ -164,21 +164,40 @@ describe('JobDB provisioning and writes', () => {
 
   it('a lease taken while a fenced write is open waits for it, then fences later writes', async () => {
     const a = await db.takeLease({ lockIndex: 7, holder: 'a', sessionId: 's7' });
-    // A write transaction that stays open for a second (its last statement sleeps before COMMIT).
-    const slowWrite = db.fencedWrite(a, [
-      { sql: 'INSERT INTO jobdb_meta (schema_version, jobdb_id, created_at) VALUES (0, ?, NOW(3))', values: ['probe'] },
-      { sql: 'DO SLEEP(1)', values: [] },
-    ]);
-    await new Promise((r) => setTimeout(r, 100));
-    let taken = false;
+    // The write transaction stays open until the test lets it go: its last statement waits for
+    // a named lock the test holds on another connection.
+    const gate = `gate_${database}`;
+    const holder = await db.pool.getConnection();
+    await holder.query('SELECT GET_LOCK(?, 0)', [gate]);
+    const finished: string[] = [];
+    const slowWrite = db
+      .fencedWrite(a, [
+        { sql: 'INSERT INTO jobdb_meta (schema_version, jobdb_id, created_at) VALUES (0, ?, NOW(3))', values: ['probe'] },
+        { sql: 'DO GET_LOCK(?, 60)', values: [gate] },
+      ])
+      .then(() => finished.push('write'));
+    /** Server-side state of this JobDB's connections: what they wait for. */
+    const waiting = async (sql: string) => {
+      const [rows] = await db.pool.query<RowDataPacket[]>(sql, [database]);
+      return Number(rows[0].n) > 0;
+    };
+    // The write holds its shared lease lock and waits at the gate.
+    await waitFor(() => waiting("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ? AND STATE = 'User lock'"));
     const b = db.takeLease({ lockIndex: 8, holder: 'b', sessionId: 's8' }).then((id) => {
-      taken = true;
+      finished.push('lease');
       return id;
     });
-    await new Promise((r) => setTimeout(r, 200));
-    expect(taken).toBe(false); // blocked behind the in-flight write of the old lease
-    await slowWrite;
-    await b;
+    // The new lease's exclusive lock waits for the write's shared one (an InnoDB lock wait).
+    await waitFor(() =>
+      waiting(
+        "SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id WHERE p.DB = ? AND t.trx_state = 'LOCK WAIT' AND t.trx_query LIKE '%FOR UPDATE%'",
+      ),
+    );
+    expect(finished).toEqual([]);
+    await holder.query('SELECT RELEASE_LOCK(?)', [gate]);
+    holder.release();
+    await Promise.all([slowWrite, b]);
+    expect(finished).toEqual(['write', 'lease']); // the lease committed only after the write
     await expect(db.insertJobs(a, [job(20)])).rejects.toBeInstanceOf(FencedError);
   });
 });

@@ -22,3 +22,4 @@ export { startS3Proxy, localS3ClientConfig, S3_TEST_BUCKET } from './s3proxy';
 export { helm } from './helm';
 export { startServiceProcess, waitServiceReady, type ServiceProcess } from './service-process';
 export { percentile } from './stats';
+export { waitFor } from './wait-for';

@@ -8,7 +8,7 @@ import mysql from 'mysql2/promise';
 import { createConsulClient } from '@cdp/consul-lock';
 import { createJobDbDatabase, dropJobDb, registerJobDb, type JobDbRecord } from '@cdp/jobdb';
 import { createLogger } from '@cdp/log';
-import { mysqlUrl, REPO_ROOT, testDatabaseName } from '@cdp/testkit';
+import { mysqlUrl, REPO_ROOT, testDatabaseName, waitFor } from '@cdp/testkit';
 import { parseWorkspace, type Workspace } from '@cdp/workspace';
 import { Director, type DirectorDeps, type DirectorSettings } from '../service';
 import type { UndeliveredPublisher } from '../undelivered';
@@ -277,14 +277,7 @@ export class TestEnv {
   }
 }
 
-export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 20_000, stepMs = 50): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-}
+export { waitFor };
 
 export async function postJobs(url: string, jobs: unknown[]): Promise<{ status: number; body: unknown }> {
   const res = await fetch(`${url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jobs }) });
