@@ -16,7 +16,7 @@ export { currentRunId, newRunId, runAgeMs, testDatabaseName, testTopicPrefix, un
 export { startInfra, stopInfra, type InfraState } from './infra';
 export { resolveJars } from './maven';
 export { REPO_ROOT } from './paths';
-export { cpuSeconds, rssBytes, sampleRss } from './proc-stats';
+export { cpuSeconds, peakRssBytes, rssBytes, sampleRss } from './proc-stats';
 export { startDynamoDbLocal, LOCAL_AWS_ENV } from './dynamodb-local';
 export { startS3Proxy, localS3ClientConfig, S3_TEST_BUCKET } from './s3proxy';
 export { helm } from './helm';

@@ -7,6 +7,13 @@ export function rssBytes(pid: number): number {
   return kb ? Number(kb) * 1024 : 0;
 }
 
+/** The highest resident set size a process reached since it started (VmHWM, Linux), in bytes. */
+export function peakRssBytes(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = /VmHWM:\s+(\d+) kB/.exec(status)?.[1];
+  return kb ? Number(kb) * 1024 : 0;
+}
+
 /** CPU seconds (user + system) a process used so far, from /proc (Linux). */
 export function cpuSeconds(pid: number): number {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');

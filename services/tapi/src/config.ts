@@ -39,6 +39,11 @@ export const tapiEnv = z.object({
   MAX_BATCH_EVENTS: positiveInt(2_500),
   /** Cap on compressed request bodies; inflated bodies are capped by MAX_BATCH_BYTES. */
   MAX_COMPRESSED_BYTES: positiveInt(500 * KB),
+  /**
+   * Cap on what one request's events add up to once batch-level context/integrations are merged
+   * into each (400 expanded_too_large past it): a small body cannot cost more than this.
+   */
+  TAPI_MAX_EXPANDED_BYTES: positiveInt(4 * MB),
   /** Failover: switch to the secondary after this many consecutive primary failures… */
   FAILOVER_ERROR_THRESHOLD: positiveInt(3),
   /** …or when the primary's recent p90 publish latency exceeds this. */

@@ -5,7 +5,7 @@ import type { Logger } from '@cdp/log';
 import type { Source, Workspace } from '@cdp/workspace';
 import { resolveWriteKey } from './ingest/auth';
 import { BadRequest, decodeBody, mayHoldLoneSurrogates, parseJsonBody, readRawBody } from './ingest/body';
-import { decodePixelData, extractEvents, prepareEvent, type DropReason, type Endpoint } from './ingest/normalize';
+import { decodePixelData, ENVELOPE_ALLOWANCE_BYTES, ExpansionBudget, extractEvents, prepareEvent, type DropReason, type Endpoint } from './ingest/normalize';
 import { bytesIn, eventsAccepted, eventsDropped, requestsRejected, requestsTotal } from './metrics';
 import type { StoredIn } from './publisher';
 import type { RateLimiter } from './rate-limit';
@@ -16,6 +16,8 @@ export interface IngestLimits {
   maxBatchBytes: number;
   maxBatchEvents: number;
   maxCompressedBytes: number;
+  /** Cap on the bytes a request's events expand into once batch-level fields are merged. */
+  maxExpandedBytes: number;
 }
 
 export interface TapiAppOptions {
@@ -122,6 +124,9 @@ export function buildApp(options: TapiAppOptions): RequestListener {
     const ip = clientIp(req, options.trustProxy);
     const records: SpoolRecord[] = [];
     const clock = requestClock(receivedAt, extracted.shared.sentAt);
+    const budget = new ExpansionBudget(limits.maxExpandedBytes);
+    let fitting = 0;
+    let tooLarge = 0;
     for (const item of extracted.items) {
       const prepared = prepareEvent(item, {
         sourceId: source.id,
@@ -130,16 +135,24 @@ export function buildApp(options: TapiAppOptions): RequestListener {
         impliedType: endpoint.kind === 'single' ? endpoint.type : undefined,
         shared: extracted.shared,
         loneSurrogates,
+        maxEnvelopeBytes: limits.maxEventBytes + ENVELOPE_ALLOWANCE_BYTES,
+        budget,
       });
       if (!prepared.ok) {
+        if (prepared.reason === 'event_too_large') tooLarge++;
         drop(prepared.reason, 1, { sourceId: source.id, detail: prepared.detail?.slice(0, 200) });
         continue;
       }
+      fitting++;
       if (prepared.userId !== undefined && options.isSuppressed?.(source.spaceId, prepared.userId)) {
         drop('suppressed', 1, { sourceId: source.id });
         continue;
       }
       records.push({ key: prepared.key, value: prepared.value, space: source.spaceId, user: prepared.userId });
+    }
+    // Segment's rule: an oversize event fails the request, unless others of the batch are kept.
+    if (tooLarge > 0 && fitting === 0) {
+      throw new BadRequest('event_too_large', `no event fits in ${limits.maxEventBytes} bytes once the batch's context is merged into it`);
     }
     if (records.length === 0) return;
     const stored = await options.publish(records);

@@ -59,6 +59,7 @@ export class TapiService {
         maxBatchBytes: config.MAX_BATCH_BYTES,
         maxBatchEvents: config.MAX_BATCH_EVENTS,
         maxCompressedBytes: config.MAX_COMPRESSED_BYTES,
+        maxExpandedBytes: config.TAPI_MAX_EXPANDED_BYTES,
       },
       trustProxy: config.TRUST_PROXY,
       publicHost: config.TAPI_PUBLIC_HOST,

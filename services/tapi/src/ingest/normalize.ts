@@ -22,7 +22,8 @@ export type DropReason =
   | 'source_disabled'
   | 'batch_overflow'
   | 'suppressed'
-  | 'invalid_id';
+  | 'invalid_id'
+  | 'event_too_large';
 
 export const DROP_REASONS: readonly DropReason[] = [
   ...INVALID_REASONS,
@@ -33,6 +34,7 @@ export const DROP_REASONS: readonly DropReason[] = [
   'batch_overflow',
   'suppressed',
   'invalid_id',
+  'event_too_large',
 ];
 
 export type Endpoint = { kind: 'single'; type: MessageType } | { kind: 'batch' };
@@ -42,6 +44,29 @@ export interface Limits {
   maxBatchEvents: number;
 }
 
+/**
+ * What enrichment may add to an event of MAX_EVENT_BYTES (receivedAt, timestamps, context.ip, a
+ * generated messageId, the envelope's own fields): the published envelope may be this much over.
+ */
+export const ENVELOPE_ALLOWANCE_BYTES = 1024;
+
+/**
+ * The bytes one request may expand into once its batch-level fields are merged into each event
+ * (a 400 `expanded_too_large` past it). Charged as the work is done, so a request stops costing
+ * as soon as it passes the cap: its work and memory stay proportional to the cap plus its body.
+ */
+export class ExpansionBudget {
+  private used = 0;
+  constructor(readonly maxBytes: number) {}
+
+  charge(bytes: number): void {
+    this.used += bytes;
+    if (this.used > this.maxBytes) {
+      throw new BadRequest('expanded_too_large', `the events expand past ${this.maxBytes} bytes once the batch's context and integrations are merged into each`);
+    }
+  }
+}
+
 /** Nesting beyond this is not an analytics event; it only threatens recursive code downstream. */
 export const MAX_DEPTH = 64;
 
@@ -49,8 +74,8 @@ export interface ExtractedEvents {
   items: unknown[];
   /** Events past the per-batch limit: dropped, the request still answered 200. */
   overflow: number;
-  /** Batch-level fields merged into each item. */
-  shared: { context?: Record<string, unknown>; integrations?: Record<string, unknown>; sentAt?: unknown };
+  /** Batch-level fields merged into each item; `bytes` is their serialized size. */
+  shared: { context?: Record<string, unknown>; integrations?: Record<string, unknown>; sentAt?: unknown; bytes?: number };
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -91,6 +116,7 @@ export function extractEvents(
     if (shared.context) replaceLoneSurrogates(shared.context, MAX_DEPTH);
     if (shared.integrations) replaceLoneSurrogates(shared.integrations, MAX_DEPTH);
   }
+  if (shared.context || shared.integrations) shared.bytes = serializedBytes(shared.context ?? {}) + serializedBytes(shared.integrations ?? {});
   return { items, overflow: all.length - items.length, shared };
 }
 
@@ -172,10 +198,14 @@ export interface EnrichContext {
   shared: ExtractedEvents['shared'];
   /** The body may hold lone surrogates (see mayHoldLoneSurrogates): check every string. */
   loneSurrogates?: boolean;
+  /** An envelope over this is dropped (`event_too_large`). */
+  maxEnvelopeBytes?: number;
+  /** The request's expansion budget (throws `expanded_too_large`). */
+  budget?: ExpansionBudget;
 }
 
 export type Prepared =
-  | { ok: true; envelope: Envelope; key: string; value: string; userId: string | undefined }
+  | { ok: true; envelope: Envelope; key: string; value: string; userId: string | undefined; bytes: number }
   | { ok: false; reason: DropReason; detail?: string };
 
 /** Validates and enriches one event into the envelope published to cdp.ingest, reusing `raw`'s objects. */
@@ -189,16 +219,15 @@ export function prepareEvent(raw: unknown, ctx: EnrichContext): Prepared {
     if (hasIllFormedId(m)) return { ok: false, reason: 'invalid_id' };
     replaceLoneSurrogates(m, MAX_DEPTH);
   }
-  if (ctx.shared.context && (m.context === undefined || m.context === null || isObject(m.context))) {
-    m.context = { ...ctx.shared.context, ...((m.context as Record<string, unknown> | null) ?? {}) };
-  }
-  if (ctx.shared.integrations && (m.integrations === undefined || m.integrations === null || isObject(m.integrations))) {
-    m.integrations = { ...ctx.shared.integrations, ...((m.integrations as Record<string, unknown> | null) ?? {}) };
-  }
   if (typeof m.messageId === 'number') m.messageId = String(m.messageId);
   if (m.messageId === undefined || m.messageId === null || m.messageId === '') m.messageId = `api-${randomUUID()}`;
+  // Validated before the batch fields are merged in (the checks do not read them), so an
+  // invalid event costs no merge.
   const checked = validateMessage(m);
   if (!checked.ok) return { ok: false, reason: checked.reason, detail: checked.detail };
+  // Charged before merging: what follows (merge, depth walk, serialization) grows with it.
+  const sharedBytes = mergeShared(m, ctx.shared);
+  if (sharedBytes > 0) ctx.budget?.charge(sharedBytes);
   if (depthExceeds(m, MAX_DEPTH)) return { ok: false, reason: 'too_deep' };
   stampMessage(m, ctx.clock);
   if (ctx.clientIp) {
@@ -221,8 +250,27 @@ export function prepareEvent(raw: unknown, ctx: EnrichContext): Prepared {
   } catch {
     return { ok: false, reason: 'unserializable' };
   }
+  const bytes = Buffer.byteLength(value);
+  if (bytes > sharedBytes) ctx.budget?.charge(bytes - sharedBytes);
+  if (ctx.maxEnvelopeBytes !== undefined && bytes > ctx.maxEnvelopeBytes) {
+    return { ok: false, reason: 'event_too_large', detail: `envelope of ${bytes} bytes` };
+  }
   const userId = message.userId === undefined || message.userId === null ? undefined : String(message.userId);
-  return { ok: true, envelope, key: messageKey(ctx.sourceId, messageId), value, userId };
+  return { ok: true, envelope, key: messageKey(ctx.sourceId, messageId), value, userId, bytes };
+}
+
+/** Merges the batch-level context and integrations into `m` (its own keys win); returns the bytes merged in. */
+function mergeShared(m: Record<string, unknown>, shared: ExtractedEvents['shared']): number {
+  let merged = false;
+  if (shared.context && (m.context === undefined || m.context === null || isObject(m.context))) {
+    m.context = { ...shared.context, ...((m.context as Record<string, unknown> | null) ?? {}) };
+    merged = true;
+  }
+  if (shared.integrations && (m.integrations === undefined || m.integrations === null || isObject(m.integrations))) {
+    m.integrations = { ...shared.integrations, ...((m.integrations as Record<string, unknown> | null) ?? {}) };
+    merged = true;
+  }
+  return merged ? (shared.bytes ?? 0) : 0;
 }
 
 /** Pixel `data`: base64 (standard or URL-safe) of a JSON object, or the JSON itself. */
