@@ -1,9 +1,11 @@
-import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
+import fs from 'node:fs';
+import { PartitionAssigners, type Consumer, type EachBatchPayload, type Kafka } from 'kafkajs';
 import { ensureTopics, toInbound, topicNames, topicSpecs } from '@cdp/kafka';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge } from '@cdp/metrics';
 import type { DedupConfig } from './config';
 import { FencedError, isGroupMembershipError, keepMembership, PartitionWorker, type WorkerTopics } from './partition-worker';
+import { stickyAssigner, type MemberState } from './sticky-assigner';
 
 const rebalances = counter({ name: 'cdp_dedup_rebalances_total', help: 'Group joins (after a rebalance) of this process' });
 const ownedPartitions = gauge({ name: 'cdp_dedup_owned_partitions', help: 'Input partitions this process owns' });
@@ -26,6 +28,9 @@ export class DedupService {
   /** Workers being closed: a new owner of the partition waits for the store to be released. */
   private closing = new Map<number, Promise<void>>();
   private generation = 0;
+  /** This member's latest assignment and when it came (sent at each join: sticky assignment). */
+  private assigned: number[] = [];
+  private assignedAt = 0;
   private joined = false;
   private stopping = false;
   private purgeTimer: NodeJS.Timeout | undefined;
@@ -45,6 +50,9 @@ export class DedupService {
       heartbeatInterval: config.KAFKA_HEARTBEAT_INTERVAL_MS,
       // Read only committed output of upstream transactions (and our own, when rebuilding).
       readUncommitted: false,
+      // Sticky: partitions stay with their owner or go to a member that has their store.
+      // Round robin stays listed so a group mid-upgrade still agrees on a protocol.
+      partitionAssigners: [stickyAssigner(() => this.memberState()), PartitionAssigners.roundRobin],
     });
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
       rebalances.inc();
@@ -54,6 +62,8 @@ export class DedupService {
       // one over again (fence + repair) before processing it.
       this.generation++;
       ownedPartitions.set(assigned.size);
+      this.assigned = [...assigned];
+      this.assignedAt = Date.now();
       this.logger.info({ partitions: [...assigned], generation: this.generation }, 'assignment');
       for (const worker of [...this.workers.values()]) {
         lag.remove(String(worker.partition));
@@ -65,6 +75,21 @@ export class DedupService {
       this.logger.error({ ...errorFields(e.payload.error), restart: e.payload.restart }, 'consumer crashed');
       if (!e.payload.restart) this.onFatal(e.payload.error);
     });
+  }
+
+  /** What the sticky assigner keeps: owned partitions, and those with a store on this volume. */
+  private memberState(): MemberState {
+    const prefix = `${this.topics.input}-`;
+    let stored: number[] = [];
+    try {
+      stored = fs
+        .readdirSync(this.config.DEDUP_DATA_DIR)
+        .filter((name) => name.startsWith(prefix) && /^\d+$/.test(name.slice(prefix.length)))
+        .map((name) => Number(name.slice(prefix.length)));
+    } catch {
+      // No data directory yet: nothing stored.
+    }
+    return { owned: { [this.topics.input]: this.assigned }, assignedAt: this.assignedAt, stored: { [this.topics.input]: stored } };
   }
 
   get isReady(): boolean {
