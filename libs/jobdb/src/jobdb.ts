@@ -385,13 +385,10 @@ export class JobDb {
     return this.maxPacket;
   }
 
-  /** Why `job` cannot fit in one statement of this server, or null when it can. */
-  private async oversize(job: StoredJob, headers: string): Promise<string | null> {
-    // At most 3 UTF-8 bytes per UTF-16 unit, doubled by escaping: no need to look closer below that.
-    if ((job.payload.length + headers.length) * 6 + ROW_OVERHEAD_BYTES <= PACKET_BUDGET_BYTES) return null;
-    const max = await this.maxPacketBytes();
-    const bytes = sqlStringBytes(job.payload) + sqlStringBytes(headers) + ROW_OVERHEAD_BYTES;
-    return bytes > max ? `payload_too_large: the job needs about ${bytes} bytes in SQL, above the JobDB's max_allowed_packet (${max} bytes)` : null;
+  /** Why a job with these JSON texts cannot fit in one statement of a server with `maxPacket`, or null when it can. */
+  private static oversize(payload: string, headers: string, maxPacket: number): string | null {
+    const bytes = sqlStringBytes(payload) + sqlStringBytes(headers) + ROW_OVERHEAD_BYTES;
+    return bytes > maxPacket ? `payload_too_large: the job needs about ${bytes} bytes in SQL, above the JobDB's max_allowed_packet (${maxPacket} bytes)` : null;
   }
 
   /**
@@ -430,9 +427,14 @@ export class JobDb {
       if (pending.has(key)) results[index] = DUPLICATE;
       else pending.set(key, { job: { ...jobs[index], id: newJobId(now) }, headers: JSON.stringify(jobs[index].headers), index });
     }
-    for (const [key, p] of pending) {
-      const error = await this.oversize(p.job, p.headers);
-      if (error) reject(key, error);
+    // At most 3 UTF-8 bytes per UTF-16 unit, doubled by escaping: below the budget no job needs a closer look.
+    const big = [...pending].filter(([, p]) => (p.job.payload.length + p.headers.length) * 6 + ROW_OVERHEAD_BYTES > PACKET_BUDGET_BYTES);
+    if (big.length > 0) {
+      const maxPacket = await this.maxPacketBytes();
+      for (const [key, p] of big) {
+        const error = JobDb.oversize(p.job.payload, p.headers, maxPacket);
+        if (error) reject(key, error);
+      }
     }
     const starting = startNow ? [...pending.values()].filter((p) => startNow(p.job)).map((p) => p.job.id) : [];
     for (let tries = 1; pending.size > 0; tries++) {
