@@ -58,13 +58,19 @@ describe('JobDB locks', () => {
 
     for (let i = 0; i < 4; i++) expect((await postJobs(a.url!, jobs(100, i * 100))).status).toBe(200);
     await waitFor(() => sink.count('/hook') >= 80);
+    const aSession = a.holder.sessionId!;
     await a.kill();
-    const killedAt = Date.now();
 
-    await waitFor(() => b.isReady, 20_000);
-    const tookMs = Date.now() - killedAt;
-    // The session outlives the kill until its TTL runs out, then lock-delay (0.5 s) applies.
-    expect(tookMs).toBeGreaterThanOrEqual(500);
+    // The session outlives the kill until its TTL runs out; only then (and after lock-delay) can B take the lock.
+    const sessions = (env.consul as unknown as { session: { info(id: string): Promise<unknown> } }).session;
+    const seen: string[] = [];
+    await waitFor(async () => {
+      if (!seen.includes('a-session-gone') && !(await sessions.info(aSession))) seen.push('a-session-gone');
+      if (!b.isReady) return false;
+      seen.push('b-ready');
+      return true;
+    }, 20_000, 20);
+    expect(seen).toEqual(['a-session-gone', 'b-ready']);
 
     let history!: Awaited<ReturnType<typeof historyOf>>;
     await waitFor(async () => {
