@@ -9,7 +9,7 @@ export {
   type InboundMessage,
 } from './consumer';
 export * from './headers';
-export { exceedsLimit, recordBytes, RECORD_BATCH_OVERHEAD_BYTES, splitByBytes, topicMaxMessageBytes, type SizedMessage } from './limits';
+export { exceedsLimit, recordBytes, recordRefusal, RECORD_BATCH_OVERHEAD_BYTES, splitByBytes, topicMaxMessageBytes, type SizedMessage } from './limits';
 export { javaCompatiblePartitioner, murmur2 } from './partitioner';
 export { BatchingProducer, DeadlineError, withDeadline, type BatchingProducerOptions, type OutboundMessage } from './producer';
 export {

@@ -1,4 +1,5 @@
-import { recordBytes, RECORD_BATCH_OVERHEAD_BYTES, splitByBytes, exceedsLimit, type SizedMessage } from './limits';
+import { KafkaJSNumberOfRetriesExceeded, KafkaJSProtocolError } from 'kafkajs';
+import { recordBytes, recordRefusal, RECORD_BATCH_OVERHEAD_BYTES, splitByBytes, exceedsLimit, type SizedMessage } from './limits';
 
 // kafkajs's own v2 record-batch encoder: the bytes the broker checks against max.message.bytes.
 const { RecordBatch } = require('kafkajs/src/protocol/recordBatch/v0') as { RecordBatch: (args: object) => Promise<{ buffer: Buffer }> };
@@ -83,5 +84,28 @@ describe('splitByBytes', () => {
     for (const g of groups) expect(await encodedBatchBytes(g)).toBeLessThanOrEqual(limit);
     expect(exceedsLimit(message(limit), limit)).toBe(true);
     expect(exceedsLimit(message(limit - 200), limit)).toBe(false);
+  });
+});
+
+describe('recordRefusal', () => {
+  // kafkajs's own errors, as its producer throws them.
+  const { createErrorFromCode } = require('kafkajs/src/protocol/error') as { createErrorFromCode: (code: number) => Error & { type: string } };
+  const protocol = (code: number) => new KafkaJSProtocolError(createErrorFromCode(code));
+
+  it('names refusals of the records, also inside kafkajs wrappers', () => {
+    expect(recordRefusal(protocol(10))).toBe('MESSAGE_TOO_LARGE');
+    expect(recordRefusal(protocol(18))).toBe('RECORD_LIST_TOO_LARGE');
+    expect(recordRefusal(protocol(87))).toBe('INVALID_RECORD');
+    const corrupt = protocol(2);
+    expect(recordRefusal(new KafkaJSNumberOfRetriesExceeded(corrupt, { retryCount: 5, retryTime: 100 }))).toBe('CORRUPT_MESSAGE');
+    // kafkajs's aggregate error (several brokers' failures) lists them in `errors`.
+    expect(recordRefusal(Object.assign(new Error('aggregate'), { errors: [new Error('other'), protocol(10)] }))).toBe('MESSAGE_TOO_LARGE');
+  });
+
+  it('is undefined for failures of the cluster', () => {
+    expect(recordRefusal(protocol(6))).toBeUndefined(); // NOT_LEADER_FOR_PARTITION
+    expect(recordRefusal(protocol(19))).toBeUndefined(); // NOT_ENOUGH_REPLICAS
+    expect(recordRefusal(new Error('connect ECONNREFUSED'))).toBeUndefined();
+    expect(recordRefusal(undefined)).toBeUndefined();
   });
 });

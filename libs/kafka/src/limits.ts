@@ -138,3 +138,30 @@ async function readMaxMessageBytes(admin: Admin, topic: string): Promise<number>
   if (valid.length === 0) throw new Error(`no max.message.bytes found for topic ${topic}`);
   return Math.min(...valid);
 }
+
+/**
+ * Kafka errors that refuse a record itself, so that sending it again (alone, to the same topic)
+ * fails the same way: too large for the topic, or failing the broker's validation. CORRUPT_MESSAGE
+ * is retriable for kafkajs (it may be a network corruption) but, seen again after its retries,
+ * is the record's.
+ */
+const RECORD_REFUSALS = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD', 'CORRUPT_MESSAGE']);
+
+/**
+ * The Kafka error type (e.g. `MESSAGE_TOO_LARGE`) when `error` is a refusal of the records sent
+ * rather than a failure of the cluster, else undefined. Looks through kafkajs's wrappers
+ * (retries exceeded, non-retriable, aggregate errors).
+ */
+export function recordRefusal(error: unknown): string | undefined {
+  const seen = new Set<unknown>();
+  const queue = [error];
+  while (queue.length > 0) {
+    const e = queue.shift() as { type?: unknown; cause?: unknown; errors?: unknown } | null | undefined;
+    if (!e || typeof e !== 'object' || seen.has(e)) continue;
+    seen.add(e);
+    if (typeof e.type === 'string' && RECORD_REFUSALS.has(e.type)) return e.type;
+    queue.push(e.cause);
+    if (Array.isArray(e.errors)) queue.push(...(e.errors as unknown[]));
+  }
+  return undefined;
+}

@@ -1,5 +1,5 @@
 import type { Admin, Kafka } from 'kafkajs';
-import { BatchingProducer, withDeadline } from '@cdp/kafka';
+import { BatchingProducer, topicMaxMessageBytes, withDeadline } from '@cdp/kafka';
 import type { Logger } from '@cdp/log';
 import type { ClusterSender } from './publisher';
 
@@ -29,7 +29,7 @@ export class KafkaCluster implements ClusterSender {
 
   constructor(
     private readonly kafka: Kafka,
-    private readonly topic: string,
+    readonly topic: string,
     private readonly logger: Logger,
     private readonly stallMs: number,
     laneCount = 1,
@@ -96,11 +96,21 @@ export class KafkaCluster implements ClusterSender {
     }
   }
 
-  async probe(): Promise<void> {
+  private async connectedAdmin(): Promise<Admin> {
     if (!this.adminConnected) {
       await this.admin.connect();
       this.adminConnected = true;
     }
+    return this.admin;
+  }
+
+  /** The largest record batch the topic takes (topic and broker limits; read once). */
+  async maxMessageBytes(): Promise<number> {
+    return topicMaxMessageBytes(await this.connectedAdmin(), this.topic);
+  }
+
+  async probe(): Promise<void> {
+    await this.connectedAdmin();
     const meta = await this.admin.fetchTopicMetadata({ topics: [this.topic] });
     const partitions = meta.topics[0]?.partitions ?? [];
     if (partitions.length === 0 || partitions.some((p) => p.leader < 0)) throw new Error(`topic ${this.topic} has partitions without a leader`);

@@ -60,6 +60,34 @@ export const spoolDrained = counter({
   help: 'Spooled events republished to Kafka and deleted from the spool',
 });
 
+export const spoolParked = counter({
+  name: 'cdp_tapi_spool_parked_records_total',
+  help: 'Spooled records Kafka refused for good, moved to <SPOOL_DIR>/parked, by Kafka error type',
+  labelNames: ['reason'] as const,
+});
+
+/** The folder the parked gauges report, read at each scrape (the spool commands change it too). */
+let parkedSource: (() => { records: number; bytes: number }) | undefined;
+export function setParkedSource(source: () => { records: number; bytes: number }): void {
+  parkedSource = source;
+}
+
+gauge({
+  name: 'cdp_tapi_spool_parked_records',
+  help: 'Records in <SPOOL_DIR>/parked (refused by Kafka, waiting for an operator)',
+  collect() {
+    if (parkedSource) this.set(parkedSource().records);
+  },
+});
+
+gauge({
+  name: 'cdp_tapi_spool_parked_bytes',
+  help: 'Bytes of the files in <SPOOL_DIR>/parked',
+  collect() {
+    if (parkedSource) this.set(parkedSource().bytes);
+  },
+});
+
 export const activeCluster = gauge({
   name: 'cdp_tapi_active_cluster',
   help: '1 for the Kafka cluster new events go to (primary or secondary), 0 otherwise',

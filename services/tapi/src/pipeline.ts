@@ -3,8 +3,9 @@ import { createKafka, ensureTopics, topicNames, topicSpecs, type Kafka } from '@
 import { errorFields, type Logger } from '@cdp/log';
 import type { PipelineConfig } from './config';
 import { KafkaCluster } from './kafka-cluster';
+import { ParkedRecords } from './parked';
 import { Publisher } from './publisher';
-import { Spool } from './spool';
+import { Spool, type SpoolRecord } from './spool';
 import { SuppressionFollower } from './suppression';
 
 /**
@@ -24,32 +25,15 @@ export class Pipeline {
   ) {}
 
   static async open(config: PipelineConfig, logger: Logger): Promise<Pipeline> {
-    const topics = topicNames(config.CDP_TOPIC_PREFIX);
-    const clientId = `tapi-${os.hostname()}-${process.pid}`;
-    const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId, logger });
-    if (config.KAFKA_ENSURE_TOPICS) await ensureAllTopics(kafka, config, logger);
-    const primary = new KafkaCluster(kafka, topics.ingest, logger.child({ cluster: 'primary' }), config.PUBLISH_TIMEOUT_MS, config.KAFKA_PRODUCERS);
-    let secondary: KafkaCluster | undefined;
-    if (config.KAFKA_SECONDARY_BROKERS) {
-      const kafka2 = createKafka({ brokers: config.KAFKA_SECONDARY_BROKERS, clientId, logger });
-      if (config.KAFKA_ENSURE_TOPICS) await ensureAllTopics(kafka2, config, logger);
-      secondary = new KafkaCluster(kafka2, topics.ingest, logger.child({ cluster: 'secondary' }), config.PUBLISH_TIMEOUT_MS, config.KAFKA_PRODUCERS);
-    }
-    // A broker down at start must not stop tapi: wait a little for the connection, then go on
-    // (events go to the spool) while the publisher keeps connecting in the background.
-    const connected = Promise.all(
-      [primary, secondary].map((c) => c?.ensureConnected().catch((error) => logger.warn(errorFields(error), 'kafka not reachable at start'))),
-    );
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([connected, new Promise<void>((r) => (timer = setTimeout(r, config.PUBLISH_TIMEOUT_MS * 2)))]);
-    clearTimeout(timer);
+    const { kafka, primary, secondary } = await openClusters(config, logger);
     const spool = await Spool.open({ dir: config.SPOOL_DIR, maxBytes: config.SPOOL_MAX_BYTES, minFreeBytes: config.SPOOL_MIN_FREE_BYTES, logger });
-    const suppression = config.SUPPRESSION_ENABLED ? new SuppressionFollower(kafka, topics.regulations, logger.child({ component: 'suppression' })) : undefined;
+    const suppression = suppressionFollower(kafka, config, logger);
     const publisher = new Publisher({
-      topic: topics.ingest,
+      topic: topicNames(config.CDP_TOPIC_PREFIX).ingest,
       primary,
       secondary,
       spool,
+      parked: ParkedRecords.forService(config.SPOOL_DIR, logger),
       logger,
       publishTimeoutMs: config.PUBLISH_TIMEOUT_MS,
       probeIntervalMs: config.KAFKA_PROBE_INTERVAL_MS,
@@ -59,7 +43,7 @@ export class Pipeline {
       drainBatchMessages: config.SPOOL_DRAIN_BATCH_MESSAGES,
       // Until the suppression set is rebuilt, events wait in the spool and are filtered when drained.
       kafkaAllowed: suppression ? () => suppression.ready : undefined,
-      keepOnDrain: suppression ? (r) => !(r.space && r.user && suppression.set.has(r.space, r.user)) : undefined,
+      keepOnDrain: suppression ? (r) => !isSuppressed(suppression, r) : undefined,
     });
     return new Pipeline(kafka, primary, secondary, spool, suppression, publisher);
   }
@@ -74,6 +58,41 @@ export class Pipeline {
     await this.primary.close();
     await this.secondary?.close();
   }
+}
+
+/**
+ * The primary cluster and the optional secondary, each a group-commit producer for cdp.ingest.
+ * A broker down at start must not stop tapi: waits a little for the connections, then goes on
+ * (events go to the spool) while the publisher keeps connecting in the background.
+ */
+export async function openClusters(config: PipelineConfig, logger: Logger): Promise<{ kafka: Kafka; primary: KafkaCluster; secondary?: KafkaCluster }> {
+  const topics = topicNames(config.CDP_TOPIC_PREFIX);
+  const clientId = `tapi-${os.hostname()}-${process.pid}`;
+  const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId, logger });
+  if (config.KAFKA_ENSURE_TOPICS) await ensureAllTopics(kafka, config, logger);
+  const primary = new KafkaCluster(kafka, topics.ingest, logger.child({ cluster: 'primary' }), config.PUBLISH_TIMEOUT_MS, config.KAFKA_PRODUCERS);
+  let secondary: KafkaCluster | undefined;
+  if (config.KAFKA_SECONDARY_BROKERS) {
+    const kafka2 = createKafka({ brokers: config.KAFKA_SECONDARY_BROKERS, clientId, logger });
+    if (config.KAFKA_ENSURE_TOPICS) await ensureAllTopics(kafka2, config, logger);
+    secondary = new KafkaCluster(kafka2, topics.ingest, logger.child({ cluster: 'secondary' }), config.PUBLISH_TIMEOUT_MS, config.KAFKA_PRODUCERS);
+  }
+  const connected = Promise.all(
+    [primary, secondary].map((c) => c?.ensureConnected().catch((error) => logger.warn(errorFields(error), 'kafka not reachable at start'))),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([connected, new Promise<void>((r) => (timer = setTimeout(r, config.PUBLISH_TIMEOUT_MS * 2)))]);
+  clearTimeout(timer);
+  return { kafka, primary, secondary };
+}
+
+/** The record's user is suppressed in its space (GDPR): it must not reach Kafka. */
+export const isSuppressed = (suppression: SuppressionFollower, r: SpoolRecord) => Boolean(r.space && r.user && suppression.set.has(r.space, r.user));
+
+/** The follower of cdp.regulations (not started), unless SUPPRESSION_ENABLED is false. */
+export function suppressionFollower(kafka: Kafka, config: PipelineConfig, logger: Logger): SuppressionFollower | undefined {
+  if (!config.SUPPRESSION_ENABLED) return undefined;
+  return new SuppressionFollower(kafka, topicNames(config.CDP_TOPIC_PREFIX).regulations, logger.child({ component: 'suppression' }));
 }
 
 async function ensureAllTopics(kafka: Kafka, config: PipelineConfig, logger: Logger): Promise<void> {

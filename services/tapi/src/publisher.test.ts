@@ -1,22 +1,38 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { recordBytes, RECORD_BATCH_OVERHEAD_BYTES } from '@cdp/kafka';
 import { createLogger } from '@cdp/log';
+import { ParkedRecords } from './parked';
 import { Publisher, type ClusterSender } from './publisher';
 import { Spool, SpoolFullError, type SpoolRecord } from './spool';
 
 const logger = createLogger({ name: 'test', level: 'silent' });
+
+/** Kafka's refusal of a record, as kafkajs throws it. */
+const tooLarge = () => Object.assign(new Error('The request included a message larger than the max message size the server will accept'), { type: 'MESSAGE_TOO_LARGE' });
 
 /** An in-memory cluster whose availability the test switches. */
 class FakeCluster implements ClusterSender {
   up = true;
   hang = false;
   readonly received: string[] = [];
+  /** Each send's messages, as sent. */
+  readonly sends: { key: string; value: string }[][] = [];
+  /** Topic size limit (max.message.bytes); a send with a record batch over it is refused. */
+  limit: number | undefined;
+  limitReadable = true;
   isConnected = true;
   async send(_topic: string, messages: { key: string; value: string }[]): Promise<void> {
     if (this.hang) return new Promise(() => undefined);
     if (!this.up) throw new Error('broker down');
+    this.sends.push(messages);
+    if (this.limit !== undefined && messages.reduce((n, m) => n + recordBytes(m), RECORD_BATCH_OVERHEAD_BYTES) > this.limit) throw tooLarge();
     this.received.push(...messages.map((m) => m.key));
+  }
+  async maxMessageBytes(): Promise<number> {
+    if (this.limit === undefined || !this.limitReadable) throw new Error('describeConfigs not allowed');
+    return this.limit;
   }
   async probe(): Promise<void> {
     if (!this.up) throw new Error('broker down');
@@ -40,6 +56,7 @@ function make(spool: Spool, primary: FakeCluster, secondary?: FakeCluster, extra
     primary,
     secondary,
     spool,
+    parked: new ParkedRecords(spool.dir, logger),
     logger,
     publishTimeoutMs: 200,
     probeIntervalMs: 50,
@@ -170,5 +187,62 @@ describe('Publisher', () => {
     allowed = true;
     expect(await p.drainOnce()).toBe(2);
     expect(primary.received).toEqual(['web:a0', 'web:a1']);
+  });
+
+  describe('records Kafka refuses', () => {
+    const sized = (prefix: string, n: number, valueBytes: number): SpoolRecord[] => Array.from({ length: n }, (_, i) => ({ key: `web:${prefix}${i}`, value: 'v'.repeat(valueBytes) }));
+
+    it('drains in sends split under the topic limit, in order', async () => {
+      const primary = new FakeCluster();
+      primary.up = false;
+      const p = make(spool, primary, undefined, { drainBatchMessages: 100 });
+      for (let i = 0; i < 4; i++) await p.publish(sized(`r${i}-`, 5, 100));
+      primary.up = true;
+      primary.limit = 1_000;
+      expect(await p.drainAll(5_000)).toBe(true);
+      expect(primary.received).toEqual([0, 1, 2, 3].flatMap((i) => [0, 1, 2, 3, 4].map((j) => `web:r${i}-${j}`)));
+      expect(primary.sends.length).toBeGreaterThan(2);
+      for (const send of primary.sends) expect(send.reduce((n, m) => n + recordBytes(m), RECORD_BATCH_OVERHEAD_BYTES)).toBeLessThanOrEqual(1_000);
+    });
+
+    it('parks a refused record and delivers the others in order, without counting a cluster failure', async () => {
+      const primary = new FakeCluster();
+      const secondary = new FakeCluster();
+      let allowed = false;
+      const p = make(spool, primary, secondary, { drainBatchMessages: 100, failoverErrorThreshold: 1, kafkaAllowed: () => allowed });
+      await p.publish(sized('a', 3, 10));
+      await p.publish([{ key: 'web:huge', value: 'h'.repeat(2_000), space: 'main', user: 'u' }]);
+      await p.publish(sized('b', 3, 10));
+      expect(spool.depth).toBe(7);
+      // The limit cannot be read (describeConfigs refused): Kafka's answer decides.
+      primary.limit = 1_000;
+      primary.limitReadable = false;
+      allowed = true;
+      expect(await p.drainAll(5_000)).toBe(true);
+      expect(primary.received).toEqual(['web:a0', 'web:a1', 'web:a2', 'web:b0', 'web:b1', 'web:b2']);
+      expect(primary.sends.length).toBeGreaterThan(1); // the refused send, then its halves
+      expect(secondary.sends).toEqual([]);
+      expect(p.activeCluster).toBe('primary');
+      expect(p.describe()).not.toContain('failures');
+      const parked = new ParkedRecords(dir, logger).list();
+      expect(parked.map((r) => [r.record.key, r.record.user, r.reason])).toEqual([['web:huge', 'u', 'MESSAGE_TOO_LARGE']]);
+      expect(spool.depth).toBe(0);
+      expect(await p.publish(sized('c', 1, 10))).toBe('primary');
+    });
+
+    it('spools a live request Kafka refuses (no failover) and one over the known limit without sending it', async () => {
+      const primary = new FakeCluster();
+      const secondary = new FakeCluster();
+      const p = make(spool, primary, secondary, { failoverErrorThreshold: 1 });
+      primary.limit = 1_000;
+      expect(await p.publish([{ key: 'web:big', value: 'x'.repeat(2_000) }])).toBe('spool');
+      expect(p.activeCluster).toBe('primary');
+      expect(secondary.sends).toEqual([]);
+      expect(await p.drainAll(5_000)).toBe(true); // learns the limit, parks the record
+      const sendsBefore = primary.sends.length;
+      expect(await p.publish([{ key: 'web:big2', value: 'x'.repeat(2_000) }])).toBe('spool');
+      expect(primary.sends.length).toBe(sendsBefore);
+      expect(p.activeCluster).toBe('primary');
+    });
   });
 });

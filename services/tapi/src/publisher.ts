@@ -1,6 +1,7 @@
-import { withDeadline } from '@cdp/kafka';
+import { exceedsLimit, recordBytes, recordRefusal, splitByBytes, withDeadline } from '@cdp/kafka';
 import { errorFields, type Logger } from '@cdp/log';
 import { activeCluster, clusterSwitches, publishDuration, publishFailures, spoolDrained } from './metrics';
+import type { ParkedRecords } from './parked';
 import { SpoolFullError, type Spool, type SpoolEntry, type SpoolRecord } from './spool';
 
 export type ClusterName = 'primary' | 'secondary';
@@ -17,13 +18,20 @@ export interface ClusterSender {
   readonly isConnected: boolean;
   /** A send is hanging past the timeout: don't queue more copies behind it. */
   readonly isStalled?: boolean;
+  /** The largest record batch the topic takes (its max.message.bytes, capped by the brokers'). */
+  maxMessageBytes?(): Promise<number>;
 }
+
+/** Drain sends are split under this when a cluster's limit cannot be read (Kafka's default is 1,048,588). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 1_000_000;
 
 export interface PublisherOptions {
   topic: string;
   primary: ClusterSender;
   secondary?: ClusterSender;
   spool: Spool;
+  /** Where the drainer moves spooled records Kafka refuses for good. */
+  parked: ParkedRecords;
   logger: Logger;
   /** A Kafka attempt slower than this counts as failed; the events go to the next target. */
   publishTimeoutMs: number;
@@ -48,6 +56,9 @@ class ClusterState {
   consecutiveFailures = 0;
   skipUntil = 0;
   okProbes = 0;
+  /** The topic's record batch limit once read (see limitOf). */
+  knownLimit: number | undefined;
+  limitUnreadableLogged = false;
   private latencies: number[] = [];
 
   constructor(
@@ -80,6 +91,15 @@ class ClusterState {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+/** A spooled record on its way out, with its parked-record id should Kafka refuse it. */
+interface Drained {
+  id: string;
+  record: SpoolRecord;
+}
+
+/** exceedsLimit, with a check on string lengths first (UTF-8 takes at most 3 bytes per UTF-16 unit) so small events cost nothing. */
+const mayExceed = (r: SpoolRecord, limit: number) => (r.key.length + r.value.length) * 3 + 64 > limit && exceedsLimit(r, limit);
 
 /**
  * Stores each request's events durably before the client is answered: in the active Kafka
@@ -161,6 +181,9 @@ export class Publisher {
     if (this.options.kafkaAllowed?.() !== false && this.options.spool.isEmpty) {
       for (const cluster of this.order()) {
         if (!this.usable(cluster) || Date.now() < cluster.skipUntil) continue;
+        // A record over the topic's limit would fail the whole produce request, other requests'
+        // events included: spool it, the drainer parks it.
+        if (cluster.knownLimit !== undefined && records.some((r) => mayExceed(r, cluster.knownLimit!))) break;
         try {
           await withDeadline(cluster.sender.send(this.options.topic, messages), this.options.publishTimeoutMs);
           const ms = performance.now() - started;
@@ -169,6 +192,13 @@ export class Publisher {
           this.checkLatency(cluster);
           return cluster.name;
         } catch (error) {
+          const refusal = recordRefusal(error);
+          if (refusal) {
+            // Kafka refuses these records, not a failure of the cluster (no failover): to the
+            // spool, whose drainer sends them apart and parks what is refused again.
+            this.options.logger.warn({ reason: refusal, cluster: cluster.name, events: records.length }, 'kafka refused the records; spooled');
+            break;
+          }
           this.noteFailure(cluster, error);
         }
       }
@@ -232,6 +262,8 @@ export class Publisher {
   private async connectLoop(): Promise<void> {
     while (this.running) {
       await this.connect();
+      // Learn the size limits early: publish() keeps oversize records out of produce requests.
+      for (const c of [this.primary, this.secondary]) if (c?.sender.isConnected && c.knownLimit === undefined) await this.limitOf(c);
       await sleep(this.options.probeIntervalMs);
     }
   }
@@ -256,14 +288,19 @@ export class Publisher {
     }
   }
 
-  /** One drain step: republish the oldest spooled entries; returns how many events left the spool. */
+  /**
+   * One drain step: republish the oldest spooled entries, in sends split under the topic's size
+   * limit; returns how many events left the spool. Records Kafka refuses for good are parked
+   * instead of blocking everything behind them; any other failure leaves the entries in place.
+   */
   async drainOnce(): Promise<number> {
     const spool = this.options.spool;
     if (spool.depth === 0 || this.options.kafkaAllowed?.() === false) return 0;
     const entries: SpoolEntry[] = await spool.oldest(this.options.drainBatchMessages);
     if (entries.length === 0) return 0;
     const keep = this.options.keepOnDrain ?? (() => true);
-    const messages = entries.flatMap((e) => e.records.filter(keep).map((r) => ({ key: r.key, value: r.value })));
+    const records: Drained[] = [];
+    for (const e of entries) e.records.forEach((record, i) => keep(record) && records.push({ id: `${e.id}-${i}`, record }));
     let lastError: unknown;
     let tried = false;
     for (const cluster of this.order()) {
@@ -271,11 +308,13 @@ export class Publisher {
       tried = true;
       const started = performance.now();
       try {
-        if (messages.length > 0) await withDeadline(cluster.sender.send(this.options.topic, messages), Math.max(this.options.publishTimeoutMs, 10_000));
+        const limit = await this.limitOf(cluster);
+        let parked = 0;
+        for (const chunk of splitByBytes(records, limit, (r) => recordBytes(r.record))) parked += await this.sendOrPark(cluster, chunk);
         cluster.ok(performance.now() - started);
         await spool.remove(entries);
         const n = entries.reduce((sum, e) => sum + e.records.length, 0);
-        spoolDrained.inc(n);
+        spoolDrained.inc(n - parked);
         return n;
       } catch (error) {
         lastError = error;
@@ -285,6 +324,45 @@ export class Publisher {
     if (lastError) throw lastError;
     if (!tried) this.noteDrainWait();
     return 0;
+  }
+
+  /**
+   * Sends `records` to `cluster`; when Kafka refuses them, halves until the refused records are
+   * alone and parks those. Returns how many were parked. Records of a refused request may have
+   * been written to other partitions and are sent again (duplicates, removed by dedup).
+   */
+  private async sendOrPark(cluster: ClusterState, records: Drained[]): Promise<number> {
+    if (records.length === 0) return 0;
+    try {
+      const messages = records.map((r) => ({ key: r.record.key, value: r.record.value }));
+      await withDeadline(cluster.sender.send(this.options.topic, messages), Math.max(this.options.publishTimeoutMs, 10_000));
+      return 0;
+    } catch (error) {
+      const refusal = recordRefusal(error);
+      if (!refusal) throw error;
+      if (records.length === 1) {
+        await this.options.parked.park(records[0].id, records[0].record, refusal, (error as Error).message);
+        return 1;
+      }
+      const half = Math.ceil(records.length / 2);
+      return (await this.sendOrPark(cluster, records.slice(0, half))) + (await this.sendOrPark(cluster, records.slice(half)));
+    }
+  }
+
+  /** The cluster's record batch limit, read once; Kafka's default while it cannot be read. */
+  private async limitOf(cluster: ClusterState): Promise<number> {
+    if (cluster.knownLimit !== undefined) return cluster.knownLimit;
+    if (!cluster.sender.maxMessageBytes) return DEFAULT_MAX_MESSAGE_BYTES;
+    try {
+      cluster.knownLimit = await withDeadline(cluster.sender.maxMessageBytes(), this.options.publishTimeoutMs);
+      return cluster.knownLimit;
+    } catch (error) {
+      if (!cluster.limitUnreadableLogged) {
+        cluster.limitUnreadableLogged = true;
+        this.options.logger.warn({ ...errorFields(error), cluster: cluster.name, assumed: DEFAULT_MAX_MESSAGE_BYTES }, 'cannot read the topic size limit yet');
+      }
+      return DEFAULT_MAX_MESSAGE_BYTES;
+    }
   }
 
   private drainWaitLoggedAt = 0;

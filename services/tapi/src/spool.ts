@@ -93,6 +93,10 @@ export class Spool {
     return spool;
   }
 
+  get dir(): string {
+    return this.options.dir;
+  }
+
   get depth(): number {
     return this.count;
   }
