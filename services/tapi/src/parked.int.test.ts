@@ -1,15 +1,11 @@
 // A record Kafka refuses for good (larger than the topic's max.message.bytes) must not wedge the
 // spool: it is parked under <SPOOL_DIR>/parked, later requests reach Kafka, and the parked
 // record can be listed, re-sent once the limit is raised, or discarded (`cli.js spool parked`).
-import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { ConfigResourceTypes } from 'kafkajs';
 import { topicSpecs } from '@cdp/kafka';
 import type { TapiService } from './service';
-import { basicAuth, createTapiTestEnv, metrics, metricValue, TopicCollector, waitReady, WRITE_KEY, type TapiTestEnv } from './testing/harness';
-
-const CLI = path.join(__dirname, '..', 'dist', 'cli.js');
+import { basicAuth, createTapiTestEnv, metrics, metricValue, runTapiCli, TopicCollector, waitReady, WRITE_KEY, type CliResult, type TapiTestEnv } from './testing/harness';
 
 describe('records Kafka refuses for good are parked', () => {
   let env: TapiTestEnv;
@@ -52,19 +48,14 @@ describe('records Kafka refuses for good are parked', () => {
     return res.status;
   }
 
-  type Cli = { code: number; stdout: string; log: string };
-  async function cli(...args: string[]): Promise<Cli> {
-    const spoolDir = path.join(env.dir, 'spool');
-    const run = promisify(execFile)(process.execPath, [CLI, 'spool', 'parked', ...args, '--dir', spoolDir], {
-      env: { PATH: process.env.PATH ?? '', KAFKA_BROKERS: env.brokers, CDP_TOPIC_PREFIX: env.prefix, PUBLISH_TIMEOUT_MS: '1500', LOG_LEVEL: 'warn' },
-      timeout: 60_000,
+  const cli = (...args: string[]) =>
+    runTapiCli(['spool', 'parked', ...args, '--dir', path.join(env.dir, 'spool')], {
+      KAFKA_BROKERS: env.brokers,
+      CDP_TOPIC_PREFIX: env.prefix,
+      PUBLISH_TIMEOUT_MS: '1500',
+      LOG_LEVEL: 'warn',
     });
-    return run.then(
-      ({ stdout, stderr }) => ({ code: 0, stdout, log: stderr }),
-      (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? -1, stdout: e.stdout ?? '', log: e.stderr ?? '' }),
-    );
-  }
-  const lines = (r: Cli) => r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = (r: CliResult) => r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
 
   it('parks the refused record, keeps the spool flowing without failover, then lists, re-sends and discards it', async () => {
     await setIngestLimit(4_096);
@@ -99,7 +90,7 @@ describe('records Kafka refuses for good are parked', () => {
 
     // list: both, with their keys and Kafka's reason.
     const listed = await cli('list');
-    expect({ code: listed.code, log: listed.code === 0 ? '' : listed.log }).toEqual({ code: 0, log: '' });
+    expect({ code: listed.code, log: listed.code === 0 ? '' : listed.stderr }).toEqual({ code: 0, log: '' });
     const entries = lines(listed);
     expect(entries.map((e) => [e.key, e.reason])).toEqual([
       ['web:parked-big-1', 'MESSAGE_TOO_LARGE'],
@@ -115,7 +106,7 @@ describe('records Kafka refuses for good are parked', () => {
     // resend after raising the limit: delivered and gone from the parked list.
     await setIngestLimit(1_048_588);
     const resent = await cli('resend', '--id', big1);
-    expect({ code: resent.code, result: lines(resent), log: resent.code === 0 ? '' : resent.log }).toEqual({
+    expect({ code: resent.code, result: lines(resent), log: resent.code === 0 ? '' : resent.stderr }).toEqual({
       code: 0,
       result: [expect.objectContaining({ id: big1, outcome: 'sent' })],
       log: '',

@@ -1,15 +1,12 @@
 // The spool as a volume outliving its process: tapi killed (SIGKILL) while Kafka is unreachable
 // and many clients are sending, then the same directory reopened by a new tapi process, or by
 // the `spool drain` command a Job runs on a volume left by a scale-in.
-import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { regulationKey } from '@cdp/events';
 import { canConnect, freePort, startServiceProcess, type ServiceProcess } from '@cdp/testkit';
 import { Spool } from './spool';
-import { basicAuth, createTapiTestEnv, metricValue, startLoad, TopicCollector, WRITE_KEY, type TapiTestEnv } from './testing/harness';
+import { basicAuth, createTapiTestEnv, metricValue, runTapiCli, startLoad, TopicCollector, WRITE_KEY, type CliResult, type TapiTestEnv } from './testing/harness';
 
-const CLI = path.join(__dirname, '..', 'dist', 'cli.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('spool on a volume that outlives the process', () => {
@@ -49,15 +46,8 @@ describe('spool on a volume that outlives the process', () => {
     return { proc, url: `http://127.0.0.1:${port}` };
   }
 
-  function runCli(args: string[], brokers: string): Promise<{ code: number; stdout: string; stderr: string }> {
-    return promisify(execFile)(process.execPath, [CLI, ...args], {
-      env: { PATH: process.env.PATH ?? '', KAFKA_BROKERS: brokers, CDP_TOPIC_PREFIX: env.prefix, PUBLISH_TIMEOUT_MS: '500', LOG_LEVEL: 'warn' },
-      timeout: 90_000,
-    }).then(
-      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-      (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }),
-    );
-  }
+  const runCli = (args: string[], brokers: string) =>
+    runTapiCli(args, { KAFKA_BROKERS: brokers, CDP_TOPIC_PREFIX: env.prefix, PUBLISH_TIMEOUT_MS: '500', LOG_LEVEL: 'warn' });
 
   async function spoolDepth(dir: string): Promise<number> {
     const spool = await Spool.open({ dir, maxBytes: 1e9, minFreeBytes: 1, logger: env.logger });
@@ -112,7 +102,7 @@ describe('spool on a volume that outlives the process', () => {
     ]);
 
     // The command's log is shown only when the exit code is not the expected one.
-    const outcome = (r: { code: number; stdout: string; stderr: string }, expected: number) => ({
+    const outcome = (r: CliResult, expected: number) => ({
       code: r.code,
       result: JSON.parse(r.stdout || '{}') as unknown,
       log: r.code === expected ? '' : r.stderr.slice(-3_000),

@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -351,4 +352,21 @@ export function startLoad(
       return result;
     },
   };
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node dist/cli.js <args>` (build first) with only PATH and `env`; never rejects. */
+export function runTapiCli(args: string[], env: Record<string, string>): Promise<CliResult> {
+  const cli = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, timeout: 90_000 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
 }
