@@ -50,6 +50,7 @@ export interface PublisherOptions {
 }
 
 const LATENCY_WINDOW = 50;
+const LIMIT_RETRY_MS = 30_000;
 const FAILBACK_PROBES = 3;
 
 class ClusterState {
@@ -59,6 +60,8 @@ class ClusterState {
   /** The topic's record batch limit once read (see limitOf). */
   knownLimit: number | undefined;
   limitUnreadableLogged = false;
+  /** After a failed read, the next one waits until then (describeConfigs may be denied for good). */
+  limitRetryAt = 0;
   private latencies: number[] = [];
 
   constructor(
@@ -352,11 +355,12 @@ export class Publisher {
   /** The cluster's record batch limit, read once; Kafka's default while it cannot be read. */
   private async limitOf(cluster: ClusterState): Promise<number> {
     if (cluster.knownLimit !== undefined) return cluster.knownLimit;
-    if (!cluster.sender.maxMessageBytes) return DEFAULT_MAX_MESSAGE_BYTES;
+    if (!cluster.sender.maxMessageBytes || Date.now() < cluster.limitRetryAt) return DEFAULT_MAX_MESSAGE_BYTES;
     try {
       cluster.knownLimit = await withDeadline(cluster.sender.maxMessageBytes(), this.options.publishTimeoutMs);
       return cluster.knownLimit;
     } catch (error) {
+      cluster.limitRetryAt = Date.now() + LIMIT_RETRY_MS;
       if (!cluster.limitUnreadableLogged) {
         cluster.limitUnreadableLogged = true;
         this.options.logger.warn({ ...errorFields(error), cluster: cluster.name, assumed: DEFAULT_MAX_MESSAGE_BYTES }, 'cannot read the topic size limit yet');
