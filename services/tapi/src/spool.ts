@@ -78,7 +78,10 @@ export class Spool {
   static async open(options: SpoolOptions): Promise<Spool> {
     fs.mkdirSync(options.dir, { recursive: true });
     const db = new ClassicLevel<string, string>(options.dir, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
-    await db.open();
+    await db.open().catch((error: Error & { cause?: { code?: string } }) => {
+      if (error.cause?.code === 'LEVEL_LOCKED') throw new Error(`spool ${options.dir} is open in another process (LevelDB lock)`, { cause: error });
+      throw error;
+    });
     const spool = new Spool(db, options);
     // Recount what a previous process left (the drainer republishes it).
     for await (const [id, value] of db.iterator()) {
