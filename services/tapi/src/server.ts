@@ -150,7 +150,7 @@ export function buildApp(options: TapiAppOptions): RequestListener {
       }
       records.push({ key: prepared.key, value: prepared.value, space: source.spaceId, user: prepared.userId });
     }
-    // Segment's rule: an oversize event fails the request, unless others of the batch are kept.
+    // Oversize events alone fail the request (as one oversize event as sent does); beside events that fit, they are dropped.
     if (tooLarge > 0 && fitting === 0) {
       throw new BadRequest('event_too_large', `no event fits in ${limits.maxEventBytes} bytes once the batch's context is merged into it`);
     }

@@ -11,7 +11,8 @@ import { Pool } from 'undici';
 import { parse as parseYaml } from 'yaml';
 import { createKafka, ensureTopics, javaCompatiblePartitioner, topicSpecs } from '@cdp/kafka';
 import { createLogger } from '@cdp/log';
-import { cpuSeconds, freePort, percentile, rssBytes, startKafkaBroker, stopKafkaBroker } from '@cdp/testkit';
+import { cpuSeconds, freePort, percentile, rssBytes, sampleRss, startKafkaBroker, stopKafkaBroker } from '@cdp/testkit';
+import { expandingBatch } from '../testing/expanding-batch';
 import { SuppressionSet } from '../suppression';
 
 const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 15_000);
@@ -178,6 +179,44 @@ async function trackPhase(port: number, onMeasureStart: () => void): Promise<Tra
   };
 }
 
+interface WorstCaseResult {
+  statuses: string[];
+  /** From the first send to the last answer. */
+  ms: number;
+  rssBeforeMiB: number;
+  rssPeakMiB: number;
+}
+
+/**
+ * The worst request issue 16 found (466 KB, a 380 KB batch context merged into 1,300 events),
+ * `count` at once; each given up after 30 s so the phase stays bounded whatever tapi does.
+ */
+async function worstCasePhase(port: number, pid: number, count: number): Promise<WorstCaseResult> {
+  const bodies = Array.from({ length: count }, (_, c) => Buffer.from(expandingBatch(`bench-worst-${c}`)));
+  const rssBeforeMiB = rssBytes(pid) / 1048576;
+  const rss = sampleRss(pid, 5);
+  const started = performance.now();
+  const statuses = await Promise.all(
+    bodies.map(async (body) => {
+      try {
+        const res = await fetch(`http://127.0.0.1:${port}/v1/batch`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: AUTH },
+          body,
+          signal: AbortSignal.timeout(30_000),
+        });
+        const answer = (await res.json().catch(() => ({}))) as { error?: { code?: string } };
+        return `${res.status} ${answer.error?.code ?? ''}`.trim();
+      } catch {
+        return 'no answer in 30 s';
+      }
+    }),
+  );
+  const ms = performance.now() - started;
+  await sleep(50);
+  return { statuses, ms, rssBeforeMiB, rssPeakMiB: Math.max(rssBeforeMiB, rss.stop() / 1048576) };
+}
+
 function suppressionMemory(users: number): { bytesPerUser: number; tableMiB: number } {
   const set = new SuppressionSet();
   for (let i = 0; i < users; i++) set.suppress('main', `user-${i}@example.com`);
@@ -298,6 +337,15 @@ async function main(): Promise<void> {
     console.log(`  /v1/track: p50 ${track.p50.toFixed(1)} ms, p90 ${track.p90.toFixed(1)} ms, p99 ${track.p99.toFixed(1)} ms, p99.9 ${track.p999.toFixed(1)} ms at ${Math.round(track.achieved)} req/s (non-200: ${track.non200}); warm-up p99 ${track.warmupP99.toFixed(1)} ms`);
     console.log(`  inside tapi (histogram bucket bounds): request p99 ≤ ${serverP99} ms, Kafka publish p99 ≤ ${publishP99} ms; tapi CPU ${trackCpu.toFixed(2)} cores`);
 
+    const worstOne = await worstCasePhase(port, tapi.pid!, 1);
+    const worstMany = await worstCasePhase(port, tapi.pid!, 8);
+    for (const [label, w] of [['1 request', worstOne], ['8 at once', worstMany]] as const) {
+      const answers = [...new Set(w.statuses)].map((st) => `${w.statuses.filter((x) => x === st).length}× ${st}`).join(', ');
+      console.log(
+        `worst-case request (466 KB /v1/batch, 380 KB batch context × 1,300 events), ${label}: ${answers} in ${w.ms.toFixed(0)} ms; tapi RSS ${w.rssBeforeMiB.toFixed(0)} MiB before, peak ${w.rssPeakMiB.toFixed(0)} MiB`,
+      );
+    }
+
     const sup = suppressionMemory(Number(process.env.BENCH_SUPPRESSED_USERS ?? 5_000_000));
     console.log(`suppression set: ${sup.bytesPerUser.toFixed(1)} bytes/user, ${sup.tableMiB.toFixed(0)} MiB for ${process.env.BENCH_SUPPRESSED_USERS ?? 5_000_000} users`);
 
@@ -328,6 +376,8 @@ async function main(): Promise<void> {
         p99_warmup_ms: Number(track.warmupP99.toFixed(1)),
         track_rps: Math.round(track.achieved),
         suppression_bytes_per_user: Number(sup.bytesPerUser.toFixed(1)),
+        worst_case_8_ms: Math.round(worstMany.ms),
+        worst_case_8_rss_growth_mib: Math.round(worstMany.rssPeakMiB - worstMany.rssBeforeMiB),
       }),
     );
   } finally {

@@ -130,5 +130,8 @@ export function parseJsonBody(body: Buffer): Record<string, unknown> {
  * every request skip the per-string check (a false positive only costs that check).
  */
 export function mayHoldLoneSurrogates(body: Buffer): boolean {
-  return body.includes('\\ud') || body.includes('\\uD');
+  return body.includes(SURROGATE_ESCAPE_LOWER) || body.includes(SURROGATE_ESCAPE_UPPER);
 }
+
+const SURROGATE_ESCAPE_LOWER = Buffer.from('\\ud');
+const SURROGATE_ESCAPE_UPPER = Buffer.from('\\uD');

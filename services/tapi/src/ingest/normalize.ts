@@ -205,7 +205,7 @@ export interface EnrichContext {
 }
 
 export type Prepared =
-  | { ok: true; envelope: Envelope; key: string; value: string; userId: string | undefined; bytes: number }
+  | { ok: true; envelope: Envelope; key: string; value: string; userId: string | undefined }
   | { ok: false; reason: DropReason; detail?: string };
 
 /** Validates and enriches one event into the envelope published to cdp.ingest, reusing `raw`'s objects. */
@@ -250,13 +250,15 @@ export function prepareEvent(raw: unknown, ctx: EnrichContext): Prepared {
   } catch {
     return { ok: false, reason: 'unserializable' };
   }
-  const bytes = Buffer.byteLength(value);
+  // UTF-8 needs at most 3 bytes per UTF-16 unit: only a long envelope needs its exact size (a
+  // short one charges its length, at most 3× under, so the budget still bounds the work).
+  const bytes = value.length * 3 > (ctx.maxEnvelopeBytes ?? 0) ? Buffer.byteLength(value) : value.length;
   if (bytes > sharedBytes) ctx.budget?.charge(bytes - sharedBytes);
   if (ctx.maxEnvelopeBytes !== undefined && bytes > ctx.maxEnvelopeBytes) {
     return { ok: false, reason: 'event_too_large', detail: `envelope of ${bytes} bytes` };
   }
   const userId = message.userId === undefined || message.userId === null ? undefined : String(message.userId);
-  return { ok: true, envelope, key: messageKey(ctx.sourceId, messageId), value, userId, bytes };
+  return { ok: true, envelope, key: messageKey(ctx.sourceId, messageId), value, userId };
 }
 
 /** Merges the batch-level context and integrations into `m` (its own keys win); returns the bytes merged in. */
