@@ -285,4 +285,16 @@ describe('BatchingProducer under load', () => {
     const got = await readAll(specs.ingest.name, 5_000);
     expect(got).toHaveLength(5_000);
   });
+
+  it('splits one send far above the per-request limit into several requests', async () => {
+    const specs = await freshTopics('oversize-send');
+    const producer = new BatchingProducer(kafka(), { logger });
+    await producer.connect();
+    const value = 'y'.repeat(1_000);
+    // 3,000 × 1 KB in a single send, to one partition: ~3 MB, three times the broker's limit.
+    await producer.send(specs.ingest.name, Array.from({ length: 3_000 }, (_, i) => ({ key: `k${i}`, value, partition: 0 })));
+    await producer.disconnect();
+    const got = await readAll(specs.ingest.name, 3_000);
+    expect(got).toHaveLength(3_000);
+  });
 });

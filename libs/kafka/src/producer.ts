@@ -2,7 +2,7 @@ import type { Kafka, Message, Producer, ProducerConfig } from 'kafkajs';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, histogram } from '@cdp/metrics';
 import type { Headers } from './headers';
-import { recordBytes } from './limits';
+import { recordBytes, splitByBytes } from './limits';
 import { javaCompatiblePartitioner } from './partitioner';
 
 export interface OutboundMessage {
@@ -174,8 +174,19 @@ export class BatchingProducer {
   send(topic: string, messages: OutboundMessage[]): Promise<void> {
     if (messages.length === 0) return Promise.resolve();
     if (!this.started) return Promise.reject(new Error('producer is not connected'));
+    const bytes = sizeOf(messages);
+    if (bytes > this.maxBytes || messages.length > this.maxBatch) {
+      // Too large for one request (the broker would refuse it on every retry): consecutive
+      // parts, queued in order; the send resolves when all of them are acknowledged.
+      const parts = splitByBytes(messages, this.maxBytes).flatMap((g) => Array.from({ length: Math.ceil(g.length / this.maxBatch) }, (_, i) => g.slice(i * this.maxBatch, (i + 1) * this.maxBatch)));
+      return Promise.all(parts.map((part) => this.enqueue(topic, part, sizeOf(part)))).then(() => undefined);
+    }
+    return this.enqueue(topic, messages, bytes);
+  }
+
+  private enqueue(topic: string, messages: OutboundMessage[], bytes: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ topic, messages, bytes: sizeOf(messages), resolve, reject, stop: produceDuration.startTimer() });
+      this.queue.push({ topic, messages, bytes, resolve, reject, stop: produceDuration.startTimer() });
       this.flushing ??= this.drain();
     });
   }
