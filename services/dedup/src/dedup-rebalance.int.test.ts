@@ -1,8 +1,9 @@
-import { topicNames } from '@cdp/kafka';
+import { topicNames, type OutboundMessage } from '@cdp/kafka';
 import {
   createDedupTestEnv,
   exactlyOnceViolations,
   feed,
+  envelope,
   makeStreamWithDuplicates,
   readOutputKeys,
   startDedup,
@@ -31,6 +32,50 @@ describe('dedup rebalance (two processes, real broker)', () => {
       const v = exactlyOnceViolations(out, expected);
       expect({ missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
       expect(out).toHaveLength(expected.size);
+    } finally {
+      await env.close();
+    }
+  });
+
+  it('dead-letters each poison record once across takeovers (a second process joins, then leaves)', async () => {
+    const env = await createDedupTestEnv('poison-takeover', 4);
+    const topics = topicNames(env.prefix);
+    // Slices of 10 good records then 10 poison ones, so chunks often end in poison: records
+    // past the last one published to cdp.deduped, which the output alone cannot mark as done.
+    const messages: OutboundMessage[] = [];
+    const good = new Set<string>();
+    const poison = new Set<string>();
+    const t0 = Date.UTC(2026, 0, 1);
+    for (let s = 0; s < 200; s++) {
+      for (let i = 0; i < 10; i++) {
+        const id = `g${s}-${i}`;
+        messages.push(envelope('web', id, new Date(t0 + s)));
+        good.add(`web:${id}`);
+      }
+      for (let i = 0; i < 10; i++) {
+        const key = `web:p${s}-${i}`;
+        messages.push({ key, value: '{"v":1,"no":"receivedAt"}' });
+        poison.add(key);
+      }
+    }
+    try {
+      const a = await startDedup(env);
+      await waitReady(a);
+      const feeding = feed(env, topics.ingest, messages, 20, 30);
+      await sleep(2_000);
+      const b = await startDedup(env);
+      await waitReady(b);
+      await sleep(3_000);
+      expect(await b.kill('SIGTERM')).toBe(0);
+      await feeding;
+      const out = await readOutputKeys(env, topics.deduped, good.size, 5_000, 120_000);
+      const dlq = await readOutputKeys(env, topics.dlq, poison.size, 3_000, 60_000);
+      expect(await a.kill('SIGTERM')).toBe(0);
+      const o = exactlyOnceViolations(out, good);
+      const d = exactlyOnceViolations(dlq, poison);
+      expect({ missing: o.missing.length, repeated: o.repeated.length, unexpected: o.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
+      expect({ missing: d.missing.length, repeated: d.repeated.length, unexpected: d.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
+      expect(dlq).toHaveLength(poison.size);
     } finally {
       await env.close();
     }

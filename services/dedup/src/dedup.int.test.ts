@@ -1,10 +1,11 @@
 import fs from 'node:fs';
-import { topicNames } from '@cdp/kafka';
+import { HEADER_ERROR, topicNames } from '@cdp/kafka';
 import {
   createDedupTestEnv,
   envelope,
   metricSum,
   readOutputKeys,
+  readRecords,
   startDedup,
   waitReady,
   type DedupProcess,
@@ -41,6 +42,9 @@ describe('dedup against the real broker', () => {
       envelope('app', 'a', new Date(t0 + 1_000)), // same messageId, other source: not a copy
       { key: 'web:poison', value: '{"v":1,"no":"receivedAt"}' },
       { key: null, value: 'garbage' },
+      // An envelope without its event, and one whose key names another message.
+      { key: 'web:nomsg', value: JSON.stringify({ v: 1, sourceId: 'web', messageId: 'nomsg', receivedAt: new Date(t0).toISOString() }) },
+      { key: 'web:other', value: envelope('web', 'mismatch', new Date(t0)).value },
     ]);
     await env.producer.send(topics.ingest, [
       envelope('web', 'b', new Date(t0 + 30_000)), // still inside
@@ -48,12 +52,14 @@ describe('dedup against the real broker', () => {
     ]);
     const out = await readOutputKeys(env, topics.deduped, 4);
     expect(counts(out)).toEqual(new Map([['web:a', 2], ['web:b', 1], ['app:a', 1]]));
-    const dlq = await readOutputKeys(env, topics.dlq, 2);
-    expect(dlq.filter((k) => k === 'web:poison')).toHaveLength(1);
-    expect(dlq.sort()).toEqual(['(null key)', 'web:poison']);
+    const dlq = await readRecords(env, topics.dlq, 4);
+    const reasons = Object.fromEntries(dlq.map((r) => [r.key, r.headers[HEADER_ERROR]]));
+    expect(dlq.map((r) => r.key).sort()).toEqual(['(null key)', 'web:nomsg', 'web:other', 'web:poison']);
+    expect(reasons['web:nomsg']).toMatch(/no message/);
+    expect(reasons['web:other']).toMatch(/does not match/);
     const metrics = await proc.metrics();
     expect(metricSum(metrics, 'cdp_dedup_duplicates_total')).toBe(2);
-    expect(metricSum(metrics, 'cdp_dedup_dead_lettered_total')).toBe(2);
+    expect(metricSum(metrics, 'cdp_dedup_dead_lettered_total')).toBe(4);
   });
 
   it('publishes nothing new when the same input is delivered again after a restart', async () => {

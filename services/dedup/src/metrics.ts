@@ -16,7 +16,7 @@ export const deadLettered = counter({
 });
 export const skippedOnResume = counter({
   name: 'cdp_dedup_resume_skipped_total',
-  help: 'Input messages skipped after a takeover because the output already held them',
+  help: 'Input messages skipped after a takeover because the output or the committed offset already covered them',
 });
 export const storeKeys = gauge({
   name: 'cdp_dedup_store_keys',

@@ -1,6 +1,5 @@
 import path from 'node:path';
 import type { Kafka, Producer, Transaction } from 'kafkajs';
-import { parseMessageKey } from '@cdp/events';
 import {
   deadLetterRecord,
   exceedsLimit,
@@ -15,9 +14,10 @@ import {
 } from '@cdp/kafka';
 import type { Logger } from '@cdp/log';
 import type { DedupConfig } from './config';
-import { decide, readReceivedAt } from './decide';
+import { decide, readIngestRecord, readReceivedAt } from './decide';
 import * as m from './metrics';
 import { readOutputTail } from './output-reader';
+import { committedInputOffset } from './progress';
 import { PartitionStore } from './store';
 
 export interface WorkerTopics {
@@ -125,6 +125,8 @@ export class PartitionWorker {
   private producer: Producer | undefined;
   private store: PartitionStore | undefined;
   private resumeFrom = -1;
+  /** The group's committed input offset at takeover: chunks below it are done (output and DLQ). */
+  private committedFrom = 0;
   /** Most bytes per produce request to the output and DLQ topics (read on takeover). */
   private outputLimit = 0;
   private dlqLimit = 0;
@@ -171,18 +173,19 @@ export class PartitionWorker {
         transactionTimeout: 60_000,
       });
       await this.producer.connect();
+      // InitProducerId with our transactional id: bumps the epoch (fencing the previous owner)
+      // and aborts its open transaction before we read the output and the committed offset.
+      const fence = await this.producer.transaction();
+      await fence.abort();
       const admin = this.kafka.admin();
       await admin.connect();
       try {
         this.outputLimit = (await topicMaxMessageBytes(admin, this.topics.output)) - PUBLISH_MARGIN_BYTES;
         this.dlqLimit = (await topicMaxMessageBytes(admin, this.topics.dlq)) - PUBLISH_MARGIN_BYTES;
+        this.committedFrom = await committedInputOffset(admin, this.config.DEDUP_GROUP_ID, this.topics.input, p);
       } finally {
         await admin.disconnect();
       }
-      // InitProducerId with our transactional id: bumps the epoch (fencing the previous owner)
-      // and aborts its open transaction before we read the output.
-      const fence = await this.producer.transaction();
-      await fence.abort();
 
       const store = this.store;
       const tail = await readOutputTail(
@@ -205,7 +208,7 @@ export class PartitionWorker {
         },
         this.logger,
       );
-      this.resumeFrom = tail.lastInOffset + 1;
+      this.resumeFrom = Math.max(tail.lastInOffset + 1, this.committedFrom);
       m.storeKeys.labels(String(p)).set(store.size);
       m.bloomBytes.labels(String(p)).set(store.bloomBytes);
       const seconds = stop();
@@ -222,25 +225,28 @@ export class PartitionWorker {
       const store = this.store!;
       const producer = this.producer!;
       const last = messages[messages.length - 1];
-      // Already in the output (published by a previous owner whose offsets did not commit).
+      // Already handled: in the output (published by a previous owner whose offsets did not
+      // commit), or below the committed offset (input delivered again after a takeover).
       const fresh = messages.filter((msg) => Number(msg.offset) >= this.resumeFrom);
       m.skippedOnResume.inc(messages.length - fresh.length);
+      // A committed chunk: nothing to publish, and committing its end would move the group's
+      // offset back.
+      if (Number(last.offset) < this.committedFrom) return { lastOffset: last.offset, accepted: 0, duplicates: 0 };
 
       const candidates: Array<{ key: string; receivedAtMs: number; message: InboundMessage; sourceId: string; output: OutboundMessage }> = [];
       const poison: OutboundMessage[] = [];
       for (const message of fresh) {
         try {
-          if (!message.key) throw new Error('message has no key');
-          const { sourceId } = parseMessageKey(message.key);
+          const { key, sourceId, receivedAtMs } = readIngestRecord(message.key, message.value);
           const output: OutboundMessage = {
-            key: message.key,
+            key,
             value: message.value,
             partition: this.partition,
             headers: { ...message.headers, [HEADER_IN_PARTITION]: String(this.partition), [HEADER_IN_OFFSET]: message.offset },
           };
           // The output topic would refuse it on every retry: the partition would stop.
           if (exceedsLimit(output, this.outputLimit)) throw new Error(`record larger than the output topic accepts (${this.outputLimit} bytes)`);
-          candidates.push({ key: message.key, receivedAtMs: readReceivedAt(message.value), message, sourceId, output });
+          candidates.push({ key, receivedAtMs, message, sourceId, output });
         } catch (error) {
           this.logger.warn({ partition: this.partition, offset: message.offset, error: (error as Error).message }, 'poison message routed to the DLQ');
           poison.push(boundedDeadLetter(deadLetterRecord(message, 'dedup', error), this.dlqLimit));

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { messageKey, type Envelope } from '@cdp/events';
-import { BatchingProducer, createKafka, ensureTopics, splitByBytes, topicSpecs, type OutboundMessage } from '@cdp/kafka';
+import { BatchingProducer, createKafka, decodeHeaders, ensureTopics, splitByBytes, topicSpecs, type Headers, type OutboundMessage } from '@cdp/kafka';
 import { createLogger, type Logger } from '@cdp/log';
 import { requireEnv, startServiceProcess, testTopicPrefix, waitServiceReady, type ServiceProcess } from '@cdp/testkit';
 import type { Kafka } from 'kafkajs';
@@ -101,28 +101,38 @@ export async function produceBulk(env: DedupTestEnv, topic: string, messages: Ou
   await Promise.all(inFlight);
 }
 
+export interface ReadRecord {
+  key: string;
+  headers: Headers;
+}
+
 /**
- * Reads the whole output topic (read_committed) until it holds `atLeast` records and nothing
- * new arrived for `quietMs`, or the timeout passes. Returns the keys in read order.
+ * Reads the whole topic (read_committed) until it holds `atLeast` records and nothing new
+ * arrived for `quietMs`, or the timeout passes. Returns the records in read order.
  */
-export async function readOutputKeys(env: DedupTestEnv, topic: string, atLeast: number, quietMs = 3_000, timeoutMs = 90_000): Promise<string[]> {
-  const keys: string[] = [];
+export async function readRecords(env: DedupTestEnv, topic: string, atLeast: number, quietMs = 3_000, timeoutMs = 90_000): Promise<ReadRecord[]> {
+  const records: ReadRecord[] = [];
   const consumer = env.kafka.consumer({ groupId: `${env.prefix}reader-${Math.random().toString(36).slice(2)}`, sessionTimeout: 6_000, heartbeatInterval: 1_000 });
   await consumer.connect();
   await consumer.subscribe({ topics: [topic], fromBeginning: true });
   let lastArrival = Date.now();
   await consumer.run({
     eachMessage: async ({ message }) => {
-      keys.push(message.key?.toString() ?? '(null key)');
+      records.push({ key: message.key?.toString() ?? '(null key)', headers: decodeHeaders(message.headers) });
       lastArrival = Date.now();
     },
   });
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline && !(keys.length >= atLeast && Date.now() - lastArrival > quietMs)) {
+  while (Date.now() < deadline && !(records.length >= atLeast && Date.now() - lastArrival > quietMs)) {
     await new Promise((r) => setTimeout(r, 200));
   }
   await consumer.disconnect();
-  return keys;
+  return records;
+}
+
+/** `readRecords`, keys only. */
+export async function readOutputKeys(env: DedupTestEnv, topic: string, atLeast: number, quietMs = 3_000, timeoutMs = 90_000): Promise<string[]> {
+  return (await readRecords(env, topic, atLeast, quietMs, timeoutMs)).map((r) => r.key);
 }
 
 export function metricValue(text: string, name: string, labels = ''): number {
