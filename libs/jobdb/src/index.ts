@@ -2,6 +2,8 @@ export { CREATE_TABLES, FINAL_STATES, JOB_STATES, KNOWN_SCHEMA_VERSIONS, SCHEMA_
 export {
   FencedError,
   JobDb,
+  StaleLeaseError,
+  type LeaseRequest,
   idempotencyHash,
   newJobId,
   type IdempotencyKey,

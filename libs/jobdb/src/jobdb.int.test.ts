@@ -73,7 +73,7 @@ describe('JobDB provisioning and writes', () => {
   });
 
   it('stores each idempotency key once and rebuilds open jobs with their last outcome', async () => {
-    const lease = await db.takeLease({ lockIndex: 1, holder: 'a', sessionId: 's1' });
+    const lease = await db.takeLease({ fencingToken: 10, lockIndex: 1, holder: 'a', sessionId: 's1' });
     const first = await db.insertJobs(lease, [job(1), job(2), job(2)]);
     expect(first.inserted).toHaveLength(2);
     expect(first.duplicates).toBe(1);
@@ -109,7 +109,7 @@ describe('JobDB provisioning and writes', () => {
   });
 
   it('commits the executing row of jobs that start at once with their insert, none for duplicates', async () => {
-    const lease = await db.takeLease({ lockIndex: 3, holder: 'c', sessionId: 's3' });
+    const lease = await db.takeLease({ fencingToken: 20, lockIndex: 3, holder: 'c', sessionId: 's3' });
     await db.insertJobs(lease, [job(40)]);
     const asked: string[] = [];
     const at = Date.now();
@@ -132,9 +132,9 @@ describe('JobDB provisioning and writes', () => {
   });
 
   it('fences a holder once a newer lease exists', async () => {
-    const old = await db.takeLease({ lockIndex: 5, holder: 'old', sessionId: 's5' });
+    const old = await db.takeLease({ fencingToken: 30, lockIndex: 5, holder: 'old', sessionId: 's5' });
     await db.insertJobs(old, [job(10)]);
-    const fresh = await db.takeLease({ lockIndex: 6, holder: 'new', sessionId: 's6' });
+    const fresh = await db.takeLease({ fencingToken: 40, lockIndex: 6, holder: 'new', sessionId: 's6' });
     await expect(db.insertJobs(old, [job(11)])).rejects.toBeInstanceOf(FencedError);
     await expect(
       db.appendTransitions(old, [{ jobId: 'x'.repeat(27), from: 'executing', to: 'succeeded', attempt: 1, at: new Date() }]),
@@ -146,7 +146,7 @@ describe('JobDB provisioning and writes', () => {
   });
 
   it('a batch larger than one round trip is stored whole, and a fenced one not at all', async () => {
-    const lease = await db.takeLease({ lockIndex: 30, holder: 'big', sessionId: 's30' });
+    const lease = await db.takeLease({ fencingToken: 50, lockIndex: 30, holder: 'big', sessionId: 's30' });
     // 1,200 jobs of ~4 KB: several statements (500 rows or ~1 MiB each) in several round trips.
     const big = (from: number) => Array.from({ length: 1_200 }, (_, i) => job(from + i, { payload: JSON.stringify({ pad: 'p'.repeat(4_000) }) }));
     const stored = await db.insertJobs(lease, [...big(100_000), job(100_000)]);
@@ -156,14 +156,14 @@ describe('JobDB provisioning and writes', () => {
     expect(again.inserted.map((j) => j.messageId)).toEqual(['m99999']);
     expect(again.duplicates).toBe(700);
 
-    await db.takeLease({ lockIndex: 31, holder: 'next', sessionId: 's31' });
+    await db.takeLease({ fencingToken: 60, lockIndex: 31, holder: 'next', sessionId: 's31' });
     await expect(db.insertJobs(lease, big(200_000))).rejects.toBeInstanceOf(FencedError);
     const [{ n }] = await db.pool.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM jobs WHERE message_id LIKE 'm2_____'").then(([rows]) => rows);
     expect(Number(n)).toBe(0);
   });
 
   it('a lease taken while a fenced write is open waits for it, then fences later writes', async () => {
-    const a = await db.takeLease({ lockIndex: 7, holder: 'a', sessionId: 's7' });
+    const a = await db.takeLease({ fencingToken: 70, lockIndex: 7, holder: 'a', sessionId: 's7' });
     // The write transaction stays open until the test lets it go: its last statement waits for
     // a named lock the test holds on another connection.
     const gate = `gate_${database}`;
@@ -183,7 +183,7 @@ describe('JobDB provisioning and writes', () => {
     };
     // The write holds its shared lease lock and waits at the gate.
     await waitFor(() => waiting("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ? AND STATE = 'User lock'"));
-    const b = db.takeLease({ lockIndex: 8, holder: 'b', sessionId: 's8' }).then((id) => {
+    const b = db.takeLease({ fencingToken: 80, lockIndex: 8, holder: 'b', sessionId: 's8' }).then((id) => {
       finished.push('lease');
       return id;
     });
@@ -249,7 +249,7 @@ describe('drained decision (sealIfEmpty)', () => {
   }
 
   it('seals only a JobDB without open jobs; the seal fences every later write until a new lease', async () => {
-    const lease = await db.takeLease({ lockIndex: 1, holder: 'a', sessionId: 's1' });
+    const lease = await db.takeLease({ fencingToken: 90, lockIndex: 1, holder: 'a', sessionId: 's1' });
     const { inserted } = await db.insertJobs(lease, [job(1)]);
     expect(await db.sealIfEmpty(lease)).toBe(false);
     await db.appendTransitions(lease, [{ jobId: inserted[0].id, from: 'awaiting_scheduling', to: 'executing', attempt: 1, at: new Date() }]);
@@ -261,14 +261,14 @@ describe('drained decision (sealIfEmpty)', () => {
       db.appendTransitions(lease, [{ jobId: inserted[0].id, from: 'succeeded', to: 'executing', attempt: 2, at: new Date() }]),
     ).rejects.toBeInstanceOf(FencedError);
     // A director adopting a sealed JobDB that was never marked drained writes again under its own lease.
-    const next = await db.takeLease({ lockIndex: 2, holder: 'b', sessionId: 's2' });
+    const next = await db.takeLease({ fencingToken: 100, lockIndex: 2, holder: 'b', sessionId: 's2' });
     await expect(db.sealIfEmpty(lease)).rejects.toBeInstanceOf(FencedError);
     expect((await db.insertJobs(next, [job(3)])).inserted).toHaveLength(1);
     expect(await db.sealIfEmpty(next)).toBe(false);
   });
 
   it('waits for an insert in flight and counts its jobs (a plain read could not see them)', async () => {
-    const lease = await db.takeLease({ lockIndex: 3, holder: 'c', sessionId: 's3' });
+    const lease = await db.takeLease({ fencingToken: 110, lockIndex: 3, holder: 'c', sessionId: 's3' });
     const open = (await db.loadOpenJobs()).map((j) => ({ jobId: j.id, from: j.state, to: 'discarded' as const, attempt: j.attempt, at: new Date() }));
     await db.appendTransitions(lease, open);
     expect(await db.countOpenJobs()).toBe(0);
@@ -287,6 +287,23 @@ describe('drained decision (sealIfEmpty)', () => {
     expect(await seal).toBe(false);
     expect(await db.countOpenJobs()).toBe(1);
   });
+  it('a new lease while a fenced write waits for the lease row: no deadlock, the write is fenced', async () => {
+    const old = await db.takeLease({ fencingToken: 1_000, lockIndex: 9, holder: 'old', sessionId: 's9' });
+    // A new holder has locked the latest lease row and not yet appended its lease.
+    const taking = await db.pool.getConnection();
+    await taking.query('START TRANSACTION');
+    await taking.query('SELECT id FROM leases ORDER BY id DESC LIMIT 1 FOR UPDATE');
+    const write = db.insertJobs(old, [job(20)]).then(
+      () => 'committed',
+      (error: unknown) => (error instanceof FencedError ? 'fenced' : String(error)),
+    );
+    expect(await running('SELECT id FROM leases')).toBe(true); // the write waits for its shared lock
+    // Its lease row appended now: the waiting write held no gap lock in its way (it used to: a deadlock).
+    await taking.query("INSERT INTO leases (fencing_token, lock_index, holder, session_id, acquired_at) VALUES (1001, 10, 'new', 's10', NOW(3))");
+    await taking.query('COMMIT');
+    taking.release();
+    expect(await write).toBe('fenced');
+  });
 });
 
 describe('append-only', () => {
@@ -298,7 +315,7 @@ describe('append-only', () => {
       async () => {
         await provisionJobDb({ url, consul, prefix, id, database });
         const db = new JobDb({ url, database });
-        const lease = await db.takeLease({ lockIndex: 1, holder: 'a', sessionId: 's' });
+        const lease = await db.takeLease({ fencingToken: 120, lockIndex: 1, holder: 'a', sessionId: 's' });
         const { inserted } = await db.insertJobs(lease, [job(1), job(2)]);
         await db.insertJobs(lease, [job(1), job(3)], Date.now(), () => true);
         await db.appendTransitions(lease, [

@@ -13,6 +13,34 @@ export class FencedError extends Error {
   }
 }
 
+/**
+ * Thrown by takeLease when the JobDB's latest lease has a fencing token at or above the one
+ * presented: the lock was acquired again after the presenting holder's acquisition, so that
+ * holder is stale and must not write (nor fence the newer holder).
+ */
+export class StaleLeaseError extends Error {
+  constructor(
+    readonly fencingToken: number,
+    readonly latestFencingToken: number,
+  ) {
+    super(`lease refused: fencing token ${fencingToken} is not above the latest lease's ${latestFencingToken}`);
+    this.name = 'StaleLeaseError';
+  }
+}
+
+/** What a holder records when it takes a JobDB's lease, right after acquiring its Consul lock. */
+export interface LeaseRequest {
+  /**
+   * The lock key's ModifyIndex read right after the acquisition: Consul's raft index, which
+   * never goes back (LockIndex restarts when the key is deleted and recreated).
+   */
+  fencingToken: number;
+  /** Consul's LockIndex at acquisition (audit). */
+  lockIndex: number;
+  holder: string;
+  sessionId: string;
+}
+
 export interface IdempotencyKey {
   sourceId: string;
   messageId: string;
@@ -297,16 +325,22 @@ export class JobDb {
   /**
    * Records a new lease for a lock just acquired and returns its id (the lease this holder
    * must present on every write). Any holder whose lease is older is fenced from now on.
+   * Throws StaleLeaseError, recording nothing, unless `fencingToken` is above the latest
+   * lease's: a holder whose insert runs late (a pause right after acquiring) cannot fence the
+   * holder that acquired the lock after it.
    */
-  async takeLease(lease: { lockIndex: number; holder: string; sessionId: string }, now = new Date()): Promise<number> {
+  async takeLease(lease: LeaseRequest, now = new Date()): Promise<number> {
     const conn = await this.pool.getConnection();
     try {
       await conn.beginTransaction();
       // Exclusive lock on the current latest lease: waits for in-flight fenced writes of the old holder.
-      await conn.query('SELECT id FROM leases ORDER BY id DESC LIMIT 1 FOR UPDATE');
+      const [latest] = await conn.query<mysql.RowDataPacket[]>('SELECT id, fencing_token FROM leases ORDER BY id DESC LIMIT 1 FOR UPDATE');
+      if (latest.length > 0 && Number(latest[0].fencing_token) >= lease.fencingToken) {
+        throw new StaleLeaseError(lease.fencingToken, Number(latest[0].fencing_token));
+      }
       const [res] = await conn.query<mysql.ResultSetHeader>(
-        'INSERT INTO leases (lock_index, holder, session_id, acquired_at) VALUES (?, ?, ?, ?)',
-        [lease.lockIndex, lease.holder, lease.sessionId, now],
+        'INSERT INTO leases (fencing_token, lock_index, holder, session_id, acquired_at) VALUES (?, ?, ?, ?, ?)',
+        [lease.fencingToken, lease.lockIndex, lease.holder, lease.sessionId, now],
       );
       await conn.commit();
       return res.insertId;
@@ -318,12 +352,17 @@ export class JobDb {
     }
   }
 
-  async latestLease(): Promise<{ id: number; lockIndex: number; holder: string } | null> {
+  async latestLease(): Promise<{ id: number; fencingToken: number; lockIndex: number; holder: string } | null> {
     const [rows] = await this.pool.query<mysql.RowDataPacket[]>(
-      'SELECT id, lock_index, holder FROM leases ORDER BY id DESC LIMIT 1',
+      'SELECT id, fencing_token, lock_index, holder FROM leases ORDER BY id DESC LIMIT 1',
     );
     if (rows.length === 0) return null;
-    return { id: Number(rows[0].id), lockIndex: Number(rows[0].lock_index), holder: String(rows[0].holder) };
+    return {
+      id: Number(rows[0].id),
+      fencingToken: Number(rows[0].fencing_token),
+      lockIndex: Number(rows[0].lock_index),
+      holder: String(rows[0].holder),
+    };
   }
 
   /**
@@ -338,8 +377,11 @@ export class JobDb {
   async fencedWrite(leaseId: number, statements: readonly Statement[]): Promise<mysql.ResultSetHeader[]> {
     const all: Statement[] = [
       { sql: 'START TRANSACTION', values: [] },
-      // Shared lock on the latest lease: a new holder's exclusive lock on it waits for this commit.
-      { sql: 'SELECT id FROM leases ORDER BY id DESC LIMIT 1 LOCK IN SHARE MODE', values: [] },
+      // Shared lock on this holder's lease row (the latest one, or the check below fails): a new
+      // holder's exclusive lock on it waits for this commit. By primary key, so a record lock
+      // only: a descending scan also locked the gap after it, where the new holder's lease goes,
+      // and a write waiting for the row deadlocked with that insert.
+      { sql: 'SELECT id FROM leases WHERE id = ? LOCK IN SHARE MODE', values: [leaseId] },
       // Two rows, an error, unless the latest lease is this one (newer lease, or a JobDB recreated under this name).
       {
         sql: 'SELECT (SELECT 1 FROM (SELECT 1 AS n UNION ALL SELECT 2) AS two WHERE (SELECT MAX(id) FROM leases) <> ? OR (SELECT MAX(id) FROM leases) IS NULL) AS fence',
@@ -645,7 +687,7 @@ export class JobDb {
         return false;
       }
       await conn.query(
-        'INSERT INTO leases (lock_index, holder, session_id, acquired_at) SELECT lock_index, ?, session_id, ? FROM leases WHERE id = ?',
+        'INSERT INTO leases (fencing_token, lock_index, holder, session_id, acquired_at) SELECT fencing_token, lock_index, ?, session_id, ? FROM leases WHERE id = ?',
         [sealHolder(leaseId), now, leaseId],
       );
       await conn.commit();

@@ -37,9 +37,11 @@ export const SCHEMA_VERSION = 2;
 export const KNOWN_SCHEMA_VERSIONS: ReadonlySet<number> = new Set([SCHEMA_VERSION]);
 
 export const CREATE_TABLES: readonly string[] = [
-  // One row per lock acquisition; the highest id is the only lease allowed to write.
+  // One row per lock acquisition; the highest id is the only lease allowed to write. A lease is
+  // appended only with a fencing token (the lock key's ModifyIndex) above the latest one's.
   `CREATE TABLE IF NOT EXISTS leases (
     id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    fencing_token BIGINT UNSIGNED NOT NULL,
     lock_index BIGINT UNSIGNED NOT NULL,
     holder VARCHAR(255) NOT NULL,
     session_id VARCHAR(64) CHARACTER SET ascii NOT NULL,

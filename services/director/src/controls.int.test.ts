@@ -62,7 +62,7 @@ describe('operator controls from Consul KV', () => {
   it('adopts an orphaned draining JobDB with open jobs, finishes them and marks it drained', async () => {
     const orphan = await env.provision('orph', 'draining', async (database) => {
       const db = new JobDb({ url: mysqlUrl(), database });
-      const lease = await db.takeLease({ lockIndex: 1, holder: 'dead-director', sessionId: 'gone' });
+      const lease = await db.takeLease({ fencingToken: 0, lockIndex: 1, holder: 'dead-director', sessionId: 'gone' });
       await db.insertJobs(
         lease,
         Array.from({ length: 5 }, (_, i) => ({

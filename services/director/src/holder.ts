@@ -3,6 +3,7 @@ import { ConsulSession, type ConsulLock, type createConsulClient } from '@cdp/co
 import {
   FencedError,
   JobDb,
+  StaleLeaseError,
   UnknownSchemaVersionError,
   checkSchemaVersion,
   jobDbLockKey,
@@ -17,7 +18,7 @@ import {
 import { errorFields, type Logger } from '@cdp/log';
 import type { DeliveryEngine, JobSink } from './engine';
 import { storedJob, type Job } from './job';
-import { jobDbInsertDuration, jobDbsHeld, jobDbsRefused, lockLosses } from './metrics';
+import { jobDbInsertDuration, jobDbsHeld, jobDbsRefused, lockLosses, staleLeases } from './metrics';
 import { TransitionWriter } from './writer';
 
 type Consul = ReturnType<typeof createConsulClient>;
@@ -109,8 +110,14 @@ export class JobDbHolder {
     return undefined;
   }
 
-  heldJobDbs(): Array<{ id: string; state: string; leaseId: number; lockIndex: number }> {
-    return [...this.held.values()].map((h) => ({ id: h.id, state: h.state, leaseId: h.leaseId, lockIndex: h.lock.lockIndex }));
+  heldJobDbs(): Array<{ id: string; state: string; leaseId: number; lockIndex: number; fencingToken: number }> {
+    return [...this.held.values()].map((h) => ({
+      id: h.id,
+      state: h.state,
+      leaseId: h.leaseId,
+      lockIndex: h.lock.lockIndex,
+      fencingToken: h.lock.acquiredIndex,
+    }));
   }
 
   /** Test hook: the session, e.g. to pause its renewals as if the process froze. */
@@ -264,7 +271,8 @@ export class JobDbHolder {
     if (!lock) return false;
     const db = new JobDb({ url: this.options.mysqlUrl, database: entry.dsnRef, poolSize: this.options.poolSize });
     try {
-      const leaseId = await db.takeLease({ lockIndex: lock.lockIndex, holder: this.options.pod, sessionId: session.id });
+      // The key's ModifyIndex read right after acquiring: above that of every earlier acquisition.
+      const leaseId = await db.takeLease({ fencingToken: lock.acquiredIndex, lockIndex: lock.lockIndex, holder: this.options.pod, sessionId: session.id });
       if (!lock.isHeld) throw new Error('lock lost while taking the lease');
       const writer = new TransitionWriter(db, leaseId, logger.child({ jobDb: entry.id }), this.options.writeBatch, (error) =>
         this.fenced(held, error),
@@ -325,6 +333,7 @@ export class JobDbHolder {
       this.updateGauge();
       return true;
     } catch (error) {
+      if (error instanceof StaleLeaseError) staleLeases.inc();
       logger.warn({ ...errorFields(error), jobDb: entry.id }, 'could not take JobDB; releasing its lock');
       await lock.release().catch(() => undefined);
       await db.close().catch(() => undefined);
@@ -332,9 +341,17 @@ export class JobDbHolder {
     }
   }
 
-  /** A fenced write: a newer lease exists, unless this director sealed the JobDB itself. */
+  /**
+   * A fenced write: a newer lease exists (unless this director sealed the JobDB itself). The
+   * Consul lock may still show this session (the newer lease's holder lost it since, or never
+   * had it): give it back, or nobody could take the JobDB until this director restarts.
+   */
   private fenced(h: Held, error: FencedError): void {
-    if (!h.sealing) this.lose(h.id, 'fenced', error.message);
+    if (h.sealing) return;
+    this.lose(h.id, 'fenced', error.message);
+    if (h.lock.isHeld) {
+      void h.lock.release().catch((e: unknown) => this.options.logger.warn({ ...errorFields(e), jobDb: h.id }, 'lock release after fencing failed'));
+    }
   }
 
   private lose(id: string, reason: string, detail: string): void {

@@ -72,6 +72,11 @@ export const abortedCalls = counter({
   help: 'Destination calls aborted in flight because their JobDB lock was lost or released',
 });
 
+export const staleLeases = counter({
+  name: 'cdp_director_stale_leases_total',
+  help: 'JobDBs not taken after acquiring their lock: the latest lease has a fencing token at or above this acquisition',
+});
+
 export const lockLosses = counter({
   name: 'cdp_director_lock_losses_total',
   help: 'JobDB locks lost (session lost, key deleted or taken)',

@@ -35,7 +35,7 @@ afterAll(async () => {
 });
 
 it('a transaction retried after its COMMIT reply was lost leaves one row per job, attempt and state', async () => {
-  const lease = await db.takeLease({ lockIndex: 1, holder: 'w', sessionId: 's' });
+  const lease = await db.takeLease({ fencingToken: 10, lockIndex: 1, holder: 'w', sessionId: 's' });
   const now = Date.now();
   const { inserted } = await db.insertJobs(lease, ['a', 'b'].map((m) => ({
     sourceId: 'web',

@@ -112,7 +112,7 @@ async function main(): Promise<void> {
     await provisionJobDb({ url, consul, prefix, id: jobDbId, database });
     // Preload the jobs under a throwaway lease, as a previous holder would have left them.
     const db = new JobDb({ url, database });
-    const lease = await db.takeLease({ lockIndex: 0, holder: 'preload', sessionId: 'preload' });
+    const lease = await db.takeLease({ fencingToken: 0, lockIndex: 0, holder: 'preload', sessionId: 'preload' });
     const now = Date.now();
     for (let i = 0; i < JOBS; i += 5_000) {
       const batch: NewJob[] = Array.from({ length: Math.min(5_000, JOBS - i) }, (_, k) => ({

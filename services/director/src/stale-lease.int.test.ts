@@ -1,0 +1,118 @@
+import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
+import { JobDb, jobDbLockKey, listJobDbs } from '@cdp/jobdb';
+import { registry } from '@cdp/metrics';
+import { mysqlUrl } from '@cdp/testkit';
+import { historyOf, postJobs, Sink, testSettings, testWorkspace, TestEnv, waitFor } from './testing/harness';
+
+let consulServer: ConsulDevServer;
+let env: TestEnv;
+let sink: Sink;
+
+interface KvGet {
+  kv: {
+    get(key: string): Promise<{ ModifyIndex: number; LockIndex: number; Session?: string } | undefined>;
+    set(key: string, value: string): Promise<boolean>;
+  };
+}
+
+beforeAll(async () => {
+  consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
+  env = new TestEnv(consulServer.url);
+  sink = new Sink();
+  await sink.start();
+});
+
+afterAll(async () => {
+  await env.cleanup();
+  await sink.close();
+  await consulServer.close();
+});
+
+function jobs(n: number, from: number) {
+  return Array.from({ length: n }, (_, i) => ({
+    sourceId: 'web',
+    messageId: `s${from + i}`,
+    destinationId: 'hook',
+    subscriptionId: 'default',
+    payload: { type: 'track', messageId: `s${from + i}`, event: 'E' },
+  }));
+}
+
+async function staleLeases(): Promise<number> {
+  const metric = registry.getSingleMetric('cdp_director_stale_leases_total');
+  if (!metric) return 0;
+  return (await metric.get()).values.reduce((sum, v) => sum + v.value, 0);
+}
+
+/** A Consul index above every one issued so far (each write takes the next). */
+async function freshConsulIndex(prefix: string): Promise<number> {
+  const consul = env.consul as unknown as KvGet;
+  await consul.kv.set(`${prefix}probe`, String(Date.now()));
+  return (await consul.kv.get(`${prefix}probe`))!.ModifyIndex;
+}
+
+const workspace = () => testWorkspace([{ id: 'hook', url: `${sink.url}/hook`, maxConcurrency: 20 }]);
+
+describe('lease fencing tokens (the Consul lock key ModifyIndex)', () => {
+  it('the lock still held, a late lease from an older acquisition is refused; a holder fenced by a newer lease releases its lock and the JobDB is taken again', async () => {
+    const jdb = await env.provision('stale');
+    const ws = workspace();
+    const d = env.director(testSettings(env.prefix, { POD_NAME: 'st' }), { workspace: () => ws });
+    await d.start();
+    await waitFor(() => d.isReady);
+    const held = d.holder.heldJobDbs().find((h) => h.id === jdb.id)!;
+    const lockKey = await (env.consul as unknown as KvGet).kv.get(jobDbLockKey(env.prefix, jdb.id));
+    expect(lockKey?.Session).toBe(d.holder.sessionId);
+
+    // A director that acquired the lock before this one and whose lease insert ran late (a GC
+    // pause right after acquiring): its token, the key's ModifyIndex then, is below the holder's.
+    const db = new JobDb({ url: mysqlUrl(), database: jdb.database });
+    try {
+    const late = { lockIndex: lockKey!.LockIndex - 1, fencingToken: lockKey!.ModifyIndex - 1, holder: 'late', sessionId: 'late-session' };
+    await expect(db.takeLease(late)).rejects.toMatchObject({ name: 'StaleLeaseError' });
+    expect((await db.latestLease())?.id).toBe(held.leaseId);
+    expect((await postJobs(d.url!, jobs(5, 0))).status).toBe(200);
+
+    // A newer lease (a token above the holder's) while the holder still holds the lock: its next
+    // write is fenced, it gives the lock back, and the JobDB is taken again under a newer token.
+    const newer = { lockIndex: lockKey!.LockIndex + 1, fencingToken: await freshConsulIndex(env.prefix), holder: 'newer', sessionId: 'newer-session' };
+    const newerLease = await db.takeLease(newer);
+    expect((await postJobs(d.url!, jobs(5, 100))).status).toBe(503);
+    await waitFor(() => d.holder.heldJobDbs().some((h) => h.id === jdb.id && h.leaseId > newerLease), 10_000);
+    expect((await postJobs(d.url!, jobs(5, 200))).status).toBe(200);
+    let history!: Awaited<ReturnType<typeof historyOf>>;
+    await waitFor(async () => {
+      history = await historyOf(env, jdb.database);
+      return history.size === 10 && [...history.values()].every((h) => h.states.at(-1) === 'succeeded');
+    }, 10_000);
+    } finally {
+      await db.close();
+    }
+    await d.stop();
+  });
+
+  it('a director whose lock token is not above the latest lease does not take the JobDB and gives its lock back', async () => {
+    const prefix = `${env.prefix}high/`;
+    const sub = new TestEnv(consulServer.url);
+    (sub as unknown as { prefix: string }).prefix = prefix;
+    // The JobDB already has a lease from a token no acquisition of this Consul has reached yet.
+    const jdb = await sub.provision('high', 'active', async (database) => {
+      const db = new JobDb({ url: mysqlUrl(), database });
+      const high = { lockIndex: 1, fencingToken: (await freshConsulIndex(prefix)) + 1_000_000, holder: 'future', sessionId: 'future-session' };
+      await db.takeLease(high);
+      await db.close();
+    });
+    const before = await staleLeases();
+    const ws = workspace();
+    const d = env.director(testSettings(prefix, { POD_NAME: 'hi' }), { workspace: () => ws });
+    try {
+      await d.start();
+      await waitFor(async () => (await staleLeases()) > before, 10_000);
+      expect(d.holder.heldJobDbs()).toEqual([]);
+      await waitFor(async () => (await listJobDbs(sub.consul, prefix)).find((e) => e.id === jdb.id)?.holder === undefined, 10_000);
+    } finally {
+      await d.stop();
+      await sub.cleanup();
+    }
+  });
+});
