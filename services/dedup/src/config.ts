@@ -23,10 +23,12 @@ export const dedupEnv = z.object({
   KAFKA_TOPIC_PARTITIONS: positiveInt(12),
   KAFKA_REPLICATION_FACTOR: positiveInt(3),
   /**
-   * Fault injection for crash tests only: SIGKILL the process at this point with this
-   * probability. Never set in production.
+   * Fault injection for crash tests only: signal the process at this point with this
+   * probability. SIGKILL kills it; SIGSTOP freezes it (once per process) until a SIGCONT, as a
+   * long GC pause or a network split would. Never set in production.
    */
   DEDUP_FAULT_POINT: z.enum(['none', 'after-send', 'after-commit', 'during-repair']).default('none'),
+  DEDUP_FAULT_SIGNAL: z.enum(['SIGKILL', 'SIGSTOP']).default('SIGKILL'),
   DEDUP_FAULT_PROBABILITY: z.coerce.number().min(0).max(1).default(0),
   DEDUP_FAULT_AFTER_MS: nonNegativeInt(0),
 });

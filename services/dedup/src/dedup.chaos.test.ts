@@ -1,4 +1,6 @@
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { topicNames } from '@cdp/kafka';
 import {
   createDedupTestEnv,
@@ -6,6 +8,7 @@ import {
   feed,
   logger,
   makeStreamWithDuplicates,
+  metricSum,
   readOutputKeys,
   startDedup,
   waitReady,
@@ -17,6 +20,24 @@ const RANDOM_KILLS = Number(process.env.CDP_CHAOS_RANDOM_KILLS ?? 20);
 const FIXED_POINT_ROUNDS = Number(process.env.CDP_CHAOS_FIXED_ROUNDS ?? 3);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const CHAOS_ENV = { KAFKA_SESSION_TIMEOUT_MS: '3000', KAFKA_HEARTBEAT_INTERVAL_MS: '500' };
+
+/** Whether the process is stopped by a signal (Linux: state `T` in /proc/<pid>/stat). */
+function isStopped(proc: DedupProcess): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${proc.child.pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
+  } catch {
+    return false;
+  }
+}
+
+async function until(what: string, condition: () => boolean | Promise<boolean>, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
 
 /** Waits for the process to kill itself at its fault point; true if it did before `ms`. */
 async function untilExitOr(proc: DedupProcess, ms: number): Promise<boolean> {
@@ -78,6 +99,55 @@ describe('dedup crash safety (real broker, real processes)', () => {
       expect({ missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
       expect(out).toHaveLength(expected.size);
     } finally {
+      await env.close();
+    }
+  });
+
+  it('fences a frozen owner: its open transaction fails after it resumes and every id is published once', async () => {
+    const env = await createDedupTestEnv('fence', 2);
+    const topics = topicNames(env.prefix);
+    const { messages, expected } = makeStreamWithDuplicates('web', 2_000, 0.1);
+    // Each process has its own volume, as pods do (a frozen owner keeps its stores locked).
+    const dirs = ['a', 'b'].map((n) => fs.mkdtempSync(path.join(os.tmpdir(), `dedup-fence-${n}-`)));
+    const half = Math.floor(messages.length / 2);
+    let a: DedupProcess | undefined;
+    let b: DedupProcess | undefined;
+    try {
+      // A freezes itself inside a transaction: its chunk is sent to cdp.deduped, not committed.
+      a = await startDedup(env, {
+        DEDUP_DATA_DIR: dirs[0],
+        DEDUP_FAULT_POINT: 'after-send',
+        DEDUP_FAULT_SIGNAL: 'SIGSTOP',
+        DEDUP_FAULT_PROBABILITY: '1',
+      });
+      await waitReady(a);
+      const feeding = feed(env, topics.ingest, messages.slice(0, half), 50, 30);
+      const frozenA = a;
+      await until('A to freeze in a transaction', () => isStopped(frozenA), 60_000);
+      await feeding;
+
+      // B joins once the group drops A (session timeout), takes both partitions and fences A.
+      b = await startDedup(env, { DEDUP_DATA_DIR: dirs[1] });
+      await waitReady(b);
+      const liveB = b;
+      await until('B to own both partitions', async () => metricSum(await liveB.metrics(), 'cdp_dedup_owned_partitions') === env.partitions, 60_000);
+      await feed(env, topics.ingest, messages.slice(half), 50, 30);
+
+      // A wakes up where it stopped: its commit must fail, and it must rejoin, not publish.
+      a.child.kill('SIGCONT');
+      await until('A to count its fenced transaction', async () => metricSum(await frozenA.metrics(), 'cdp_dedup_fenced_total') >= 1, 60_000);
+
+      const out = await readOutputKeys(env, topics.deduped, expected.size, 5_000, 120_000);
+      const fenced = metricSum(await a.metrics(), 'cdp_dedup_fenced_total');
+      const v = exactlyOnceViolations(out, expected);
+      logger.warn({ fenced, input: messages.length, unique: expected.size, output: out.length }, 'fence test');
+      expect(fenced).toBeGreaterThanOrEqual(1);
+      expect({ missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
+      expect(out).toHaveLength(expected.size);
+    } finally {
+      await a?.kill('SIGKILL');
+      await b?.kill('SIGKILL');
+      for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
       await env.close();
     }
   });

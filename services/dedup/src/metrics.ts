@@ -45,3 +45,7 @@ export const transactionDuration = histogram({
   name: 'cdp_dedup_transaction_duration_seconds',
   help: 'One chunk: publish to cdp.deduped and commit the input offsets in one Kafka transaction',
 });
+export const fenced = counter({
+  name: 'cdp_dedup_fenced_total',
+  help: 'Transactions that failed because a newer owner of the partition fenced this producer',
+});

@@ -106,9 +106,15 @@ export async function keepMembership(heartbeat: () => Promise<void>): Promise<vo
   }
 }
 
+let frozenOnce = false;
+
 export function crashPoint(config: DedupConfig, point: DedupConfig['DEDUP_FAULT_POINT'], startedAt: number): void {
   if (config.DEDUP_FAULT_POINT !== point || Date.now() - startedAt < config.DEDUP_FAULT_AFTER_MS) return;
-  if (Math.random() < config.DEDUP_FAULT_PROBABILITY) process.kill(process.pid, 'SIGKILL');
+  if (config.DEDUP_FAULT_SIGNAL === 'SIGSTOP' && frozenOnce) return;
+  if (Math.random() >= config.DEDUP_FAULT_PROBABILITY) return;
+  frozenOnce = true;
+  // Synchronous: the process stops here, in the middle of the transaction, until SIGCONT.
+  process.kill(process.pid, config.DEDUP_FAULT_SIGNAL);
 }
 
 /**
@@ -173,6 +179,9 @@ export class PartitionWorker {
         transactionTimeout: 60_000,
       });
       await this.producer.connect();
+      // A member the group dropped (it was frozen or cut off) must learn it before fencing:
+      // its fence would abort the live owner's transaction.
+      await keepMembership(heartbeat);
       // InitProducerId with our transactional id: bumps the epoch (fencing the previous owner)
       // and aborts its open transaction before we read the output and the committed offset.
       const fence = await this.producer.transaction();
@@ -274,7 +283,10 @@ export class PartitionWorker {
           throw error;
         }
       } catch (error) {
-        if (isFenced(error)) throw new FencedError(this.partition, error);
+        if (isFenced(error)) {
+          m.fenced.inc();
+          throw new FencedError(this.partition, error);
+        }
         throw error;
       } finally {
         stop();

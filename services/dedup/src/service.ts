@@ -173,8 +173,11 @@ export class DedupService {
           throw error;
         }
         if (error instanceof FencedError) {
-          // Another process owns this partition now; the rebalance will tell us.
+          // Another process owns this partition now. If the group dropped this member (it was
+          // frozen or cut off), the heartbeat says so and kafkajs rejoins at once; otherwise the
+          // rebalance that gave the partition away will tell us.
           this.logger.warn({ partition: batch.partition }, error.message);
+          await keepMembership(heartbeat);
           await sleep(1_000);
           return;
         }
