@@ -54,8 +54,10 @@ export async function readOutputTail(
     const consumer = kafka.consumer({
       groupId,
       allowAutoTopicCreation: false,
-      sessionTimeout: 10_000,
-      heartbeatInterval: 1_000,
+      // Long enough for a busy event loop (several repairs at once): a member dropped from the
+      // throwaway group rejoins at its committed offset (below), not at `start`.
+      sessionTimeout: 30_000,
+      heartbeatInterval: 3_000,
       maxBytes: FETCH_MAX_BYTES,
       maxBytesPerPartition: FETCH_MAX_BYTES_PER_PARTITION,
     });
@@ -78,7 +80,9 @@ export async function readOutputTail(
     await consumer.connect();
     await consumer.subscribe({ topics: [topic], fromBeginning: true });
     await consumer.run({
-      autoCommit: false,
+      // Commits the throwaway group's resolved offsets, so that a rejoin resumes there.
+      autoCommit: true,
+      autoCommitInterval: 5_000,
       eachBatchAutoResolve: false,
       eachBatch: async ({ batch, pause, resolveOffset, heartbeat, isRunning, isStale }) => {
         if (batch.partition !== partition) {
@@ -89,7 +93,8 @@ export async function readOutputTail(
         const records: OutputRecord[] = [];
         for (const m of batch.messages) {
           const offset = Number(m.offset);
-          if (offset < start || offset >= end) continue;
+          // At or below `position`: already handled (fetched again after a rejoin).
+          if (offset < start || offset <= position || offset >= end) continue;
           const headers = decodeHeaders(m.headers);
           const inOffset = Number(headers[HEADER_IN_OFFSET] ?? -1);
           if (inOffset > result.lastInOffset) result.lastInOffset = inOffset;
