@@ -1,27 +1,46 @@
-// pnpm bench:dedup — throughput and memory of one dedup process with 10 M keys stored.
-// Starts its own Kafka broker, bulk-loads the stores, measures a same-run baseline (a plain
-// consume → produce pass-through on the same broker), then dedup itself; prints the figures and
-// one JSON line. Traffic stays on 127.0.0.1; every phase is bounded in count and time.
+// pnpm bench:dedup — one dedup process on its own Kafka broker, three phases (BENCH_PHASES,
+// default all; each prints its figures and one JSON line):
+// - throughput: 10 M keys bulk-loaded in the stores, against a same-run consume → produce
+//   pass-through baseline;
+// - drain: a backlog of >= 1 GB of ~600-byte events (BENCH_DRAIN_MB) produced while dedup is
+//   down, then drained by a process started on an empty volume; raw produce rate as baseline;
+// - repair: an output topic holding 10 M keys (BENCH_REPAIR_KEYS) and an empty volume (a lost
+//   volume): time until every partition is taken over and repaired.
+// Peak RSS of the dedup process in each. Traffic stays on 127.0.0.1; every phase is bounded in
+// count and time.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { messageKey } from '@cdp/events';
-import { BatchingProducer, createKafka, ensureTopics, topicSpecs, type OutboundMessage } from '@cdp/kafka';
+import { BatchingProducer, createKafka, ensureTopics, HEADER_IN_OFFSET, HEADER_IN_PARTITION, splitByBytes, topicSpecs, type OutboundMessage } from '@cdp/kafka';
 import { createLogger } from '@cdp/log';
-import { cpuSeconds, freePort, sampleRss, startKafkaBroker, stopKafkaBroker } from '@cdp/testkit';
+import { cpuSeconds, freePort, sampleRss, startKafkaBroker, stopKafkaBroker, type KafkaBroker } from '@cdp/testkit';
 import { PartitionStore } from '../store';
 
 const STORED_KEYS = Number(process.env.BENCH_STORED_KEYS ?? 10_000_000);
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 200_000);
 const PARTITIONS = Number(process.env.BENCH_PARTITIONS ?? 4);
 const DUP_RATE = 0.1;
+const PHASES = new Set((process.env.BENCH_PHASES ?? 'throughput,drain,repair').split(','));
+const DRAIN_MB = Number(process.env.BENCH_DRAIN_MB ?? 1024);
+const DRAIN_EVENT_BYTES = 600;
+const DRAIN_TIME_LIMIT_MS = Number(process.env.BENCH_DRAIN_TIME_LIMIT_MS ?? 1_200_000);
+const REPAIR_KEYS = Number(process.env.BENCH_REPAIR_KEYS ?? 10_000_000);
+const REPAIR_EVENT_BYTES = Number(process.env.BENCH_REPAIR_EVENT_BYTES ?? 600);
+const REPAIR_TIME_LIMIT_MS = Number(process.env.BENCH_REPAIR_TIME_LIMIT_MS ?? 1_800_000);
 const TIME_LIMIT_MS = 240_000;
 const TARGET_EVENTS_PER_S = 20_000;
 const TARGET_RSS_BYTES = 512 * 1024 * 1024;
 const MAIN = path.join(__dirname, '..', 'main.js');
 const logger = createLogger({ name: 'bench', level: 'warn' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** An envelope padded to about `bytes` (drain and repair phases). */
+function paddedEnvelopeValue(sourceId: string, messageId: string, receivedAt: string, bytes: number): string {
+  const base = envelopeValue(sourceId, messageId, receivedAt);
+  return base.length >= bytes ? base : base.replace('"items":3', `"items":3,"pad":"${'x'.repeat(bytes - base.length - 9)}"`);
+}
 
 function envelopeValue(sourceId: string, messageId: string, receivedAt: string): string {
   // A realistic ~450-byte envelope of a track call.
@@ -123,11 +142,8 @@ async function metric(port: number, name: string): Promise<number> {
     .reduce((s, l) => s + Number(l.split(' ').pop()), 0);
 }
 
-async function main(): Promise<void> {
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cdp-bench-dedup-'));
-  const broker = await startKafkaBroker({ dir: work, name: 'bench-kafka' });
-  try {
-    const kafka = createKafka({ brokers: [broker.brokers], clientId: 'bench', logger });
+async function throughputPhase(kafka: ReturnType<typeof createKafka>, broker: KafkaBroker, work: string): Promise<void> {
+  {
     const admin = kafka.admin();
     await admin.connect();
     const specs = topicSpecs({ prefix: 'bench.', replicationFactor: 1, defaultPartitions: PARTITIONS });
@@ -217,6 +233,184 @@ async function main(): Promise<void> {
         produce_baseline: Math.round(produceRate),
       }),
     );
+  }
+}
+
+
+/** At the RSS peak: anonymous memory (heap, buffers) and file pages (LevelDB's mmapped tables). */
+function rssBreakdown(pid: number, everyMs = 500): { stop(): string } {
+  let peak = { rss: 0, anon: 0, file: 0 };
+  const timer = setInterval(() => {
+    try {
+      const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+      const kb = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
+      const now = { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') };
+      if (now.rss > peak.rss) peak = now;
+    } catch {
+      // process gone
+    }
+  }, everyMs);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return `anon ${mb(peak.anon)} MB + file ${mb(peak.file)} MB at the peak`;
+    },
+  };
+}
+
+interface DedupRun {
+  child: ReturnType<typeof spawn>;
+  opsPort: number;
+  rss: { stop(): number };
+  breakdown: { stop(): string };
+  stop(): Promise<void>;
+}
+
+async function startDedupProcess(brokers: string, prefix: string, dataDir: string): Promise<DedupRun> {
+  const opsPort = await freePort();
+  const child = spawn(process.execPath, [MAIN], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      KAFKA_BROKERS: brokers,
+      CDP_TOPIC_PREFIX: prefix,
+      DEDUP_DATA_DIR: dataDir,
+      OPS_PORT: String(opsPort),
+      LOG_LEVEL: 'warn',
+      DEDUP_PARTITIONS_CONCURRENTLY: String(PARTITIONS),
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const rss = sampleRss(child.pid!);
+  return {
+    child,
+    opsPort,
+    rss,
+    breakdown: rssBreakdown(child.pid!),
+    stop: async () => {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+/** Sends `count` messages made by `make(i)` in bounded slices (never all in memory). */
+async function produceGenerated(producer: BatchingProducer, topic: string, count: number, make: (i: number) => OutboundMessage): Promise<number> {
+  const started = Date.now();
+  const inFlight: Promise<void>[] = [];
+  const sliceCount = 2_000;
+  for (let i = 0; i < count; i += sliceCount) {
+    const slice = Array.from({ length: Math.min(sliceCount, count - i) }, (_, j) => make(i + j));
+    for (const part of splitByBytes(slice, 512 * 1024)) inFlight.push(producer.send(topic, part));
+    if (inFlight.length >= 16) await Promise.all(inFlight.splice(0));
+  }
+  await Promise.all(inFlight);
+  return count / ((Date.now() - started) / 1000);
+}
+
+const mb = (bytes: number) => Math.round(bytes / 1048576);
+
+async function drainPhase(kafka: ReturnType<typeof createKafka>, brokers: string, work: string): Promise<void> {
+  const prefix = 'drain.';
+  const admin = kafka.admin();
+  await admin.connect();
+  const specs = topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: PARTITIONS });
+  await ensureTopics(admin, [specs.ingest, specs.deduped, specs.dlq]);
+  await admin.disconnect();
+  const events = Math.ceil((DRAIN_MB * 1024 * 1024) / DRAIN_EVENT_BYTES);
+  const receivedAt = new Date().toISOString();
+  const producer = new BatchingProducer(kafka, { logger });
+  await producer.connect();
+  console.log(`drain: producing ${events.toLocaleString()} events of ~${DRAIN_EVENT_BYTES} bytes (${DRAIN_MB} MB) while dedup is down...`);
+  const produceRate = await produceGenerated(producer, specs.ingest.name, events, (i) => {
+    const id = `drain-${i}`;
+    return { key: messageKey('web', id), value: paddedEnvelopeValue('web', id, receivedAt, DRAIN_EVENT_BYTES) };
+  });
+  await producer.disconnect();
+  console.log(`  raw produce (acks=all): ${Math.round(produceRate)} events/s`);
+
+  const run = await startDedupProcess(brokers, prefix, path.join(work, 'drain-stores'));
+  const startedAt = Date.now();
+  let done = 0;
+  let firstProgressAt = 0;
+  while (done < events && Date.now() - startedAt < DRAIN_TIME_LIMIT_MS) {
+    await sleep(500);
+    done = await metric(run.opsPort, 'cdp_dedup_events_accepted_total').catch(() => done);
+    if (done > 0 && !firstProgressAt) firstProgressAt = Date.now();
+  }
+  const finishedAt = Date.now();
+  const peakRss = run.rss.stop();
+  await run.stop();
+  const seconds = (finishedAt - firstProgressAt) / 1000;
+  const rate = done / seconds;
+  console.log(`  dedup drained ${done.toLocaleString()} of ${events.toLocaleString()} events in ${seconds.toFixed(1)} s = ${Math.round(rate)} events/s (ratio to raw produce ${(rate / produceRate).toFixed(2)})`);
+  console.log(`  peak RSS ${mb(peakRss)} MB (${run.breakdown.stop()})${peakRss > TARGET_RSS_BYTES ? ` — TARGET MISSED (${mb(TARGET_RSS_BYTES)} MB)` : ''}`);
+  if (done < events) console.log('  NOT DRAINED within the time limit');
+  console.log(JSON.stringify({ bench: 'dedup-drain', value: Math.round(rate), unit: 'events/s', events: done, backlog_mb: DRAIN_MB, produce_baseline: Math.round(produceRate), ratio: Number((rate / produceRate).toFixed(2)), rss_mb: mb(peakRss) }));
+}
+
+async function repairPhase(kafka: ReturnType<typeof createKafka>, brokers: string, work: string): Promise<void> {
+  const prefix = 'repair.';
+  const admin = kafka.admin();
+  await admin.connect();
+  const specs = topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: PARTITIONS });
+  await ensureTopics(admin, [specs.ingest, specs.deduped, specs.dlq]);
+  await admin.disconnect();
+  const perPartition = Math.ceil(REPAIR_KEYS / PARTITIONS);
+  const receivedAt = new Date().toISOString();
+  const producer = new BatchingProducer(kafka, { logger });
+  await producer.connect();
+  console.log(`repair: writing ${(perPartition * PARTITIONS).toLocaleString()} records of ~${REPAIR_EVENT_BYTES} bytes to ${specs.deduped.name} (what dedup published before its volume was lost)...`);
+  // Partition by partition: each output record as dedup writes it (same partition as its input,
+  // cdp-in-partition / cdp-in-offset headers).
+  const writeRate = await produceGenerated(producer, specs.deduped.name, perPartition * PARTITIONS, (i) => {
+    const p = i % PARTITIONS;
+    const n = Math.floor(i / PARTITIONS);
+    const id = `repair-${p}-${n}`;
+    return {
+      key: messageKey('web', id),
+      value: paddedEnvelopeValue('web', id, receivedAt, REPAIR_EVENT_BYTES),
+      partition: p,
+      headers: { [HEADER_IN_PARTITION]: String(p), [HEADER_IN_OFFSET]: String(n) },
+    };
+  });
+  console.log(`  written at ${Math.round(writeRate)} records/s`);
+  // One input event per partition: a partition is taken over (fenced, repaired) at its first chunk.
+  await producer.send(
+    specs.ingest.name,
+    Array.from({ length: PARTITIONS }, (_, p) => ({ key: messageKey('web', `trigger-${p}`), value: envelopeValue('web', `trigger-${p}`, receivedAt), partition: p })),
+  );
+  await producer.disconnect();
+
+  const run = await startDedupProcess(brokers, prefix, path.join(work, 'repair-stores'));
+  const startedAt = Date.now();
+  const target = perPartition * PARTITIONS;
+  let repaired = 0;
+  let takeovers = 0;
+  while ((repaired < target || takeovers < PARTITIONS) && Date.now() - startedAt < REPAIR_TIME_LIMIT_MS) {
+    await sleep(500);
+    [repaired, takeovers] = await Promise.all([
+      metric(run.opsPort, 'cdp_dedup_repaired_keys_total'),
+      metric(run.opsPort, 'cdp_dedup_rebuild_duration_seconds_count'),
+    ]).catch(() => [repaired, takeovers]);
+  }
+  const seconds = (Date.now() - startedAt) / 1000;
+  const peakRss = run.rss.stop();
+  const cpu = cpuSeconds(run.child.pid!);
+  await run.stop();
+  console.log(`  repaired ${repaired.toLocaleString()} keys over ${PARTITIONS} partitions in ${seconds.toFixed(1)} s from process start (${Math.round(repaired / seconds)} keys/s, ${cpu.toFixed(0)} CPU s)`);
+  console.log(`  peak RSS ${mb(peakRss)} MB (${run.breakdown.stop()})${peakRss > TARGET_RSS_BYTES ? ` — TARGET MISSED (${mb(TARGET_RSS_BYTES)} MB)` : ''}`);
+  if (repaired < target) console.log('  NOT REPAIRED within the time limit');
+  console.log(JSON.stringify({ bench: 'dedup-repair', value: Number(seconds.toFixed(1)), unit: 's', keys: repaired, record_bytes: REPAIR_EVENT_BYTES, rss_mb: mb(peakRss) }));
+}
+
+async function main(): Promise<void> {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cdp-bench-dedup-'));
+  const broker = await startKafkaBroker({ dir: work, name: 'bench-kafka' });
+  try {
+    const kafka = createKafka({ brokers: [broker.brokers], clientId: 'bench', logger });
+    if (PHASES.has('throughput')) await throughputPhase(kafka, broker, work);
+    if (PHASES.has('drain')) await drainPhase(kafka, broker.brokers, work);
+    if (PHASES.has('repair')) await repairPhase(kafka, broker.brokers, work);
   } finally {
     await stopKafkaBroker(broker);
     fs.rmSync(work, { recursive: true, force: true });
