@@ -85,6 +85,17 @@ describe('kafka lib against the real broker', () => {
     expect(configs[specs.dlq.name]['retention.ms']).toBe(String(14 * 86_400_000));
     expect(configs[specs.dlq.name]['min.insync.replicas']).toBe('1');
 
+    // An operator's own setting on a topic, which the spec does not name, survives the next run.
+    await admin.alterConfigs({
+      validateOnly: false,
+      resources: [
+        {
+          type: ConfigResourceTypes.TOPIC,
+          name: specs.deduped.name,
+          configEntries: Object.entries({ ...specs.deduped.configs, 'max.message.bytes': '2000000' }).map(([name, value]) => ({ name, value })),
+        },
+      ],
+    });
     // A second run creates nothing; a changed retention is altered in place.
     const changed = topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: 3, partitions: { regulations: 2 }, dedupWindowMs: 7_200_000 });
     const second = await ensureTopics(admin, Object.values(changed));
@@ -98,6 +109,7 @@ describe('kafka lib against the real broker', () => {
       if (seen !== wanted) await new Promise((r) => setTimeout(r, 200));
     }
     expect(seen).toBe(wanted);
+    expect((await describeTopicConfigs(admin, [changed.deduped.name]))[changed.deduped.name]['max.message.bytes']).toBe('2000000');
     // A partition-count mismatch is refused, never "fixed" silently.
     const wrong = topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: 4 });
     await expect(ensureTopics(admin, [wrong.ingest])).rejects.toThrow(/has 3 partitions, expected 4/);

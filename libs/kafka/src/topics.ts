@@ -1,5 +1,5 @@
 import type { Admin, ITopicConfig } from 'kafkajs';
-import { ConfigResourceTypes } from 'kafkajs';
+import { ConfigResourceTypes, ConfigSource } from 'kafkajs';
 
 /** Topic roles of DESIGN.md's topic table; the full name is `<prefix><role>`. */
 export const TOPIC_ROLES = ['ingest', 'deduped', 'identified', 'undelivered', 'regulations', 'dlq'] as const;
@@ -99,13 +99,16 @@ export async function ensureTopics(admin: Admin, specs: TopicSpec[]): Promise<En
     const described = await describeTopicConfigs(admin, present.map((s) => s.name));
     const changes = present.filter((s) => Object.entries(s.configs).some(([k, v]) => described[s.name]?.[k] !== v));
     if (changes.length > 0) {
-      // Non-incremental alterConfigs replaces the topic's dynamic configs: send the full set.
+      // kafkajs has only the non-incremental alterConfigs, which replaces all of a topic's own
+      // settings: keep the ones an operator set that the spec does not name (a raised
+      // max.message.bytes, say), or every start would silently reset them.
+      const own = await describeTopicConfigs(admin, changes.map((s) => s.name), { onlyOwn: true });
       await admin.alterConfigs({
         validateOnly: false,
         resources: changes.map((s) => ({
           type: ConfigResourceTypes.TOPIC,
           name: s.name,
-          configEntries: Object.entries(s.configs).map(([name, value]) => ({ name, value })),
+          configEntries: Object.entries({ ...own[s.name], ...s.configs }).map(([name, value]) => ({ name, value })),
         })),
       });
       altered.push(...changes.map((s) => s.name));
@@ -114,12 +117,25 @@ export async function ensureTopics(admin: Admin, specs: TopicSpec[]): Promise<En
   return { created: missing.map((s) => s.name), altered };
 }
 
-export async function describeTopicConfigs(admin: Admin, topics: string[]): Promise<Record<string, Record<string, string>>> {
+/**
+ * Topic configs by name; with `onlyOwn`, only the settings set on the topic itself (not the
+ * broker defaults it inherits).
+ */
+export async function describeTopicConfigs(
+  admin: Admin,
+  topics: string[],
+  { onlyOwn = false } = {},
+): Promise<Record<string, Record<string, string>>> {
   const result = await admin.describeConfigs({
     includeSynonyms: false,
     resources: topics.map((name) => ({ type: ConfigResourceTypes.TOPIC, name })),
   });
   return Object.fromEntries(
-    result.resources.map((r) => [r.resourceName, Object.fromEntries(r.configEntries.map((e) => [e.configName, e.configValue]))]),
+    result.resources.map((r) => [
+      r.resourceName,
+      Object.fromEntries(
+        r.configEntries.filter((e) => !onlyOwn || e.configSource === ConfigSource.TOPIC_CONFIG).map((e) => [e.configName, e.configValue]),
+      ),
+    ]),
   );
 }
