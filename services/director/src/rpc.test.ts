@@ -1,7 +1,8 @@
 import { parseWorkspace } from '@cdp/workspace';
 import { parseControls } from './controls';
 import { classifyError, signBody } from './destinations';
-import { rpcBatchSchema, toNewJobs } from './rpc';
+import { rpcBatchSchema } from '@cdp/director-rpc';
+import { toNewJobs } from './rpc';
 import { StatsCollector } from './stats';
 import { undeliveredRecord } from './undelivered';
 import { undeliveredSchema } from '@cdp/events';

@@ -1,41 +1,10 @@
-import { z } from '@cdp/config';
+import { RPC_JOBS_PATH, rpcBatchSchema, type RpcAnswer, type RpcBatch } from '@cdp/director-rpc';
 import { createApp, finish, HttpError } from '@cdp/http';
 import type { JobInsertStatus, NewJob } from '@cdp/jobdb';
 import type { Logger } from '@cdp/log';
 import type { Workspace } from '@cdp/workspace';
 import { NoActiveJobDbError, type InsertAnswer } from './holder';
 import { rpcJobs } from './metrics';
-
-const ID = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/);
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
-
-type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
-
-/**
- * One job of `POST /v1/jobs` (transform → director). The idempotency key is
- * (sourceId, messageId, destinationId, subscriptionId).
- */
-export const rpcJobSchema = z.strictObject({
-  sourceId: ID,
-  messageId: z.string().min(1).max(255),
-  destinationId: ID,
-  subscriptionId: ID,
-  /** The request body to send: the Segment event (webhooks) or the mapped body (action destinations). */
-  // The batch arrives as JSON, so whatever is here is JSON already: only presence is checked
-  // (z.json() walked every payload: a sixth of a loaded director's allocations).
-  payload: z.custom<JsonValue>((value) => value !== undefined, 'required'),
-  headers: z
-    .record(z.string().regex(HEADER_NAME), z.string().max(8192).refine((v) => !/[\r\n]/.test(v), 'must not contain line breaks'))
-    .default({}),
-  /** When the pipeline received the event; defaults to now. */
-  receivedAt: z.iso.datetime({ offset: true }).optional(),
-  /** When retrying stops; defaults to receivedAt + the destination's retry window (4 h). */
-  expiresAt: z.iso.datetime({ offset: true }).optional(),
-});
-
-export const rpcBatchSchema = z.strictObject({ jobs: z.array(rpcJobSchema).min(1) });
-export type RpcJob = z.infer<typeof rpcJobSchema>;
-export type RpcBatch = z.infer<typeof rpcBatchSchema>;
 
 export interface RpcOptions {
   logger: Logger;
@@ -76,7 +45,7 @@ function errorOf(result: JobInsertStatus | undefined): string | undefined {
 export function createRpcApp(options: RpcOptions): ReturnType<typeof createApp> {
   const app = createApp({ name: 'rpc', logger: options.logger, jsonLimitBytes: options.maxBodyBytes });
   const now = options.now ?? Date.now;
-  app.post('/v1/jobs', async (req, res) => {
+  app.post(RPC_JOBS_PATH, async (req, res) => {
     if (!options.accepting()) throw new HttpError(503, 'shutting_down', 'director is shutting down');
     if (options.overloaded?.()) throw new HttpError(503, 'overloaded', 'director queue is full; try another director');
     const parsed = rpcBatchSchema.safeParse(req.body);
@@ -106,7 +75,8 @@ export function createRpcApp(options: RpcOptions): ReturnType<typeof createApp> 
     }
     // `results` is per job, in order (DESIGN.md: transform sends rejected jobs to cdp.dlq).
     const results = answer.results.map((r, index) => (r.status === 'rejected' ? { index, status: r.status, error: r.error } : { index, status: r.status }));
-    res.status(200).json({ accepted: jobs.length, stored, duplicates, rejected, results });
+    const body: RpcAnswer = { accepted: jobs.length, stored, duplicates, rejected, results };
+    res.status(200).json(body);
   });
   return finish(app, options.logger);
 }

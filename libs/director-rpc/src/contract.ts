@@ -1,0 +1,86 @@
+import { z } from 'zod';
+
+/**
+ * The director RPC contract (DESIGN.md "Director RPC"), shared by the director (server) and
+ * its callers (transform, through the RPC client), so both sides parse the same shapes.
+ */
+
+/** Path of the batch endpoint on a director's RPC port. */
+export const RPC_JOBS_PATH = '/v1/jobs';
+
+/**
+ * Every call carries `Authorization: Bearer <DIRECTOR_RPC_TOKEN>`; directors answer 401
+ * to anything else.
+ */
+export const RPC_AUTH_HEADER = 'authorization';
+export const RPC_TOKEN_ENV = 'DIRECTOR_RPC_TOKEN';
+
+/** The `Authorization` header value for a token. */
+export function bearer(token: string): string {
+  return `Bearer ${token}`;
+}
+
+/** The token of an `Authorization: Bearer <token>` value, or undefined for anything else. */
+export function tokenOf(authorization: string | undefined): string | undefined {
+  const match = /^Bearer ([^\s]+)$/i.exec(authorization ?? '');
+  return match?.[1];
+}
+
+const ID = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/);
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/**
+ * One job of `POST /v1/jobs` (transform → director). The idempotency key is
+ * (sourceId, messageId, destinationId, subscriptionId).
+ */
+export const rpcJobSchema = z.strictObject({
+  sourceId: ID,
+  messageId: z.string().min(1).max(255),
+  destinationId: ID,
+  subscriptionId: ID,
+  /** The request body to send: the Segment event (webhooks) or the mapped body (action destinations). */
+  // The batch arrives as JSON, so whatever is here is JSON already: only presence is checked
+  // (z.json() walked every payload: a sixth of a loaded director's allocations).
+  payload: z.custom<JsonValue>((value) => value !== undefined, 'required'),
+  headers: z
+    .record(z.string().regex(HEADER_NAME), z.string().max(8192).refine((v) => !/[\r\n]/.test(v), 'must not contain line breaks'))
+    .default({}),
+  /** When the pipeline received the event; defaults to now. */
+  receivedAt: z.iso.datetime({ offset: true }).optional(),
+  /** When retrying stops; defaults to receivedAt + the destination's retry window (4 h). */
+  expiresAt: z.iso.datetime({ offset: true }).optional(),
+});
+
+export const rpcBatchSchema = z.strictObject({ jobs: z.array(rpcJobSchema).min(1) });
+/** A job as the director sees it after parsing (headers defaulted). */
+export type RpcJob = z.infer<typeof rpcJobSchema>;
+export type RpcBatch = z.infer<typeof rpcBatchSchema>;
+/** A job as a caller sends it (headers optional). */
+export type RpcJobInput = z.input<typeof rpcJobSchema>;
+export type RpcBatchInput = z.input<typeof rpcBatchSchema>;
+
+export type RpcJobStatus = 'stored' | 'duplicate' | 'rejected';
+
+/** The outcome of one job, `index` being its position in the batch. */
+export interface RpcJobResult {
+  index: number;
+  status: RpcJobStatus;
+  /** Why a job was rejected; only on `rejected`. */
+  error?: string;
+}
+
+/** The 200 answer to `POST /v1/jobs`: counts plus one result per job, in batch order. */
+export interface RpcAnswer {
+  accepted: number;
+  stored: number;
+  duplicates: number;
+  rejected: number;
+  results: RpcJobResult[];
+}
+
+/** Body of every non-200 answer (400, 401, 413, 503): `{ error: { code, message } }`. */
+export interface RpcErrorBody {
+  error: { code: string; message: string };
+}
