@@ -44,6 +44,8 @@ export interface AppOptions {
   logger: Logger;
   /** Limit for JSON bodies parsed by express.json; omit to mount no JSON parser. */
   jsonLimitBytes?: number;
+  /** Handlers run before the body is read (e.g. authentication: a refused caller's body is never parsed). */
+  beforeBody?: RequestHandler[];
 }
 
 /**
@@ -55,6 +57,7 @@ export function createApp(options: AppOptions): Express {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(requestMetrics(options.name));
+  for (const handler of options.beforeBody ?? []) app.use(handler);
   if (options.jsonLimitBytes !== undefined) app.use(express.json({ limit: options.jsonLimitBytes }));
   return app;
 }

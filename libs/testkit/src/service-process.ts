@@ -14,18 +14,28 @@ export interface ServiceProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   /** The Prometheus text of its ops port. */
   metrics(): Promise<string>;
+  /** Its stdout and stderr so far, when started with `captureOutput` (else empty). */
+  output(): string;
+}
+
+export interface ServiceProcessOptions {
+  /** Keep stdout/stderr for `output()` (e.g. to check what a service logs) instead of inheriting them. */
+  captureOutput?: boolean;
 }
 
 /**
  * Starts `services/<name>/dist/main.js` with only PATH, LOG_LEVEL, a free OPS_PORT and `env`
  * (nothing else from the test's environment leaks in). Build first (`tsc -b`).
  */
-export async function startServiceProcess(name: string, env: Record<string, string>): Promise<ServiceProcess> {
+export async function startServiceProcess(name: string, env: Record<string, string>, options: ServiceProcessOptions = {}): Promise<ServiceProcess> {
   const opsPort = await freePort();
   const child = spawn(process.execPath, [path.join(REPO_ROOT, 'services', name, 'dist', 'main.js')], {
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn', OPS_PORT: String(opsPort), ...env },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', options.captureOutput ? 'pipe' : 'inherit', options.captureOutput ? 'pipe' : 'inherit'],
   });
+  const chunks: Buffer[] = [];
+  child.stdout?.on('data', (c: Buffer) => chunks.push(c));
+  child.stderr?.on('data', (c: Buffer) => chunks.push(c));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return {
     name,
@@ -37,6 +47,7 @@ export async function startServiceProcess(name: string, env: Record<string, stri
       return exited;
     },
     metrics: async () => (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text(),
+    output: () => Buffer.concat(chunks).toString('utf8'),
   };
 }
 

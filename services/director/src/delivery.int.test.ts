@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { undeliveredSchema } from '@cdp/events';
-import { historyOf, MemoryPublisher, postJobs, Sink, testSettings, testWorkspace, TestEnv, waitFor } from './testing/harness';
+import { historyOf, MemoryPublisher, postJobs, rpcHeaders, Sink, TEST_RPC_TOKEN, testSettings, testWorkspace, TestEnv, waitFor } from './testing/harness';
 import type { Director } from './service';
 
 let consulServer: ConsulDevServer;
@@ -72,7 +72,7 @@ afterAll(async () => {
 describe('director delivery over a real JobDB', () => {
   it('answers 400 on a malformed batch', async () => {
     expect((await postJobs(director.url!, [{ sourceId: 'web' }])).status).toBe(400);
-    const res = await fetch(`${director.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{nope' });
+    const res = await fetch(`${director.url}/v1/jobs`, { method: 'POST', headers: rpcHeaders(TEST_RPC_TOKEN), body: '{nope' });
     expect(res.status).toBe(400);
   });
 

@@ -7,7 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { percentile } from '@cdp/testkit';
-import { testSettings, TestEnv, waitFor } from './testing/harness';
+import { TEST_RPC_TOKEN, testSettings, TestEnv, waitFor } from './testing/harness';
 import type { LoadRequest, LoadStream } from './testing/load-process';
 
 let consulServer: ConsulDevServer;
@@ -60,7 +60,7 @@ async function offer(streams: LoadStream[], seconds: number, tag: string): Promi
       (stream, i) =>
         new Promise<{ done?: boolean; error?: string }>((resolve) => {
           loads[i].once('message', resolve);
-          loads[i].send({ url: directorUrl, stream, seconds, tag } satisfies LoadRequest);
+          loads[i].send({ url: directorUrl, stream, seconds, tag, token: TEST_RPC_TOKEN } satisfies LoadRequest);
         }),
     ),
   );

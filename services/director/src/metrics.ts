@@ -57,6 +57,11 @@ export const rpcJobs = counter({
   labelNames: ['result'] as const,
 });
 
+export const rpcUnauthorized = counter({
+  name: 'cdp_director_rpc_unauthorized_total',
+  help: 'RPC calls refused with 401: no or a wrong DIRECTOR_RPC_TOKEN',
+});
+
 export const undeliveredPublished = counter({
   name: 'cdp_director_undelivered_total',
   help: 'Expired jobs published to cdp.undelivered',

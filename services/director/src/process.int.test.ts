@@ -11,7 +11,7 @@ import { jobDbLockKey } from '@cdp/jobdb';
 import { BatchingProducer, CommitAfterWorkConsumer, createKafka, ensureTopics, topicSpecs, type InboundMessage } from '@cdp/kafka';
 import { createLogger } from '@cdp/log';
 import { freePort, mysqlUrl, requireEnv, rowChangingStatements, statementsAgainst, testDatabaseName, testTopicPrefix } from '@cdp/testkit';
-import { historyOf, postJobs, Sink, TestEnv, waitFor } from './testing/harness';
+import { historyOf, postJobs, Sink, TEST_RPC_TOKEN, TestEnv, waitFor } from './testing/harness';
 
 const MAIN = path.resolve(__dirname, '../dist/main.js');
 const logger = createLogger({ name: 'director-process-test', level: 'warn' });
@@ -51,6 +51,7 @@ async function startDirector(pod: string): Promise<Proc> {
       DIRECTOR_RECONCILE_INTERVAL_MS: '250',
       DIRECTOR_BACKOFF_BASE_MS: '100',
       DIRECTOR_BACKOFF_CAP_MS: '300',
+      DIRECTOR_RPC_TOKEN: TEST_RPC_TOKEN,
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
     },
     stdio: ['ignore', 'inherit', 'inherit'],

@@ -5,9 +5,15 @@ import type { Logger } from '@cdp/log';
 import type { Workspace } from '@cdp/workspace';
 import { NoActiveJobDbError, type InsertAnswer } from './holder';
 import { rpcJobs } from './metrics';
+import { requireToken } from './rpc-auth';
 
 export interface RpcOptions {
   logger: Logger;
+  /**
+   * The token callers must send as `Authorization: Bearer <token>`; `insecure-no-token` (local
+   * development only) accepts any caller.
+   */
+  auth: { token: string } | 'insecure-no-token';
   maxBodyBytes: number;
   maxJobs: number;
   defaultRetryWindowMs: number;
@@ -43,7 +49,12 @@ function errorOf(result: JobInsertStatus | undefined): string | undefined {
 }
 
 export function createRpcApp(options: RpcOptions): ReturnType<typeof createApp> {
-  const app = createApp({ name: 'rpc', logger: options.logger, jsonLimitBytes: options.maxBodyBytes });
+  const app = createApp({
+    name: 'rpc',
+    logger: options.logger,
+    jsonLimitBytes: options.maxBodyBytes,
+    beforeBody: options.auth === 'insecure-no-token' ? [] : [requireToken(options.auth.token)],
+  });
   const now = options.now ?? Date.now;
   app.post(RPC_JOBS_PATH, async (req, res) => {
     if (!options.accepting()) throw new HttpError(503, 'shutting_down', 'director is shutting down');

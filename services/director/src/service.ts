@@ -2,7 +2,7 @@ import mysql from 'mysql2/promise';
 import type { createConsulClient } from '@cdp/consul-lock';
 import { listen, type RunningServer } from '@cdp/http';
 import { appendDeliveryStats, ensureControlDatabase } from '@cdp/jobdb';
-import { errorFields, type Logger } from '@cdp/log';
+import { errorFields, registerSecret, type Logger } from '@cdp/log';
 import type { Workspace } from '@cdp/workspace';
 import type { DirectorConfig } from './config';
 import { ControlWatcher } from './controls';
@@ -38,6 +38,8 @@ export type DirectorSettings = Pick<
   | 'DIRECTOR_STATS_INTERVAL_MS'
   | 'DIRECTOR_JOBDB_POOL_SIZE'
   | 'DIRECTOR_WRITE_BATCH'
+  | 'DIRECTOR_RPC_TOKEN'
+  | 'DIRECTOR_RPC_INSECURE_NO_TOKEN'
 >;
 
 export interface DirectorDeps {
@@ -68,6 +70,10 @@ export class Director {
     private readonly deps: DirectorDeps,
   ) {
     const { logger } = deps;
+    if (settings.DIRECTOR_RPC_TOKEN === undefined && !settings.DIRECTOR_RPC_INSECURE_NO_TOKEN) {
+      throw new Error('DIRECTOR_RPC_TOKEN is required (DIRECTOR_RPC_INSECURE_NO_TOKEN=true for local development only)');
+    }
+    registerSecret(settings.DIRECTOR_RPC_TOKEN);
     this.drivers = deps.drivers ?? { webhook: new WebhookDriver({ connectionsPerOrigin: settings.DIRECTOR_CONNECTIONS_PER_ORIGIN }) };
     this.stats = new StatsCollector(settings.POD_NAME);
     this.controls = new ControlWatcher(deps.consul, settings.CDP_CONSUL_PREFIX, logger, () => this.engine.refreshPolicies());
@@ -120,8 +126,11 @@ export class Director {
     this.holder.start();
     this.statsTimer = setInterval(() => void this.flushStats(false), s.DIRECTOR_STATS_INTERVAL_MS);
     this.statsTimer.unref();
+    const token = s.DIRECTOR_RPC_TOKEN;
+    if (token === undefined) this.deps.logger.warn('DIRECTOR_RPC_INSECURE_NO_TOKEN: the RPC accepts calls from anyone; for local development only');
     const app = createRpcApp({
       logger: this.deps.logger,
+      auth: token === undefined ? 'insecure-no-token' : { token },
       maxBodyBytes: s.DIRECTOR_RPC_MAX_BODY_BYTES,
       maxJobs: s.DIRECTOR_RPC_MAX_JOBS,
       defaultRetryWindowMs: s.DIRECTOR_RETRY_WINDOW_MS,

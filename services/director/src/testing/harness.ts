@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { createConsulClient } from '@cdp/consul-lock';
+import { bearer, RPC_AUTH_HEADER, RPC_JOBS_PATH } from '@cdp/director-rpc';
 import { createJobDbDatabase, dropJobDb, registerJobDb, type JobDbRecord } from '@cdp/jobdb';
 import { createLogger } from '@cdp/log';
 import { mysqlUrl, REPO_ROOT, testDatabaseName, waitFor } from '@cdp/testkit';
@@ -171,6 +172,8 @@ export function testSettings(prefix: string, overrides: Partial<DirectorSettings
     DIRECTOR_STATS_INTERVAL_MS: 60_000,
     DIRECTOR_JOBDB_POOL_SIZE: 4,
     DIRECTOR_WRITE_BATCH: 2_000,
+    DIRECTOR_RPC_TOKEN: TEST_RPC_TOKEN,
+    DIRECTOR_RPC_INSECURE_NO_TOKEN: false,
     ...overrides,
   };
 }
@@ -279,8 +282,17 @@ export class TestEnv {
 
 export { waitFor };
 
-export async function postJobs(url: string, jobs: unknown[]): Promise<{ status: number; body: unknown }> {
-  const res = await fetch(`${url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jobs }) });
+/** The RPC token of test directors (`testSettings`); `postJobs` sends it unless told otherwise. */
+export const TEST_RPC_TOKEN = 'test-director-rpc-token-0123456789';
+
+/** Headers of an RPC call with `token` (none when undefined). */
+export function rpcHeaders(token: string | undefined): Record<string, string> {
+  return { 'content-type': 'application/json', ...(token === undefined ? {} : { [RPC_AUTH_HEADER]: bearer(token) }) };
+}
+
+/** `POST /v1/jobs` with the test token, or `{ token }` (undefined: no Authorization header). */
+export async function postJobs(url: string, jobs: unknown[], options: { token?: string } = { token: TEST_RPC_TOKEN }): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(`${url}${RPC_JOBS_PATH}`, { method: 'POST', headers: rpcHeaders(options.token), body: JSON.stringify({ jobs }) });
   const text = await res.text();
   let body: unknown = text;
   try {

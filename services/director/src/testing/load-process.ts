@@ -5,6 +5,7 @@
 // { url, stream, seconds, tag }; the process answers { done: true } once every batch was
 // answered 200, or { error }.
 import { Pool } from 'undici';
+import { bearer, RPC_AUTH_HEADER, RPC_JOBS_PATH } from '@cdp/director-rpc';
 
 export interface LoadStream {
   sourceId: string;
@@ -17,13 +18,15 @@ export interface LoadRequest {
   stream: LoadStream;
   seconds: number;
   tag: string;
+  /** The director's RPC token. */
+  token: string;
 }
 
 let seq = 0;
 let pool: Pool | undefined;
 
 /** Offers `perSecond` jobs for `seconds`, one RPC batch 20 times a second. */
-async function offer({ url, stream, seconds, tag }: LoadRequest): Promise<void> {
+async function offer({ url, stream, seconds, tag, token }: LoadRequest): Promise<void> {
   pool ??= new Pool(url, { connections: 16 });
   const ticks = seconds * 20;
   const posts: Array<Promise<void>> = [];
@@ -41,7 +44,7 @@ async function offer({ url, stream, seconds, tag }: LoadRequest): Promise<void> 
     });
     posts.push(
       pool
-        .request({ path: '/v1/jobs', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jobs }) })
+        .request({ path: RPC_JOBS_PATH, method: 'POST', headers: { 'content-type': 'application/json', [RPC_AUTH_HEADER]: bearer(token) }, body: JSON.stringify({ jobs }) })
         .then(async (res) => {
           await res.body.text();
           if (res.statusCode !== 200) throw new Error(`RPC answered ${res.statusCode}`);

@@ -1,0 +1,145 @@
+// Who may call the RPC and what a job may ask for, against real director processes (dist/main.js;
+// build first): the token is required (and never logged), a job may set only allow-listed
+// headers, and a job for a destination the workspace does not have is rejected on its own
+// without creating a scheduler queue.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import mysql from 'mysql2/promise';
+import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
+import { createKafka, ensureTopics, topicSpecs } from '@cdp/kafka';
+import { createLogger } from '@cdp/log';
+import { freePort, mysqlUrl, requireEnv, startServiceProcess, testDatabaseName, testTopicPrefix, waitServiceReady, type ServiceProcess } from '@cdp/testkit';
+import { historyOf, postJobs, rpcHeaders, Sink, TestEnv, waitFor } from './testing/harness';
+
+const logger = createLogger({ name: 'director-rpc-auth-test', level: 'warn' });
+// Random per run: the log check below must not find it by accident.
+const TOKEN = `rpc-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
+const controlDb = testDatabaseName('actl');
+let consulServer: ConsulDevServer;
+let env: TestEnv;
+let sink: Sink;
+let workspaceFile: string;
+let topicPrefix: string;
+let database: string;
+let director: ServiceProcess;
+let rpc: string;
+const started: ServiceProcess[] = [];
+
+function job(messageId: string, extra: Record<string, unknown> = {}) {
+  return { sourceId: 'web', messageId, destinationId: 'hook', subscriptionId: 'default', payload: { type: 'track', messageId, event: 'E' }, ...extra };
+}
+
+async function startDirector(pod: string, extra: Record<string, string>): Promise<{ proc: ServiceProcess; rpc: string }> {
+  const port = await freePort();
+  const proc = await startServiceProcess(
+    'director',
+    {
+      PORT: String(port),
+      MYSQL_URL: mysqlUrl(),
+      CDP_CONTROL_DB: controlDb,
+      CONSUL_HTTP_ADDR: consulServer.url,
+      CDP_CONSUL_PREFIX: env.prefix,
+      KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
+      CDP_TOPIC_PREFIX: topicPrefix,
+      CDP_WORKSPACE_FILE: workspaceFile,
+      POD_NAME: pod,
+      DIRECTOR_SESSION_TTL_MS: '10000',
+      DIRECTOR_LOCK_DELAY_MS: '500',
+      DIRECTOR_RECONCILE_INTERVAL_MS: '250',
+      // Every line the director can write, so the token check below sees the most.
+      LOG_LEVEL: 'debug',
+      ...extra,
+    },
+    { captureOutput: true },
+  );
+  started.push(proc);
+  return { proc, rpc: `http://127.0.0.1:${port}` };
+}
+
+/** Resolves 'exited' with the exit code, or 'up' once the ops server answers /healthz. */
+async function exitedOrUp(proc: ServiceProcess): Promise<{ exited: number | null } | 'up'> {
+  let up = false;
+  const healthy = (async () => {
+    while (!up) {
+      const ok = await fetch(`http://127.0.0.1:${proc.opsPort}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (ok) return 'up' as const;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return 'up' as const;
+  })();
+  const outcome = await Promise.race([proc.exited.then((code) => ({ exited: code })), healthy]);
+  up = true;
+  return outcome;
+}
+
+beforeAll(async () => {
+  consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
+  env = new TestEnv(consulServer.url);
+  sink = new Sink();
+  await sink.start();
+  workspaceFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'director-auth-')), 'workspace.json');
+  fs.writeFileSync(
+    workspaceFile,
+    JSON.stringify({
+      spaces: [{ id: 'main', name: 'Main' }],
+      sources: [{ id: 'web', name: 'web', spaceId: 'main', writeKeys: ['wk_web'] }],
+      destinations: [{ id: 'hook', name: 'hook', type: 'webhook', settings: { url: `${sink.url}/hook` } }],
+      connections: [{ sourceId: 'web', destinationId: 'hook' }],
+    }),
+  );
+  topicPrefix = testTopicPrefix('dirauth');
+  const admin = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'director-auth-test-admin', logger }).admin();
+  await admin.connect();
+  await ensureTopics(admin, [topicSpecs({ prefix: topicPrefix, replicationFactor: 1, defaultPartitions: 1 }).undelivered]);
+  await admin.disconnect();
+  database = (await env.provision('auth')).database;
+  ({ proc: director, rpc } = await startDirector('auth-a', { DIRECTOR_RPC_TOKEN: TOKEN }));
+  await waitServiceReady(director);
+});
+
+afterAll(async () => {
+  for (const p of started) await p.stop('SIGTERM');
+  await env.cleanup();
+  const conn = await mysql.createConnection({ uri: mysqlUrl() });
+  await conn.query(`DROP DATABASE IF EXISTS \`${controlDb}\``);
+  await conn.end();
+  await sink.close();
+  await consulServer.close();
+});
+
+it('refuses to start without DIRECTOR_RPC_TOKEN, naming it, unless DIRECTOR_RPC_INSECURE_NO_TOKEN is set', async () => {
+  const { proc: bare } = await startDirector('auth-bare', {});
+  expect(await exitedOrUp(bare)).toEqual({ exited: 1 });
+  expect(bare.output()).toMatch(/DIRECTOR_RPC_TOKEN/);
+
+  const { proc: insecure } = await startDirector('auth-insecure', { DIRECTOR_RPC_INSECURE_NO_TOKEN: 'true' });
+  expect(await exitedOrUp(insecure)).toBe('up');
+  expect(await insecure.stop('SIGTERM')).toBe(0);
+});
+
+it('answers 401 with no details to a call without the token or with a wrong one, before reading the body', async () => {
+  const wrongSameLength = TOKEN.slice(0, -1) + (TOKEN.endsWith('a') ? 'b' : 'a');
+  const denied = [
+    await postJobs(rpc, [job('no-token')], { token: undefined }),
+    await postJobs(rpc, [job('wrong-token')], { token: 'wrong' }),
+    await postJobs(rpc, [job('wrong-same-length')], { token: wrongSameLength }),
+    await postJobs(rpc, [job('token-prefix')], { token: `${TOKEN}x` }),
+  ];
+  const basic = await fetch(`${rpc}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Basic ${TOKEN}` }, body: JSON.stringify({ jobs: [job('basic')] }) });
+  // Invalid JSON without the token: 401, not the 400 a parsed body would give.
+  const unparsed = await fetch(`${rpc}/v1/jobs`, { method: 'POST', headers: rpcHeaders(undefined), body: '{nope' });
+  for (const res of [...denied, { status: basic.status, body: await basic.json() }, { status: unparsed.status, body: await unparsed.json() }]) {
+    expect(res).toEqual({ status: 401, body: { error: { code: 'unauthorized', message: 'unauthorized' } } });
+  }
+
+  const ok = await postJobs(rpc, [job('with-token')], { token: TOKEN });
+  expect([ok.status, ok.body]).toMatchObject([200, { stored: 1 }]);
+  await waitFor(() => sink.count('/hook') >= 1);
+  const stored = [...(await historyOf(env, database)).values()].map((h) => h.messageId);
+  expect(stored).toEqual(['with-token']);
+  expect(director.output()).not.toContain(TOKEN);
+});
