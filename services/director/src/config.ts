@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { baseEnv, bool, kafkaEnv, mysqlUrl, nonNegativeInt, port, positiveInt, z } from '@cdp/config';
+import { rpcToken } from '@cdp/director-rpc';
 
 const HOUR_MS = 3_600_000;
 
@@ -43,10 +44,7 @@ export const directorEnv = z
      * Callers must send `Authorization: Bearer <token>` (DESIGN.md "Director RPC"); from a
      * Secret. At least 16 visible ASCII characters.
      */
-    DIRECTOR_RPC_TOKEN: z
-      .string()
-      .regex(/^[\x21-\x7e]{16,}$/, 'must be at least 16 visible ASCII characters (no spaces)')
-      .optional(),
+    DIRECTOR_RPC_TOKEN: rpcToken().optional(),
     /** Local development only: without a token the RPC accepts any caller. Ignored when a token is set. */
     DIRECTOR_RPC_INSECURE_NO_TOKEN: bool(false),
   })

@@ -2,7 +2,7 @@
 // plain Node as in production, not inside the test runner's module sandbox, where every global
 // lookup is slower and the runner's own work shares the event loop, both inflating the
 // latencies that the fairness tests compare. argv[2] is a DirectorProcessSpec as JSON; the
-// process answers { url } once ready (or { error }) and drains and exits on 'stop'.
+// process answers { url } once ready (or { error }) and drains and exits on 'stop' or SIGTERM.
 import type { DirectorSettings } from '../service';
 import { testDirector, testWorkspace, type WebhookSpec } from './harness';
 
@@ -16,9 +16,12 @@ export interface DirectorProcessSpec {
 async function run(spec: DirectorProcessSpec): Promise<void> {
   const workspace = testWorkspace(spec.destinations, spec.sources);
   const director = testDirector(spec.settings, spec.consulUrl, { workspace: () => workspace });
+  // SIGTERM drains like the service's main (RPC answers 503, in-flight batches are answered).
+  const stop = () => void director.stop().finally(() => process.exit(0));
   process.on('message', (msg) => {
-    if (msg === 'stop') void director.stop().finally(() => process.exit(0));
+    if (msg === 'stop') stop();
   });
+  process.once('SIGTERM', stop);
   await director.start();
   while (!director.isReady) await new Promise((r) => setTimeout(r, 50));
   process.send?.({ url: director.url });

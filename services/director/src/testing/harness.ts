@@ -238,9 +238,14 @@ export class TestEnv {
 
   /**
    * A director in its own plain-Node process (dist/testing/director-process.js; build first),
-   * for measurements the test runner's sandbox would distort. Stopped by `cleanup()`.
+   * for measurements the test runner's sandbox would distort, or to stop it by a signal
+   * (`kill`: SIGTERM drains as in production, SIGKILL). Stopped by `cleanup()`.
    */
-  async directorProcess(settings: DirectorSettings, destinations: WebhookSpec[], sources: string[]): Promise<{ url: string; stop(): Promise<void> }> {
+  async directorProcess(
+    settings: DirectorSettings,
+    destinations: WebhookSpec[],
+    sources: string[],
+  ): Promise<{ url: string; stop(): Promise<void>; kill(signal: 'SIGTERM' | 'SIGKILL'): Promise<void> }> {
     this.extraDatabases.add(settings.CDP_CONTROL_DB);
     const spec: DirectorProcessSpec = { settings, consulUrl: this.consulUrl, destinations, sources };
     // TEST_DIRECTOR_NODE_ARGS: extra Node flags for the director process (e.g. --cpu-prof to see where its time goes).
@@ -251,13 +256,17 @@ export class TestEnv {
       if (child.exitCode === null && child.signalCode === null) child.send('stop');
       await exited;
     };
+    const kill = async (signal: 'SIGTERM' | 'SIGKILL') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    };
     this.directors.push({ stop });
     const reply = await new Promise<{ url?: string; error?: string }>((resolve) => {
       child.once('message', resolve);
       child.once('exit', (code) => resolve({ error: `exited with ${code}` }));
     });
     if (!reply.url) throw new Error(`director process: ${reply.error}`);
-    return { url: reply.url, stop };
+    return { url: reply.url, stop, kill };
   }
 
   async query<T extends mysql.RowDataPacket[]>(database: string, sql: string, params: unknown[] = []): Promise<T> {

@@ -1,0 +1,184 @@
+// @cdp/director-rpc's client against real director processes (dist/testing/director-process.js;
+// build first): batches spread over two directors, and a director stopped in the middle of a
+// send — SIGTERM (drains: every job stored exactly once over the JobDBs) and SIGKILL (batches in
+// flight at the kill may be stored at both: across JobDBs the RPC is at-least-once).
+import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
+import { createDirectorRpcClient, directorRpcClientSchema, DirectorRpcClient, DirectorRpcRefusedError, staticDiscovery, type JobResult } from '@cdp/director-rpc';
+import { createLogger } from '@cdp/log';
+import { registry } from '@cdp/metrics';
+import { Sink, TEST_RPC_TOKEN, testSettings, TestEnv, waitFor, type JobDbHandle } from './testing/harness';
+
+const logger = createLogger({ name: 'rpc-client-test', level: (process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent' });
+let consulServer: ConsulDevServer;
+let env: TestEnv;
+let sink: Sink;
+
+type DirectorProc = Awaited<ReturnType<TestEnv['directorProcess']>> & { jobDb: JobDbHandle };
+
+beforeAll(async () => {
+  consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
+  env = new TestEnv(consulServer.url);
+  sink = new Sink();
+  await sink.start();
+});
+
+afterAll(async () => {
+  await env.cleanup();
+  await sink.close();
+  await consulServer.close();
+});
+
+async function leases(jobDb: JobDbHandle): Promise<number> {
+  return Number((await env.query(jobDb.database, 'SELECT COUNT(*) AS n FROM leases'))[0].n);
+}
+
+/**
+ * A director process with a new active JobDB; it takes an unheld active one (this one, or one
+ * a stopped director released), seen as a new lease.
+ */
+async function startDirector(label: string): Promise<DirectorProc> {
+  await env.provision(label);
+  const before = new Map<JobDbHandle, number>();
+  for (const j of env.provisioned) before.set(j, await leases(j));
+  // A 5 s session: this test is about the RPC, not about losing a lock on a loaded machine.
+  const proc = await env.directorProcess(testSettings(env.prefix, { DIRECTOR_SESSION_TTL_MS: 5_000 }), [{ id: 'hook', url: `${sink.url}/hook`, maxConcurrency: 20 }], ['web']);
+  let jobDb: JobDbHandle | undefined;
+  await waitFor(async () => {
+    for (const [j, n] of before) if ((await leases(j)) > n) jobDb = j;
+    return jobDb !== undefined;
+  }, 30_000);
+  return { ...proc, jobDb: jobDb! };
+}
+
+function jobs(prefix: string, n: number) {
+  return Array.from({ length: n }, (_, i) => ({
+    sourceId: 'web',
+    messageId: `${prefix}-${i}`,
+    destinationId: 'hook',
+    subscriptionId: 'default',
+    payload: { type: 'track', messageId: `${prefix}-${i}`, event: 'E' },
+  }));
+}
+
+/** messageId → how many of the JobDBs hold it. */
+async function copies(prefix: string, jobDbs: JobDbHandle[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const j of jobDbs) {
+    const rows = await env.query(j.database, 'SELECT message_id FROM jobs WHERE message_id LIKE ?', [`${prefix}-%`]);
+    for (const r of rows) out.set(String(r.message_id), (out.get(String(r.message_id)) ?? 0) + 1);
+  }
+  return out;
+}
+
+async function storedIn(jobDb: JobDbHandle, prefix: string): Promise<number> {
+  const [{ n }] = await env.query(jobDb.database, 'SELECT COUNT(*) AS n FROM jobs WHERE message_id LIKE ?', [`${prefix}-%`]);
+  return Number(n);
+}
+
+async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+  const found = registry.getSingleMetric(name);
+  if (!found) return 0;
+  const { values } = await found.get();
+  return values.filter((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l)).reduce((sum, v) => sum + v.value, 0);
+}
+
+let a: DirectorProc;
+let b: DirectorProc;
+
+it('URL list: batches go to both directors, every job is stored once, results in the caller order', async () => {
+  a = await startDirector('rca');
+  b = await startDirector('rcb');
+  const config = directorRpcClientSchema.parse({ DIRECTOR_RPC_URLS: `${a.url},${b.url}`, DIRECTOR_RPC_MAX_BATCH_JOBS: '50', DIRECTOR_RPC_TOKEN: TEST_RPC_TOKEN });
+  const client = await createDirectorRpcClient(config, logger);
+  try {
+    const input = jobs('spread', 1_000);
+    // Lone surrogates: rejected per job by the JobDB, at known places in different batches.
+    const bad = [7, 123, 555, 999];
+    for (const i of bad) input[i].payload = { type: 'track', messageId: input[i].messageId, event: `x\ud800${i}` };
+    const results = await client.send(input);
+    expect(results).toHaveLength(1_000);
+    const rejectedAt = results.flatMap((r, i) => (r.status === 'rejected' ? [i] : []));
+    expect(rejectedAt).toEqual(bad);
+    expect(results.filter((r) => r.status === 'stored')).toHaveLength(996);
+    const [inA, inB] = [await storedIn(a.jobDb, 'spread'), await storedIn(b.jobDb, 'spread')];
+    expect(inA).toBeGreaterThan(0);
+    expect(inB).toBeGreaterThan(0);
+    const held = await copies('spread', [a.jobDb, b.jobDb]);
+    expect(held.size).toBe(996);
+    expect([...held.values()].every((n) => n === 1)).toBe(true);
+  } finally {
+    await client.close();
+  }
+});
+
+it('a wrong or missing token is an error for the caller (401), not retried at another director', async () => {
+  for (const token of ['wrong-token-0123456789abcdef', undefined]) {
+    const client = new DirectorRpcClient({ discovery: staticDiscovery([a.url, b.url]), logger, token, maxBatchJobs: 50 });
+    try {
+      const [retries, refused] = [await metric('cdp_director_rpc_client_retries_total'), await metric('cdp_director_rpc_client_requests_total', { outcome: 'refused' })];
+      const error = await client.send(jobs('unauth', 120)).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DirectorRpcRefusedError);
+      expect((error as DirectorRpcRefusedError).status).toBe(401);
+      expect(await metric('cdp_director_rpc_client_retries_total')).toBe(retries);
+      // The first failure stops new batches: at most one per worker was sent.
+      expect((await metric('cdp_director_rpc_client_requests_total', { outcome: 'refused' })) - refused).toBeLessThanOrEqual(4);
+    } finally {
+      await client.close();
+    }
+  }
+  expect((await copies('unauth', [a.jobDb, b.jobDb])).size).toBe(0);
+});
+
+/**
+ * Sends `n` jobs through `client` and stops `victim` by `signal` once it has stored `after`
+ * of them, while the send is still going (the send's retries must then grow).
+ */
+async function sendAndStop(client: DirectorRpcClient, prefix: string, n: number, victim: DirectorProc, signal: 'SIGTERM' | 'SIGKILL', after: number) {
+  const retriesBefore = await metric('cdp_director_rpc_client_retries_total');
+  let settled = false;
+  const sending = client.send(jobs(prefix, n)).finally(() => {
+    settled = true;
+  });
+  await waitFor(async () => settled || (await storedIn(victim.jobDb, prefix)) >= after, 30_000, 20);
+  expect(settled).toBe(false); // stopped mid-send
+  await victim.kill(signal);
+  const results: JobResult[] = await sending;
+  const retries = (await metric('cdp_director_rpc_client_retries_total')) - retriesBefore;
+  return { results, retries };
+}
+
+it('SIGTERM of one director mid-send: its batches go to the other, every job stored exactly once over the JobDBs', async () => {
+  const client = new DirectorRpcClient({ discovery: staticDiscovery([a.url, b.url]), logger, token: TEST_RPC_TOKEN, maxBatchJobs: 50, concurrency: 2, backoffBaseMs: 20 });
+  try {
+    const { results, retries } = await sendAndStop(client, 'term', 4_000, a, 'SIGTERM', 400);
+    expect(results).toHaveLength(4_000);
+    expect(results.every((r) => r.status === 'stored')).toBe(true);
+    expect(retries).toBeGreaterThan(0);
+    const held = await copies('term', [a.jobDb, b.jobDb]);
+    expect(held.size).toBe(4_000);
+    expect([...held.entries()].filter(([, count]) => count !== 1)).toEqual([]);
+    expect(await storedIn(b.jobDb, 'term')).toBeGreaterThan(4_000 / 2);
+  } finally {
+    await client.close();
+  }
+});
+
+it('SIGKILL of one director mid-send: the send completes at the other; only batches in flight at the kill can be in both JobDBs', async () => {
+  const c = await startDirector('rcc');
+  const batch = 50;
+  const concurrency = 2;
+  const client = new DirectorRpcClient({ discovery: staticDiscovery([b.url, c.url]), logger, token: TEST_RPC_TOKEN, maxBatchJobs: batch, concurrency, backoffBaseMs: 20 });
+  try {
+    const { results, retries } = await sendAndStop(client, 'kill', 4_000, c, 'SIGKILL', 400);
+    expect(results).toHaveLength(4_000);
+    // A batch C committed but could not answer is stored at B too (answered `stored` there).
+    expect(results.every((r) => r.status === 'stored' || r.status === 'duplicate')).toBe(true);
+    expect(retries).toBeGreaterThan(0);
+    const held = await copies('kill', [b.jobDb, c.jobDb]);
+    expect(held.size).toBe(4_000);
+    const twice = [...held.values()].filter((count) => count === 2).length;
+    expect(twice).toBeLessThanOrEqual(batch * concurrency);
+  } finally {
+    await client.close();
+  }
+});
