@@ -1,0 +1,150 @@
+// The client's failure handling against scripted HTTP servers on 127.0.0.1 (a director cannot be
+// made to hang or to answer 413 on demand); real directors: services/director/src/rpc-client.int.test.ts.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createLogger } from '@cdp/log';
+import { registry } from '@cdp/metrics';
+import { DirectorRpcClient, DirectorRpcRefusedError, DirectorsUnavailableError } from './client';
+import type { RpcAnswer } from './contract';
+import { staticDiscovery } from './discovery';
+
+const logger = createLogger({ name: 'rpc-client-test', level: 'silent' });
+
+type Behaviour = 'hang' | 'unavailable' | 'store' | 'too_large';
+
+interface Scripted {
+  url: string;
+  /** First messageId of every batch that arrived, in order. */
+  batches: string[];
+  /** Requests whose connection the client closed before an answer. */
+  abandoned: number;
+  close(): Promise<void>;
+}
+
+async function scripted(behaviour: Behaviour): Promise<Scripted> {
+  const s: Omit<Scripted, 'url' | 'close'> = { batches: [], abandoned: 0 };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const { jobs } = JSON.parse(Buffer.concat(chunks).toString()) as { jobs: Array<{ messageId: string }> };
+      s.batches.push(jobs[0].messageId);
+      res.on('close', () => {
+        if (!res.writableEnded) s.abandoned++;
+      });
+      if (behaviour === 'hang') return;
+      if (behaviour === 'unavailable') return void res.writeHead(503).end('{"error":{"code":"no_active_jobdb","message":"x"}}');
+      if (behaviour === 'too_large') return void res.writeHead(413).end('{"error":{"code":"batch_too_large","message":"x"}}');
+      const answer: RpcAnswer = {
+        accepted: jobs.length,
+        stored: jobs.length,
+        duplicates: 0,
+        rejected: 0,
+        results: jobs.map((j, index) => (j.messageId.endsWith('-dup') ? { index, status: 'duplicate' } : { index, status: 'stored' })),
+      };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    ...s,
+    get batches() {
+      return s.batches;
+    },
+    get abandoned() {
+      return s.abandoned;
+    },
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+function jobs(prefix: string, n: number) {
+  return Array.from({ length: n }, (_, i) => ({
+    sourceId: 'web',
+    messageId: `${prefix}-${i}${i % 7 === 3 ? '-dup' : ''}`,
+    destinationId: 'hook',
+    subscriptionId: 'default',
+    payload: { type: 'track', i },
+  }));
+}
+
+async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+  const found = registry.getSingleMetric(name);
+  if (!found) return 0;
+  const { values } = await found.get();
+  return values.filter((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l)).reduce((sum, v) => sum + v.value, 0);
+}
+
+const servers: Scripted[] = [];
+afterAll(async () => {
+  for (const s of servers) await s.close();
+});
+
+async function start(...behaviours: Behaviour[]): Promise<Scripted[]> {
+  const started = await Promise.all(behaviours.map(scripted));
+  servers.push(...started);
+  return started;
+}
+
+it('a hanging director (timeout) and a 503 one: every batch ends at the healthy one, once, with per-job results in order', async () => {
+  const [hang, busy, good] = await start('hang', 'unavailable', 'store');
+  const client = new DirectorRpcClient({
+    discovery: staticDiscovery([hang.url, busy.url, good.url]),
+    logger,
+    maxBatchJobs: 10,
+    concurrency: 3,
+    timeoutMs: 300,
+    backoffBaseMs: 10,
+    backoffCapMs: 50,
+  });
+  const before = { timeout: await metric('cdp_director_rpc_client_requests_total', { outcome: 'timeout' }), unavailable: await metric('cdp_director_rpc_client_requests_total', { outcome: 'unavailable' }) };
+  try {
+    const input = jobs('t', 95);
+    const results = await client.send(input);
+    expect(results.map((r) => r.status)).toEqual(input.map((j) => (j.messageId.endsWith('-dup') ? 'duplicate' : 'stored')));
+    // 10 batches; each reached the healthy director exactly once.
+    expect([...good.batches].sort()).toEqual(Array.from({ length: 10 }, (_, i) => input[i * 10].messageId).sort());
+    expect(hang.batches.length).toBeGreaterThan(0);
+    expect(busy.batches.length).toBeGreaterThan(0);
+    // Every timed-out call was abandoned: its connection closed (seen by the server a moment later).
+    for (let i = 0; i < 200 && hang.abandoned < hang.batches.length; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(hang.abandoned).toBe(hang.batches.length);
+    expect((await metric('cdp_director_rpc_client_requests_total', { outcome: 'timeout' })) - before.timeout).toBe(hang.batches.length);
+    expect((await metric('cdp_director_rpc_client_requests_total', { outcome: 'unavailable' })) - before.unavailable).toBe(busy.batches.length);
+  } finally {
+    await client.close();
+  }
+});
+
+it('only unavailable directors: bounded attempts, then DirectorsUnavailableError', async () => {
+  const [busy1, busy2] = await start('unavailable', 'unavailable');
+  const client = new DirectorRpcClient({ discovery: staticDiscovery([busy1.url, busy2.url]), logger, maxAttempts: 4, backoffBaseMs: 5, concurrency: 1 });
+  try {
+    const error = await client.send(jobs('u', 5)).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DirectorsUnavailableError);
+    expect(busy1.batches.length + busy2.batches.length).toBe(4);
+    // Alternates: never twice in a row at the one that just failed while the other is there.
+    expect(busy1.batches.length).toBe(2);
+  } finally {
+    await client.close();
+  }
+});
+
+it('413 is the caller’s error: not sent to another director', async () => {
+  const [tooLarge, good] = await start('too_large', 'store');
+  // random() = 0: round robin starts at the first director.
+  const client = new DirectorRpcClient({ discovery: staticDiscovery([tooLarge.url, good.url]), logger, random: () => 0, concurrency: 1 });
+  try {
+    const error = await client.send(jobs('l', 5)).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DirectorRpcRefusedError);
+    expect((error as DirectorRpcRefusedError).status).toBe(413);
+    expect(tooLarge.batches).toHaveLength(1);
+    expect(good.batches).toHaveLength(0);
+  } finally {
+    await client.close();
+  }
+});
