@@ -173,6 +173,7 @@ export class DirectorRpcClient {
       }
       if (outcome.kind === 'refused') throw new DirectorRpcRefusedError(outcome.status, director, outcome.body);
       failedAt.add(director);
+      if (outcome.outcome === 'connection_error') this.options.discovery.unreachable?.();
       last = `${director}: ${outcome.detail}`;
       this.options.logger.warn({ director, outcome: outcome.outcome, detail: outcome.detail, attempt }, 'director RPC attempt failed; trying another director');
     }

@@ -74,6 +74,33 @@ describe('DnsDiscovery', () => {
     }
   });
 
+  it('unreachable() looks again at once, at most once per minRefreshGapMs and never twice at the same time', async () => {
+    const { state, resolve4 } = fakeResolver();
+    let release!: () => void;
+    state.answer = () => new Promise((r) => (release = () => r(['10.0.0.5'])));
+    let now = 0;
+    const d = new DnsDiscovery({ service: 'directors', refreshMs: 60_000, logger, resolve4, minRefreshGapMs: 1_000, now: () => now });
+    d.unreachable();
+    d.unreachable(); // one lookup in flight already
+    expect(state.calls).toHaveLength(1);
+    release();
+    await new Promise((r) => setImmediate(r));
+    expect(d.directors()).toEqual(['http://10.0.0.5:8080']);
+    now = 999;
+    d.unreachable(); // too soon
+    expect(state.calls).toHaveLength(1);
+    now = 1_000;
+    state.answer = async () => ['10.0.0.6'];
+    d.unreachable();
+    expect(state.calls).toHaveLength(2);
+    await new Promise((r) => setImmediate(r));
+    expect(d.directors()).toEqual(['http://10.0.0.6:8080']);
+    d.stop();
+    now = 5_000;
+    d.unreachable(); // stopped
+    expect(state.calls).toHaveLength(2);
+  });
+
   it('refuses a malformed Service name', () => {
     expect(() => parseServiceName('http://directors', 8080)).toThrow(/host\[:port\]/);
     expect(() => parseServiceName('directors:0', 8080)).toThrow(/range/);

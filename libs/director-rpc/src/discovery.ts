@@ -8,6 +8,8 @@ export interface DirectorDiscovery {
   directors(): readonly string[];
   /** Ends periodic refreshing. */
   stop(): void;
+  /** A director could not be reached: look again soon (DNS: at most once per `minRefreshGapMs`). */
+  unreachable?(): void;
 }
 
 function normalize(url: string): string {
@@ -34,6 +36,10 @@ export interface DnsDiscoveryOptions {
   logger: Logger;
   /** node:dns by default; tests inject their own. */
   resolve4?: Resolve4;
+  /** Least time between two lookups asked for by `unreachable()` (default 1 s). */
+  minRefreshGapMs?: number;
+  /** Date.now by default. */
+  now?: () => number;
 }
 
 export function parseServiceName(service: string, defaultPort: number): { host: string; port: number } {
@@ -56,10 +62,23 @@ export class DnsDiscovery implements DirectorDiscovery {
   private readonly host: string;
   private readonly port: number;
   private readonly resolve4: Resolve4;
+  private readonly now: () => number;
+  private lastLookupAt = -Infinity;
+  private lookup: Promise<boolean> | undefined;
 
   constructor(private readonly options: DnsDiscoveryOptions) {
     ({ host: this.host, port: this.port } = parseServiceName(options.service, options.defaultPort ?? 8080));
     this.resolve4 = options.resolve4 ?? ((host) => dns.resolve4(host));
+    this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * A pod went away (rolling restart, eviction): resolve now rather than at the next period, so
+   * retries find its replacement; rate-limited, and never two lookups at once.
+   */
+  unreachable(): void {
+    if (this.stopped || this.lookup || this.now() - this.lastLookupAt < (this.options.minRefreshGapMs ?? 1_000)) return;
+    void this.refresh();
   }
 
   directors(): readonly string[] {
@@ -73,7 +92,15 @@ export class DnsDiscovery implements DirectorDiscovery {
   }
 
   /** One resolution; returns whether it produced a set. */
-  async refresh(): Promise<boolean> {
+  refresh(): Promise<boolean> {
+    this.lookup ??= this.resolveOnce().finally(() => {
+      this.lookup = undefined;
+    });
+    return this.lookup;
+  }
+
+  private async resolveOnce(): Promise<boolean> {
+    this.lastLookupAt = this.now();
     let addresses: string[];
     try {
       addresses = await this.resolve4(this.host);
