@@ -26,6 +26,34 @@ export function tokenOf(authorization: string | undefined): string | undefined {
   return match?.[1];
 }
 
+/**
+ * Headers a job can never set, whatever a director's allow-list says: they would redirect the
+ * request (`host`), break its framing (`content-length`, `transfer-encoding`, `connection`, …),
+ * or forge what the director or the destination's settings add (`authorization`,
+ * `x-signature`: the HMAC of the body).
+ */
+export const FORBIDDEN_JOB_HEADERS: readonly string[] = [
+  'host',
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'upgrade',
+  'te',
+  'trailer',
+  'expect',
+  'x-signature',
+];
+
+/**
+ * Headers a job may set unless a director is configured otherwise (`DIRECTOR_RPC_ALLOWED_HEADERS`):
+ * exact lower-case names, or a prefix ending in `*`.
+ */
+export const DEFAULT_ALLOWED_JOB_HEADERS: readonly string[] = ['content-type', 'x-cdp-*'];
+
 const ID = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/);
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
 

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { baseEnv, bool, kafkaEnv, mysqlUrl, nonNegativeInt, port, positiveInt, z } from '@cdp/config';
-import { rpcToken } from '@cdp/director-rpc';
+import { DEFAULT_ALLOWED_JOB_HEADERS, rpcToken } from '@cdp/director-rpc';
+import { allowListProblem } from './job-headers';
 
 const HOUR_MS = 3_600_000;
 
@@ -47,6 +48,20 @@ export const directorEnv = z
     DIRECTOR_RPC_TOKEN: rpcToken().optional(),
     /** Local development only: without a token the RPC accepts any caller. Ignored when a token is set. */
     DIRECTOR_RPC_INSECURE_NO_TOKEN: bool(false),
+    /**
+     * Headers a job may set: comma-separated lower-case names or prefixes ending in `*`; never
+     * host, authorization, content-length, x-signature, … (FORBIDDEN_JOB_HEADERS).
+     */
+    DIRECTOR_RPC_ALLOWED_HEADERS: z
+      .string()
+      .default(DEFAULT_ALLOWED_JOB_HEADERS.join(','))
+      .transform((v) => v.split(',').map((e) => e.trim()).filter(Boolean))
+      .superRefine((entries, ctx) => {
+        for (const entry of entries) {
+          const problem = allowListProblem(entry);
+          if (problem) ctx.addIssue({ code: 'custom', message: problem });
+        }
+      }),
   })
   .superRefine((env, ctx) => {
     if (env.DIRECTOR_RPC_TOKEN === undefined && !env.DIRECTOR_RPC_INSECURE_NO_TOKEN) {

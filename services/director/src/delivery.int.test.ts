@@ -79,7 +79,7 @@ describe('director delivery over a real JobDB', () => {
   it('applies every row of the outcome table and persists each transition', async () => {
     const soon = new Date(Date.now() + 1_500).toISOString();
     const jobs = [
-      job('m-ok', 'ok', { headers: { 'x-trace': 't1' } }),
+      job('m-ok', 'ok', { headers: { 'x-cdp-trace': 't1' } }),
       job('m-bad', 'bad'),
       job('m-unauth', 'unauth'),
       job('m-flaky', 'flaky'),
@@ -145,7 +145,7 @@ describe('director delivery over a real JobDB', () => {
     const okReq = sink.requests.find((r) => r.path === '/ok')!;
     expect(okReq.method).toBe('POST');
     expect(okReq.headers['x-team']).toBe('growth');
-    expect(okReq.headers['x-trace']).toBe('t1');
+    expect(okReq.headers['x-cdp-trace']).toBe('t1');
     expect(JSON.parse(okReq.body)).toMatchObject({ messageId: 'm-ok', event: 'Order Completed' });
     const mac = crypto.createHmac('sha256', 'shh-secret').update(okReq.body).digest('hex');
     expect(okReq.headers['x-signature']).toBe(`sha256=${mac}`);

@@ -3,7 +3,7 @@ import { errorFields, type Logger } from '@cdp/log';
 import type { Destination, Workspace } from '@cdp/workspace';
 import type { DestinationDriver } from './destinations';
 import { storedJob, type Job } from './job';
-import { abortedCalls, attemptDuration, circuitOpen, deliveries, inFlight, queueDepth, startedWithInsert, undeliveredPublished } from './metrics';
+import { abortedCalls, attemptDuration, circuitOpen, countSchedulerQueuesWith, deliveries, inFlight, queueDepth, startedWithInsert, undeliveredPublished } from './metrics';
 import { decide, describeResult, type AttemptResult, type BackoffSettings } from './outcome';
 import { Scheduler, type DestinationPolicy } from './scheduler';
 import type { BreakerSettings } from './limits';
@@ -91,6 +91,7 @@ export class DeliveryEngine {
   }
 
   start(): void {
+    countSchedulerQueuesWith(() => this.scheduler.destinations.size);
     this.sweepTimer = setInterval(() => this.sweepExpired(), 1_000);
     this.sweepTimer.unref();
   }

@@ -53,8 +53,23 @@ export const startedWithInsert = counter({
 
 export const rpcJobs = counter({
   name: 'cdp_director_rpc_jobs_total',
-  help: 'Jobs received over RPC by result (stored, duplicate, rejected: the JobDB cannot store it)',
+  help: 'Jobs received over RPC by result (stored, duplicate, rejected: unknown destination, header not allowed, or the JobDB cannot store it)',
   labelNames: ['result'] as const,
+});
+
+let schedulerQueueCount: () => number = () => 0;
+
+/** Where `cdp_director_scheduler_queues` reads its value at scrape time (the engine's scheduler). */
+export function countSchedulerQueuesWith(count: () => number): void {
+  schedulerQueueCount = count;
+}
+
+export const schedulerQueues = gauge({
+  name: 'cdp_director_scheduler_queues',
+  help: 'Destination queues held by the scheduler (one per destination that had jobs in this director)',
+  collect() {
+    this.set(schedulerQueueCount());
+  },
 });
 
 export const rpcUnauthorized = counter({

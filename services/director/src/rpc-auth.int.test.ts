@@ -76,6 +76,11 @@ async function exitedOrUp(proc: ServiceProcess): Promise<{ exited: number | null
   return outcome;
 }
 
+async function metric(proc: ServiceProcess, name: string): Promise<number | undefined> {
+  const line = (await proc.metrics()).split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.split(' ')[1]);
+}
+
 beforeAll(async () => {
   consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
   env = new TestEnv(consulServer.url);
@@ -142,4 +147,50 @@ it('answers 401 with no details to a call without the token or with a wrong one,
   const stored = [...(await historyOf(env, database)).values()].map((h) => h.messageId);
   expect(stored).toEqual(['with-token']);
   expect(director.output()).not.toContain(TOKEN);
+});
+
+it('rejects per job a job that sets a header outside the allow-list, naming the header; the rest is stored and delivered', async () => {
+  const res = await postJobs(
+    rpc,
+    [
+      job('h-ok', { headers: { 'x-cdp-trace': 't1', 'Content-Type': 'application/json' } }),
+      job('h-host', { headers: { Host: 'internal.example' } }),
+      job('h-signature', { headers: { 'x-signature': 'forged' } }),
+      job('h-auth', { headers: { authorization: 'Bearer other' } }),
+      job('h-custom', { headers: { 'x-custom': 'v' } }),
+      job('h-ok-2'),
+    ],
+    { token: TOKEN },
+  );
+  expect([res.status, res.body]).toMatchObject([200, { accepted: 6, stored: 2, duplicates: 0, rejected: 4 }]);
+  const { results } = res.body as { results: Array<{ index: number; status: string; error?: string }> };
+  expect(results.map((r) => r.status)).toEqual(['stored', 'rejected', 'rejected', 'rejected', 'rejected', 'stored']);
+  expect(results[1].error).toMatch(/\bhost\b/i);
+  expect(results[2].error).toMatch(/x-signature/);
+  expect(results[3].error).toMatch(/authorization/);
+  expect(results[4].error).toMatch(/x-custom/);
+
+  await waitFor(() => sink.requests.filter((r) => /"h-ok/.test(r.body)).length === 2);
+  const delivered = sink.requests.filter((r) => /"h-/.test(r.body));
+  expect(delivered.map((r) => (JSON.parse(r.body) as { messageId: string }).messageId).sort()).toEqual(['h-ok', 'h-ok-2']);
+  const first = delivered.find((r) => r.body.includes('"h-ok"'))!;
+  expect(first.headers['x-cdp-trace']).toBe('t1');
+  expect(first.headers.host).toBe(new URL(sink.url).host);
+  const storedIds = [...(await historyOf(env, database)).values()].map((h) => h.messageId).filter((m) => m.startsWith('h-'));
+  expect(storedIds.sort()).toEqual(['h-ok', 'h-ok-2']);
+});
+
+it('rejects per job a job for a destination not in the workspace and creates no scheduler queue for it', async () => {
+  const res = await postJobs(rpc, [job('ghost-1', { destinationId: 'ghost' }), job('known-1'), job('ghost-2', { destinationId: 'ghost2' })], { token: TOKEN });
+  expect([res.status, res.body]).toMatchObject([200, { accepted: 3, stored: 1, rejected: 2 }]);
+  const { results } = res.body as { results: Array<{ index: number; status: string; error?: string }> };
+  expect(results.map((r) => r.status)).toEqual(['rejected', 'stored', 'rejected']);
+  expect(results[0].error).toMatch(/ghost/);
+  expect(results[2].error).toMatch(/ghost2/);
+
+  await waitFor(() => sink.requests.some((r) => r.body.includes('"known-1"')));
+  // Only `hook` ever had jobs in this director: one queue.
+  expect(await metric(director, 'cdp_director_scheduler_queues')).toBe(1);
+  const [{ n }] = await env.query<mysql.RowDataPacket[]>(database, "SELECT COUNT(*) AS n FROM jobs WHERE destination_id IN ('ghost', 'ghost2')");
+  expect(Number(n)).toBe(0);
 });

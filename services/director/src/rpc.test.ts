@@ -1,8 +1,9 @@
 import { parseWorkspace } from '@cdp/workspace';
 import { parseControls } from './controls';
 import { classifyError, signBody } from './destinations';
-import { rpcBatchSchema } from '@cdp/director-rpc';
-import { toNewJobs } from './rpc';
+import { DEFAULT_ALLOWED_JOB_HEADERS, FORBIDDEN_JOB_HEADERS, rpcBatchSchema, rpcJobSchema } from '@cdp/director-rpc';
+import { JobHeaderPolicy } from './job-headers';
+import { screenJob, toNewJobs } from './rpc';
 import { StatsCollector } from './stats';
 import { undeliveredRecord } from './undelivered';
 import { undeliveredSchema } from '@cdp/events';
@@ -44,6 +45,29 @@ describe('RPC batch schema', () => {
     ['bad expiresAt', { jobs: [{ ...good, expiresAt: 'tomorrow' }] }],
   ])('rejects %s', (_name, body) => {
     expect(rpcBatchSchema.safeParse(body).success).toBe(false);
+  });
+});
+
+describe('RPC job checks', () => {
+  const policy = new JobHeaderPolicy(DEFAULT_ALLOWED_JOB_HEADERS);
+  const screen = (job: object) => screenJob(rpcJobSchema.parse({ ...good, ...job }), workspace, policy);
+  it('admits allow-listed headers, names lower-cased', () => {
+    expect(screen({ headers: { 'X-Cdp-Trace': 't', 'Content-Type': 'text/plain' } })).toEqual({
+      job: expect.objectContaining({ headers: { 'x-cdp-trace': 't', 'content-type': 'text/plain' } }),
+    });
+  });
+  it.each(FORBIDDEN_JOB_HEADERS.map((h) => [h]))('rejects %s in any case', (name) => {
+    expect(screen({ headers: { [name.toUpperCase()]: 'v' } })).toEqual({ error: `header_not_allowed: ${name}` });
+  });
+  it('rejects a header outside the list, one name twice, and an unknown destination', () => {
+    expect(screen({ headers: { 'x-other': 'v' } })).toEqual({ error: 'header_not_allowed: x-other' });
+    expect(screen({ headers: { 'x-cdp-a': '1', 'X-CDP-A': '2' } })).toEqual({ error: 'duplicate_header: x-cdp-a' });
+    expect(screen({ destinationId: 'gone' })).toEqual({ error: 'unknown_destination: gone' });
+  });
+  it('refuses an allow-list naming a forbidden header or a malformed entry', () => {
+    expect(() => new JobHeaderPolicy(['x-cdp-*', 'host'])).toThrow(/host/);
+    expect(() => new JobHeaderPolicy(['X-Upper'])).toThrow(/lower-case/);
+    expect(new JobHeaderPolicy(['x-*']).allows('x-signature')).toBe(false);
   });
 });
 

@@ -9,6 +9,7 @@ import { ControlWatcher } from './controls';
 import { WebhookDriver, type DestinationDriver } from './destinations';
 import { DeliveryEngine } from './engine';
 import { JobDbHolder } from './holder';
+import { JobHeaderPolicy } from './job-headers';
 import { createRpcApp } from './rpc';
 import { StatsCollector } from './stats';
 import type { UndeliveredPublisher } from './undelivered';
@@ -40,6 +41,7 @@ export type DirectorSettings = Pick<
   | 'DIRECTOR_WRITE_BATCH'
   | 'DIRECTOR_RPC_TOKEN'
   | 'DIRECTOR_RPC_INSECURE_NO_TOKEN'
+  | 'DIRECTOR_RPC_ALLOWED_HEADERS'
 >;
 
 export interface DirectorDeps {
@@ -131,6 +133,7 @@ export class Director {
     const app = createRpcApp({
       logger: this.deps.logger,
       auth: token === undefined ? 'insecure-no-token' : { token },
+      headers: new JobHeaderPolicy(s.DIRECTOR_RPC_ALLOWED_HEADERS),
       maxBodyBytes: s.DIRECTOR_RPC_MAX_BODY_BYTES,
       maxJobs: s.DIRECTOR_RPC_MAX_JOBS,
       defaultRetryWindowMs: s.DIRECTOR_RETRY_WINDOW_MS,

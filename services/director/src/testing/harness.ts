@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { createConsulClient } from '@cdp/consul-lock';
-import { bearer, RPC_AUTH_HEADER, RPC_JOBS_PATH } from '@cdp/director-rpc';
+import { bearer, DEFAULT_ALLOWED_JOB_HEADERS, RPC_AUTH_HEADER, RPC_JOBS_PATH } from '@cdp/director-rpc';
 import { createJobDbDatabase, dropJobDb, registerJobDb, type JobDbRecord } from '@cdp/jobdb';
 import { createLogger } from '@cdp/log';
 import { mysqlUrl, REPO_ROOT, testDatabaseName, waitFor } from '@cdp/testkit';
@@ -174,6 +174,7 @@ export function testSettings(prefix: string, overrides: Partial<DirectorSettings
     DIRECTOR_WRITE_BATCH: 2_000,
     DIRECTOR_RPC_TOKEN: TEST_RPC_TOKEN,
     DIRECTOR_RPC_INSECURE_NO_TOKEN: false,
+    DIRECTOR_RPC_ALLOWED_HEADERS: [...DEFAULT_ALLOWED_JOB_HEADERS],
     ...overrides,
   };
 }
