@@ -49,8 +49,16 @@ export interface DirectorRpcClientOptions {
   backoffCapMs?: number;
   /** Keep-alive connections per director. */
   connectionsPerDirector?: number;
+  /**
+   * After a 503, a connection error or a timeout, a director gets no new batch for this long
+   * (unless every director is in that state), so a stopped pod does not cost every other batch
+   * a failed attempt. Default 5 s.
+   */
+  cooldownMs?: number;
   /** Math.random by default; tests fix the starting director. */
   random?: () => number;
+  /** Date.now by default. */
+  now?: () => number;
 }
 
 type AttemptOutcome =
@@ -96,6 +104,10 @@ export class DirectorRpcClient {
   private readonly backoffBaseMs: number;
   private readonly backoffCapMs: number;
   private readonly random: () => number;
+  private readonly now: () => number;
+  private readonly cooldownMs: number;
+  /** Director → until when it gets no new batch (its last attempt failed). */
+  private readonly coolingUntil = new Map<string, number>();
 
   constructor(private readonly options: DirectorRpcClientOptions) {
     this.maxBatchJobs = options.maxBatchJobs ?? 1_000;
@@ -106,6 +118,8 @@ export class DirectorRpcClient {
     this.backoffBaseMs = options.backoffBaseMs ?? 100;
     this.backoffCapMs = options.backoffCapMs ?? 2_000;
     this.random = options.random ?? Math.random;
+    this.now = options.now ?? Date.now;
+    this.cooldownMs = options.cooldownMs ?? 5_000;
     // Round robin starts at a random director so that many clients do not all hit the first one.
     this.next = Math.floor(this.random() * 1_000_000);
     this.agent = new Agent({ connections: options.connectionsPerDirector ?? 8, keepAliveTimeout: 30_000, pipelining: 1 });
@@ -166,6 +180,7 @@ export class DirectorRpcClient {
       }
       const outcome = await this.attempt(director, body);
       if (outcome.kind === 'ok') {
+        this.coolingUntil.delete(director);
         if (outcome.answer.results?.length !== count) {
           throw new DirectorRpcRefusedError(200, director, `answer has ${outcome.answer.results?.length} results for ${count} jobs`);
         }
@@ -173,6 +188,7 @@ export class DirectorRpcClient {
       }
       if (outcome.kind === 'refused') throw new DirectorRpcRefusedError(outcome.status, director, outcome.body);
       failedAt.add(director);
+      this.coolingUntil.set(director, this.now() + this.cooldownMs);
       if (outcome.outcome === 'connection_error') this.options.discovery.unreachable?.();
       last = `${director}: ${outcome.detail}`;
       this.options.logger.warn({ director, outcome: outcome.outcome, detail: outcome.detail, attempt }, 'director RPC attempt failed; trying another director');
@@ -180,12 +196,18 @@ export class DirectorRpcClient {
     throw new DirectorsUnavailableError(this.maxAttempts, last);
   }
 
-  /** The next director round robin, skipping those that failed this batch while others remain. */
+  /**
+   * The next director round robin: one this batch has not failed at and not cooling down, else
+   * one this batch has not failed at, else any.
+   */
   private pick(failedAt: ReadonlySet<string>): string | undefined {
     const all = this.options.discovery.directors();
     if (all.length === 0) return undefined;
-    const fresh = all.filter((d) => !failedAt.has(d));
-    const from = fresh.length > 0 ? fresh : all;
+    const now = this.now();
+    if (this.coolingUntil.size > all.length) for (const d of this.coolingUntil.keys()) if (!all.includes(d)) this.coolingUntil.delete(d);
+    const untried = all.filter((d) => !failedAt.has(d));
+    const healthy = untried.filter((d) => (this.coolingUntil.get(d) ?? 0) <= now);
+    const from = healthy.length > 0 ? healthy : untried.length > 0 ? untried : all;
     return from[this.next++ % from.length];
   }
 
@@ -260,5 +282,6 @@ export async function createDirectorRpcClient(config: DirectorRpcClientConfig, l
     maxAttempts: config.DIRECTOR_RPC_MAX_ATTEMPTS,
     backoffBaseMs: config.DIRECTOR_RPC_BACKOFF_BASE_MS,
     backoffCapMs: config.DIRECTOR_RPC_BACKOFF_CAP_MS,
+    cooldownMs: config.DIRECTOR_RPC_COOLDOWN_MS,
   });
 }

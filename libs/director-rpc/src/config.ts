@@ -1,4 +1,4 @@
-import { positiveInt, z } from '@cdp/config';
+import { nonNegativeInt, positiveInt, z } from '@cdp/config';
 
 const directorUrl = () => z.string().refine((v) => /^https?:\/\/[^\s/]+\/?$/.test(v) && URL.canParse(v), { message: 'must be a base URL like http://host:8080' });
 
@@ -34,6 +34,8 @@ export const directorRpcClientEnv = {
   DIRECTOR_RPC_MAX_ATTEMPTS: positiveInt(6),
   DIRECTOR_RPC_BACKOFF_BASE_MS: positiveInt(100),
   DIRECTOR_RPC_BACKOFF_CAP_MS: positiveInt(2_000),
+  /** A director that failed an attempt (503, connection error, timeout) gets no new batch for this long. */
+  DIRECTOR_RPC_COOLDOWN_MS: nonNegativeInt(5_000),
 };
 
 type Discoverable = { DIRECTOR_RPC_URLS?: string[]; DIRECTOR_RPC_SERVICE?: string };
