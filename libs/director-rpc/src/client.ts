@@ -181,9 +181,8 @@ export class DirectorRpcClient {
       const outcome = await this.attempt(director, body);
       if (outcome.kind === 'ok') {
         this.coolingUntil.delete(director);
-        if (outcome.answer.results?.length !== count) {
-          throw new DirectorRpcRefusedError(200, director, `answer has ${outcome.answer.results?.length} results for ${count} jobs`);
-        }
+        const problem = answerProblem(outcome.answer, count);
+        if (problem) throw new DirectorRpcRefusedError(200, director, problem);
         return outcome.answer;
       }
       if (outcome.kind === 'refused') throw new DirectorRpcRefusedError(outcome.status, director, outcome.body);
@@ -252,6 +251,17 @@ export class DirectorRpcClient {
       clearTimeout(timer);
     }
   }
+}
+
+/** Why a 200 answer cannot be mapped back to the batch's jobs, or undefined when it can. */
+function answerProblem(answer: RpcAnswer, count: number): string | undefined {
+  if (!Array.isArray(answer.results) || answer.results.length !== count) return `answer has ${answer.results?.length} results for ${count} jobs`;
+  const seen = new Set<number>();
+  for (const r of answer.results) {
+    if (!Number.isInteger(r.index) || r.index < 0 || r.index >= count || seen.has(r.index)) return `answer has a bad or repeated index ${r.index}`;
+    seen.add(r.index);
+  }
+  return undefined;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -93,18 +93,21 @@ it('URL list: batches go to both directors, every job is stored once, results in
   try {
     const input = jobs('spread', 1_000);
     // Lone surrogates: rejected per job by the JobDB, at known places in different batches.
+    // ... and a destination not in the workspace (rejected per job at the RPC).
     const bad = [7, 123, 555, 999];
     for (const i of bad) input[i].payload = { type: 'track', messageId: input[i].messageId, event: `x\ud800${i}` };
+    const unknown = [0, 321];
+    for (const i of unknown) input[i].destinationId = 'nope';
     const results = await client.send(input);
     expect(results).toHaveLength(1_000);
-    const rejectedAt = results.flatMap((r, i) => (r.status === 'rejected' ? [i] : []));
-    expect(rejectedAt).toEqual(bad);
-    expect(results.filter((r) => r.status === 'stored')).toHaveLength(996);
+    const rejected = results.flatMap((r, i) => (r.status === 'rejected' ? [[i, /unknown_destination/.test(r.error) ? 'unknown' : 'bad']] : []));
+    expect(rejected).toEqual([...bad.map((i) => [i, 'bad']), ...unknown.map((i) => [i, 'unknown'])].sort((x, y) => Number(x[0]) - Number(y[0])));
+    expect(results.filter((r) => r.status === 'stored')).toHaveLength(994);
     const [inA, inB] = [await storedIn(a.jobDb, 'spread'), await storedIn(b.jobDb, 'spread')];
     expect(inA).toBeGreaterThan(0);
     expect(inB).toBeGreaterThan(0);
     const held = await copies('spread', [a.jobDb, b.jobDb]);
-    expect(held.size).toBe(996);
+    expect(held.size).toBe(994);
     expect([...held.values()].every((n) => n === 1)).toBe(true);
   } finally {
     await client.close();
