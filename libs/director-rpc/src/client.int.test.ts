@@ -148,3 +148,26 @@ it('413 is the caller’s error: not sent to another director', async () => {
     await client.close();
   }
 });
+
+it('no director known yet (DNS not answering): the client asks discovery to look again, and sends once it has one', async () => {
+  const [good] = await start('store');
+  let lookups = 0;
+  let known: string[] = [];
+  const discovery = {
+    directors: () => known,
+    stop: () => undefined,
+    unreachable: () => {
+      lookups++;
+      if (lookups === 2) known = [good.url];
+    },
+  };
+  const client = new DirectorRpcClient({ discovery, logger, backoffBaseMs: 5, maxAttempts: 4 });
+  try {
+    const results = await client.send(jobs('n', 3));
+    expect(results.map((r) => r.status)).toEqual(['stored', 'stored', 'stored']);
+    expect(lookups).toBe(2);
+    expect(good.batches).toEqual(['n-0']);
+  } finally {
+    await client.close();
+  }
+});

@@ -175,6 +175,8 @@ export class DirectorRpcClient {
       }
       const director = this.pick(failedAt);
       if (director === undefined) {
+        // DNS has not answered yet (or never had an address): ask again rather than wait a period.
+        this.options.discovery.unreachable?.();
         last = 'no director known';
         continue;
       }
