@@ -16,6 +16,8 @@ export const dedupEnv = z.object({
   DEDUP_STORE_CACHE_BYTES: positiveInt(8 * 1024 * 1024),
   DEDUP_PURGE_INTERVAL_MS: positiveInt(60_000),
   DEDUP_PARTITIONS_CONCURRENTLY: positiveInt(4),
+  /** Output-tail repairs running at once (takeovers beyond it wait): bounds repair memory. */
+  DEDUP_REPAIR_CONCURRENCY: positiveInt(1),
   KAFKA_SESSION_TIMEOUT_MS: positiveInt(30_000),
   KAFKA_HEARTBEAT_INTERVAL_MS: positiveInt(3_000),
   /** Create/verify the topics at start (local stack and tests; production uses the chart's job). */

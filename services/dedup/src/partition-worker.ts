@@ -108,6 +108,29 @@ export async function keepMembership(heartbeat: () => Promise<void>): Promise<vo
 
 let frozenOnce = false;
 
+/**
+ * Repairs running at once in this process. Each holds a fetch, a store's write path and the
+ * garbage of parsing its records; they share one event loop, so running them one after the
+ * other costs little time and bounds memory.
+ */
+class RepairSlots {
+  private running = 0;
+  private waiting: Array<() => void> = [];
+
+  async run<T>(limit: number, fn: () => Promise<T>): Promise<T> {
+    while (this.running >= limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.running++;
+    try {
+      return await fn();
+    } finally {
+      this.running--;
+      this.waiting.shift()?.();
+    }
+  }
+}
+
+const repairSlots = new RepairSlots();
+
 export function crashPoint(config: DedupConfig, point: DedupConfig['DEDUP_FAULT_POINT'], startedAt: number): void {
   if (config.DEDUP_FAULT_POINT !== point || Date.now() - startedAt < config.DEDUP_FAULT_AFTER_MS) return;
   if (config.DEDUP_FAULT_SIGNAL === 'SIGSTOP' && frozenOnce) return;
@@ -197,7 +220,7 @@ export class PartitionWorker {
       }
 
       const store = this.store;
-      const tail = await readOutputTail(
+      const tail = await repairSlots.run(this.config.DEDUP_REPAIR_CONCURRENCY, () => readOutputTail(
         this.kafka,
         this.topics.output,
         p,
@@ -216,7 +239,7 @@ export class PartitionWorker {
           await keepMembership(heartbeat);
         },
         this.logger,
-      );
+      ));
       this.resumeFrom = Math.max(tail.lastInOffset + 1, this.committedFrom);
       m.storeKeys.labels(String(p)).set(store.size);
       m.bloomBytes.labels(String(p)).set(store.bloomBytes);

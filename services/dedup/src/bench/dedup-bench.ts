@@ -143,99 +143,96 @@ async function metric(port: number, name: string): Promise<number> {
 }
 
 async function throughputPhase(kafka: ReturnType<typeof createKafka>, broker: KafkaBroker, work: string): Promise<void> {
-  {
-    const admin = kafka.admin();
-    await admin.connect();
-    const specs = topicSpecs({ prefix: 'bench.', replicationFactor: 1, defaultPartitions: PARTITIONS });
-    const passthrough = { ...specs.identified, name: 'bench.passthrough' };
-    await ensureTopics(admin, [specs.ingest, specs.deduped, specs.dlq, passthrough]);
-    await admin.disconnect();
+  const admin = kafka.admin();
+  await admin.connect();
+  const specs = topicSpecs({ prefix: 'bench.', replicationFactor: 1, defaultPartitions: PARTITIONS });
+  const passthrough = { ...specs.identified, name: 'bench.passthrough' };
+  await ensureTopics(admin, [specs.ingest, specs.deduped, specs.dlq, passthrough]);
+  await admin.disconnect();
 
-    const dataDir = path.join(work, 'stores');
-    console.log(`bulk-loading ${STORED_KEYS.toLocaleString()} keys into ${PARTITIONS} partition stores...`);
-    const loadSeconds = await bulkLoad(dataDir, specs.ingest.name);
-    console.log(`  loaded in ${loadSeconds.toFixed(1)} s`);
+  const dataDir = path.join(work, 'stores');
+  console.log(`bulk-loading ${STORED_KEYS.toLocaleString()} keys into ${PARTITIONS} partition stores...`);
+  const loadSeconds = await bulkLoad(dataDir, specs.ingest.name);
+  console.log(`  loaded in ${loadSeconds.toFixed(1)} s`);
 
-    const producer = new BatchingProducer(kafka, { logger });
-    await producer.connect();
-    const input = makeInput();
-    const produceRate = await produceAll(producer, specs.ingest.name, input);
-    await producer.disconnect();
-    console.log(`raw produce (acks=all): ${Math.round(produceRate)} events/s`);
-    const baseline = await passThroughRate(kafka, specs.ingest.name, passthrough.name);
-    console.log(`baseline consume→produce pass-through: ${Math.round(baseline)} events/s`);
+  const producer = new BatchingProducer(kafka, { logger });
+  await producer.connect();
+  const input = makeInput();
+  const produceRate = await produceAll(producer, specs.ingest.name, input);
+  await producer.disconnect();
+  console.log(`raw produce (acks=all): ${Math.round(produceRate)} events/s`);
+  const baseline = await passThroughRate(kafka, specs.ingest.name, passthrough.name);
+  console.log(`baseline consume→produce pass-through: ${Math.round(baseline)} events/s`);
 
-    const opsPort = await freePort();
-    const child = spawn(process.execPath, [MAIN], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        KAFKA_BROKERS: broker.brokers,
-        CDP_TOPIC_PREFIX: 'bench.',
-        DEDUP_DATA_DIR: dataDir,
-        OPS_PORT: String(opsPort),
-        LOG_LEVEL: 'warn',
-        DEDUP_PARTITIONS_CONCURRENTLY: String(PARTITIONS),
-      },
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-    const rss = sampleRss(child.pid!);
-    const startedAt = Date.now();
-    let done = 0;
-    let firstProgressAt = 0;
-    let cpuAtFirst = 0;
-    let brokerCpuAtFirst = 0;
-    while (done < EVENTS && Date.now() - startedAt < TIME_LIMIT_MS) {
-      await sleep(200);
-      done = await Promise.all([
-        metric(opsPort, 'cdp_dedup_events_accepted_total'),
-        metric(opsPort, 'cdp_dedup_duplicates_total'),
-      ])
-        .then(([a, d]) => a + d)
-        .catch(() => 0);
-      if (done > 0 && !firstProgressAt) {
-        firstProgressAt = Date.now();
-        cpuAtFirst = cpuSeconds(child.pid!);
-        brokerCpuAtFirst = cpuSeconds(broker.process.pid);
-      }
+  const opsPort = await freePort();
+  const child = spawn(process.execPath, [MAIN], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      KAFKA_BROKERS: broker.brokers,
+      CDP_TOPIC_PREFIX: 'bench.',
+      DEDUP_DATA_DIR: dataDir,
+      OPS_PORT: String(opsPort),
+      LOG_LEVEL: 'warn',
+      DEDUP_PARTITIONS_CONCURRENTLY: String(PARTITIONS),
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const rss = sampleRss(child.pid!);
+  const startedAt = Date.now();
+  let done = 0;
+  let firstProgressAt = 0;
+  let cpuAtFirst = 0;
+  let brokerCpuAtFirst = 0;
+  while (done < EVENTS && Date.now() - startedAt < TIME_LIMIT_MS) {
+    await sleep(200);
+    done = await Promise.all([
+      metric(opsPort, 'cdp_dedup_events_accepted_total'),
+      metric(opsPort, 'cdp_dedup_duplicates_total'),
+    ])
+      .then(([a, d]) => a + d)
+      .catch(() => 0);
+    if (done > 0 && !firstProgressAt) {
+      firstProgressAt = Date.now();
+      cpuAtFirst = cpuSeconds(child.pid!);
+      brokerCpuAtFirst = cpuSeconds(broker.process.pid);
     }
-    const finishedAt = Date.now();
-    const dedupCpu = cpuSeconds(child.pid!) - cpuAtFirst;
-    const brokerCpu = cpuSeconds(broker.process.pid) - brokerCpuAtFirst;
-    const peakRss = rss.stop();
-    const takeoverSeconds = (firstProgressAt - startedAt) / 1000;
-    const txnCount = await metric(opsPort, 'cdp_dedup_transaction_duration_seconds_count');
-    const txnSum = await metric(opsPort, 'cdp_dedup_transaction_duration_seconds_sum');
-    const duplicates = await metric(opsPort, 'cdp_dedup_duplicates_total');
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-
-    const seconds = (finishedAt - firstProgressAt) / 1000;
-    const rate = done / seconds;
-    console.log(`dedup: ${done} events (${duplicates} duplicates dropped) in ${seconds.toFixed(2)} s = ${Math.round(rate)} events/s`);
-    console.log(`  takeover incl. filter build over ${STORED_KEYS.toLocaleString()} keys: ${takeoverSeconds.toFixed(1)} s`);
-    console.log(`  peak RSS ${(peakRss / 1048576).toFixed(0)} MB; transactions ${txnCount}, mean ${((txnSum / Math.max(1, txnCount)) * 1000).toFixed(1)} ms`);
-    console.log(`  CPU while processing: dedup ${((dedupCpu / seconds) * 100).toFixed(0)} %, broker ${((brokerCpu / seconds) * 100).toFixed(0)} % (of one core; 2 cores total)`);
-    console.log(`  ratio to pass-through baseline: ${(rate / baseline).toFixed(2)}`);
-    if (rate < TARGET_EVENTS_PER_S) {
-      const where = dedupCpu / seconds > 0.85 ? 'the dedup process is CPU-bound on its one event loop' : brokerCpu / seconds > 0.85 ? 'the broker is CPU-bound (same 2 cores)' : 'waiting on transaction round-trips (neither process saturates a core)';
-      console.log(`  TARGET MISSED (${TARGET_EVENTS_PER_S} events/s): ${where}`);
-    }
-    if (peakRss > TARGET_RSS_BYTES) console.log(`  TARGET MISSED: RSS above ${TARGET_RSS_BYTES / 1048576} MB`);
-    console.log(
-      JSON.stringify({
-        bench: 'dedup',
-        value: Math.round(rate),
-        unit: 'events/s',
-        baseline: Math.round(baseline),
-        ratio: Number((rate / baseline).toFixed(2)),
-        rss_mb: Math.round(peakRss / 1048576),
-        stored_keys: STORED_KEYS,
-        produce_baseline: Math.round(produceRate),
-      }),
-    );
   }
-}
+  const finishedAt = Date.now();
+  const dedupCpu = cpuSeconds(child.pid!) - cpuAtFirst;
+  const brokerCpu = cpuSeconds(broker.process.pid) - brokerCpuAtFirst;
+  const peakRss = rss.stop();
+  const takeoverSeconds = (firstProgressAt - startedAt) / 1000;
+  const txnCount = await metric(opsPort, 'cdp_dedup_transaction_duration_seconds_count');
+  const txnSum = await metric(opsPort, 'cdp_dedup_transaction_duration_seconds_sum');
+  const duplicates = await metric(opsPort, 'cdp_dedup_duplicates_total');
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
 
+  const seconds = (finishedAt - firstProgressAt) / 1000;
+  const rate = done / seconds;
+  console.log(`dedup: ${done} events (${duplicates} duplicates dropped) in ${seconds.toFixed(2)} s = ${Math.round(rate)} events/s`);
+  console.log(`  takeover incl. filter build over ${STORED_KEYS.toLocaleString()} keys: ${takeoverSeconds.toFixed(1)} s`);
+  console.log(`  peak RSS ${(peakRss / 1048576).toFixed(0)} MB; transactions ${txnCount}, mean ${((txnSum / Math.max(1, txnCount)) * 1000).toFixed(1)} ms`);
+  console.log(`  CPU while processing: dedup ${((dedupCpu / seconds) * 100).toFixed(0)} %, broker ${((brokerCpu / seconds) * 100).toFixed(0)} % (of one core; 2 cores total)`);
+  console.log(`  ratio to pass-through baseline: ${(rate / baseline).toFixed(2)}`);
+  if (rate < TARGET_EVENTS_PER_S) {
+    const where = dedupCpu / seconds > 0.85 ? 'the dedup process is CPU-bound on its one event loop' : brokerCpu / seconds > 0.85 ? 'the broker is CPU-bound (same 2 cores)' : 'waiting on transaction round-trips (neither process saturates a core)';
+    console.log(`  TARGET MISSED (${TARGET_EVENTS_PER_S} events/s): ${where}`);
+  }
+  if (peakRss > TARGET_RSS_BYTES) console.log(`  TARGET MISSED: RSS above ${TARGET_RSS_BYTES / 1048576} MB`);
+  console.log(
+    JSON.stringify({
+      bench: 'dedup',
+      value: Math.round(rate),
+      unit: 'events/s',
+      baseline: Math.round(baseline),
+      ratio: Number((rate / baseline).toFixed(2)),
+      rss_mb: Math.round(peakRss / 1048576),
+      stored_keys: STORED_KEYS,
+      produce_baseline: Math.round(produceRate),
+    }),
+  );
+}
 
 /** At the RSS peak: anonymous memory (heap, buffers) and file pages (LevelDB's mmapped tables). */
 function rssBreakdown(pid: number, everyMs = 500): { stop(): string } {
