@@ -13,8 +13,11 @@ export { exceedsLimit, recordBytes, recordRefusal, RECORD_BATCH_OVERHEAD_BYTES, 
 export { javaCompatiblePartitioner, murmur2 } from './partitioner';
 export { BatchingProducer, DeadlineError, withDeadline, type BatchingProducerOptions, type OutboundMessage } from './producer';
 export {
+  checkTopics,
   describeTopicConfigs,
   ensureTopics,
+  MissingTopicsError,
+  requireTopics,
   topicNames,
   topicSpecs,
   TOPIC_ROLES,

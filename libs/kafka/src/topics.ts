@@ -2,7 +2,7 @@ import type { Admin, ITopicConfig } from 'kafkajs';
 import { ConfigResourceTypes, ConfigSource } from 'kafkajs';
 
 /** Topic roles of DESIGN.md's topic table; the full name is `<prefix><role>`. */
-export const TOPIC_ROLES = ['ingest', 'deduped', 'identified', 'undelivered', 'regulations', 'dlq'] as const;
+export const TOPIC_ROLES = ['ingest', 'deduped', 'identified', 'undelivered', 'regulations', 'regulation-status', 'dlq'] as const;
 export type TopicRole = (typeof TOPIC_ROLES)[number];
 
 export type TopicNames = Record<TopicRole, string>;
@@ -49,6 +49,8 @@ export function topicSpecs(settings: TopicSettings = {}): Record<TopicRole, Topi
     undelivered: retention(7 * DAY_MS),
     // Latest state per user; tombstones removed after a day so deletions propagate first.
     regulations: { 'cleanup.policy': 'compact', 'delete.retention.ms': String(DAY_MS), 'min.compaction.lag.ms': '0' },
+    // Latest state per regulationId:stage; identity folds the stages into the regulation's status.
+    'regulation-status': { 'cleanup.policy': 'compact', 'delete.retention.ms': String(DAY_MS), 'min.compaction.lag.ms': '0' },
     dlq: retention(14 * DAY_MS),
   };
   if (partitions('ingest') !== partitions('deduped')) {
@@ -115,6 +117,48 @@ export async function ensureTopics(admin: Admin, specs: TopicSpec[]): Promise<En
     }
   }
   return { created: missing.map((s) => s.name), altered };
+}
+
+/**
+ * What differs between the cluster and the specs, one line per problem, each starting with the
+ * topic's name: missing, partition count, replication factor, a config value. Empty when all match.
+ */
+export async function checkTopics(admin: Admin, specs: TopicSpec[]): Promise<string[]> {
+  const existing = new Set(await admin.listTopics());
+  const problems = specs.filter((s) => !existing.has(s.name)).map((s) => `${s.name}: missing`);
+  const present = specs.filter((s) => existing.has(s.name));
+  if (present.length === 0) return problems;
+  const metadata = await admin.fetchTopicMetadata({ topics: present.map((s) => s.name) });
+  const described = await describeTopicConfigs(admin, present.map((s) => s.name));
+  for (const spec of present) {
+    const partitions = metadata.topics.find((t) => t.name === spec.name)?.partitions ?? [];
+    if (partitions.length !== spec.partitions) problems.push(`${spec.name}: ${partitions.length} partitions, expected ${spec.partitions}`);
+    const replicas = Math.min(...partitions.map((p) => p.replicas.length));
+    if (partitions.length > 0 && replicas !== spec.replicationFactor) problems.push(`${spec.name}: replication factor ${replicas}, expected ${spec.replicationFactor}`);
+    for (const [key, value] of Object.entries(spec.configs)) {
+      const actual = described[spec.name]?.[key];
+      if (actual !== value) problems.push(`${spec.name}: ${key}=${actual ?? '(unset)'}, expected ${value}`);
+    }
+  }
+  return problems;
+}
+
+/** A service's topics are not all there: it refuses to start (topics are created by cdp-topics). */
+export class MissingTopicsError extends Error {
+  constructor(readonly topics: string[]) {
+    super(`missing Kafka topics: ${topics.join(', ')} (create them with cdp-topics create)`);
+    this.name = 'MissingTopicsError';
+  }
+}
+
+/**
+ * A service's check at start: throws MissingTopicsError naming every topic of `names` the
+ * cluster lacks. Changes nothing (the topics' settings belong to cdp-topics).
+ */
+export async function requireTopics(admin: Admin, names: string[]): Promise<void> {
+  const existing = new Set(await admin.listTopics());
+  const missing = names.filter((n) => !existing.has(n));
+  if (missing.length > 0) throw new MissingTopicsError(missing);
 }
 
 /**
