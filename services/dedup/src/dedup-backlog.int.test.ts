@@ -55,4 +55,19 @@ describe('dedup draining a multi-MB backlog (real broker, real process)', () => 
     expect({ missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
     expect(out).toHaveLength(expected.size);
   }, 180_000);
+
+  it('sends a record larger than the output topic accepts to the DLQ, and the partition keeps flowing', async () => {
+    env = await createDedupTestEnv('oversize', 1, { deduped: { 'max.message.bytes': '100000' } });
+    const topics = topicNames(env.prefix);
+    const t0 = Date.UTC(2026, 0, 1);
+    proc = await startDedup(env);
+    await waitReady(proc);
+    await env.producer.send(topics.ingest, [
+      sizedEnvelope('web', 'before', new Date(t0), SMALL_EVENT_BYTES),
+      sizedEnvelope('web', 'huge', new Date(t0 + 1), 150_000), // accepted by cdp.ingest (1 MiB), not by cdp.deduped
+      sizedEnvelope('web', 'after', new Date(t0 + 2), SMALL_EVENT_BYTES),
+    ]);
+    expect((await readOutputKeys(env, topics.deduped, 2)).sort()).toEqual(['web:after', 'web:before']);
+    expect(await readOutputKeys(env, topics.dlq, 1)).toEqual(['web:huge']);
+  });
 });
