@@ -1,0 +1,32 @@
+// A normal start against fresh topics (dedup creates them, joins a new group while the broker
+// still elects leaders and loads the coordinator) prints no error-level line: kafkajs's retried
+// protocol errors are mapped to debug by @cdp/kafka's log router. Runs dist/main.js (build first).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { requireEnv, startServiceProcess, testTopicPrefix, waitServiceReady } from '@cdp/testkit';
+
+jest.setTimeout(90_000);
+
+it('dedup started on fresh topics logs no error or fatal line', async () => {
+  const prefix = testTopicPrefix('startlog');
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dedup-startlog-'));
+  const proc = await startServiceProcess(
+    'dedup',
+    { KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'), CDP_TOPIC_PREFIX: prefix, DEDUP_GROUP_ID: `${prefix}dedup`, DEDUP_DATA_DIR: dataDir, KAFKA_ENSURE_TOPICS: 'true', KAFKA_REPLICATION_FACTOR: '1', KAFKA_TOPIC_PARTITIONS: '2', LOG_LEVEL: 'warn' },
+    { captureOutput: true },
+  );
+  try {
+    await waitServiceReady(proc);
+    expect(await proc.stop()).toBe(0);
+    const lines = proc
+      .output()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { level: string; msg: string });
+    expect(lines.filter((l) => l.level === 'error' || l.level === 'fatal')).toEqual([]);
+  } finally {
+    await proc.stop('SIGKILL');
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+});
