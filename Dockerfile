@@ -17,7 +17,9 @@ FROM deps AS build
 ARG SERVICE
 COPY . .
 RUN --mount=type=cache,id=pnpm,target=/pnpm/store pnpm install --offline --frozen-lockfile
-RUN pnpm exec tsc -b services/${SERVICE}
+# The production build config: no tests, src/testing, src/bench or src/fixtures in dist/ (the dev
+# `tsc -b` builds those too; tests and benches run them). scripts/check-prod-build.sh checks it.
+RUN pnpm exec tsc -b services/${SERVICE}/tsconfig.build.json
 # A self-contained folder: the service, its workspace libs (their dist/) and prod deps only.
 RUN pnpm --filter @cdp/${SERVICE} deploy --prod --legacy /out
 

@@ -19,6 +19,7 @@ check() { # name, command...: a non-jest step counted as one test
 
 check typecheck pnpm -s build
 check lint pnpm -s lint
+check prod-build bash scripts/check-prod-build.sh
 
 echo "== infra up"
 trap 'node libs/testkit/dist/cli.js down >/dev/null 2>&1 || true' EXIT INT TERM
