@@ -14,6 +14,7 @@ const NORMAL_START: Array<['ERROR' | 'WARN', string, string, Record<string, unkn
   ['ERROR', 'Runner', 'The coordinator is not aware of this member, re-joining the group', { groupId: 'g' }],
   ['WARN', 'Runner', 'The group is rebalancing, re-joining', { groupId: 'g', error: 'The group is rebalancing, so a rejoin is needed' }],
   ['WARN', 'Admin', 'Could not create topics', { error: 'Topic with this name already exists' }],
+  ['WARN', 'Producer', 'Limiting retries for the idempotent producer may invalidate EoS guarantees', {}],
 ];
 
 function capture() {

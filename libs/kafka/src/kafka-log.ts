@@ -7,11 +7,14 @@ import { logLevel, type LogEntry } from 'kafkajs';
 
 export type KafkaLogLevel = 'error' | 'warn' | 'debug' | 'trace';
 
-/** What a matched kafkajs line is: `quiet` ones retry and succeed on their own at start. */
+/**
+ * What a matched kafkajs line is: `quiet` ones retry and succeed on their own at start (debug,
+ * counted); `summarize` ones repeat while a broker is unreachable; a `notice` is neither (debug).
+ */
 interface KafkaLogRule {
   type: string;
   pattern: RegExp;
-  outcome: 'quiet' | 'summarize';
+  outcome: 'quiet' | 'summarize' | 'notice';
 }
 
 export const KAFKA_LOG_RULES: readonly KafkaLogRule[] = [
@@ -20,6 +23,8 @@ export const KAFKA_LOG_RULES: readonly KafkaLogRule[] = [
   { type: 'unknown-topic-partition', pattern: /does not host this topic-partition/i, outcome: 'quiet' },
   { type: 'rebalance', pattern: /group is rebalancing|rebalance in progress|resync group/i, outcome: 'quiet' },
   { type: 'topic-exists', pattern: /topic with this name already exists/i, outcome: 'quiet' },
+  // Our producers bound retries on purpose (a send has a deadline, then fails over): not a fault.
+  { type: 'idempotent-retries-notice', pattern: /^Limiting retries for the idempotent producer/, outcome: 'notice' },
   {
     type: 'connection',
     pattern:
@@ -82,6 +87,7 @@ export class KafkaLogRouter {
       if (ownLevel === 'error') this.count('other');
       return { level: ownLevel, message, fields };
     }
+    if (rule.outcome === 'notice') return { level: 'debug', message, fields, type: rule.type };
     this.count(rule.type);
     if (rule.outcome === 'quiet') return { level: 'debug', message, fields, type: rule.type };
 
