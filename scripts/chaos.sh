@@ -12,5 +12,5 @@ case "${1:-short}" in
 esac
 out="${CHAOS_RESULTS:-$REPO_ROOT/.test-results}/chaos.json"
 mkdir -p "$(dirname "$out")"
-pnpm exec jest --selectProjects chaos --ci --json --outputFile="$out" 2>&1 | grep -v '^{"level' | tail -n 40
+pnpm exec jest --selectProjects chaos --ci --forceExit --json --outputFile="$out" 2>&1 | grep -v '^{"level' | tail -n 40
 node -e 'const r=require(process.argv[1]); process.exit(r.numFailedTests + (r.numRuntimeErrorTestSuites||0) === 0 && r.numPassedTests > 0 ? 0 : 1)' "$out"
