@@ -18,8 +18,10 @@ trap stop_all EXIT INT TERM
 node libs/testkit/dist/cli.js up "${CDP_INFRA_COMPONENTS:-all}"
 set -a; source "${CDP_INFRA_DIR:-$REPO_ROOT/.infra}/env"; set +a
 
-# Local defaults: one broker, so replication factor 1; topics created by the services.
-export KAFKA_ENSURE_TOPICS=true KAFKA_REPLICATION_FACTOR=1 KAFKA_TOPIC_PARTITIONS=${KAFKA_TOPIC_PARTITIONS:-4}
+# Local defaults: one broker, so replication factor 1. cdp-topics creates the topic table (and
+# reconciles it on a rerun); the services only verify their topics at start.
+export KAFKA_ENSURE_TOPICS=false KAFKA_REPLICATION_FACTOR=1 KAFKA_TOPIC_PARTITIONS=${KAFKA_TOPIC_PARTITIONS:-4}
+node libs/kafka/dist/topics-cli.js create
 export CDP_WORKSPACE_FILE=${CDP_WORKSPACE_FILE:-$REPO_ROOT/config/workspace.sample.yaml}
 export CDP_SAMPLE_HMAC_SECRET=${CDP_SAMPLE_HMAC_SECRET:-local-dev-only-secret}
 ops_port=9100

@@ -158,6 +158,61 @@ describe('tapi chart: the spool survives the pod', () => {
   });
 });
 
+describe('cdp chart: cdp-topics runs as a hook Job before install and upgrade', () => {
+  const dir = path.join(CHARTS_DIR, 'cdp');
+  type JobManifest = Manifest & {
+    metadata: { annotations?: Record<string, string> };
+    spec: { template: { spec: { restartPolicy: string; containers: (Omit<Container, 'env'> & { image: string; args: string[]; env: { name: string; value?: string }[] })[] } } };
+  };
+  let job: JobManifest | undefined;
+  let all: Manifest[];
+  beforeAll(async () => {
+    await helm('deps', dir);
+    // helm-java's template leaves hooks out of its output: render a copy of the chart whose Job
+    // is not marked as a hook (the hook annotation itself is checked on the template below).
+    const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'chart-cdp-'));
+    fs.cpSync(dir, copy, { recursive: true });
+    const template = path.join(copy, 'templates', 'topics-job.yaml');
+    fs.writeFileSync(template, fs.readFileSync(template, 'utf8').replace(/^\s*helm\.sh\/hook: .*\n/m, ''));
+    all = parse(await helm('template', copy, path.join(dir, 'ci-values.yaml')));
+    fs.rmSync(copy, { recursive: true, force: true });
+    job = all.find((m) => m.kind === 'Job' && m.metadata.name === 'cdp-cdp-topics') as JobManifest | undefined;
+  });
+
+  it('is a pre-install,pre-upgrade hook, replaced on each run', () => {
+    const template = fs.readFileSync(path.join(dir, 'templates', 'topics-job.yaml'), 'utf8');
+    expect(template).toMatch(/^\s*helm\.sh\/hook: pre-install,pre-upgrade$/m);
+    expect(job?.metadata.annotations?.['helm.sh/hook-delete-policy']).toBe('before-hook-creation,hook-succeeded');
+  });
+
+  it('runs cdp-topics create from a service image with the services\' Kafka, prefix and dedup window', () => {
+    expect(job).toBeDefined();
+    const result = validate([job!]);
+    expect([result.errors, result.unknown, result.checked]).toEqual([[], [], 1]);
+    const pod = job!.spec.template.spec;
+    expect(pod.restartPolicy).toBe('Never');
+    const [c] = pod.containers;
+    expect(c.image).toBe('ghcr.io/cdp/dedup:0.1.0');
+    // The dedup image holds libs/kafka's dist at this path (Dockerfile: pnpm deploy into /app).
+    expect(c.args).toEqual(['node', 'node_modules/@cdp/kafka/dist/topics-cli.js', 'create']);
+    expect(c.resources?.requests).toBeDefined();
+    expect(c.securityContext?.readOnlyRootFilesystem).toBe(true);
+    const env = Object.fromEntries(c.env.map((e) => [e.name, e.value]));
+    const dedup = all.find((m) => m.kind === 'StatefulSet' && m.metadata.name === 'cdp-dedup') as unknown as JobManifest;
+    const dedupEnv = Object.fromEntries(dedup.spec.template.spec.containers[0].env.map((e) => [e.name, e.value]));
+    expect(env).toEqual({
+      KAFKA_BROKERS: dedupEnv.KAFKA_BROKERS,
+      CDP_TOPIC_PREFIX: dedupEnv.CDP_TOPIC_PREFIX,
+      DEDUP_WINDOW_MS: dedupEnv.DEDUP_WINDOW_MS,
+      KAFKA_TOPIC_PARTITIONS: '12',
+      KAFKA_REPLICATION_FACTOR: '3',
+      KAFKA_MIN_INSYNC_REPLICAS: '2',
+      LOG_LEVEL: 'info',
+    });
+    expect(dedupEnv.DEDUP_WINDOW_MS).toBe('2419200000');
+  });
+});
+
 describe('k8s/ dev manifests', () => {
   it('are valid Kubernetes objects', () => {
     const dir = path.join(REPO_ROOT, 'k8s', 'dev');

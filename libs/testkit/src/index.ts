@@ -20,6 +20,6 @@ export { cpuSeconds, peakRssBytes, rssBytes, sampleRss } from './proc-stats';
 export { startDynamoDbLocal, LOCAL_AWS_ENV } from './dynamodb-local';
 export { startS3Proxy, localS3ClientConfig, S3_TEST_BUCKET } from './s3proxy';
 export { helm } from './helm';
-export { startServiceProcess, waitServiceReady, type ServiceProcess, type ServiceProcessOptions } from './service-process';
+export { startServiceProcess, waitServiceExit, waitServiceReady, type ServiceProcess, type ServiceProcessOptions } from './service-process';
 export { percentile } from './stats';
 export { waitFor } from './wait-for';

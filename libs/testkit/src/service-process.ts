@@ -65,3 +65,13 @@ export async function waitServiceReady(proc: ServiceProcess, timeoutMs = 60_000)
   }
   throw new Error(`${proc.name} not ready after ${timeoutMs} ms`);
 }
+
+/** Its exit code, or 'still running' (and then killed) if it has not exited within `timeoutMs`. */
+export async function waitServiceExit(proc: ServiceProcess, timeoutMs: number): Promise<number | null | 'still running'> {
+  let timer: NodeJS.Timeout | undefined;
+  const running = new Promise<'still running'>((resolve) => (timer = setTimeout(() => resolve('still running'), timeoutMs)));
+  const result = await Promise.race([proc.exited, running]);
+  clearTimeout(timer);
+  if (result === 'still running') await proc.stop('SIGKILL');
+  return result;
+}

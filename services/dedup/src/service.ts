@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { PartitionAssigners, type Consumer, type EachBatchPayload, type Kafka } from 'kafkajs';
-import { ensureTopics, toInbound, topicNames, topicSpecs } from '@cdp/kafka';
+import { ensureTopics, requireTopics, toInbound, topicNames, topicSpecs } from '@cdp/kafka';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge } from '@cdp/metrics';
 import type { DedupConfig } from './config';
@@ -97,21 +97,7 @@ export class DedupService {
   }
 
   async start(): Promise<void> {
-    if (this.config.KAFKA_ENSURE_TOPICS) {
-      const admin = this.kafka.admin();
-      await admin.connect();
-      try {
-        const specs = topicSpecs({
-          prefix: this.config.CDP_TOPIC_PREFIX,
-          defaultPartitions: this.config.KAFKA_TOPIC_PARTITIONS,
-          replicationFactor: this.config.KAFKA_REPLICATION_FACTOR,
-          dedupWindowMs: this.config.DEDUP_WINDOW_MS,
-        });
-        await ensureTopics(admin, [specs.ingest, specs.deduped, specs.dlq]);
-      } finally {
-        await admin.disconnect();
-      }
-    }
+    await this.prepareTopics();
     await this.consumer.connect();
     await this.consumer.subscribe({ topics: [this.topics.input], fromBeginning: true });
     await this.consumer.run({
@@ -122,6 +108,33 @@ export class DedupService {
     });
     this.purgeTimer = setInterval(() => void this.purge(), this.config.DEDUP_PURGE_INTERVAL_MS);
     this.purgeTimer.unref();
+  }
+
+  /**
+   * Verifies that dedup's topics exist (cdp-topics creates them), failing the start naming any
+   * missing one and refusing an input and output with different partition counts. With
+   * KAFKA_ENSURE_TOPICS (tests, older local setups) creates them and sets cdp.deduped's retention
+   * from DEDUP_WINDOW_MS; no other service sets it.
+   */
+  private async prepareTopics(): Promise<void> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      const specs = topicSpecs({
+        prefix: this.config.CDP_TOPIC_PREFIX,
+        defaultPartitions: this.config.KAFKA_TOPIC_PARTITIONS,
+        replicationFactor: this.config.KAFKA_REPLICATION_FACTOR,
+        dedupWindowMs: this.config.DEDUP_WINDOW_MS,
+      });
+      const own = [specs.ingest, specs.deduped, specs.dlq];
+      if (this.config.KAFKA_ENSURE_TOPICS) await ensureTopics(admin, own);
+      else await requireTopics(admin, own.map((s) => s.name));
+      const { topics } = await admin.fetchTopicMetadata({ topics: [specs.ingest.name, specs.deduped.name] });
+      const [input, output] = [specs.ingest.name, specs.deduped.name].map((name) => topics.find((t) => t.name === name)?.partitions.length);
+      if (input !== output) throw new Error(`${specs.ingest.name} has ${input} partitions and ${specs.deduped.name} ${output}: they must be equal (co-partitioned)`);
+    } finally {
+      await admin.disconnect();
+    }
   }
 
   /** Forgets a worker and closes it; its partition's next chunk takes the partition over again. */

@@ -2,7 +2,7 @@
 import { loadConfigOrExit } from '@cdp/config';
 import { createConsulClient } from '@cdp/consul-lock';
 import { startOpsServer } from '@cdp/http';
-import { BatchingProducer, createKafka, topicNames } from '@cdp/kafka';
+import { BatchingProducer, createKafka, requireTopics, topicNames } from '@cdp/kafka';
 import { Lifecycle } from '@cdp/lifecycle';
 import { createLogger, errorFields } from '@cdp/log';
 import { setBuildInfo } from '@cdp/metrics';
@@ -21,11 +21,16 @@ async function main(): Promise<void> {
   const workspace = WorkspaceStore.open({ file: config.CDP_WORKSPACE_FILE, logger });
   const consul = createConsulClient(config.CONSUL_HTTP_ADDR);
   const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId: `director-${config.POD_NAME}`, logger });
+  // cdp-topics creates the topics; the director only verifies its own, failing the start naming it.
+  const undeliveredTopic = topicNames(config.CDP_TOPIC_PREFIX).undelivered;
+  const admin = kafka.admin();
+  await admin.connect();
+  await requireTopics(admin, [undeliveredTopic]).finally(() => admin.disconnect());
   const producer = new BatchingProducer(kafka, { logger });
   await producer.connect();
   const director = new Director(config, {
     consul,
-    publisher: new KafkaUndeliveredPublisher(producer, topicNames(config.CDP_TOPIC_PREFIX).undelivered),
+    publisher: new KafkaUndeliveredPublisher(producer, undeliveredTopic),
     workspace: () => workspace.current(),
     logger,
   });

@@ -126,6 +126,13 @@ it('refuses to start without DIRECTOR_RPC_TOKEN, naming it, unless DIRECTOR_RPC_
   expect(await insecure.stop('SIGTERM')).toBe(0);
 });
 
+it('refuses to start when cdp.undelivered is missing, naming it', async () => {
+  const missingPrefix = testTopicPrefix('dirnotopic');
+  const { proc } = await startDirector('auth-notopic', { DIRECTOR_RPC_TOKEN: TOKEN, CDP_TOPIC_PREFIX: missingPrefix });
+  expect(await exitedOrUp(proc)).toEqual({ exited: 1 });
+  expect(proc.output()).toContain(`missing Kafka topics: ${missingPrefix}undelivered (create them with cdp-topics create)`);
+});
+
 it('answers 401 with no details to a call without the token or with a wrong one, before reading the body', async () => {
   const wrongSameLength = TOKEN.slice(0, -1) + (TOKEN.endsWith('a') ? 'b' : 'a');
   const denied = [

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { createKafka, ensureTopics, topicNames, topicSpecs, type Kafka } from '@cdp/kafka';
+import { createKafka, ensureTopics, MissingTopicsError, requireTopics, topicNames, topicSpecs, withDeadline, type Kafka, type TopicRole } from '@cdp/kafka';
 import { errorFields, type Logger } from '@cdp/log';
 import type { PipelineConfig } from './config';
 import { KafkaCluster } from './kafka-cluster';
@@ -69,12 +69,12 @@ export async function openClusters(config: PipelineConfig, logger: Logger): Prom
   const topics = topicNames(config.CDP_TOPIC_PREFIX);
   const clientId = `tapi-${os.hostname()}-${process.pid}`;
   const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId, logger });
-  if (config.KAFKA_ENSURE_TOPICS) await ensureAllTopics(kafka, config, logger);
+  await prepareTopics(kafka, config, logger);
   const primary = new KafkaCluster(kafka, topics.ingest, logger.child({ cluster: 'primary' }), config.PUBLISH_TIMEOUT_MS, config.KAFKA_PRODUCERS);
   let secondary: KafkaCluster | undefined;
   if (config.KAFKA_SECONDARY_BROKERS) {
     const kafka2 = createKafka({ brokers: config.KAFKA_SECONDARY_BROKERS, clientId, logger });
-    if (config.KAFKA_ENSURE_TOPICS) await ensureAllTopics(kafka2, config, logger);
+    await prepareTopics(kafka2, config, logger.child({ cluster: 'secondary' }));
     secondary = new KafkaCluster(kafka2, topics.ingest, logger.child({ cluster: 'secondary' }), config.PUBLISH_TIMEOUT_MS, config.KAFKA_PRODUCERS);
   }
   const connected = Promise.all(
@@ -95,14 +95,35 @@ export function suppressionFollower(kafka: Kafka, config: PipelineConfig, logger
   return new SuppressionFollower(kafka, topicNames(config.CDP_TOPIC_PREFIX).regulations, logger.child({ component: 'suppression' }));
 }
 
-async function ensureAllTopics(kafka: Kafka, config: PipelineConfig, logger: Logger): Promise<void> {
+/** The topics tapi uses: cdp.ingest, and cdp.regulations when it follows suppressions. */
+function tapiTopicRoles(config: PipelineConfig): TopicRole[] {
+  return config.SUPPRESSION_ENABLED ? ['ingest', 'regulations'] : ['ingest'];
+}
+
+/**
+ * Verifies that tapi's topics exist, failing the start naming any missing one (cdp-topics
+ * creates them). With KAFKA_ENSURE_TOPICS (tests, older local setups) creates them instead; only
+ * tapi's own, so cdp.deduped's retention is never set from a tapi that does not know the dedup
+ * window. A cluster that does not answer does not stop tapi (events wait in the spool).
+ */
+async function prepareTopics(kafka: Kafka, config: PipelineConfig, logger: Logger): Promise<void> {
+  const roles = tapiTopicRoles(config);
   const admin = kafka.admin();
   try {
-    await admin.connect();
-    const specs = topicSpecs({ prefix: config.CDP_TOPIC_PREFIX, replicationFactor: config.KAFKA_REPLICATION_FACTOR, defaultPartitions: config.KAFKA_TOPIC_PARTITIONS });
-    await ensureTopics(admin, Object.values(specs));
+    if (config.KAFKA_ENSURE_TOPICS) {
+      await admin.connect();
+      const specs = topicSpecs({ prefix: config.CDP_TOPIC_PREFIX, replicationFactor: config.KAFKA_REPLICATION_FACTOR, defaultPartitions: config.KAFKA_TOPIC_PARTITIONS });
+      await ensureTopics(admin, roles.map((r) => specs[r]));
+    } else {
+      const names = topicNames(config.CDP_TOPIC_PREFIX);
+      await withDeadline(
+        admin.connect().then(() => requireTopics(admin, roles.map((r) => names[r]))),
+        config.PUBLISH_TIMEOUT_MS * 2,
+      );
+    }
   } catch (error) {
-    logger.warn(errorFields(error), 'cannot ensure topics (kafka unreachable?); continuing');
+    if (error instanceof MissingTopicsError) throw error;
+    logger.warn(errorFields(error), 'cannot check topics (kafka unreachable?); continuing');
   } finally {
     await admin.disconnect().catch(() => undefined);
   }

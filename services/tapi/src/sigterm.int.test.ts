@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createKafka, ensureTopics, topicNames, topicSpecs } from '@cdp/kafka';
@@ -12,19 +13,33 @@ const MAIN = path.join(__dirname, '..', 'dist', 'main.js');
 const logger = createLogger({ name: 'tapi-test', level: 'silent' });
 
 describe('tapi process: SIGTERM drains the spool before exiting', () => {
-  it('spools while its topics are missing, then drains everything on SIGTERM once Kafka takes it', async () => {
+  it('spools while Kafka is unreachable, then drains everything on SIGTERM once Kafka takes it', async () => {
     const brokers = requireEnv('KAFKA_BROKERS');
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapi-sigterm-'));
     const prefix = testTopicPrefix('tapi-sigterm');
     fs.writeFileSync(path.join(dir, 'workspace.json'), workspaceJson());
-    const [port, opsPort] = [await freePort(), await freePort()];
+    const [port, opsPort, relayPort] = [await freePort(), await freePort(), await freePort()];
+    // tapi reaches Kafka through a relay that is not listening yet: it starts (verifying its
+    // topics is skipped while Kafka does not answer) and spools. Once the relay listens, the
+    // bootstrap answers and the clients go on to the broker's own address.
+    const setup = createKafka({ brokers: [brokers], clientId: 'tapi-test', logger }).admin();
+    await setup.connect();
+    await ensureTopics(setup, Object.values(topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: 3 })));
+    await setup.disconnect();
+    const [brokerHost, brokerPort] = brokers.split(',')[0].split(':');
+    const relay = net.createServer((socket) => {
+      const upstream = net.connect(Number(brokerPort), brokerHost);
+      socket.pipe(upstream).pipe(socket);
+      socket.on('error', () => upstream.destroy());
+      upstream.on('error', () => socket.destroy());
+    });
     const child = spawn(process.execPath, [MAIN], {
       env: {
         ...process.env,
         PORT: String(port),
         OPS_PORT: String(opsPort),
         HOST: '127.0.0.1',
-        KAFKA_BROKERS: brokers,
+        KAFKA_BROKERS: `127.0.0.1:${relayPort}`,
         CDP_TOPIC_PREFIX: prefix,
         CDP_WORKSPACE_FILE: path.join(dir, 'workspace.json'),
         SPOOL_DIR: path.join(dir, 'spool'),
@@ -40,7 +55,7 @@ describe('tapi process: SIGTERM drains the spool before exiting', () => {
     const collectorKafka = createKafka({ brokers: [brokers], clientId: 'tapi-test', logger });
     let collector: TopicCollector | undefined;
     try {
-      // Not ready (the regulations topic does not exist yet), but it accepts and spools.
+      // Not ready (Kafka does not answer), but it accepts and spools.
       const ids = Array.from({ length: 30 }, (_, i) => `sigterm-${i}`);
       const until = Date.now() + 30_000;
       for (let i = 0; i < ids.length; ) {
@@ -56,10 +71,7 @@ describe('tapi process: SIGTERM drains the spool before exiting', () => {
       const ready = await fetch(`http://127.0.0.1:${opsPort}/readyz`);
       expect(ready.status).toBe(503);
 
-      const admin = collectorKafka.admin();
-      await admin.connect();
-      await ensureTopics(admin, Object.values(topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: 3 })));
-      await admin.disconnect();
+      await new Promise<void>((resolve) => relay.listen(relayPort, '127.0.0.1', resolve));
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
 
@@ -73,6 +85,7 @@ describe('tapi process: SIGTERM drains the spool before exiting', () => {
       expect(ids.filter((id) => !collector!.byId.has(id))).toEqual([]);
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
+      relay.close();
       await collector?.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     }

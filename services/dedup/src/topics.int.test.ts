@@ -1,0 +1,29 @@
+// dedup only verifies its topics at start (cdp-topics creates them): a missing one stops it.
+import { createKafka } from '@cdp/kafka';
+import { requireEnv, startServiceProcess, testTopicPrefix, waitServiceExit } from '@cdp/testkit';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { logger } from './testing/dedup-harness';
+
+it('refuses to start when one of its topics is missing, naming it', async () => {
+  const prefix = testTopicPrefix('dedup-missing');
+  const admin = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'dedup-topics-test', logger }).admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [`${prefix}ingest`, `${prefix}dlq`].map((topic) => ({ topic, numPartitions: 1, replicationFactor: 1 })), waitForLeaders: true });
+  await admin.disconnect();
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dedup-missing-'));
+  try {
+    const proc = await startServiceProcess(
+      'dedup',
+      { KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'), CDP_TOPIC_PREFIX: prefix, DEDUP_GROUP_ID: `${prefix}dedup`, DEDUP_DATA_DIR: dataDir, KAFKA_ENSURE_TOPICS: 'false' },
+      { captureOutput: true },
+    );
+    expect(await waitServiceExit(proc, 30_000)).toBe(1);
+    const fatal = proc.output().split('\n').find((line) => line.includes('dedup failed to start')) ?? proc.output();
+    expect(fatal).toContain(`missing Kafka topics: ${prefix}deduped (create them with cdp-topics create)`);
+  } finally {
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+

@@ -1,0 +1,25 @@
+// tapi only verifies its topics at start (cdp-topics creates them): a missing one stops it.
+import { startServiceProcess, testTopicPrefix, waitServiceExit } from '@cdp/testkit';
+import { createTapiTestEnv, type TapiTestEnv } from './testing/harness';
+
+let env: TapiTestEnv;
+beforeAll(async () => {
+  env = await createTapiTestEnv('topics');
+});
+afterAll(async () => {
+  await env.close();
+});
+
+it('refuses to start when one of its topics is missing, naming it', async () => {
+  const prefix = testTopicPrefix('tapi-missing');
+  const admin = env.kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [{ topic: `${prefix}regulations`, numPartitions: 1, replicationFactor: 1 }], waitForLeaders: true });
+  await admin.disconnect();
+  const { OPS_PORT: _opsPort, LOG_LEVEL: _logLevel, ...base } = env.baseEnv;
+  const proc = await startServiceProcess('tapi', { ...base, CDP_TOPIC_PREFIX: prefix, KAFKA_ENSURE_TOPICS: 'false' }, { captureOutput: true });
+  expect(await waitServiceExit(proc, 30_000)).toBe(1);
+  const fatal = proc.output().split('\n').find((line) => line.includes('tapi failed to start')) ?? proc.output();
+  expect(fatal).toContain(`missing Kafka topics: ${prefix}ingest (create them with cdp-topics create)`);
+});
+
