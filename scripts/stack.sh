@@ -14,7 +14,10 @@ stop_all() {
   [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" 2>/dev/null || true
   node libs/testkit/dist/cli.js down
 }
-trap stop_all EXIT INT TERM
+# A signal interrupts the final wait: stop, then exit (else the script went on sleeping).
+trap stop_all EXIT
+trap 'stop_all; exit 130' INT
+trap 'stop_all; exit 143' TERM
 node libs/testkit/dist/cli.js up "${CDP_INFRA_COMPONENTS:-all}"
 set -a; source "${CDP_INFRA_DIR:-$REPO_ROOT/.infra}/env"; set +a
 
