@@ -24,7 +24,9 @@ interface Lane {
 export class KafkaCluster implements ClusterSender {
   private lanes: Lane[];
   private readonly admin: Admin;
-  private adminConnected = false;
+  /** The admin client's connect, shared by every caller; unset again if it fails. */
+  private adminConnecting: Promise<void> | undefined;
+  private closed = false;
   private sends = 0;
 
   constructor(
@@ -97,10 +99,14 @@ export class KafkaCluster implements ClusterSender {
   }
 
   private async connectedAdmin(): Promise<Admin> {
-    if (!this.adminConnected) {
-      await this.admin.connect();
-      this.adminConnected = true;
-    }
+    if (this.closed) throw new Error('kafka cluster closed');
+    this.adminConnecting ??= this.admin.connect().catch((error: unknown) => {
+      this.adminConnecting = undefined;
+      throw error;
+    });
+    await this.adminConnecting;
+    // Closed meanwhile: a request now would connect the admin client again, after close.
+    if (this.closed) throw new Error('kafka cluster closed');
     return this.admin;
   }
 
@@ -117,7 +123,11 @@ export class KafkaCluster implements ClusterSender {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.all(this.lanes.map((l) => l.producer.disconnect().catch(() => undefined)));
-    if (this.adminConnected) await this.admin.disconnect().catch(() => undefined);
+    // A connect still in flight (its caller's deadline gave up on it) would open a connection
+    // after close that keeps the process alive: disconnect once it settles.
+    const connecting = this.adminConnecting;
+    if (connecting) await withDeadline(connecting.then(() => this.admin.disconnect()), 5_000).catch(() => undefined);
   }
 }
