@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { PartitionAssigners, type Consumer, type EachBatchPayload, type Kafka } from 'kafkajs';
-import { ensureTopics, requireTopics, toInbound, topicNames, topicSpecs } from '@cdp/kafka';
+import { describeTopicConfigs, ensureTopics, requireTopics, toInbound, topicNames, topicSpecs } from '@cdp/kafka';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge } from '@cdp/metrics';
 import type { DedupConfig } from './config';
@@ -112,7 +112,8 @@ export class DedupService {
 
   /**
    * Verifies that dedup's topics exist (cdp-topics creates them), failing the start naming any
-   * missing one and refusing an input and output with different partition counts. With
+   * missing one, and refusing an input and output with different partition counts or an output
+   * kept for less than the window. With
    * KAFKA_ENSURE_TOPICS (tests, older local setups) creates them and sets cdp.deduped's retention
    * from DEDUP_WINDOW_MS; no other service sets it.
    */
@@ -132,6 +133,12 @@ export class DedupService {
       const { topics } = await admin.fetchTopicMetadata({ topics: [specs.ingest.name, specs.deduped.name] });
       const [input, output] = [specs.ingest.name, specs.deduped.name].map((name) => topics.find((t) => t.name === name)?.partitions.length);
       if (input !== output) throw new Error(`${specs.ingest.name} has ${input} partitions and ${specs.deduped.name} ${output}: they must be equal (co-partitioned)`);
+      // dedup rebuilds its state from cdp.deduped: a shorter retention than the window would let
+      // duplicates of dropped records through after a repair.
+      const retention = Number((await describeTopicConfigs(admin, [specs.deduped.name]))[specs.deduped.name]?.['retention.ms']);
+      if (retention !== -1 && retention < this.config.DEDUP_WINDOW_MS) {
+        throw new Error(`${specs.deduped.name} has retention.ms=${retention}, shorter than DEDUP_WINDOW_MS=${this.config.DEDUP_WINDOW_MS} (cdp-topics create with the same DEDUP_WINDOW_MS sets it)`);
+      }
     } finally {
       await admin.disconnect();
     }

@@ -27,3 +27,27 @@ it('refuses to start when one of its topics is missing, naming it', async () => 
   }
 });
 
+
+it('refuses to start when cdp.deduped is kept for less than the dedup window, naming it', async () => {
+  const prefix = testTopicPrefix('dedup-short');
+  const admin = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'dedup-topics-test', logger }).admin();
+  await admin.connect();
+  const retention = (topic: string) => (topic.endsWith('deduped') ? [{ name: 'retention.ms', value: '3600000' }] : []);
+  await admin.createTopics({
+    topics: [`${prefix}ingest`, `${prefix}deduped`, `${prefix}dlq`].map((topic) => ({ topic, numPartitions: 1, replicationFactor: 1, configEntries: retention(topic) })),
+    waitForLeaders: true,
+  });
+  await admin.disconnect();
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dedup-short-'));
+  try {
+    const proc = await startServiceProcess(
+      'dedup',
+      { KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'), CDP_TOPIC_PREFIX: prefix, DEDUP_GROUP_ID: `${prefix}dedup`, DEDUP_DATA_DIR: dataDir, DEDUP_WINDOW_MS: '7200000' },
+      { captureOutput: true },
+    );
+    expect(await waitServiceExit(proc, 30_000)).toBe(1);
+    expect(proc.output()).toContain(`${prefix}deduped has retention.ms=3600000, shorter than DEDUP_WINDOW_MS=7200000`);
+  } finally {
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+});
