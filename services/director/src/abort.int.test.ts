@@ -1,23 +1,8 @@
-import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { registry } from '@cdp/metrics';
-import { historyOf, postJobs, Sink, testSettings, testWorkspace, TestEnv, waitFor } from './testing/harness';
+import { historyOf, postJobs, testSettings, testWorkspace, waitFor, useDirectorSuite } from './testing/harness';
 
-let consulServer: ConsulDevServer;
-let env: TestEnv;
-let sink: Sink;
+const suite = useDirectorSuite();
 
-beforeAll(async () => {
-  consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
-  env = new TestEnv(consulServer.url);
-  sink = new Sink();
-  await sink.start();
-});
-
-afterAll(async () => {
-  await env.cleanup();
-  await sink.close();
-  await consulServer.close();
-});
 
 async function abortedCalls(): Promise<number> {
   const metric = registry.getSingleMetric('cdp_director_aborted_calls_total');
@@ -27,11 +12,11 @@ async function abortedCalls(): Promise<number> {
 
 describe('lock loss', () => {
   it('aborts the calls in flight for the lost JobDB; the old holder records no outcome and the jobs are retried', async () => {
-    const jdb = await env.provision('abort');
+    const jdb = await suite.env.provision('abort');
     // The first five calls never get an answer; a call lives up to its 60 s timeout unless aborted.
-    sink.route('/slow', (_req, n) => (n <= 5 ? 'hang' : { status: 200 }));
-    const ws = testWorkspace([{ id: 'slow', url: `${sink.url}/slow`, timeoutMs: 60_000, maxConcurrency: 10 }]);
-    const d = env.director(testSettings(env.prefix, { POD_NAME: 'ab' }), { workspace: () => ws });
+    suite.sink.route('/slow', (_req, n) => (n <= 5 ? 'hang' : { status: 200 }));
+    const ws = testWorkspace([{ id: 'slow', url: `${suite.sink.url}/slow`, timeoutMs: 60_000, maxConcurrency: 10 }]);
+    const d = suite.env.director(testSettings(suite.env.prefix, { POD_NAME: 'ab' }), { workspace: () => ws });
     await d.start();
     await waitFor(() => d.isReady);
     const firstLease = d.holder.heldJobDbs().find((h) => h.id === jdb.id)!.leaseId;
@@ -43,23 +28,23 @@ describe('lock loss', () => {
       payload: { type: 'track', messageId: `a${i}`, event: 'E' },
     }));
     expect((await postJobs(d.url!, jobs)).status).toBe(200);
-    await waitFor(() => sink.count('/slow') === 5);
+    await waitFor(() => suite.sink.count('/slow') === 5);
     const abortedBefore = await abortedCalls();
-    expect(sink.closedUnanswered('/slow')).toBe(0);
+    expect(suite.sink.closedUnanswered('/slow')).toBe(0);
 
     // The lock goes away behind the director's back (as after a partition past the TTL).
     const session = d.holder.currentSession!;
-    await (env.consul as unknown as { session: { destroy(id: string): Promise<unknown> } }).session.destroy(session.id);
+    await (suite.env.consul as unknown as { session: { destroy(id: string): Promise<unknown> } }).session.destroy(session.id);
 
     // The destination sees every hanging call's connection closed, long before their timeout.
-    await waitFor(() => sink.closedUnanswered('/slow') === 5, 10_000);
+    await waitFor(() => suite.sink.closedUnanswered('/slow') === 5, 10_000);
     expect((await abortedCalls()) - abortedBefore).toBe(5);
 
     // The director takes the JobDB again under a new session and lease, retries the five
     // interrupted jobs, and each ends in exactly one final state; the old lease wrote no outcome.
     let history!: Awaited<ReturnType<typeof historyOf>>;
     await waitFor(async () => {
-      history = await historyOf(env, jdb.database);
+      history = await historyOf(suite.env, jdb.database);
       return history.size === 5 && [...history.values()].every((h) => h.states.at(-1) === 'succeeded');
     }, 20_000);
     for (const h of history.values()) {

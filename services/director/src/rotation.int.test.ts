@@ -1,33 +1,18 @@
 import mysql from 'mysql2/promise';
-import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { listJobDbs, setJobDbState } from '@cdp/jobdb';
 import { mysqlUrl } from '@cdp/testkit';
-import { Sink, testSettings, testWorkspace, TestEnv, waitFor, type JobDbHandle } from './testing/harness';
+import { testSettings, testWorkspace, waitFor, type JobDbHandle, useDirectorSuite } from './testing/harness';
 import { checkFinalStates, runRotationLoad, type FinalStateCheck } from './testing/rotation-load';
 
-let consulServer: ConsulDevServer;
-let env: TestEnv;
-let sink: Sink;
+const suite = useDirectorSuite();
 
-beforeAll(async () => {
-  consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
-  env = new TestEnv(consulServer.url);
-  sink = new Sink();
-  await sink.start();
-});
-
-afterAll(async () => {
-  await env.cleanup();
-  await sink.close();
-  await consulServer.close();
-});
 
 describe('rotation under load', () => {
   it('rotating every second under continuous RPC load: every job answered 2xx reaches exactly one final state', async () => {
-    let current: JobDbHandle = await env.provision('rot');
-    const ws = testWorkspace([{ id: 'hook', url: `${sink.url}/hook`, maxConcurrency: 50 }]);
-    const settings = testSettings(env.prefix, { POD_NAME: 'rotl' });
-    const d = env.director(settings, { workspace: () => ws });
+    let current: JobDbHandle = await suite.env.provision('rot');
+    const ws = testWorkspace([{ id: 'hook', url: `${suite.sink.url}/hook`, maxConcurrency: 50 }]);
+    const settings = testSettings(suite.env.prefix, { POD_NAME: 'rotl' });
+    const d = suite.env.director(settings, { workspace: () => ws });
     await d.start();
     await waitFor(() => d.isReady);
 
@@ -36,13 +21,13 @@ describe('rotation under load', () => {
     // the switch to draining commit after it, once the director has taken the next JobDB and run
     // a few passes over the draining one with nothing open in memory.
     const rotate = async () => {
-      const next = await env.provision('rot');
+      const next = await suite.env.provision('rot');
       const hold = await mysql.createConnection({ uri: mysqlUrl(), database: current.database });
       try {
         await hold.query('START TRANSACTION');
         await hold.query('SELECT id FROM jobs FOR UPDATE');
-        const entry = (await listJobDbs(env.consul, env.prefix)).find((e) => e.id === current.id)!;
-        expect(await setJobDbState(env.consul, env.prefix, entry, 'draining')).toBe(true);
+        const entry = (await listJobDbs(suite.env.consul, suite.env.prefix)).find((e) => e.id === current.id)!;
+        expect(await setJobDbState(suite.env.consul, suite.env.prefix, entry, 'draining')).toBe(true);
         await waitFor(() => d.holder.heldJobDbs().some((h) => h.id === next.id && h.state === 'active'), 10_000);
         await new Promise((r) => setTimeout(r, 3 * settings.DIRECTOR_RECONCILE_INTERVAL_MS));
         await hold.query('COMMIT');
@@ -66,15 +51,15 @@ describe('rotation under load', () => {
     expect(load.rotations).toBe(5);
     expect(load.accepted.length).toBeGreaterThan(0);
 
-    const databases = () => env.provisioned.map((j) => j.database);
+    const databases = () => suite.env.provisioned.map((j) => j.database);
     let check: FinalStateCheck | undefined;
     await waitFor(async () => {
-      check = await checkFinalStates(env, databases(), load.accepted);
+      check = await checkFinalStates(suite.env, databases(), load.accepted);
       return check.missing.length + check.notFinal.length + check.duplicated.length === 0;
     }, 15_000).catch(() => undefined);
     expect(check).toEqual({ missing: [], notFinal: [], duplicated: [] });
     // Every rotated JobDB was drained and released (so the drained decision was exercised five times).
-    await waitFor(async () => (await listJobDbs(env.consul, env.prefix)).filter((e) => e.state === 'drained').length === 5, 15_000);
+    await waitFor(async () => (await listJobDbs(suite.env.consul, suite.env.prefix)).filter((e) => e.state === 'drained').length === 5, 15_000);
     expect(d.holder.heldJobDbs().map((h) => h.id)).toEqual([current.id]);
     await d.stop();
   });

@@ -2,34 +2,19 @@
 // build first): batches spread over two directors, and a director stopped in the middle of a
 // send — SIGTERM (drains: every job stored exactly once over the JobDBs) and SIGKILL (batches in
 // flight at the kill may be stored at both: across JobDBs the RPC is at-least-once).
-import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { createDirectorRpcClient, directorRpcClientSchema, DirectorRpcClient, DirectorRpcRefusedError, staticDiscovery, type JobResult } from '@cdp/director-rpc';
 import { createLogger } from '@cdp/log';
 import { registry } from '@cdp/metrics';
-import { Sink, TEST_RPC_TOKEN, testSettings, TestEnv, waitFor, type JobDbHandle } from './testing/harness';
+import { TEST_RPC_TOKEN, testSettings, TestEnv, waitFor, type JobDbHandle, useDirectorSuite } from './testing/harness';
 
 const logger = createLogger({ name: 'rpc-client-test', level: (process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent' });
-let consulServer: ConsulDevServer;
-let env: TestEnv;
-let sink: Sink;
+const suite = useDirectorSuite();
 
 type DirectorProc = Awaited<ReturnType<TestEnv['directorProcess']>> & { jobDb: JobDbHandle };
 
-beforeAll(async () => {
-  consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
-  env = new TestEnv(consulServer.url);
-  sink = new Sink();
-  await sink.start();
-});
-
-afterAll(async () => {
-  await env.cleanup();
-  await sink.close();
-  await consulServer.close();
-});
 
 async function leases(jobDb: JobDbHandle): Promise<number> {
-  return Number((await env.query(jobDb.database, 'SELECT COUNT(*) AS n FROM leases'))[0].n);
+  return Number((await suite.env.query(jobDb.database, 'SELECT COUNT(*) AS n FROM leases'))[0].n);
 }
 
 /**
@@ -37,11 +22,11 @@ async function leases(jobDb: JobDbHandle): Promise<number> {
  * a stopped director released), seen as a new lease.
  */
 async function startDirector(label: string): Promise<DirectorProc> {
-  await env.provision(label);
+  await suite.env.provision(label);
   const before = new Map<JobDbHandle, number>();
-  for (const j of env.provisioned) before.set(j, await leases(j));
+  for (const j of suite.env.provisioned) before.set(j, await leases(j));
   // A 5 s session: this test is about the RPC, not about losing a lock on a loaded machine.
-  const proc = await env.directorProcess(testSettings(env.prefix, { DIRECTOR_SESSION_TTL_MS: 5_000 }), [{ id: 'hook', url: `${sink.url}/hook`, maxConcurrency: 20 }], ['web']);
+  const proc = await suite.env.directorProcess(testSettings(suite.env.prefix, { DIRECTOR_SESSION_TTL_MS: 5_000 }), [{ id: 'hook', url: `${suite.sink.url}/hook`, maxConcurrency: 20 }], ['web']);
   let jobDb: JobDbHandle | undefined;
   await waitFor(async () => {
     for (const [j, n] of before) if ((await leases(j)) > n) jobDb = j;
@@ -64,14 +49,14 @@ function jobs(prefix: string, n: number) {
 async function copies(prefix: string, jobDbs: JobDbHandle[]): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const j of jobDbs) {
-    const rows = await env.query(j.database, 'SELECT message_id FROM jobs WHERE message_id LIKE ?', [`${prefix}-%`]);
+    const rows = await suite.env.query(j.database, 'SELECT message_id FROM jobs WHERE message_id LIKE ?', [`${prefix}-%`]);
     for (const r of rows) out.set(String(r.message_id), (out.get(String(r.message_id)) ?? 0) + 1);
   }
   return out;
 }
 
 async function storedIn(jobDb: JobDbHandle, prefix: string): Promise<number> {
-  const [{ n }] = await env.query(jobDb.database, 'SELECT COUNT(*) AS n FROM jobs WHERE message_id LIKE ?', [`${prefix}-%`]);
+  const [{ n }] = await suite.env.query(jobDb.database, 'SELECT COUNT(*) AS n FROM jobs WHERE message_id LIKE ?', [`${prefix}-%`]);
   return Number(n);
 }
 

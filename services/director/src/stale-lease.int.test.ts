@@ -1,12 +1,9 @@
-import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { JobDb, jobDbLockKey, listJobDbs } from '@cdp/jobdb';
 import { registry } from '@cdp/metrics';
 import { mysqlUrl } from '@cdp/testkit';
-import { historyOf, postJobs, Sink, testSettings, testWorkspace, TestEnv, waitFor } from './testing/harness';
+import { historyOf, postJobs, testSettings, testWorkspace, TestEnv, waitFor, useDirectorSuite } from './testing/harness';
 
-let consulServer: ConsulDevServer;
-let env: TestEnv;
-let sink: Sink;
+const suite = useDirectorSuite();
 
 interface KvGet {
   kv: {
@@ -15,18 +12,6 @@ interface KvGet {
   };
 }
 
-beforeAll(async () => {
-  consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
-  env = new TestEnv(consulServer.url);
-  sink = new Sink();
-  await sink.start();
-});
-
-afterAll(async () => {
-  await env.cleanup();
-  await sink.close();
-  await consulServer.close();
-});
 
 function jobs(n: number, from: number) {
   return Array.from({ length: n }, (_, i) => ({
@@ -46,22 +31,22 @@ async function staleLeases(): Promise<number> {
 
 /** A Consul index above every one issued so far (each write takes the next). */
 async function freshConsulIndex(prefix: string): Promise<number> {
-  const consul = env.consul as unknown as KvGet;
+  const consul = suite.env.consul as unknown as KvGet;
   await consul.kv.set(`${prefix}probe`, String(Date.now()));
   return (await consul.kv.get(`${prefix}probe`))!.ModifyIndex;
 }
 
-const workspace = () => testWorkspace([{ id: 'hook', url: `${sink.url}/hook`, maxConcurrency: 20 }]);
+const workspace = () => testWorkspace([{ id: 'hook', url: `${suite.sink.url}/hook`, maxConcurrency: 20 }]);
 
 describe('lease fencing tokens (the Consul lock key ModifyIndex)', () => {
   it('the lock still held, a late lease from an older acquisition is refused; a holder fenced by a newer lease releases its lock and the JobDB is taken again', async () => {
-    const jdb = await env.provision('stale');
+    const jdb = await suite.env.provision('stale');
     const ws = workspace();
-    const d = env.director(testSettings(env.prefix, { POD_NAME: 'st' }), { workspace: () => ws });
+    const d = suite.env.director(testSettings(suite.env.prefix, { POD_NAME: 'st' }), { workspace: () => ws });
     await d.start();
     await waitFor(() => d.isReady);
     const held = d.holder.heldJobDbs().find((h) => h.id === jdb.id)!;
-    const lockKey = await (env.consul as unknown as KvGet).kv.get(jobDbLockKey(env.prefix, jdb.id));
+    const lockKey = await (suite.env.consul as unknown as KvGet).kv.get(jobDbLockKey(suite.env.prefix, jdb.id));
     expect(lockKey?.Session).toBe(d.holder.sessionId);
 
     // A director that acquired the lock before this one and whose lease insert ran late (a GC
@@ -75,14 +60,14 @@ describe('lease fencing tokens (the Consul lock key ModifyIndex)', () => {
 
     // A newer lease (a token above the holder's) while the holder still holds the lock: its next
     // write is fenced, it gives the lock back, and the JobDB is taken again under a newer token.
-    const newer = { lockIndex: lockKey!.LockIndex + 1, fencingToken: await freshConsulIndex(env.prefix), holder: 'newer', sessionId: 'newer-session' };
+    const newer = { lockIndex: lockKey!.LockIndex + 1, fencingToken: await freshConsulIndex(suite.env.prefix), holder: 'newer', sessionId: 'newer-session' };
     const newerLease = await db.takeLease(newer);
     expect((await postJobs(d.url!, jobs(5, 100))).status).toBe(503);
     await waitFor(() => d.holder.heldJobDbs().some((h) => h.id === jdb.id && h.leaseId > newerLease), 10_000);
     expect((await postJobs(d.url!, jobs(5, 200))).status).toBe(200);
     let history!: Awaited<ReturnType<typeof historyOf>>;
     await waitFor(async () => {
-      history = await historyOf(env, jdb.database);
+      history = await historyOf(suite.env, jdb.database);
       return history.size === 10 && [...history.values()].every((h) => h.states.at(-1) === 'succeeded');
     }, 10_000);
     } finally {
@@ -92,8 +77,8 @@ describe('lease fencing tokens (the Consul lock key ModifyIndex)', () => {
   });
 
   it('a director whose lock token is not above the latest lease does not take the JobDB and gives its lock back', async () => {
-    const prefix = `${env.prefix}high/`;
-    const sub = new TestEnv(consulServer.url);
+    const prefix = `${suite.env.prefix}high/`;
+    const sub = new TestEnv(suite.consul.url);
     (sub as unknown as { prefix: string }).prefix = prefix;
     // The JobDB already has a lease from a token no acquisition of this Consul has reached yet.
     const jdb = await sub.provision('high', 'active', async (database) => {
@@ -104,7 +89,7 @@ describe('lease fencing tokens (the Consul lock key ModifyIndex)', () => {
     });
     const before = await staleLeases();
     const ws = workspace();
-    const d = env.director(testSettings(prefix, { POD_NAME: 'hi' }), { workspace: () => ws });
+    const d = suite.env.director(testSettings(prefix, { POD_NAME: 'hi' }), { workspace: () => ws });
     try {
       await d.start();
       await waitFor(async () => (await staleLeases()) > before, 10_000);

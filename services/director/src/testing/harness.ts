@@ -5,6 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
+import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { createConsulClient } from '@cdp/consul-lock';
 import { bearer, DEFAULT_ALLOWED_JOB_HEADERS, RPC_AUTH_HEADER, RPC_JOBS_PATH } from '@cdp/director-rpc';
 import { createJobDbDatabase, dropJobDb, registerJobDb, type JobDbRecord } from '@cdp/jobdb';
@@ -326,4 +327,30 @@ export async function historyOf(env: TestEnv, database: string): Promise<Map<str
     h.rows.push(r);
   }
   return out;
+}
+
+export interface DirectorSuite {
+  consul: ConsulDevServer;
+  env: TestEnv;
+  sink: Sink;
+}
+
+/**
+ * The set-up most director test files share, registered as jest hooks: a Consul dev server
+ * with short session TTLs, a TestEnv on it and a started sink, all closed after the file.
+ */
+export function useDirectorSuite(): DirectorSuite {
+  const suite = {} as DirectorSuite;
+  beforeAll(async () => {
+    suite.consul = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
+    suite.env = new TestEnv(suite.consul.url);
+    suite.sink = new Sink();
+    await suite.sink.start();
+  });
+  afterAll(async () => {
+    await suite.env.cleanup();
+    await suite.sink.close();
+    await suite.consul.close();
+  });
+  return suite;
 }
