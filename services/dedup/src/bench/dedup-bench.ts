@@ -164,20 +164,8 @@ async function throughputPhase(kafka: ReturnType<typeof createKafka>, broker: Ka
   const baseline = await passThroughRate(kafka, specs.ingest.name, passthrough.name);
   console.log(`baseline consume→produce pass-through: ${Math.round(baseline)} events/s`);
 
-  const opsPort = await freePort();
-  const child = spawn(process.execPath, [MAIN], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      KAFKA_BROKERS: broker.brokers,
-      CDP_TOPIC_PREFIX: 'bench.',
-      DEDUP_DATA_DIR: dataDir,
-      OPS_PORT: String(opsPort),
-      LOG_LEVEL: 'warn',
-      DEDUP_PARTITIONS_CONCURRENTLY: String(PARTITIONS),
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  const rss = sampleRss(child.pid!);
+  const run = await startDedupProcess(broker.brokers, 'bench.', dataDir);
+  const { child, opsPort, rss } = run;
   const startedAt = Date.now();
   let done = 0;
   let firstProgressAt = 0;
@@ -205,8 +193,8 @@ async function throughputPhase(kafka: ReturnType<typeof createKafka>, broker: Ka
   const txnCount = await metric(opsPort, 'cdp_dedup_transaction_duration_seconds_count');
   const txnSum = await metric(opsPort, 'cdp_dedup_transaction_duration_seconds_sum');
   const duplicates = await metric(opsPort, 'cdp_dedup_duplicates_total');
-  child.kill('SIGTERM');
-  await new Promise((r) => child.once('exit', r));
+  run.breakdown.stop();
+  await run.stop();
 
   const seconds = (finishedAt - firstProgressAt) / 1000;
   const rate = done / seconds;
