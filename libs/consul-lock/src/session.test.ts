@@ -1,9 +1,9 @@
 import type Consul from 'consul';
 import { createLogger } from '@cdp/log';
+import { sleep } from '@cdp/testkit';
 import { ConsulSession } from './session';
 
 const logger = createLogger({ name: 'consul-lock-test', level: 'silent' });
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Just enough of the consul client for the renewal loop; renew behaviour is swappable. */
 class FakeConsul {

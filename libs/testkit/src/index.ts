@@ -23,3 +23,4 @@ export { helm } from './helm';
 export { startServiceProcess, waitServiceExit, waitServiceReady, type ServiceProcess, type ServiceProcessOptions } from './service-process';
 export { percentile } from './stats';
 export { waitFor } from './wait-for';
+export { metricSamples, metricValue } from './metrics-text';

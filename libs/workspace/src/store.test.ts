@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { createLogger } from '@cdp/log';
 import { Registry } from '@cdp/metrics';
+import { metricSamples } from '@cdp/testkit';
 import { WorkspaceConfigError, WorkspaceStore, type Workspace } from './index';
 
 const SAMPLE_TEXT = readFileSync(resolve(__dirname, '../../../config/workspace.sample.yaml'), 'utf8');
@@ -50,11 +51,9 @@ function open(file: string, extra: Partial<Parameters<typeof WorkspaceStore.open
   return { store, registry, logs };
 }
 
-async function metricValue(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
-  const metric = registry.getSingleMetric(name);
-  if (!metric) return undefined;
-  const { values } = await metric.get();
-  return values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value;
+/** The samples of `name` the registry serves whose labels include `labels`. */
+async function samples(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number[]> {
+  return metricSamples(await registry.metrics(), name, labels);
 }
 
 /** Resolves on the next event, failing clearly instead of hanging until jest's timeout. */
@@ -78,7 +77,7 @@ describe('WorkspaceStore', () => {
     writeFileSync(file, SAMPLE_TEXT);
     const { store, registry } = open(file);
     const first = store.current();
-    expect(await metricValue(registry, 'cdp_workspace_config_info', { version: first.version })).toBe(1);
+    expect(await samples(registry, 'cdp_workspace_config_info', { version: first.version })).toEqual([1]);
 
     const changed = next<[Workspace, Workspace]>(store, 'change');
     replaceFile(file, SAMPLE_TEXT.replace('name: Backend (analytics-node)', 'name: Backend v2'));
@@ -88,10 +87,10 @@ describe('WorkspaceStore', () => {
     expect(now.version).not.toBe(first.version);
     expect(store.current()).toBe(now);
     expect(store.current().source('server')?.name).toBe('Backend v2');
-    expect(await metricValue(registry, 'cdp_workspace_reloads_total', { outcome: 'applied' })).toBe(1);
-    expect(await metricValue(registry, 'cdp_workspace_last_reload_success')).toBe(1);
-    expect(await metricValue(registry, 'cdp_workspace_config_info', { version: now.version })).toBe(1);
-    expect(await metricValue(registry, 'cdp_workspace_config_info', { version: first.version })).toBeUndefined();
+    expect(await samples(registry, 'cdp_workspace_reloads_total', { outcome: 'applied' })).toEqual([1]);
+    expect(await samples(registry, 'cdp_workspace_last_reload_success')).toEqual([1]);
+    expect(await samples(registry, 'cdp_workspace_config_info', { version: now.version })).toEqual([1]);
+    expect(await samples(registry, 'cdp_workspace_config_info', { version: first.version })).toEqual([]);
   });
 
   it('rejects an invalid edit, keeps the previous version, counts it once and logs it', async () => {
@@ -108,9 +107,9 @@ describe('WorkspaceStore', () => {
     expect(store.current()).toBe(first);
     // Several more polls of the same bad content: still one rejection.
     for (let i = 0; i < 3; i++) expect(await store.check()).toBe('unchanged');
-    expect(await metricValue(registry, 'cdp_workspace_reloads_total', { outcome: 'rejected' })).toBe(1);
-    expect(await metricValue(registry, 'cdp_workspace_reloads_total', { outcome: 'applied' })).toBe(0);
-    expect(await metricValue(registry, 'cdp_workspace_last_reload_success')).toBe(0);
+    expect(await samples(registry, 'cdp_workspace_reloads_total', { outcome: 'rejected' })).toEqual([1]);
+    expect(await samples(registry, 'cdp_workspace_reloads_total', { outcome: 'applied' })).toEqual([0]);
+    expect(await samples(registry, 'cdp_workspace_last_reload_success')).toEqual([0]);
 
     const warnings = logs.lines.map((l) => JSON.parse(l)).filter((l) => l.level === 'warn');
     expect(warnings).toHaveLength(1);
@@ -121,7 +120,7 @@ describe('WorkspaceStore', () => {
     replaceFile(file, SAMPLE_TEXT);
     expect(await store.check()).toBe('unchanged');
     expect(store.current()).toBe(first);
-    expect(await metricValue(registry, 'cdp_workspace_last_reload_success')).toBe(1);
+    expect(await samples(registry, 'cdp_workspace_last_reload_success')).toEqual([1]);
   });
 
   it('follows a Kubernetes ConfigMap symlink swap', async () => {

@@ -9,8 +9,8 @@ import {
   startDedup,
   waitReady,
 } from './testing/dedup-harness';
+import { sleep } from '@cdp/testkit';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('dedup rebalance (two processes, real broker)', () => {
   it('keeps every unique messageId exactly once when a second process joins and later leaves under load', async () => {

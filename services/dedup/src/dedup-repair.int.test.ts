@@ -5,7 +5,6 @@ import { topicNames, type OutboundMessage } from '@cdp/kafka';
 import {
   createDedupTestEnv,
   exactlyOnceViolations,
-  metricSum,
   produceBulk,
   readOutputKeys,
   sizedEnvelope,
@@ -14,6 +13,7 @@ import {
   type DedupProcess,
   type DedupTestEnv,
 } from './testing/dedup-harness';
+import { metricValue } from '@cdp/testkit';
 
 const PARTITIONS = 4;
 const EVENT_BYTES = 600;
@@ -73,7 +73,7 @@ describe('dedup repair from cdp.deduped (real broker, real processes)', () => {
     await produceBulk(env, topics.ingest, second);
     await exactlyOnce();
     // Each output record repaired once (the reader moves on), not re-read in a loop.
-    expect(metricSum(await a.metrics(), 'cdp_dedup_repaired_keys_total')).toBe(FIRST_EVENTS);
+    expect(metricValue(await a.metrics(), 'cdp_dedup_repaired_keys_total')).toBe(FIRST_EVENTS);
 
     // 3. Scale-out: a new process with its own empty volume gets partitions it never owned.
     const bDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dedup-repair-b-'));
@@ -84,7 +84,7 @@ describe('dedup repair from cdp.deduped (real broker, real processes)', () => {
     const third = wave(LATER_EVENTS, copiesOf([...first, ...second], 3));
     await produceBulk(env, topics.ingest, third);
     await exactlyOnce();
-    expect(metricSum(await b.metrics(), 'cdp_dedup_repaired_keys_total')).toBeGreaterThan(0);
+    expect(metricValue(await b.metrics(), 'cdp_dedup_repaired_keys_total')).toBeGreaterThan(0);
 
     // 4. Scale-in: the partitions come back to the first process, whose stores miss what the
     //    second one published meanwhile (repaired from their checkpoints).

@@ -2,17 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { topicNames, type OutboundMessage } from '@cdp/kafka';
-import {
-  createDedupTestEnv,
-  envelope,
-  exactlyOnceViolations,
-  metricSum,
-  readOutputKeys,
-  startDedup,
-  waitReady,
-  type DedupProcess,
-  type DedupTestEnv,
-} from './testing/dedup-harness';
+import { metricValue } from '@cdp/testkit';
+import { createDedupTestEnv, envelope, exactlyOnceViolations, readOutputKeys, startDedup, waitReady, type DedupProcess, type DedupTestEnv } from './testing/dedup-harness';
 
 const PARTITIONS = 6;
 
@@ -52,7 +43,7 @@ describe('dedup sticky assignment (real broker, real processes)', () => {
       const v = exactlyOnceViolations(out, expected);
       expect({ missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
     };
-    const repaired = async (p: DedupProcess) => metricSum(await p.metrics(), 'cdp_dedup_repaired_keys_total');
+    const repaired = async (p: DedupProcess) => metricValue(await p.metrics(), 'cdp_dedup_repaired_keys_total');
 
     const a = await start();
     await settle(600);

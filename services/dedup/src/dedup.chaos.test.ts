@@ -8,17 +8,16 @@ import {
   feed,
   logger,
   makeStreamWithDuplicates,
-  metricSum,
   readOutputKeys,
   startDedup,
   waitReady,
   type DedupProcess,
 } from './testing/dedup-harness';
+import { metricValue, sleep } from '@cdp/testkit';
 
 // Kills per round; `scripts/chaos.sh long` raises them.
 const RANDOM_KILLS = Number(process.env.CDP_CHAOS_RANDOM_KILLS ?? 20);
 const FIXED_POINT_ROUNDS = Number(process.env.CDP_CHAOS_FIXED_ROUNDS ?? 3);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const CHAOS_ENV = { KAFKA_SESSION_TIMEOUT_MS: '3000', KAFKA_HEARTBEAT_INTERVAL_MS: '500' };
 
 /** Whether the process is stopped by a signal (Linux: state `T` in /proc/<pid>/stat). */
@@ -130,15 +129,15 @@ describe('dedup crash safety (real broker, real processes)', () => {
       b = await startDedup(env, { DEDUP_DATA_DIR: dirs[1] });
       await waitReady(b);
       const liveB = b;
-      await until('B to own both partitions', async () => metricSum(await liveB.metrics(), 'cdp_dedup_owned_partitions') === env.partitions, 60_000);
+      await until('B to own both partitions', async () => metricValue(await liveB.metrics(), 'cdp_dedup_owned_partitions') === env.partitions, 60_000);
       await feed(env, topics.ingest, messages.slice(half), 50, 30);
 
       // A wakes up where it stopped: its commit must fail, and it must rejoin, not publish.
       a.child.kill('SIGCONT');
-      await until('A to count its fenced transaction', async () => metricSum(await frozenA.metrics(), 'cdp_dedup_fenced_total') >= 1, 60_000);
+      await until('A to count its fenced transaction', async () => metricValue(await frozenA.metrics(), 'cdp_dedup_fenced_total') >= 1, 60_000);
 
       const out = await readOutputKeys(env, topics.deduped, expected.size, 5_000, 120_000);
-      const fenced = metricSum(await a.metrics(), 'cdp_dedup_fenced_total');
+      const fenced = metricValue(await a.metrics(), 'cdp_dedup_fenced_total');
       const v = exactlyOnceViolations(out, expected);
       logger.warn({ fenced, input: messages.length, unique: expected.size, output: out.length }, 'fence test');
       expect(fenced).toBeGreaterThanOrEqual(1);

@@ -1,16 +1,7 @@
 import fs from 'node:fs';
 import { HEADER_ERROR, topicNames } from '@cdp/kafka';
-import {
-  createDedupTestEnv,
-  envelope,
-  metricSum,
-  readOutputKeys,
-  readRecords,
-  startDedup,
-  waitReady,
-  type DedupProcess,
-  type DedupTestEnv,
-} from './testing/dedup-harness';
+import { metricValue } from '@cdp/testkit';
+import { createDedupTestEnv, envelope, readOutputKeys, readRecords, startDedup, waitReady, type DedupProcess, type DedupTestEnv } from './testing/dedup-harness';
 
 const WINDOW_MS = 60_000;
 
@@ -58,8 +49,8 @@ describe('dedup against the real broker', () => {
     expect(reasons['web:nomsg']).toMatch(/no message/);
     expect(reasons['web:other']).toMatch(/does not match/);
     const metrics = await proc.metrics();
-    expect(metricSum(metrics, 'cdp_dedup_duplicates_total')).toBe(2);
-    expect(metricSum(metrics, 'cdp_dedup_dead_lettered_total')).toBe(4);
+    expect(metricValue(metrics, 'cdp_dedup_duplicates_total')).toBe(2);
+    expect(metricValue(metrics, 'cdp_dedup_dead_lettered_total')).toBe(4);
   });
 
   it('publishes nothing new when the same input is delivered again after a restart', async () => {
@@ -96,11 +87,11 @@ describe('dedup against the real broker', () => {
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
       metrics = await proc.metrics();
-      if (metricSum(metrics, 'cdp_dedup_purged_keys_total') >= 20) break;
+      if (metricValue(metrics, 'cdp_dedup_purged_keys_total') >= 20) break;
       await new Promise((r) => setTimeout(r, 200));
     }
-    expect(metricSum(metrics, 'cdp_dedup_purged_keys_total')).toBe(20);
-    expect(metricSum(metrics, 'cdp_dedup_store_keys')).toBe(1);
+    expect(metricValue(metrics, 'cdp_dedup_purged_keys_total')).toBe(20);
+    expect(metricValue(metrics, 'cdp_dedup_store_keys')).toBe(1);
   });
 
   it('rebuilds a lost store from cdp.deduped and still drops copies of earlier events', async () => {
@@ -122,7 +113,7 @@ describe('dedup against the real broker', () => {
     expect(out).toHaveLength(41);
     expect(new Set(out).size).toBe(41);
     const metrics = await proc.metrics();
-    expect(metricSum(metrics, 'cdp_dedup_repaired_keys_total')).toBe(40);
-    expect(metricSum(metrics, 'cdp_dedup_duplicates_total')).toBe(20);
+    expect(metricValue(metrics, 'cdp_dedup_repaired_keys_total')).toBe(40);
+    expect(metricValue(metrics, 'cdp_dedup_duplicates_total')).toBe(20);
   });
 });

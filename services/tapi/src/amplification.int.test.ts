@@ -1,6 +1,6 @@
-import { peakRssBytes } from '@cdp/testkit';
+import { metricValue, peakRssBytes } from '@cdp/testkit';
 import { expandingBatch } from './testing/expanding-batch';
-import { basicAuth, createTapiTestEnv, metricValue, startTapiProcess, TopicCollector, WRITE_KEY, type TapiProcess, type TapiTestEnv } from './testing/harness';
+import { basicAuth, createTapiTestEnv, startTapiProcess, TopicCollector, WRITE_KEY, type TapiProcess, type TapiTestEnv } from './testing/harness';
 
 const MiB = 1024 * 1024;
 /**

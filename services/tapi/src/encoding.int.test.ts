@@ -1,6 +1,7 @@
 import zlib from 'node:zlib';
 import type { Envelope } from '@cdp/events';
-import { basicAuth, createTapiTestEnv, metricValue, startTapiProcess, TopicCollector, WRITE_KEY, type TapiProcess, type TapiTestEnv } from './testing/harness';
+import { metricValue } from '@cdp/testkit';
+import { basicAuth, createTapiTestEnv, startTapiProcess, TopicCollector, WRITE_KEY, type TapiProcess, type TapiTestEnv } from './testing/harness';
 
 /** JSON.stringify escapes exactly the lone surrogates (a valid pair is written as is). */
 const LONE_SURROGATE_ESCAPE = /\\ud[89a-f][0-9a-f]{2}/i;

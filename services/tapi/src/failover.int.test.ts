@@ -2,12 +2,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createKafka, ensureTopics, topicSpecs } from '@cdp/kafka';
-import { startKafkaBroker, stopProcess, type KafkaBroker } from '@cdp/testkit';
+import { metricValue, sleep, startKafkaBroker, stopProcess, type KafkaBroker } from '@cdp/testkit';
 import { startMirrorMaker, stopMirrorMaker, type MirrorMaker } from '@cdp/testkit/dist/mirror-maker';
 import type { TapiService } from './service';
-import { createTapiTestEnv, metrics, metricValue, restartKafkaBroker, startLoad, TopicCollector, waitReady, type TapiTestEnv } from './testing/harness';
+import { createTapiTestEnv, metrics, restartKafkaBroker, startLoad, TopicCollector, waitReady, type TapiTestEnv } from './testing/harness';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until(cond: () => boolean, ms: number, what: string, state: () => string = () => ''): Promise<void> {
   const end = Date.now() + ms;

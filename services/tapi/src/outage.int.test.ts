@@ -1,11 +1,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startKafkaBroker, stopProcess, type KafkaBroker } from '@cdp/testkit';
+import { metricValue, sleep, startKafkaBroker, stopProcess, type KafkaBroker } from '@cdp/testkit';
 import type { TapiService } from './service';
-import { createTapiTestEnv, metrics, metricValue, restartKafkaBroker, startLoad, TopicCollector, waitReady, type TapiTestEnv } from './testing/harness';
+import { createTapiTestEnv, metrics, restartKafkaBroker, startLoad, TopicCollector, waitReady, type TapiTestEnv } from './testing/harness';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('Kafka outage (private broker)', () => {
   let dir: string;

@@ -4,8 +4,9 @@
 import path from 'node:path';
 import { ConfigResourceTypes } from 'kafkajs';
 import { topicSpecs } from '@cdp/kafka';
+import { metricValue } from '@cdp/testkit';
 import type { TapiService } from './service';
-import { basicAuth, createTapiTestEnv, metrics, metricValue, runTapiCli, TopicCollector, waitReady, WRITE_KEY, type CliResult, type TapiTestEnv } from './testing/harness';
+import { basicAuth, createTapiTestEnv, metrics, runTapiCli, TopicCollector, waitReady, WRITE_KEY, type CliResult, type TapiTestEnv } from './testing/harness';
 
 describe('records Kafka refuses for good are parked', () => {
   let env: TapiTestEnv;

@@ -3,11 +3,10 @@
 // the `spool drain` command a Job runs on a volume left by a scale-in.
 import path from 'node:path';
 import { regulationKey } from '@cdp/events';
-import { canConnect, freePort, startServiceProcess, type ServiceProcess } from '@cdp/testkit';
+import { canConnect, freePort, metricValue, sleep, startServiceProcess, type ServiceProcess } from '@cdp/testkit';
 import { Spool } from './spool';
-import { basicAuth, createTapiTestEnv, metricValue, runTapiCli, startLoad, TopicCollector, WRITE_KEY, type CliResult, type TapiTestEnv } from './testing/harness';
+import { basicAuth, createTapiTestEnv, runTapiCli, startLoad, TopicCollector, WRITE_KEY, type CliResult, type TapiTestEnv } from './testing/harness';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('spool on a volume that outlives the process', () => {
   let env: TapiTestEnv;

@@ -1,9 +1,9 @@
 import path from 'node:path';
 import { regulationKey } from '@cdp/events';
+import { metricValue, sleep } from '@cdp/testkit';
 import type { TapiService } from './service';
-import { basicAuth, createTapiTestEnv, metrics, metricValue, TopicCollector, waitReady, WRITE_KEY, type TapiTestEnv } from './testing/harness';
+import { basicAuth, createTapiTestEnv, metrics, TopicCollector, waitReady, WRITE_KEY, type TapiTestEnv } from './testing/harness';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('GDPR suppression from cdp.regulations', () => {
   let env: TapiTestEnv;

@@ -1,20 +1,9 @@
 import zlib from 'node:zlib';
 import { Analytics } from '@segment/analytics-node';
 import type { Envelope } from '@cdp/events';
+import { metricValue } from '@cdp/testkit';
 import type { TapiService } from './service';
-import {
-  basicAuth,
-  createTapiTestEnv,
-  DISABLED_KEY,
-  LIMITED_KEY,
-  metrics,
-  metricValue,
-  SERVER_KEY,
-  TopicCollector,
-  waitReady,
-  WRITE_KEY,
-  type TapiTestEnv,
-} from './testing/harness';
+import { basicAuth, createTapiTestEnv, DISABLED_KEY, LIMITED_KEY, metrics, SERVER_KEY, TopicCollector, waitReady, WRITE_KEY, type TapiTestEnv } from './testing/harness';
 
 // Untyped CommonJS SDKs, used exactly as an app would.
 const LegacyAnalytics = require('analytics-node');

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { messageKey } from '@cdp/events';
 import { BatchingProducer, createKafka, ensureTopics, HEADER_IN_OFFSET, HEADER_IN_PARTITION, splitByBytes, topicSpecs, type OutboundMessage } from '@cdp/kafka';
 import { createLogger } from '@cdp/log';
-import { cpuSeconds, freePort, sampleRss, startKafkaBroker, stopKafkaBroker, type KafkaBroker } from '@cdp/testkit';
+import { cpuSeconds, freePort, metricValue, sampleRss, sleep, startKafkaBroker, stopKafkaBroker, type KafkaBroker } from '@cdp/testkit';
 import { PartitionStore } from '../store';
 
 const STORED_KEYS = Number(process.env.BENCH_STORED_KEYS ?? 10_000_000);
@@ -34,7 +34,6 @@ const TARGET_EVENTS_PER_S = 20_000;
 const TARGET_RSS_BYTES = 512 * 1024 * 1024;
 const MAIN = path.join(__dirname, '..', 'main.js');
 const logger = createLogger({ name: 'bench', level: 'warn' });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** An envelope padded to about `bytes` (drain and repair phases). */
 function paddedEnvelopeValue(sourceId: string, messageId: string, receivedAt: string, bytes: number): string {
@@ -135,11 +134,7 @@ async function passThroughRate(kafka: ReturnType<typeof createKafka>, from: stri
 }
 
 async function metric(port: number, name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
-    .reduce((s, l) => s + Number(l.split(' ').pop()), 0);
+  return metricValue(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(), name);
 }
 
 async function throughputPhase(kafka: ReturnType<typeof createKafka>, broker: KafkaBroker, work: string): Promise<void> {

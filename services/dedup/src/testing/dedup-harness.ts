@@ -135,19 +135,6 @@ export async function readOutputKeys(env: DedupTestEnv, topic: string, atLeast: 
   return (await readRecords(env, topic, atLeast, quietMs, timeoutMs)).map((r) => r.key);
 }
 
-export function metricValue(text: string, name: string, labels = ''): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `) || (labels === '' && l.startsWith(`${name} `)));
-  return line ? Number(line.split(' ').pop()) : 0;
-}
-
-/** Sum of a metric over all its label sets. */
-export function metricSum(text: string, name: string): number {
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
-    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
-}
-
 /** Keys that are missing from `out` or appear more than once, against the expected set. */
 export function exactlyOnceViolations(out: string[], expected: Set<string>): { missing: string[]; repeated: string[]; unexpected: string[] } {
   const counts = new Map<string, number>();

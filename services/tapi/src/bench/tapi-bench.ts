@@ -11,7 +11,7 @@ import { Pool } from 'undici';
 import { parse as parseYaml } from 'yaml';
 import { createKafka, ensureTopics, javaCompatiblePartitioner, topicSpecs } from '@cdp/kafka';
 import { createLogger } from '@cdp/log';
-import { cpuSeconds, freePort, percentile, rssBytes, sampleRss, startKafkaBroker, stopKafkaBroker } from '@cdp/testkit';
+import { cpuSeconds, freePort, percentile, rssBytes, sampleRss, sleep, startKafkaBroker, stopKafkaBroker } from '@cdp/testkit';
 import { expandingBatch } from '../testing/expanding-batch';
 import { SuppressionSet } from '../suppression';
 
@@ -25,7 +25,6 @@ const WRITE_KEY = 'wk_bench_0001';
 const MAIN = path.join(__dirname, '..', 'main.js');
 const CHART_VALUES = path.join(__dirname, '..', '..', '..', '..', 'charts', 'tapi', 'values.yaml');
 const logger = createLogger({ name: 'bench', level: 'warn' });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const AUTH = `Basic ${Buffer.from(`${WRITE_KEY}:`).toString('base64')}`;
 
 function event(i: number, sentAt: string): Record<string, unknown> {
