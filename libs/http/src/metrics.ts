@@ -16,3 +16,9 @@ export function observeRequest(server: string, route: string, method: string, st
   requests.labels(server, route, method, `${Math.floor(status / 100)}xx`).inc();
   duration.labels(server, route, method).observe(seconds);
 }
+
+export const unauthorized = counter({
+  name: 'cdp_http_unauthorized_total',
+  help: 'Requests refused with 401 (no or a wrong token), by server',
+  labelNames: ['server'] as const,
+});

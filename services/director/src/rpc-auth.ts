@@ -1,26 +1,12 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tokenOf } from '@cdp/director-rpc';
-import { HttpError } from '@cdp/http';
+import { HttpError, secretMatcher } from '@cdp/http';
 import { rpcUnauthorized } from './metrics';
 
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value, 'utf8').digest();
-}
-
-/**
- * True when `authorization` is `Bearer <token>`. Both sides are hashed first, so
- * timingSafeEqual always compares equal-length digests: the time taken says nothing about how
- * much of the token (or its length) a caller got right.
- */
+/** True when `authorization` is `Bearer <token>`, compared in constant time (secretMatcher). */
 export function tokenMatcher(token: string): (authorization: string | undefined) => boolean {
-  const expected = digest(token);
-  return (authorization) => {
-    const presented = tokenOf(authorization);
-    // Hashed even when absent, so a missing header costs what a wrong one does.
-    const same = timingSafeEqual(digest(presented ?? ''), expected);
-    return same && presented !== undefined;
-  };
+  const matches = secretMatcher(token);
+  return (authorization) => matches(tokenOf(authorization));
 }
 
 /**
