@@ -228,11 +228,15 @@ export class DedupService {
     return this.purge();
   }
 
-  async stop(): Promise<void> {
+  /** Leaves the group once the in-flight chunks ended (each in a committed or aborted transaction). */
+  async stopConsuming(): Promise<void> {
     this.stopping = true;
     clearInterval(this.purgeTimer);
-    // Waits for the in-flight chunks (each ends in a committed or aborted transaction).
     await this.consumer.disconnect();
+  }
+
+  /** Closes the partition workers (their transactional producers and stores); after stopConsuming. */
+  async closeWorkers(): Promise<void> {
     await Promise.all([...this.workers.values()].map((w) => this.discard(w)));
     await Promise.all(this.closing.values());
   }
