@@ -158,10 +158,15 @@ export class Director {
     }
   }
 
-  /** SIGTERM: stop RPC, finish in-flight calls (bounded), persist, release locks, destroy session. */
-  async stop(): Promise<void> {
+  /** Stops taking jobs: new RPC calls get 503 while those in flight finish (2 s at most). */
+  async closeRpc(): Promise<void> {
     this.accepting = false;
     await this.rpc?.close(2_000);
+  }
+
+  /** SIGTERM: stop RPC, finish in-flight calls (bounded), persist, release locks, destroy session. */
+  async stop(): Promise<void> {
+    await this.closeRpc();
     const drained = await this.engine.drain(this.settings.DIRECTOR_DRAIN_TIMEOUT_MS);
     if (!drained) this.deps.logger.warn({ inFlight: this.engine.inFlight }, 'drain timed out; unfinished attempts stay executing and are retried by the next holder');
     this.controls.stop();

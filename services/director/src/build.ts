@@ -1,0 +1,44 @@
+import { createConsulClient } from '@cdp/consul-lock';
+import { BatchingProducer, createKafka, requireTopics, topicNames } from '@cdp/kafka';
+import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
+import { WorkspaceStore } from '@cdp/workspace';
+import { directorEnv, type DirectorConfig } from './config';
+import { KafkaUndeliveredPublisher } from './kafka-publisher';
+import { Director } from './service';
+
+/** The director from its config: workspace file, Consul client, the cdp.undelivered producer, the Director. */
+export async function build(config: DirectorConfig, { logger }: ServiceDeps): Promise<BuiltService> {
+  const workspace = WorkspaceStore.open({ file: config.CDP_WORKSPACE_FILE, logger });
+  const consul = createConsulClient(config.CONSUL_HTTP_ADDR);
+  const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId: `director-${config.POD_NAME}`, logger });
+  // cdp-topics creates the topics; the director only verifies its own, failing the start naming it.
+  const undeliveredTopic = topicNames(config.CDP_TOPIC_PREFIX).undelivered;
+  const admin = kafka.admin();
+  await admin.connect();
+  await requireTopics(admin, [undeliveredTopic]).finally(() => admin.disconnect());
+  const producer = new BatchingProducer(kafka, { logger });
+  await producer.connect();
+  const director = new Director(config, {
+    consul,
+    publisher: new KafkaUndeliveredPublisher(producer, undeliveredTopic),
+    workspace: () => workspace.current(),
+    logger,
+  });
+  workspace.on('change', () => director.engine.refreshPolicies());
+  return {
+    start: async () => {
+      await director.start();
+      return { rpc: director.url, pod: config.POD_NAME };
+    },
+    readiness: [{ name: 'active-jobdb', check: () => director.isReady }],
+    shutdown: {
+      stopInputs: { rpc: () => director.closeRpc() },
+      // In-flight deliveries finish (bounded) and are persisted, locks released, stats flushed.
+      drain: { director: () => director.stop() },
+      flushProducers: { 'kafka-producer': () => producer.disconnect() },
+      closeClients: { workspace: () => workspace.close(), 'consul-client': () => consul.destroy() },
+    },
+  };
+}
+
+export const director: ServiceDefinition<DirectorConfig> = { name: 'director', env: directorEnv, build };
