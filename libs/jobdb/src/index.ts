@@ -15,21 +15,7 @@ export {
   type StoredJob,
   type Transition,
 } from './jobdb';
-export {
-  JOBDB_ID,
-  JOBDB_STATES,
-  jobDbKey,
-  jobDbLockKey,
-  listJobDbs,
-  parseJobDbEntries,
-  parseJobDbRecord,
-  registerJobDb,
-  setJobDbState,
-  unregisterJobDb,
-  type JobDbEntry,
-  type JobDbRecord,
-  type JobDbState,
-} from './registry';
+export { listJobDbs, registerJobDb, setJobDbState, unregisterJobDb } from './registry';
 export {
   UnknownSchemaVersionError,
   checkSchemaVersion,
@@ -46,4 +32,4 @@ export {
   ensureControlDatabase,
   type DeliveryStatsRow,
 } from './control';
-export { kvOf, type ConsulClient, type KvApi, type KvEntry } from './kv';
+export { kvOf, type ConsulClient, type KvApi } from './kv';

@@ -1,5 +1,6 @@
 import type { RowDataPacket } from 'mysql2';
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
+import { ConsulKeys } from '@cdp/consul';
 import { createConsulClient } from '@cdp/consul-lock';
 import { mysqlUrl, rowChangingStatements, statementsAgainst, testDatabaseName, waitFor } from '@cdp/testkit';
 import {
@@ -20,7 +21,7 @@ import {
 const url = mysqlUrl();
 let consulServer: ConsulDevServer;
 let consul: ReturnType<typeof createConsulClient>;
-const prefix = `t${Date.now().toString(36)}/`;
+const keys = new ConsulKeys(`t${Date.now().toString(36)}/`);
 
 function job(n: number, overrides: Partial<NewJob> = {}): NewJob {
   const now = Date.now();
@@ -53,22 +54,22 @@ describe('JobDB provisioning and writes', () => {
   let db: JobDb;
 
   beforeAll(async () => {
-    await provisionJobDb({ url, consul, prefix, id, database });
+    await provisionJobDb({ url, consul, keys, id, database });
     db = new JobDb({ url, database });
   });
 
   afterAll(async () => {
     await db.close();
-    await dropJobDb({ url, consul, prefix, id, database });
+    await dropJobDb({ url, consul, keys, id, database });
   });
 
   it('registers the JobDB in Consul as active and can move it to draining', async () => {
-    const [entry] = await listJobDbs(consul, prefix);
+    const [entry] = await listJobDbs(consul, keys);
     expect(entry).toMatchObject({ id, state: 'active', dsnRef: database });
-    expect(await setJobDbState(consul, prefix, entry, 'draining')).toBe(true);
+    expect(await setJobDbState(consul, keys, entry, 'draining')).toBe(true);
     // A stale modifyIndex loses the check-and-set.
-    expect(await setJobDbState(consul, prefix, entry, 'active')).toBe(false);
-    const [after] = await listJobDbs(consul, prefix);
+    expect(await setJobDbState(consul, keys, entry, 'active')).toBe(false);
+    const [after] = await listJobDbs(consul, keys);
     expect(after.state).toBe('draining');
   });
 
@@ -226,13 +227,13 @@ describe('drained decision (sealIfEmpty)', () => {
   let db: JobDb;
 
   beforeAll(async () => {
-    await provisionJobDb({ url, consul, prefix, id, database });
+    await provisionJobDb({ url, consul, keys, id, database });
     db = new JobDb({ url, database });
   });
 
   afterAll(async () => {
     await db.close();
-    await dropJobDb({ url, consul, prefix, id, database });
+    await dropJobDb({ url, consul, keys, id, database });
   });
 
   /** Whether one of this JobDB's connections is running a statement that starts with `prefix`. */
@@ -313,7 +314,7 @@ describe('append-only', () => {
     const statements = await statementsAgainst(
       database,
       async () => {
-        await provisionJobDb({ url, consul, prefix, id, database });
+        await provisionJobDb({ url, consul, keys, id, database });
         const db = new JobDb({ url, database });
         const lease = await db.takeLease({ fencingToken: 120, lockIndex: 1, holder: 'a', sessionId: 's' });
         const { inserted } = await db.insertJobs(lease, [job(1), job(2)]);
@@ -332,6 +333,6 @@ describe('append-only', () => {
     expect(statements.filter((t) => /^INSERT IGNORE/i.test(t))).toEqual([]); // would hide refused rows as duplicates
     expect(statements.filter((t) => /^INSERT INTO job_state_transitions .* SELECT /is.test(t)).length).toBeGreaterThan(0);
     expect(rowChangingStatements(statements)).toEqual([]);
-    await dropJobDb({ url, consul, prefix, id, database });
+    await dropJobDb({ url, consul, keys, id, database });
   });
 });

@@ -1,16 +1,8 @@
+import type { KvEntry } from '@cdp/consul';
 import type { createConsulClient } from '@cdp/consul-lock';
 
 /** The consul client the services create (`createConsulClient`). */
 export type ConsulClient = ReturnType<typeof createConsulClient>;
-
-export interface KvEntry {
-  Key: string;
-  Value: string | null;
-  Session?: string;
-  LockIndex: number;
-  ModifyIndex: number;
-  CreateIndex: number;
-}
 
 type Options = Record<string, unknown>;
 

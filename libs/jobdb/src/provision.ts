@@ -1,5 +1,6 @@
 import mysql from 'mysql2/promise';
-import { registerJobDb, unregisterJobDb, type JobDbRecord } from './registry';
+import { ConsulKeys, type JobDbRecord } from '@cdp/consul';
+import { registerJobDb, unregisterJobDb } from './registry';
 import type { ConsulClient } from './kv';
 import { CREATE_TABLES, KNOWN_SCHEMA_VERSIONS, SCHEMA_VERSION } from './schema';
 
@@ -79,8 +80,8 @@ export async function dropJobDbDatabase(url: string, database: string): Promise<
 export interface ProvisionOptions {
   url: string;
   consul: ConsulClient;
-  /** Consul prefix, default `cdp/`. */
-  prefix?: string;
+  /** Consul key layout; default the `cdp/` prefix. */
+  keys?: ConsulKeys;
   id: string;
   /** Database name; default `cdp_jobdb_<id>`. */
   database?: string;
@@ -90,12 +91,11 @@ export interface ProvisionOptions {
 
 /** Creates a JobDB (database + tables) and registers it in Consul KV as `active` (or `state`). */
 export async function provisionJobDb(options: ProvisionOptions): Promise<JobDbRecord & { id: string; database: string }> {
-  const prefix = options.prefix ?? 'cdp/';
   const database = options.database ?? `cdp_jobdb_${options.id.replace(/-/g, '_')}`;
   const now = options.now ?? new Date();
   await createJobDbDatabase(options.url, database, options.id, now);
   const record: JobDbRecord = { state: options.state ?? 'active', dsnRef: database, createdAt: now.toISOString() };
-  await registerJobDb(options.consul, prefix, options.id, record);
+  await registerJobDb(options.consul, options.keys ?? new ConsulKeys(), options.id, record);
   return { ...record, id: options.id, database };
 }
 
@@ -103,7 +103,7 @@ export async function provisionJobDb(options: ProvisionOptions): Promise<JobDbRe
  * Drops a JobDB and removes its keys. The caller (jobdb-manager) must hold its lock, so no
  * director can be writing to it.
  */
-export async function dropJobDb(options: { url: string; consul: ConsulClient; prefix?: string; id: string; database: string }): Promise<void> {
+export async function dropJobDb(options: { url: string; consul: ConsulClient; keys?: ConsulKeys; id: string; database: string }): Promise<void> {
   await dropJobDbDatabase(options.url, options.database);
-  await unregisterJobDb(options.consul, options.prefix ?? 'cdp/', options.id);
+  await unregisterJobDb(options.consul, options.keys ?? new ConsulKeys(), options.id);
 }

@@ -38,7 +38,7 @@ afterAll(async () => {
 
 describe('operator controls from Consul KV', () => {
   it('pause holds jobs (which still expire on time), priority and rate override apply without restart, resume delivers', async () => {
-    await kv.set({ key: `${env.prefix}destinations/p/control`, value: JSON.stringify({ paused: true, priority: 7, rateLimitPerSecond: 25 }) });
+    await kv.set({ key: env.keys.destinationControl('p'), value: JSON.stringify({ paused: true, priority: 7, rateLimitPerSecond: 25 }) });
     await waitFor(() => director.engine.policyOf('p').paused);
     expect(director.engine.policyOf('p')).toMatchObject({ paused: true, priority: 7, rateOverride: 25 });
     expect(director.engine.policyOf('q')).toMatchObject({ paused: false, priority: 0 });
@@ -53,7 +53,7 @@ describe('operator controls from Consul KV', () => {
     }, 10_000);
     expect(sink.count('/p')).toBe(0);
 
-    await kv.del({ key: `${env.prefix}destinations/p/control` });
+    await kv.del({ key: env.keys.destinationControl('p') });
     await waitFor(() => sink.count('/p') === 1, 10_000);
     await waitFor(async () => [...(await historyOf(env, database)).values()].find((x) => x.messageId === 'wait')?.states.at(-1) === 'succeeded');
     expect(director.engine.policyOf('p')).toMatchObject({ paused: false, priority: 0, rateOverride: undefined });
@@ -82,7 +82,7 @@ describe('operator controls from Consul KV', () => {
       const h = await historyOf(env, orphan.database);
       return [...h.values()].filter((x) => x.states.at(-1) === 'succeeded').length === 5;
     }, 15_000);
-    await waitFor(async () => (await listJobDbs(env.consul, env.prefix)).find((e) => e.id === orphan.id)?.state === 'drained', 10_000);
+    await waitFor(async () => (await listJobDbs(env.consul, env.keys)).find((e) => e.id === orphan.id)?.state === 'drained', 10_000);
     expect(director.holder.heldJobDbs().some((h) => h.id === orphan.id)).toBe(false);
   });
 });

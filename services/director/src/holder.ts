@@ -1,4 +1,5 @@
 import { setMaxListeners } from 'node:events';
+import { directorSessionName, isDirectorSession, type ConsulKeys, type JobDbEntry, type LockHolder } from '@cdp/consul';
 import { ConsulSession, type ConsulLock, type createConsulClient } from '@cdp/consul-lock';
 import {
   FencedError,
@@ -6,10 +7,8 @@ import {
   StaleLeaseError,
   UnknownSchemaVersionError,
   checkSchemaVersion,
-  jobDbLockKey,
   listJobDbs,
   setJobDbState,
-  type JobDbEntry,
   type JobInsertStatus,
   type NewJob,
   type OpenJob,
@@ -25,7 +24,7 @@ type Consul = ReturnType<typeof createConsulClient>;
 
 export interface HolderOptions {
   consul: Consul;
-  prefix: string;
+  keys: ConsulKeys;
   pod: string;
   mysqlUrl: string;
   sessionTtlMs: number;
@@ -126,14 +125,14 @@ export class JobDbHolder {
   }
 
   start(): void {
-    const { consul, prefix } = this.options;
+    const { consul, keys } = this.options;
     const c = consul as unknown as {
       watch(o: unknown): { on(e: string, f: (...a: unknown[]) => void): void; end(): void };
       kv: { get: unknown };
     };
     const watch = c.watch({
       method: c.kv.get,
-      options: { key: `${prefix}jobdbs/`, recurse: true, wait: '30s' },
+      options: { key: keys.jobDbs, recurse: true, wait: '30s' },
       backoffFactor: 100,
       backoffMax: 5_000,
     });
@@ -170,7 +169,7 @@ export class JobDbHolder {
   private async ensureSession(): Promise<ConsulSession | undefined> {
     if (this.session && this.session.state === 'active') return this.session;
     const session = await ConsulSession.create(this.options.consul, {
-      name: `director:${this.options.pod}`,
+      name: directorSessionName(this.options.pod),
       ttl: `${this.options.sessionTtlMs}ms`,
       lockDelay: `${this.options.lockDelayMs}ms`,
       behavior: 'release',
@@ -192,7 +191,7 @@ export class JobDbHolder {
     if (this.stopped) return;
     const session = await this.ensureSession();
     if (!session) return;
-    const entries = await listJobDbs(this.options.consul, this.options.prefix);
+    const entries = await listJobDbs(this.options.consul, this.options.keys);
     const byId = new Map(entries.map((e) => [e.id, e]));
 
     for (const h of this.held.values()) {
@@ -225,7 +224,7 @@ export class JobDbHolder {
   /** True when no live director holds fewer JobDBs than this one (ties: lowest session id). */
   private async leastLoaded(session: ConsulSession, entries: JobDbEntry[]): Promise<boolean> {
     const list = (await (this.options.consul as unknown as { session: { list(): Promise<Array<{ ID: string; Name: string }>> } }).session.list()) ?? [];
-    const live = list.filter((s) => s.Name.startsWith('director:'));
+    const live = list.filter((s) => isDirectorSession(s.Name));
     const load = new Map<string, number>(live.map((s) => [s.ID, 0]));
     for (const e of entries) if (e.holder && load.has(e.holder)) load.set(e.holder, load.get(e.holder)! + 1);
     const mine = load.get(session.id) ?? this.held.size;
@@ -263,7 +262,7 @@ export class JobDbHolder {
     if (!(await this.knownSchema(entry))) return false;
     let lock: ConsulLock | null;
     try {
-      lock = await session.acquire(jobDbLockKey(this.options.prefix, entry.id), JSON.stringify({ pod: this.options.pod }));
+      lock = await session.acquire(this.options.keys.jobDbLock(entry.id), JSON.stringify({ pod: this.options.pod } satisfies LockHolder));
     } catch (error) {
       logger.warn({ ...errorFields(error), jobDb: entry.id }, 'lock acquire failed');
       return false;
@@ -390,7 +389,7 @@ export class JobDbHolder {
     h.sealing = sealed;
     if (!sealed) return;
     // A CAS that fails (record changed) is tried again on the next pass; the seal stays.
-    if (!(await setJobDbState(this.options.consul, this.options.prefix, entry, 'drained'))) return;
+    if (!(await setJobDbState(this.options.consul, this.options.keys, entry, 'drained'))) return;
     this.options.logger.info({ jobDb: h.id }, 'JobDB drained: every job is final; releasing it');
     await this.release(h);
   }

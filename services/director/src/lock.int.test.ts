@@ -148,8 +148,7 @@ describe('JobDB locks', () => {
 
   it('rotation: a draining JobDB keeps its retries, a fresh active one takes new jobs, and it is marked drained when empty', async () => {
     const prefix = `${env.prefix}rot/`;
-    const sub = new TestEnv(consulServer.url);
-    (sub as unknown as { prefix: string }).prefix = prefix;
+    const sub = new TestEnv(consulServer.url, prefix);
     const first = await sub.provision('rot1');
     const ws = workspace();
     const d = env.director(testSettings(prefix, { POD_NAME: 'rot' }), { workspace: () => ws });
@@ -157,11 +156,11 @@ describe('JobDB locks', () => {
     await waitFor(() => d.isReady);
     expect((await postJobs(d.url!, jobs(20, 0))).status).toBe(200);
     const second = await sub.provision('rot2');
-    const [entry] = (await listJobDbs(sub.consul, prefix)).filter((e) => e.id === first.id);
-    expect(await setJobDbState(sub.consul, prefix, entry, 'draining')).toBe(true);
+    const [entry] = (await listJobDbs(sub.consul, sub.keys)).filter((e) => e.id === first.id);
+    expect(await setJobDbState(sub.consul, sub.keys, entry, 'draining')).toBe(true);
     await waitFor(() => d.holder.heldJobDbs().some((h) => h.id === second.id && h.state === 'active'), 10_000);
     expect((await postJobs(d.url!, jobs(5, 100))).status).toBe(200);
-    await waitFor(async () => (await listJobDbs(sub.consul, prefix)).find((e) => e.id === first.id)?.state === 'drained', 15_000);
+    await waitFor(async () => (await listJobDbs(sub.consul, sub.keys)).find((e) => e.id === first.id)?.state === 'drained', 15_000);
     expect(d.holder.heldJobDbs().map((h) => h.id)).toEqual([second.id]);
     const h2 = await historyOf(env, second.database);
     expect(h2.size).toBe(5);

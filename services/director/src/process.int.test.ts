@@ -7,7 +7,6 @@ import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { undeliveredSchema } from '@cdp/events';
-import { jobDbLockKey } from '@cdp/jobdb';
 import { BatchingProducer, CommitAfterWorkConsumer, createKafka, ensureTopics, topicSpecs, type InboundMessage } from '@cdp/kafka';
 import { createLogger } from '@cdp/log';
 import { freePort, mysqlUrl, requireEnv, rowChangingStatements, statementsAgainst, testDatabaseName, testTopicPrefix } from '@cdp/testkit';
@@ -210,7 +209,7 @@ describe('director processes', () => {
       // Every call that reached the sink before the stop has its outcome committed.
       for (const h of late) if (lateReceived.has(h.messageId)) expect(h.states.at(-1)).toBe('succeeded');
       const kv = env.consul as unknown as { kv: { get(o: unknown): Promise<{ Session?: string } | undefined> } };
-      const lock = await kv.kv.get({ key: jobDbLockKey(env.prefix, jdb.id) });
+      const lock = await kv.kv.get({ key: env.keys.jobDbLock(jdb.id) });
       expect(lock?.Session).toBeUndefined();
     });
     expect(statements.filter((t) => /^INSERT INTO job_state_transitions/i.test(t)).length).toBeGreaterThan(0);

@@ -26,8 +26,8 @@ describe('rotation under load', () => {
       try {
         await hold.query('START TRANSACTION');
         await hold.query('SELECT id FROM jobs FOR UPDATE');
-        const entry = (await listJobDbs(suite.env.consul, suite.env.prefix)).find((e) => e.id === current.id)!;
-        expect(await setJobDbState(suite.env.consul, suite.env.prefix, entry, 'draining')).toBe(true);
+        const entry = (await listJobDbs(suite.env.consul, suite.env.keys)).find((e) => e.id === current.id)!;
+        expect(await setJobDbState(suite.env.consul, suite.env.keys, entry, 'draining')).toBe(true);
         await waitFor(() => d.holder.heldJobDbs().some((h) => h.id === next.id && h.state === 'active'), 10_000);
         await new Promise((r) => setTimeout(r, 3 * settings.DIRECTOR_RECONCILE_INTERVAL_MS));
         await hold.query('COMMIT');
@@ -59,7 +59,7 @@ describe('rotation under load', () => {
     }, 15_000).catch(() => undefined);
     expect(check).toEqual({ missing: [], notFinal: [], duplicated: [] });
     // Every rotated JobDB was drained and released (so the drained decision was exercised five times).
-    await waitFor(async () => (await listJobDbs(suite.env.consul, suite.env.prefix)).filter((e) => e.state === 'drained').length === 5, 15_000);
+    await waitFor(async () => (await listJobDbs(suite.env.consul, suite.env.keys)).filter((e) => e.state === 'drained').length === 5, 15_000);
     expect(d.holder.heldJobDbs().map((h) => h.id)).toEqual([current.id]);
     await d.stop();
   });

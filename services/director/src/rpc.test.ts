@@ -1,5 +1,4 @@
 import { parseWorkspace } from '@cdp/workspace';
-import { parseControls } from './controls';
 import { classifyError, signBody } from './destinations';
 import { DEFAULT_ALLOWED_JOB_HEADERS, FORBIDDEN_JOB_HEADERS, rpcBatchSchema, rpcJobSchema } from '@cdp/director-rpc';
 import { JobHeaderPolicy } from './job-headers';
@@ -82,21 +81,6 @@ describe('helpers', () => {
     expect(classifyError(Object.assign(new Error('x'), { code: 'ENOTFOUND' })).code).toBe('dns');
     expect(classifyError(Object.assign(new Error('x'), { code: 'UND_ERR_HEADERS_TIMEOUT' })).code).toBe('timeout');
     expect(classifyError(Object.assign(new Error('x'), { name: 'TimeoutError' })).code).toBe('timeout');
-  });
-  it('parses operator controls and ignores bad ones', () => {
-    const bad: string[] = [];
-    const controls = parseControls(
-      'cdp/',
-      [
-        { Key: 'cdp/destinations/hook/control', Value: '{"paused":true,"priority":3,"rateLimitPerSecond":5}' },
-        { Key: 'cdp/destinations/x/control', Value: '{"paused":"yes"}' },
-        { Key: 'cdp/destinations/y/other', Value: '{}' },
-      ],
-      (key) => bad.push(key),
-    );
-    expect(controls.get('hook')).toEqual({ paused: true, priority: 3, rateLimitPerSecond: 5 });
-    expect(controls.has('x')).toBe(false);
-    expect(bad).toEqual(['cdp/destinations/x/control']);
   });
   it('aggregates stats per minute and (source, destination)', () => {
     const s = new StatsCollector('pod1');

@@ -1,4 +1,5 @@
 import mysql from 'mysql2/promise';
+import { ConsulKeys } from '@cdp/consul';
 import type { createConsulClient } from '@cdp/consul-lock';
 import { listen, type RunningServer } from '@cdp/http';
 import { appendDeliveryStats, ensureControlDatabase } from '@cdp/jobdb';
@@ -78,7 +79,8 @@ export class Director {
     registerSecret(settings.DIRECTOR_RPC_TOKEN);
     this.drivers = deps.drivers ?? { webhook: new WebhookDriver({ connectionsPerOrigin: settings.DIRECTOR_CONNECTIONS_PER_ORIGIN }) };
     this.stats = new StatsCollector(settings.POD_NAME);
-    this.controls = new ControlWatcher(deps.consul, settings.CDP_CONSUL_PREFIX, logger, () => this.engine.refreshPolicies());
+    const keys = new ConsulKeys(settings.CDP_CONSUL_PREFIX);
+    this.controls = new ControlWatcher(deps.consul, keys, logger, () => this.engine.refreshPolicies());
     this.engine = new DeliveryEngine({
       logger,
       workspace: deps.workspace,
@@ -97,7 +99,7 @@ export class Director {
     });
     this.holder = new JobDbHolder({
       consul: deps.consul,
-      prefix: settings.CDP_CONSUL_PREFIX,
+      keys,
       pod: settings.POD_NAME,
       mysqlUrl: settings.MYSQL_URL,
       sessionTtlMs: settings.DIRECTOR_SESSION_TTL_MS,

@@ -1,4 +1,4 @@
-import { JobDb, jobDbLockKey, listJobDbs } from '@cdp/jobdb';
+import { JobDb, listJobDbs } from '@cdp/jobdb';
 import { registry } from '@cdp/metrics';
 import { mysqlUrl } from '@cdp/testkit';
 import { historyOf, postJobs, testSettings, testWorkspace, TestEnv, waitFor, useDirectorSuite } from './testing/harness';
@@ -46,7 +46,7 @@ describe('lease fencing tokens (the Consul lock key ModifyIndex)', () => {
     await d.start();
     await waitFor(() => d.isReady);
     const held = d.holder.heldJobDbs().find((h) => h.id === jdb.id)!;
-    const lockKey = await (suite.env.consul as unknown as KvGet).kv.get(jobDbLockKey(suite.env.prefix, jdb.id));
+    const lockKey = await (suite.env.consul as unknown as KvGet).kv.get(suite.env.keys.jobDbLock(jdb.id));
     expect(lockKey?.Session).toBe(d.holder.sessionId);
 
     // A director that acquired the lock before this one and whose lease insert ran late (a GC
@@ -78,8 +78,7 @@ describe('lease fencing tokens (the Consul lock key ModifyIndex)', () => {
 
   it('a director whose lock token is not above the latest lease does not take the JobDB and gives its lock back', async () => {
     const prefix = `${suite.env.prefix}high/`;
-    const sub = new TestEnv(suite.consul.url);
-    (sub as unknown as { prefix: string }).prefix = prefix;
+    const sub = new TestEnv(suite.consul.url, prefix);
     // The JobDB already has a lease from a token no acquisition of this Consul has reached yet.
     const jdb = await sub.provision('high', 'active', async (database) => {
       const db = new JobDb({ url: mysqlUrl(), database });
@@ -94,7 +93,7 @@ describe('lease fencing tokens (the Consul lock key ModifyIndex)', () => {
       await d.start();
       await waitFor(async () => (await staleLeases()) > before, 10_000);
       expect(d.holder.heldJobDbs()).toEqual([]);
-      await waitFor(async () => (await listJobDbs(sub.consul, prefix)).find((e) => e.id === jdb.id)?.holder === undefined, 10_000);
+      await waitFor(async () => (await listJobDbs(sub.consul, sub.keys)).find((e) => e.id === jdb.id)?.holder === undefined, 10_000);
     } finally {
       await d.stop();
       await sub.cleanup();

@@ -6,6 +6,7 @@ import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { Agent, request } from 'undici';
 import { startConsulDevServer } from '@cdp/consul-dev';
+import { ConsulKeys } from '@cdp/consul';
 import { createConsulClient } from '@cdp/consul-lock';
 import { JobDb, dropJobDb, provisionJobDb, type NewJob } from '@cdp/jobdb';
 import { createLogger } from '@cdp/log';
@@ -92,6 +93,7 @@ async function main(): Promise<void> {
   const consulServer = await startConsulDevServer({ minTtlMs: 1_000, ttlMultiplier: 1 });
   const consul = createConsulClient(consulServer.url);
   const prefix = `bench${Date.now().toString(36)}/`;
+  const keys = new ConsulKeys(prefix);
   const jobDbId = `bench${Date.now().toString(36)}`;
   const database = testDatabaseName('bench_jobdb');
   const settings = testSettings(prefix, {
@@ -109,7 +111,7 @@ async function main(): Promise<void> {
     const insertRate = await rawInsertRate(url);
     console.log(`baseline raw MariaDB insert: ${Math.round(insertRate)} rows/s (1,000-row multi-row INSERTs, one txn each)`);
 
-    await provisionJobDb({ url, consul, prefix, id: jobDbId, database });
+    await provisionJobDb({ url, consul, keys, id: jobDbId, database });
     // Preload the jobs under a throwaway lease, as a previous holder would have left them.
     const db = new JobDb({ url, database });
     const lease = await db.takeLease({ fencingToken: 0, lockIndex: 0, holder: 'preload', sessionId: 'preload' });
@@ -184,7 +186,7 @@ async function main(): Promise<void> {
     );
   } finally {
     await director?.stop().catch(() => undefined);
-    await dropJobDb({ url, consul, prefix, id: jobDbId, database }).catch(() => undefined);
+    await dropJobDb({ url, consul, keys, id: jobDbId, database }).catch(() => undefined);
     const conn = await mysql.createConnection({ uri: url });
     await conn.query(`DROP DATABASE IF EXISTS \`${settings.CDP_CONTROL_DB}\``);
     await conn.end();

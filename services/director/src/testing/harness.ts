@@ -8,7 +8,8 @@ import mysql from 'mysql2/promise';
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { createConsulClient } from '@cdp/consul-lock';
 import { bearer, DEFAULT_ALLOWED_JOB_HEADERS, RPC_AUTH_HEADER, RPC_JOBS_PATH } from '@cdp/director-rpc';
-import { createJobDbDatabase, dropJobDb, registerJobDb, type JobDbRecord } from '@cdp/jobdb';
+import { ConsulKeys, type JobDbRecord } from '@cdp/consul';
+import { createJobDbDatabase, dropJobDb, registerJobDb } from '@cdp/jobdb';
 import { createLogger } from '@cdp/log';
 import { mysqlUrl, REPO_ROOT, testDatabaseName, waitFor } from '@cdp/testkit';
 import { parseWorkspace, type Workspace } from '@cdp/workspace';
@@ -200,13 +201,18 @@ export function testDirector(settings: DirectorSettings, consulUrl: string, deps
 
 /** Consul prefix + JobDBs + control databases of one test file, removed by `cleanup()`. */
 export class TestEnv {
-  readonly prefix = `t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}/`;
+  readonly keys: ConsulKeys;
   readonly consul: ReturnType<typeof createConsulClient>;
   private readonly jobDbs: JobDbHandle[] = [];
   private readonly extraDatabases = new Set<string>();
   private readonly directors: Array<{ stop(): Promise<unknown> }> = [];
 
-  constructor(readonly consulUrl: string) {
+  constructor(
+    readonly consulUrl: string,
+    /** A fresh one per TestEnv unless given (e.g. a sub-folder of another TestEnv's). */
+    readonly prefix = `t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}/`,
+  ) {
+    this.keys = new ConsulKeys(prefix);
     this.consul = createConsulClient(consulUrl);
   }
 
@@ -227,7 +233,7 @@ export class TestEnv {
     this.jobDbs.push(handle);
     await createJobDbDatabase(mysqlUrl(), database, id);
     if (prepare) await prepare(database);
-    await registerJobDb(this.consul, this.prefix, id, record);
+    await registerJobDb(this.consul, this.keys, id, record);
     return handle;
   }
 
@@ -283,7 +289,7 @@ export class TestEnv {
 
   async cleanup(): Promise<void> {
     for (const d of this.directors) await d.stop().catch(() => undefined);
-    for (const j of this.jobDbs) await dropJobDb({ url: mysqlUrl(), consul: this.consul, prefix: this.prefix, id: j.id, database: j.database }).catch(() => undefined);
+    for (const j of this.jobDbs) await dropJobDb({ url: mysqlUrl(), consul: this.consul, keys: this.keys, id: j.id, database: j.database }).catch(() => undefined);
     const conn = await mysql.createConnection({ uri: mysqlUrl() });
     for (const db of this.extraDatabases) await conn.query(`DROP DATABASE IF EXISTS \`${db}\``);
     await conn.end();

@@ -1,45 +1,7 @@
 import crypto from 'node:crypto';
 import KSUID from 'ksuid';
 import { encodeKsuid, idempotencyHash, newJobId } from './jobdb';
-import { jobDbKey, jobDbLockKey, parseJobDbEntries, parseJobDbRecord } from './registry';
 import { CREATE_TABLES, isFinal } from './schema';
-
-const item = (Key: string, Value: string | null, extra: Record<string, unknown> = {}) => ({
-  Key,
-  Value,
-  LockIndex: 0,
-  ModifyIndex: 7,
-  CreateIndex: 1,
-  ...extra,
-});
-
-describe('registry', () => {
-  it('parses records and lock holders, skipping bad values', () => {
-    const bad: string[] = [];
-    const entries = parseJobDbEntries(
-      'cdp/',
-      [
-        item('cdp/jobdbs/a', JSON.stringify({ state: 'active', dsnRef: 'db_a', createdAt: '2026-01-01T00:00:00Z', extra: 1 })),
-        item('cdp/jobdbs/a/lock', '{"pod":"p"}', { Session: 's1' }),
-        item('cdp/jobdbs/b', JSON.stringify({ state: 'sleeping', dsnRef: 'db_b', createdAt: 'x' })),
-        item('cdp/jobdbs/c', 'not json'),
-        item('cdp/jobdbs/d', JSON.stringify({ state: 'draining', dsnRef: 'db_d', createdAt: 'x' })),
-        item('cdp/jobdbs/d/lock', '', {}),
-        item('cdp/other/x', '{}'),
-      ],
-      (key) => bad.push(key),
-    );
-    expect(entries.map((e) => [e.id, e.state, e.holder])).toEqual([
-      ['a', 'active', 's1'],
-      ['d', 'draining', undefined],
-    ]);
-    expect(entries[0]).toMatchObject({ dsnRef: 'db_a', modifyIndex: 7, extra: 1 });
-    expect(bad).toEqual(['cdp/jobdbs/b', 'cdp/jobdbs/c']);
-    expect(() => parseJobDbRecord('[]')).toThrow();
-    expect(jobDbKey('cdp/', 'a')).toBe('cdp/jobdbs/a');
-    expect(jobDbLockKey('cdp/', 'a')).toBe('cdp/jobdbs/a/lock');
-  });
-});
 
 describe('jobs', () => {
   it('hashes the idempotency key unambiguously', () => {
