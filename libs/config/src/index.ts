@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { logLevel, port, positiveInt } from './fields';
 
 export { z } from 'zod';
 
@@ -25,63 +26,16 @@ export function loadConfig<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEn
   throw new ConfigError(issues);
 }
 
-// Reusable field types. Names of duration and size variables carry their unit (_MS, _BYTES).
-
-export const port = (def?: number) => {
-  const t = z.coerce.number().int().min(0).max(65535);
-  return def === undefined ? t : t.default(def);
-};
-
-export const positiveInt = (def?: number) => {
-  const t = z.coerce.number().int().positive();
-  return def === undefined ? t : t.default(def);
-};
-
-export const nonNegativeInt = (def?: number) => {
-  const t = z.coerce.number().int().min(0);
-  return def === undefined ? t : t.default(def);
-};
-
-/** "true"/"1" and "false"/"0" only: a typo must fail, not silently read as false. */
-export const bool = (def: boolean) =>
-  z
-    .enum(['true', 'false', '1', '0'], { message: 'must be true, false, 1 or 0' })
-    .default(def ? 'true' : 'false')
-    .transform((v) => v === 'true' || v === '1');
-
-/** Comma-separated `host:port` list, e.g. KAFKA_BROKERS. */
-export const hostPortList = () =>
-  z
-    .string()
-    .min(1)
-    .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
-    .refine((list) => list.length > 0 && list.every((hp) => /^[^\s:]+:\d{1,5}$/.test(hp)), {
-      message: 'must be a comma-separated list of host:port',
-    });
-
-/** `mysql://user:pass@host:port`; the database is chosen by the service. */
-export const mysqlUrl = () =>
-  z.string().refine((v) => /^mysql:\/\/[^@/\s]*@?[^/\s:]+(:\d+)?\/?$/.test(v) || URL.canParse(v), {
-    message: 'must be a URL like mysql://user:pass@host:3306',
-  });
-
-export const httpUrl = () => z.string().url({ message: 'must be an http(s) URL' });
-
-export const logLevel = () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info');
+export * from './fields';
+export * from './kafka';
+export * from './stores';
+export * from './director-rpc';
 
 /** Variables every service reads (DESIGN.md "Env vars"); services extend it. */
 export const baseEnv = {
   OPS_PORT: port(9090),
   LOG_LEVEL: logLevel(),
   SHUTDOWN_TIMEOUT_MS: positiveInt(25_000),
-};
-
-export const kafkaEnv = {
-  KAFKA_BROKERS: hostPortList(),
-  CDP_TOPIC_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9._-]*$/, 'may contain only letters, digits, ".", "_" and "-"')
-    .default('cdp.'),
 };
 
 /**

@@ -1,6 +1,6 @@
 import { Agent, request } from 'undici';
 import type { Logger } from '@cdp/log';
-import type { DirectorRpcClientConfig } from './config';
+import type { DirectorRpcClientConfig } from '@cdp/config';
 import { bearer, RPC_AUTH_HEADER, RPC_JOBS_PATH, type RpcAnswer, type RpcJobInput } from './contract';
 import { DnsDiscovery, staticDiscovery, type DirectorDiscovery } from './discovery';
 import { clientMetrics } from './metrics';

@@ -1,6 +1,6 @@
 import { createLogger } from '@cdp/log';
 import { splitBatches } from './client';
-import { directorRpcClientSchema } from './config';
+import { directorRpcClientSchema } from '@cdp/config';
 import { DnsDiscovery, parseServiceName, staticDiscovery } from './discovery';
 
 const logger = createLogger({ name: 'discovery-test', level: 'silent' });

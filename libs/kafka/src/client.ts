@@ -1,4 +1,5 @@
-import { Kafka, logLevel, type KafkaConfig, type logCreator } from 'kafkajs';
+import { Kafka, logLevel, type logCreator, type SASLOptions } from 'kafkajs';
+import type { KafkaEnv } from '@cdp/config';
 import type { Logger } from '@cdp/log';
 import { counter } from '@cdp/metrics';
 import { KafkaLogRouter } from './kafka-log';
@@ -23,23 +24,63 @@ function pinoLogCreator(logger: Logger, router: KafkaLogRouter): logCreator {
   };
 }
 
-export interface KafkaClientOptions {
+/** How to reach one cluster; `kafkaConnection()` builds it from the Kafka config fragment. */
+export interface KafkaConnection {
   brokers: string[];
+  /** TLS; `ca` (PEM) replaces the system's CAs. */
+  ssl?: { ca?: string };
+  sasl?: { mechanism: NonNullable<KafkaEnv['KAFKA_SASL_MECHANISM']>; username: string; password: string };
+  connectionTimeoutMs?: number;
+  requestTimeoutMs?: number;
+}
+
+/**
+ * The connection the Kafka env describes (libs/config `kafkaEnv`, checked by `checkKafkaEnv`).
+ * `brokers` names another cluster reached with the same TLS and SASL (tapi's secondary).
+ */
+export function kafkaConnection(config: KafkaEnv, brokers: string[] = config.KAFKA_BROKERS): KafkaConnection {
+  const { KAFKA_SASL_MECHANISM: mechanism, KAFKA_SASL_USERNAME: username, KAFKA_SASL_PASSWORD: password } = config;
+  if (mechanism && (username === undefined || password === undefined)) {
+    // The schema's check makes this unreachable from a loaded config.
+    throw new Error('KAFKA_SASL_MECHANISM is set without KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD');
+  }
+  return {
+    brokers,
+    ssl: config.KAFKA_SSL ? { ca: config.KAFKA_SSL_CA_FILE?.contents } : undefined,
+    sasl: mechanism ? { mechanism, username: username!, password: password! } : undefined,
+    connectionTimeoutMs: config.KAFKA_CONNECTION_TIMEOUT_MS,
+    requestTimeoutMs: config.KAFKA_REQUEST_TIMEOUT_MS,
+  };
+}
+
+// kafkajs types SASL options per mechanism; the switch narrows ours to each.
+function saslOptions({ mechanism, username, password }: NonNullable<KafkaConnection['sasl']>): SASLOptions {
+  switch (mechanism) {
+    case 'plain':
+      return { mechanism, username, password };
+    case 'scram-sha-256':
+      return { mechanism, username, password };
+    case 'scram-sha-512':
+      return { mechanism, username, password };
+  }
+}
+
+export interface KafkaClientOptions extends KafkaConnection {
   clientId: string;
   logger: Logger;
-  /** Overrides for kafkajs (ssl, sasl, timeouts). */
-  config?: Partial<KafkaConfig>;
 }
 
 export function createKafka(options: KafkaClientOptions): Kafka {
+  const { ssl, sasl } = options;
   return new Kafka({
     clientId: options.clientId,
     brokers: options.brokers,
     logLevel: logLevel.INFO,
     logCreator: pinoLogCreator(options.logger.child({ component: 'kafkajs' }), processRouter),
-    connectionTimeout: 3_000,
-    requestTimeout: 30_000,
-    ...options.config,
+    connectionTimeout: options.connectionTimeoutMs ?? 3_000,
+    requestTimeout: options.requestTimeoutMs ?? 30_000,
+    ssl: ssl ? (ssl.ca ? { ca: [ssl.ca] } : true) : undefined,
+    sasl: sasl ? saslOptions(sasl) : undefined,
   });
 }
 

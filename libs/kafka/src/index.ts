@@ -1,4 +1,4 @@
-export { createKafka, Kafka, type KafkaClientOptions } from './client';
+export { createKafka, Kafka, kafkaConnection, type KafkaClientOptions, type KafkaConnection } from './client';
 export {
   CommitAfterWorkConsumer,
   deadLetterRecord,
@@ -19,6 +19,7 @@ export {
   MissingTopicsError,
   requireTopics,
   topicNames,
+  topicSettings,
   topicSpecs,
   TOPIC_ROLES,
   type EnsureResult,

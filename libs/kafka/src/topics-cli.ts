@@ -2,47 +2,35 @@
 // cdp-topics: the one owner of the topic table (docs/contracts.md). `create` creates missing
 // topics and brings configs in line (never the partition count); `check` changes nothing and
 // exits 1 naming each missing or wrong topic. The local stack and the charts' hook Job run it.
+import { checkKafkaEnv, ConfigError, dedupWindowEnv, kafkaEnv, loadConfig, logLevel, topicTableEnv, z } from '@cdp/config';
 import { createLogger } from '@cdp/log';
-import { createKafka } from './client';
-import { checkTopics, ensureTopics, topicSpecs, type TopicSettings, type TopicSpec } from './topics';
+import { createKafka, kafkaConnection } from './client';
+import { checkTopics, ensureTopics, topicSettings, topicSpecs, type TopicSpec } from './topics';
 
 const USAGE = `usage: cdp-topics create|check
 env: KAFKA_BROKERS (required, comma-separated), CDP_TOPIC_PREFIX (cdp.), KAFKA_TOPIC_PARTITIONS (12),
-     KAFKA_REPLICATION_FACTOR (3), KAFKA_MIN_INSYNC_REPLICAS (min(2, RF)), DEDUP_WINDOW_MS (28 days)`;
+     KAFKA_REPLICATION_FACTOR (3), KAFKA_MIN_INSYNC_REPLICAS (min(2, RF)), DEDUP_WINDOW_MS (28 days),
+     and the services' Kafka TLS/SASL settings (KAFKA_SSL, KAFKA_SSL_CA_FILE, KAFKA_SASL_MECHANISM,
+     KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD)`;
+
+/** The same names, types and checks the services read. */
+const topicsCliEnv = z
+  .object({ ...kafkaEnv, ...topicTableEnv, ...dedupWindowEnv, LOG_LEVEL: logLevel().default('warn') })
+  .superRefine(checkKafkaEnv);
 
 class UsageError extends Error {}
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const err = (line: string) => process.stderr.write(`${line}\n`);
 
-function positiveInt(env: NodeJS.ProcessEnv, name: string): number | undefined {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return undefined;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-/** The topic table's settings from the environment (the same names the services read). */
-export function topicSettingsFromEnv(env: NodeJS.ProcessEnv): TopicSettings {
-  return {
-    prefix: env.CDP_TOPIC_PREFIX || undefined,
-    defaultPartitions: positiveInt(env, 'KAFKA_TOPIC_PARTITIONS'),
-    replicationFactor: positiveInt(env, 'KAFKA_REPLICATION_FACTOR'),
-    minInsyncReplicas: positiveInt(env, 'KAFKA_MIN_INSYNC_REPLICAS'),
-    dedupWindowMs: positiveInt(env, 'DEDUP_WINDOW_MS'),
-  };
-}
-
 async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const command = argv[0];
   if (command !== 'create' && command !== 'check') throw new UsageError(`unknown command ${JSON.stringify(command ?? '')}`);
-  const brokers = (env.KAFKA_BROKERS ?? '').split(',').filter(Boolean);
-  if (brokers.length === 0) throw new UsageError('KAFKA_BROKERS is required');
-  const specs: TopicSpec[] = Object.values(topicSpecs(topicSettingsFromEnv(env)));
+  const config = loadConfig(topicsCliEnv, env);
+  const specs: TopicSpec[] = Object.values(topicSpecs(topicSettings(config)));
   // Results on stdout, problems and logs on stderr.
-  const logger = createLogger({ name: 'cdp-topics', level: env.LOG_LEVEL ?? 'warn', destination: { write: (line: string) => process.stderr.write(line) } });
-  const admin = createKafka({ brokers, clientId: 'cdp-topics', logger }).admin();
+  const logger = createLogger({ name: 'cdp-topics', level: config.LOG_LEVEL, destination: { write: (line: string) => process.stderr.write(line) } });
+  const admin = createKafka({ ...kafkaConnection(config), clientId: 'cdp-topics', logger }).admin();
   await admin.connect();
   try {
     if (command === 'create') {
@@ -65,8 +53,9 @@ if (require.main === module) {
     (code) => process.stdout.write('', () => process.exit(code)),
     (error: unknown) => {
       const message = error instanceof Error ? error.message : String(error);
-      err(error instanceof UsageError ? `${message}\n${USAGE}` : `cdp-topics: ${message}`);
-      process.exit(error instanceof UsageError ? 2 : 1);
+      const usage = error instanceof UsageError || error instanceof ConfigError;
+      err(usage ? `${message}\n${USAGE}` : `cdp-topics: ${message}`);
+      process.exit(usage ? 2 : 1);
     },
   );
 }

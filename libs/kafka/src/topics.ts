@@ -1,5 +1,6 @@
 import type { Admin, ITopicConfig } from 'kafkajs';
 import { ConfigResourceTypes, ConfigSource } from 'kafkajs';
+import type { KafkaEnv, TopicTableEnv } from '@cdp/config';
 
 /** Topic roles of DESIGN.md's topic table; the full name is `<prefix><role>`. */
 export const TOPIC_ROLES = ['ingest', 'deduped', 'identified', 'undelivered', 'regulations', 'regulation-status', 'dlq'] as const;
@@ -29,6 +30,20 @@ export interface TopicSettings {
   minInsyncReplicas?: number;
   /** The dedup window; cdp.deduped keeps it plus two days (dedup rebuilds from it). */
   dedupWindowMs?: number;
+}
+
+/**
+ * The settings the topic-table env describes (libs/config `topicTableEnv`). Without
+ * DEDUP_WINDOW_MS the window stays the default: only dedup and `cdp-topics` know it.
+ */
+export function topicSettings(config: Pick<KafkaEnv, 'CDP_TOPIC_PREFIX'> & TopicTableEnv & { DEDUP_WINDOW_MS?: number }): TopicSettings {
+  return {
+    prefix: config.CDP_TOPIC_PREFIX,
+    defaultPartitions: config.KAFKA_TOPIC_PARTITIONS,
+    replicationFactor: config.KAFKA_REPLICATION_FACTOR,
+    minInsyncReplicas: config.KAFKA_MIN_INSYNC_REPLICAS,
+    dedupWindowMs: config.DEDUP_WINDOW_MS,
+  };
 }
 
 /**

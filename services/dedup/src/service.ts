@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { PartitionAssigners, type Consumer, type EachBatchPayload, type Kafka } from 'kafkajs';
-import { describeTopicConfigs, ensureTopics, requireTopics, toInbound, topicNames, topicSpecs } from '@cdp/kafka';
+import { describeTopicConfigs, ensureTopics, requireTopics, toInbound, topicNames, topicSettings, topicSpecs } from '@cdp/kafka';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge } from '@cdp/metrics';
 import type { DedupConfig } from './config';
@@ -121,12 +121,7 @@ export class DedupService {
     const admin = this.kafka.admin();
     await admin.connect();
     try {
-      const specs = topicSpecs({
-        prefix: this.config.CDP_TOPIC_PREFIX,
-        defaultPartitions: this.config.KAFKA_TOPIC_PARTITIONS,
-        replicationFactor: this.config.KAFKA_REPLICATION_FACTOR,
-        dedupWindowMs: this.config.DEDUP_WINDOW_MS,
-      });
+      const specs = topicSpecs(topicSettings(this.config));
       const own = [specs.ingest, specs.deduped, specs.dlq];
       if (this.config.KAFKA_ENSURE_TOPICS) await ensureTopics(admin, own);
       else await requireTopics(admin, own.map((s) => s.name));

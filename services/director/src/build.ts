@@ -1,5 +1,5 @@
 import { createConsulClient } from '@cdp/consul-lock';
-import { BatchingProducer, createKafka, requireTopics, topicNames } from '@cdp/kafka';
+import { BatchingProducer, createKafka, kafkaConnection, requireTopics, topicNames } from '@cdp/kafka';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
 import { WorkspaceStore } from '@cdp/workspace';
 import { directorEnv, type DirectorConfig } from './config';
@@ -8,9 +8,9 @@ import { Director } from './service';
 
 /** The director from its config: workspace file, Consul client, the cdp.undelivered producer, the Director. */
 export async function build(config: DirectorConfig, { logger }: ServiceDeps): Promise<BuiltService> {
-  const workspace = WorkspaceStore.open({ file: config.CDP_WORKSPACE_FILE, logger });
+  const workspace = WorkspaceStore.open({ file: config.CDP_WORKSPACE_FILE, pollIntervalMs: config.WORKSPACE_POLL_INTERVAL_MS, logger });
   const consul = createConsulClient(config.CONSUL_HTTP_ADDR);
-  const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId: `director-${config.POD_NAME}`, logger });
+  const kafka = createKafka({ ...kafkaConnection(config), clientId: `director-${config.POD_NAME}`, logger });
   // cdp-topics creates the topics; the director only verifies its own, failing the start naming it.
   const undeliveredTopic = topicNames(config.CDP_TOPIC_PREFIX).undelivered;
   const admin = kafka.admin();

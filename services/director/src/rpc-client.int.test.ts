@@ -2,7 +2,8 @@
 // build first): batches spread over two directors, and a director stopped in the middle of a
 // send — SIGTERM (drains: every job stored exactly once over the JobDBs) and SIGKILL (batches in
 // flight at the kill may be stored at both: across JobDBs the RPC is at-least-once).
-import { createDirectorRpcClient, directorRpcClientSchema, DirectorRpcClient, DirectorRpcRefusedError, staticDiscovery, type JobResult } from '@cdp/director-rpc';
+import { directorRpcClientSchema } from '@cdp/config';
+import { createDirectorRpcClient, DirectorRpcClient, DirectorRpcRefusedError, staticDiscovery, type JobResult } from '@cdp/director-rpc';
 import { createLogger } from '@cdp/log';
 import { registry } from '@cdp/metrics';
 import { TEST_RPC_TOKEN, testSettings, TestEnv, waitFor, type JobDbHandle, useDirectorSuite } from './testing/harness';

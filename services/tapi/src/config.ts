@@ -1,27 +1,20 @@
-import { baseEnv, bool, hostPortList, kafkaEnv, port, positiveInt, z } from '@cdp/config';
+import { baseEnv, bool, checkKafkaEnv, ensureTopicsEnv, hostPortList, kafkaEnv, port, positiveInt, workspaceEnv, z } from '@cdp/config';
 
 const KB = 1024;
 const MB = 1024 * KB;
 
-export const tapiEnv = z.object({
+/** What the spool commands (cli.ts) read too: the Kafka clusters, spool and suppression set, without the HTTP side. */
+const pipelineShape = {
   ...baseEnv,
   ...kafkaEnv,
-  /** Public tracking API port. */
-  PORT: port(8080),
-  HOST: z.string().min(1).default('0.0.0.0'),
+  ...ensureTopicsEnv,
   /** Optional second cluster used when the primary degrades; mirrored back by MirrorMaker 2. */
   KAFKA_SECONDARY_BROKERS: hostPortList().optional(),
-  CDP_WORKSPACE_FILE: z.string().min(1),
-  WORKSPACE_POLL_INTERVAL_MS: positiveInt(2_000),
   /**
    * Optional JSON file re-read while running: `{"cluster":"auto"|"primary"|"secondary"}` lets
    * an operator force a cluster without a restart.
    */
   TAPI_RUNTIME_FILE: z.string().min(1).optional(),
-  /** Hostname (no scheme) put into the settings document's apiHost; the request Host otherwise. */
-  TAPI_PUBLIC_HOST: z.string().min(1).optional(),
-  /** Take the client IP from X-Forwarded-For (behind an ingress). */
-  TRUST_PROXY: bool(false),
   /** A publish slower than this goes to the spool instead (the client is answered from there). */
   PUBLISH_TIMEOUT_MS: positiveInt(2_000),
   /** Producers per cluster; a request takes an idle one instead of queueing behind a send. */
@@ -50,16 +43,25 @@ export const tapiEnv = z.object({
   FAILOVER_LATENCY_MS: positiveInt(1_000),
   /** How often the primary is probed while the secondary is active. */
   FAILBACK_PROBE_INTERVAL_MS: positiveInt(2_000),
-  /** Create/verify topics at start (local stack and tests). */
-  KAFKA_ENSURE_TOPICS: bool(false),
-  KAFKA_TOPIC_PARTITIONS: positiveInt(12),
-  KAFKA_REPLICATION_FACTOR: positiveInt(3),
   /** Consume cdp.regulations and drop suppressed users' events. */
   SUPPRESSION_ENABLED: bool(true),
-});
+};
+
+export const pipelineEnv = z.object(pipelineShape).superRefine(checkKafkaEnv);
+export type PipelineConfig = z.infer<typeof pipelineEnv>;
+
+export const tapiEnv = z
+  .object({
+    ...pipelineShape,
+    ...workspaceEnv,
+    /** Public tracking API port. */
+    PORT: port(8080),
+    HOST: z.string().min(1).default('0.0.0.0'),
+    /** Hostname (no scheme) put into the settings document's apiHost; the request Host otherwise. */
+    TAPI_PUBLIC_HOST: z.string().min(1).optional(),
+    /** Take the client IP from X-Forwarded-For (behind an ingress). */
+    TRUST_PROXY: bool(false),
+  })
+  .superRefine(checkKafkaEnv);
 
 export type TapiConfig = z.infer<typeof tapiEnv>;
-
-/** The spool commands (cli.ts) open the same Kafka clusters, spool and suppression set, without the HTTP side. */
-export const pipelineEnv = tapiEnv.omit({ CDP_WORKSPACE_FILE: true });
-export type PipelineConfig = z.infer<typeof pipelineEnv>;

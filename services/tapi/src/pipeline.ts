@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { createKafka, ensureTopics, MissingTopicsError, requireTopics, topicNames, topicSpecs, withDeadline, type Kafka, type TopicRole } from '@cdp/kafka';
+import { createKafka, ensureTopics, kafkaConnection, MissingTopicsError, requireTopics, topicNames, topicSettings, topicSpecs, withDeadline, type Kafka, type TopicRole } from '@cdp/kafka';
 import { errorFields, type Logger } from '@cdp/log';
 import type { PipelineConfig } from './config';
 import { KafkaCluster } from './kafka-cluster';
@@ -68,12 +68,12 @@ export class Pipeline {
 export async function openClusters(config: PipelineConfig, logger: Logger): Promise<{ kafka: Kafka; primary: KafkaCluster; secondary?: KafkaCluster }> {
   const topics = topicNames(config.CDP_TOPIC_PREFIX);
   const clientId = `tapi-${os.hostname()}-${process.pid}`;
-  const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId, logger });
+  const kafka = createKafka({ ...kafkaConnection(config), clientId, logger });
   await prepareTopics(kafka, config, logger);
   const primary = new KafkaCluster(kafka, topics.ingest, logger.child({ cluster: 'primary' }), config.PUBLISH_TIMEOUT_MS, config.KAFKA_PRODUCERS);
   let secondary: KafkaCluster | undefined;
   if (config.KAFKA_SECONDARY_BROKERS) {
-    const kafka2 = createKafka({ brokers: config.KAFKA_SECONDARY_BROKERS, clientId, logger });
+    const kafka2 = createKafka({ ...kafkaConnection(config, config.KAFKA_SECONDARY_BROKERS), clientId, logger });
     await prepareTopics(kafka2, config, logger.child({ cluster: 'secondary' }));
     secondary = new KafkaCluster(kafka2, topics.ingest, logger.child({ cluster: 'secondary' }), config.PUBLISH_TIMEOUT_MS, config.KAFKA_PRODUCERS);
   }
@@ -112,7 +112,7 @@ async function prepareTopics(kafka: Kafka, config: PipelineConfig, logger: Logge
   try {
     if (config.KAFKA_ENSURE_TOPICS) {
       await admin.connect();
-      const specs = topicSpecs({ prefix: config.CDP_TOPIC_PREFIX, replicationFactor: config.KAFKA_REPLICATION_FACTOR, defaultPartitions: config.KAFKA_TOPIC_PARTITIONS });
+      const specs = topicSpecs(topicSettings(config));
       await ensureTopics(admin, roles.map((r) => specs[r]));
     } else {
       const names = topicNames(config.CDP_TOPIC_PREFIX);
