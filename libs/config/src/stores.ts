@@ -24,7 +24,7 @@ export const workspaceEnv = {
   WORKSPACE_POLL_INTERVAL_MS: positiveInt(2_000),
 };
 
-/** The admin API: its own port, callers send `Authorization: Bearer <ADMIN_TOKEN>`. */
+/** The admin API (libs/http startAdminServer): its own port; callers send ADMIN_TOKEN as Bearer (or as Basic user name). */
 export const adminEnv = {
   ADMIN_PORT: port(8081),
   ADMIN_TOKEN: bearerToken(),
