@@ -12,6 +12,10 @@ for (const group of ['libs', 'services']) {
     if (fs.existsSync(path.join(dir, name, 'src', 'index.ts'))) {
       moduleNameMapper[`^@cdp/${name}$`] = `<rootDir>/${group}/${name}/src/index.ts`;
     }
+    // A lib's test helpers (`@cdp/<name>/testing`, e.g. @cdp/kafka/testing).
+    if (fs.existsSync(path.join(dir, name, 'src', 'testing', 'index.ts'))) {
+      moduleNameMapper[`^@cdp/${name}/testing$`] = `<rootDir>/${group}/${name}/src/testing/index.ts`;
+    }
   }
 }
 

@@ -5,8 +5,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Analytics } from '@segment/analytics-node';
-import { decodeEnvelope, type Envelope } from '@cdp/events';
-import { createKafka, ensureTopics, topicSpecs } from '@cdp/kafka';
+import { decodeEnvelope } from '@cdp/events';
+import { createKafka } from '@cdp/kafka';
+import { createTestTopics, readTopic } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
 import {
   freePort,
@@ -33,11 +34,7 @@ describe('SDK → tapi → dedup (real processes, real broker)', () => {
     const brokers = requireEnv('KAFKA_BROKERS');
     const prefix = testTopicPrefix('e2e');
     const kafka = createKafka({ brokers: [brokers], clientId: 'e2e', logger });
-    const admin = kafka.admin();
-    await admin.connect();
-    const specs = topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: 2 });
-    await ensureTopics(admin, Object.values(specs));
-    await admin.disconnect();
+    const topics = await createTestTopics(kafka, prefix, { partitions: 2 });
 
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cdp-e2e-'));
     dirs.push(tmp);
@@ -75,22 +72,7 @@ describe('SDK → tapi → dedup (real processes, real broker)', () => {
       await analytics.closeAndFlush({ timeout: 10_000 });
     }
 
-    const got: Envelope[] = [];
-    const consumer = kafka.consumer({ groupId: `${prefix}reader`, sessionTimeout: 6_000, heartbeatInterval: 1_000 });
-    await consumer.connect();
-    await consumer.subscribe({ topics: [specs.deduped.name], fromBeginning: true });
-    let last = Date.now();
-    await consumer.run({
-      eachMessage: async ({ message }) => {
-        got.push(decodeEnvelope(message.value));
-        last = Date.now();
-      },
-    });
-    const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline && !(got.length >= events.length && Date.now() - last > 3_000)) {
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    await consumer.disconnect();
+    const got = await readTopic(kafka, topics.deduped, events.length, { quietMs: 3_000, timeoutMs: 60_000, decode: (m) => decodeEnvelope(m.value) });
 
     expect(got).toHaveLength(events.length);
     expect(new Set(got.map((g) => g.messageId)).size).toBe(events.length);

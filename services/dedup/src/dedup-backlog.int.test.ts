@@ -50,7 +50,7 @@ describe('dedup draining a multi-MB backlog (real broker, real process)', () => 
 
     proc = await startDedup(env);
     await waitReady(proc);
-    const out = await readOutputKeys(env, topics.deduped, expected.size, 5_000, 90_000);
+    const out = await readOutputKeys(env, topics.deduped, expected.size, { quietMs: 5_000, timeoutMs: 90_000 });
     const v = exactlyOnceViolations(out, expected);
     expect({ missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
     expect(out).toHaveLength(expected.size);

@@ -27,7 +27,7 @@ describe('dedup rebalance (two processes, real broker)', () => {
       await sleep(5_000);
       expect(await b.kill('SIGTERM')).toBe(0); // scale-in: graceful leave
       await feeding;
-      const out = await readOutputKeys(env, topics.deduped, expected.size, 5_000, 120_000);
+      const out = await readOutputKeys(env, topics.deduped, expected.size, { quietMs: 5_000, timeoutMs: 120_000 });
       expect(await a.kill('SIGTERM')).toBe(0);
       const v = exactlyOnceViolations(out, expected);
       expect({ missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
@@ -68,8 +68,8 @@ describe('dedup rebalance (two processes, real broker)', () => {
       await sleep(3_000);
       expect(await b.kill('SIGTERM')).toBe(0);
       await feeding;
-      const out = await readOutputKeys(env, topics.deduped, good.size, 5_000, 120_000);
-      const dlq = await readOutputKeys(env, topics.dlq, poison.size, 3_000, 60_000);
+      const out = await readOutputKeys(env, topics.deduped, good.size, { quietMs: 5_000, timeoutMs: 120_000 });
+      const dlq = await readOutputKeys(env, topics.dlq, poison.size, { quietMs: 3_000, timeoutMs: 60_000 });
       expect(await a.kill('SIGTERM')).toBe(0);
       const o = exactlyOnceViolations(out, good);
       const d = exactlyOnceViolations(dlq, poison);

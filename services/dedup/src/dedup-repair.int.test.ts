@@ -48,7 +48,7 @@ describe('dedup repair from cdp.deduped (real broker, real processes)', () => {
     };
     const copiesOf = (events: OutboundMessage[], every: number) => events.filter((_, i) => i % every === 0);
     const exactlyOnce = async () => {
-      const out = await readOutputKeys(env, topics.deduped, expected.size, 3_000, 60_000);
+      const out = await readOutputKeys(env, topics.deduped, expected.size, { quietMs: 3_000, timeoutMs: 60_000 });
       const v = exactlyOnceViolations(out, expected);
       expect({ missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
       expect(out).toHaveLength(expected.size);

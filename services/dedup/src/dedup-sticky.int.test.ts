@@ -39,7 +39,7 @@ describe('dedup sticky assignment (real broker, real processes)', () => {
     const settle = async (n: number) => {
       // Every partition gets input, so each owner takes its partitions over (fence + repair).
       await env.producer.send(topics.ingest, wave(n));
-      const out = await readOutputKeys(env, topics.deduped, expected.size, 3_000, 60_000);
+      const out = await readOutputKeys(env, topics.deduped, expected.size, { quietMs: 3_000, timeoutMs: 60_000 });
       const v = exactlyOnceViolations(out, expected);
       expect({ missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
     };

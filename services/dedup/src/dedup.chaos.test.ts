@@ -88,7 +88,7 @@ describe('dedup crash safety (real broker, real processes)', () => {
       }
       const survivor = await startDedup(env, CHAOS_ENV);
       await waitReady(survivor);
-      const out = await readOutputKeys(env, topics.deduped, expected.size, 5_000, 180_000);
+      const out = await readOutputKeys(env, topics.deduped, expected.size, { quietMs: 5_000, timeoutMs: 180_000 });
       await survivor.kill('SIGTERM');
       const v = exactlyOnceViolations(out, expected);
       logger.warn({ kills, fired, input: messages.length, unique: expected.size, output: out.length }, 'crash test');
@@ -136,7 +136,7 @@ describe('dedup crash safety (real broker, real processes)', () => {
       a.child.kill('SIGCONT');
       await until('A to count its fenced transaction', async () => metricValue(await frozenA.metrics(), 'cdp_dedup_fenced_total') >= 1, 60_000);
 
-      const out = await readOutputKeys(env, topics.deduped, expected.size, 5_000, 120_000);
+      const out = await readOutputKeys(env, topics.deduped, expected.size, { quietMs: 5_000, timeoutMs: 120_000 });
       const fenced = metricValue(await a.metrics(), 'cdp_dedup_fenced_total');
       const v = exactlyOnceViolations(out, expected);
       logger.warn({ fenced, input: messages.length, unique: expected.size, output: out.length }, 'fence test');

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import { HEADER_ERROR, topicNames } from '@cdp/kafka';
+import { readTopic } from '@cdp/kafka/testing';
 import { metricValue } from '@cdp/testkit';
-import { createDedupTestEnv, envelope, readOutputKeys, readRecords, startDedup, waitReady, type DedupProcess, type DedupTestEnv } from './testing/dedup-harness';
+import { createDedupTestEnv, envelope, readOutputKeys, recordKey, startDedup, waitReady, type DedupProcess, type DedupTestEnv } from './testing/dedup-harness';
 
 const WINDOW_MS = 60_000;
 
@@ -43,9 +44,9 @@ describe('dedup against the real broker', () => {
     ]);
     const out = await readOutputKeys(env, topics.deduped, 4);
     expect(counts(out)).toEqual(new Map([['web:a', 2], ['web:b', 1], ['app:a', 1]]));
-    const dlq = await readRecords(env, topics.dlq, 4);
-    const reasons = Object.fromEntries(dlq.map((r) => [r.key, r.headers[HEADER_ERROR]]));
-    expect(dlq.map((r) => r.key).sort()).toEqual(['(null key)', 'web:nomsg', 'web:other', 'web:poison']);
+    const dlq = await readTopic(env.kafka, topics.dlq, 4, { quietMs: 3_000, timeoutMs: 90_000 });
+    const reasons = Object.fromEntries(dlq.map((r) => [recordKey(r), r.headers[HEADER_ERROR]]));
+    expect(dlq.map(recordKey).sort()).toEqual(['(null key)', 'web:nomsg', 'web:other', 'web:poison']);
     expect(reasons['web:nomsg']).toMatch(/no message/);
     expect(reasons['web:other']).toMatch(/does not match/);
     const metrics = await proc.metrics();

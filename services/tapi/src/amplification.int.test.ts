@@ -1,6 +1,6 @@
 import { metricValue, peakRssBytes } from '@cdp/testkit';
 import { expandingBatch } from './testing/expanding-batch';
-import { basicAuth, createTapiTestEnv, startTapiProcess, TopicCollector, WRITE_KEY, type TapiProcess, type TapiTestEnv } from './testing/harness';
+import { basicAuth, createTapiTestEnv, EnvelopeCollector, startTapiProcess, WRITE_KEY, type TapiProcess, type TapiTestEnv } from './testing/harness';
 
 const MiB = 1024 * 1024;
 /**
@@ -12,12 +12,12 @@ const REQUEST_TIMEOUT_MS = 20_000;
 describe('tapi process: a request whose batch context expands it', () => {
   let env: TapiTestEnv;
   let tapi: TapiProcess;
-  let collector: TopicCollector;
+  let collector: EnvelopeCollector;
   let baselineRss = 0;
   beforeAll(async () => {
     env = await createTapiTestEnv('amplify');
     tapi = await startTapiProcess(env);
-    collector = new TopicCollector(env.kafka, env.topics.ingest);
+    collector = new EnvelopeCollector(env.kafka, env.topics.ingest);
     await collector.start();
     // The same-run baseline: the peak RSS after requests as large as the attack's, but with no
     // batch context to expand (1,300 events carrying their own 250-byte context each).
@@ -47,7 +47,7 @@ describe('tapi process: a request whose batch context expands it', () => {
     const marker = `${prefix}-after`;
     const ok = await post('/v1/track', JSON.stringify({ userId: 'u', event: 'After', messageId: marker }));
     expect(ok.status).toBe(200);
-    await collector.waitFor([marker]);
+    await collector.waitForIds([marker]);
     await collector.catchUp();
     expect([...collector.byId.keys()].filter((id) => id.startsWith(`${prefix}-`) && id !== marker)).toEqual([]);
   }
@@ -98,7 +98,7 @@ describe('tapi process: a request whose batch context expands it', () => {
     );
     expect(allBig.status).toBe(400);
     expect(((await allBig.json()) as { error: { code: string } }).error.code).toBe('event_too_large');
-    expect(await collector.waitFor(['amp-fit-1', 'amp-fit-2'])).toHaveLength(2);
+    expect(await collector.waitForIds(['amp-fit-1', 'amp-fit-2'])).toHaveLength(2);
     await collector.catchUp();
     expect(collector.byId.has('amp-big-1')).toBe(false);
     expect([...collector.byId.keys()].filter((id) => id.startsWith('amp-big-all'))).toEqual([]);

@@ -1,7 +1,7 @@
 import zlib from 'node:zlib';
 import type { Envelope } from '@cdp/events';
 import { metricValue } from '@cdp/testkit';
-import { basicAuth, createTapiTestEnv, startTapiProcess, TopicCollector, WRITE_KEY, type TapiProcess, type TapiTestEnv } from './testing/harness';
+import { basicAuth, createTapiTestEnv, EnvelopeCollector, startTapiProcess, WRITE_KEY, type TapiProcess, type TapiTestEnv } from './testing/harness';
 
 /** JSON.stringify escapes exactly the lone surrogates (a valid pair is written as is). */
 const LONE_SURROGATE_ESCAPE = /\\ud[89a-f][0-9a-f]{2}/i;
@@ -9,11 +9,11 @@ const LONE_SURROGATE_ESCAPE = /\\ud[89a-f][0-9a-f]{2}/i;
 describe('tapi process: request encoding', () => {
   let env: TapiTestEnv;
   let tapi: TapiProcess;
-  let collector: TopicCollector;
+  let collector: EnvelopeCollector;
   beforeAll(async () => {
     env = await createTapiTestEnv('encoding');
     tapi = await startTapiProcess(env);
-    collector = new TopicCollector(env.kafka, env.topics.ingest);
+    collector = new EnvelopeCollector(env.kafka, env.topics.ingest);
     await collector.start();
   });
   afterAll(async () => {
@@ -42,7 +42,7 @@ describe('tapi process: request encoding', () => {
     // A UTF-8 BOM is still accepted.
     const bom = await post('/v1/track', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ userId: 'u', event: 'café', messageId: 'enc-bom' }))]));
     expect(bom.status).toBe(200);
-    await collector.waitFor(['enc-bom']);
+    await collector.waitForIds(['enc-bom']);
     await collector.catchUp();
     expect(collector.byId.has('enc-bad-1')).toBe(false);
     expect(collector.byId.has('enc-bad-2')).toBe(false);
@@ -64,7 +64,7 @@ describe('tapi process: request encoding', () => {
     // A single-event path too.
     const single = await post('/v1/identify', '{"userId":"x\\udc00y","messageId":"enc-lone-single"}');
     expect(single.status).toBe(200);
-    const [kept] = await collector.waitFor(['enc-kept']);
+    const [kept] = await collector.waitForIds(['enc-kept']);
     await collector.catchUp();
     expect(metricValue(await tapi.metrics(), 'cdp_tapi_events_dropped_total', { reason: 'invalid_id' }) - before).toBe(4);
     const published = [...collector.byId.keys()].filter((id) => id.startsWith('enc-lone'));

@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createKafka, ensureTopics, topicSpecs } from '@cdp/kafka';
+import { createKafka } from '@cdp/kafka';
+import { createTestTopics } from '@cdp/kafka/testing';
 import { metricValue, sleep, startKafkaBroker, stopProcess, type KafkaBroker } from '@cdp/testkit';
 import { startMirrorMaker, stopMirrorMaker, type MirrorMaker } from '@cdp/testkit/dist/mirror-maker';
 import type { TapiService } from './service';
-import { createTapiTestEnv, metrics, restartKafkaBroker, startLoad, TopicCollector, waitReady, type TapiTestEnv } from './testing/harness';
+import { createTapiTestEnv, EnvelopeCollector, metrics, restartKafkaBroker, startLoad, waitReady, type TapiTestEnv } from './testing/harness';
 
 
 async function until(cond: () => boolean, ms: number, what: string, state: () => string = () => ''): Promise<void> {
@@ -22,7 +23,7 @@ describe('multi-cluster failover with MirrorMaker 2 (private brokers)', () => {
   let secondary: KafkaBroker | undefined;
   let mm: MirrorMaker | undefined;
   let env: TapiTestEnv | undefined;
-  let collector: TopicCollector | undefined;
+  let collector: EnvelopeCollector | undefined;
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapi-failover-'));
@@ -40,10 +41,7 @@ describe('multi-cluster failover with MirrorMaker 2 (private brokers)', () => {
     env = await createTapiTestEnv('failover', { brokers: primary!.brokers, keepWarnings: true });
     // Same topics (and partition counts) on the secondary.
     const kafka2 = createKafka({ brokers: [secondary!.brokers], clientId: 'tapi-test', logger: env.logger });
-    const admin2 = kafka2.admin();
-    await admin2.connect();
-    await ensureTopics(admin2, Object.values(topicSpecs({ prefix: env.prefix, replicationFactor: 1, defaultPartitions: 3 })));
-    await admin2.disconnect();
+    await createTestTopics(kafka2, env.prefix, { partitions: 3 });
     mm = await startMirrorMaker({ dir: path.join(dir, 'mm2'), source: secondary!.brokers, target: primary!.brokers, topics: env.topics.ingest.replace(/\./g, '\\.') });
 
     const runtimeFile = path.join(env.dir, 'runtime.json');
@@ -86,7 +84,7 @@ describe('multi-cluster failover with MirrorMaker 2 (private brokers)', () => {
     const result = await load.stop();
     await until(() => tapi.spool.depth === 0, 60_000, 'spool drained', state);
 
-    collector = new TopicCollector(env.kafka, env.topics.ingest);
+    collector = new EnvelopeCollector(env.kafka, env.topics.ingest);
     await collector.start();
     const end = Date.now() + 120_000;
     let missing = result.acked;

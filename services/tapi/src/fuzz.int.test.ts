@@ -1,5 +1,6 @@
 import zlib from 'node:zlib';
-import { decodeEnvelope, validateMessage } from '@cdp/events';
+import { decodeEnvelope, validateMessage, type Envelope } from '@cdp/events';
+import { TopicCollector } from '@cdp/kafka/testing';
 import type { TapiService } from './service';
 import { basicAuth, createTapiTestEnv, waitReady, WRITE_KEY, type TapiTestEnv } from './testing/harness';
 
@@ -108,27 +109,20 @@ describe('fuzz', () => {
     expect(ok.status).toBe(200);
 
     // Everything published decodes as an envelope holding a valid Segment message.
-    const consumer = env.kafka.consumer({ groupId: `fz-${Date.now()}`, sessionTimeout: 6_000 });
-    const published: unknown[] = [];
-    let invalid = 0;
-    await consumer.connect();
-    await consumer.subscribe({ topics: [env.topics.ingest], fromBeginning: true });
-    let sawAfter = false;
-    await consumer.run({
-      eachMessage: async ({ message }) => {
-        try {
-          const e = decodeEnvelope(message.value);
-          if (!validateMessage(e.message).ok || e.messageId !== e.message.messageId) invalid++;
-          if (e.messageId === 'fz-after') sawAfter = true;
-          published.push(e);
-        } catch {
-          invalid++;
-        }
-      },
-    });
-    const until = Date.now() + 60_000;
-    while (!sawAfter && Date.now() < until) await new Promise((res) => setTimeout(res, 100));
-    await consumer.disconnect();
+    // 'invalid' marks a record that does not decode or does not hold a valid message.
+    const collector = await new TopicCollector(env.kafka, env.topics.ingest, (message) => {
+      try {
+        const e = decodeEnvelope(message.value);
+        return validateMessage(e.message).ok && e.messageId === e.message.messageId ? e : 'invalid';
+      } catch {
+        return 'invalid';
+      }
+    }).start();
+    const isAfter = (e: Envelope | 'invalid') => e !== 'invalid' && e.messageId === 'fz-after';
+    const sawAfter = await collector.until((all) => all.some(isAfter), 60_000);
+    await collector.stop();
+    const published = collector.all;
+    const invalid = published.filter((e) => e === 'invalid').length;
     expect(sawAfter).toBe(true);
     expect(invalid).toBe(0);
     expect(published.length).toBeGreaterThan(500);

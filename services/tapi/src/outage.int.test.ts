@@ -3,14 +3,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { metricValue, sleep, startKafkaBroker, stopProcess, type KafkaBroker } from '@cdp/testkit';
 import type { TapiService } from './service';
-import { createTapiTestEnv, metrics, restartKafkaBroker, startLoad, TopicCollector, waitReady, type TapiTestEnv } from './testing/harness';
+import { createTapiTestEnv, EnvelopeCollector, metrics, restartKafkaBroker, startLoad, waitReady, type TapiTestEnv } from './testing/harness';
 
 
 describe('Kafka outage (private broker)', () => {
   let dir: string;
   let broker: KafkaBroker | undefined;
   let env: TapiTestEnv | undefined;
-  let collector: TopicCollector | undefined;
+  let collector: EnvelopeCollector | undefined;
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapi-outage-'));
@@ -51,7 +51,7 @@ describe('Kafka outage (private broker)', () => {
     while (tapi.spool.depth > 0 && Date.now() < until) await sleep(200);
     expect(tapi.spool.depth).toBe(0);
 
-    collector = new TopicCollector(env.kafka, env.topics.ingest);
+    collector = new EnvelopeCollector(env.kafka, env.topics.ingest);
     await collector.start();
     await collector.catchUp(60_000);
     const missing = result.acked.filter((id) => !collector!.byId.has(id));

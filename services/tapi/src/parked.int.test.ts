@@ -6,16 +6,16 @@ import { ConfigResourceTypes } from 'kafkajs';
 import { topicSpecs } from '@cdp/kafka';
 import { metricValue } from '@cdp/testkit';
 import type { TapiService } from './service';
-import { basicAuth, createTapiTestEnv, metrics, runTapiCli, TopicCollector, waitReady, WRITE_KEY, type CliResult, type TapiTestEnv } from './testing/harness';
+import { basicAuth, createTapiTestEnv, EnvelopeCollector, metrics, runTapiCli, waitReady, WRITE_KEY, type CliResult, type TapiTestEnv } from './testing/harness';
 
 describe('records Kafka refuses for good are parked', () => {
   let env: TapiTestEnv;
-  let collector: TopicCollector;
+  let collector: EnvelopeCollector;
   let tapi: TapiService | undefined;
 
   beforeAll(async () => {
     env = await createTapiTestEnv('parked', { keepWarnings: true });
-    collector = new TopicCollector(env.kafka, env.topics.ingest);
+    collector = new EnvelopeCollector(env.kafka, env.topics.ingest);
     await collector.start();
   });
   afterAll(async () => {
@@ -72,7 +72,7 @@ describe('records Kafka refuses for good are parked', () => {
     for (const id of small.slice(15)) statuses.push(await track(id));
     expect(statuses.every((s) => s === 200)).toBe(true);
 
-    const arrived = await collector.waitFor(small, 20_000);
+    const arrived = await collector.waitForIds(small, 20_000);
     expect({ missing: small.filter((id) => !collector.byId.has(id)), publisher: tapi.publisher.describe(), logs: arrived.length === small.length ? '' : env.recentLogs().slice(-3_000) }).toEqual({
       missing: [],
       publisher: expect.stringContaining('primary connected'),
@@ -112,7 +112,7 @@ describe('records Kafka refuses for good are parked', () => {
       result: [expect.objectContaining({ id: big1, outcome: 'sent' })],
       log: '',
     });
-    expect(await collector.waitFor(['parked-big-1'])).toHaveLength(1);
+    expect(await collector.waitForIds(['parked-big-1'])).toHaveLength(1);
 
     // discard: gone without being sent.
     const discarded = await cli('discard', '--id', big2);

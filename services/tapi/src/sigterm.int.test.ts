@@ -3,11 +3,12 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { createKafka, ensureTopics, topicNames, topicSpecs } from '@cdp/kafka';
+import { createKafka, topicNames } from '@cdp/kafka';
+import { createTestTopics } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
 import { freePort, requireEnv, testTopicPrefix } from '@cdp/testkit';
 import { Spool } from './spool';
-import { basicAuth, TopicCollector, workspaceJson, WRITE_KEY } from './testing/harness';
+import { basicAuth, EnvelopeCollector, workspaceJson, WRITE_KEY } from './testing/harness';
 
 const MAIN = path.join(__dirname, '..', 'dist', 'main.js');
 const logger = createLogger({ name: 'tapi-test', level: 'silent' });
@@ -22,10 +23,7 @@ describe('tapi process: SIGTERM drains the spool before exiting', () => {
     // tapi reaches Kafka through a relay that is not listening yet: it starts (verifying its
     // topics is skipped while Kafka does not answer) and spools. Once the relay listens, the
     // bootstrap answers and the clients go on to the broker's own address.
-    const setup = createKafka({ brokers: [brokers], clientId: 'tapi-test', logger }).admin();
-    await setup.connect();
-    await ensureTopics(setup, Object.values(topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: 3 })));
-    await setup.disconnect();
+    await createTestTopics(createKafka({ brokers: [brokers], clientId: 'tapi-test', logger }), prefix, { partitions: 3 });
     const [brokerHost, brokerPort] = brokers.split(',')[0].split(':');
     const relay = net.createServer((socket) => {
       const upstream = net.connect(Number(brokerPort), brokerHost);
@@ -53,7 +51,7 @@ describe('tapi process: SIGTERM drains the spool before exiting', () => {
     child.stderr!.on('data', (d) => (stderr += d));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const collectorKafka = createKafka({ brokers: [brokers], clientId: 'tapi-test', logger });
-    let collector: TopicCollector | undefined;
+    let collector: EnvelopeCollector | undefined;
     try {
       // Not ready (Kafka does not answer), but it accepts and spools.
       const ids = Array.from({ length: 30 }, (_, i) => `sigterm-${i}`);
@@ -79,7 +77,7 @@ describe('tapi process: SIGTERM drains the spool before exiting', () => {
       const left = spool.depth;
       await spool.close();
       expect(left).toBe(0);
-      collector = new TopicCollector(collectorKafka, topicNames(prefix).ingest);
+      collector = new EnvelopeCollector(collectorKafka, topicNames(prefix).ingest);
       await collector.start();
       await collector.catchUp();
       expect(ids.filter((id) => !collector!.byId.has(id))).toEqual([]);

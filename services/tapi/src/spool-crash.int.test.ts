@@ -5,17 +5,17 @@ import path from 'node:path';
 import { regulationKey } from '@cdp/events';
 import { canConnect, freePort, metricValue, sleep, startServiceProcess, type ServiceProcess } from '@cdp/testkit';
 import { Spool } from './spool';
-import { basicAuth, createTapiTestEnv, runTapiCli, startLoad, TopicCollector, WRITE_KEY, type CliResult, type TapiTestEnv } from './testing/harness';
+import { basicAuth, createTapiTestEnv, EnvelopeCollector, runTapiCli, startLoad, WRITE_KEY, type CliResult, type TapiTestEnv } from './testing/harness';
 
 
 describe('spool on a volume that outlives the process', () => {
   let env: TapiTestEnv;
-  let collector: TopicCollector;
+  let collector: EnvelopeCollector;
   const procs: ServiceProcess[] = [];
 
   beforeAll(async () => {
     env = await createTapiTestEnv('spool-crash');
-    collector = new TopicCollector(env.kafka, env.topics.ingest);
+    collector = new EnvelopeCollector(env.kafka, env.topics.ingest);
     await collector.start();
   });
   afterAll(async () => {
@@ -70,7 +70,7 @@ describe('spool on a volume that outlives the process', () => {
     expect(await spoolDepth(spoolDir)).toBeGreaterThanOrEqual(ids.length);
 
     const second = await startTapi(spoolDir, env.brokers);
-    const found = await collector.waitFor(ids, 60_000);
+    const found = await collector.waitForIds(ids, 60_000);
     expect(ids.filter((id) => !collector.byId.has(id))).toEqual([]);
     expect(found).toHaveLength(ids.length);
     expect(metricValue(await second.proc.metrics(), 'cdp_tapi_spool_drained_total')).toBeGreaterThanOrEqual(ids.length);
@@ -111,7 +111,7 @@ describe('spool on a volume that outlives the process', () => {
 
     const drained = await runCli(['spool', 'drain', '--dir', spoolDir], env.brokers);
     expect(outcome(drained, 0)).toEqual({ code: 0, result: { dir: spoolDir, drained: 25, left: 0 }, log: '' });
-    expect(await collector.waitFor(kept)).toHaveLength(kept.length);
+    expect(await collector.waitForIds(kept)).toHaveLength(kept.length);
     await collector.catchUp();
     expect(erased.filter((id) => collector.byId.has(id))).toEqual([]);
     expect(await spoolDepth(spoolDir)).toBe(0);

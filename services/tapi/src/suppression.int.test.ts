@@ -2,15 +2,15 @@ import path from 'node:path';
 import { regulationKey } from '@cdp/events';
 import { metricValue, sleep } from '@cdp/testkit';
 import type { TapiService } from './service';
-import { basicAuth, createTapiTestEnv, metrics, TopicCollector, waitReady, WRITE_KEY, type TapiTestEnv } from './testing/harness';
+import { basicAuth, createTapiTestEnv, EnvelopeCollector, metrics, waitReady, WRITE_KEY, type TapiTestEnv } from './testing/harness';
 
 
 describe('GDPR suppression from cdp.regulations', () => {
   let env: TapiTestEnv;
-  let collector: TopicCollector;
+  let collector: EnvelopeCollector;
   beforeAll(async () => {
     env = await createTapiTestEnv('suppress');
-    collector = new TopicCollector(env.kafka, env.topics.ingest);
+    collector = new EnvelopeCollector(env.kafka, env.topics.ingest);
     await collector.start();
   });
   afterAll(async () => {
@@ -70,7 +70,7 @@ describe('GDPR suppression from cdp.regulations', () => {
     await env.producer.send(env.topics.regulations, [regulation('gone', 'UNSUPPRESS')]);
     for (let i = 0; i < 200 && tapi.suppression!.set.has('main', 'gone'); i++) await sleep(50);
     await send(tapi, 'gone', 'sup-3');
-    expect(await collector.waitFor(['sup-3'])).toHaveLength(1);
+    expect(await collector.waitForIds(['sup-3'])).toHaveLength(1);
   });
 
   it('becomes ready when transaction markers end the topic, applying committed records only', async () => {
@@ -96,6 +96,6 @@ describe('GDPR suppression from cdp.regulations', () => {
     await send(tapi, 'tx-aborted', 'sup-tx-2');
     await collector.catchUp();
     expect(collector.byId.has('sup-tx-1')).toBe(false);
-    expect(await collector.waitFor(['sup-tx-2'])).toHaveLength(1);
+    expect(await collector.waitForIds(['sup-tx-2'])).toHaveLength(1);
   });
 });

@@ -3,7 +3,7 @@ import { Analytics } from '@segment/analytics-node';
 import type { Envelope } from '@cdp/events';
 import { metricValue } from '@cdp/testkit';
 import type { TapiService } from './service';
-import { basicAuth, createTapiTestEnv, DISABLED_KEY, LIMITED_KEY, metrics, SERVER_KEY, TopicCollector, waitReady, WRITE_KEY, type TapiTestEnv } from './testing/harness';
+import { basicAuth, createTapiTestEnv, DISABLED_KEY, EnvelopeCollector, LIMITED_KEY, metrics, SERVER_KEY, waitReady, WRITE_KEY, type TapiTestEnv } from './testing/harness';
 
 // Untyped CommonJS SDKs, used exactly as an app would.
 const LegacyAnalytics = require('analytics-node');
@@ -11,7 +11,7 @@ const RudderAnalytics = require('@rudderstack/rudder-sdk-node');
 
 let env: TapiTestEnv;
 let tapi: TapiService;
-let collector: TopicCollector;
+let collector: EnvelopeCollector;
 let seq = 0;
 const id = (label: string) => `${label}-${Date.now().toString(36)}-${++seq}`;
 
@@ -19,7 +19,7 @@ beforeAll(async () => {
   env = await createTapiTestEnv('api');
   tapi = await env.start();
   await waitReady(tapi);
-  collector = new TopicCollector(env.kafka, env.topics.ingest);
+  collector = new EnvelopeCollector(env.kafka, env.topics.ingest);
   await collector.start();
 });
 
@@ -60,7 +60,7 @@ describe('real SDKs pointed at tapi', () => {
     analytics.group({ messageId: ids[4], userId: 'seg-u1', groupId: 'org-1', traits: { name: 'Org' } });
     analytics.alias({ messageId: ids[5], userId: 'seg-u1', previousId: 'seg-a1' });
     await analytics.closeAndFlush({ timeout: 20_000 });
-    const got = await collector.waitFor(ids);
+    const got = await collector.waitForIds(ids);
     expect(got.map((e) => e.message.type)).toEqual(['identify', 'track', 'page', 'screen', 'group', 'alias']);
     expect(got.every((e) => e.sourceId === 'web')).toBe(true);
     expect(got[0].message.traits).toEqual({ plan: 'pro', seats: 3 });
@@ -84,7 +84,7 @@ describe('real SDKs pointed at tapi', () => {
     analytics.track({ messageId: ids[1], userId: 'legacy-u1', event: 'Signed Up', properties: { plan: 'free' }, context: { campaign: { name: 'x' } } });
     analytics.page({ messageId: ids[2], userId: 'legacy-u1', name: 'Pricing', properties: { url: 'https://e.com/p' } });
     await new Promise<void>((resolve, reject) => analytics.flush((err: Error | undefined) => (err ? reject(err) : resolve())));
-    const got = await collector.waitFor(ids);
+    const got = await collector.waitForIds(ids);
     expect(got.map((e) => [e.sourceId, e.message.type])).toEqual([
       ['server', 'identify'],
       ['server', 'track'],
@@ -102,7 +102,7 @@ describe('real SDKs pointed at tapi', () => {
     analytics.track({ messageId: ids[0], userId: 'rudder-u1', event: 'Product Viewed', properties: { sku: 'p-1', price: 9 } });
     analytics.identify({ messageId: ids[1], anonymousId: 'rudder-a1', traits: { name: 'R' }, context: { os: { name: 'linux' } } });
     await new Promise<void>((resolve, reject) => analytics.flush((err: Error | undefined) => (err ? reject(err) : resolve())));
-    const got = await collector.waitFor(ids);
+    const got = await collector.waitForIds(ids);
     expect(got).toHaveLength(2);
     expect(got[0].message).toMatchObject({ type: 'track', userId: 'rudder-u1', event: 'Product Viewed', properties: { sku: 'p-1', price: 9 } });
     expect(got[1].message).toMatchObject({ type: 'identify', anonymousId: 'rudder-a1', traits: { name: 'R' }, context: { os: { name: 'linux' } } });
@@ -136,7 +136,7 @@ describe('raw HTTP matrix', () => {
     const res = await call({ path, body: JSON.stringify(msg(messageId, extra)), headers: auth });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ success: true });
-    const [e] = await collector.waitFor([messageId]);
+    const [e] = await collector.waitForIds([messageId]);
     expect(e.message.type).toBe(type);
     expect(e.sourceId).toBe('web');
   });
@@ -154,7 +154,7 @@ describe('raw HTTP matrix', () => {
     };
     const res = await call({ path, body: JSON.stringify(body), headers: json });
     expect(res.status).toBe(200);
-    const got = await collector.waitFor(ids);
+    const got = await collector.waitForIds(ids);
     expect(got[0].message.context).toMatchObject({ library: { name: 'raw' }, locale: 'fr', ip: '127.0.0.1' });
     expect(got[1].message.context).toMatchObject({ library: { name: 'raw' }, locale: 'en' });
     expect(got[1].message.integrations).toEqual({ All: true, Mixpanel: false });
@@ -169,7 +169,7 @@ describe('raw HTTP matrix', () => {
     const messageId = id('auth');
     const res = await call({ path: '/v1/track', body: JSON.stringify({ ...msg(messageId), ...bodyExtra }), headers: { ...json, ...headers } });
     expect(res.status).toBe(200);
-    expect(await collector.waitFor([messageId])).toHaveLength(1);
+    expect(await collector.waitForIds([messageId])).toHaveLength(1);
   });
 
   it.each([
@@ -201,7 +201,7 @@ describe('raw HTTP matrix', () => {
     if (ct !== '(none)') headers['Content-Type'] = ct === 'form' ? 'application/x-www-form-urlencoded' : ct;
     const res = await call({ path: '/v1/track', body: encode(JSON.stringify(msg(messageId))), headers });
     expect(res.status).toBe(200);
-    expect(await collector.waitFor([messageId])).toHaveLength(1);
+    expect(await collector.waitForIds([messageId])).toHaveLength(1);
   });
 
   it.each([
@@ -251,7 +251,7 @@ describe('raw HTTP matrix', () => {
       headers: auth,
     });
     expect(res.status).toBe(200);
-    await collector.waitFor([good]);
+    await collector.waitForIds([good]);
     await collector.catchUp();
     for (const b of bad) expect(collector.byId.has(b)).toBe(false);
     const after = await metrics(tapi);
@@ -267,7 +267,7 @@ describe('raw HTTP matrix', () => {
     const sentAt = new Date(ahead).toISOString();
     const res = await call({ path: '/v1/track', body: JSON.stringify({ ...msg(messageId), timestamp, sentAt }), headers: auth });
     expect(res.status).toBe(200);
-    const [e] = await collector.waitFor([messageId]);
+    const [e] = await collector.waitForIds([messageId]);
     expect(e.message.originalTimestamp).toBe(timestamp);
     expect(Math.abs(Date.parse(e.message.timestamp!) - (Date.now() - 2_000))).toBeLessThan(30_000);
     expect(Date.parse(e.message.timestamp!)).toBeLessThan(Date.parse(timestamp) - 3_500_000);
@@ -299,7 +299,7 @@ describe('raw HTTP matrix', () => {
     expect(ok.status).toBe(200);
     expect(ok.headers.get('content-type')).toBe('image/gif');
     expect(Buffer.from(await ok.arrayBuffer()).subarray(0, 6).toString()).toBe('GIF89a');
-    const [e] = await collector.waitFor([messageId]);
+    const [e] = await collector.waitForIds([messageId]);
     expect(e.message).toMatchObject({ type: 'track', event: 'Email Opened', userId: 'px' });
     for (const path of ['/v1/pixel/track?data=%%%', '/v1/pixel/nope?data=e30=', '/v1/pixel/page']) {
       const res = await call({ method: 'GET', path, body: '' });
@@ -344,7 +344,7 @@ describe('raw HTTP matrix', () => {
     const messageId = id('eq');
     const sent = { type: 'track', messageId, userId: 'eq-u', event: 'Equal', properties: { a: [1, { b: null }], c: 'ü' }, context: { locale: 'x' }, integrations: {} };
     await call({ path: '/v1/track', body: JSON.stringify(sent), headers: auth });
-    const [e] = await collector.waitFor([messageId]);
+    const [e] = await collector.waitForIds([messageId]);
     expect(withoutServerFields(e)).toEqual(sent);
   });
 });

@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { messageKey, type Envelope } from '@cdp/events';
-import { BatchingProducer, createKafka, decodeHeaders, ensureTopics, splitByBytes, topicSpecs, type Headers, type OutboundMessage } from '@cdp/kafka';
+import { BatchingProducer, createKafka, splitByBytes, type InboundMessage, type OutboundMessage } from '@cdp/kafka';
+import { createTestTopics, readTopic, type WaitForCountOptions } from '@cdp/kafka/testing';
 import { createLogger, type Logger } from '@cdp/log';
 import { requireEnv, startServiceProcess, testTopicPrefix, waitServiceReady, type ServiceProcess } from '@cdp/testkit';
 import type { Kafka } from 'kafkajs';
@@ -31,12 +32,7 @@ export async function createDedupTestEnv(
 ): Promise<DedupTestEnv> {
   const prefix = testTopicPrefix(label);
   const kafka = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: `test-${label}`, logger });
-  const admin = kafka.admin();
-  await admin.connect();
-  const specs = topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: partitions });
-  const withConfigs = (role: 'ingest' | 'deduped' | 'dlq') => ({ ...specs[role], configs: { ...specs[role].configs, ...topicConfigs[role] } });
-  await ensureTopics(admin, [withConfigs('ingest'), withConfigs('deduped'), withConfigs('dlq')]);
-  await admin.disconnect();
+  await createTestTopics(kafka, prefix, { partitions, roles: ['ingest', 'deduped', 'dlq'], configs: topicConfigs });
   const producer = new BatchingProducer(kafka, { logger });
   await producer.connect();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `dedup-${label}-`));
@@ -101,39 +97,12 @@ export async function produceBulk(env: DedupTestEnv, topic: string, messages: Ou
   await Promise.all(inFlight);
 }
 
-export interface ReadRecord {
-  key: string;
-  headers: Headers;
+/** The keys of `topic`'s records ('(null key)' for none) once `count` arrived and then none for `quietMs`. */
+export async function readOutputKeys(env: DedupTestEnv, topic: string, count: number, { quietMs = 3_000, timeoutMs = 90_000 }: WaitForCountOptions = {}): Promise<string[]> {
+  return (await readTopic(env.kafka, topic, count, { quietMs, timeoutMs })).map(recordKey);
 }
 
-/**
- * Reads the whole topic (read_committed) until it holds `atLeast` records and nothing new
- * arrived for `quietMs`, or the timeout passes. Returns the records in read order.
- */
-export async function readRecords(env: DedupTestEnv, topic: string, atLeast: number, quietMs = 3_000, timeoutMs = 90_000): Promise<ReadRecord[]> {
-  const records: ReadRecord[] = [];
-  const consumer = env.kafka.consumer({ groupId: `${env.prefix}reader-${Math.random().toString(36).slice(2)}`, sessionTimeout: 6_000, heartbeatInterval: 1_000 });
-  await consumer.connect();
-  await consumer.subscribe({ topics: [topic], fromBeginning: true });
-  let lastArrival = Date.now();
-  await consumer.run({
-    eachMessage: async ({ message }) => {
-      records.push({ key: message.key?.toString() ?? '(null key)', headers: decodeHeaders(message.headers) });
-      lastArrival = Date.now();
-    },
-  });
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline && !(records.length >= atLeast && Date.now() - lastArrival > quietMs)) {
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  await consumer.disconnect();
-  return records;
-}
-
-/** `readRecords`, keys only. */
-export async function readOutputKeys(env: DedupTestEnv, topic: string, atLeast: number, quietMs = 3_000, timeoutMs = 90_000): Promise<string[]> {
-  return (await readRecords(env, topic, atLeast, quietMs, timeoutMs)).map((r) => r.key);
-}
+export const recordKey = (message: InboundMessage): string => message.key ?? '(null key)';
 
 /** Keys that are missing from `out` or appear more than once, against the expected set. */
 export function exactlyOnceViolations(out: string[], expected: Set<string>): { missing: string[]; repeated: string[]; unexpected: string[] } {

@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Kafka } from 'kafkajs';
 import { decodeEnvelope, type Envelope } from '@cdp/events';
-import { BatchingProducer, createKafka, ensureTopics, topicNames, topicSpecs, type TopicNames } from '@cdp/kafka';
+import { BatchingProducer, createKafka, type TopicNames } from '@cdp/kafka';
+import { createTestTopics, TopicCollector } from '@cdp/kafka/testing';
 import { createLogger, type Logger } from '@cdp/log';
 import {
   canConnect,
@@ -14,7 +15,6 @@ import {
   spawnDaemon,
   startServiceProcess,
   testTopicPrefix,
-  uniqueSuffix,
   waitServiceReady,
   type KafkaBroker,
   type ServiceProcess,
@@ -83,10 +83,7 @@ export async function createTapiTestEnv(
     ? createLogger({ name: 'tapi-test', level: process.env.TAPI_TEST_LOG_LEVEL ?? 'warn', destination: recent })
     : createLogger({ name: 'tapi-test', level: process.env.TAPI_TEST_LOG_LEVEL ?? 'silent' });
   const kafka = createKafka({ brokers: [brokers], clientId: 'tapi-test', logger });
-  const admin = kafka.admin();
-  await admin.connect();
-  await ensureTopics(admin, Object.values(topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: options.partitions ?? 3 })));
-  await admin.disconnect();
+  const topics = await createTestTopics(kafka, prefix, { partitions: options.partitions ?? 3 });
   const producer = new BatchingProducer(kafka, { logger });
   await producer.connect();
   const workspaceFile = path.join(dir, 'workspace.json');
@@ -107,7 +104,7 @@ export async function createTapiTestEnv(
   const env: TapiTestEnv = {
     dir,
     prefix,
-    topics: topicNames(prefix),
+    topics,
     brokers,
     kafka,
     logger,
@@ -166,40 +163,6 @@ export async function waitReady(service: TapiService, timeoutMs = 30_000): Promi
   }
 }
 
-/**
- * Reads a topic from the beginning with a fresh group until `done` says enough, or the time is
- * up (then returns what it has, so the test's assertion shows the difference).
- */
-export async function readTopic(
-  kafka: Kafka,
-  topic: string,
-  done: (envelopes: Envelope[]) => boolean,
-  timeoutMs = 30_000,
-): Promise<Envelope[]> {
-  const consumer = kafka.consumer({ groupId: `tapi-test-${uniqueSuffix()}${uniqueSuffix()}`, sessionTimeout: 6_000, heartbeatInterval: 1_000 });
-  const out: Envelope[] = [];
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topics: [topic], fromBeginning: true });
-    let finished: () => void = () => undefined;
-    const finishedP = new Promise<void>((r) => (finished = r));
-    await consumer.run({
-      eachMessage: async ({ message }) => {
-        out.push(decodeEnvelope(message.value));
-        if (done(out)) finished();
-      },
-    });
-    if (!done(out)) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([finishedP, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
-      clearTimeout(timer);
-    }
-  } finally {
-    await consumer.disconnect();
-  }
-  return out;
-}
-
 export async function metrics(service: TapiService): Promise<string> {
   return (await fetch(`${service.ops.url}/metrics`)).text();
 }
@@ -211,58 +174,24 @@ export const basicAuth = (key: string, colon = true) => `Basic ${Buffer.from(col
  * everything written before the call was read: since tapi answers 200 only after the Kafka ack,
  * an event absent after catchUp() was not published.
  */
-export class TopicCollector {
+export class EnvelopeCollector extends TopicCollector<Envelope> {
   readonly byId = new Map<string, Envelope[]>();
-  readonly all: Envelope[] = [];
-  private readonly consumed = new Map<number, bigint>();
-  private consumer: ReturnType<Kafka['consumer']> | undefined;
 
-  constructor(
-    private readonly kafka: Kafka,
-    private readonly topic: string,
-  ) {}
-
-  async start(): Promise<void> {
-    this.consumer = this.kafka.consumer({ groupId: `tapi-test-${uniqueSuffix()}${uniqueSuffix()}`, sessionTimeout: 6_000, heartbeatInterval: 1_000 });
-    await this.consumer.connect();
-    await this.consumer.subscribe({ topics: [this.topic], fromBeginning: true });
-    await this.consumer.run({
-      eachMessage: async ({ partition, message }) => {
-        const e = decodeEnvelope(message.value);
-        this.all.push(e);
-        const list = this.byId.get(e.messageId) ?? [];
-        list.push(e);
-        this.byId.set(e.messageId, list);
-        this.consumed.set(partition, BigInt(message.offset) + 1n);
-      },
-    });
+  constructor(kafka: Kafka, topic: string) {
+    super(kafka, topic, (message) => decodeEnvelope(message.value));
   }
 
-  async catchUp(timeoutMs = 30_000): Promise<void> {
-    const admin = this.kafka.admin();
-    await admin.connect();
-    let offsets: { partition: number; high: string; low: string }[];
-    try {
-      offsets = await admin.fetchTopicOffsets(this.topic);
-    } finally {
-      await admin.disconnect();
-    }
-    const until = Date.now() + timeoutMs;
-    while (!offsets.every((o) => BigInt(o.high) <= BigInt(o.low) || (this.consumed.get(o.partition) ?? 0n) >= BigInt(o.high))) {
-      if (Date.now() > until) throw new Error(`collector did not catch up with ${this.topic}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  protected override received(envelope: Envelope): void {
+    super.received(envelope);
+    const list = this.byId.get(envelope.messageId) ?? [];
+    list.push(envelope);
+    this.byId.set(envelope.messageId, list);
   }
 
   /** Waits until every id was seen (or the time is up) and returns the first envelope of each. */
-  async waitFor(ids: string[], timeoutMs = 30_000): Promise<Envelope[]> {
-    const until = Date.now() + timeoutMs;
-    while (!ids.every((id) => this.byId.has(id)) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  async waitForIds(ids: string[], timeoutMs = 30_000): Promise<Envelope[]> {
+    await this.until(() => ids.every((id) => this.byId.has(id)), timeoutMs);
     return ids.map((id) => this.byId.get(id)?.[0]).filter((e): e is Envelope => e !== undefined);
-  }
-
-  async stop(): Promise<void> {
-    await this.consumer?.disconnect();
   }
 }
 
