@@ -1,26 +1,11 @@
 import type { Consumer, ConsumerConfig, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge, histogram } from '@cdp/metrics';
-import {
-  decodeHeaders,
-  HEADER_ERROR,
-  HEADER_SOURCE_OFFSET,
-  HEADER_SOURCE_PARTITION,
-  HEADER_SOURCE_TOPIC,
-  HEADER_STAGE,
-  type Headers,
-} from './headers';
-import type { BatchingProducer, OutboundMessage } from './producer';
+import { deadLetterRecord, DeadLetterWriter, errorText, type DeadLetter, type InboundMessage } from './dead-letter';
+import { decodeHeaders } from './headers';
+import { backoffMs, isRetriableError } from './retry';
 
-export interface InboundMessage {
-  topic: string;
-  partition: number;
-  offset: string;
-  key: string | null;
-  value: Buffer | null;
-  headers: Headers;
-  timestamp: string;
-}
+export type { InboundMessage } from './dead-letter';
 
 export interface Decoded<T> {
   message: InboundMessage;
@@ -31,8 +16,11 @@ export interface BatchContext {
   topic: string;
   partition: number;
   heartbeat(): Promise<void>;
-  /** Routes one message to the DLQ (poison found during processing); the batch goes on. */
-  deadLetter(message: InboundMessage, error: unknown): Promise<void>;
+  /**
+   * Marks one message of the chunk as poison found during processing: its DLQ copy is written
+   * with the chunk's offset commit, once the handler resolves (dropped if it throws).
+   */
+  deadLetter(message: InboundMessage, error: unknown): void;
   isRunning(): boolean;
 }
 
@@ -41,28 +29,35 @@ export interface CommitAfterWorkConsumerOptions<T> {
   groupId: string;
   topics: string[];
   logger: Logger;
-  /** Stage name written to `cdp-stage` on dead letters (e.g. `dedup`). */
+  /** Stage name written to `cdp-stage` on dead letters (e.g. `identity`). */
   stage: string;
   dlqTopic: string;
-  /** Used for dead letters; the caller owns its lifecycle. */
-  producer: BatchingProducer;
-  /** Parses a message; throwing marks it poison (DLQ, never retried). */
+  /** Parses a message; throwing marks it poison (DLQ at once, never retried). */
   decode(message: InboundMessage): T;
   /**
-   * The work for a chunk of one partition's messages, in offset order. Offsets are resolved
-   * and committed only after it resolves; if it throws, the chunk is retried with backoff
-   * (a dependency is down), never skipped.
+   * The work for a chunk of one partition's messages, in offset order. It must resolve only
+   * once its output is durable (e.g. after `await producer.send(...)`): the offsets are
+   * committed right after. Throwing a retriable error (see `isRetriable`) retries the chunk
+   * with backoff without limit; any other error retries each message of the chunk alone, and
+   * a message that fails `maxAttempts` times goes to the DLQ and the partition moves on.
    */
   handle(items: Decoded<T>[], ctx: BatchContext): Promise<void>;
+  /** Attempts of one message's handler before its DLQ copy (default 5). */
+  maxAttempts?: number;
+  /** Which handler errors never count as attempts (default: isRetriableError). */
+  isRetriable?(error: unknown): boolean;
+  /** Backoff between attempts: doubling from retryInitialMs (200) to retryMaxMs (10 s). */
+  retryInitialMs?: number;
+  retryMaxMs?: number;
   maxChunkMessages?: number;
   fromBeginning?: boolean;
   partitionsConsumedConcurrently?: number;
-  retryInitialMs?: number;
-  retryMaxMs?: number;
   /** kafkajs consumer options (sessionTimeout, heartbeatInterval, maxBytesPerPartition...). */
   consumerConfig?: Partial<Omit<ConsumerConfig, 'groupId'>>;
   /** Called when kafkajs gives up (a non-retriable crash): the service should shut down. */
   onFatal?(error: unknown): void;
+  /** Fault injection for tests: runs after DLQ copies are sent, before their commit. */
+  afterDeadLetterSend?(): Promise<void>;
 }
 
 const processed = counter({
@@ -70,10 +65,10 @@ const processed = counter({
   help: 'Consumed messages by topic and outcome (ok, dead_letter)',
   labelNames: ['topic', 'outcome'] as const,
 });
-const handlerFailures = counter({
-  name: 'cdp_kafka_handler_failures_total',
-  help: 'Chunks whose handler threw and were retried',
-  labelNames: ['topic'] as const,
+const retries = counter({
+  name: 'cdp_kafka_handler_retries_total',
+  help: 'Handler runs that threw and were retried: reason=retriable (no limit) or error (counts against maxAttempts)',
+  labelNames: ['topic', 'reason'] as const,
 });
 const chunkDuration = histogram({
   name: 'cdp_kafka_batch_duration_seconds',
@@ -93,29 +88,6 @@ const rebalances = counter({
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/**
- * The DLQ copy of a poison message: same key and value, its original headers, plus the stage
- * and error (DESIGN.md) and where it came from, so it can be inspected and re-injected.
- */
-export function deadLetterRecord(message: InboundMessage, stage: string, error: unknown): OutboundMessage {
-  return {
-    key: message.key,
-    value: message.value,
-    headers: {
-      ...message.headers,
-      [HEADER_STAGE]: stage,
-      [HEADER_ERROR]: errorText(error).slice(0, 1_000),
-      [HEADER_SOURCE_TOPIC]: message.topic,
-      [HEADER_SOURCE_PARTITION]: String(message.partition),
-      [HEADER_SOURCE_OFFSET]: message.offset,
-    },
-  };
-}
-
 export function toInbound(topic: string, partition: number, m: KafkaMessage): InboundMessage {
   return {
     topic,
@@ -128,14 +100,27 @@ export function toInbound(topic: string, partition: number, m: KafkaMessage): In
   };
 }
 
+/** A handler run gave up on its chunk: handle the messages one at a time. */
+const ISOLATE = Symbol('isolate');
+/** The consumer is stopping or lost the partition: leave the rest to the next owner. */
+const STOPPED = Symbol('stopped');
+
 /**
  * A consumer that commits an offset only after the work for that message is done (at least
- * once, never lost). Poison messages go to the DLQ with `cdp-stage`/`cdp-error` headers so the
- * partition keeps flowing; handler failures are retried in place with backoff and heartbeats.
+ * once, never lost), with a bounded retry rule: a message whose handler keeps throwing goes to
+ * the DLQ after `maxAttempts` and the partition moves on; retriable errors (a dependency down)
+ * are retried without limit. DLQ copies and the offset past them commit in one transaction
+ * (DeadLetterWriter), so a re-read does not send a copy twice.
  */
 export class CommitAfterWorkConsumer<T> {
   readonly consumer: Consumer;
+  private readonly deadLetters: DeadLetterWriter;
+  /** Per partition: the group's committed offset a previous owner left past our position. */
+  private readonly floors = new Map<string, bigint>();
   private running = false;
+  private joined = false;
+  private assignedPartitions = 0;
+  private fatal: unknown;
 
   constructor(private readonly options: CommitAfterWorkConsumerOptions<T>) {
     const o = options;
@@ -146,14 +131,42 @@ export class CommitAfterWorkConsumer<T> {
       heartbeatInterval: 3_000,
       ...o.consumerConfig,
     });
+    this.deadLetters = new DeadLetterWriter({
+      kafka: o.kafka,
+      groupId: o.groupId,
+      dlqTopic: o.dlqTopic,
+      logger: o.logger,
+      afterSend: o.afterDeadLetterSend,
+    });
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
       rebalances.labels(o.groupId).inc();
-      o.logger.info({ assignment: e.payload.memberAssignment }, 'consumer group joined');
+      const assignment = e.payload.memberAssignment;
+      this.joined = true;
+      this.assignedPartitions = Object.values(assignment).reduce((n, ps) => n + ps.length, 0);
+      this.deadLetters.retain(assignment);
+      o.logger.info({ assignment }, 'consumer group joined');
     });
     this.consumer.on(this.consumer.events.CRASH, (e) => {
+      // kafkajs rejoins after a retriable crash (GROUP_JOIN again); until then not ready.
+      this.joined = false;
       o.logger.error({ ...errorFields(e.payload.error), restart: e.payload.restart }, 'kafka consumer crashed');
-      if (!e.payload.restart) o.onFatal?.(e.payload.error);
+      if (!e.payload.restart) {
+        this.fatal = e.payload.error;
+        o.onFatal?.(e.payload.error);
+      }
     });
+  }
+
+  /** Joined the group and got its assignment (possibly no partitions, when there are more members than partitions). */
+  get ready(): boolean {
+    return this.running && this.joined && this.fatal === undefined;
+  }
+
+  /** For a /readyz check. */
+  readiness(): { ok: boolean; detail: string } {
+    if (this.fatal !== undefined) return { ok: false, detail: `consumer stopped: ${errorText(this.fatal)}` };
+    if (!this.ready) return { ok: false, detail: this.running ? 'joining the consumer group' : 'not running' };
+    return { ok: true, detail: `${this.assignedPartitions} partitions of ${this.options.topics.join(', ')}` };
   }
 
   async start(): Promise<void> {
@@ -173,80 +186,144 @@ export class CommitAfterWorkConsumer<T> {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.joined = false;
     // kafkajs waits for the in-flight batch, commits resolved offsets and leaves the group.
     await this.consumer.disconnect();
+    await this.deadLetters.close();
   }
 
   private async eachBatch(payload: EachBatchPayload): Promise<void> {
     const o = this.options;
-    const { batch, resolveOffset, heartbeat, isRunning, isStale, commitOffsetsIfNecessary } = payload;
+    const { batch, heartbeat, isRunning, isStale, commitOffsetsIfNecessary, uncommittedOffsets } = payload;
     const { topic, partition } = batch;
+    const floorKey = `${topic}\u0000${partition}`;
     const chunkSize = o.maxChunkMessages ?? 500;
     const alive = () => this.running && isRunning() && !isStale();
-    const ctx: BatchContext = {
-      topic,
-      partition,
-      heartbeat,
-      isRunning: alive,
-      deadLetter: (message, error) => this.deadLetter(message, error),
+    const ctx: BatchContext = { topic, partition, heartbeat, isRunning: alive, deadLetter: () => undefined };
+    // Never resolve below what a previous owner committed: kafkajs would move the group back.
+    const resolve = (offset: string) => {
+      const floor = this.floors.get(floorKey);
+      payload.resolveOffset(floor !== undefined && floor - 1n > BigInt(offset) ? (floor - 1n).toString() : offset);
     };
 
     for (let i = 0; i < batch.messages.length; i += chunkSize) {
       if (!alive()) return;
       const chunk = batch.messages.slice(i, i + chunkSize).map((m) => toInbound(topic, partition, m));
+      const letters: DeadLetter[] = [];
       const items: Decoded<T>[] = [];
       for (const message of chunk) {
         try {
           items.push({ message, value: o.decode(message) });
         } catch (error) {
-          await this.deadLetter(message, error);
+          letters.push(this.letter(message, error));
         }
       }
-      const done = items.length === 0 || (await this.handleWithRetry(items, ctx));
-      if (!done) return; // stopping or rebalanced: unresolved offsets are re-read by the next owner
+      if (items.length > 0) {
+        const stop = chunkDuration.labels(topic).startTimer();
+        const handled = await this.handleChunk(items, ctx);
+        stop();
+        if (handled === STOPPED) return; // unresolved offsets are re-read by the next owner
+        letters.push(...handled);
+      }
       const last = chunk[chunk.length - 1];
-      resolveOffset(last.offset);
-      processed.labels(topic, 'ok').inc(items.length);
+      if (letters.length > 0) {
+        letters.sort((a, b) => (BigInt(a.offset) < BigInt(b.offset) ? -1 : 1));
+        // What kafkajs resolved before this chunk commits first, so it cannot land after the
+        // transaction's offset and move the group back.
+        await commitOffsetsIfNecessary(uncommittedOffsets());
+        const committed = await this.commitDeadLetters(topic, partition, BigInt(last.offset) + 1n, letters, ctx);
+        if (committed === STOPPED) return;
+        if (committed > BigInt(last.offset) + 1n) this.floors.set(floorKey, committed);
+      }
+      resolve(last.offset);
+      processed.labels(topic, 'ok').inc(chunk.length - letters.length);
       lag.labels(o.groupId, topic, String(partition)).set(Math.max(0, Number(batch.highWatermark) - Number(last.offset) - 1));
       await commitOffsetsIfNecessary();
       await heartbeat();
     }
   }
 
-  private async handleWithRetry(items: Decoded<T>[], ctx: BatchContext): Promise<boolean> {
-    const o = this.options;
-    const stop = chunkDuration.labels(ctx.topic).startTimer();
-    let delay = o.retryInitialMs ?? 200;
-    for (;;) {
-      try {
-        await o.handle(items, ctx);
-        stop();
-        return true;
-      } catch (error) {
-        handlerFailures.labels(ctx.topic).inc();
-        o.logger.warn(
-          { ...errorFields(error), topic: ctx.topic, partition: ctx.partition, firstOffset: items[0].message.offset, retryInMs: delay },
-          'handler failed; retrying the chunk',
-        );
-      }
-      const until = Date.now() + delay;
-      while (Date.now() < until) {
-        if (!ctx.isRunning()) return false;
-        await sleep(Math.min(500, until - Date.now()));
-        await ctx.heartbeat().catch(() => undefined);
-      }
-      if (!ctx.isRunning()) return false;
-      delay = Math.min(delay * 2, o.retryMaxMs ?? 10_000);
-    }
-  }
-
-  private async deadLetter(message: InboundMessage, error: unknown): Promise<void> {
-    const o = this.options;
-    o.logger.warn(
+  private letter(message: InboundMessage, error: unknown): DeadLetter {
+    this.options.logger.warn(
       { topic: message.topic, partition: message.partition, offset: message.offset, error: errorText(error).slice(0, 500) },
       'poison message routed to the DLQ',
     );
-    await o.producer.send(o.dlqTopic, [deadLetterRecord(message, o.stage, error)]);
-    processed.labels(message.topic, 'dead_letter').inc();
+    return { offset: message.offset, record: deadLetterRecord(message, this.options.stage, error) };
+  }
+
+  /** The chunk whole; after a non-retriable failure, each message alone. Returns its DLQ copies. */
+  private async handleChunk(items: Decoded<T>[], ctx: BatchContext): Promise<DeadLetter[] | typeof STOPPED> {
+    const whole = await this.attempt(items, ctx);
+    if (whole !== ISOLATE) return whole;
+    const letters: DeadLetter[] = [];
+    for (const item of items) {
+      const one = await this.attempt([item], ctx);
+      if (one === STOPPED) return STOPPED;
+      letters.push(...(one as DeadLetter[]));
+    }
+    return letters;
+  }
+
+  private async attempt(items: Decoded<T>[], ctx: BatchContext): Promise<DeadLetter[] | typeof ISOLATE | typeof STOPPED> {
+    const o = this.options;
+    const maxAttempts = o.maxAttempts ?? 5;
+    const isRetriable = o.isRetriable ?? isRetriableError;
+    let failures = 0;
+    let retriableFailures = 0;
+    for (;;) {
+      const letters: DeadLetter[] = [];
+      try {
+        await o.handle(items, { ...ctx, deadLetter: (message, error) => letters.push(this.letter(message, error)) });
+        return letters;
+      } catch (error) {
+        const where = { ...errorFields(error), topic: ctx.topic, partition: ctx.partition, firstOffset: items[0].message.offset, messages: items.length };
+        let waitMs: number;
+        if (isRetriable(error)) {
+          waitMs = backoffMs(++retriableFailures, { initialMs: o.retryInitialMs, maxMs: o.retryMaxMs });
+          retries.labels(ctx.topic, 'retriable').inc();
+          o.logger.warn({ ...where, retryInMs: waitMs }, 'handler failed with a retriable error; retrying');
+        } else if (items.length > 1) {
+          retries.labels(ctx.topic, 'error').inc();
+          o.logger.warn(where, 'handler failed; handling the chunk one message at a time');
+          return ISOLATE;
+        } else if (++failures >= maxAttempts) {
+          return [this.letter(items[0].message, error)];
+        } else {
+          waitMs = backoffMs(failures, { initialMs: o.retryInitialMs, maxMs: o.retryMaxMs });
+          retries.labels(ctx.topic, 'error').inc();
+          o.logger.warn({ ...where, attempt: failures, maxAttempts, retryInMs: waitMs }, 'handler failed; retrying the message');
+        }
+        if (!(await this.wait(waitMs, ctx))) return STOPPED;
+      }
+    }
+  }
+
+  /** Waits with heartbeats; false when the consumer stopped or lost the partition meanwhile. */
+  private async wait(ms: number, ctx: BatchContext): Promise<boolean> {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      if (!ctx.isRunning()) return false;
+      await sleep(Math.min(500, until - Date.now()));
+      await ctx.heartbeat().catch(() => undefined);
+    }
+    return ctx.isRunning();
+  }
+
+  /** The DLQ copies and the offset past the chunk in one transaction, retried until done. */
+  private async commitDeadLetters(topic: string, partition: number, nextOffset: bigint, letters: DeadLetter[], ctx: BatchContext): Promise<bigint | typeof STOPPED> {
+    for (let attempt = 1; ; attempt++) {
+      if (!ctx.isRunning()) return STOPPED;
+      try {
+        // A member the group already dropped learns it here, before it fences the live owner.
+        await ctx.heartbeat();
+        const { sent, committed } = await this.deadLetters.commit(topic, partition, nextOffset, letters);
+        processed.labels(topic, 'dead_letter').inc(sent);
+        return committed;
+      } catch (error) {
+        const waitMs = backoffMs(attempt, { initialMs: this.options.retryInitialMs, maxMs: this.options.retryMaxMs });
+        this.options.logger.warn({ ...errorFields(error), topic, partition, retryInMs: waitMs }, 'dead letters not committed yet; retrying');
+        if (!(await this.wait(waitMs, ctx))) return STOPPED;
+      }
+    }
   }
 }

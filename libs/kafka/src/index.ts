@@ -1,13 +1,14 @@
 export { createKafka, Kafka, kafkaConnection, type KafkaClientOptions, type KafkaConnection } from './client';
+export { CommitAfterWorkConsumer, toInbound, type BatchContext, type CommitAfterWorkConsumerOptions, type Decoded, type InboundMessage } from './consumer';
+export { deadLetterRecord, DeadLetterWriter, type DeadLetter, type DeadLetterWriterOptions } from './dead-letter';
 export {
-  CommitAfterWorkConsumer,
-  deadLetterRecord,
-  toInbound,
-  type BatchContext,
-  type CommitAfterWorkConsumerOptions,
-  type Decoded,
-  type InboundMessage,
-} from './consumer';
+  CompactedTopicFollower,
+  CompactedTopicMap,
+  type CompactedTopicFollowerOptions,
+  type CompactedTopicMapOptions,
+  type FollowedRecord,
+} from './follower';
+export { backoffMs, isRetriableError, RetriableError, type BackoffOptions } from './retry';
 export * from './headers';
 export { exceedsLimit, recordBytes, recordRefusal, RECORD_BATCH_OVERHEAD_BYTES, splitByBytes, topicMaxMessageBytes, type SizedMessage } from './limits';
 export { javaCompatiblePartitioner, murmur2 } from './partitioner';

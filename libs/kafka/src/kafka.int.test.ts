@@ -36,8 +36,6 @@ async function createTopics(admin: Admin, prefix: string, partitions = 1) {
 async function readAll(topic: string, count: number, timeoutMs = 30_000): Promise<InboundMessage[]> {
   const got: InboundMessage[] = [];
   const k = kafka();
-  const producer = new BatchingProducer(k, { logger });
-  await producer.connect();
   const consumer = new CommitAfterWorkConsumer<null>({
     kafka: k,
     groupId: `reader-${Math.random().toString(36).slice(2)}`,
@@ -45,7 +43,6 @@ async function readAll(topic: string, count: number, timeoutMs = 30_000): Promis
     logger,
     stage: 'reader',
     dlqTopic: `${topic}.unused-dlq`,
-    producer,
     consumerConfig: testConsumerConfig,
     decode: () => null,
     handle: async (items: Decoded<null>[]) => {
@@ -56,7 +53,6 @@ async function readAll(topic: string, count: number, timeoutMs = 30_000): Promis
   const deadline = Date.now() + timeoutMs;
   while (got.length < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   await consumer.stop();
-  await producer.disconnect();
   return got;
 }
 
@@ -187,8 +183,7 @@ describe('kafka lib against the real broker', () => {
       logger,
       stage: 'test',
       dlqTopic: specs.dlq.name,
-      producer,
-      consumerConfig: testConsumerConfig,
+        consumerConfig: testConsumerConfig,
       decode: (m) => m.value!.toString(),
       handle: async (items) => {
         reread.push(...items.map((i) => i.value));
@@ -220,8 +215,7 @@ describe('kafka lib against the real broker', () => {
       logger,
       stage: 'dedup',
       dlqTopic: specs.dlq.name,
-      producer,
-      consumerConfig: testConsumerConfig,
+        consumerConfig: testConsumerConfig,
       retryInitialMs: 50,
       decode: (m) => JSON.parse(m.value!.toString()),
       handle: async (items) => {

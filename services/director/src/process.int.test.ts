@@ -7,7 +7,7 @@ import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { undeliveredSchema } from '@cdp/events';
-import { BatchingProducer, CommitAfterWorkConsumer, createKafka, ensureTopics, topicSpecs, type InboundMessage } from '@cdp/kafka';
+import { CommitAfterWorkConsumer, createKafka, ensureTopics, topicSpecs, type InboundMessage } from '@cdp/kafka';
 import { createLogger } from '@cdp/log';
 import { freePort, mysqlUrl, requireEnv, rowChangingStatements, statementsAgainst, testDatabaseName, testTopicPrefix } from '@cdp/testkit';
 import { historyOf, postJobs, Sink, TEST_RPC_TOKEN, TestEnv, waitFor } from './testing/harness';
@@ -122,8 +122,6 @@ afterAll(async () => {
 async function readUndelivered(count: number): Promise<InboundMessage[]> {
   const got: InboundMessage[] = [];
   const k = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'director-test-reader', logger });
-  const producer = new BatchingProducer(k, { logger });
-  await producer.connect();
   const consumer = new CommitAfterWorkConsumer<null>({
     kafka: k,
     groupId: `reader-${Math.random().toString(36).slice(2)}`,
@@ -131,7 +129,6 @@ async function readUndelivered(count: number): Promise<InboundMessage[]> {
     logger,
     stage: 'reader',
     dlqTopic: `${topicPrefix}dlq-unused`,
-    producer,
     consumerConfig: { sessionTimeout: 6_000, heartbeatInterval: 1_000 },
     decode: () => null,
     handle: async (items) => {
@@ -141,7 +138,6 @@ async function readUndelivered(count: number): Promise<InboundMessage[]> {
   await consumer.start();
   await waitFor(() => got.length >= count, 30_000, 100).catch(() => undefined);
   await consumer.stop();
-  await producer.disconnect();
   return got;
 }
 

@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import type { Consumer, Kafka } from 'kafkajs';
+import { CompactedTopicFollower, type Kafka } from '@cdp/kafka';
 import { parseRegulationKey, regulationSchema, suppresses } from '@cdp/events';
-import { errorFields, type Logger } from '@cdp/log';
+import type { Logger } from '@cdp/log';
 import { suppressedUsers, suppressionBytes } from './metrics';
 
 /**
@@ -182,118 +181,38 @@ export class SuppressionSet {
   }
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
-
 /**
- * Rebuilds the set from the start of cdp.regulations, then follows it. A fresh consumer group
- * per process with no commits: every start reads the compacted topic whole, which is the point.
- * `ready` turns true once every partition was read up to its end offset at start (as a
- * read_committed consumer reads: past aborted records and transaction markers).
+ * The suppression set rebuilt from the start of cdp.regulations, then kept up to date by the
+ * shared compacted-topic follower; `ready` once the topic was read up to its end at start.
  */
 export class SuppressionFollower {
   readonly set = new SuppressionSet();
-  private consumer: Consumer | undefined;
-  private isReady = false;
-  private running = false;
-  private loop: Promise<void> | undefined;
+  private readonly follower: CompactedTopicFollower;
 
-  constructor(
-    private readonly kafka: Kafka,
-    private readonly topic: string,
-    private readonly logger: Logger,
-  ) {}
+  constructor(kafka: Kafka, topic: string, logger: Logger) {
+    this.follower = new CompactedTopicFollower({
+      kafka,
+      topic,
+      logger,
+      groupPrefix: 'cdp-tapi-regulations',
+      apply: (record) => this.set.applyRecord(record.key, record.value) === 'invalid' ? 'invalid' : undefined,
+      afterBatch: () => {
+        suppressedUsers.set(this.set.size);
+        suppressionBytes.set(this.set.bytes);
+      },
+      onCaughtUp: () => logger.info({ suppressedUsers: this.set.size, bytes: this.set.bytes }, 'suppression set rebuilt'),
+    });
+  }
 
   get ready(): boolean {
-    return this.isReady;
+    return this.follower.caughtUp;
   }
 
   start(): void {
-    this.running = true;
-    this.loop = this.run();
+    this.follower.start();
   }
 
-  private async run(): Promise<void> {
-    let backoff = 500;
-    while (this.running && !this.consumer) {
-      try {
-        await this.startConsumer();
-      } catch (error) {
-        this.logger.warn({ ...errorFields(error), retryInMs: backoff }, 'cannot start the regulations consumer yet');
-        await sleep(backoff);
-        backoff = Math.min(backoff * 2, 5_000);
-      }
-    }
-  }
-
-  private async startConsumer(): Promise<void> {
-    const admin = this.kafka.admin();
-    await admin.connect();
-    let targets: Map<number, bigint>;
-    try {
-      const offsets = await admin.fetchTopicOffsets(this.topic);
-      // Partitions to read up to (exclusive end offset); an empty one is already complete.
-      targets = new Map(offsets.filter((o) => BigInt(o.high) > BigInt(o.low)).map((o) => [o.partition, BigInt(o.high)]));
-    } finally {
-      await admin.disconnect().catch(() => undefined);
-    }
-    const consumer = this.kafka.consumer({
-      groupId: `cdp-tapi-regulations-${randomBytes(6).toString('hex')}`,
-      sessionTimeout: 30_000,
-      allowAutoTopicCreation: false,
-    });
-    // kafkajs restarts a consumer after retriable errors itself; after a non-retriable crash it
-    // stays stopped, so start over from the beginning (re-applying records is idempotent).
-    consumer.on(consumer.events.CRASH, (e) => {
-      if (e.payload.restart || !this.running || this.consumer !== consumer) return;
-      this.logger.warn(errorFields(e.payload.error), 'regulations consumer crashed; re-reading the topic');
-      this.consumer = undefined;
-      void consumer.disconnect().catch(() => undefined);
-      this.loop = this.run();
-    });
-    await consumer.connect();
-    try {
-      await consumer.subscribe({ topics: [this.topic], fromBeginning: true });
-      const markReady = () => {
-        if (!this.isReady && targets.size === 0) {
-          this.isReady = true;
-          this.logger.info({ suppressedUsers: this.set.size, bytes: this.set.bytes }, 'suppression set rebuilt');
-        }
-      };
-      // Progress is the offset the consumer has read past, control records included: a
-      // transaction's commit or abort marker can be the last offset of a partition, and kafkajs
-      // hides it from eachBatch (a batch of markers only is never handed over at all) but
-      // reports it here, after eachBatch, as the batch's lastOffset.
-      consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
-        const target = targets.get(payload.partition);
-        if (target !== undefined && BigInt(payload.lastOffset) + 1n >= target) {
-          targets.delete(payload.partition);
-          markReady();
-        }
-      });
-      markReady();
-      let invalid = 0;
-      await consumer.run({
-        autoCommit: false,
-        eachBatch: async ({ batch }) => {
-          for (const m of batch.messages) {
-            if (this.set.applyRecord(m.key ? m.key.toString('utf8') : null, m.value) === 'invalid' && invalid++ < 10) {
-              this.logger.warn({ partition: batch.partition, offset: m.offset }, 'invalid regulation record ignored');
-            }
-          }
-          suppressedUsers.set(this.set.size);
-          suppressionBytes.set(this.set.bytes);
-        },
-      });
-    } catch (error) {
-      await consumer.disconnect().catch(() => undefined);
-      throw error;
-    }
-    this.consumer = consumer;
-  }
-
-  async stop(): Promise<void> {
-    this.running = false;
-    await this.loop;
-    await this.consumer?.disconnect().catch(() => undefined);
+  stop(): Promise<void> {
+    return this.follower.stop();
   }
 }

@@ -1,0 +1,252 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { createLogger } from '@cdp/log';
+import { registry } from '@cdp/metrics';
+import { requireEnv, testTopicPrefix, waitFor } from '@cdp/testkit';
+import {
+  BatchingProducer,
+  CommitAfterWorkConsumer,
+  createKafka,
+  ensureTopics,
+  HEADER_ERROR,
+  HEADER_SOURCE_OFFSET,
+  HEADER_SOURCE_PARTITION,
+  HEADER_STAGE,
+  RetriableError,
+  topicSpecs,
+  type CommitAfterWorkConsumerOptions,
+  type InboundMessage,
+  type OutboundMessage,
+} from './index';
+
+const logger = createLogger({ name: 'worker-int', level: 'warn' });
+const brokers = () => requireEnv('KAFKA_BROKERS');
+const kafka = () => createKafka({ brokers: [brokers()], clientId: 'worker-int', logger });
+const testConsumerConfig = { sessionTimeout: 6_000, heartbeatInterval: 1_000 };
+const newGroup = (label: string) => `${label}-${Math.random().toString(36).slice(2)}`;
+
+async function freshTopics(label: string, partitions: number) {
+  const specs = topicSpecs({ prefix: testTopicPrefix(label), replicationFactor: 1, defaultPartitions: partitions });
+  const admin = kafka().admin();
+  await admin.connect();
+  try {
+    await ensureTopics(admin, [specs.ingest, specs.dlq]);
+  } finally {
+    await admin.disconnect();
+  }
+  return { input: specs.ingest.name, dlq: specs.dlq.name };
+}
+
+async function produce(topic: string, messages: OutboundMessage[]): Promise<void> {
+  const producer = new BatchingProducer(kafka(), { logger });
+  await producer.connect();
+  try {
+    for (let i = 0; i < messages.length; i += 500) await producer.send(topic, messages.slice(i, i + 500));
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+async function endOffsets(topic: string): Promise<number[]> {
+  const admin = kafka().admin();
+  await admin.connect();
+  try {
+    return (await admin.fetchTopicOffsets(topic)).sort((a, b) => a.partition - b.partition).map((o) => Number(o.high));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+async function committedOffsets(groupId: string, topic: string): Promise<number[]> {
+  const admin = kafka().admin();
+  await admin.connect();
+  try {
+    const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    return offsets.partitions.sort((a, b) => a.partition - b.partition).map((p) => Number(p.offset));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Every committed record of a topic (read_committed, as DLQ readers read), once nothing new came for `quietMs`. */
+async function readCommitted(topic: string, quietMs = 2_000): Promise<InboundMessage[]> {
+  const got: InboundMessage[] = [];
+  let last = Date.now();
+  const consumer = kafka().consumer({ groupId: newGroup('reader'), ...testConsumerConfig });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  let joined = false;
+  consumer.on(consumer.events.GROUP_JOIN, () => (joined = true));
+  await consumer.run({
+    eachMessage: async ({ partition, message }) => {
+      got.push({ topic, partition, offset: message.offset, key: message.key?.toString() ?? null, value: message.value, headers: {}, timestamp: message.timestamp });
+      for (const [k, v] of Object.entries(message.headers ?? {})) got[got.length - 1].headers[k] = String(v);
+      last = Date.now();
+    },
+  });
+  await waitFor(() => joined, 30_000);
+  last = Date.now();
+  await waitFor(() => Date.now() - last >= quietMs, 60_000);
+  await consumer.disconnect();
+  return got;
+}
+
+async function metric(name: string, labels: Record<string, string>): Promise<number> {
+  const m = await registry.getSingleMetric(name)?.get();
+  const v = m?.values.find((x) => Object.entries(labels).every(([k, want]) => String(x.labels[k]) === want));
+  return v?.value ?? 0;
+}
+
+/** Runs the worker until the group's committed offsets reach `ends`, then stops it. */
+async function runUntilCommitted(consumer: CommitAfterWorkConsumer<unknown>, groupId: string, topic: string, ends: number[], timeoutMs: number): Promise<void> {
+  await consumer.start();
+  try {
+    await waitFor(async () => JSON.stringify(await committedOffsets(groupId, topic)) === JSON.stringify(ends), timeoutMs, 500);
+  } finally {
+    await consumer.stop();
+  }
+}
+
+function worker<T>(options: Omit<CommitAfterWorkConsumerOptions<T>, 'kafka' | 'logger' | 'stage' | 'consumerConfig'>) {
+  return new CommitAfterWorkConsumer<T>({ kafka: kafka(), logger, stage: 'test-stage', consumerConfig: testConsumerConfig, ...options });
+}
+
+describe('CommitAfterWorkConsumer: bounded retry, DLQ and readiness on the real broker', () => {
+  it('dead-letters a message that keeps failing after maxAttempts and moves on, deep in a backlog of many fetches per partition', async () => {
+    const topics = await freshTopics('worker-retry', 2);
+    // Per partition 6,000 × 2 KB ≈ 12 MB (24 MB in all): a dozen fetches of kafkajs's 1 MiB per
+    // partition each, with the poison message near the end of each partition.
+    const perPartition = 6_000;
+    const poisonAt = 5_500;
+    const value = 'v'.repeat(2_000);
+    const messages: OutboundMessage[] = [];
+    for (let i = 0; i < perPartition; i++) {
+      for (const partition of [0, 1]) messages.push({ key: i === poisonAt ? `poison-${partition}` : `k${partition}-${i}`, value, partition });
+    }
+    await produce(topics.input, messages);
+    expect(await endOffsets(topics.input)).toEqual([perPartition, perPartition]);
+
+    const dlqBefore = await metric('cdp_kafka_messages_processed_total', { topic: topics.input, outcome: 'dead_letter' });
+    const handled = new Set<string>();
+    const poisonAttempts = new Map<string, number>();
+    const groupId = newGroup('retry');
+    const consumer = worker<string>({
+      groupId,
+      topics: [topics.input],
+      dlqTopic: topics.dlq,
+      maxAttempts: 3,
+      retryInitialMs: 20,
+      decode: (m) => m.key!,
+      handle: async (items) => {
+        const poison = items.find((i) => i.value.startsWith('poison'));
+        if (poison) {
+          if (items.length === 1) poisonAttempts.set(poison.value, (poisonAttempts.get(poison.value) ?? 0) + 1);
+          throw new Error(`cannot handle ${poison.value}`);
+        }
+        for (const i of items) handled.add(i.value);
+      },
+    });
+    await runUntilCommitted(consumer, groupId, topics.input, [perPartition, perPartition], 180_000);
+    expect(handled.size).toBe(2 * perPartition - 2);
+    expect(Object.fromEntries(poisonAttempts)).toEqual({ 'poison-0': 3, 'poison-1': 3 });
+    expect(await metric('cdp_kafka_messages_processed_total', { topic: topics.input, outcome: 'dead_letter' })).toBe(dlqBefore + 2);
+
+    const dlq = await readCommitted(topics.dlq);
+    expect(dlq.map((m) => m.key).sort()).toEqual(['poison-0', 'poison-1']);
+    for (const m of dlq) {
+      const partition = m.key === 'poison-0' ? '0' : '1';
+      expect(m.headers[HEADER_STAGE]).toBe('test-stage');
+      expect(m.headers[HEADER_ERROR]).toBe(`cannot handle ${m.key}`);
+      expect(m.headers[HEADER_SOURCE_PARTITION]).toBe(partition);
+      expect(m.headers[HEADER_SOURCE_OFFSET]).toBe(String(poisonAt));
+      expect(m.value!.toString()).toBe(value);
+    }
+  }, 300_000);
+
+  it('retries a retriable error past maxAttempts, never dead-letters it, and holds the partition meanwhile', async () => {
+    const topics = await freshTopics('worker-retriable', 1);
+    await produce(topics.input, Array.from({ length: 20 }, (_, i) => ({ key: `m${i}`, value: String(i) })));
+    const retriableBefore = await metric('cdp_kafka_handler_retries_total', { topic: topics.input, reason: 'retriable' });
+    const order: number[] = [];
+    let outages = 0;
+    const groupId = newGroup('retriable');
+    const consumer = worker<number>({
+      groupId,
+      topics: [topics.input],
+      dlqTopic: topics.dlq,
+      maxAttempts: 2,
+      retryInitialMs: 20,
+      retryMaxMs: 100,
+      maxChunkMessages: 4,
+      decode: (m) => Number(m.value!.toString()),
+      handle: async (items) => {
+        // The dependency is down for the chunk holding message 5 for six attempts, three times maxAttempts.
+        if (items.some((i) => i.value === 5) && outages < 6) {
+          outages++;
+          throw new Error('store unavailable', { cause: new RetriableError('connection refused') });
+        }
+        order.push(...items.map((i) => i.value));
+      },
+    });
+    await runUntilCommitted(consumer, groupId, topics.input, [20], 60_000);
+    expect(outages).toBe(6);
+    expect(order).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(await metric('cdp_kafka_handler_retries_total', { topic: topics.input, reason: 'retriable' })).toBe(retriableBefore + 6);
+    expect(await endOffsets(topics.dlq)).toEqual([0]);
+  }, 120_000);
+
+  it('does not send a DLQ copy twice when the worker dies between the DLQ send and the commit', async () => {
+    const topics = await freshTopics('worker-crash', 1);
+    await produce(topics.input, [
+      { key: 'a', value: '1' },
+      { key: 'poison', value: '2' },
+      { key: 'b', value: '3' },
+    ]);
+    const groupId = newGroup('crash');
+    const fixture = path.join(__dirname, '..', 'dist', 'fixtures', 'hanging-consumer.js');
+    const child = spawn(process.execPath, [fixture, brokers(), topics.input, groupId, topics.dlq, 'dead-letter'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('SENT')) resolve();
+      });
+      child.on('exit', (code) => reject(new Error(`fixture exited early with ${code}`)));
+    });
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    // Nothing was committed: the next owner reads the poison message again.
+    expect(await committedOffsets(groupId, topics.input)).toEqual([-1]);
+
+    const handled: string[] = [];
+    const consumer = worker<string>({
+      groupId,
+      topics: [topics.input],
+      dlqTopic: topics.dlq,
+      maxAttempts: 1,
+      decode: (m) => m.key!,
+      handle: async (items) => {
+        if (items.some((i) => i.value === 'poison')) throw new Error('refused');
+        handled.push(...items.map((i) => i.value));
+      },
+    });
+    await runUntilCommitted(consumer, groupId, topics.input, [3], 60_000);
+    expect(handled).toContain('b');
+    // The killed worker's copy was sent (its transaction left open, then aborted by the new
+    // owner's fence); the new owner's copy is the one readers see.
+    const dlq = await readCommitted(topics.dlq);
+    expect(dlq.map((m) => m.key)).toEqual(['poison']);
+    expect(dlq[0].headers[HEADER_SOURCE_OFFSET]).toBe('1');
+  }, 120_000);
+
+  it('reports ready once it joined the group and got its assignment, and not after stop', async () => {
+    const topics = await freshTopics('worker-ready', 3);
+    const consumer = worker<null>({ groupId: newGroup('ready'), topics: [topics.input], dlqTopic: topics.dlq, decode: () => null, handle: async () => undefined });
+    expect(consumer.readiness()).toEqual({ ok: false, detail: 'not running' });
+    await consumer.start();
+    await waitFor(() => consumer.ready, 30_000);
+    expect(consumer.readiness()).toEqual({ ok: true, detail: `3 partitions of ${topics.input}` });
+    await consumer.stop();
+    expect(consumer.ready).toBe(false);
+  }, 60_000);
+});
