@@ -8,3 +8,4 @@ export {
 } from './session';
 export { ConsulLock, type ConsulLockEvents, type LockLostReason, type LockState } from './lock';
 export { durationToMs } from './duration';
+export { LeaderElection, type LeaderElectionEvents, type LeaderElectionOptions } from './leader';

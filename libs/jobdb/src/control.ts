@@ -40,13 +40,67 @@ export interface DeliveryStatsRow {
   failures: Array<{ at: string; status: number | null; error: string | null; responseExcerpt: string | null }>;
 }
 
-export async function ensureControlDatabase(url: string, database: string): Promise<void> {
+/**
+ * Forward migrations of `cdp_control`, applied in order by jobdb-manager (the schema's owner);
+ * each version is recorded in `control_schema` once its statements ran. Statements are
+ * idempotent, so a migration interrupted half-way is simply run again.
+ */
+export const CONTROL_MIGRATIONS: ReadonlyArray<{ version: number; statements: readonly string[] }> = [{ version: 1, statements: CONTROL_TABLES }];
+
+/** The newest `cdp_control` schema version this code knows (the version directors wait for). */
+export const CONTROL_SCHEMA_VERSION = CONTROL_MIGRATIONS[CONTROL_MIGRATIONS.length - 1].version;
+
+const CONTROL_SCHEMA_TABLE = `CREATE TABLE IF NOT EXISTS control_schema (
+  version INT NOT NULL PRIMARY KEY,
+  applied_at DATETIME(3) NOT NULL
+) ENGINE=InnoDB`;
+
+function checkControlName(database: string): void {
   if (!/^[A-Za-z0-9_]{1,64}$/.test(database)) throw new Error(`invalid control database name "${database}"`);
-  const conn = await mysql.createConnection({ uri: url, connectTimeout: 5_000 });
+}
+
+/**
+ * Creates `database` if needed and applies the migrations it lacks; returns its version. Two
+ * managers starting together serialise on a named lock. Needs CREATE rights (jobdb-manager's
+ * credentials).
+ */
+export async function migrateControlDatabase(url: string, database: string, now = new Date()): Promise<number> {
+  checkControlName(database);
+  const conn = await mysql.createConnection({ uri: url, connectTimeout: 5_000, timezone: 'Z' });
+  const lockName = `cdp_control_migrate:${database}`;
   try {
+    const [got] = await conn.query<mysql.RowDataPacket[]>('SELECT GET_LOCK(?, 30) AS ok', [lockName]);
+    if (Number(got[0].ok) !== 1) throw new Error(`could not take the migration lock of ${database} within 30 s`);
     await conn.query(`CREATE DATABASE IF NOT EXISTS \`${database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
     await conn.query(`USE \`${database}\``);
-    for (const sql of CONTROL_TABLES) await conn.query(sql);
+    await conn.query(CONTROL_SCHEMA_TABLE);
+    const [rows] = await conn.query<mysql.RowDataPacket[]>('SELECT version FROM control_schema');
+    const applied = new Set(rows.map((r) => Number(r.version)));
+    for (const migration of CONTROL_MIGRATIONS) {
+      if (applied.has(migration.version)) continue;
+      for (const sql of migration.statements) await conn.query(sql);
+      await conn.query('INSERT INTO control_schema (version, applied_at) VALUES (?, ?)', [migration.version, now]);
+    }
+    return CONTROL_SCHEMA_VERSION;
+  } finally {
+    await conn.query('SELECT RELEASE_LOCK(?)', [lockName]).catch(() => undefined);
+    await conn.end();
+  }
+}
+
+/** MySQL/MariaDB: unknown database, table doesn't exist. */
+const MISSING = new Set([1049, 1146]);
+
+/** The highest applied `cdp_control` version, or null when the database or its schema table does not exist yet. */
+export async function controlSchemaVersion(url: string, database: string): Promise<number | null> {
+  checkControlName(database);
+  const conn = await mysql.createConnection({ uri: url, connectTimeout: 5_000 });
+  try {
+    const [rows] = await conn.query<mysql.RowDataPacket[]>(`SELECT MAX(version) AS v FROM \`${database}\`.control_schema`);
+    return rows[0].v === null ? null : Number(rows[0].v);
+  } catch (error) {
+    if (MISSING.has((error as { errno?: number }).errno ?? 0)) return null;
+    throw error;
   } finally {
     await conn.end();
   }

@@ -29,7 +29,11 @@ export {
   CONTROL_TABLES,
   STATS_LATENCY_BUCKETS_MS,
   appendDeliveryStats,
-  ensureControlDatabase,
+  CONTROL_MIGRATIONS,
+  CONTROL_SCHEMA_VERSION,
+  controlSchemaVersion,
+  migrateControlDatabase,
   type DeliveryStatsRow,
 } from './control';
 export { kvOf, type ConsulClient, type KvApi } from './kv';
+export { countOpenJobsIn, jobDbUsage, listDatabases, oldestOpenJobReceivedAt, type JobDbUsage } from './inspect';

@@ -197,7 +197,7 @@ function clip(value: string | null | undefined, max: number): string | null {
 }
 
 /** Non-final jobs: those whose latest transition (if any) is not final. */
-const COUNT_OPEN_JOBS = `SELECT COUNT(*) AS n FROM jobs j
+export const COUNT_OPEN_JOBS = `SELECT COUNT(*) AS n FROM jobs j
    LEFT JOIN job_state_transitions t
      ON t.id = (SELECT MAX(x.id) FROM job_state_transitions x WHERE x.job_id = j.id)
   WHERE t.to_state IS NULL OR t.to_state NOT IN ('succeeded', 'discarded', 'archived')`;

@@ -6,12 +6,12 @@ import { CREATE_TABLES, KNOWN_SCHEMA_VERSIONS, SCHEMA_VERSION } from './schema';
 
 const DB_NAME = /^[A-Za-z0-9_]{1,64}$/;
 
-function checkName(database: string): void {
+export function checkName(database: string): void {
   // Identifiers cannot be bound as parameters: only plain names are ever interpolated.
   if (!DB_NAME.test(database)) throw new Error(`invalid JobDB database name "${database}"`);
 }
 
-async function withServer<T>(url: string, fn: (conn: mysql.Connection) => Promise<T>): Promise<T> {
+export async function withServer<T>(url: string, fn: (conn: mysql.Connection) => Promise<T>): Promise<T> {
   const conn = await mysql.createConnection({ uri: url, connectTimeout: 5_000, timezone: 'Z' });
   try {
     return await fn(conn);

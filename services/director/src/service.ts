@@ -2,7 +2,7 @@ import mysql from 'mysql2/promise';
 import { ConsulKeys } from '@cdp/consul';
 import type { createConsulClient } from '@cdp/consul-lock';
 import { listen, type RunningServer } from '@cdp/http';
-import { appendDeliveryStats, ensureControlDatabase } from '@cdp/jobdb';
+import { appendDeliveryStats, migrateControlDatabase } from '@cdp/jobdb';
 import { errorFields, registerSecret, type Logger } from '@cdp/log';
 import type { Workspace } from '@cdp/workspace';
 import type { DirectorConfig } from './config';
@@ -123,7 +123,7 @@ export class Director {
 
   async start(): Promise<void> {
     const s = this.settings;
-    await ensureControlDatabase(s.MYSQL_URL, s.CDP_CONTROL_DB);
+    await migrateControlDatabase(s.MYSQL_URL, s.CDP_CONTROL_DB);
     this.statsPool = mysql.createPool({ uri: s.MYSQL_URL, database: s.CDP_CONTROL_DB, connectionLimit: 2, timezone: 'Z', jsonStrings: true, trace: false });
     this.controls.start();
     this.engine.start();

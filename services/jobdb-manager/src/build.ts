@@ -1,0 +1,25 @@
+import { createConsulClient } from '@cdp/consul-lock';
+import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
+import { managerEnv, type ManagerConfig } from './config';
+import { createManagerService } from './service';
+
+/** jobdb-manager from its config: the Consul client and the manager (migrations, election, passes). */
+export async function build(config: ManagerConfig, { logger }: ServiceDeps): Promise<BuiltService> {
+  const consul = createConsulClient(config.CONSUL_HTTP_ADDR);
+  const service = createManagerService(config, { consul, logger });
+  return {
+    // Migrates cdp_control, then joins the election; a standby is ready too (it takes over when the leader goes).
+    start: async () => {
+      await service.start();
+      return { pod: config.POD_NAME };
+    },
+    readiness: [],
+    shutdown: {
+      // Stops acting and releases the leader key, so the standby takes over without lock delay.
+      drain: { manager: () => service.stop() },
+      closeClients: { 'consul-client': () => consul.destroy() },
+    },
+  };
+}
+
+export const jobDbManager: ServiceDefinition<ManagerConfig> = { name: 'jobdb-manager', env: managerEnv, build };

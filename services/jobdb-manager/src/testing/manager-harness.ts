@@ -1,0 +1,42 @@
+// jobdb-manager under test: settings on a private Consul prefix and database-name prefix, and
+// the clean-up of every database it provisioned.
+import { dropJobDbDatabase, listDatabases } from '@cdp/jobdb';
+import { mysqlUrl, testDatabaseName } from '@cdp/testkit';
+import type { JobDbManagerSettings } from '../service';
+
+export function testManagerSettings(prefix: string, overrides: Partial<JobDbManagerSettings> = {}): JobDbManagerSettings {
+  return {
+    MYSQL_URL: mysqlUrl(),
+    CDP_CONTROL_DB: testDatabaseName('mctl'),
+    CDP_CONSUL_PREFIX: prefix,
+    POD_NAME: `mgr-${Math.random().toString(36).slice(2, 8)}`,
+    JOBDB_MANAGER_SESSION_TTL_MS: 1_000,
+    JOBDB_MANAGER_LOCK_DELAY_MS: 500,
+    JOBDB_MANAGER_INTERVAL_MS: 200,
+    JOBDB_SPARE: 1,
+    JOBDB_ROTATION_PERIOD_MS: 3_600_000,
+    JOBDB_MAX_JOBS: 0,
+    JOBDB_MAX_BYTES: 0,
+    JOBDB_RETRY_WINDOW_MS: 3_600_000,
+    JOBDB_ORPHAN_ALERT_MS: 60_000,
+    JOBDB_DATABASE_PREFIX: `${testDatabaseName('jm')}_`,
+    JOBDB_STATS_INTERVAL_MS: 1_000,
+    ...overrides,
+  };
+}
+
+/** As env vars for a jobdb-manager process. */
+export function managerProcessEnv(settings: JobDbManagerSettings, consulUrl: string): Record<string, string> {
+  return { CONSUL_HTTP_ADDR: consulUrl, ...Object.fromEntries(Object.entries(settings).map(([k, v]) => [k, String(v)])) };
+}
+
+/** Databases on the server named with the manager's prefix (its JobDBs, live or not yet dropped). */
+export function managedDatabases(settings: Pick<JobDbManagerSettings, 'JOBDB_DATABASE_PREFIX'>): Promise<string[]> {
+  return listDatabases(mysqlUrl(), settings.JOBDB_DATABASE_PREFIX);
+}
+
+/** Drops every database the manager provisioned, and its control database. */
+export async function dropManagedDatabases(settings: Pick<JobDbManagerSettings, 'JOBDB_DATABASE_PREFIX' | 'CDP_CONTROL_DB'>): Promise<void> {
+  for (const database of await managedDatabases(settings)) await dropJobDbDatabase(mysqlUrl(), database);
+  await dropJobDbDatabase(mysqlUrl(), settings.CDP_CONTROL_DB);
+}
