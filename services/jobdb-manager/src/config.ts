@@ -1,15 +1,13 @@
 import os from 'node:os';
-import { baseEnv, mysqlUrl, nonNegativeInt, positiveInt, z } from '@cdp/config';
+import { baseEnv, consulEnv, controlDbEnv, nonNegativeInt, positiveInt, z } from '@cdp/config';
 
 const MINUTE_MS = 60_000;
 
 export const managerEnv = z.object({
   ...baseEnv,
-  /** jobdb-manager's own credentials: CREATE and DROP databases (directors' cannot DROP). */
-  MYSQL_URL: mysqlUrl(),
-  CDP_CONTROL_DB: z.string().regex(/^[A-Za-z0-9_]{1,64}$/).default('cdp_control'),
-  CONSUL_HTTP_ADDR: z.string().min(1),
-  CDP_CONSUL_PREFIX: z.string().regex(/^[A-Za-z0-9_/-]*$/).default('cdp/'),
+  // MYSQL_URL: jobdb-manager's own credentials, which may CREATE and DROP databases (directors' cannot DROP).
+  ...controlDbEnv,
+  ...consulEnv,
   /** Names the Consul session `jobdb-manager:<pod>`; the pod name in Kubernetes. */
   POD_NAME: z.string().min(1).default(os.hostname()),
   JOBDB_MANAGER_SESSION_TTL_MS: positiveInt(10_000),
