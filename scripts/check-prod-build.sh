@@ -33,6 +33,9 @@ done
 # cdp-topics (the charts' hook Job runs it from a service image): loads and stops at its usage.
 out=$(cd "$scratch/libs/kafka" && env -i PATH="$PATH" node dist/topics-cli.js 2>&1 || true)
 grep -q 'usage: cdp-topics' <<<"$out" || { echo "libs/kafka: production dist/topics-cli.js did not load:"; head -n 5 <<<"$out"; status=1; }
+# cdp-dlq (operators run it in a service image): loads and stops at its usage.
+out=$(cd "$scratch/libs/kafka" && env -i PATH="$PATH" node dist/dlq-cli.js 2>&1 || true)
+grep -q 'usage: cdp-dlq' <<<"$out" || { echo "libs/kafka: production dist/dlq-cli.js did not load:"; head -n 5 <<<"$out"; status=1; }
 [ -n "${KEEP_PROD_BUILD:-}" ] && trap - EXIT && echo "kept in $scratch"
 echo "production build: $(grep -c . <<<"$shipped") files in $(cd "$scratch" && ls -d libs/*/dist services/*/dist | wc -l) dist folders; $( [ $status = 0 ] && echo clean || echo FAILED)"
 exit $status

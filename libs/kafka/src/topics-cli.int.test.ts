@@ -1,26 +1,14 @@
 // cdp-topics (dist/topics-cli.js) as a process against the real broker.
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { createLogger } from '@cdp/log';
 import { requireEnv, testTopicPrefix } from '@cdp/testkit';
 import { ConfigResourceTypes, type Admin } from 'kafkajs';
 import { createKafka, topicNames } from './index';
+import { runKafkaCli, type CliResult } from './testing/run-cli';
 
-const CLI = path.join(__dirname, '..', 'dist', 'topics-cli.js');
 const logger = createLogger({ name: 'topics-cli-int', level: 'warn' });
 
-function cdpTopics(command: string, env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, command], {
-      env: { PATH: process.env.PATH, KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'), KAFKA_REPLICATION_FACTOR: '1', KAFKA_TOPIC_PARTITIONS: '2', ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+function cdpTopics(command: string, env: Record<string, string>): Promise<CliResult> {
+  return runKafkaCli('topics-cli.js', [command], { KAFKA_REPLICATION_FACTOR: '1', KAFKA_TOPIC_PARTITIONS: '2', ...env });
 }
 
 describe('cdp-topics against the real broker', () => {

@@ -2,8 +2,8 @@
 // cdp-topics: the one owner of the topic table (docs/contracts.md). `create` creates missing
 // topics and brings configs in line (never the partition count); `check` changes nothing and
 // exits 1 naming each missing or wrong topic. The local stack and the charts' hook Job run it.
-import { checkKafkaEnv, ConfigError, dedupWindowEnv, kafkaEnv, loadConfig, logLevel, topicTableEnv, z } from '@cdp/config';
-import { createLogger } from '@cdp/log';
+import { checkKafkaEnv, dedupWindowEnv, kafkaEnv, loadConfig, logLevel, topicTableEnv, z } from '@cdp/config';
+import { cliLogger, err, out, runCli, UsageError } from './cli';
 import { createKafka, kafkaConnection } from './client';
 import { checkTopics, ensureTopics, topicSettings, topicSpecs, type TopicSpec } from './topics';
 
@@ -18,19 +18,12 @@ const topicsCliEnv = z
   .object({ ...kafkaEnv, ...topicTableEnv, ...dedupWindowEnv, LOG_LEVEL: logLevel().default('warn') })
   .superRefine(checkKafkaEnv);
 
-class UsageError extends Error {}
-
-const out = (line: string) => process.stdout.write(`${line}\n`);
-const err = (line: string) => process.stderr.write(`${line}\n`);
-
 async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const command = argv[0];
   if (command !== 'create' && command !== 'check') throw new UsageError(`unknown command ${JSON.stringify(command ?? '')}`);
   const config = loadConfig(topicsCliEnv, env);
   const specs: TopicSpec[] = Object.values(topicSpecs(topicSettings(config)));
-  // Results on stdout, problems and logs on stderr.
-  const logger = createLogger({ name: 'cdp-topics', level: config.LOG_LEVEL, destination: { write: (line: string) => process.stderr.write(line) } });
-  const admin = createKafka({ ...kafkaConnection(config), clientId: 'cdp-topics', logger }).admin();
+  const admin = createKafka({ ...kafkaConnection(config), clientId: 'cdp-topics', logger: cliLogger('cdp-topics', config.LOG_LEVEL) }).admin();
   await admin.connect();
   try {
     if (command === 'create') {
@@ -48,14 +41,4 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   }
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2), process.env).then(
-    (code) => process.stdout.write('', () => process.exit(code)),
-    (error: unknown) => {
-      const message = error instanceof Error ? error.message : String(error);
-      const usage = error instanceof UsageError || error instanceof ConfigError;
-      err(usage ? `${message}\n${USAGE}` : `cdp-topics: ${message}`);
-      process.exit(usage ? 2 : 1);
-    },
-  );
-}
+if (require.main === module) runCli('cdp-topics', USAGE, () => main(process.argv.slice(2), process.env));

@@ -3,7 +3,7 @@ import { ConfigResourceTypes, ConfigSource } from 'kafkajs';
 import type { KafkaEnv, TopicTableEnv } from '@cdp/config';
 
 /** Topic roles of DESIGN.md's topic table; the full name is `<prefix><role>`. */
-export const TOPIC_ROLES = ['ingest', 'deduped', 'identified', 'undelivered', 'regulations', 'regulation-status', 'dlq'] as const;
+export const TOPIC_ROLES = ['ingest', 'deduped', 'identified', 'undelivered', 'regulations', 'regulation-status', 'dlq', 'dlq-handled'] as const;
 export type TopicRole = (typeof TOPIC_ROLES)[number];
 
 export type TopicNames = Record<TopicRole, string>;
@@ -67,6 +67,9 @@ export function topicSpecs(settings: TopicSettings = {}): Record<TopicRole, Topi
     // Latest state per regulationId:stage; identity folds the stages into the regulation's status.
     'regulation-status': { 'cleanup.policy': 'compact', 'delete.retention.ms': String(DAY_MS), 'min.compaction.lag.ms': '0' },
     dlq: retention(14 * DAY_MS),
+    // cdp-dlq's record of what it re-sent or discarded, one marker per DLQ record (keyed by its
+    // partition:offset); kept as long as the records it describes.
+    'dlq-handled': { 'cleanup.policy': 'compact,delete', 'retention.ms': String(14 * DAY_MS), 'min.compaction.lag.ms': '0' },
   };
   if (partitions('ingest') !== partitions('deduped')) {
     throw new Error(`ingest (${partitions('ingest')}) and deduped (${partitions('deduped')}) must have the same partition count`);

@@ -1,0 +1,182 @@
+// cdp-dlq (dist/dlq-cli.js) as a process against the real broker, on a DLQ of 600 records of
+// 8 KiB (1.6 MiB a partition: more than one fetch of kafkajs's 1 MiB per partition).
+import { createLogger } from '@cdp/log';
+import { requireEnv, testTopicPrefix, waitFor } from '@cdp/testkit';
+import type { Admin, KafkaMessage } from 'kafkajs';
+import { createKafka, deadLetterRecord, ensureTopics, HEADER_STAGE, topicNames, topicSpecs, type InboundMessage } from './index';
+import { partitionBounds, readRanges } from './read-ranges';
+import { runKafkaCli, type CliResult } from './testing/run-cli';
+
+const logger = createLogger({ name: 'dlq-cli-int', level: 'warn' });
+const PARTITIONS = 3;
+const PER_PARTITION = 200;
+const PADDING = 'x'.repeat(8 * 1024);
+
+function cdpDlq(prefix: string, args: string[]): Promise<CliResult> {
+  return runKafkaCli('dlq-cli.js', args, { CDP_TOPIC_PREFIX: prefix });
+}
+
+const lines = (text: string) => text.split('\n').filter(Boolean);
+
+describe('cdp-dlq against the real broker', () => {
+  const prefix = testTopicPrefix('dlqcli');
+  const names = topicNames(prefix);
+  const kafka = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'dlq-cli-int', logger });
+  let admin: Admin;
+
+  /** Every record now on a topic, by partition. */
+  async function readAll(topic: string): Promise<Array<{ partition: number; message: KafkaMessage }>> {
+    const all: Array<{ partition: number; message: KafkaMessage }> = [];
+    const ranges = (await partitionBounds(admin, topic)).map((b) => ({ partition: b.partition, from: b.low, to: b.high }));
+    await readRanges({ kafka, topic, ranges, onMessages: (partition, messages) => {
+        all.push(...messages.map((message) => ({ partition, message })));
+      },
+    });
+    return all;
+  }
+
+  beforeAll(async () => {
+    admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, Object.values(topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: PARTITIONS })));
+    // Dead letters as the stages write them: even source offsets refused by dedup (from
+    // ingest), odd ones by transform (from deduped). DLQ partition p gets source partition p.
+    const producer = kafka.producer({ transactionalId: `${prefix}seed`, idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    for (let p = 0; p < PARTITIONS; p += 1) {
+      const letters = Array.from({ length: PER_PARTITION }, (_, i) => {
+        const n = p * PER_PARTITION + i;
+        const stage = n % 2 === 0 ? 'dedup' : 'transform';
+        const original: InboundMessage = {
+          topic: stage === 'dedup' ? names.ingest : names.deduped,
+          partition: p,
+          offset: String(1000 + n),
+          key: `src-1:msg-${n}`,
+          value: Buffer.from(JSON.stringify({ messageId: `msg-${n}`, padding: PADDING })),
+          headers: { 'x-cdp-trace': `trace-${n}` },
+          timestamp: String(Date.now()),
+        };
+        return { ...deadLetterRecord(original, stage, new Error(`refused record ${n}`)), partition: p };
+      });
+      // In transactions of 50, as dedup writes them: the DLQ holds transaction markers too.
+      for (let i = 0; i < letters.length; i += 50) {
+        const txn = await producer.transaction();
+        await txn.send({ topic: names.dlq, messages: letters.slice(i, i + 50), acks: -1 });
+        await txn.commit();
+      }
+    }
+    // A second DLQ copy of dead letter 0 (a retried dead-letter write) and a binary value.
+    await producer.disconnect();
+    let copy: KafkaMessage | undefined;
+    await waitFor(async () => (copy = (await readAll(names.dlq)).find((r) => r.partition === 0 && r.message.offset === '0')?.message) !== undefined);
+    const plain = kafka.producer();
+    await plain.connect();
+    await plain.send({
+      topic: names.dlq,
+      messages: [
+        { partition: 0, key: copy!.key, value: copy!.value, headers: copy!.headers },
+        { partition: 1, key: null, value: Buffer.from([0, 159, 146, 150]), headers: { [HEADER_STAGE]: 'director' } },
+      ],
+      acks: -1,
+    });
+    await plain.disconnect();
+  });
+  afterAll(async () => {
+    await admin?.disconnect();
+  });
+
+  it('lists every record with its stage, origin and key, and filters by stage, topic, time and offsets', async () => {
+    const total = PARTITIONS * PER_PARTITION + 2;
+    const all = await cdpDlq(prefix, ['list']);
+    expect(all.code).toBe(0);
+    expect(lines(all.stdout)).toHaveLength(total);
+    expect(all.stderr).toContain(`${total} of ${total} records shown`);
+    expect(all.stdout).toMatch(new RegExp(`^0:0  \\S+Z  pending  dedup  ${names.ingest.replace(/\./g, '\\.')}/0@1000  key=src-1:msg-0  refused record 0$`, 'm'));
+    expect(all.stdout).toContain('director  (unknown)  key=(null)');
+
+    const transform = await cdpDlq(prefix, ['list', '--stage', 'transform', '--json']);
+    const records = lines(transform.stdout).map((l) => JSON.parse(l) as { stage: string; source: { topic: string; partition: number; offset: string }; headers: Record<string, string>; value: string });
+    expect(records).toHaveLength(300);
+    expect(records.every((r) => r.stage === 'transform' && r.source.topic === names.deduped)).toBe(true);
+    expect(Object.keys(records[0].headers)).toEqual(['x-cdp-trace']);
+    expect(JSON.parse(records[0].value)).toMatchObject({ padding: PADDING });
+
+    expect(lines((await cdpDlq(prefix, ['list', '--topic', names.ingest])).stdout)).toHaveLength(301);
+    const span = await cdpDlq(prefix, ['list', '--offsets', '2:10-14,1:199']);
+    expect(lines(span.stdout).map((l) => l.split('  ')[0])).toEqual(['1:199', '2:10', '2:11', '2:12', '2:13', '2:14']);
+    expect(lines((await cdpDlq(prefix, ['list', '--since', '2h', '--limit', '7'])).stdout)).toHaveLength(7);
+    expect(lines((await cdpDlq(prefix, ['list', '--until', '2h'])).stdout)).toHaveLength(0);
+  });
+
+  it('shows a record in full: headers, origin and an indented JSON value; binary as base64', async () => {
+    // Partition 1: 200 records in 4 transactions (a marker after each 50), then the binary one.
+    const shown = await cdpDlq(prefix, ['show', '0:3', '1:204']);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain(`${names.dlq} 0:3\n`);
+    expect(shown.stdout).toContain('  stage          transform\n');
+    expect(shown.stdout).toContain('  error          refused record 3\n');
+    expect(shown.stdout).toContain(`  original       ${names.deduped} partition 0 offset 1003\n`);
+    expect(shown.stdout).toContain('  header         x-cdp-trace: trace-3\n');
+    expect(shown.stdout).toContain('    {\n      "messageId": "msg-3",');
+    expect(shown.stdout).toContain('    base64:AJ+Slg==');
+    const missing = await cdpDlq(prefix, ['show', '2:99999']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('2:99999: no record there');
+  });
+
+  it('re-sends chosen records to their original topic and partition with key and headers, once', async () => {
+    const dryRun = await cdpDlq(prefix, ['resend', '--stage', 'dedup']);
+    expect(dryRun.code).toBe(0);
+    expect(dryRun.stdout).toContain(`would re-send 301 records:\n  301 dedup from ${names.ingest}\nrun again with --yes`);
+    expect(await readAll(names.ingest)).toHaveLength(0);
+
+    const resend = await cdpDlq(prefix, ['resend', '--stage', 'dedup', '--yes']);
+    expect(resend.code).toBe(0);
+    expect(resend.stdout).toContain('resent 300 records to their original topics (1 repeated DLQ copies of them marked, not sent again)');
+    // Not a terminal: the progress bar prints a line at each tenth, the last at 100 %.
+    expect(resend.stderr).toContain('resending: 301/301 100%');
+    expect(lines(resend.stderr).filter((l) => l.startsWith('resending:')).length).toBeLessThanOrEqual(10);
+
+    // Reads stop at the last stable offset, which passes a committed transaction a moment later.
+    let ingest: Awaited<ReturnType<typeof readAll>> = [];
+    await waitFor(async () => (ingest = await readAll(names.ingest)).length >= 300, 20_000, 200);
+    expect(ingest).toHaveLength(300);
+    for (const { partition, message } of ingest) {
+      const n = Number(/msg-(\d+)/.exec(message.key!.toString())![1]);
+      expect(n % 2).toBe(0);
+      expect(partition).toBe(Math.floor(n / PER_PARTITION));
+      expect(Object.keys(message.headers ?? {})).toEqual(['x-cdp-trace']);
+      expect(message.headers!['x-cdp-trace']!.toString()).toBe(`trace-${n}`);
+      expect(JSON.parse(message.value!.toString())).toEqual({ messageId: `msg-${n}`, padding: PADDING });
+    }
+    expect(new Set(ingest.map((r) => r.message.key!.toString())).size).toBe(300);
+
+    const again = await cdpDlq(prefix, ['resend', '--stage', 'dedup', '--yes']);
+    expect(again.stdout).toContain('301 selected records were already handled; left alone');
+    expect(again.stdout).toContain('resent 0 records');
+    expect(await readAll(names.ingest)).toHaveLength(300);
+    expect((await cdpDlq(prefix, ['list', '--pending'])).stderr).toContain('301 of 301 records not yet handled shown');
+  });
+
+  it('discards records with a reason, and a record with no origin cannot be re-sent', async () => {
+    const discard = await cdpDlq(prefix, ['discard', '--stage', 'transform', '--offsets', '0:0-49', '--reason', 'bad test data', '--yes']);
+    expect(discard.code).toBe(0);
+    expect(discard.stdout).toContain('discarded 25 records');
+    const shown = await cdpDlq(prefix, ['show', '0:1']);
+    expect(shown.stdout).toMatch(/ {2}state {10}discarded \S+Z \(bad test data\)/);
+    expect((await cdpDlq(prefix, ['list', '--pending'])).stderr).toContain('276 of 276 records not yet handled shown');
+    expect(await readAll(names.deduped)).toHaveLength(0);
+
+    const orphan = await cdpDlq(prefix, ['resend', '--stage', 'director', '--yes']);
+    expect(orphan.code).toBe(1);
+    expect(orphan.stderr).toContain('1:204: no original topic (no cdp-source-topic header); not re-sent');
+  });
+
+  it('refuses bad arguments with the usage and exit 2', async () => {
+    for (const args of [[], ['list', '--since', 'yesterday'], ['list', '--offsets', '1:9-3'], ['resend'], ['show'], ['list', '--limit', '0']]) {
+      const result = await cdpDlq(prefix, args);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain('usage: cdp-dlq');
+    }
+  });
+});
