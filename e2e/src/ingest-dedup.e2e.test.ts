@@ -1,12 +1,15 @@
 // SDK → tapi → cdp.ingest → dedup → cdp.deduped, all real: the unchanged Segment Node SDK,
 // the services as processes, a real Kafka broker. A client retry (the same batch sent twice)
-// must come out of dedup once, with the envelope tapi built.
+// must come out of dedup once, with the envelope tapi built. The same run goes through the
+// broker's PLAINTEXT listener and through its SASL listener with SCRAM-SHA-512 (what managed
+// Kafka such as MSK and Confluent asks of clients); wrong credentials stop both services.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Analytics } from '@segment/analytics-node';
+import { checkKafkaEnv, kafkaEnv, loadConfig, z } from '@cdp/config';
 import { decodeEnvelope } from '@cdp/events';
-import { createKafka } from '@cdp/kafka';
+import { createKafka, kafkaConnection } from '@cdp/kafka';
 import { createTestTopics, readTopic } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
 import {
@@ -15,6 +18,7 @@ import {
   requireEnv,
   startServiceProcess as startService,
   testTopicPrefix,
+  waitServiceExit,
   waitServiceReady as waitReady,
   type ServiceProcess,
 } from '@cdp/testkit';
@@ -22,7 +26,42 @@ import {
 const logger = createLogger({ name: 'e2e', level: 'warn' });
 const WRITE_KEY = 'wk_server_sample_0001'; // source `server` of config/workspace.sample.yaml
 
-describe('SDK → tapi → dedup (real processes, real broker)', () => {
+/** How the services and the test's own clients reach the broker: the env of the Kafka fragment. */
+type Listener = { name: string; env: () => Record<string, string> };
+const LISTENERS: Listener[] = [
+  { name: 'PLAINTEXT', env: () => ({ KAFKA_BROKERS: requireEnv('KAFKA_BROKERS') }) },
+  {
+    name: 'SASL SCRAM-SHA-512',
+    env: () => ({
+      KAFKA_BROKERS: requireEnv('KAFKA_SASL_TEST_BROKERS'),
+      KAFKA_SASL_MECHANISM: 'scram-sha-512',
+      KAFKA_SASL_USERNAME: requireEnv('KAFKA_SASL_TEST_USERNAME'),
+      KAFKA_SASL_PASSWORD: requireEnv('KAFKA_SASL_TEST_PASSWORD'),
+    }),
+  },
+];
+const kafkaSchema = z.object(kafkaEnv).superRefine(checkKafkaEnv);
+
+/** Each service's own env besides Kafka and the topic prefix. */
+function serviceEnv(tmp: string, port: number, prefix: string) {
+  return {
+    tapi: {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      CDP_WORKSPACE_FILE: path.join(REPO_ROOT, 'config', 'workspace.sample.yaml'),
+      CDP_SAMPLE_HMAC_SECRET: 'e2e-only-secret',
+      SPOOL_DIR: path.join(tmp, 'spool'),
+    },
+    dedup: {
+      DEDUP_DATA_DIR: path.join(tmp, 'dedup'),
+      DEDUP_GROUP_ID: `${prefix}dedup`,
+      KAFKA_SESSION_TIMEOUT_MS: '6000',
+      KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
+    },
+  };
+}
+
+describe.each(LISTENERS)('SDK → tapi → dedup (real processes, real broker, $name)', (listener) => {
   const procs: ServiceProcess[] = [];
   const dirs: string[] = [];
   afterAll(async () => {
@@ -31,31 +70,19 @@ describe('SDK → tapi → dedup (real processes, real broker)', () => {
   });
 
   it('delivers every event once to cdp.deduped even when the client sends the batch twice', async () => {
-    const brokers = requireEnv('KAFKA_BROKERS');
+    const connectionEnv = listener.env();
     const prefix = testTopicPrefix('e2e');
-    const kafka = createKafka({ brokers: [brokers], clientId: 'e2e', logger });
+    const kafka = createKafka({ ...kafkaConnection(loadConfig(kafkaSchema, connectionEnv)), clientId: 'e2e', logger });
     const topics = await createTestTopics(kafka, prefix, { partitions: 2 });
 
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cdp-e2e-'));
     dirs.push(tmp);
-    const common = { KAFKA_BROKERS: brokers, CDP_TOPIC_PREFIX: prefix };
+    const common = { ...connectionEnv, CDP_TOPIC_PREFIX: prefix };
     const port = await freePort();
-    const tapi = await startService('tapi', {
-      ...common,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      CDP_WORKSPACE_FILE: path.join(REPO_ROOT, 'config', 'workspace.sample.yaml'),
-      CDP_SAMPLE_HMAC_SECRET: 'e2e-only-secret',
-      SPOOL_DIR: path.join(tmp, 'spool'),
-    });
+    const own = serviceEnv(tmp, port, prefix);
+    const tapi = await startService('tapi', { ...common, ...own.tapi });
     procs.push(tapi);
-    const dedup = await startService('dedup', {
-      ...common,
-      DEDUP_DATA_DIR: path.join(tmp, 'dedup'),
-      DEDUP_GROUP_ID: `${prefix}dedup`,
-      KAFKA_SESSION_TIMEOUT_MS: '6000',
-      KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
-    });
+    const dedup = await startService('dedup', { ...common, ...own.dedup });
     procs.push(dedup);
     await Promise.all([waitReady(tapi), waitReady(dedup)]);
 
@@ -82,6 +109,40 @@ describe('SDK → tapi → dedup (real processes, real broker)', () => {
       expect(envelope.message).toMatchObject({ type: 'track', event: sent.event, userId: sent.userId, properties: sent.properties });
       expect(envelope.message.context).toMatchObject({ library: { name: '@segment/analytics-node' } });
       expect(Date.parse(envelope.receivedAt)).not.toBeNaN();
+    }
+  });
+});
+
+describe('SDK → tapi → dedup with wrong SASL credentials', () => {
+  const dirs: string[] = [];
+  afterAll(() => {
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  });
+
+  it('tapi and dedup stop at start naming the SASL failure, and never print the password', async () => {
+    const prefix = testTopicPrefix('e2e-badauth');
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cdp-e2e-'));
+    dirs.push(tmp);
+    const wrongPassword = `wrong-${Date.now()}-password`;
+    const common = {
+      ...LISTENERS[1].env(),
+      KAFKA_SASL_PASSWORD: wrongPassword,
+      CDP_TOPIC_PREFIX: prefix,
+      // Debug logs too must not carry it.
+      LOG_LEVEL: 'debug',
+    };
+    const own = serviceEnv(tmp, await freePort(), prefix);
+    const [tapi, dedup] = await Promise.all([
+      startService('tapi', { ...common, ...own.tapi }, { captureOutput: true }),
+      startService('dedup', { ...common, ...own.dedup }, { captureOutput: true }),
+    ]);
+    const codes = await Promise.all([waitServiceExit(tapi, 30_000), waitServiceExit(dedup, 30_000)]);
+    expect(codes).toEqual([1, 1]);
+    for (const proc of [tapi, dedup]) {
+      const output = proc.output();
+      expect(output).toContain(`${proc.name} failed to start`);
+      expect(output).toContain('SASL SCRAM SHA512 authentication failed');
+      expect(output).not.toContain(wrongPassword);
     }
   });
 });

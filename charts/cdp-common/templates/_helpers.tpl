@@ -41,6 +41,7 @@ of .Values.env (plain) and .Values.secretEnv (name → {secret, key}: never rend
 - name: CDP_TOPIC_PREFIX
   value: {{ .topicPrefix | default "cdp." | quote }}
 {{- end }}
+{{- include "cdp.kafkaSecurityEnv" . }}
 {{- range $name, $value := .Values.env }}
 - name: {{ $name }}
   value: {{ $value | quote }}
@@ -51,6 +52,58 @@ of .Values.env (plain) and .Values.secretEnv (name → {secret, key}: never rend
     secretKeyRef:
       name: {{ $ref.secret }}
       key: {{ $ref.key }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Kafka TLS and SASL (docs/operations.md "Kafka connection") from .Values.global.kafka, the same
+for every service and the cdp-topics Job. The SASL password only ever as a Secret reference.
+*/}}
+{{- define "cdp.kafkaSecurityEnv" -}}
+{{- $kafka := .Values.global.kafka | default dict -}}
+{{- if and $kafka.caSecret (not $kafka.ssl) }}
+{{- fail "global.kafka.caSecret needs global.kafka.ssl: true" }}
+{{- end }}
+{{- if $kafka.ssl }}
+- name: KAFKA_SSL
+  value: "true"
+{{- end }}
+{{- if $kafka.caSecret }}
+- name: KAFKA_SSL_CA_FILE
+  value: {{ include "cdp.kafkaCaDir" . }}/ca.crt
+{{- end }}
+{{- $sasl := $kafka.sasl | default dict }}
+{{- if $sasl.mechanism }}
+{{- $password := $sasl.passwordSecret | default dict }}
+- name: KAFKA_SASL_MECHANISM
+  value: {{ $sasl.mechanism | quote }}
+- name: KAFKA_SASL_USERNAME
+  value: {{ required "global.kafka.sasl.username is required with a SASL mechanism" $sasl.username | quote }}
+- name: KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "global.kafka.sasl.passwordSecret.name is required with a SASL mechanism" $password.name }}
+      key: {{ $password.key | default "password" }}
+{{- end }}
+{{- end -}}
+
+{{- define "cdp.kafkaCaDir" -}}/etc/cdp/kafka-ca{{- end -}}
+
+{{/* The Secret of global.kafka.caSecret (key ca.crt), when set: a volume and its mount. */}}
+{{- define "cdp.kafkaCaVolume" -}}
+{{- with (.Values.global.kafka | default dict).caSecret }}
+- name: kafka-ca
+  secret:
+    secretName: {{ . }}
+    items: [{ key: ca.crt, path: ca.crt }]
+{{- end }}
+{{- end -}}
+
+{{- define "cdp.kafkaCaMount" -}}
+{{- if (.Values.global.kafka | default dict).caSecret }}
+- name: kafka-ca
+  mountPath: {{ include "cdp.kafkaCaDir" . }}
+  readOnly: true
 {{- end }}
 {{- end -}}
 

@@ -1,6 +1,6 @@
 import { Kafka, logLevel, type logCreator, type SASLOptions } from 'kafkajs';
 import type { KafkaEnv } from '@cdp/config';
-import type { Logger } from '@cdp/log';
+import { registerSecret, type Logger } from '@cdp/log';
 import { counter } from '@cdp/metrics';
 import { KafkaLogRouter } from './kafka-log';
 
@@ -72,6 +72,8 @@ export interface KafkaClientOptions extends KafkaConnection {
 
 export function createKafka(options: KafkaClientOptions): Kafka {
   const { ssl, sasl } = options;
+  // kafkajs never logs it; registered so that no log line could carry it anyway.
+  registerSecret(sasl?.password);
   return new Kafka({
     clientId: options.clientId,
     brokers: options.brokers,
@@ -82,6 +84,11 @@ export function createKafka(options: KafkaClientOptions): Kafka {
     ssl: ssl ? (ssl.ca ? { ca: [ssl.ca] } : true) : undefined,
     sasl: sasl ? saslOptions(sasl) : undefined,
   });
+}
+
+/** The brokers refused our SASL credentials: not an outage to wait out, the start must fail. */
+export function isKafkaAuthenticationError(error: unknown): boolean {
+  return error instanceof Error && error.name === 'KafkaJSSASLAuthenticationError';
 }
 
 export { Kafka } from 'kafkajs';

@@ -1,4 +1,4 @@
-export { createKafka, Kafka, kafkaConnection, type KafkaClientOptions, type KafkaConnection } from './client';
+export { createKafka, isKafkaAuthenticationError, Kafka, kafkaConnection, type KafkaClientOptions, type KafkaConnection } from './client';
 export { CommitAfterWorkConsumer, toInbound, type BatchContext, type CommitAfterWorkConsumerOptions, type Decoded, type InboundMessage } from './consumer';
 export { deadLetterRecord, DeadLetterWriter, type DeadLetter, type DeadLetterWriterOptions } from './dead-letter';
 export {

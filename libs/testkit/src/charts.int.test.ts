@@ -92,6 +92,18 @@ describe.each(charts)('chart %s', (chart) => {
   });
 });
 
+type EnvVar = { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } };
+
+/** A pod's Kafka TLS/SASL env and the CA volume it mounts (global.kafka). */
+function kafkaSecurityOf(pod: { containers: unknown[]; volumes?: unknown[] }) {
+  const c = pod.containers[0] as { env: EnvVar[]; volumeMounts?: { name: string; mountPath: string }[] };
+  return {
+    env: c.env.filter((e) => /^KAFKA_(SSL|SASL)/.test(e.name)),
+    mount: c.volumeMounts?.find((m) => m.name === 'kafka-ca'),
+    volume: (pod.volumes as { name: string }[] | undefined)?.find((v) => v.name === 'kafka-ca'),
+  };
+}
+
 describe('tapi chart: the spool survives the pod', () => {
   const dir = path.join(CHARTS_DIR, 'tapi');
   type Volume = { name: string; persistentVolumeClaim?: { claimName: string }; emptyDir?: unknown };
@@ -153,7 +165,8 @@ describe('tapi chart: the spool survives the pod', () => {
       expect(envOf(pod, 'SPOOL_DIR')).toBe(envOf(tapiPod, 'SPOOL_DIR'));
       expect(envOf(pod, 'KAFKA_BROKERS')).toBe(envOf(tapiPod, 'KAFKA_BROKERS'));
       expect(envOf(pod, 'KAFKA_SECONDARY_BROKERS')).toBe(envOf(tapiPod, 'KAFKA_SECONDARY_BROKERS'));
-      expect(pod.containers[0].volumeMounts).toEqual(tapiPod.containers[0].volumeMounts!.filter((v) => v.name === 'spool'));
+      expect(kafkaSecurityOf(pod)).toEqual(kafkaSecurityOf(tapiPod));
+      expect(pod.containers[0].volumeMounts).toEqual(tapiPod.containers[0].volumeMounts!.filter((v) => v.name === 'spool' || v.name === 'kafka-ca'));
     }
   });
 });
@@ -197,7 +210,7 @@ describe('cdp chart: cdp-topics runs as a hook Job before install and upgrade', 
     expect(c.args).toEqual(['node', 'node_modules/@cdp/kafka/dist/topics-cli.js', 'create']);
     expect(c.resources?.requests).toBeDefined();
     expect(c.securityContext?.readOnlyRootFilesystem).toBe(true);
-    const env = Object.fromEntries(c.env.map((e) => [e.name, e.value]));
+    const env = Object.fromEntries(c.env.filter((e) => !/^KAFKA_(SSL|SASL)/.test(e.name)).map((e) => [e.name, e.value]));
     const dedup = all.find((m) => m.kind === 'StatefulSet' && m.metadata.name === 'cdp-dedup') as unknown as JobManifest;
     const dedupEnv = Object.fromEntries(dedup.spec.template.spec.containers[0].env.map((e) => [e.name, e.value]));
     expect(env).toEqual({
@@ -210,6 +223,27 @@ describe('cdp chart: cdp-topics runs as a hook Job before install and upgrade', 
       LOG_LEVEL: 'info',
     });
     expect(dedupEnv.DEDUP_WINDOW_MS).toBe('2419200000');
+  });
+
+  it('gives every workload and the Job the same Kafka TLS and SASL settings, the password from its Secret', () => {
+    const pods = all.filter((m) => ['Deployment', 'StatefulSet', 'Job'].includes(m.kind)).map((m) => [m.metadata.name, kafkaSecurityOf(podSpecOf(m)!)] as const);
+    expect(pods.map(([name]) => name).sort()).toEqual(['cdp-cdp-topics', 'cdp-dedup', 'cdp-director', 'cdp-tapi']);
+    for (const [name, security] of pods) {
+      expect([name, security]).toEqual([
+        name,
+        {
+          env: [
+            { name: 'KAFKA_SSL', value: 'true' },
+            { name: 'KAFKA_SSL_CA_FILE', value: '/etc/cdp/kafka-ca/ca.crt' },
+            { name: 'KAFKA_SASL_MECHANISM', value: 'scram-sha-512' },
+            { name: 'KAFKA_SASL_USERNAME', value: 'cdp' },
+            { name: 'KAFKA_SASL_PASSWORD', valueFrom: { secretKeyRef: { name: 'cdp-kafka-sasl', key: 'password' } } },
+          ],
+          mount: { name: 'kafka-ca', mountPath: '/etc/cdp/kafka-ca', readOnly: true },
+          volume: { name: 'kafka-ca', secret: { secretName: 'cdp-kafka-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+        },
+      ]);
+    }
   });
 });
 

@@ -12,25 +12,51 @@ import { isAlive, spawnDaemon, stopProcess, tail, waitUntilReady, type ManagedPr
 const run = promisify(execFile);
 
 export interface KafkaBroker {
+  /** The PLAINTEXT listener, `127.0.0.1:<port>`. */
   brokers: string;
+  /**
+   * A second listener of the same broker that requires SASL: SCRAM-SHA-256, SCRAM-SHA-512 and
+   * PLAIN, one user with a password made for this broker (what MSK or Confluent ask of clients).
+   */
+  sasl: SaslListener;
   process: ManagedProcess;
   dataDir: string;
 }
+
+export interface SaslListener {
+  brokers: string;
+  username: string;
+  password: string;
+}
+
+const SASL_USER = 'cdp-test';
 
 const LOG4J = `-Dlog4j.configuration=file:${path.join(MAVEN_DIR, 'kafka', 'log4j.properties')}`;
 const START_ATTEMPTS = 3;
 const READY_TIMEOUT_MS = 90_000;
 
-function serverProperties(brokerPort: number, controllerPort: number, logDir: string): string {
+interface Ports {
+  broker: number;
+  sasl: number;
+  controller: number;
+}
+
+function serverProperties(ports: Ports, logDir: string, sasl: SaslListener): string {
   return [
     'process.roles=broker,controller',
     'node.id=1',
-    `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
-    `listeners=PLAINTEXT://127.0.0.1:${brokerPort},CONTROLLER://127.0.0.1:${controllerPort}`,
-    `advertised.listeners=PLAINTEXT://127.0.0.1:${brokerPort}`,
+    `controller.quorum.voters=1@127.0.0.1:${ports.controller}`,
+    `listeners=PLAINTEXT://127.0.0.1:${ports.broker},SASL_PLAINTEXT://127.0.0.1:${ports.sasl},CONTROLLER://127.0.0.1:${ports.controller}`,
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${ports.broker},SASL_PLAINTEXT://127.0.0.1:${ports.sasl}`,
     'controller.listener.names=CONTROLLER',
     'inter.broker.listener.name=PLAINTEXT',
-    'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT',
+    // The SASL listener: SCRAM users live in the cluster metadata (written by `format
+    // --add-scram`); PLAIN checks the user listed in its login module.
+    'sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN',
+    'listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+    'listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+    `listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_${sasl.username}="${sasl.password}";`,
     `log.dirs=${logDir}`,
     'num.partitions=1',
     // A single broker: every internal topic must have replication factor 1, or consumers spin
@@ -73,15 +99,22 @@ export async function startKafkaBroker(options: { dir: string; name?: string }):
   const jars = await resolveJars('kafka');
   let lastError: unknown;
   for (let attempt = 1; attempt <= START_ATTEMPTS; attempt++) {
-    const brokerPort = await freePort();
-    const controllerPort = await freePort();
+    const ports: Ports = { broker: await freePort(), sasl: await freePort(), controller: await freePort() };
+    const brokerPort = ports.broker;
     const dataDir = path.join(options.dir, `${name}-${brokerPort}`);
     fs.mkdirSync(dataDir, { recursive: true });
+    // Hex: no character that needs quoting in the properties file or the --add-scram argument.
+    const sasl: SaslListener = { brokers: `127.0.0.1:${ports.sasl}`, username: SASL_USER, password: crypto.randomBytes(16).toString('hex') };
     const config = path.join(dataDir, 'server.properties');
-    fs.writeFileSync(config, serverProperties(brokerPort, controllerPort, path.join(dataDir, 'data')));
+    fs.writeFileSync(config, serverProperties(ports, path.join(dataDir, 'data'), sasl), { mode: 0o600 });
     // base64url may start with '-': always pass it as --cluster-id=<id> so it is not read as a flag.
     const clusterId = crypto.randomBytes(16).toString('base64url');
-    await run('java', ['-Xmx256m', '-XX:TieredStopAtLevel=1', LOG4J, '-cp', classpath(jars), 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', config, '--ignore-formatted'], { timeout: 120_000 });
+    const scramUsers = ['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap((m) => ['--add-scram', `${m}=[name=${sasl.username},password=${sasl.password}]`]);
+    await run(
+      'java',
+      ['-Xmx256m', '-XX:TieredStopAtLevel=1', LOG4J, '-cp', classpath(jars), 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', config, '--ignore-formatted', ...scramUsers],
+      { timeout: 120_000 },
+    );
     const proc = spawnDaemon(
       name,
       'java',
@@ -93,7 +126,7 @@ export async function startKafkaBroker(options: { dir: string; name?: string }):
     const brokers = `127.0.0.1:${brokerPort}`;
     try {
       await waitUntilReady(proc, async () => (await canConnect(brokerPort)) && (await brokerAnswers(brokers)), READY_TIMEOUT_MS);
-      return { brokers, process: proc, dataDir };
+      return { brokers, sasl, process: proc, dataDir };
     } catch (error) {
       lastError = error;
       await stopProcess(proc.pid, 5_000);

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { createKafka, ensureTopics, kafkaConnection, MissingTopicsError, requireTopics, topicNames, topicSettings, topicSpecs, withDeadline, type Kafka, type TopicRole } from '@cdp/kafka';
+import { createKafka, ensureTopics, isKafkaAuthenticationError, kafkaConnection, MissingTopicsError, requireTopics, topicNames, topicSettings, topicSpecs, withDeadline, type Kafka, type TopicRole } from '@cdp/kafka';
 import { errorFields, type Logger } from '@cdp/log';
 import type { PipelineConfig } from './config';
 import { KafkaCluster } from './kafka-cluster';
@@ -104,7 +104,8 @@ function tapiTopicRoles(config: PipelineConfig): TopicRole[] {
  * Verifies that tapi's topics exist, failing the start naming any missing one (cdp-topics
  * creates them). With KAFKA_ENSURE_TOPICS (tests, older local setups) creates them instead; only
  * tapi's own, so cdp.deduped's retention is never set from a tapi that does not know the dedup
- * window. A cluster that does not answer does not stop tapi (events wait in the spool).
+ * window. A cluster that does not answer does not stop tapi (events wait in the spool); one that
+ * refuses its SASL credentials does.
  */
 async function prepareTopics(kafka: Kafka, config: PipelineConfig, logger: Logger): Promise<void> {
   const roles = tapiTopicRoles(config);
@@ -122,7 +123,8 @@ async function prepareTopics(kafka: Kafka, config: PipelineConfig, logger: Logge
       );
     }
   } catch (error) {
-    if (error instanceof MissingTopicsError) throw error;
+    // Missing topics and refused credentials do not go away by waiting: the start fails.
+    if (error instanceof MissingTopicsError || isKafkaAuthenticationError(error)) throw error;
     logger.warn(errorFields(error), 'cannot check topics (kafka unreachable?); continuing');
   } finally {
     await admin.disconnect().catch(() => undefined);
