@@ -1,12 +1,11 @@
 /**
  * ConsulSession / ConsulLock against the in-process Consul dev server (short TTLs, expiry
- * at exactly TTL, Consul's default 15 s lock-delay), driven through the real consul client.
+ * at exactly TTL, Consul's default 15 s lock-delay), driven through @cdp/consul's client.
  */
 import { randomUUID } from 'node:crypto';
-import type Consul from 'consul';
+import { createConsulClient, type ConsulClient } from '@cdp/consul';
 import { createLogger } from '@cdp/log';
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
-import { createConsulClient } from './client';
 import { ConsulLock, type LockLostReason } from './lock';
 import { ConsulSession } from './session';
 
@@ -14,7 +13,7 @@ const logger = createLogger({ name: 'consul-lock-test', level: 'error' });
 const TTL = '1s';
 
 let server: ConsulDevServer;
-let consul: Consul;
+let consul: ConsulClient;
 const sessions: ConsulSession[] = [];
 let n = 0;
 const uniqueKey = (name: string) => `cdp-lock-test/${randomUUID().slice(0, 8)}/${++n}-${name}/lock`;
@@ -34,7 +33,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  consul.destroy();
+  await consul.close();
   await server.close();
 });
 
@@ -155,8 +154,7 @@ describe('ConsulSession + ConsulLock', () => {
     expect(lost).not.toHaveBeenCalled();
     expect(lock.isHeld).toBe(true);
     expect(await holderOf(key)).toBe(session.id);
-    const info = (await consul.session.info(session.id)) as unknown as { ID: string } | undefined;
-    expect(info?.ID).toBe(session.id);
+    expect((await consul.session.info(session.id))?.ID).toBe(session.id);
   });
 
   it('loses the lock when renewals stop and Consul expires the session', async () => {

@@ -1,16 +1,15 @@
-/** LeaderElection against the Consul dev server (expiry at exactly TTL) through the real client. */
+/** LeaderElection against the Consul dev server (expiry at exactly TTL) through @cdp/consul's client. */
 import { randomUUID } from 'node:crypto';
-import type Consul from 'consul';
 import { createLogger } from '@cdp/log';
+import { createConsulClient, type ConsulClient } from '@cdp/consul';
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { waitFor } from '@cdp/testkit';
-import { createConsulClient } from './client';
 import { LeaderElection } from './leader';
 
 const logger = createLogger({ name: 'leader-test', level: 'error' });
 
 let server: ConsulDevServer;
-let consul: Consul;
+let consul: ConsulClient;
 const elections: LeaderElection[] = [];
 
 beforeAll(async () => {
@@ -23,7 +22,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  consul.destroy();
+  await consul.close();
   await server.close();
 });
 

@@ -1,12 +1,10 @@
 import { EventEmitter } from 'node:events';
-import type Consul from 'consul';
 import { errorFields, type Logger } from '@cdp/log';
-import { api } from './consul-calls';
 import type { ConsulLock } from './lock';
-import { ConsulSession } from './session';
+import { ConsulSession, type SessionClient } from './session';
 
 export interface LeaderElectionOptions {
-  consul: Consul;
+  consul: SessionClient;
   /** The leader key, e.g. `cdp/leader/jobdb-manager`. */
   key: string;
   /** Session name, e.g. `jobdb-manager:<pod>`. */
@@ -74,7 +72,7 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     const session = this.session;
     if (!this.isLeader || !session) return false;
     try {
-      const entry = await api(this.options.consul).kv.get({ key: this.options.key, consistent: true, timeout: session.requestTimeoutMs });
+      const entry = await this.options.consul.kv.get(this.options.key, { consistent: true, timeoutMs: session.requestTimeoutMs });
       if (entry?.Session === session.id && this.isLeader) return true;
       this.depose(`leader key ${this.options.key} shows ${entry?.Session ?? 'no session'}, not ${session.id}`);
       return false;

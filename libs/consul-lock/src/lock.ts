@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
+import type { ConsulWatch, KvEntry } from '@cdp/consul';
 import { errorFields, type Logger } from '@cdp/log';
-import type { ConsulApi, KvItem, WatchLike } from './consul-calls';
+import type { SessionClient } from './session';
 
 /**
  * - `session-lost`: the owning session was invalidated or could not be renewed in time.
@@ -18,7 +19,7 @@ export type LockState = 'held' | 'checking' | 'lost' | 'released';
 
 /** What a lock needs from the session that took it (kept narrow to avoid an import cycle). */
 export interface LockOwner {
-  consul: ConsulApi;
+  consul: SessionClient;
   sessionId: string;
   logger: Logger;
   requestTimeoutMs: number;
@@ -41,15 +42,14 @@ export class ConsulLock extends EventEmitter<ConsulLockEvents> {
   readonly acquiredIndex: number;
   private stateValue: LockState = 'held';
   private lostReasonValue: LockLostReason | undefined;
-  private watch: WatchLike | undefined;
-  private restartTimer: NodeJS.Timeout | undefined;
+  private watch: ConsulWatch<KvEntry | undefined> | undefined;
 
   constructor(
     private readonly owner: LockOwner,
     readonly key: string,
     /** Sent again on release, because a Consul release also overwrites the value. */
     private readonly value: Buffer,
-    entry: KvItem,
+    entry: KvEntry,
   ) {
     super();
     this.lockIndex = entry.LockIndex;
@@ -82,14 +82,12 @@ export class ConsulLock extends EventEmitter<ConsulLockEvents> {
     this.stateValue = 'released';
     this.stopWatching();
     this.owner.forget(this);
-    const ok = await this.owner.consul.kv.set({
-      key: this.key,
-      value: this.value,
+    const ok = await this.owner.consul.kv.set(this.key, this.value, {
       release: this.owner.sessionId,
-      timeout: this.owner.requestTimeoutMs,
+      timeoutMs: this.owner.requestTimeoutMs,
     });
-    this.owner.logger.info({ session: this.owner.sessionId, key: this.key, released: ok === true }, 'lock released');
-    return ok === true;
+    this.owner.logger.info({ session: this.owner.sessionId, key: this.key, released: ok }, 'lock released');
+    return ok;
   }
 
   /** Called by the session; also the end of every loss path. Idempotent. */
@@ -111,27 +109,15 @@ export class ConsulLock extends EventEmitter<ConsulLockEvents> {
     if (this.stateValue !== 'held') return;
     const { consul } = this.owner;
     // Quick reconnects: a long backoff would delay noticing a loss while Consul is back.
-    const watch = consul.watch({
-      method: consul.kv.get,
-      options: { key: this.key, wait: this.owner.watchWait },
-      backoffFactor: 50,
-      backoffMax: 2_000,
-    });
+    const watch = consul.watch(consul.kv.entry(this.key), { wait: this.owner.watchWait, backoffFactorMs: 50, backoffMaxMs: 2_000 });
     this.watch = watch;
-    watch.on('change', (data: KvItem | undefined) => this.onChange(data));
-    watch.on('error', (error: unknown) => {
+    watch.on('change', (data) => this.onChange(data));
+    watch.on('error', (error) => {
       this.owner.logger.debug({ key: this.key, ...errorFields(error) }, 'lock watch error; retrying');
-    });
-    watch.on('end', () => {
-      // The client ends a watch on 400-type errors; keep following the key while held.
-      if (this.watch !== watch || this.stateValue !== 'held') return;
-      this.watch = undefined;
-      this.restartTimer = setTimeout(() => this.startWatching(), 1_000);
-      this.restartTimer.unref();
     });
   }
 
-  private onChange(data: KvItem | undefined): void {
+  private onChange(data: KvEntry | undefined): void {
     if (this.stateValue !== 'held') return;
     if (data !== undefined && data.Session === this.owner.sessionId) return;
     // Stop trusting the lock right away; the reason may need one more request.
@@ -151,8 +137,6 @@ export class ConsulLock extends EventEmitter<ConsulLockEvents> {
   }
 
   private stopWatching(): void {
-    clearTimeout(this.restartTimer);
-    this.restartTimer = undefined;
     const watch = this.watch;
     this.watch = undefined;
     watch?.end();

@@ -1,35 +1,44 @@
-import type Consul from 'consul';
+import { ConsulWatch } from '@cdp/consul';
 import { createLogger } from '@cdp/log';
-import { sleep } from '@cdp/testkit';
-import { ConsulSession } from './session';
+import { ConsulSession, type SessionClient } from './session';
 
 const logger = createLogger({ name: 'consul-lock-test', level: 'silent' });
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const notUsed = (): never => {
+  throw new Error('not used by the renewal loop');
+};
 
-/** Just enough of the consul client for the renewal loop; renew behaviour is swappable. */
-class FakeConsul {
+/** Just enough of the Consul client for the renewal loop; renew behaviour is swappable. */
+class FakeConsul implements SessionClient {
   renewCalls = 0;
   destroyed: string[] = [];
-  renew: () => Promise<unknown> = async () => [{ ID: 'sid' }];
-  session = {
-    create: async () => ({ ID: 'sid' }),
+  /** Resolves false when Consul no longer has the session. */
+  renew: () => Promise<boolean> = async () => true;
+  session: SessionClient['session'] = {
+    create: async () => 'sid',
     renew: () => {
       this.renewCalls++;
       return this.renew();
     },
-    destroy: async (o: { id: string }) => {
-      this.destroyed.push(o.id);
-      return true;
+    destroy: async (id: string) => {
+      this.destroyed.push(id);
     },
-    info: async () => ({ ID: 'sid' }),
+    info: notUsed,
+    list: notUsed,
+    one: notUsed,
+    all: notUsed,
   };
-  kv = { get: async () => undefined, set: async () => true };
+  kv: SessionClient['kv'] = { get: notUsed, list: notUsed, entry: notUsed, prefix: notUsed, set: notUsed, delete: notUsed };
+  watch<T>(): ConsulWatch<T> {
+    return notUsed();
+  }
 }
 
-const notFound = () => Object.assign(new Error("consul: session.renew: Session id 'sid' not found"), { statusCode: 404 });
+const notFound = async () => false;
 const unreachable = () => Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
 
 async function start(fake: FakeConsul, ttl = '300ms') {
-  const session = await ConsulSession.create(fake as unknown as Consul, { name: 'unit', ttl, logger });
+  const session = await ConsulSession.create(fake, { name: 'unit', ttl, logger });
   const lost: string[] = [];
   session.on('lost', (reason) => lost.push(reason));
   return { session, lost };
@@ -48,9 +57,7 @@ describe('ConsulSession renewals', () => {
 
   it('is lost on a 404 renewal and stops renewing', async () => {
     const fake = new FakeConsul();
-    fake.renew = async () => {
-      throw notFound();
-    };
+    fake.renew = notFound;
     const { session, lost } = await start(fake);
     await sleep(250);
     expect(session.isLost).toBe(true);
@@ -68,7 +75,7 @@ describe('ConsulSession renewals', () => {
     let failures = 1;
     fake.renew = async () => {
       if (failures-- > 0) throw unreachable();
-      return [{ ID: 'sid' }];
+      return true;
     };
     const { session, lost } = await start(fake);
     await sleep(900);
@@ -99,10 +106,8 @@ describe('ConsulSession renewals', () => {
       destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
     });
     const fake = new FakeConsul();
-    fake.renew = async () => {
-      throw notFound();
-    };
-    const session = await ConsulSession.create(fake as unknown as Consul, { name: 'director:p1', ttl: '300ms', logger: captured });
+    fake.renew = notFound;
+    const session = await ConsulSession.create(fake, { name: 'director:p1', ttl: '300ms', logger: captured });
     await sleep(250);
     expect(session.isLost).toBe(true);
     const lost = lines.filter((l) => l.msg === 'consul session lost');
@@ -141,9 +146,7 @@ describe('ConsulSession renewals', () => {
     await sleep(600);
     expect(fake.renewCalls).toBe(calls);
     expect(session.isLost).toBe(false);
-    fake.renew = async () => {
-      throw notFound();
-    };
+    fake.renew = notFound;
     session.resumeRenewals();
     await sleep(50);
     expect(lost).toHaveLength(1);
@@ -151,10 +154,10 @@ describe('ConsulSession renewals', () => {
 
   it('refuses sessions without a usable TTL', async () => {
     const fake = new FakeConsul();
-    await expect(ConsulSession.create(fake as unknown as Consul, { name: 'x', ttl: '0', logger })).rejects.toThrow(
+    await expect(ConsulSession.create(fake, { name: 'x', ttl: '0', logger })).rejects.toThrow(
       /TTL must be > 0/,
     );
-    await expect(ConsulSession.create(fake as unknown as Consul, { name: 'x', ttl: 'ten', logger })).rejects.toThrow(
+    await expect(ConsulSession.create(fake, { name: 'x', ttl: 'ten', logger })).rejects.toThrow(
       /invalid duration/,
     );
   });

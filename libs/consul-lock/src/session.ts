@@ -1,11 +1,10 @@
 import { EventEmitter } from 'node:events';
-import type Consul from 'consul';
+import { durationToMs, type ConsulClient, type SessionBehavior } from '@cdp/consul';
 import { createLogger, errorFields, type Logger } from '@cdp/log';
-import { durationToMs } from './duration';
 import { ConsulLock, type LockOwner } from './lock';
-import { api, statusOf, type ConsulApi } from './consul-calls';
 
-export type SessionBehavior = 'release' | 'delete';
+/** The parts of the client a session and its locks use (a unit test passes a fake). */
+export type SessionClient = Pick<ConsulClient, 'kv' | 'session' | 'watch'>;
 
 export interface ConsulSessionOptions {
   /** Session name; live directors are found by it (e.g. `director:<pod>`). */
@@ -52,7 +51,7 @@ export class ConsulSession extends EventEmitter<ConsulSessionEvents> {
   readonly requestTimeoutMs: number;
 
   private constructor(
-    private readonly consul: ConsulApi,
+    private readonly consul: SessionClient,
     readonly id: string,
     readonly name: string,
     readonly ttl: string,
@@ -68,21 +67,17 @@ export class ConsulSession extends EventEmitter<ConsulSessionEvents> {
   }
 
   /** Creates the session in Consul and starts renewing it. */
-  static async create(consul: Consul, options: ConsulSessionOptions): Promise<ConsulSession> {
+  static async create(consul: SessionClient, options: ConsulSessionOptions): Promise<ConsulSession> {
     const ttl = options.ttl ?? '10s';
     const ttlMs = durationToMs(ttl);
     if (!(ttlMs > 0)) throw new Error(`session TTL must be > 0 (got "${ttl}"): a session without TTL never expires`);
     const logger = options.logger ?? createLogger({ name: 'consul-lock' });
     const startedAt = Date.now();
-    const body: Record<string, unknown> = {
-      name: options.name,
-      ttl,
-      behavior: options.behavior ?? 'release',
-      timeout: options.requestTimeoutMs ?? Math.min(Math.max(1, Math.floor(ttlMs / 2)), 10_000),
-    };
-    if (options.lockDelay !== undefined) body.lockdelay = options.lockDelay;
-    const { ID } = await api(consul).session.create(body);
-    const session = new ConsulSession(api(consul), ID, options.name, ttl, options, logger, startedAt);
+    const ID = await consul.session.create(
+      { name: options.name, ttl, behavior: options.behavior ?? 'release', lockDelay: options.lockDelay },
+      { timeoutMs: options.requestTimeoutMs ?? Math.min(Math.max(1, Math.floor(ttlMs / 2)), 10_000) },
+    );
+    const session = new ConsulSession(consul, ID, options.name, ttl, options, logger, startedAt);
     session.scheduleRenew(session.renewIntervalMs);
     session.armDeadline();
     logger.info({ session: ID, sessionName: options.name, ttl }, 'consul session created');
@@ -116,12 +111,10 @@ export class ConsulSession extends EventEmitter<ConsulSessionEvents> {
     const existing = this.locks.get(key);
     if (existing?.isHeld) return existing;
 
-    const ok = await this.consul.kv.set({ key, value, acquire: this.id, timeout: this.requestTimeoutMs });
-    // The client resolves a `false` body as undefined.
-    if (ok !== true) return null;
+    if (!(await this.consul.kv.set(key, value, { acquire: this.id, timeoutMs: this.requestTimeoutMs }))) return null;
 
     // LockIndex is only known by reading the key back; it is the fencing token.
-    const entry = await this.consul.kv.get({ key, consistent: true, timeout: this.requestTimeoutMs });
+    const entry = await this.consul.kv.get(key, { consistent: true, timeoutMs: this.requestTimeoutMs });
     if (!entry || entry.Session !== this.id) {
       this.logger.warn({ session: this.id, key }, 'lock acquired but gone before it could be read back');
       return null;
@@ -167,7 +160,7 @@ export class ConsulSession extends EventEmitter<ConsulSessionEvents> {
         }),
       ),
     );
-    await this.consul.session.destroy({ id: this.id, timeout: this.requestTimeoutMs });
+    await this.consul.session.destroy(this.id, { timeoutMs: this.requestTimeoutMs });
     this.logger.info({ session: this.id, sessionName: this.name }, 'consul session destroyed');
   }
 
@@ -200,17 +193,17 @@ export class ConsulSession extends EventEmitter<ConsulSessionEvents> {
   private async renewOnce(): Promise<void> {
     const sentAt = Date.now();
     try {
-      await this.consul.session.renew({ id: this.id, timeout: this.requestTimeoutMs });
+      const renewed = await this.consul.session.renew(this.id, { timeoutMs: this.requestTimeoutMs });
       if (this.stateValue !== 'active' || this.paused) return;
+      if (!renewed) {
+        this.markLost(`session ${this.id} not found on renew: Consul invalidated it (TTL expired, destroyed or check failed)`, false);
+        return;
+      }
       this.lastConfirmedAt = sentAt;
       this.armDeadline();
       this.scheduleRenew(this.renewIntervalMs);
     } catch (error) {
       if (this.stateValue !== 'active' || this.paused) return;
-      if (statusOf(error) === 404) {
-        this.markLost(`session ${this.id} not found on renew: Consul invalidated it (TTL expired, destroyed or check failed)`, false);
-        return;
-      }
       const silentFor = Date.now() - this.lastConfirmedAt;
       this.logger.warn(
         { session: this.id, ...errorFields(error), msSinceConfirmed: silentFor, ttlMs: this.ttlMs },
@@ -246,8 +239,8 @@ export class ConsulSession extends EventEmitter<ConsulSessionEvents> {
   private async confirmAlive(): Promise<boolean> {
     if (this.stateValue === 'lost') return false;
     try {
-      const info = await this.consul.session.info({ id: this.id, consistent: true, timeout: this.requestTimeoutMs });
-      if (info === undefined || info === null) {
+      const info = await this.consul.session.info(this.id, { consistent: true, timeoutMs: this.requestTimeoutMs });
+      if (info === undefined) {
         if (this.stateValue === 'active') this.markLost(`session ${this.id} no longer exists in Consul (seen by a lock watch)`, false);
         return false;
       }
@@ -270,7 +263,7 @@ export class ConsulSession extends EventEmitter<ConsulSessionEvents> {
     this.emit('lost', reason);
     if (destroyOnServer) {
       // Consul may still hold the session (it waits up to 2 x TTL): end it so its keys free up.
-      this.consul.session.destroy({ id: this.id, timeout: this.requestTimeoutMs }).catch((error: unknown) => {
+      this.consul.session.destroy(this.id, { timeoutMs: this.requestTimeoutMs }).catch((error: unknown) => {
         this.logger.debug({ session: this.id, ...errorFields(error) }, 'destroy of lost session failed');
       });
     }
@@ -284,7 +277,7 @@ export class ConsulSession extends EventEmitter<ConsulSessionEvents> {
 
   private async releaseQuietly(key: string, value: string | Buffer): Promise<void> {
     try {
-      await this.consul.kv.set({ key, value, release: this.id, timeout: this.requestTimeoutMs });
+      await this.consul.kv.set(key, value, { release: this.id, timeoutMs: this.requestTimeoutMs });
     } catch (error) {
       this.logger.debug({ key, ...errorFields(error) }, 'release after lost acquire failed');
     }

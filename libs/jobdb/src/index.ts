@@ -35,5 +35,4 @@ export {
   migrateControlDatabase,
   type DeliveryStatsRow,
 } from './control';
-export { kvOf, type ConsulClient, type KvApi } from './kv';
 export { countOpenJobsIn, jobDbUsage, listDatabases, oldestOpenJobReceivedAt, type JobDbUsage } from './inspect';

@@ -1,7 +1,6 @@
 import type { RowDataPacket } from 'mysql2';
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
-import { ConsulKeys } from '@cdp/consul';
-import { createConsulClient } from '@cdp/consul-lock';
+import { ConsulKeys, createConsulClient, type ConsulClient } from '@cdp/consul';
 import { mysqlUrl, rowChangingStatements, statementsAgainst, testDatabaseName, waitFor } from '@cdp/testkit';
 import {
   FencedError,
@@ -20,7 +19,7 @@ import {
 
 const url = mysqlUrl();
 let consulServer: ConsulDevServer;
-let consul: ReturnType<typeof createConsulClient>;
+let consul: ConsulClient;
 const keys = new ConsulKeys(`t${Date.now().toString(36)}/`);
 
 function job(n: number, overrides: Partial<NewJob> = {}): NewJob {
@@ -44,7 +43,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  consul.destroy();
+  await consul.close();
   await consulServer.close();
 });
 

@@ -1,7 +1,6 @@
 import mysql from 'mysql2/promise';
-import { ConsulKeys, type JobDbRecord } from '@cdp/consul';
+import { ConsulKeys, type ConsulClient, type JobDbRecord } from '@cdp/consul';
 import { registerJobDb, unregisterJobDb } from './registry';
-import type { ConsulClient } from './kv';
 import { CREATE_TABLES, KNOWN_SCHEMA_VERSIONS, SCHEMA_VERSION } from './schema';
 
 const DB_NAME = /^[A-Za-z0-9_]{1,64}$/;

@@ -1,17 +1,13 @@
-import { jobDbRecordOf, parseJobDbEntries, type ConsulKeys, type JobDbEntry, type JobDbRecord, type JobDbState } from '@cdp/consul';
-import { kvOf, type ConsulClient } from './kv';
+import { jobDbRecordOf, parseJobDbEntries, type ConsulClient, type ConsulKeys, type JobDbEntry, type JobDbRecord, type JobDbState } from '@cdp/consul';
 
 /** The JobDB records and lock holders under `keys.jobDbs`, sorted by id; malformed records are skipped. */
 export async function listJobDbs(consul: ConsulClient, keys: ConsulKeys): Promise<JobDbEntry[]> {
-  const result = await kvOf(consul).get({ key: keys.jobDbs, recurse: true });
-  const items = result === undefined ? [] : Array.isArray(result) ? result : [result];
-  return parseJobDbEntries(keys, items);
+  return parseJobDbEntries(keys, await consul.kv.list(keys.jobDbs));
 }
 
 export async function registerJobDb(consul: ConsulClient, keys: ConsulKeys, id: string, record: JobDbRecord): Promise<void> {
   // cas=0: create only, so two managers never register the same id twice.
-  const ok = await kvOf(consul).set({ key: keys.jobDb(id), value: JSON.stringify(record), cas: 0 });
-  if (ok !== true) throw new Error(`JobDB ${id} is already registered in Consul`);
+  if (!(await consul.kv.set(keys.jobDb(id), JSON.stringify(record), { cas: 0 }))) throw new Error(`JobDB ${id} is already registered in Consul`);
 }
 
 /**
@@ -19,16 +15,10 @@ export async function registerJobDb(consul: ConsulClient, keys: ConsulKeys, id: 
  * LockIndex a plain PUT would reset). Returns false when the record changed meanwhile.
  */
 export async function setJobDbState(consul: ConsulClient, keys: ConsulKeys, entry: JobDbEntry, state: JobDbState): Promise<boolean> {
-  const ok = await kvOf(consul).set({
-    key: keys.jobDb(entry.id),
-    value: JSON.stringify({ ...jobDbRecordOf(entry), state }),
-    cas: entry.modifyIndex,
-  });
-  return ok === true;
+  return consul.kv.set(keys.jobDb(entry.id), JSON.stringify({ ...jobDbRecordOf(entry), state }), { cas: entry.modifyIndex });
 }
 
 export async function unregisterJobDb(consul: ConsulClient, keys: ConsulKeys, id: string): Promise<void> {
-  const kv = kvOf(consul);
-  await kv.del({ key: keys.jobDbLock(id) });
-  await kv.del({ key: keys.jobDb(id) });
+  await consul.kv.delete(keys.jobDbLock(id));
+  await consul.kv.delete(keys.jobDb(id));
 }

@@ -34,7 +34,7 @@ describe('lock loss', () => {
 
     // The lock goes away behind the director's back (as after a partition past the TTL).
     const session = d.holder.currentSession!;
-    await (suite.env.consul as unknown as { session: { destroy(id: string): Promise<unknown> } }).session.destroy(session.id);
+    await suite.env.consul.session.destroy(session.id);
 
     // The destination sees every hanging call's connection closed, long before their timeout.
     await waitFor(() => suite.sink.closedUnanswered('/slow') === 5, 10_000);

@@ -1,4 +1,4 @@
-import { createConsulClient } from '@cdp/consul-lock';
+import { createConsulClient } from '@cdp/consul';
 import { BatchingProducer, createKafka, kafkaConnection, requireTopics, topicNames } from '@cdp/kafka';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
 import { WorkspaceStore } from '@cdp/workspace';
@@ -36,7 +36,7 @@ export async function build(config: DirectorConfig, { logger }: ServiceDeps): Pr
       // In-flight deliveries finish (bounded) and are persisted, locks released, stats flushed.
       drain: { director: () => director.stop() },
       flushProducers: { 'kafka-producer': () => producer.disconnect() },
-      closeClients: { workspace: () => workspace.close(), 'consul-client': () => consul.destroy() },
+      closeClients: { workspace: () => workspace.close(), 'consul-client': () => consul.close() },
     },
   };
 }

@@ -8,7 +8,6 @@ let consulServer: ConsulDevServer;
 let env: TestEnv;
 let sink: Sink;
 let director: Director;
-let kv: { set(o: unknown): Promise<unknown>; del(o: unknown): Promise<unknown> };
 
 function job(messageId: string, destinationId: string, extra: Record<string, unknown> = {}) {
   return { sourceId: 'web', messageId, destinationId, subscriptionId: 'default', payload: { type: 'track', messageId, event: 'E' }, ...extra };
@@ -17,7 +16,6 @@ function job(messageId: string, destinationId: string, extra: Record<string, unk
 beforeAll(async () => {
   consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
   env = new TestEnv(consulServer.url);
-  kv = (env.consul as unknown as { kv: typeof kv }).kv;
   sink = new Sink();
   await sink.start();
   const ws = testWorkspace([
@@ -38,7 +36,7 @@ afterAll(async () => {
 
 describe('operator controls from Consul KV', () => {
   it('pause holds jobs (which still expire on time), priority and rate override apply without restart, resume delivers', async () => {
-    await kv.set({ key: env.keys.destinationControl('p'), value: JSON.stringify({ paused: true, priority: 7, rateLimitPerSecond: 25 }) });
+    await env.consul.kv.set(env.keys.destinationControl('p'), JSON.stringify({ paused: true, priority: 7, rateLimitPerSecond: 25 }));
     await waitFor(() => director.engine.policyOf('p').paused);
     expect(director.engine.policyOf('p')).toMatchObject({ paused: true, priority: 7, rateOverride: 25 });
     expect(director.engine.policyOf('q')).toMatchObject({ paused: false, priority: 0 });
@@ -53,7 +51,7 @@ describe('operator controls from Consul KV', () => {
     }, 10_000);
     expect(sink.count('/p')).toBe(0);
 
-    await kv.del({ key: env.keys.destinationControl('p') });
+    await env.consul.kv.delete(env.keys.destinationControl('p'));
     await waitFor(() => sink.count('/p') === 1, 10_000);
     await waitFor(async () => [...(await historyOf(env, database)).values()].find((x) => x.messageId === 'wait')?.states.at(-1) === 'succeeded');
     expect(director.engine.policyOf('p')).toMatchObject({ paused: false, priority: 0, rateOverride: undefined });

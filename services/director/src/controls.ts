@@ -1,14 +1,14 @@
-import { parseDestinationControls, type ConsulKeys, type KvEntry } from '@cdp/consul';
+import { parseDestinationControls, type ConsulClient, type ConsulKeys, type ConsulWatch, type KvEntry } from '@cdp/consul';
 import { errorFields, type Logger } from '@cdp/log';
 import type { OperatorControl } from './engine';
 
 /** Follows operator controls with a blocking-query watch; applies within one Consul round trip. */
 export class ControlWatcher {
   private controls = new Map<string, OperatorControl>();
-  private watch: { end(): void } | undefined;
+  private watch: ConsulWatch<KvEntry[]> | undefined;
 
   constructor(
-    private readonly consul: unknown,
+    private readonly consul: ConsulClient,
     private readonly keys: ConsulKeys,
     private readonly logger: Logger,
     private readonly onChange: () => void,
@@ -19,18 +19,8 @@ export class ControlWatcher {
   }
 
   start(): void {
-    const c = this.consul as {
-      watch(o: unknown): { on(e: string, f: (...a: unknown[]) => void): void; end(): void };
-      kv: { get: unknown };
-    };
-    const watch = c.watch({
-      method: c.kv.get,
-      options: { key: this.keys.destinations, recurse: true, wait: '30s' },
-      backoffFactor: 100,
-      backoffMax: 5_000,
-    });
-    watch.on('change', (data) => {
-      const items = data === undefined ? [] : Array.isArray(data) ? (data as KvEntry[]) : [data as KvEntry];
+    const watch = this.consul.watch(this.consul.kv.prefix(this.keys.destinations), { wait: '30s', backoffFactorMs: 100, backoffMaxMs: 5_000 });
+    watch.on('change', (items) => {
       const controls = parseDestinationControls(this.keys, items, (key, reason) =>
         this.logger.warn({ key, reason }, 'invalid destination control ignored'),
       );

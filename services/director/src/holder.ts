@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
-import { directorSessionName, isDirectorSession, type ConsulKeys, type JobDbEntry, type LockHolder } from '@cdp/consul';
-import { ConsulSession, type ConsulLock, type createConsulClient } from '@cdp/consul-lock';
+import { directorSessionName, isDirectorSession, type ConsulClient, type ConsulKeys, type JobDbEntry, type LockHolder } from '@cdp/consul';
+import { ConsulSession, type ConsulLock } from '@cdp/consul-lock';
 import {
   FencedError,
   JobDb,
@@ -20,10 +20,8 @@ import { storedJob, type Job } from './job';
 import { jobDbInsertDuration, jobDbsHeld, jobDbsRefused, lockLosses, staleLeases } from './metrics';
 import { TransitionWriter } from './writer';
 
-type Consul = ReturnType<typeof createConsulClient>;
-
 export interface HolderOptions {
-  consul: Consul;
+  consul: ConsulClient;
   keys: ConsulKeys;
   pod: string;
   mysqlUrl: string;
@@ -126,16 +124,7 @@ export class JobDbHolder {
 
   start(): void {
     const { consul, keys } = this.options;
-    const c = consul as unknown as {
-      watch(o: unknown): { on(e: string, f: (...a: unknown[]) => void): void; end(): void };
-      kv: { get: unknown };
-    };
-    const watch = c.watch({
-      method: c.kv.get,
-      options: { key: keys.jobDbs, recurse: true, wait: '30s' },
-      backoffFactor: 100,
-      backoffMax: 5_000,
-    });
+    const watch = consul.watch(consul.kv.prefix(keys.jobDbs), { wait: '30s', backoffFactorMs: 100, backoffMaxMs: 5_000 });
     watch.on('change', () => this.reconcile());
     watch.on('error', (error) => this.options.logger.debug(errorFields(error), 'jobdbs watch error; retrying'));
     this.watch = watch;
@@ -223,8 +212,7 @@ export class JobDbHolder {
 
   /** True when no live director holds fewer JobDBs than this one (ties: lowest session id). */
   private async leastLoaded(session: ConsulSession, entries: JobDbEntry[]): Promise<boolean> {
-    const list = (await (this.options.consul as unknown as { session: { list(): Promise<Array<{ ID: string; Name: string }>> } }).session.list()) ?? [];
-    const live = list.filter((s) => isDirectorSession(s.Name));
+    const live = (await this.options.consul.session.list()).filter((s) => isDirectorSession(s.Name));
     const load = new Map<string, number>(live.map((s) => [s.ID, 0]));
     for (const e of entries) if (e.holder && load.has(e.holder)) load.set(e.holder, load.get(e.holder)! + 1);
     const mine = load.get(session.id) ?? this.held.size;

@@ -62,10 +62,9 @@ describe('JobDB locks', () => {
     await a.kill();
 
     // The session outlives the kill until its TTL runs out; only then (and after lock-delay) can B take the lock.
-    const sessions = (env.consul as unknown as { session: { info(id: string): Promise<unknown> } }).session;
     const seen: string[] = [];
     await waitFor(async () => {
-      if (!seen.includes('a-session-gone') && !(await sessions.info(aSession))) seen.push('a-session-gone');
+      if (!seen.includes('a-session-gone') && !(await env.consul.session.info(aSession))) seen.push('a-session-gone');
       if (!b.isReady) return false;
       seen.push('b-ready');
       return true;
@@ -109,7 +108,7 @@ describe('JobDB locks', () => {
     session.on('lost', (reason: string) => {
       lostReason = reason;
     });
-    await (env.consul as unknown as { session: { destroy(id: string): Promise<unknown> } }).session.destroy(session.id);
+    await env.consul.session.destroy(session.id);
 
     const b = env.director(testSettings(env.prefix, { POD_NAME: 'fb' }), { workspace: () => ws });
     await b.start();

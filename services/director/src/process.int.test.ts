@@ -204,8 +204,7 @@ describe('director processes', () => {
       );
       // Every call that reached the sink before the stop has its outcome committed.
       for (const h of late) if (lateReceived.has(h.messageId)) expect(h.states.at(-1)).toBe('succeeded');
-      const kv = env.consul as unknown as { kv: { get(o: unknown): Promise<{ Session?: string } | undefined> } };
-      const lock = await kv.kv.get({ key: env.keys.jobDbLock(jdb.id) });
+      const lock = await env.consul.kv.get(env.keys.jobDbLock(jdb.id));
       expect(lock?.Session).toBeUndefined();
     });
     expect(statements.filter((t) => /^INSERT INTO job_state_transitions/i.test(t)).length).toBeGreaterThan(0);

@@ -33,7 +33,7 @@ it('refuses a version 1 JobDB (no lock, no lease) and takes a current one', asyn
   expect(await refusals()).toBe(before + 1);
   const [{ n }] = await env.query(old.database, 'SELECT COUNT(*) AS n FROM leases');
   expect(Number(n)).toBe(0);
-  const lock = await (env.consul as unknown as { kv: { get(k: string): Promise<{ Session?: string } | undefined> } }).kv.get(env.keys.jobDbLock(old.id));
+  const lock = await env.consul.kv.get(env.keys.jobDbLock(old.id));
   expect(lock?.Session).toBeUndefined();
 
   const current = await env.provision('v2');

@@ -1,6 +1,5 @@
 import mysql from 'mysql2/promise';
-import { ConsulKeys } from '@cdp/consul';
-import type { createConsulClient } from '@cdp/consul-lock';
+import { ConsulKeys, type ConsulClient } from '@cdp/consul';
 import { listen, type RunningServer } from '@cdp/http';
 import { appendDeliveryStats, migrateControlDatabase } from '@cdp/jobdb';
 import { errorFields, registerSecret, type Logger } from '@cdp/log';
@@ -46,7 +45,7 @@ export type DirectorSettings = Pick<
 >;
 
 export interface DirectorDeps {
-  consul: ReturnType<typeof createConsulClient>;
+  consul: ConsulClient;
   publisher: UndeliveredPublisher;
   workspace: () => Workspace;
   logger: Logger;

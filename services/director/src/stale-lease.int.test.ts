@@ -5,14 +5,6 @@ import { historyOf, postJobs, testSettings, testWorkspace, TestEnv, waitFor, use
 
 const suite = useDirectorSuite();
 
-interface KvGet {
-  kv: {
-    get(key: string): Promise<{ ModifyIndex: number; LockIndex: number; Session?: string } | undefined>;
-    set(key: string, value: string): Promise<boolean>;
-  };
-}
-
-
 function jobs(n: number, from: number) {
   return Array.from({ length: n }, (_, i) => ({
     sourceId: 'web',
@@ -31,7 +23,7 @@ async function staleLeases(): Promise<number> {
 
 /** A Consul index above every one issued so far (each write takes the next). */
 async function freshConsulIndex(prefix: string): Promise<number> {
-  const consul = suite.env.consul as unknown as KvGet;
+  const { consul } = suite.env;
   await consul.kv.set(`${prefix}probe`, String(Date.now()));
   return (await consul.kv.get(`${prefix}probe`))!.ModifyIndex;
 }
@@ -46,7 +38,7 @@ describe('lease fencing tokens (the Consul lock key ModifyIndex)', () => {
     await d.start();
     await waitFor(() => d.isReady);
     const held = d.holder.heldJobDbs().find((h) => h.id === jdb.id)!;
-    const lockKey = await (suite.env.consul as unknown as KvGet).kv.get(suite.env.keys.jobDbLock(jdb.id));
+    const lockKey = await suite.env.consul.kv.get(suite.env.keys.jobDbLock(jdb.id));
     expect(lockKey?.Session).toBe(d.holder.sessionId);
 
     // A director that acquired the lock before this one and whose lease insert ran late (a GC

@@ -1,4 +1,4 @@
-import { createConsulClient } from '@cdp/consul-lock';
+import { createConsulClient } from '@cdp/consul';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
 import { managerEnv, type ManagerConfig } from './config';
 import { createManagerService } from './service';
@@ -17,7 +17,7 @@ export async function build(config: ManagerConfig, { logger }: ServiceDeps): Pro
     shutdown: {
       // Stops acting and releases the leader key, so the standby takes over without lock delay.
       drain: { manager: () => service.stop() },
-      closeClients: { 'consul-client': () => consul.destroy() },
+      closeClients: { 'consul-client': () => consul.close() },
     },
   };
 }

@@ -1,6 +1,6 @@
 // jobdb-manager in process with real directors (in process too), MariaDB and the Consul dev server.
 import { JobDb, createJobDbDatabase, dropJobDb, listJobDbs, registerJobDb } from '@cdp/jobdb';
-import { ConsulKeys } from '@cdp/consul';
+import { ConsulKeys, directorSessionName } from '@cdp/consul';
 import { ConsulSession } from '@cdp/consul-lock';
 import { createLogger } from '@cdp/log';
 import { mysqlUrl, testDatabaseName, waitFor } from '@cdp/testkit';
@@ -105,7 +105,7 @@ describe('jobdb-manager', () => {
   it('drops unused spares when directors go away, down to live directors + spare', async () => {
     const { prefix, settings } = await startManager('d');
     // Two directors that never take a JobDB (only their sessions count).
-    const sessions = await Promise.all(['d1', 'd2'].map((pod) => ConsulSession.create(suite.env.consul, { name: `director:${pod}`, ttl: '10s', logger })));
+    const sessions = await Promise.all(['d1', 'd2'].map((pod) => ConsulSession.create(suite.env.consul, { name: directorSessionName(pod), ttl: '10s', logger })));
     await waitFor(async () => (await states(prefix)).active.length === 3, 10_000);
     const sparesBefore = await counterValue(m.drops, { kind: 'spare' });
     for (const session of sessions) await session.destroy();

@@ -1,17 +1,15 @@
 import crypto from 'node:crypto';
 import type { ConsulSession, LeaderElection } from '@cdp/consul-lock';
-import { isDirectorSession, type ConsulKeys, type JobDbEntry, type JobDbRecord } from '@cdp/consul';
+import { isDirectorSession, type ConsulClient, type ConsulKeys, type JobDbEntry, type JobDbRecord, type LockHolder } from '@cdp/consul';
 import {
   countOpenJobsIn,
   createJobDbDatabase,
   dropJobDbDatabase,
   jobDbUsage,
-  kvOf,
   listJobDbs,
   oldestOpenJobReceivedAt,
   registerJobDb,
   setJobDbState,
-  type ConsulClient,
 } from '@cdp/jobdb';
 import { errorFields, type Logger } from '@cdp/log';
 import type { ManagerConfig } from './config';
@@ -193,8 +191,7 @@ export class JobDbManager {
   }
 
   private async liveDirectors(): Promise<Set<string>> {
-    const api = this.deps.consul as unknown as { session: { list(): Promise<Array<{ ID: string; Name: string }> | undefined> } };
-    const list = (await api.session.list()) ?? [];
+    const list = await this.deps.consul.session.list();
     return new Set(list.filter((x) => isDirectorSession(x.Name)).map((x) => x.ID));
   }
 
@@ -243,7 +240,7 @@ export class JobDbManager {
     const s = this.settings;
     const { logger } = this.deps;
     const session = await this.confirm(`lock ${entry.id} to drop it`);
-    const lock = await session.acquire(this.deps.keys.jobDbLock(entry.id), JSON.stringify({ pod: s.POD_NAME }));
+    const lock = await session.acquire(this.deps.keys.jobDbLock(entry.id), JSON.stringify({ pod: s.POD_NAME } satisfies LockHolder));
     // Held by a director, or inside a lock delay: next pass.
     if (!lock) return;
     try {
@@ -258,10 +255,9 @@ export class JobDbManager {
       }
       await this.confirm(`drop ${entry.id}`);
       await dropJobDbDatabase(s.MYSQL_URL, entry.dsnRef);
-      const kv = kvOf(this.deps.consul);
-      await kv.del({ key: this.deps.keys.jobDb(entry.id), cas: entry.modifyIndex });
+      await this.deps.consul.kv.delete(this.deps.keys.jobDb(entry.id), { cas: entry.modifyIndex });
       await lock.release();
-      await kv.del({ key: this.deps.keys.jobDbLock(entry.id) });
+      await this.deps.consul.kv.delete(this.deps.keys.jobDbLock(entry.id));
       m.drops.inc({ kind });
       logger.info({ jobDb: entry.id, database: entry.dsnRef, kind }, 'JobDB dropped');
     } finally {

@@ -1,6 +1,6 @@
-import { ConsulKeys } from '@cdp/consul';
+import { ConsulKeys, type ConsulClient, type LockHolder } from '@cdp/consul';
 import { LeaderElection } from '@cdp/consul-lock';
-import { migrateControlDatabase, type ConsulClient } from '@cdp/jobdb';
+import { migrateControlDatabase } from '@cdp/jobdb';
 import type { Logger } from '@cdp/log';
 import type { ManagerConfig } from './config';
 import { JobDbManager, type ManagerSettings } from './manager';
@@ -31,7 +31,7 @@ export function createManagerService(settings: JobDbManagerSettings, deps: JobDb
     consul: deps.consul,
     key: keys.leader('jobdb-manager'),
     name: `jobdb-manager:${settings.POD_NAME}`,
-    value: JSON.stringify({ pod: settings.POD_NAME }),
+    value: JSON.stringify({ pod: settings.POD_NAME } satisfies LockHolder),
     ttlMs: settings.JOBDB_MANAGER_SESSION_TTL_MS,
     lockDelayMs: settings.JOBDB_MANAGER_LOCK_DELAY_MS,
     retryMs: settings.JOBDB_MANAGER_INTERVAL_MS,

@@ -6,8 +6,7 @@ import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { Agent, request } from 'undici';
 import { startConsulDevServer } from '@cdp/consul-dev';
-import { ConsulKeys } from '@cdp/consul';
-import { createConsulClient } from '@cdp/consul-lock';
+import { ConsulKeys, createConsulClient } from '@cdp/consul';
 import { JobDb, dropJobDb, provisionJobDb, type NewJob } from '@cdp/jobdb';
 import { createLogger } from '@cdp/log';
 import { registry } from '@cdp/metrics';
@@ -190,7 +189,7 @@ async function main(): Promise<void> {
     const conn = await mysql.createConnection({ uri: url });
     await conn.query(`DROP DATABASE IF EXISTS \`${settings.CDP_CONTROL_DB}\``);
     await conn.end();
-    consul.destroy();
+    await consul.close();
     await consulServer.close();
     sink.send('stop');
   }

@@ -6,9 +6,8 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
-import { createConsulClient } from '@cdp/consul-lock';
 import { bearer, DEFAULT_ALLOWED_JOB_HEADERS, RPC_AUTH_HEADER, RPC_JOBS_PATH } from '@cdp/director-rpc';
-import { ConsulKeys, type JobDbRecord } from '@cdp/consul';
+import { ConsulKeys, createConsulClient, type ConsulClient, type JobDbRecord } from '@cdp/consul';
 import { createJobDbDatabase, dropJobDb, registerJobDb } from '@cdp/jobdb';
 import { createLogger } from '@cdp/log';
 import { mysqlUrl, REPO_ROOT, testDatabaseName, waitFor } from '@cdp/testkit';
@@ -202,7 +201,7 @@ export function testDirector(settings: DirectorSettings, consulUrl: string, deps
 /** Consul prefix + JobDBs + control databases of one test file, removed by `cleanup()`. */
 export class TestEnv {
   readonly keys: ConsulKeys;
-  readonly consul: ReturnType<typeof createConsulClient>;
+  readonly consul: ConsulClient;
   private readonly jobDbs: JobDbHandle[] = [];
   private readonly extraDatabases = new Set<string>();
   private readonly directors: Array<{ stop(): Promise<unknown> }> = [];
@@ -293,7 +292,7 @@ export class TestEnv {
     const conn = await mysql.createConnection({ uri: mysqlUrl() });
     for (const db of this.extraDatabases) await conn.query(`DROP DATABASE IF EXISTS \`${db}\``);
     await conn.end();
-    this.consul.destroy();
+    await this.consul.close();
   }
 }
 

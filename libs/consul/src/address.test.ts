@@ -1,4 +1,4 @@
-import { parseConsulAddr } from './client';
+import { consulBaseUrl, parseConsulAddr } from './address';
 import { durationToMs } from './duration';
 
 describe('parseConsulAddr', () => {
@@ -11,6 +11,11 @@ describe('parseConsulAddr', () => {
     ['[::1]:8500', { host: '[::1]', port: 8500, secure: false }],
   ])('parses %s', (addr, expected) => {
     expect(parseConsulAddr(addr)).toEqual(expected);
+  });
+
+  it('makes the base URL back', () => {
+    expect(consulBaseUrl(parseConsulAddr('[::1]:8500'))).toBe('http://[::1]:8500');
+    expect(consulBaseUrl(parseConsulAddr('https://consul.svc'))).toBe('https://consul.svc:443');
   });
 
   it.each(['', 'unix:///var/run/consul.sock', 'http://host:8500/v1', 'host:port'])('rejects %j', (addr) => {

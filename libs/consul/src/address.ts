@@ -1,5 +1,3 @@
-import Consul from 'consul';
-
 export interface ConsulAddress {
   host: string;
   port: number;
@@ -30,8 +28,7 @@ export function parseConsulAddr(addr: string): ConsulAddress {
   return { host: url.hostname, port: url.port === '' ? (secure ? 443 : 8500) : Number(url.port), secure };
 }
 
-/** A `consul` client for a CONSUL_HTTP_ADDR-style address. Call `.destroy()` to free its sockets. */
-export function createConsulClient(addr: string): Consul {
-  const { host, port, secure } = parseConsulAddr(addr);
-  return new Consul({ host, port, secure });
+/** The base URL of a parsed address, e.g. `http://127.0.0.1:8500`. */
+export function consulBaseUrl({ host, port, secure }: ConsulAddress): string {
+  return `${secure ? 'https' : 'http'}://${host}:${port}`;
 }
