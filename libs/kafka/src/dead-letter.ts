@@ -8,6 +8,7 @@ import {
   HEADER_STAGE,
   type Headers,
 } from './headers';
+import { exceedsLimit, PUBLISH_MARGIN_BYTES, sendSplit, topicMaxMessageBytes } from './limits';
 import { javaCompatiblePartitioner } from './partitioner';
 import type { OutboundMessage } from './producer';
 import { RetriableError } from './retry';
@@ -46,6 +47,17 @@ export function deadLetterRecord(message: InboundMessage, stage: string, error: 
   };
 }
 
+/**
+ * A dead-letter record the DLQ topic accepts: one whose value alone is above the limit keeps
+ * only its headers (source topic, partition and offset say where to read it).
+ */
+export function boundedDeadLetter(record: OutboundMessage, limitBytes: number): OutboundMessage {
+  if (!exceedsLimit(record, limitBytes)) return record;
+  const size = record.value === null ? 0 : Buffer.byteLength(record.value);
+  const headers = { ...record.headers, [HEADER_ERROR]: `${record.headers?.[HEADER_ERROR] ?? ''} (value of ${size} bytes left out: above the DLQ limit)`.slice(0, 1_100) };
+  return { ...record, value: null, headers };
+}
+
 /** One message bound for the DLQ, with the offset it was read at. */
 export interface DeadLetter {
   offset: string;
@@ -56,6 +68,8 @@ interface PartitionProducer {
   producer: Producer;
   /** The group's committed offset when this producer fenced the previous one. */
   committedAtFence: bigint;
+  /** What one produce request to the DLQ topic may carry (its max.message.bytes less a margin). */
+  dlqLimitBytes: number;
 }
 
 export interface DeadLetterWriterOptions {
@@ -102,7 +116,8 @@ export class DeadLetterWriter {
       if (nextOffset <= entry.committedAtFence) return { sent: 0, committed: entry.committedAtFence };
       const txn = await entry.producer.transaction();
       try {
-        if (fresh.length > 0) await txn.send({ topic: this.options.dlqTopic, messages: fresh.map((l) => l.record), acks: -1 });
+        const limit = entry.dlqLimitBytes;
+        await sendSplit(txn, this.options.dlqTopic, fresh.map((l) => boundedDeadLetter(l.record, limit)), limit);
         await this.options.afterSend?.();
         await txn.sendOffsets({
           consumerGroupId: this.options.groupId,
@@ -142,7 +157,8 @@ export class DeadLetterWriter {
       try {
         const [offsets] = await admin.fetchOffsets({ groupId: o.groupId, topics: [topic] });
         const committed = offsets?.partitions.find((p) => p.partition === partition)?.offset ?? '-1';
-        return { producer, committedAtFence: BigInt(committed) < 0n ? 0n : BigInt(committed) };
+        const dlqLimitBytes = (await topicMaxMessageBytes(admin, o.dlqTopic)) - PUBLISH_MARGIN_BYTES;
+        return { producer, committedAtFence: BigInt(committed) < 0n ? 0n : BigInt(committed), dlqLimitBytes };
       } finally {
         await admin.disconnect().catch(() => undefined);
       }

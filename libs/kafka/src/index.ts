@@ -1,6 +1,6 @@
 export { createKafka, isKafkaAuthenticationError, Kafka, kafkaConnection, type KafkaClientOptions, type KafkaConnection } from './client';
 export { CommitAfterWorkConsumer, toInbound, type BatchContext, type CommitAfterWorkConsumerOptions, type Decoded, type InboundMessage } from './consumer';
-export { deadLetterRecord, DeadLetterWriter, type DeadLetter, type DeadLetterWriterOptions } from './dead-letter';
+export { boundedDeadLetter, deadLetterRecord, DeadLetterWriter, type DeadLetter, type DeadLetterWriterOptions } from './dead-letter';
 export {
   CompactedTopicFollower,
   CompactedTopicMap,
@@ -10,7 +10,17 @@ export {
 } from './follower';
 export { backoffMs, isRetriableError, RetriableError, type BackoffOptions } from './retry';
 export * from './headers';
-export { exceedsLimit, recordBytes, recordRefusal, RECORD_BATCH_OVERHEAD_BYTES, splitByBytes, topicMaxMessageBytes, type SizedMessage } from './limits';
+export {
+  exceedsLimit,
+  PUBLISH_MARGIN_BYTES,
+  recordBytes,
+  recordRefusal,
+  RECORD_BATCH_OVERHEAD_BYTES,
+  sendSplit,
+  splitByBytes,
+  topicMaxMessageBytes,
+  type SizedMessage,
+} from './limits';
 export { javaCompatiblePartitioner, murmur2 } from './partitioner';
 export { BatchingProducer, DeadlineError, withDeadline, type BatchingProducerOptions, type OutboundMessage } from './producer';
 export {

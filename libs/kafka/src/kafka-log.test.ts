@@ -14,6 +14,7 @@ const NORMAL_START: Array<['ERROR' | 'WARN', string, string, Record<string, unkn
   ['ERROR', 'Runner', 'The coordinator is not aware of this member, re-joining the group', { groupId: 'g' }],
   ['WARN', 'Runner', 'The group is rebalancing, re-joining', { groupId: 'g', error: 'The group is rebalancing, so a rejoin is needed' }],
   ['WARN', 'Admin', 'Could not create topics', { error: 'Topic with this name already exists' }],
+  ['ERROR', 'Connection', 'Response InitProducerId(key: 22, version: 1)', { error: 'The producer attempted to update a transaction while another concurrent operation on the same transaction was ongoing', correlationId: 4 }],
   ['WARN', 'Producer', 'Limiting retries for the idempotent producer may invalidate EoS guarantees', {}],
 ];
 

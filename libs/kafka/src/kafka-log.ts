@@ -23,6 +23,9 @@ export const KAFKA_LOG_RULES: readonly KafkaLogRule[] = [
   { type: 'unknown-topic-partition', pattern: /does not host this topic-partition/i, outcome: 'quiet' },
   { type: 'rebalance', pattern: /group is rebalancing|rebalance in progress|resync group/i, outcome: 'quiet' },
   { type: 'topic-exists', pattern: /topic with this name already exists/i, outcome: 'quiet' },
+  // InitProducerId while the previous epoch's transaction is still being aborted (a worker taking
+  // over a partition fences its predecessor): kafkajs retries until the abort completed.
+  { type: 'concurrent-transactions', pattern: /another concurrent operation on the same transaction was ongoing/i, outcome: 'quiet' },
   // Our producers bound retries on purpose (a send has a deadline, then fails over): not a fault.
   { type: 'idempotent-retries-notice', pattern: /^Limiting retries for the idempotent producer/, outcome: 'notice' },
   {

@@ -14,9 +14,8 @@ import {
   HEADER_STAGE,
   topicMaxMessageBytes,
   topicSpecs,
-  type Decoded,
-  type InboundMessage,
 } from './index';
+import { readTopic } from './testing';
 
 const logger = createLogger({ name: 'kafka-int', level: 'warn' });
 const brokers = () => requireEnv('KAFKA_BROKERS');
@@ -30,30 +29,6 @@ async function createTopics(admin: Admin, prefix: string, partitions = 1) {
   const specs = topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: partitions });
   await ensureTopics(admin, Object.values(specs));
   return specs;
-}
-
-/** Reads `count` messages of a topic from the beginning with a throwaway group. */
-async function readAll(topic: string, count: number, timeoutMs = 30_000): Promise<InboundMessage[]> {
-  const got: InboundMessage[] = [];
-  const k = kafka();
-  const consumer = new CommitAfterWorkConsumer<null>({
-    kafka: k,
-    groupId: `reader-${Math.random().toString(36).slice(2)}`,
-    topics: [topic],
-    logger,
-    stage: 'reader',
-    dlqTopic: `${topic}.unused-dlq`,
-    consumerConfig: testConsumerConfig,
-    decode: () => null,
-    handle: async (items: Decoded<null>[]) => {
-      got.push(...items.map((i) => i.message));
-    },
-  });
-  await consumer.start();
-  const deadline = Date.now() + timeoutMs;
-  while (got.length < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  await consumer.stop();
-  return got;
 }
 
 describe('kafka lib against the real broker', () => {
@@ -141,7 +116,7 @@ describe('kafka lib against the real broker', () => {
     );
     await Promise.all(sends);
     await producer.disconnect();
-    const got = await readAll(specs.ingest.name, 20);
+    const got = await readTopic(kafka(), specs.ingest.name, 20);
     expect(got).toHaveLength(20);
     const byKey = new Map(got.map((m) => [m.key, m]));
     for (let i = 0; i < 20; i++) {
@@ -233,7 +208,7 @@ describe('kafka lib against the real broker', () => {
     await consumer.stop();
     expect(handled).toEqual([1, 2]);
 
-    const dlq = await readAll(specs.dlq.name, 1);
+    const dlq = await readTopic(kafka(), specs.dlq.name, 1);
     await producer.disconnect();
     expect(dlq).toHaveLength(1);
     expect(dlq[0].key).toBe('poison');
@@ -272,7 +247,7 @@ describe('BatchingProducer after a failed request', () => {
     expect(await replacedProducers()).toBe(replacedBefore + 1);
     await producer.send(specs.ingest.name, Array.from({ length: 10 }, (_, i) => ({ key: `after${i}`, value: 'ok' })));
     await producer.disconnect();
-    const got = await readAll(specs.ingest.name, 11);
+    const got = await readTopic(kafka(), specs.ingest.name, 11);
     expect(got.map((m) => m.key).sort()).toEqual(['before', ...Array.from({ length: 10 }, (_, i) => `after${i}`)].sort());
   });
 });
@@ -288,7 +263,7 @@ describe('BatchingProducer under load', () => {
       Array.from({ length: 50 }, (_, i) => producer.send(specs.ingest.name, Array.from({ length: 100 }, (_, j) => ({ key: `k${i}-${j}`, value })))),
     );
     await producer.disconnect();
-    const got = await readAll(specs.ingest.name, 5_000);
+    const got = await readTopic(kafka(), specs.ingest.name, 5_000);
     expect(got).toHaveLength(5_000);
   });
 
@@ -300,7 +275,7 @@ describe('BatchingProducer under load', () => {
     // 3,000 × 1 KB in a single send, to one partition: ~3 MB, three times the broker's limit.
     await producer.send(specs.ingest.name, Array.from({ length: 3_000 }, (_, i) => ({ key: `k${i}`, value, partition: 0 })));
     await producer.disconnect();
-    const got = await readAll(specs.ingest.name, 3_000);
+    const got = await readTopic(kafka(), specs.ingest.name, 3_000);
     expect(got).toHaveLength(3_000);
   });
 });

@@ -1,5 +1,6 @@
-import type { Admin } from 'kafkajs';
+import type { Admin, Transaction } from 'kafkajs';
 import { ConfigResourceTypes } from 'kafkajs';
+import type { OutboundMessage } from './producer';
 
 /**
  * Size limits of what Kafka accepts. The broker refuses a record batch (one partition's share
@@ -164,4 +165,25 @@ export function recordRefusal(error: unknown): string | undefined {
     if (Array.isArray(e.errors)) queue.push(...(e.errors as unknown[]));
   }
   return undefined;
+}
+
+/**
+ * Kept below a topic's real batch limit for each produce request: room for what the record
+ * estimate does not see (it is an upper bound already; this covers broker-side framing).
+ */
+export const PUBLISH_MARGIN_BYTES = 16 * 1024;
+
+/**
+ * Sends `records` in the transaction as consecutive produce requests, each under `limitBytes`
+ * (one request carries one record batch per partition, which the broker checks against the
+ * topic's max.message.bytes). Returns the last offset written to `partition`, or -1.
+ */
+export async function sendSplit(txn: Transaction, topic: string, records: OutboundMessage[], limitBytes: number, partition?: number): Promise<number> {
+  let last = -1;
+  for (const group of splitByBytes(records, limitBytes)) {
+    const meta = await txn.send({ topic, acks: -1, messages: group });
+    const base = Number(meta.find((r) => r.partition === partition)?.baseOffset ?? -1);
+    if (base >= 0) last = base + group.filter((r) => r.partition === partition).length - 1;
+  }
+  return last;
 }

@@ -15,9 +15,9 @@ import {
   RetriableError,
   topicSpecs,
   type CommitAfterWorkConsumerOptions,
-  type InboundMessage,
   type OutboundMessage,
 } from './index';
+import { readTopic } from './testing';
 
 const logger = createLogger({ name: 'worker-int', level: 'warn' });
 const brokers = () => requireEnv('KAFKA_BROKERS');
@@ -25,12 +25,12 @@ const kafka = () => createKafka({ brokers: [brokers()], clientId: 'worker-int', 
 const testConsumerConfig = { sessionTimeout: 6_000, heartbeatInterval: 1_000 };
 const newGroup = (label: string) => `${label}-${Math.random().toString(36).slice(2)}`;
 
-async function freshTopics(label: string, partitions: number) {
+async function freshTopics(label: string, partitions: number, dlqConfigs: Record<string, string> = {}) {
   const specs = topicSpecs({ prefix: testTopicPrefix(label), replicationFactor: 1, defaultPartitions: partitions });
   const admin = kafka().admin();
   await admin.connect();
   try {
-    await ensureTopics(admin, [specs.ingest, specs.dlq]);
+    await ensureTopics(admin, [specs.ingest, { ...specs.dlq, configs: { ...specs.dlq.configs, ...dlqConfigs } }]);
   } finally {
     await admin.disconnect();
   }
@@ -66,29 +66,6 @@ async function committedOffsets(groupId: string, topic: string): Promise<number[
   } finally {
     await admin.disconnect();
   }
-}
-
-/** Every committed record of a topic (read_committed, as DLQ readers read), once nothing new came for `quietMs`. */
-async function readCommitted(topic: string, quietMs = 2_000): Promise<InboundMessage[]> {
-  const got: InboundMessage[] = [];
-  let last = Date.now();
-  const consumer = kafka().consumer({ groupId: newGroup('reader'), ...testConsumerConfig });
-  await consumer.connect();
-  await consumer.subscribe({ topics: [topic], fromBeginning: true });
-  let joined = false;
-  consumer.on(consumer.events.GROUP_JOIN, () => (joined = true));
-  await consumer.run({
-    eachMessage: async ({ partition, message }) => {
-      got.push({ topic, partition, offset: message.offset, key: message.key?.toString() ?? null, value: message.value, headers: {}, timestamp: message.timestamp });
-      for (const [k, v] of Object.entries(message.headers ?? {})) got[got.length - 1].headers[k] = String(v);
-      last = Date.now();
-    },
-  });
-  await waitFor(() => joined, 30_000);
-  last = Date.now();
-  await waitFor(() => Date.now() - last >= quietMs, 60_000);
-  await consumer.disconnect();
-  return got;
 }
 
 async function metric(name: string, labels: Record<string, string>): Promise<number> {
@@ -151,7 +128,7 @@ describe('CommitAfterWorkConsumer: bounded retry, DLQ and readiness on the real 
     expect(Object.fromEntries(poisonAttempts)).toEqual({ 'poison-0': 3, 'poison-1': 3 });
     expect(await metric('cdp_kafka_messages_processed_total', { topic: topics.input, outcome: 'dead_letter' })).toBe(dlqBefore + 2);
 
-    const dlq = await readCommitted(topics.dlq);
+    const dlq = await readTopic(kafka(), topics.dlq, 2, { quietMs: 2_000 });
     expect(dlq.map((m) => m.key).sort()).toEqual(['poison-0', 'poison-1']);
     for (const m of dlq) {
       const partition = m.key === 'poison-0' ? '0' : '1';
@@ -234,10 +211,34 @@ describe('CommitAfterWorkConsumer: bounded retry, DLQ and readiness on the real 
     expect(handled).toContain('b');
     // The killed worker's copy was sent (its transaction left open, then aborted by the new
     // owner's fence); the new owner's copy is the one readers see.
-    const dlq = await readCommitted(topics.dlq);
+    const dlq = await readTopic(kafka(), topics.dlq, 1, { quietMs: 2_000 });
     expect(dlq.map((m) => m.key)).toEqual(['poison']);
     expect(dlq[0].headers[HEADER_SOURCE_OFFSET]).toBe('1');
   }, 120_000);
+
+  it('dead-letters a message larger than the DLQ topic accepts without its value, and moves on', async () => {
+    const topics = await freshTopics('worker-dlq-size', 1, { 'max.message.bytes': '200000' });
+    await produce(topics.input, [
+      { key: 'a', value: 'small' },
+      { key: 'big', value: 'x'.repeat(400_000) },
+      { key: 'b', value: 'small' },
+    ]);
+    const groupId = newGroup('dlq-size');
+    const consumer = worker<string>({
+      groupId,
+      topics: [topics.input],
+      dlqTopic: topics.dlq,
+      decode: (m) => {
+        if (m.key === 'big') throw new Error('not an envelope');
+        return m.key!;
+      },
+      handle: async () => undefined,
+    });
+    await runUntilCommitted(consumer, groupId, topics.input, [3], 60_000);
+    const dlq = await readTopic(kafka(), topics.dlq, 1, { quietMs: 1_000 });
+    expect(dlq.map((m) => [m.key, m.value])).toEqual([['big', null]]);
+    expect(dlq[0].headers[HEADER_ERROR]).toBe('not an envelope (value of 400000 bytes left out: above the DLQ limit)');
+  }, 60_000);
 
   it('reports ready once it joined the group and got its assignment, and not after stop', async () => {
     const topics = await freshTopics('worker-ready', 3);

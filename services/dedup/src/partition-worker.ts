@@ -1,12 +1,13 @@
 import path from 'node:path';
-import type { Kafka, Producer, Transaction } from 'kafkajs';
+import type { Kafka, Producer } from 'kafkajs';
 import {
+  boundedDeadLetter,
   deadLetterRecord,
   exceedsLimit,
   javaCompatiblePartitioner,
-  splitByBytes,
+  PUBLISH_MARGIN_BYTES,
+  sendSplit,
   topicMaxMessageBytes,
-  HEADER_ERROR,
   HEADER_IN_OFFSET,
   HEADER_IN_PARTITION,
   type InboundMessage,
@@ -48,38 +49,6 @@ function isFenced(error: unknown): boolean {
     if (FENCED.has((e as { type?: string }).type ?? '')) return true;
   }
   return false;
-}
-
-/**
- * Kept below a topic's real batch limit for each produce request: room for what the record
- * estimate does not see (it is an upper bound already; this covers broker-side framing).
- */
-export const PUBLISH_MARGIN_BYTES = 16 * 1024;
-
-/**
- * Sends `records` in the transaction as consecutive produce requests, each under `limitBytes`
- * (one request carries one record batch per partition, which the broker checks against the
- * topic's max.message.bytes). Returns the last offset written to `partition`, or -1.
- */
-async function sendSplit(txn: Transaction, topic: string, records: OutboundMessage[], limitBytes: number, partition?: number): Promise<number> {
-  let last = -1;
-  for (const group of splitByBytes(records, limitBytes)) {
-    const meta = await txn.send({ topic, acks: -1, messages: group });
-    const base = Number(meta.find((r) => r.partition === partition)?.baseOffset ?? -1);
-    if (base >= 0) last = base + group.filter((r) => r.partition === partition).length - 1;
-  }
-  return last;
-}
-
-/**
- * A dead-letter record the DLQ topic accepts: one whose value alone is above the limit keeps
- * only its headers (source topic, partition and offset say where to read it).
- */
-function boundedDeadLetter(record: OutboundMessage, limitBytes: number): OutboundMessage {
-  if (!exceedsLimit(record, limitBytes)) return record;
-  const size = record.value === null ? 0 : Buffer.byteLength(record.value);
-  const headers = { ...record.headers, [HEADER_ERROR]: `${record.headers?.[HEADER_ERROR] ?? ''} (value of ${size} bytes left out: above the DLQ limit)`.slice(0, 1_100) };
-  return { ...record, value: null, headers };
 }
 
 /** The consumer group moved on (rebalance, expired membership): kafkajs must rejoin. */
