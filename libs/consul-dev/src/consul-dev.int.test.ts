@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import Consul from 'consul';
+import { z } from 'zod';
 import { createLogger } from '@cdp/log';
 import { startConsulDevServer, type ConsulDevServer } from './index';
 
@@ -16,26 +17,28 @@ const TTL = `${TTL_MS / 1000}s`;
 /** A session may live up to 2 x TTL on a real agent; leave plenty on top. */
 const EXPIRY_BOUND_MS = 2 * TTL_MS + 20_000;
 
-interface KvItem {
-  LockIndex: number;
-  Key: string;
-  Flags: number;
-  Value: string | null;
-  Session?: string;
-  CreateIndex: number;
-  ModifyIndex: number;
-}
-
-interface SessionInfo {
-  ID: string;
-  Name: string;
-  Node: string;
-  LockDelay: number;
-  Behavior: string;
-  TTL: string;
-  CreateIndex: number;
-  ModifyIndex: number;
-}
+/** Consul's field shapes, checked on every answer the `consul` client passes through untyped. */
+const kvItem = z.object({
+  LockIndex: z.number(),
+  Key: z.string(),
+  Flags: z.number(),
+  Value: z.string().nullable(),
+  Session: z.string().optional(),
+  CreateIndex: z.number(),
+  ModifyIndex: z.number(),
+});
+const sessionInfo = z.looseObject({
+  ID: z.string(),
+  Name: z.string(),
+  Node: z.string(),
+  LockDelay: z.number(),
+  Behavior: z.string(),
+  TTL: z.string(),
+  CreateIndex: z.number(),
+  ModifyIndex: z.number(),
+});
+const sessionInfos = z.array(sessionInfo);
+type KvItem = z.infer<typeof kvItem>;
 
 let server: ConsulDevServer | undefined;
 let base: string;
@@ -90,7 +93,7 @@ const keyPath = (key: string) => key.split('/').map(encodeURIComponent).join('/'
 const http = (path: string, init?: RequestInit) => fetch(`${base}${path}`, init);
 
 async function getKey(key: string): Promise<KvItem | undefined> {
-  return (await consul.kv.get(key)) as unknown as KvItem | undefined;
+  return kvItem.optional().parse(await consul.kv.get(key));
 }
 
 /**
@@ -116,7 +119,7 @@ async function waitForKey(key: string, done: (e: KvItem | undefined) => boolean,
   let index = '0';
   while (Date.now() < deadline) {
     const res = await http(`/v1/kv/${keyPath(key)}?index=${index}&wait=5s`);
-    const entry = res.status === 404 ? undefined : ((await res.json()) as KvItem[])[0];
+    const entry = res.status === 404 ? undefined : z.array(kvItem).parse(await res.json())[0];
     if (done(entry)) return entry;
     index = res.headers.get('x-consul-index') ?? '0';
   }
@@ -218,7 +221,7 @@ describe(`Consul HTTP API (${REAL ? 'real agent' : 'consul-dev'})`, () => {
       const until = Date.now() + 2.5 * TTL_MS;
       while (Date.now() < until) {
         await sleep(TTL_MS / 4);
-        const renewed = (await consul.session.renew(a)) as unknown as SessionInfo[];
+        const renewed = sessionInfos.parse(await consul.session.renew(a));
         expect(renewed[0].ID).toBe(a);
       }
       expect((await getKey(key))?.Session).toBe(a);
@@ -254,14 +257,14 @@ describe(`Consul HTTP API (${REAL ? 'real agent' : 'consul-dev'})`, () => {
 
     it('info, list and node report sessions with Consul field shapes', async () => {
       const id = await newSession({ name: 'shape', ttl: TTL, lockdelay: '3s', behavior: 'delete' });
-      const info = (await consul.session.info(id)) as unknown as SessionInfo;
+      const info = sessionInfo.parse(await consul.session.info(id));
       expect(info).toMatchObject({ ID: id, Name: 'shape', LockDelay: 3_000_000_000, Behavior: 'delete', TTL });
       expect(typeof info.Node).toBe('string');
       expect(info.CreateIndex).toBeGreaterThan(0);
 
-      const list = (await consul.session.list()) as unknown as SessionInfo[];
+      const list = sessionInfos.parse(await consul.session.list());
       expect(list.map((s) => s.ID)).toContain(id);
-      const onNode = (await consul.session.node(info.Node)) as unknown as SessionInfo[];
+      const onNode = sessionInfos.parse(await consul.session.node(info.Node));
       expect(onNode.map((s) => s.ID)).toContain(id);
 
       const missing = await http(`/v1/session/info/${randomUUID()}`);
@@ -274,7 +277,7 @@ describe(`Consul HTTP API (${REAL ? 'real agent' : 'consul-dev'})`, () => {
       const res = await http('/v1/session/create', { method: 'PUT', body: JSON.stringify({ LockDelay: 2 }) });
       const { ID } = (await res.json()) as { ID: string };
       createdSessions.push(ID);
-      expect(((await consul.session.info(ID)) as unknown as SessionInfo).LockDelay).toBe(2_000_000_000);
+      expect(sessionInfo.parse(await consul.session.info(ID)).LockDelay).toBe(2_000_000_000);
     });
   });
 
@@ -311,7 +314,7 @@ describe(`Consul HTTP API (${REAL ? 'real agent' : 'consul-dev'})`, () => {
       const prefix = `${uniqueKey('tree')}/`;
       for (const k of ['b/d', 'a', 'b/c']) await consul.kv.set(`${prefix}${k}`, k);
 
-      const all = (await consul.kv.get({ key: prefix, recurse: true })) as unknown as KvItem[];
+      const all = z.array(kvItem).parse(await consul.kv.get({ key: prefix, recurse: true }));
       expect(all.map((e) => [e.Key, e.Value])).toEqual([
         [`${prefix}a`, 'a'],
         [`${prefix}b/c`, 'b/c'],
@@ -350,7 +353,7 @@ describe(`Consul HTTP API (${REAL ? 'real agent' : 'consul-dev'})`, () => {
       const res = await blocked;
       expect(res.status).toBe(200);
       expect(Number(res.headers.get('x-consul-index'))).toBeGreaterThan(index);
-      const [entry] = (await res.json()) as KvItem[];
+      const [entry] = z.array(kvItem).parse(await res.json());
       expect(Buffer.from(entry.Value!, 'base64').toString()).toBe('after');
     });
 
