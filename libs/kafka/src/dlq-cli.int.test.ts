@@ -60,6 +60,8 @@ describe('cdp-dlq against the real broker', () => {
       messages: [
         { partition: 0, key: copy.key, value: copy.value, headers: copy.headers },
         { partition: 1, key: null, value: Buffer.from([0, 159, 146, 150]), headers: { [HEADER_STAGE]: 'director' } },
+        // A copy whose value a stage left out (above the DLQ's limit).
+        { partition: 2, key: 'src-1:big', value: null, headers: { [HEADER_STAGE]: 'oversize', 'cdp-source-topic': names.identified, 'cdp-source-partition': '2', 'cdp-source-offset': '7' } },
       ],
       acks: -1,
     });
@@ -67,7 +69,7 @@ describe('cdp-dlq against the real broker', () => {
   });
 
   it('lists every record with its stage, origin and key, and filters by stage, topic, time and offsets', async () => {
-    const total = PARTITIONS * PER_PARTITION + 2;
+    const total = PARTITIONS * PER_PARTITION + 3;
     const all = await cdpDlq(prefix, ['list']);
     expect(all.code).toBe(0);
     expect(lines(all.stdout)).toHaveLength(total);
@@ -134,20 +136,24 @@ describe('cdp-dlq against the real broker', () => {
     expect(again.stdout).toContain('301 selected records were already handled; left alone');
     expect(again.stdout).toContain('resent 0 records');
     expect(await readTopic(kafka, names.ingest, 300, { quietMs: 1_000 })).toHaveLength(300);
-    expect((await cdpDlq(prefix, ['list', '--pending'])).stderr).toContain('301 of 301 records not yet handled shown');
+    expect((await cdpDlq(prefix, ['list', '--pending'])).stderr).toContain('302 of 302 records not yet handled shown');
   });
 
-  it('discards records with a reason, and a record with no origin cannot be re-sent', async () => {
+  it('discards records with a reason; a record with no origin or no value is not re-sent', async () => {
     const discard = await cdpDlq(prefix, ['discard', '--stage', 'transform', '--offsets', '0:0-49', '--reason', 'bad test data', '--yes']);
     expect(discard.code).toBe(0);
     expect(discard.stdout).toContain('discarded 25 records');
     const shown = await cdpDlq(prefix, ['show', '0:1']);
     expect(shown.stdout).toMatch(/ {2}state {10}discarded \S+Z \(bad test data\)/);
-    expect((await cdpDlq(prefix, ['list', '--pending'])).stderr).toContain('276 of 276 records not yet handled shown');
+    expect((await cdpDlq(prefix, ['list', '--pending'])).stderr).toContain('277 of 277 records not yet handled shown');
 
     const orphan = await cdpDlq(prefix, ['resend', '--stage', 'director', '--yes']);
     expect(orphan.code).toBe(1);
     expect(orphan.stderr).toContain('1:204: no original topic (no cdp-source-topic header); not re-sent');
+    const valueless = await cdpDlq(prefix, ['resend', '--stage', 'oversize', '--yes']);
+    expect(valueless.code).toBe(1);
+    expect(valueless.stderr).toContain('2:204: no value in the DLQ copy; not re-sent (discard it)');
+    expect(valueless.stdout).toContain('resent 0 records');
   });
 
   it('refuses bad arguments with the usage and exit 2', async () => {

@@ -344,6 +344,8 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       todo = todo.filter((r) => {
         if (!r.source) problems.push(`${positionOf(r)}: no original topic (no cdp-source-topic header); not re-sent`);
         else if (!existing.has(r.source.topic)) problems.push(`${positionOf(r)}: original topic ${r.source.topic} does not exist; not re-sent`);
+        // A stage leaves the value out of a DLQ copy above the DLQ's size limit (cdp-error says so).
+        else if (r.value === null) problems.push(`${positionOf(r)}: no value in the DLQ copy; not re-sent (discard it)`);
         else return true;
         return false;
       });
