@@ -91,18 +91,53 @@ for every service and the cdp-topics Job. The SASL password only ever as a Secre
 
 {{/* The Secret of global.kafka.caSecret (key ca.crt), when set: a volume and its mount. */}}
 {{- define "cdp.kafkaCaVolume" -}}
-{{- with (.Values.global.kafka | default dict).caSecret }}
-- name: kafka-ca
+{{ include "cdp.caVolume" (dict "name" "kafka-ca" "secret" (.Values.global.kafka | default dict).caSecret) }}
+{{- end -}}
+
+{{- define "cdp.kafkaCaMount" -}}
+{{ include "cdp.caMount" (dict "name" "kafka-ca" "secret" (.Values.global.kafka | default dict).caSecret) }}
+{{- end -}}
+
+{{/*
+MySQL TLS (docs/operations.md "MySQL TLS") from .Values.mysql: ssl, and caSecret (a Secret
+with ca.crt) mounted at /etc/cdp/mysql-ca.
+*/}}
+{{- define "cdp.mysqlTlsEnv" -}}
+{{- if and .Values.mysql.caSecret (not .Values.mysql.ssl) }}
+{{- fail "mysql.caSecret needs mysql.ssl: true" }}
+{{- end }}
+{{- if .Values.mysql.ssl }}
+- name: MYSQL_SSL
+  value: "true"
+{{- end }}
+{{- if .Values.mysql.caSecret }}
+- name: MYSQL_SSL_CA_FILE
+  value: /etc/cdp/mysql-ca/ca.crt
+{{- end }}
+{{- end -}}
+
+{{- define "cdp.mysqlCaVolume" -}}
+{{ include "cdp.caVolume" (dict "name" "mysql-ca" "secret" .Values.mysql.caSecret) }}
+{{- end -}}
+
+{{- define "cdp.mysqlCaMount" -}}
+{{ include "cdp.caMount" (dict "name" "mysql-ca" "secret" .Values.mysql.caSecret) }}
+{{- end -}}
+
+{{/* A CA bundle from a Secret (key ca.crt), mounted at /etc/cdp/<name>: (dict "name" "secret"); nothing when secret is empty. */}}
+{{- define "cdp.caVolume" -}}
+{{- if .secret }}
+- name: {{ .name }}
   secret:
-    secretName: {{ . }}
+    secretName: {{ .secret }}
     items: [{ key: ca.crt, path: ca.crt }]
 {{- end }}
 {{- end -}}
 
-{{- define "cdp.kafkaCaMount" -}}
-{{- if (.Values.global.kafka | default dict).caSecret }}
-- name: kafka-ca
-  mountPath: {{ include "cdp.kafkaCaDir" . }}
+{{- define "cdp.caMount" -}}
+{{- if .secret }}
+- name: {{ .name }}
+  mountPath: /etc/cdp/{{ .name }}
   readOnly: true
 {{- end }}
 {{- end -}}

@@ -5,11 +5,14 @@ import {
   adminEnv,
   checkDirectorRpcServerEnv,
   checkKafkaEnv,
+  checkMysqlEnv,
   ConfigError,
   controlDbEnv,
   directorRpcServerEnv,
   kafkaEnv,
   loadConfig,
+  mysqlConnectionUrl,
+  mysqlEnv,
   s3Env,
   z,
 } from './index';
@@ -96,6 +99,35 @@ describe('director RPC server fragment', () => {
     const message = failure(() => loadConfig(schema, { DIRECTOR_RPC_TOKEN: 'short-secret' }));
     expect(message).toContain('DIRECTOR_RPC_TOKEN: must be at least 16 visible ASCII characters');
     expect(message).not.toContain('short-secret');
+  });
+});
+
+describe('MySQL fragment', () => {
+  const schema = z.object(mysqlEnv).superRefine(checkMysqlEnv);
+  const MYSQL_URL = 'mysql://cdp:p%40ss@db.example:3306';
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdp-config-mysql-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const sslOf = (url: string) => new URL(url).searchParams.get('ssl');
+
+  it('leaves the URL alone without TLS', () => {
+    expect(mysqlConnectionUrl(loadConfig(schema, { MYSQL_URL }))).toBe(MYSQL_URL);
+  });
+
+  it('puts TLS into the URL mysql2 reads: verified with the system CAs, or with the CA file', () => {
+    const url = mysqlConnectionUrl(loadConfig(schema, { MYSQL_URL, MYSQL_SSL: 'true' }));
+    expect(sslOf(url)).toBe('{}');
+    expect(new URL(url).password).toBe('p%40ss');
+    const ca = path.join(dir, 'rds-ca.pem');
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n';
+    fs.writeFileSync(ca, pem);
+    expect(JSON.parse(sslOf(mysqlConnectionUrl(loadConfig(schema, { MYSQL_URL, MYSQL_SSL: 'true', MYSQL_SSL_CA_FILE: ca }))) ?? '')).toEqual({ ca: pem });
+  });
+
+  it('refuses a CA file without MYSQL_SSL, and never prints the URL', () => {
+    const ca = path.join(dir, 'ca.pem');
+    fs.writeFileSync(ca, '-----BEGIN CERTIFICATE-----\n');
+    expect(failure(() => loadConfig(schema, { MYSQL_URL, MYSQL_SSL_CA_FILE: ca }))).toContain('MYSQL_SSL_CA_FILE: is set but MYSQL_SSL is not true');
+    expect(failure(() => loadConfig(schema, { MYSQL_URL: 'nope p@ss' }))).not.toContain('p@ss');
   });
 });
 

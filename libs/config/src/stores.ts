@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { bearerToken, bool, databaseName, mysqlUrl, port, positiveInt } from './fields';
+import { bearerToken, bool, databaseName, mysqlUrl, pemFile, port, positiveInt } from './fields';
 
 export const consulEnv = {
   /** The Consul agent's HTTP API, `host:port` or a URL. */
@@ -8,9 +8,35 @@ export const consulEnv = {
   CDP_CONSUL_PREFIX: z.string().regex(/^[A-Za-z0-9_/-]*$/, 'may contain only letters, digits, "_", "-" and "/"').default('cdp/'),
 };
 
+/** A MySQL server; connect with `mysqlConnectionUrl(config)`, which carries the TLS settings. */
 export const mysqlEnv = {
+  /** `mysql://user:pass@host:port`, from a Secret. */
   MYSQL_URL: mysqlUrl(),
+  /** TLS to MySQL (RDS, Aurora, Cloud SQL), checked against the system's CAs unless MYSQL_SSL_CA_FILE is set. */
+  MYSQL_SSL: bool(false),
+  /** PEM bundle of the CA that signed the server's certificate (e.g. RDS's); needs MYSQL_SSL=true. */
+  MYSQL_SSL_CA_FILE: pemFile().optional(),
 };
+
+type MysqlEnv = z.output<z.ZodObject<typeof mysqlEnv>>;
+
+export function checkMysqlEnv(env: Pick<MysqlEnv, 'MYSQL_SSL' | 'MYSQL_SSL_CA_FILE'>, ctx: z.RefinementCtx): void {
+  if (env.MYSQL_SSL_CA_FILE !== undefined && !env.MYSQL_SSL) {
+    ctx.addIssue({ code: 'custom', path: ['MYSQL_SSL_CA_FILE'], message: 'is set but MYSQL_SSL is not true' });
+  }
+}
+
+/**
+ * MYSQL_URL with the TLS settings in the `ssl` parameter mysql2 reads from a connection URL
+ * (`ssl={}`: TLS with the system's CAs, verified; `{"ca": pem}`: that CA), so every place that
+ * opens a connection or pool from the URL gets them.
+ */
+export function mysqlConnectionUrl(config: MysqlEnv): string {
+  if (!config.MYSQL_SSL) return config.MYSQL_URL;
+  const url = new URL(config.MYSQL_URL);
+  url.searchParams.set('ssl', JSON.stringify(config.MYSQL_SSL_CA_FILE ? { ca: config.MYSQL_SSL_CA_FILE.contents } : {}));
+  return url.toString();
+}
 
 /** The control database (JobDB catalogue, delivery stats) on the MySQL of MYSQL_URL. */
 export const controlDbEnv = {

@@ -247,6 +247,22 @@ describe('cdp chart: cdp-topics runs as a hook Job before install and upgrade', 
   });
 });
 
+describe('director chart: MySQL TLS', () => {
+  it('sets MYSQL_SSL and mounts the CA Secret at the path MYSQL_SSL_CA_FILE names', async () => {
+    const dir = path.join(CHARTS_DIR, 'director');
+    await helm('deps', dir);
+    const deployment = parse(await helm('template', dir, path.join(dir, 'ci-values.yaml'))).find((m) => m.kind === 'Deployment')!;
+    const pod = podSpecOf(deployment) as unknown as { containers: { env: EnvVar[]; volumeMounts: { name: string; mountPath: string }[] }[]; volumes: { name: string }[] };
+    const [c] = pod.containers;
+    expect(c.env.filter((e) => e.name.startsWith('MYSQL_SSL'))).toEqual([
+      { name: 'MYSQL_SSL', value: 'true' },
+      { name: 'MYSQL_SSL_CA_FILE', value: '/etc/cdp/mysql-ca/ca.crt' },
+    ]);
+    expect(c.volumeMounts.find((m) => m.name === 'mysql-ca')).toEqual({ name: 'mysql-ca', mountPath: '/etc/cdp/mysql-ca', readOnly: true });
+    expect(pod.volumes.find((v) => v.name === 'mysql-ca')).toEqual({ name: 'mysql-ca', secret: { secretName: 'rds-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
+  });
+});
+
 describe('k8s/ dev manifests', () => {
   it('are valid Kubernetes objects', () => {
     const dir = path.join(REPO_ROOT, 'k8s', 'dev');

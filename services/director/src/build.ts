@@ -1,3 +1,4 @@
+import { mysqlConnectionUrl } from '@cdp/config';
 import { createConsulClient } from '@cdp/consul';
 import { BatchingProducer, createKafka, kafkaConnection, requireTopics, topicNames } from '@cdp/kafka';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
@@ -18,7 +19,8 @@ export async function build(config: DirectorConfig, { logger }: ServiceDeps): Pr
   await requireTopics(admin, [undeliveredTopic]).finally(() => admin.disconnect());
   const producer = new BatchingProducer(kafka, { logger });
   await producer.connect();
-  const director = new Director(config, {
+  // Every MySQL connection of the director opens from MYSQL_URL: give it the TLS settings.
+  const director = new Director({ ...config, MYSQL_URL: mysqlConnectionUrl(config) }, {
     consul,
     publisher: new KafkaUndeliveredPublisher(producer, undeliveredTopic),
     workspace: () => workspace.current(),

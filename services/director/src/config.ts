@@ -3,6 +3,7 @@ import {
   baseEnv,
   checkDirectorRpcServerEnv,
   checkKafkaEnv,
+  checkMysqlEnv,
   consulEnv,
   controlDbEnv,
   directorRpcServerEnv,
@@ -64,6 +65,7 @@ export const directorEnv = z
       }),
   })
   .superRefine(checkKafkaEnv)
+  .superRefine(checkMysqlEnv)
   .superRefine(checkDirectorRpcServerEnv);
 
 export type DirectorConfig = z.infer<typeof directorEnv>;

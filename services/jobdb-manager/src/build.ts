@@ -1,3 +1,4 @@
+import { mysqlConnectionUrl } from '@cdp/config';
 import { createConsulClient } from '@cdp/consul';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
 import { managerEnv, type ManagerConfig } from './config';
@@ -6,7 +7,8 @@ import { createManagerService } from './service';
 /** jobdb-manager from its config: the Consul client and the manager (migrations, election, passes). */
 export async function build(config: ManagerConfig, { logger }: ServiceDeps): Promise<BuiltService> {
   const consul = createConsulClient(config.CONSUL_HTTP_ADDR);
-  const service = createManagerService(config, { consul, logger });
+  // Every MySQL connection of the manager opens from MYSQL_URL: give it the TLS settings.
+  const service = createManagerService({ ...config, MYSQL_URL: mysqlConnectionUrl(config) }, { consul, logger });
   return {
     // Migrates cdp_control, then joins the election; a standby is ready too (it takes over when the leader goes).
     start: async () => {

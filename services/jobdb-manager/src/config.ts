@@ -1,36 +1,38 @@
 import os from 'node:os';
-import { baseEnv, consulEnv, controlDbEnv, nonNegativeInt, positiveInt, z } from '@cdp/config';
+import { baseEnv, checkMysqlEnv, consulEnv, controlDbEnv, nonNegativeInt, positiveInt, z } from '@cdp/config';
 
 const MINUTE_MS = 60_000;
 
-export const managerEnv = z.object({
-  ...baseEnv,
-  // MYSQL_URL: jobdb-manager's own credentials, which may CREATE and DROP databases (directors' cannot DROP).
-  ...controlDbEnv,
-  ...consulEnv,
-  /** Names the Consul session `jobdb-manager:<pod>`; the pod name in Kubernetes. */
-  POD_NAME: z.string().min(1).default(os.hostname()),
-  JOBDB_MANAGER_SESSION_TTL_MS: positiveInt(10_000),
-  /** After a leader's session is invalidated, nobody leads for this long (its last actions settle). */
-  JOBDB_MANAGER_LOCK_DELAY_MS: nonNegativeInt(15_000),
-  /** Period of the leader's pass (provision, rotate, orphans, drops) and of a standby's election attempt. */
-  JOBDB_MANAGER_INTERVAL_MS: positiveInt(5_000),
-  /** `active` JobDBs kept free beyond one per live director, so a new director finds one at once. */
-  JOBDB_SPARE: nonNegativeInt(1),
-  /** An `active` JobDB becomes `draining` this long after a director first took it. */
-  JOBDB_ROTATION_PERIOD_MS: positiveInt(30 * MINUTE_MS),
-  /** Rotate earlier above this many jobs (InnoDB's row estimate); 0: no limit. */
-  JOBDB_MAX_JOBS: nonNegativeInt(0),
-  /** Rotate earlier above this many data + index bytes; 0: no limit. */
-  JOBDB_MAX_BYTES: nonNegativeInt(0),
-  /** The directors' retry window (DIRECTOR_RETRY_WINDOW_MS): sets the bound on the number of JobDBs. */
-  JOBDB_RETRY_WINDOW_MS: positiveInt(4 * 60 * MINUTE_MS),
-  /** A JobDB without a live holder this long is flagged (log line and gauge). */
-  JOBDB_ORPHAN_ALERT_MS: positiveInt(5 * MINUTE_MS),
-  /** Database names of provisioned JobDBs: this prefix plus the JobDB id. */
-  JOBDB_DATABASE_PREFIX: z.string().regex(/^[A-Za-z0-9_]{1,40}$/).default('cdp_jobdb_'),
-  /** Period of the oldest-pending-job scan (heavier than a pass). */
-  JOBDB_STATS_INTERVAL_MS: positiveInt(30_000),
-});
+export const managerEnv = z
+  .object({
+    ...baseEnv,
+    // MYSQL_URL: jobdb-manager's own credentials, which may CREATE and DROP databases (directors' cannot DROP).
+    ...controlDbEnv,
+    ...consulEnv,
+    /** Names the Consul session `jobdb-manager:<pod>`; the pod name in Kubernetes. */
+    POD_NAME: z.string().min(1).default(os.hostname()),
+    JOBDB_MANAGER_SESSION_TTL_MS: positiveInt(10_000),
+    /** After a leader's session is invalidated, nobody leads for this long (its last actions settle). */
+    JOBDB_MANAGER_LOCK_DELAY_MS: nonNegativeInt(15_000),
+    /** Period of the leader's pass (provision, rotate, orphans, drops) and of a standby's election attempt. */
+    JOBDB_MANAGER_INTERVAL_MS: positiveInt(5_000),
+    /** `active` JobDBs kept free beyond one per live director, so a new director finds one at once. */
+    JOBDB_SPARE: nonNegativeInt(1),
+    /** An `active` JobDB becomes `draining` this long after a director first took it. */
+    JOBDB_ROTATION_PERIOD_MS: positiveInt(30 * MINUTE_MS),
+    /** Rotate earlier above this many jobs (InnoDB's row estimate); 0: no limit. */
+    JOBDB_MAX_JOBS: nonNegativeInt(0),
+    /** Rotate earlier above this many data + index bytes; 0: no limit. */
+    JOBDB_MAX_BYTES: nonNegativeInt(0),
+    /** The directors' retry window (DIRECTOR_RETRY_WINDOW_MS): sets the bound on the number of JobDBs. */
+    JOBDB_RETRY_WINDOW_MS: positiveInt(4 * 60 * MINUTE_MS),
+    /** A JobDB without a live holder this long is flagged (log line and gauge). */
+    JOBDB_ORPHAN_ALERT_MS: positiveInt(5 * MINUTE_MS),
+    /** Database names of provisioned JobDBs: this prefix plus the JobDB id. */
+    JOBDB_DATABASE_PREFIX: z.string().regex(/^[A-Za-z0-9_]{1,40}$/).default('cdp_jobdb_'),
+    /** Period of the oldest-pending-job scan (heavier than a pass). */
+    JOBDB_STATS_INTERVAL_MS: positiveInt(30_000),
+  })
+  .superRefine(checkMysqlEnv);
 
 export type ManagerConfig = z.infer<typeof managerEnv>;
