@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { z } from 'zod';
 import { logLevel, port, positiveInt } from './fields';
 
@@ -30,6 +31,11 @@ export * from './fields';
 export * from './kafka';
 export * from './stores';
 export * from './director-rpc';
+
+/** This pod's name (the downward API's metadata.name in the charts); names Consul sessions `<service>:<pod>`. */
+export const podEnv = {
+  POD_NAME: z.string().min(1).default(os.hostname()),
+};
 
 /** Variables every service reads (DESIGN.md "Env vars"); services extend it. */
 export const baseEnv = {

@@ -1,4 +1,3 @@
-import os from 'node:os';
 import {
   baseEnv,
   checkDirectorRpcServerEnv,
@@ -8,6 +7,7 @@ import {
   controlDbEnv,
   directorRpcServerEnv,
   kafkaEnv,
+  podEnv,
   nonNegativeInt,
   positiveInt,
   workspaceEnv,
@@ -26,8 +26,7 @@ export const directorEnv = z
     ...consulEnv,
     ...workspaceEnv,
     ...directorRpcServerEnv,
-    /** Names the Consul session `director:<pod>`; the pod name in Kubernetes. */
-    POD_NAME: z.string().min(1).default(os.hostname()),
+    ...podEnv,
     DIRECTOR_SESSION_TTL_MS: positiveInt(10_000),
     DIRECTOR_LOCK_DELAY_MS: nonNegativeInt(15_000),
     /** Default retry window when neither the job nor the destination sets one. */

@@ -1,5 +1,4 @@
-import os from 'node:os';
-import { baseEnv, checkMysqlEnv, consulEnv, controlDbEnv, nonNegativeInt, positiveInt, z } from '@cdp/config';
+import { baseEnv, checkMysqlEnv, consulEnv, controlDbEnv, podEnv, nonNegativeInt, positiveInt, z } from '@cdp/config';
 
 const MINUTE_MS = 60_000;
 
@@ -9,8 +8,7 @@ export const managerEnv = z
     // MYSQL_URL: jobdb-manager's own credentials, which may CREATE and DROP databases (directors' cannot DROP).
     ...controlDbEnv,
     ...consulEnv,
-    /** Names the Consul session `jobdb-manager:<pod>`; the pod name in Kubernetes. */
-    POD_NAME: z.string().min(1).default(os.hostname()),
+    ...podEnv,
     JOBDB_MANAGER_SESSION_TTL_MS: positiveInt(10_000),
     /** After a leader's session is invalidated, nobody leads for this long (its last actions settle). */
     JOBDB_MANAGER_LOCK_DELAY_MS: nonNegativeInt(15_000),
