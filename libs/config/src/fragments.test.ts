@@ -7,6 +7,7 @@ import {
   checkKafkaEnv,
   checkMysqlEnv,
   ConfigError,
+  consulEnv,
   controlDbEnv,
   directorRpcServerEnv,
   kafkaEnv,
@@ -135,6 +136,17 @@ describe('store fragments', () => {
   it('control DB: MYSQL_URL and the database, defaulted', () => {
     expect(loadConfig(z.object(controlDbEnv), { MYSQL_URL: 'mysql://root@127.0.0.1:3306' }).CDP_CONTROL_DB).toBe('cdp_control');
     expect(failure(() => loadConfig(z.object(controlDbEnv), { MYSQL_URL: 'mysql://root@127.0.0.1:3306', CDP_CONTROL_DB: 'bad-name' }))).toContain('CDP_CONTROL_DB: ');
+  });
+  it('Consul: the address and the key prefix are checked as @cdp/consul uses them', () => {
+    const consul = z.object(consulEnv);
+    expect(loadConfig(consul, { CONSUL_HTTP_ADDR: 'http://consul:8500' })).toEqual({ CONSUL_HTTP_ADDR: 'http://consul:8500', CDP_CONSUL_PREFIX: 'cdp/' });
+    expect(loadConfig(consul, { CONSUL_HTTP_ADDR: 'consul', CDP_CONSUL_PREFIX: 'team_a/cdp/' }).CDP_CONSUL_PREFIX).toBe('team_a/cdp/');
+    expect(loadConfig(consul, { CONSUL_HTTP_ADDR: 'consul', CDP_CONSUL_PREFIX: '' }).CDP_CONSUL_PREFIX).toBe('');
+    for (const prefix of ['cdp', '/cdp/', 'cdp//', 'c d/']) {
+      expect(failure(() => loadConfig(consul, { CONSUL_HTTP_ADDR: 'consul', CDP_CONSUL_PREFIX: prefix }))).toContain('CDP_CONSUL_PREFIX: empty, or segments');
+    }
+    expect(failure(() => loadConfig(consul, { CONSUL_HTTP_ADDR: 'unix:///consul.sock' }))).toContain('CONSUL_HTTP_ADDR: want host:port');
+    expect(failure(() => loadConfig(consul, {}))).toContain('CONSUL_HTTP_ADDR: is required');
   });
   it('admin: port defaulted, token required', () => {
     expect(failure(() => loadConfig(z.object(adminEnv), {}))).toContain('ADMIN_TOKEN: is required');

@@ -1,11 +1,25 @@
+import { CONSUL_PREFIX, parseConsulAddr } from '@cdp/consul';
 import { z } from 'zod';
 import { bearerToken, bool, databaseName, mysqlUrl, pemFile, port, positiveInt } from './fields';
 
 export const consulEnv = {
   /** The Consul agent's HTTP API, `host:port` or a URL. */
-  CONSUL_HTTP_ADDR: z.string().min(1),
+  CONSUL_HTTP_ADDR: z.string().refine(
+    (addr) => {
+      try {
+        parseConsulAddr(addr);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { message: 'want host:port, http(s)://host:port or a bare host' },
+  ),
   /** Every key the services write lives under it. */
-  CDP_CONSUL_PREFIX: z.string().regex(/^[A-Za-z0-9_/-]*$/, 'may contain only letters, digits, "_", "-" and "/"').default('cdp/'),
+  CDP_CONSUL_PREFIX: z
+    .string()
+    .regex(CONSUL_PREFIX, 'empty, or segments of letters, digits, "_" and "-" each ending with "/" (e.g. "cdp/")')
+    .default('cdp/'),
 };
 
 /** A MySQL server; connect with `mysqlConnectionUrl(config)`, which carries the TLS settings. */

@@ -5,6 +5,9 @@
 
 export const DEFAULT_CONSUL_PREFIX = 'cdp/';
 
+/** A key prefix: empty, or segments each ending with '/' (no leading slash: Consul keys have none). */
+export const CONSUL_PREFIX = /^([A-Za-z0-9_-]+\/)*$/;
+
 /** A JobDB or destination id: one path segment, so it can never reach another key. */
 export const KEY_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -36,7 +39,7 @@ export class ConsulKeys {
   readonly leaders: string;
 
   constructor(readonly prefix: string = DEFAULT_CONSUL_PREFIX) {
-    if (!/^([A-Za-z0-9_-]+\/)*$/.test(prefix)) {
+    if (!CONSUL_PREFIX.test(prefix)) {
       throw new Error(`invalid Consul prefix ${JSON.stringify(prefix)} (want segments of [A-Za-z0-9_-] each ending with '/', e.g. "cdp/")`);
     }
     this.jobDbs = `${prefix}jobdbs/`;
