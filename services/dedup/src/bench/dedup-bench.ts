@@ -33,6 +33,11 @@ const TIME_LIMIT_MS = 240_000;
 const TARGET_EVENTS_PER_S = 20_000;
 const TARGET_RSS_BYTES = 512 * 1024 * 1024;
 const MAIN = path.join(__dirname, '..', 'main.js');
+// The image runs Node with jemalloc preloaded (Dockerfile); glibc's malloc keeps LevelDB's
+// compaction garbage as fragmented heap. BENCH_DEDUP_MALLOC=glibc measures without it.
+const MALLOC = process.env.BENCH_DEDUP_MALLOC ?? 'jemalloc';
+const JEMALLOC_CONF = /MALLOC_CONF=(\S+)/.exec(fs.readFileSync(path.join(__dirname, '../../../../Dockerfile'), 'utf8'))?.[1] ?? '';
+const JEMALLOC_PATHS = ['/usr/local/lib/libjemalloc.so.2', `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu/libjemalloc.so.2`];
 const logger = createLogger({ name: 'bench', level: 'warn' });
 
 /** An envelope padded to about `bytes` (drain and repair phases). */
@@ -257,6 +262,7 @@ async function startDedupProcess(brokers: string, prefix: string, dataDir: strin
       OPS_PORT: String(opsPort),
       LOG_LEVEL: 'warn',
       DEDUP_PARTITIONS_CONCURRENTLY: String(PARTITIONS),
+      ...allocatorEnv(),
     },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -271,6 +277,17 @@ async function startDedupProcess(brokers: string, prefix: string, dataDir: strin
       await new Promise((r) => child.once('exit', r));
     },
   };
+}
+
+/** The dedup process's allocator, as in the image unless BENCH_DEDUP_MALLOC=glibc. */
+function allocatorEnv(): Record<string, string> {
+  if (MALLOC === 'glibc') return {};
+  const lib = JEMALLOC_PATHS.find((p) => fs.existsSync(p));
+  if (!lib) {
+    console.log('  jemalloc not found (apt-get install libjemalloc2): dedup runs on glibc malloc, unlike the image');
+    return {};
+  }
+  return { LD_PRELOAD: lib, MALLOC_CONF: JEMALLOC_CONF };
 }
 
 /** Sends `count` messages made by `make(i)` in bounded slices (never all in memory). */
