@@ -58,6 +58,25 @@ describe('ConsulWatch', () => {
     expect(asked).toHaveLength(5);
   });
 
+  it('survives a change listener that throws, reporting it as an error', async () => {
+    const { query } = scripted([
+      { index: 1, value: 'a' },
+      { index: 2, value: 'b' },
+    ]);
+    const watch = new ConsulWatch(query);
+    const seen: string[] = [];
+    const errors: unknown[] = [];
+    watch.on('change', (value) => {
+      seen.push(value);
+      if (value === 'a') throw new Error('listener bug');
+    });
+    watch.on('error', (error) => errors.push(error));
+    await sleep(50);
+    watch.end();
+    expect(seen).toEqual(['a', 'b']);
+    expect(String(errors[0])).toBe('Error: listener bug');
+  });
+
   it('caps the backoff and stops retrying once ended', async () => {
     const { query, asked } = scripted(Array.from({ length: 100 }, () => new Error('down')));
     const watch = new ConsulWatch(query, { backoffFactorMs: 10, backoffMaxMs: 30 });

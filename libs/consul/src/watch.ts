@@ -13,7 +13,7 @@ export interface WatchOptions {
 export interface ConsulWatchEvents<T> {
   /** The first answer, then every answer whose index moved. */
   change: [value: T, index: number];
-  /** A failed query; the watch retries after a backoff. */
+  /** A failed query (the watch retries after a backoff), or a `change` listener that threw. */
   error: [error: unknown];
 }
 
@@ -67,7 +67,7 @@ export class ConsulWatch<T> extends EventEmitter<ConsulWatchEvents<T>> {
       } catch (error) {
         if (this.ended) return;
         this.failures++;
-        if (this.listenerCount('error') > 0) this.emit('error', error);
+        this.reportError(error);
         await new Promise<void>((resolve) => {
           this.retryTimer = setTimeout(resolve, Math.min(this.backoffMaxMs, 2 ** this.failures * this.backoffFactorMs));
         });
@@ -79,8 +79,17 @@ export class ConsulWatch<T> extends EventEmitter<ConsulWatchEvents<T>> {
         this.index = 0;
       } else if (answer.index !== this.index) {
         this.index = answer.index;
-        this.emit('change', answer.value, answer.index);
+        try {
+          this.emit('change', answer.value, answer.index);
+        } catch (error) {
+          // A throwing listener must not end the watch (nor surface as an unhandled rejection).
+          this.reportError(error);
+        }
       }
     }
+  }
+
+  private reportError(error: unknown): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
   }
 }
