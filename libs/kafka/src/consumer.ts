@@ -3,6 +3,7 @@ import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge, histogram } from '@cdp/metrics';
 import { deadLetterRecord, DeadLetterWriter, errorText, type DeadLetter, type InboundMessage } from './dead-letter';
 import { decodeHeaders } from './headers';
+import { isGroupMembershipError, keepMembership } from './membership';
 import { backoffMs, isRetriableError } from './retry';
 
 export type { InboundMessage } from './dead-letter';
@@ -298,13 +299,20 @@ export class CommitAfterWorkConsumer<T> {
     }
   }
 
-  /** Waits with heartbeats; false when the consumer stopped or lost the partition meanwhile. */
+  /**
+   * Waits with heartbeats; false when the consumer stopped or the group is rebalancing (the
+   * batch is left for kafkajs to rejoin; its unresolved offsets are read again).
+   */
   private async wait(ms: number, ctx: BatchContext): Promise<boolean> {
     const until = Date.now() + ms;
-    while (Date.now() < until) {
-      if (!ctx.isRunning()) return false;
-      await sleep(Math.min(500, until - Date.now()));
-      await ctx.heartbeat().catch(() => undefined);
+    try {
+      while (Date.now() < until) {
+        if (!ctx.isRunning()) return false;
+        await sleep(Math.min(500, until - Date.now()));
+        await keepMembership(ctx.heartbeat);
+      }
+    } catch {
+      return false;
     }
     return ctx.isRunning();
   }
@@ -315,11 +323,12 @@ export class CommitAfterWorkConsumer<T> {
       if (!ctx.isRunning()) return STOPPED;
       try {
         // A member the group already dropped learns it here, before it fences the live owner.
-        await ctx.heartbeat();
+        await keepMembership(ctx.heartbeat);
         const { sent, committed } = await this.deadLetters.commit(topic, partition, nextOffset, letters);
         processed.labels(topic, 'dead_letter').inc(sent);
         return committed;
       } catch (error) {
+        if (isGroupMembershipError(error)) return STOPPED;
         const waitMs = backoffMs(attempt, { initialMs: this.options.retryInitialMs, maxMs: this.options.retryMaxMs });
         this.options.logger.warn({ ...errorFields(error), topic, partition, retryInMs: waitMs }, 'dead letters not committed yet; retrying');
         if (!(await this.wait(waitMs, ctx))) return STOPPED;

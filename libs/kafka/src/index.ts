@@ -21,6 +21,7 @@ export {
   topicMaxMessageBytes,
   type SizedMessage,
 } from './limits';
+export { isGroupMembershipError, keepMembership } from './membership';
 export { javaCompatiblePartitioner, murmur2 } from './partitioner';
 export { BatchingProducer, DeadlineError, withDeadline, type BatchingProducerOptions, type OutboundMessage } from './producer';
 export {

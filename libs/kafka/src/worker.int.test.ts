@@ -84,7 +84,7 @@ async function runUntilCommitted(consumer: CommitAfterWorkConsumer<unknown>, gro
   }
 }
 
-function worker<T>(options: Omit<CommitAfterWorkConsumerOptions<T>, 'kafka' | 'logger' | 'stage' | 'consumerConfig'>) {
+function worker<T>(options: Omit<CommitAfterWorkConsumerOptions<T>, 'kafka' | 'logger' | 'stage'>) {
   return new CommitAfterWorkConsumer<T>({ kafka: kafka(), logger, stage: 'test-stage', consumerConfig: testConsumerConfig, ...options });
 }
 
@@ -171,6 +171,53 @@ describe('CommitAfterWorkConsumer: bounded retry, DLQ and readiness on the real 
     expect(await metric('cdp_kafka_handler_retries_total', { topic: topics.input, reason: 'retriable' })).toBe(retriableBefore + 6);
     expect(await endOffsets(topics.dlq)).toEqual([0]);
   }, 120_000);
+
+  it('lets a rebalance through while it waits out a retriable error', async () => {
+    const topics = await freshTopics('worker-rebalance', 2);
+    await produce(topics.input, Array.from({ length: 20 }, (_, i) => ({ key: `m${i}`, value: String(i), partition: i % 2 })));
+    const groupId = newGroup('rebalance');
+    // The coordinator waits this long for every member to rejoin; a member stuck in its batch
+    // would hold the new one back for all of it.
+    const consumerConfig = { ...testConsumerConfig, rebalanceTimeout: 60_000 };
+    const stuck = worker<number>({
+      groupId,
+      topics: [topics.input],
+      dlqTopic: topics.dlq,
+      consumerConfig,
+      retryInitialMs: 200,
+      retryMaxMs: 1_000,
+      decode: (m) => Number(m.value!.toString()),
+      handle: async () => {
+        throw new RetriableError('dependency down');
+      },
+    });
+    const handled = new Set<number>();
+    const healthy = worker<number>({
+      groupId,
+      topics: [topics.input],
+      dlqTopic: topics.dlq,
+      consumerConfig,
+      decode: (m) => Number(m.value!.toString()),
+      handle: async (items) => {
+        for (const i of items) handled.add(i.value);
+      },
+    });
+    await stuck.start();
+    try {
+      await waitFor(() => stuck.readiness().detail.startsWith('2 partitions'), 30_000);
+      await healthy.start();
+      await waitFor(() => healthy.readiness().detail.startsWith('1 partitions') && stuck.readiness().detail.startsWith('1 partitions'), 30_000);
+      await waitFor(() => handled.size === 10, 30_000);
+    } finally {
+      await stuck.stop();
+    }
+    try {
+      await waitFor(() => handled.size === 20, 60_000);
+    } finally {
+      await healthy.stop();
+    }
+    expect(await endOffsets(topics.dlq)).toEqual([0, 0]);
+  }, 180_000);
 
   it('does not send a DLQ copy twice when the worker dies between the DLQ send and the commit', async () => {
     const topics = await freshTopics('worker-crash', 1);

@@ -1,10 +1,10 @@
 import fs from 'node:fs';
 import { PartitionAssigners, type Consumer, type EachBatchPayload, type Kafka } from 'kafkajs';
-import { describeTopicConfigs, ensureTopics, requireTopics, toInbound, topicNames, topicSettings, topicSpecs } from '@cdp/kafka';
+import { describeTopicConfigs, ensureTopics, isGroupMembershipError, keepMembership, requireTopics, toInbound, topicNames, topicSettings, topicSpecs } from '@cdp/kafka';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge } from '@cdp/metrics';
 import type { DedupConfig } from './config';
-import { FencedError, isGroupMembershipError, keepMembership, PartitionWorker, type WorkerTopics } from './partition-worker';
+import { FencedError, PartitionWorker, type WorkerTopics } from './partition-worker';
 import { stickyAssigner, type MemberState } from './sticky-assigner';
 
 const rebalances = counter({ name: 'cdp_dedup_rebalances_total', help: 'Group joins (after a rebalance) of this process' });
