@@ -57,22 +57,19 @@ async function startDirector(pod: string, extra: Record<string, string>): Promis
   return { proc, rpc: `http://127.0.0.1:${port}` };
 }
 
-/** Resolves 'exited' with the exit code, or 'up' once the ops server answers /healthz. */
+/**
+ * Resolves 'exited' with the exit code, or 'up' once the director logs that it started. Not
+ * /healthz: the service skeleton serves it from before the build, which is where a missing
+ * topic or token stops the start.
+ */
 async function exitedOrUp(proc: ServiceProcess): Promise<{ exited: number | null } | 'up'> {
-  let up = false;
-  const healthy = (async () => {
-    while (!up) {
-      const ok = await fetch(`http://127.0.0.1:${proc.opsPort}/healthz`).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (ok) return 'up' as const;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+  let settled = false;
+  const up = (async () => {
+    while (!settled && !proc.output().includes('director started')) await new Promise((r) => setTimeout(r, 100));
     return 'up' as const;
   })();
-  const outcome = await Promise.race([proc.exited.then((code) => ({ exited: code })), healthy]);
-  up = true;
+  const outcome = await Promise.race([proc.exited.then((code) => ({ exited: code })), up]);
+  settled = true;
   return outcome;
 }
 
