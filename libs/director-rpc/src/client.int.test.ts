@@ -1,11 +1,10 @@
 // The client's failure handling against scripted HTTP servers on 127.0.0.1 (a director cannot be
 // made to hang or to answer 413 on demand); real directors: services/director/src/rpc-client.int.test.ts.
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createLogger } from '@cdp/log';
 import { registry } from '@cdp/metrics';
+import { HttpSink, metricValue, sleep, type SinkAnswer } from '@cdp/testkit';
 import { DirectorRpcClient, DirectorRpcRefusedError, DirectorsUnavailableError } from './client';
-import type { RpcAnswer } from './contract';
+import { RPC_JOBS_PATH, type RpcAnswer } from './contract';
 import { staticDiscovery } from './discovery';
 
 const logger = createLogger({ name: 'rpc-client-test', level: 'silent' });
@@ -15,50 +14,38 @@ type Behaviour = 'hang' | 'unavailable' | 'store' | 'too_large';
 interface Scripted {
   url: string;
   /** First messageId of every batch that arrived, in order. */
-  batches: string[];
+  readonly batches: string[];
   /** Requests whose connection the client closed before an answer. */
-  abandoned: number;
+  readonly abandoned: number;
   close(): Promise<void>;
 }
 
+function answer(behaviour: Behaviour, body: string): SinkAnswer | 'hang' {
+  if (behaviour === 'hang') return 'hang';
+  if (behaviour === 'unavailable') return { status: 503, body: '{"error":{"code":"no_active_jobdb","message":"x"}}' };
+  if (behaviour === 'too_large') return { status: 413, body: '{"error":{"code":"batch_too_large","message":"x"}}' };
+  const { jobs } = JSON.parse(body) as { jobs: Array<{ messageId: string }> };
+  const stored: RpcAnswer = {
+    accepted: jobs.length,
+    stored: jobs.length,
+    duplicates: 0,
+    rejected: 0,
+    results: jobs.map((j, index) => (j.messageId.endsWith('-dup') ? { index, status: 'duplicate' } : { index, status: 'stored' })),
+  };
+  return { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(stored) };
+}
+
 async function scripted(behaviour: Behaviour): Promise<Scripted> {
-  const s: Omit<Scripted, 'url' | 'close'> = { batches: [], abandoned: 0 };
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const { jobs } = JSON.parse(Buffer.concat(chunks).toString()) as { jobs: Array<{ messageId: string }> };
-      s.batches.push(jobs[0].messageId);
-      res.on('close', () => {
-        if (!res.writableEnded) s.abandoned++;
-      });
-      if (behaviour === 'hang') return;
-      if (behaviour === 'unavailable') return void res.writeHead(503).end('{"error":{"code":"no_active_jobdb","message":"x"}}');
-      if (behaviour === 'too_large') return void res.writeHead(413).end('{"error":{"code":"batch_too_large","message":"x"}}');
-      const answer: RpcAnswer = {
-        accepted: jobs.length,
-        stored: jobs.length,
-        duplicates: 0,
-        rejected: 0,
-        results: jobs.map((j, index) => (j.messageId.endsWith('-dup') ? { index, status: 'duplicate' } : { index, status: 'stored' })),
-      };
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const sink = await new HttpSink().route(RPC_JOBS_PATH, (req) => answer(behaviour, req.body)).start();
   return {
-    ...s,
+    url: sink.url,
     get batches() {
-      return s.batches;
+      return sink.requests.map((r) => (JSON.parse(r.body) as { jobs: Array<{ messageId: string }> }).jobs[0].messageId);
     },
     get abandoned() {
-      return s.abandoned;
+      return sink.closedUnanswered(RPC_JOBS_PATH);
     },
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
+    close: () => sink.close(),
   };
 }
 
@@ -73,10 +60,7 @@ function jobs(prefix: string, n: number) {
 }
 
 async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
-  const found = registry.getSingleMetric(name);
-  if (!found) return 0;
-  const { values } = await found.get();
-  return values.filter((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l)).reduce((sum, v) => sum + v.value, 0);
+  return metricValue(await registry.metrics(), name, labels);
 }
 
 const servers: Scripted[] = [];
@@ -111,7 +95,7 @@ it('a hanging director (timeout) and a 503 one: every batch ends at the healthy 
     expect(hang.batches.length).toBeGreaterThan(0);
     expect(busy.batches.length).toBeGreaterThan(0);
     // Every timed-out call was abandoned: its connection closed (seen by the server a moment later).
-    for (let i = 0; i < 200 && hang.abandoned < hang.batches.length; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 200 && hang.abandoned < hang.batches.length; i++) await sleep(10);
     expect(hang.abandoned).toBe(hang.batches.length);
     expect((await metric('cdp_director_rpc_client_requests_total', { outcome: 'timeout' })) - before.timeout).toBe(hang.batches.length);
     expect((await metric('cdp_director_rpc_client_requests_total', { outcome: 'unavailable' })) - before.unavailable).toBe(busy.batches.length);

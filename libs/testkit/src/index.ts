@@ -24,3 +24,4 @@ export { startServiceProcess, waitServiceExit, waitServiceReady, type ServicePro
 export { percentile } from './stats';
 export { waitFor } from './wait-for';
 export { metricSamples, metricValue } from './metrics-text';
+export { HttpSink, type SinkAnswer, type SinkHandler, type SinkRequest } from './http-sink';

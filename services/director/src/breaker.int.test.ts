@@ -1,33 +1,20 @@
 // Circuit breaker with half-open probes and the adaptive rate on 429, against real sinks.
 // Timing checks are lower bounds only (a breaker can never reopen sooner than its period).
-import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
+import type { HttpSink } from '@cdp/testkit';
 import type { Director } from './service';
-import { historyOf, postJobs, Sink, testSettings, testWorkspace, TestEnv, waitFor } from './testing/harness';
+import { historyOf, postJobs, TestEnv, testJobs, testSettings, testWorkspace, useDirectorSuite, waitFor } from './testing/harness';
 
-let consulServer: ConsulDevServer;
+const suite = useDirectorSuite();
 let env: TestEnv;
-let sink: Sink;
+let sink: HttpSink;
 let director: Director;
 let database: string;
 
-function jobs(n: number, destinationId: string) {
-  return Array.from({ length: n }, (_, i) => ({
-    sourceId: 'web',
-    messageId: `${destinationId}-${i}`,
-    destinationId,
-    subscriptionId: 'default',
-    payload: { type: 'track', messageId: `${destinationId}-${i}`, event: 'E' },
-  }));
-}
-
 beforeAll(async () => {
-  consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
-  env = new TestEnv(consulServer.url);
-  sink = new Sink();
+  ({ env, sink } = suite);
   // 20 failures open the breaker (500 ms); the first probe fails too (reopens for 1 s); then healthy.
   sink.route('/flap', (_r, n) => (n <= 21 ? { status: 500 } : { status: 200 }));
   sink.route('/throttle', (_r, n) => (n <= 30 ? { status: 429 } : { status: 200 }));
-  await sink.start();
   const ws = testWorkspace([
     { id: 'flap', url: `${sink.url}/flap`, maxConcurrency: 1 },
     { id: 'throttle', url: `${sink.url}/throttle`, maxConcurrency: 20 },
@@ -48,15 +35,9 @@ beforeAll(async () => {
   await waitFor(() => director.isReady);
 });
 
-afterAll(async () => {
-  await env.cleanup();
-  await sink.close();
-  await consulServer.close();
-});
-
 describe('flow control', () => {
   it('opens the circuit after consecutive failures, probes one request at a time, closes on success', async () => {
-    expect((await postJobs(director.url!, jobs(40, 'flap'))).status).toBe(200);
+    expect((await postJobs(director.url!, testJobs(40, 'flap-', { destinationId: 'flap' }))).status).toBe(200);
     await waitFor(async () => [...(await historyOf(env, database)).values()].filter((h) => h.messageId.startsWith('flap-') && h.states.at(-1) === 'succeeded').length === 40, 30_000);
     const at = sink.requests.filter((r) => r.path === '/flap').map((r) => r.at);
     expect(at.length).toBeGreaterThanOrEqual(40 + 21);
@@ -66,7 +47,7 @@ describe('flow control', () => {
 
   it('lowers a destination rate on 429 and still delivers everything', async () => {
     const q = () => director.engine.scheduler.destinations.get('throttle');
-    expect((await postJobs(director.url!, jobs(100, 'throttle'))).status).toBe(200);
+    expect((await postJobs(director.url!, testJobs(100, 'throttle-', { destinationId: 'throttle' }))).status).toBe(200);
     await waitFor(() => q()?.adaptive.value !== undefined, 10_000, 5);
     const lowered = q()!.adaptive.value!;
     expect(lowered).toBeGreaterThan(0);
@@ -79,9 +60,9 @@ describe('flow control', () => {
     const wide = () => sink.requests.filter((r) => r.path === '/wide');
     const slow = () => wide().filter((r) => r.body.includes('wide-slow'));
     const breaker = () => director.engine.scheduler.destinations.get('wide')?.breaker;
-    expect((await postJobs(director.url!, jobs(5, 'wide').map((j, i) => ({ ...j, messageId: `wide-slow-${i}`, payload: { ...j.payload, messageId: `wide-slow-${i}` } })))).status).toBe(200);
+    expect((await postJobs(director.url!, testJobs(5, 'wide-slow-', { destinationId: 'wide' }))).status).toBe(200);
     await waitFor(() => slow().length === 5, 10_000, 5);
-    expect((await postJobs(director.url!, jobs(60, 'wide'))).status).toBe(200);
+    expect((await postJobs(director.url!, testJobs(60, 'wide-', { destinationId: 'wide' }))).status).toBe(200);
     await waitFor(() => breaker()?.state(Date.now()) === 'open', 10_000, 5);
     expect(slow().every((r) => r.answeredAt === undefined)).toBe(true); // still in flight when it opened
     await waitFor(() => slow().every((r) => r.answeredAt !== undefined), 10_000, 5);

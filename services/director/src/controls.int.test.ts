@@ -1,23 +1,15 @@
-import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { JobDb, listJobDbs } from '@cdp/jobdb';
-import { mysqlUrl } from '@cdp/testkit';
+import { mysqlUrl, type HttpSink } from '@cdp/testkit';
 import type { Director } from './service';
-import { historyOf, postJobs, Sink, testSettings, testWorkspace, TestEnv, waitFor } from './testing/harness';
+import { historyOf, postJobs, TestEnv, testJob, testSettings, testWorkspace, useDirectorSuite, waitFor } from './testing/harness';
 
-let consulServer: ConsulDevServer;
+const suite = useDirectorSuite();
 let env: TestEnv;
-let sink: Sink;
+let sink: HttpSink;
 let director: Director;
 
-function job(messageId: string, destinationId: string, extra: Record<string, unknown> = {}) {
-  return { sourceId: 'web', messageId, destinationId, subscriptionId: 'default', payload: { type: 'track', messageId, event: 'E' }, ...extra };
-}
-
 beforeAll(async () => {
-  consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
-  env = new TestEnv(consulServer.url);
-  sink = new Sink();
-  await sink.start();
+  ({ env, sink } = suite);
   const ws = testWorkspace([
     { id: 'p', url: `${sink.url}/p` },
     { id: 'q', url: `${sink.url}/q` },
@@ -28,12 +20,6 @@ beforeAll(async () => {
   await waitFor(() => director.isReady);
 });
 
-afterAll(async () => {
-  await env.cleanup();
-  await sink.close();
-  await consulServer.close();
-});
-
 describe('operator controls from Consul KV', () => {
   it('pause holds jobs (which still expire on time), priority and rate override apply without restart, resume delivers', async () => {
     await env.consul.kv.set(env.keys.destinationControl('p'), JSON.stringify({ paused: true, priority: 7, rateLimitPerSecond: 25 }));
@@ -41,8 +27,8 @@ describe('operator controls from Consul KV', () => {
     expect(director.engine.policyOf('p')).toMatchObject({ paused: true, priority: 7, rateOverride: 25 });
     expect(director.engine.policyOf('q')).toMatchObject({ paused: false, priority: 0 });
 
-    expect((await postJobs(director.url!, [job('wait', 'p'), job('expire', 'p', { expiresAt: new Date(Date.now() + 800).toISOString() })])).status).toBe(200);
-    expect((await postJobs(director.url!, [job('other', 'q')])).status).toBe(200);
+    expect((await postJobs(director.url!, [testJob('wait', 'p'), testJob('expire', 'p', { expiresAt: new Date(Date.now() + 800).toISOString() })])).status).toBe(200);
+    expect((await postJobs(director.url!, [testJob('other', 'q')])).status).toBe(200);
     await waitFor(() => sink.count('/q') === 1);
     const database = env.provisioned[0].database;
     await waitFor(async () => {

@@ -1,12 +1,12 @@
 import crypto from 'node:crypto';
-import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { undeliveredSchema } from '@cdp/events';
-import { historyOf, MemoryPublisher, postJobs, rpcHeaders, Sink, TEST_RPC_TOKEN, testSettings, testWorkspace, TestEnv, waitFor } from './testing/harness';
+import type { HttpSink } from '@cdp/testkit';
+import { historyOf, MemoryPublisher, postJobs, rpcHeaders, TEST_RPC_TOKEN, TestEnv, testJob, testSettings, testWorkspace, useDirectorSuite, waitFor } from './testing/harness';
 import type { Director } from './service';
 
-let consulServer: ConsulDevServer;
+const suite = useDirectorSuite();
 let env: TestEnv;
-let sink: Sink;
+let sink: HttpSink;
 let director: Director;
 let database: string;
 const publisher = new MemoryPublisher();
@@ -14,21 +14,11 @@ process.env.DIRECTOR_TEST_HMAC = 'shh-secret';
 
 const FINAL = new Set(['succeeded', 'discarded', 'archived']);
 
-function job(messageId: string, destinationId: string, extra: Record<string, unknown> = {}) {
-  return {
-    sourceId: 'web',
-    messageId,
-    destinationId,
-    subscriptionId: 'default',
-    payload: { type: 'track', messageId, event: 'Order Completed', properties: { n: 1 } },
-    ...extra,
-  };
-}
+const job = (messageId: string, destinationId: string, extra: Record<string, unknown> = {}) =>
+  testJob(messageId, destinationId, { payload: { type: 'track', messageId, event: 'Order Completed', properties: { n: 1 } }, ...extra });
 
 beforeAll(async () => {
-  consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
-  env = new TestEnv(consulServer.url);
-  sink = new Sink();
+  ({ env, sink } = suite);
   sink.route('/ok', () => ({ status: 200, body: 'fine' }));
   sink.route('/bad', () => ({ status: 422, body: '{"error":"unprocessable"}' }));
   sink.route('/unauth', () => ({ status: 401, body: 'who are you' }));
@@ -41,7 +31,6 @@ beforeAll(async () => {
   sink.route('/hang', (_r, n) => (n === 1 ? 'hang' : { status: 200 }));
   sink.route('/reset', (_r, n) => (n === 1 ? 'reset' : { status: 200 }));
   sink.route('/down', () => ({ status: 500, body: 'always down' }));
-  await sink.start();
   const refused = 'http://127.0.0.1:1/nothing-listens';
   const ws = testWorkspace([
     { id: 'ok', url: `${sink.url}/ok`, hmacSecretEnv: 'DIRECTOR_TEST_HMAC', headers: { 'X-Team': 'growth' } },
@@ -61,12 +50,6 @@ beforeAll(async () => {
   director = env.director(testSettings(env.prefix), { workspace: () => ws, publisher });
   await director.start();
   await waitFor(() => director.isReady);
-});
-
-afterAll(async () => {
-  await env.cleanup();
-  await sink.close();
-  await consulServer.close();
 });
 
 describe('director delivery over a real JobDB', () => {

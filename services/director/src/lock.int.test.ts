@@ -1,34 +1,16 @@
-import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { FencedError, JobDb, listJobDbs, setJobDbState } from '@cdp/jobdb';
-import { mysqlUrl } from '@cdp/testkit';
-import { historyOf, postJobs, Sink, testSettings, testWorkspace, TestEnv, waitFor } from './testing/harness';
+import { mysqlUrl, type HttpSink } from '@cdp/testkit';
+import { historyOf, postJobs, TestEnv, testJobs, testSettings, testWorkspace, useDirectorSuite, waitFor } from './testing/harness';
 
-let consulServer: ConsulDevServer;
+const suite = useDirectorSuite();
 let env: TestEnv;
-let sink: Sink;
+let sink: HttpSink;
 
-function jobs(n: number, from = 0, destinationId = 'hook') {
-  return Array.from({ length: n }, (_, i) => ({
-    sourceId: 'web',
-    messageId: `m${from + i}`,
-    destinationId,
-    subscriptionId: 'default',
-    payload: { type: 'track', messageId: `m${from + i}`, event: 'E' },
-  }));
-}
+const jobs = (n: number, from = 0) => testJobs(n, 'm', { from });
 
 beforeAll(async () => {
-  consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
-  env = new TestEnv(consulServer.url);
-  sink = new Sink();
+  ({ env, sink } = suite);
   sink.route('/hook', () => ({ status: 200, delayMs: 20 }));
-  await sink.start();
-});
-
-afterAll(async () => {
-  await env.cleanup();
-  await sink.close();
-  await consulServer.close();
 });
 
 const workspace = () => testWorkspace([{ id: 'hook', url: `${sink.url}/hook`, maxConcurrency: 20 }]);
@@ -147,7 +129,7 @@ describe('JobDB locks', () => {
 
   it('rotation: a draining JobDB keeps its retries, a fresh active one takes new jobs, and it is marked drained when empty', async () => {
     const prefix = `${env.prefix}rot/`;
-    const sub = new TestEnv(consulServer.url, prefix);
+    const sub = new TestEnv(suite.consul.url, prefix);
     const first = await sub.provision('rot1');
     const ws = workspace();
     const d = env.director(testSettings(prefix, { POD_NAME: 'rot' }), { workspace: () => ws });

@@ -1,144 +1,54 @@
 // The director as real processes (dist/main.js; build first): SIGKILL takeover, SIGTERM drain,
 // expiry to a real cdp.undelivered topic, and the append-only rule checked in MariaDB's general log.
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import mysql from 'mysql2/promise';
-import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { undeliveredSchema } from '@cdp/events';
-import { CommitAfterWorkConsumer, createKafka, ensureTopics, topicSpecs, type InboundMessage } from '@cdp/kafka';
+import { createKafka, type InboundMessage } from '@cdp/kafka';
+import { createTestTopics, readTopic } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
-import { freePort, mysqlUrl, requireEnv, rowChangingStatements, statementsAgainst, testDatabaseName, testTopicPrefix } from '@cdp/testkit';
-import { historyOf, postJobs, Sink, TEST_RPC_TOKEN, TestEnv, waitFor } from './testing/harness';
+import { requireEnv, rowChangingStatements, statementsAgainst, testDatabaseName, testTopicPrefix, type HttpSink } from '@cdp/testkit';
+import { historyOf, postJobs, TEST_RPC_TOKEN, testJobs, testWorkspaceJson, useDirectorSuite, waitFor, type DirectorMain, type TestEnv } from './testing/harness';
 
-const MAIN = path.resolve(__dirname, '../dist/main.js');
 const logger = createLogger({ name: 'director-process-test', level: 'warn' });
-let consulServer: ConsulDevServer;
+const suite = useDirectorSuite();
 let env: TestEnv;
-let sink: Sink;
+let sink: HttpSink;
 let workspaceFile: string;
 let topicPrefix: string;
-const children: ChildProcess[] = [];
 const controlDb = testDatabaseName('pctl');
 
-interface Proc {
-  child: ChildProcess;
-  rpc: string;
-  ops: string;
-  exited: Promise<number | null>;
-}
+const startDirector = (pod: string) => env.directorMain(pod, { controlDb, workspaceFile, topicPrefix, env: { DIRECTOR_RPC_TOKEN: TEST_RPC_TOKEN } });
 
-async function startDirector(pod: string): Promise<Proc> {
-  const port = await freePort();
-  const opsPort = await freePort();
-  const child = spawn(process.execPath, [MAIN], {
-    env: {
-      ...process.env,
-      PORT: String(port),
-      OPS_PORT: String(opsPort),
-      MYSQL_URL: mysqlUrl(),
-      CDP_CONTROL_DB: controlDb,
-      CONSUL_HTTP_ADDR: consulServer.url,
-      CDP_CONSUL_PREFIX: env.prefix,
-      KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
-      CDP_TOPIC_PREFIX: topicPrefix,
-      CDP_WORKSPACE_FILE: workspaceFile,
-      POD_NAME: pod,
-      DIRECTOR_SESSION_TTL_MS: '1000',
-      DIRECTOR_LOCK_DELAY_MS: '500',
-      DIRECTOR_RECONCILE_INTERVAL_MS: '250',
-      DIRECTOR_BACKOFF_BASE_MS: '100',
-      DIRECTOR_BACKOFF_CAP_MS: '300',
-      DIRECTOR_RPC_TOKEN: TEST_RPC_TOKEN,
-      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  children.push(child);
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  return { child, rpc: `http://127.0.0.1:${port}`, ops: `http://127.0.0.1:${opsPort}`, exited };
-}
-
-async function ready(p: Proc): Promise<boolean> {
+async function ready(p: DirectorMain): Promise<boolean> {
   try {
-    return (await fetch(`${p.ops}/readyz`)).status === 200;
+    return (await fetch(`http://127.0.0.1:${p.opsPort}/readyz`)).status === 200;
   } catch {
     return false;
   }
 }
 
-function jobs(n: number, from: number, destinationId: string, extra: Record<string, unknown> = {}) {
-  return Array.from({ length: n }, (_, i) => ({
-    sourceId: 'web',
-    messageId: `p${from + i}`,
-    destinationId,
-    subscriptionId: 'default',
-    payload: { type: 'track', messageId: `p${from + i}`, event: 'E' },
-    ...extra,
-  }));
-}
+const jobs = (n: number, from: number, destinationId: string, extra: Record<string, unknown> = {}) => testJobs(n, 'p', { from, destinationId, extra });
 
 beforeAll(async () => {
-  consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
-  env = new TestEnv(consulServer.url);
-  sink = new Sink();
+  ({ env, sink } = suite);
   sink.route('/hook', () => ({ status: 200, delayMs: 20 }));
   sink.route('/down', () => ({ status: 503, body: 'maintenance' }));
-  await sink.start();
   workspaceFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'director-')), 'workspace.json');
   fs.writeFileSync(
     workspaceFile,
-    JSON.stringify({
-      spaces: [{ id: 'main', name: 'Main' }],
-      sources: [{ id: 'web', name: 'web', spaceId: 'main', writeKeys: ['wk_web'] }],
-      destinations: [
-        { id: 'hook', name: 'hook', type: 'webhook', settings: { url: `${sink.url}/hook` }, limits: { maxConcurrency: 20 } },
-        { id: 'down', name: 'down', type: 'webhook', settings: { url: `${sink.url}/down` } },
-      ],
-      connections: [
-        { sourceId: 'web', destinationId: 'hook' },
-        { sourceId: 'web', destinationId: 'down' },
-      ],
-    }),
+    testWorkspaceJson([
+      { id: 'hook', url: `${sink.url}/hook`, maxConcurrency: 20 },
+      { id: 'down', url: `${sink.url}/down` },
+    ]),
   );
   topicPrefix = testTopicPrefix('director');
-  const admin = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'director-test-admin', logger }).admin();
-  await admin.connect();
-  await ensureTopics(admin, [topicSpecs({ prefix: topicPrefix, replicationFactor: 1, defaultPartitions: 1 }).undelivered]);
-  await admin.disconnect();
+  await createTestTopics(createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'director-test-admin', logger }), topicPrefix, { roles: ['undelivered'] });
 });
 
-afterAll(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  await env.cleanup();
-  const conn = await mysql.createConnection({ uri: mysqlUrl() });
-  await conn.query(`DROP DATABASE IF EXISTS \`${controlDb}\``);
-  await conn.end();
-  await sink.close();
-  await consulServer.close();
-});
-
-async function readUndelivered(count: number): Promise<InboundMessage[]> {
-  const got: InboundMessage[] = [];
-  const k = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'director-test-reader', logger });
-  const consumer = new CommitAfterWorkConsumer<null>({
-    kafka: k,
-    groupId: `reader-${Math.random().toString(36).slice(2)}`,
-    topics: [`${topicPrefix}undelivered`],
-    logger,
-    stage: 'reader',
-    dlqTopic: `${topicPrefix}dlq-unused`,
-    consumerConfig: { sessionTimeout: 6_000, heartbeatInterval: 1_000 },
-    decode: () => null,
-    handle: async (items) => {
-      got.push(...items.map((i) => i.message));
-    },
-  });
-  await consumer.start();
-  await waitFor(() => got.length >= count, 30_000, 100).catch(() => undefined);
-  await consumer.stop();
-  return got;
+function readUndelivered(count: number): Promise<InboundMessage[]> {
+  const kafka = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'director-test-reader', logger });
+  return readTopic(kafka, `${topicPrefix}undelivered`, count);
 }
 
 describe('director processes', () => {
@@ -148,15 +58,14 @@ describe('director processes', () => {
       const a = await startDirector('pa');
       await waitFor(() => ready(a), 30_000);
       const b = await startDirector('pb');
-      await waitFor(async () => (await fetch(`${b.ops}/healthz`).catch(() => null))?.status === 200, 30_000);
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${b.opsPort}/healthz`).catch(() => null))?.status === 200, 30_000);
       expect(await ready(b)).toBe(false);
 
       for (let i = 0; i < 4; i++) expect((await postJobs(a.rpc, jobs(100, i * 100, 'hook'))).status).toBe(200);
       // Expire quickly against an endpoint that is down: → cdp.undelivered.
       expect((await postJobs(a.rpc, jobs(3, 1_000, 'down', { expiresAt: new Date(Date.now() + 1_500).toISOString() }))).status).toBe(200);
       await waitFor(() => sink.count('/hook') >= 80);
-      a.child.kill('SIGKILL');
-      await a.exited;
+      await a.stop('SIGKILL');
 
       await waitFor(() => ready(b), 30_000);
       let history!: Awaited<ReturnType<typeof historyOf>>;
@@ -192,8 +101,7 @@ describe('director processes', () => {
       const before = sink.count('/hook');
       expect((await postJobs(b.rpc, jobs(300, 2_000, 'hook'))).status).toBe(200);
       await waitFor(() => sink.count('/hook') >= before + 30);
-      b.child.kill('SIGTERM');
-      expect(await b.exited).toBe(0);
+      expect(await b.stop('SIGTERM')).toBe(0);
       const after = await historyOf(env, jdb.database);
       const late = [...after.values()].filter((h) => Number(h.messageId.slice(1)) >= 2_000);
       expect(late).toHaveLength(300);

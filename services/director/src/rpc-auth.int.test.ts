@@ -5,56 +5,32 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import mysql from 'mysql2/promise';
-import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
-import { createKafka, ensureTopics, topicSpecs } from '@cdp/kafka';
+import type mysql from 'mysql2/promise';
+import { createKafka } from '@cdp/kafka';
+import { createTestTopics } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
-import { freePort, mysqlUrl, requireEnv, startServiceProcess, testDatabaseName, testTopicPrefix, waitServiceReady, type ServiceProcess } from '@cdp/testkit';
-import { historyOf, postJobs, rpcHeaders, Sink, TestEnv, waitFor } from './testing/harness';
+import { metricValue, requireEnv, testDatabaseName, testTopicPrefix, waitServiceReady, type HttpSink, type ServiceProcess } from '@cdp/testkit';
+import { historyOf, postJobs, rpcHeaders, testJob, testWorkspaceJson, useDirectorSuite, waitFor, type DirectorMain, type TestEnv } from './testing/harness';
 
 const logger = createLogger({ name: 'director-rpc-auth-test', level: 'warn' });
 // Random per run: the log check below must not find it by accident.
 const TOKEN = `rpc-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
 const controlDb = testDatabaseName('actl');
-let consulServer: ConsulDevServer;
+const suite = useDirectorSuite();
 let env: TestEnv;
-let sink: Sink;
+let sink: HttpSink;
 let workspaceFile: string;
 let topicPrefix: string;
 let database: string;
-let director: ServiceProcess;
+let director: DirectorMain;
 let rpc: string;
-const started: ServiceProcess[] = [];
 
-function job(messageId: string, extra: Record<string, unknown> = {}) {
-  return { sourceId: 'web', messageId, destinationId: 'hook', subscriptionId: 'default', payload: { type: 'track', messageId, event: 'E' }, ...extra };
-}
+const job = (messageId: string, extra: Record<string, unknown> = {}) => testJob(messageId, 'hook', extra);
 
-async function startDirector(pod: string, extra: Record<string, string>): Promise<{ proc: ServiceProcess; rpc: string }> {
-  const port = await freePort();
-  const proc = await startServiceProcess(
-    'director',
-    {
-      PORT: String(port),
-      MYSQL_URL: mysqlUrl(),
-      CDP_CONTROL_DB: controlDb,
-      CONSUL_HTTP_ADDR: consulServer.url,
-      CDP_CONSUL_PREFIX: env.prefix,
-      KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
-      CDP_TOPIC_PREFIX: topicPrefix,
-      CDP_WORKSPACE_FILE: workspaceFile,
-      POD_NAME: pod,
-      DIRECTOR_SESSION_TTL_MS: '10000',
-      DIRECTOR_LOCK_DELAY_MS: '500',
-      DIRECTOR_RECONCILE_INTERVAL_MS: '250',
-      // Every line the director can write, so the token check below sees the most.
-      LOG_LEVEL: 'debug',
-      ...extra,
-    },
-    { captureOutput: true },
-  );
-  started.push(proc);
-  return { proc, rpc: `http://127.0.0.1:${port}` };
+function startDirector(pod: string, extra: Record<string, string>): Promise<DirectorMain> {
+  // Every line the director can write (LOG_LEVEL debug), so the token check below sees the most.
+  const processEnv = { DIRECTOR_SESSION_TTL_MS: '10000', LOG_LEVEL: 'debug', ...extra };
+  return env.directorMain(pod, { controlDb, workspaceFile, topicPrefix, env: processEnv }, { captureOutput: true });
 }
 
 /**
@@ -73,59 +49,31 @@ async function exitedOrUp(proc: ServiceProcess): Promise<{ exited: number | null
   return outcome;
 }
 
-async function metric(proc: ServiceProcess, name: string): Promise<number | undefined> {
-  const line = (await proc.metrics()).split('\n').find((l) => l.startsWith(`${name} `));
-  return line === undefined ? undefined : Number(line.split(' ')[1]);
-}
-
 beforeAll(async () => {
-  consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
-  env = new TestEnv(consulServer.url);
-  sink = new Sink();
-  await sink.start();
+  ({ env, sink } = suite);
   workspaceFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'director-auth-')), 'workspace.json');
-  fs.writeFileSync(
-    workspaceFile,
-    JSON.stringify({
-      spaces: [{ id: 'main', name: 'Main' }],
-      sources: [{ id: 'web', name: 'web', spaceId: 'main', writeKeys: ['wk_web'] }],
-      destinations: [{ id: 'hook', name: 'hook', type: 'webhook', settings: { url: `${sink.url}/hook` } }],
-      connections: [{ sourceId: 'web', destinationId: 'hook' }],
-    }),
-  );
+  fs.writeFileSync(workspaceFile, testWorkspaceJson([{ id: 'hook', url: `${sink.url}/hook` }]));
   topicPrefix = testTopicPrefix('dirauth');
-  const admin = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'director-auth-test-admin', logger }).admin();
-  await admin.connect();
-  await ensureTopics(admin, [topicSpecs({ prefix: topicPrefix, replicationFactor: 1, defaultPartitions: 1 }).undelivered]);
-  await admin.disconnect();
+  await createTestTopics(createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'director-auth-test-admin', logger }), topicPrefix, { roles: ['undelivered'] });
   database = (await env.provision('auth')).database;
-  ({ proc: director, rpc } = await startDirector('auth-a', { DIRECTOR_RPC_TOKEN: TOKEN }));
+  director = await startDirector('auth-a', { DIRECTOR_RPC_TOKEN: TOKEN });
+  rpc = director.rpc;
   await waitServiceReady(director);
 });
 
-afterAll(async () => {
-  for (const p of started) await p.stop('SIGTERM');
-  await env.cleanup();
-  const conn = await mysql.createConnection({ uri: mysqlUrl() });
-  await conn.query(`DROP DATABASE IF EXISTS \`${controlDb}\``);
-  await conn.end();
-  await sink.close();
-  await consulServer.close();
-});
-
 it('refuses to start without DIRECTOR_RPC_TOKEN, naming it, unless DIRECTOR_RPC_INSECURE_NO_TOKEN is set', async () => {
-  const { proc: bare } = await startDirector('auth-bare', {});
+  const bare = await startDirector('auth-bare', {});
   expect(await exitedOrUp(bare)).toEqual({ exited: 1 });
   expect(bare.output()).toMatch(/DIRECTOR_RPC_TOKEN/);
 
-  const { proc: insecure } = await startDirector('auth-insecure', { DIRECTOR_RPC_INSECURE_NO_TOKEN: 'true' });
+  const insecure = await startDirector('auth-insecure', { DIRECTOR_RPC_INSECURE_NO_TOKEN: 'true' });
   expect(await exitedOrUp(insecure)).toBe('up');
   expect(await insecure.stop('SIGTERM')).toBe(0);
 });
 
 it('refuses to start when cdp.undelivered is missing, naming it', async () => {
   const missingPrefix = testTopicPrefix('dirnotopic');
-  const { proc } = await startDirector('auth-notopic', { DIRECTOR_RPC_TOKEN: TOKEN, CDP_TOPIC_PREFIX: missingPrefix });
+  const proc = await startDirector('auth-notopic', { DIRECTOR_RPC_TOKEN: TOKEN, CDP_TOPIC_PREFIX: missingPrefix });
   expect(await exitedOrUp(proc)).toEqual({ exited: 1 });
   expect(proc.output()).toContain(`missing Kafka topics: ${missingPrefix}undelivered (create them with cdp-topics create)`);
 });
@@ -194,7 +142,7 @@ it('rejects per job a job for a destination not in the workspace and creates no 
 
   await waitFor(() => sink.requests.some((r) => r.body.includes('"known-1"')));
   // Only `hook` ever had jobs in this director: one queue.
-  expect(await metric(director, 'cdp_director_scheduler_queues')).toBe(1);
+  expect(metricValue(await director.metrics(), 'cdp_director_scheduler_queues')).toBe(1);
   const [{ n }] = await env.query<mysql.RowDataPacket[]>(database, "SELECT COUNT(*) AS n FROM jobs WHERE destination_id IN ('ghost', 'ghost2')");
   expect(Number(n)).toBe(0);
 });

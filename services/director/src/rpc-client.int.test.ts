@@ -6,7 +6,7 @@ import { directorRpcClientSchema } from '@cdp/config';
 import { createDirectorRpcClient, DirectorRpcClient, DirectorRpcRefusedError, staticDiscovery, type JobResult } from '@cdp/director-rpc';
 import { createLogger } from '@cdp/log';
 import { registry } from '@cdp/metrics';
-import { TEST_RPC_TOKEN, testSettings, TestEnv, waitFor, type JobDbHandle, useDirectorSuite } from './testing/harness';
+import { TEST_RPC_TOKEN, TestEnv, testJobs, testSettings, useDirectorSuite, waitFor, type JobDbHandle } from './testing/harness';
 
 const logger = createLogger({ name: 'rpc-client-test', level: (process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent' });
 const suite = useDirectorSuite();
@@ -36,15 +36,7 @@ async function startDirector(label: string): Promise<DirectorProc> {
   return { ...proc, jobDb: jobDb! };
 }
 
-function jobs(prefix: string, n: number) {
-  return Array.from({ length: n }, (_, i) => ({
-    sourceId: 'web',
-    messageId: `${prefix}-${i}`,
-    destinationId: 'hook',
-    subscriptionId: 'default',
-    payload: { type: 'track', messageId: `${prefix}-${i}`, event: 'E' },
-  }));
-}
+const jobs = (prefix: string, n: number) => testJobs(n, `${prefix}-`);
 
 /** messageId → how many of the JobDBs hold it. */
 async function copies(prefix: string, jobDbs: JobDbHandle[]): Promise<Map<string, number>> {

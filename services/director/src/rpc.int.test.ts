@@ -1,24 +1,19 @@
 // The RPC's per-job answer against a real director, MariaDB and sink: errors that would repeat
 // are rejected per job (not 503, not a "duplicate"), the rest of the batch is stored and delivered.
-import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
+import type { HttpSink } from '@cdp/testkit';
 import type { Director } from './service';
-import { historyOf, postJobs, Sink, testSettings, testWorkspace, TestEnv, waitFor } from './testing/harness';
+import { historyOf, postJobs, TestEnv, testJob, testSettings, testWorkspace, useDirectorSuite, waitFor } from './testing/harness';
 
-let consulServer: ConsulDevServer;
+const suite = useDirectorSuite();
 let env: TestEnv;
-let sink: Sink;
+let sink: HttpSink;
 let director: Director;
 let database: string;
 
-function job(messageId: string, payload: unknown = { type: 'track', messageId, event: 'E' }) {
-  return { sourceId: 'web', messageId, destinationId: 'hook', subscriptionId: 'default', payload };
-}
+const job = (messageId: string, payload?: unknown) => testJob(messageId, 'hook', payload === undefined ? {} : { payload });
 
 beforeAll(async () => {
-  consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
-  env = new TestEnv(consulServer.url);
-  sink = new Sink();
-  await sink.start();
+  ({ env, sink } = suite);
   const ws = testWorkspace([{ id: 'hook', url: `${sink.url}/hook`, maxConcurrency: 4 }]);
   database = (await env.provision('rpc')).database;
   // A body above MariaDB's max_allowed_packet (16 MiB here) must reach the insert. Parsing it
@@ -27,12 +22,6 @@ beforeAll(async () => {
   director = env.director(testSettings(env.prefix, { DIRECTOR_RPC_MAX_BODY_BYTES: 64 << 20, DIRECTOR_SESSION_TTL_MS: 10_000 }), { workspace: () => ws });
   await director.start();
   await waitFor(() => director.isReady);
-});
-
-afterAll(async () => {
-  await env.cleanup();
-  await sink.close();
-  await consulServer.close();
 });
 
 it('rejects a lone-surrogate payload and one over max_allowed_packet per job, stores the rest, counts true duplicates', async () => {

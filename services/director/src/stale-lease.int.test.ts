@@ -1,19 +1,11 @@
 import { JobDb, listJobDbs } from '@cdp/jobdb';
 import { registry } from '@cdp/metrics';
 import { mysqlUrl } from '@cdp/testkit';
-import { historyOf, postJobs, testSettings, testWorkspace, TestEnv, waitFor, useDirectorSuite } from './testing/harness';
+import { historyOf, postJobs, TestEnv, testJobs, testSettings, testWorkspace, useDirectorSuite, waitFor } from './testing/harness';
 
 const suite = useDirectorSuite();
 
-function jobs(n: number, from: number) {
-  return Array.from({ length: n }, (_, i) => ({
-    sourceId: 'web',
-    messageId: `s${from + i}`,
-    destinationId: 'hook',
-    subscriptionId: 'default',
-    payload: { type: 'track', messageId: `s${from + i}`, event: 'E' },
-  }));
-}
+const jobs = (n: number, from: number) => testJobs(n, 's', { from });
 
 async function staleLeases(): Promise<number> {
   const metric = registry.getSingleMetric('cdp_director_stale_leases_total');

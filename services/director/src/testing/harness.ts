@@ -1,111 +1,19 @@
-// Test helpers: a controllable HTTP sink, JobDB provisioning on a private prefix, and
-// directors wired to the real MariaDB and a Consul dev server.
+// Test helpers: JobDB provisioning on a private prefix, and directors (in the test's process or
+// as real processes) wired to the real MariaDB, a Consul dev server and an HTTP sink.
 import { fork } from 'node:child_process';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
-import { bearer, DEFAULT_ALLOWED_JOB_HEADERS, RPC_AUTH_HEADER, RPC_JOBS_PATH } from '@cdp/director-rpc';
+import { bearer, RPC_AUTH_HEADER, RPC_JOBS_PATH } from '@cdp/director-rpc';
 import { ConsulKeys, createConsulClient, type ConsulClient, type JobDbRecord } from '@cdp/consul';
 import { createJobDbDatabase, dropJobDb, registerJobDb } from '@cdp/jobdb';
 import { createLogger } from '@cdp/log';
-import { mysqlUrl, REPO_ROOT, testDatabaseName, waitFor } from '@cdp/testkit';
+import { freePort, HttpSink, mysqlUrl, REPO_ROOT, requireEnv, startServiceProcess, testDatabaseName, waitFor, type ServiceProcess, type ServiceProcessOptions } from '@cdp/testkit';
 import { parseWorkspace, type Workspace } from '@cdp/workspace';
+import { directorEnv } from '../config';
 import { Director, type DirectorDeps, type DirectorSettings } from '../service';
 import type { UndeliveredPublisher } from '../undelivered';
 import type { DirectorProcessSpec } from './director-process';
-
-export interface SinkRequest {
-  path: string;
-  method: string;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-  at: number;
-  /** Set when the client closed the connection before this request was answered. */
-  closedUnanswered?: boolean;
-  /** Other requests to the same path that had arrived and were not answered yet when this one arrived. */
-  concurrent: number;
-  /** When its answer was sent (Date.now() of the sink, like `at`). */
-  answeredAt?: number;
-}
-
-export interface SinkAnswer {
-  status: number;
-  headers?: Record<string, string>;
-  body?: string;
-  delayMs?: number;
-}
-
-/** 'hang' never answers (timeouts); 'reset' destroys the connection (connection reset). */
-export type SinkHandler = (req: SinkRequest, count: number) => SinkAnswer | 'hang' | 'reset';
-
-/** An HTTP sink on 127.0.0.1 whose answer per path is chosen by the test. */
-export class Sink {
-  readonly requests: SinkRequest[] = [];
-  private readonly counts = new Map<string, number>();
-  private readonly unanswered = new Map<string, number>();
-  private readonly handlers = new Map<string, SinkHandler>();
-  private server!: http.Server;
-  url = '';
-
-  route(path: string, handler: SinkHandler): void {
-    this.handlers.set(path, handler);
-  }
-
-  async start(): Promise<void> {
-    this.server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const path = (req.url ?? '/').split('?')[0];
-        const concurrent = this.unanswered.get(path) ?? 0;
-        const entry: SinkRequest = { path, method: req.method ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), at: Date.now(), concurrent };
-        this.requests.push(entry);
-        const n = (this.counts.get(path) ?? 0) + 1;
-        this.counts.set(path, n);
-        this.unanswered.set(path, concurrent + 1);
-        res.on('close', () => {
-          if (res.writableEnded) return;
-          entry.closedUnanswered = true;
-          this.unanswered.set(path, (this.unanswered.get(path) ?? 1) - 1);
-        });
-        const handler: SinkHandler = this.handlers.get(path) ?? (() => ({ status: 200 }));
-        const answer = handler(entry, n);
-        if (answer === 'hang') return; // never answers: the director's timeout fires
-        if (answer === 'reset') {
-          req.socket.resetAndDestroy();
-          return;
-        }
-        const send = () => {
-          entry.answeredAt = Date.now();
-          this.unanswered.set(path, (this.unanswered.get(path) ?? 1) - 1);
-          res.writeHead(answer.status, answer.headers ?? {});
-          res.end(answer.body ?? '');
-        };
-        if (answer.delayMs) setTimeout(send, answer.delayMs);
-        else send();
-      });
-    });
-    this.server.keepAliveTimeout = 30_000;
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  count(path: string): number {
-    return this.counts.get(path) ?? 0;
-  }
-
-  /** Requests to `path` whose connection the client closed before they were answered. */
-  closedUnanswered(path: string): number {
-    return this.requests.filter((r) => r.path === path && r.closedUnanswered).length;
-  }
-
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((r) => this.server.close(() => r()));
-  }
-}
 
 /** Records what would go to cdp.undelivered. */
 export class MemoryPublisher implements UndeliveredPublisher {
@@ -125,59 +33,66 @@ export interface WebhookSpec {
   headers?: Record<string, string>;
 }
 
-export function testWorkspace(destinations: WebhookSpec[], sources = ['web'], env: NodeJS.ProcessEnv = process.env): Workspace {
-  return parseWorkspace(
-    JSON.stringify({
-      spaces: [{ id: 'main', name: 'Main' }],
-      sources: sources.map((id) => ({ id, name: id, spaceId: 'main', writeKeys: [`wk_${id}`] })),
-      destinations: destinations.map((d) => ({
-        id: d.id,
-        name: d.id,
-        type: 'webhook',
-        settings: {
-          url: d.url,
-          timeoutMs: d.timeoutMs ?? 2_000,
-          headers: d.headers ?? {},
-          ...(d.hmacSecretEnv ? { hmacSecret: { $env: d.hmacSecretEnv } } : {}),
-        },
-        limits: { maxConcurrency: d.maxConcurrency ?? 50, ...(d.maxRatePerSecond ? { maxRatePerSecond: d.maxRatePerSecond } : {}) },
-      })),
-      connections: sources.flatMap((s) => destinations.map((d) => ({ sourceId: s, destinationId: d.id }))),
-    }),
-    { format: 'json', file: 'director-test.json', env },
-  );
+/** A workspace file's JSON: every source connected to every webhook destination. */
+export function testWorkspaceJson(destinations: WebhookSpec[], sources = ['web']): string {
+  return JSON.stringify({
+    spaces: [{ id: 'main', name: 'Main' }],
+    sources: sources.map((id) => ({ id, name: id, spaceId: 'main', writeKeys: [`wk_${id}`] })),
+    destinations: destinations.map((d) => ({
+      id: d.id,
+      name: d.id,
+      type: 'webhook',
+      settings: {
+        url: d.url,
+        timeoutMs: d.timeoutMs ?? 2_000,
+        headers: d.headers ?? {},
+        ...(d.hmacSecretEnv ? { hmacSecret: { $env: d.hmacSecretEnv } } : {}),
+      },
+      limits: { maxConcurrency: d.maxConcurrency ?? 50, ...(d.maxRatePerSecond ? { maxRatePerSecond: d.maxRatePerSecond } : {}) },
+    })),
+    connections: sources.flatMap((s) => destinations.map((d) => ({ sourceId: s, destinationId: d.id }))),
+  });
 }
 
+export function testWorkspace(destinations: WebhookSpec[], sources = ['web'], env: NodeJS.ProcessEnv = process.env): Workspace {
+  return parseWorkspace(testWorkspaceJson(destinations, sources), { format: 'json', file: 'director-test.json', env });
+}
+
+/**
+ * Short timings for tests, as env: what `testSettings` parses and what director processes get
+ * (the token stays out: rpc-auth starts directors without one).
+ */
+export const TEST_DIRECTOR_ENV: Record<string, string> = {
+  DIRECTOR_SESSION_TTL_MS: '1000',
+  DIRECTOR_LOCK_DELAY_MS: '500',
+  DIRECTOR_RETRY_WINDOW_MS: '3600000',
+  DIRECTOR_BACKOFF_BASE_MS: '100',
+  DIRECTOR_BACKOFF_CAP_MS: '400',
+  DIRECTOR_CONNECTIONS_PER_ORIGIN: '64',
+  DIRECTOR_BREAKER_OPEN_MS: '500',
+  DIRECTOR_BREAKER_MAX_OPEN_MS: '5000',
+  DIRECTOR_DRAIN_TIMEOUT_MS: '5000',
+  DIRECTOR_RECONCILE_INTERVAL_MS: '250',
+  DIRECTOR_JOBDB_POOL_SIZE: '4',
+};
+
+/** Settings of an in-process test director: the service's schema and defaults with TEST_DIRECTOR_ENV. */
 export function testSettings(prefix: string, overrides: Partial<DirectorSettings> = {}): DirectorSettings {
-  return {
-    PORT: 0,
+  const parsed = directorEnv.parse({
+    ...TEST_DIRECTOR_ENV,
+    PORT: '0',
     MYSQL_URL: mysqlUrl(),
     CDP_CONTROL_DB: testDatabaseName('ctl'),
     CDP_CONSUL_PREFIX: prefix,
     POD_NAME: `pod-${Math.random().toString(36).slice(2, 8)}`,
-    DIRECTOR_SESSION_TTL_MS: 1_000,
-    DIRECTOR_LOCK_DELAY_MS: 500,
-    DIRECTOR_RETRY_WINDOW_MS: 3_600_000,
-    DIRECTOR_BACKOFF_BASE_MS: 100,
-    DIRECTOR_BACKOFF_CAP_MS: 400,
-    DIRECTOR_MAX_IN_FLIGHT: 2_000,
-    DIRECTOR_CONNECTIONS_PER_ORIGIN: 64,
-    DIRECTOR_BREAKER_FAILURES: 20,
-    DIRECTOR_BREAKER_OPEN_MS: 500,
-    DIRECTOR_BREAKER_MAX_OPEN_MS: 5_000,
-    DIRECTOR_DRAIN_TIMEOUT_MS: 5_000,
-    DIRECTOR_RECONCILE_INTERVAL_MS: 250,
-    DIRECTOR_RPC_MAX_BODY_BYTES: 16 * 1024 * 1024,
-    DIRECTOR_RPC_MAX_JOBS: 5_000,
-    DIRECTOR_MAX_QUEUED_JOBS: 200_000,
-    DIRECTOR_STATS_INTERVAL_MS: 60_000,
-    DIRECTOR_JOBDB_POOL_SIZE: 4,
-    DIRECTOR_WRITE_BATCH: 2_000,
     DIRECTOR_RPC_TOKEN: TEST_RPC_TOKEN,
-    DIRECTOR_RPC_INSECURE_NO_TOKEN: false,
-    DIRECTOR_RPC_ALLOWED_HEADERS: [...DEFAULT_ALLOWED_JOB_HEADERS],
-    ...overrides,
-  };
+    // Read by the service's main only: an in-process director gets its Consul client, workspace
+    // and publisher as deps, so these are never used.
+    CONSUL_HTTP_ADDR: 'http://127.0.0.1:9',
+    CDP_WORKSPACE_FILE: 'unused.json',
+    KAFKA_BROKERS: '127.0.0.1:9',
+  });
+  return { ...parsed, ...overrides };
 }
 
 export interface JobDbHandle extends JobDbRecord {
@@ -196,6 +111,20 @@ export function testDirector(settings: DirectorSettings, consulUrl: string, deps
     host: '127.0.0.1',
     ...deps,
   });
+}
+
+export interface DirectorMainSpec {
+  controlDb: string;
+  workspaceFile: string;
+  /** Its topics' prefix (it requires `<prefix>undelivered`). */
+  topicPrefix: string;
+  /** Added to or overriding the env (e.g. DIRECTOR_RPC_TOKEN, which is not set otherwise). */
+  env?: Record<string, string>;
+}
+
+/** A director main.js process; `rpc` is its RPC's base URL. */
+export interface DirectorMain extends ServiceProcess {
+  rpc: string;
 }
 
 /** Consul prefix + JobDBs + control databases of one test file, removed by `cleanup()`. */
@@ -234,6 +163,34 @@ export class TestEnv {
     if (prepare) await prepare(database);
     await registerJobDb(this.consul, this.keys, id, record);
     return handle;
+  }
+
+  /**
+   * The service itself (dist/main.js; build first) as a process on this env's Consul prefix, with
+   * TEST_DIRECTOR_ENV and `spec.env` on top; killed and its control DB dropped by `cleanup()`.
+   */
+  async directorMain(pod: string, spec: DirectorMainSpec, options: ServiceProcessOptions = {}): Promise<DirectorMain> {
+    this.extraDatabases.add(spec.controlDb);
+    const port = await freePort();
+    const proc = await startServiceProcess(
+      'director',
+      {
+        ...TEST_DIRECTOR_ENV,
+        PORT: String(port),
+        MYSQL_URL: mysqlUrl(),
+        CDP_CONTROL_DB: spec.controlDb,
+        CONSUL_HTTP_ADDR: this.consulUrl,
+        CDP_CONSUL_PREFIX: this.prefix,
+        KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
+        CDP_TOPIC_PREFIX: spec.topicPrefix,
+        CDP_WORKSPACE_FILE: spec.workspaceFile,
+        POD_NAME: pod,
+        ...spec.env,
+      },
+      options,
+    );
+    this.directors.push({ stop: () => proc.stop('SIGKILL') });
+    return Object.assign(proc, { rpc: `http://127.0.0.1:${port}` });
   }
 
   director(settings: DirectorSettings, deps: TestDirectorDeps): Director {
@@ -319,6 +276,16 @@ export async function postJobs(url: string, jobs: unknown[], options: { token?: 
   return { status: res.status, body };
 }
 
+/** An RPC job from source `web` whose payload is a track event with its messageId; `extra` adds or overrides fields. */
+export function testJob(messageId: string, destinationId = 'hook', extra: Record<string, unknown> = {}) {
+  return { sourceId: 'web', messageId, destinationId, subscriptionId: 'default', payload: { type: 'track', messageId, event: 'E' }, ...extra };
+}
+
+/** `n` test jobs whose messageIds are `${idPrefix}${from + i}`. */
+export function testJobs(n: number, idPrefix: string, options: { from?: number; destinationId?: string; extra?: Record<string, unknown> } = {}) {
+  return Array.from({ length: n }, (_, i) => testJob(`${idPrefix}${(options.from ?? 0) + i}`, options.destinationId, options.extra));
+}
+
 /** Final state of every job of a JobDB: job id → list of to-states in order. */
 export async function historyOf(env: TestEnv, database: string): Promise<Map<string, { messageId: string; states: string[]; rows: mysql.RowDataPacket[] }>> {
   const jobs = await env.query<mysql.RowDataPacket[]>(database, 'SELECT id, message_id FROM jobs');
@@ -337,7 +304,7 @@ export async function historyOf(env: TestEnv, database: string): Promise<Map<str
 export interface DirectorSuite {
   consul: ConsulDevServer;
   env: TestEnv;
-  sink: Sink;
+  sink: HttpSink;
 }
 
 /**
@@ -349,8 +316,7 @@ export function useDirectorSuite(): DirectorSuite {
   beforeAll(async () => {
     suite.consul = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
     suite.env = new TestEnv(suite.consul.url);
-    suite.sink = new Sink();
-    await suite.sink.start();
+    suite.sink = await new HttpSink().start();
   });
   afterAll(async () => {
     await suite.env.cleanup();
