@@ -297,4 +297,34 @@ describe('CommitAfterWorkConsumer: bounded retry, DLQ and readiness on the real 
     await consumer.stop();
     expect(consumer.ready).toBe(false);
   }, 60_000);
+
+  it('reports a crash kafkajs does not restart from to onFatal, and is not ready after it', async () => {
+    const topics = await freshTopics('worker-fatal', 1);
+    await produce(topics.input, [{ key: 'a', value: '1' }]);
+    const fatal: unknown[] = [];
+    const consumer = worker<null>({
+      groupId: newGroup('fatal'),
+      topics: [topics.input],
+      dlqTopic: topics.dlq,
+      // A service that leaves restarts to kafkajs (the default) sees this only when kafkajs gives up.
+      consumerConfig: { ...testConsumerConfig, retry: { retries: 0, restartOnFailure: async () => false } },
+      onFatal: (error) => fatal.push(error),
+      decode: () => null,
+      handle: async () => undefined,
+    });
+    await consumer.start();
+    try {
+      await waitFor(() => consumer.ready, 30_000);
+      // The input topic disappears under the running consumer: its fetches fail for good.
+      const admin = kafka().admin();
+      await admin.connect();
+      await admin.deleteTopics({ topics: [topics.input] });
+      await admin.disconnect();
+      await waitFor(() => fatal.length > 0, 60_000);
+      expect(fatal).toHaveLength(1);
+      expect(consumer.readiness()).toMatchObject({ ok: false, detail: expect.stringMatching(/^consumer stopped: /) });
+    } finally {
+      await consumer.stop();
+    }
+  }, 120_000);
 });
