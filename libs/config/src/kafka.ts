@@ -55,6 +55,18 @@ export const kafkaConsumerEnv = {
   KAFKA_HEARTBEAT_INTERVAL_MS: positiveInt(3_000),
 };
 
+/** The shared Kafka worker (libs/kafka `CommitAfterWorkConsumer`): group timeouts and its retry rule. */
+export const kafkaWorkerEnv = {
+  ...kafkaConsumerEnv,
+  /** Attempts of a message's handler before it goes to cdp.dlq; errors marked retriable do not count. */
+  KAFKA_WORKER_MAX_ATTEMPTS: positiveInt(5),
+  /** Backoff between attempts, doubling from the first wait to the longest. */
+  KAFKA_WORKER_RETRY_INITIAL_MS: positiveInt(200),
+  KAFKA_WORKER_RETRY_MAX_MS: positiveInt(10_000),
+};
+
+export type KafkaWorkerEnv = z.output<z.ZodObject<typeof kafkaWorkerEnv>>;
+
 /** The topic table's settings (docs/contracts.md) that `cdp-topics` and KAFKA_ENSURE_TOPICS apply. */
 export const topicTableEnv = {
   KAFKA_TOPIC_PARTITIONS: positiveInt(12),

@@ -1,4 +1,5 @@
 import type { Consumer, ConsumerConfig, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
+import type { KafkaWorkerEnv } from '@cdp/config';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge, histogram } from '@cdp/metrics';
 import { deadLetterRecord, DeadLetterWriter, errorText, type DeadLetter, type InboundMessage } from './dead-letter';
@@ -59,6 +60,16 @@ export interface CommitAfterWorkConsumerOptions<T> {
   onFatal?(error: unknown): void;
   /** Fault injection for tests: runs after DLQ copies are sent, before their commit. */
   afterDeadLetterSend?(): Promise<void>;
+}
+
+/** The worker's settings from libs/config's `kafkaWorkerEnv`, to spread into its options. */
+export function workerSettings(config: KafkaWorkerEnv): Pick<CommitAfterWorkConsumerOptions<unknown>, 'maxAttempts' | 'retryInitialMs' | 'retryMaxMs' | 'consumerConfig'> {
+  return {
+    maxAttempts: config.KAFKA_WORKER_MAX_ATTEMPTS,
+    retryInitialMs: config.KAFKA_WORKER_RETRY_INITIAL_MS,
+    retryMaxMs: config.KAFKA_WORKER_RETRY_MAX_MS,
+    consumerConfig: { sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS, heartbeatInterval: config.KAFKA_HEARTBEAT_INTERVAL_MS },
+  };
 }
 
 const processed = counter({
