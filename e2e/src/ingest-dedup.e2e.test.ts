@@ -1,44 +1,68 @@
 // SDK → tapi → cdp.ingest → dedup → cdp.deduped, all real: the unchanged Segment Node SDK,
 // the services as processes, a real Kafka broker. A client retry (the same batch sent twice)
 // must come out of dedup once, with the envelope tapi built. The same run goes through the
-// broker's PLAINTEXT listener and through its SASL listener with SCRAM-SHA-512 (what managed
-// Kafka such as MSK and Confluent asks of clients); wrong credentials stop both services.
+// harness broker's PLAINTEXT listener and through the SASL_SSL listener of a secured broker of
+// this file, with SCRAM-SHA-512 and its CA (what managed Kafka such as MSK and Confluent asks of
+// clients); wrong credentials stop both services. The client settings the services use
+// (libs/kafka kafkaConnection) are checked against the same broker: CA verification, PLAIN.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Analytics } from '@segment/analytics-node';
 import { checkKafkaEnv, kafkaEnv, loadConfig, z } from '@cdp/config';
 import { decodeEnvelope } from '@cdp/events';
-import { createKafka, kafkaConnection } from '@cdp/kafka';
+import { createKafka, isKafkaAuthenticationError, kafkaConnection } from '@cdp/kafka';
 import { createTestTopics, readTopic } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
 import {
   freePort,
   REPO_ROOT,
   requireEnv,
+  startKafkaBroker,
   startServiceProcess as startService,
+  stopKafkaBroker,
   testTopicPrefix,
   waitServiceExit,
   waitServiceReady as waitReady,
+  type KafkaBroker,
+  type SaslListeners,
   type ServiceProcess,
 } from '@cdp/testkit';
 
 const logger = createLogger({ name: 'e2e', level: 'warn' });
 const WRITE_KEY = 'wk_server_sample_0001'; // source `server` of config/workspace.sample.yaml
 
+// The secured broker (SASL_PLAINTEXT and SASL_SSL listeners), started once when first needed:
+// the harness's shared broker has none, so that its start stays as fast as before.
+let secured: Promise<KafkaBroker> | undefined;
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'cdp-e2e-kafka-'));
+afterAll(async () => {
+  if (secured) await stopKafkaBroker(await secured);
+  fs.rmSync(scratch, { recursive: true, force: true });
+});
+async function securedListeners(): Promise<SaslListeners> {
+  secured ??= startKafkaBroker({ dir: scratch, name: 'kafka-secured', secured: true });
+  return (await secured).sasl!;
+}
+
+/** TLS verified against the broker's CA, SCRAM-SHA-512 with its user. */
+async function tlsScramEnv(): Promise<Record<string, string>> {
+  const sasl = await securedListeners();
+  return {
+    KAFKA_BROKERS: sasl.tlsBrokers,
+    KAFKA_SSL: 'true',
+    KAFKA_SSL_CA_FILE: sasl.caFile,
+    KAFKA_SASL_MECHANISM: 'scram-sha-512',
+    KAFKA_SASL_USERNAME: sasl.username,
+    KAFKA_SASL_PASSWORD: sasl.password,
+  };
+}
+
 /** How the services and the test's own clients reach the broker: the env of the Kafka fragment. */
-type Listener = { name: string; env: () => Record<string, string> };
+type Listener = { name: string; env: () => Promise<Record<string, string>> };
 const LISTENERS: Listener[] = [
-  { name: 'PLAINTEXT', env: () => ({ KAFKA_BROKERS: requireEnv('KAFKA_BROKERS') }) },
-  {
-    name: 'SASL SCRAM-SHA-512',
-    env: () => ({
-      KAFKA_BROKERS: requireEnv('KAFKA_SASL_TEST_BROKERS'),
-      KAFKA_SASL_MECHANISM: 'scram-sha-512',
-      KAFKA_SASL_USERNAME: requireEnv('KAFKA_SASL_TEST_USERNAME'),
-      KAFKA_SASL_PASSWORD: requireEnv('KAFKA_SASL_TEST_PASSWORD'),
-    }),
-  },
+  { name: 'PLAINTEXT', env: async () => ({ KAFKA_BROKERS: requireEnv('KAFKA_BROKERS') }) },
+  { name: 'TLS + SASL SCRAM-SHA-512', env: tlsScramEnv },
 ];
 const kafkaSchema = z.object(kafkaEnv).superRefine(checkKafkaEnv);
 
@@ -70,7 +94,7 @@ describe.each(LISTENERS)('SDK → tapi → dedup (real processes, real broker, $
   });
 
   it('delivers every event once to cdp.deduped even when the client sends the batch twice', async () => {
-    const connectionEnv = listener.env();
+    const connectionEnv = await listener.env();
     const prefix = testTopicPrefix('e2e');
     const kafka = createKafka({ ...kafkaConnection(loadConfig(kafkaSchema, connectionEnv)), clientId: 'e2e', logger });
     const topics = await createTestTopics(kafka, prefix, { partitions: 2 });
@@ -125,7 +149,7 @@ describe('SDK → tapi → dedup with wrong SASL credentials', () => {
     dirs.push(tmp);
     const wrongPassword = `wrong-${Date.now()}-password`;
     const common = {
-      ...LISTENERS[1].env(),
+      ...(await tlsScramEnv()),
       KAFKA_SASL_PASSWORD: wrongPassword,
       CDP_TOPIC_PREFIX: prefix,
       // Debug logs too must not carry it.
@@ -144,5 +168,45 @@ describe('SDK → tapi → dedup with wrong SASL credentials', () => {
       expect(output).toContain('SASL SCRAM SHA512 authentication failed');
       expect(output).not.toContain(wrongPassword);
     }
+  });
+});
+
+describe('kafkaConnection against the secured broker', () => {
+  // The refused connections below are expected: their warnings would only be noise.
+  const quiet = createLogger({ name: 'e2e-connection', level: 'silent' });
+
+  /** Connects an admin client with this env, lists the topics, and answers what happened. */
+  async function connectWith(env: Record<string, string>): Promise<'connected' | Error> {
+    const admin = createKafka({ ...kafkaConnection(loadConfig(kafkaSchema, env)), clientId: 'e2e-connection', logger: quiet }).admin();
+    try {
+      await admin.connect();
+      await admin.listTopics();
+      return 'connected';
+    } catch (error) {
+      return error as Error;
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+  }
+
+  it('verifies the TLS certificate: without KAFKA_SSL_CA_FILE the broker is not trusted', async () => {
+    const { KAFKA_SSL_CA_FILE: _, ...withoutCa } = await tlsScramEnv();
+    const result = await connectWith(withoutCa);
+    expect(result).toBeInstanceOf(Error);
+    expect((result as Error).message).toContain('unable to verify the first certificate');
+  });
+
+  it('SCRAM-SHA-256 over TLS, and PLAIN without TLS', async () => {
+    const sasl = await securedListeners();
+    const user = { KAFKA_SASL_USERNAME: sasl.username, KAFKA_SASL_PASSWORD: sasl.password };
+    expect(await connectWith({ ...(await tlsScramEnv()), KAFKA_SASL_MECHANISM: 'scram-sha-256' })).toBe('connected');
+    expect(await connectWith({ KAFKA_BROKERS: sasl.brokers, KAFKA_SASL_MECHANISM: 'plain', ...user })).toBe('connected');
+  });
+
+  it('a wrong password is an authentication error naming the mechanism, without the password', async () => {
+    const result = await connectWith({ ...(await tlsScramEnv()), KAFKA_SASL_PASSWORD: 'not-the-password' });
+    expect(isKafkaAuthenticationError(result)).toBe(true);
+    expect((result as Error).message).toContain('SASL SCRAM SHA512 authentication failed');
+    expect((result as Error).message).not.toContain('not-the-password');
   });
 });

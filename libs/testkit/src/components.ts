@@ -23,17 +23,11 @@ export type ComponentName = 'kafka' | 'kafka2' | 'mirror' | 'mysql' | 'consul' |
 
 type Starter = (ctx: StartContext) => Promise<Started>;
 
-/** The primary broker's SASL listener (SCRAM-SHA-256/512, PLAIN) for tests of authenticated clients. */
-export const SASL_TEST_ENV = { brokers: 'KAFKA_SASL_TEST_BROKERS', username: 'KAFKA_SASL_TEST_USERNAME', password: 'KAFKA_SASL_TEST_PASSWORD' } as const;
-
 const kafka =
-  (envKey: string, name: string, withSasl = false): Starter =>
+  (envKey: string, name: string): Starter =>
   async (ctx) => {
     const broker = await startKafkaBroker({ dir: ctx.dir, name });
-    const sasl: Record<string, string> = withSasl
-      ? { [SASL_TEST_ENV.brokers]: broker.sasl.brokers, [SASL_TEST_ENV.username]: broker.sasl.username, [SASL_TEST_ENV.password]: broker.sasl.password }
-      : {};
-    return { env: { [envKey]: broker.brokers, ...sasl }, processes: [broker.process], dirs: [broker.dataDir] };
+    return { env: { [envKey]: broker.brokers }, processes: [broker.process], dirs: [broker.dataDir] };
   };
 
 const consul: Starter = async (ctx) => {
@@ -53,7 +47,7 @@ const mysql: Starter = async () => {
 };
 
 const starters: Record<ComponentName, Starter> = {
-  kafka: kafka('KAFKA_BROKERS', 'kafka', true),
+  kafka: kafka('KAFKA_BROKERS', 'kafka'),
   kafka2: kafka('KAFKA_SECONDARY_BROKERS', 'kafka2'),
   // A secondary broker plus MirrorMaker 2 into the primary (tapi failover); replaces kafka2.
   mirror: (ctx) => require('./mirror-maker').startMirrorComponent(ctx),

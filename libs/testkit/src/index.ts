@@ -1,5 +1,5 @@
 export { requireEnv } from './env';
-export { startKafkaBroker, stopKafkaBroker, type KafkaBroker } from './kafka-broker';
+export { startKafkaBroker, stopKafkaBroker, type KafkaBroker, type SaslListeners } from './kafka-broker';
 export {
   createTestDatabase,
   mysqlUrl,
