@@ -1,6 +1,7 @@
 export { CREATE_TABLES, FINAL_STATES, JOB_STATES, KNOWN_SCHEMA_VERSIONS, SCHEMA_VERSION, TABLES, isFinal, type JobState } from './schema';
 export {
   FencedError,
+  INTERRUPTED_ERROR,
   JobDb,
   StaleLeaseError,
   type LeaseRequest,
@@ -11,7 +12,9 @@ export {
   type JobInsertStatus,
   type JobDbOptions,
   type NewJob,
+  type JobContentRow,
   type OpenJob,
+  type OpenJobHead,
   type StoredJob,
   type Transition,
 } from './jobdb';

@@ -122,16 +122,41 @@ export interface Transition {
   nextRetryAt?: Date | null;
 }
 
-/** A non-final job as rebuilt from the tables by a director taking the JobDB over. */
-export interface OpenJob extends StoredJob {
+/**
+ * The error of the `executing → awaiting_retry` transition a new holder writes for an attempt
+ * its previous holder left unfinished. Not an outcome of the destination: a job's last outcome
+ * (loadJobContents) is the one before it.
+ */
+export const INTERRUPTED_ERROR = 'interrupted: the previous holder stopped during this attempt';
+
+/** What a director keeps in memory of every non-final job it holds (loadOpenJobPage). */
+export interface OpenJobHead {
+  id: string;
+  sourceId: string;
+  destinationId: string;
+  expiresAt: Date;
   state: JobState;
   attempt: number;
   nextRetryAt: Date | null;
+  /** Bytes of the stored payload and headers (JSON text). */
+  contentBytes: number;
+}
+
+/** The rest of a job (loadJobContents): its request and the texts of its last outcome. */
+export interface JobContentRow {
+  messageId: string;
+  subscriptionId: string;
+  payload: string;
+  headers: Record<string, string>;
+  receivedAt: Date;
   firstAttemptAt: Date | null;
   lastStatus: number | null;
   lastError: string | null;
   lastResponseExcerpt: string | null;
 }
+
+/** A non-final job with its content, as rebuilt from the tables. */
+export type OpenJob = Omit<OpenJobHead, 'contentBytes'> & JobContentRow;
 
 /** What happened to one job of an insertJobs call. */
 export type JobInsertStatus =
@@ -609,43 +634,87 @@ export class JobDb {
   }
 
   /**
-   * Every non-final job with its latest state, attempt count, retry time and last outcome:
-   * what a director needs to continue where the previous holder stopped.
+   * One page of the non-final jobs, in id (time) order after `afterId`: what a director keeps
+   * of every job it holds (no payload; `contentBytes` says how big the job's content is, to
+   * decide whether to read it now or when the job is due, see loadJobContents). Keyset paging:
+   * each page is one indexed range scan, however many jobs the JobDB holds.
    */
-  async loadOpenJobs(): Promise<OpenJob[]> {
+  async loadOpenJobPage(afterId: string | null, limit: number): Promise<OpenJobHead[]> {
     const [rows] = await this.pool.query<mysql.RowDataPacket[]>(
-      `SELECT j.id, j.source_id, j.message_id, j.destination_id, j.subscription_id, j.payload, j.headers,
-              j.received_at, j.expires_at,
-              t.to_state, t.attempt, t.next_retry_at,
-              (SELECT MIN(f.at) FROM job_state_transitions f WHERE f.job_id = j.id AND f.to_state = 'executing') AS first_attempt_at,
-              o.http_status AS last_status, o.error AS last_error, o.response_excerpt AS last_excerpt
+      `SELECT j.id, j.source_id, j.destination_id, j.expires_at,
+              LENGTH(j.payload) + LENGTH(j.headers) AS content_bytes,
+              t.to_state, t.attempt, t.next_retry_at
          FROM jobs j
          LEFT JOIN job_state_transitions t
            ON t.id = (SELECT MAX(x.id) FROM job_state_transitions x WHERE x.job_id = j.id)
-         LEFT JOIN job_state_transitions o
-           ON o.id = (SELECT MAX(y.id) FROM job_state_transitions y
-                       WHERE y.job_id = j.id AND (y.http_status IS NOT NULL OR y.error IS NOT NULL))
-        WHERE t.to_state IS NULL OR t.to_state NOT IN ('succeeded', 'discarded', 'archived')
-        ORDER BY j.id`,
+        WHERE j.id > ? AND (t.to_state IS NULL OR t.to_state NOT IN ('succeeded', 'discarded', 'archived'))
+        ORDER BY j.id
+        LIMIT ?`,
+      [afterId ?? '', limit],
     );
     return rows.map((r) => ({
       id: String(r.id),
       sourceId: String(r.source_id),
-      messageId: String(r.message_id),
       destinationId: String(r.destination_id),
-      subscriptionId: String(r.subscription_id),
-      payload: String(r.payload),
-      headers: JSON.parse(String(r.headers)) as Record<string, string>,
-      receivedAt: new Date(r.received_at as Date),
       expiresAt: new Date(r.expires_at as Date),
       state: (r.to_state ?? 'awaiting_scheduling') as JobState,
       attempt: r.attempt === null ? 0 : Number(r.attempt),
       nextRetryAt: r.next_retry_at === null ? null : new Date(r.next_retry_at as Date),
-      firstAttemptAt: r.first_attempt_at === null ? null : new Date(r.first_attempt_at as Date),
-      lastStatus: r.last_status === null ? null : Number(r.last_status),
-      lastError: r.last_error === null ? null : String(r.last_error),
-      lastResponseExcerpt: r.last_excerpt === null ? null : String(r.last_excerpt),
+      contentBytes: Number(r.content_bytes),
     }));
+  }
+
+  /**
+   * The content of the jobs `ids` (those that exist): the request and its last outcome (status
+   * and texts), read when a job is due whose content a director did not keep in memory.
+   */
+  async loadJobContents(ids: readonly string[]): Promise<Map<string, JobContentRow>> {
+    const out = new Map<string, JobContentRow>();
+    for (let i = 0; i < ids.length; i += INSERT_CHUNK_ROWS) {
+      const [rows] = await this.pool.query<mysql.RowDataPacket[]>(
+        `SELECT j.id, j.message_id, j.subscription_id, j.payload, j.headers, j.received_at,
+                (SELECT MIN(f.at) FROM job_state_transitions f WHERE f.job_id = j.id AND f.to_state = 'executing') AS first_attempt_at,
+                o.http_status AS last_status, o.error AS last_error, o.response_excerpt AS last_excerpt
+           FROM jobs j
+           LEFT JOIN job_state_transitions o
+             ON o.id = (SELECT MAX(y.id) FROM job_state_transitions y
+                         WHERE y.job_id = j.id AND (y.http_status IS NOT NULL OR y.error IS NOT NULL) AND NOT (y.error <=> ?))
+          WHERE j.id IN (?)`,
+        [INTERRUPTED_ERROR, ids.slice(i, i + INSERT_CHUNK_ROWS)],
+      );
+      for (const r of rows) {
+        out.set(String(r.id), {
+          messageId: String(r.message_id),
+          subscriptionId: String(r.subscription_id),
+          payload: String(r.payload),
+          headers: JSON.parse(String(r.headers)) as Record<string, string>,
+          receivedAt: new Date(r.received_at as Date),
+          firstAttemptAt: r.first_attempt_at === null ? null : new Date(r.first_attempt_at as Date),
+          lastStatus: r.last_status === null ? null : Number(r.last_status),
+          lastError: r.last_error === null ? null : String(r.last_error),
+          lastResponseExcerpt: r.last_excerpt === null ? null : String(r.last_excerpt),
+        });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Every non-final job with its content (inspection and tests: it holds them all in memory; a
+   * director pages with loadOpenJobPage and reads contents within its budget).
+   */
+  async loadOpenJobs(): Promise<OpenJob[]> {
+    const out: OpenJob[] = [];
+    for (let after: string | null = null; ; ) {
+      const heads = await this.loadOpenJobPage(after, 5_000);
+      if (heads.length === 0) return out;
+      after = heads[heads.length - 1].id;
+      const contents = await this.loadJobContents(heads.map((h) => h.id));
+      for (const { contentBytes: _, ...head } of heads) {
+        const content = contents.get(head.id);
+        if (content) out.push({ ...head, ...content });
+      }
+    }
   }
 
   /**

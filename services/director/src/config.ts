@@ -44,6 +44,13 @@ export const directorEnv = z
     DIRECTOR_RECONCILE_INTERVAL_MS: positiveInt(2_000),
     /** Above this many jobs waiting in memory, RPC answers 503 so transform sends to another director. */
     DIRECTOR_MAX_QUEUED_JOBS: positiveInt(200_000),
+    /**
+     * Memory the jobs held may take (MemoryBudget): every held job's metadata, plus contents
+     * while there is room (the others stay in MySQL until due). A JobDB whose open jobs'
+     * metadata does not fit is not taken. 384 MiB: the chart's 1 GiB limit less the heap's
+     * own headroom, in-flight calls and pools (services/director/README.md "Memory").
+     */
+    DIRECTOR_MAX_QUEUED_BYTES: positiveInt(384 * 1024 * 1024),
     DIRECTOR_STATS_INTERVAL_MS: positiveInt(60_000),
     DIRECTOR_JOBDB_POOL_SIZE: positiveInt(8),
     /** Most transitions per JobDB write transaction. */

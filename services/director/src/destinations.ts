@@ -76,13 +76,15 @@ export class WebhookDriver implements DestinationDriver {
       return { kind: 'error', code: 'config', message: `destination ${destination.id} is not a webhook`, durationMs: 0 };
     }
     const settings = destination.settings;
+    const content = job.content;
+    if (!content) throw new Error(`job ${job.id} has no content in memory`);
     const headers: Record<string, string> = {
       'content-type': 'application/json',
       'user-agent': 'cdp-director',
-      ...job.headers,
+      ...content.headers,
     };
     for (const [name, value] of Object.entries(settings.headers)) headers[name.toLowerCase()] = String(value);
-    if (settings.hmacSecret) headers['x-signature'] = signBody(String(settings.hmacSecret), job.payload);
+    if (settings.hmacSecret) headers['x-signature'] = signBody(String(settings.hmacSecret), content.payload);
     // One controller per call, aborted by its timeout or by `signal` (a listener removed after
     // the call rather than AbortSignal.any, which keeps every dependent of the JobDB's signal).
     const call = new AbortController();
@@ -95,7 +97,7 @@ export class WebhookDriver implements DestinationDriver {
         dispatcher: this.agent,
         method: settings.method,
         headers,
-        body: job.payload,
+        body: content.payload,
         headersTimeout: settings.timeoutMs,
         bodyTimeout: settings.timeoutMs,
         signal: call.signal,

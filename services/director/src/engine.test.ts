@@ -20,6 +20,9 @@ class MemorySink implements JobSink {
     if (!this.writable) throw new Error('not writable');
     this.rows.push(...rows);
   }
+  async readContent(): Promise<undefined> {
+    throw new Error('every job of these tests has its content in memory');
+  }
   statesOf(jobId: string): string[] {
     return this.rows.filter((r) => r.jobId === jobId).map((r) => r.to);
   }
@@ -78,6 +81,7 @@ describe('DeliveryEngine', () => {
       publisher,
       control: () => undefined,
       backoff: { baseMs: 10, capMs: 20 },
+      maxQueuedBytes: 64 * 1024 * 1024,
       breaker: { failureThreshold: 100, openMs: 100, maxOpenMs: 100 },
       maxInFlight: 10,
     });
@@ -112,6 +116,7 @@ describe('DeliveryEngine', () => {
       publisher: new MemoryPublisher(),
       control: () => undefined,
       backoff: { baseMs: 10, capMs: 20 },
+      maxQueuedBytes: 64 * 1024 * 1024,
       breaker: { failureThreshold: 100, openMs: 100, maxOpenMs: 100 },
       maxInFlight: 10,
     });

@@ -2,7 +2,8 @@ import { FencedError, type StoredJob, type Transition } from '@cdp/jobdb';
 import { errorFields, type Logger } from '@cdp/log';
 import type { Destination, Workspace } from '@cdp/workspace';
 import type { DestinationDriver } from './destinations';
-import { storedJob, type Job } from './job';
+import { MemoryBudget } from './budget';
+import { storedJob, type Job, type JobContent } from './job';
 import { abortedCalls, attemptDuration, circuitOpen, countSchedulerQueuesWith, deliveries, inFlight, queueDepth, startedWithInsert, undeliveredPublished } from './metrics';
 import { decide, describeResult, type AttemptResult, type BackoffSettings } from './outcome';
 import { Scheduler, type DestinationPolicy } from './scheduler';
@@ -18,6 +19,8 @@ export interface JobSink {
   /** Aborted when the JobDB's lock is lost or released: its calls in flight stop at once. */
   readonly signal: AbortSignal;
   write(rows: Transition[]): Promise<void>;
+  /** A job's content read back from the JobDB (batched, see ContentReader); undefined when it has no such job. */
+  readContent(jobId: string): Promise<JobContent | undefined>;
 }
 
 /** See DeliveryEngine.admission. */
@@ -47,9 +50,16 @@ export interface EngineOptions {
   backoff: BackoffSettings;
   breaker: BreakerSettings;
   maxInFlight: number;
+  /** DIRECTOR_MAX_QUEUED_BYTES (MemoryBudget). */
+  maxQueuedBytes: number;
   now?: () => number;
   random?: () => number;
 }
+
+/** Archivings running at once (each holds its job's content until `archived` is written). */
+const ARCHIVING_AT_ONCE = 500;
+/** Pause before a job whose content could not be read is scheduled again. */
+const CONTENT_RETRY_MS = 1_000;
 
 type BreakerOutcome = 'success' | 'failure' | 'throttled' | 'rejected';
 
@@ -71,6 +81,12 @@ export class DeliveryEngine {
   private readonly sinks = new Map<string, JobSink>();
   /** Non-final jobs per JobDB (waiting + in flight), to know when a draining JobDB is done. */
   private readonly open = new Map<string, number>();
+  /** The sum of `open`: jobs held in memory. */
+  private held = 0;
+  readonly budget: MemoryBudget;
+  /** Jobs to archive, started at most ARCHIVING_AT_ONCE at a time (each holds its content while archiving). */
+  private readonly toArchive: Array<{ job: Job; sink: JobSink }> = [];
+  private archiving = 0;
   private readonly running = new Set<Promise<void>>();
   private pumpScheduled = false;
   private wakeTimer: NodeJS.Timeout | undefined;
@@ -83,6 +99,7 @@ export class DeliveryEngine {
 
   constructor(private readonly options: EngineOptions) {
     this.now = options.now ?? Date.now;
+    this.budget = new MemoryBudget(options.maxQueuedBytes, () => this.held);
     this.scheduler = new Scheduler({
       breaker: options.breaker,
       maxInFlight: options.maxInFlight,
@@ -122,14 +139,16 @@ export class DeliveryEngine {
     this.add(jobs.filter((j) => j.state !== 'archiving'));
     for (const job of archiving) {
       this.bumpOpen(job.jobDbId, 1);
-      this.track(this.finishArchive(job, sink));
+      this.budget.fit(job);
+      this.queueArchive(job, sink);
     }
   }
 
   /** The JobDB's lock is gone: forget its waiting jobs (in-flight ones finish without writing). */
   detach(jobDbId: string): void {
     this.sinks.delete(jobDbId);
-    this.scheduler.removeJobDb(jobDbId);
+    for (const job of this.scheduler.removeJobDb(jobDbId)) this.budget.release(job);
+    this.held -= this.open.get(jobDbId) ?? 0;
     this.open.delete(jobDbId);
   }
 
@@ -178,7 +197,8 @@ export class DeliveryEngine {
           }
           job.attempt = 1;
           job.state = 'executing';
-          job.firstAttemptAt = startedAt;
+          job.content!.firstAttemptAt = startedAt;
+          this.budget.hold(job, job.content!);
           this.bumpOpen(job.jobDbId, 1);
           this.knownDestinations.add(job.destinationId);
           startedWithInsert.inc();
@@ -190,12 +210,13 @@ export class DeliveryEngine {
     };
   }
 
-  /** New or rebuilt jobs (already committed in their JobDB). */
-  add(jobs: Job[]): void {
+  /** New or rebuilt jobs (already committed in their JobDB); `newlyHeld` false for a job held already, put back in line. */
+  add(jobs: Job[], newlyHeld = true): void {
     const now = this.now();
     for (const job of jobs) {
       this.scheduler.enqueue(job, now);
-      this.bumpOpen(job.jobDbId, 1);
+      if (newlyHeld) this.bumpOpen(job.jobDbId, 1);
+      this.budget.fit(job);
       this.knownDestinations.add(job.destinationId);
     }
     this.schedulePump();
@@ -204,6 +225,37 @@ export class DeliveryEngine {
   private bumpOpen(jobDbId: string, delta: number): void {
     if (!this.sinks.has(jobDbId)) return;
     this.open.set(jobDbId, (this.open.get(jobDbId) ?? 0) + delta);
+    this.held += delta;
+  }
+
+  /** The job is final: it leaves memory. */
+  private finished(job: Job): void {
+    this.budget.release(job);
+    this.bumpOpen(job.jobDbId, -1);
+  }
+
+  /**
+   * Gives `job` its content, read back from the JobDB when the budget had not kept it. False
+   * when it could not be read: then the job is back in line after a pause (MySQL may be down),
+   * or forgotten when its JobDB has no such job.
+   */
+  private async withContent(job: Job, sink: JobSink): Promise<boolean> {
+    if (job.content !== null) return true;
+    let content: JobContent | undefined;
+    try {
+      content = await sink.readContent(job.id);
+    } catch (error) {
+      if (sink.writable) this.options.logger.warn({ ...errorFields(error), jobId: job.id }, 'could not read a job content back from its JobDB; trying again');
+      this.putBack(job, sink);
+      return false;
+    }
+    if (!content) {
+      this.options.logger.error({ jobId: job.id, jobDb: job.jobDbId }, 'job missing from its JobDB; dropped from memory');
+      this.finished(job);
+      return false;
+    }
+    this.budget.hold(job, content);
+    return true;
   }
 
   get inFlight(): number {
@@ -240,6 +292,7 @@ export class DeliveryEngine {
     let open = 0;
     for (const q of this.scheduler.destinations.values()) if (q.breaker.state(now) !== 'closed') open += 1;
     circuitOpen.set(open);
+    this.budget.updateGauges();
   }
 
   schedulePump(): void {
@@ -287,18 +340,25 @@ export class DeliveryEngine {
     const now = this.now();
     if (!sink?.writable) {
       this.scheduler.release(job, retry, now);
+      this.budget.release(job);
       return;
     }
     if (job.expiresAt <= now) {
       this.scheduler.release(job, retry, now);
       this.schedulePump();
-      await this.archive(job, sink);
+      this.queueArchive(job, sink);
       return;
     }
+    if (job.content === null && !(await this.withContent(job, sink))) {
+      this.scheduler.release(job, retry, this.now());
+      this.schedulePump();
+      return;
+    }
+    const content = job.content!;
     const from = job.state;
     job.attempt += 1;
     job.state = 'executing';
-    job.firstAttemptAt ??= now;
+    content.firstAttemptAt ??= now;
     try {
       // Persisted before the call: a director killed mid-call leaves `executing`, which the next holder retries.
       await sink.write([{ jobId: job.id, from, to: 'executing', attempt: job.attempt, at: new Date(now) }]);
@@ -306,6 +366,7 @@ export class DeliveryEngine {
       job.attempt -= 1;
       job.state = from;
       this.scheduler.release(job, retry, this.now());
+      this.budget.release(job);
       if (!(error instanceof FencedError) && sink.writable) this.options.logger.warn(errorFields(error), 'could not persist executing');
       return;
     }
@@ -332,6 +393,7 @@ export class DeliveryEngine {
       // learns nothing from a call this director cut short.
       abortedCalls.inc();
       this.scheduler.release(job, retry, now);
+      this.budget.release(job);
       this.schedulePump();
       return;
     }
@@ -347,16 +409,18 @@ export class DeliveryEngine {
       random: this.options.random,
     });
     const detail = describeResult(result);
-    job.lastStatus = detail.httpStatus;
-    if (detail.error !== null) job.lastError = detail.error;
-    job.lastResponseExcerpt = detail.excerpt;
+    const content = job.content!;
+    content.lastStatus = detail.httpStatus;
+    if (detail.error !== null) content.lastError = detail.error;
+    content.lastResponseExcerpt = detail.excerpt;
+    this.budget.resize(job);
     const failure = decision.state === 'succeeded' ? null : { status: detail.httpStatus, error: detail.error, responseExcerpt: detail.excerpt };
     const outcomeLabel = decision.state === 'awaiting_retry' ? 'retry' : decision.state === 'archiving' ? 'expired' : decision.state;
     deliveries.inc({ destination_type: type, outcome: outcomeLabel });
 
     if (decision.state === 'archiving') {
       this.options.stats?.record(job.sourceId, job.destinationId, 'retried', result.durationMs, failure, now);
-      await this.archive(job, sink);
+      this.queueArchive(job, sink);
       return;
     }
     const transition: Transition = {
@@ -374,6 +438,7 @@ export class DeliveryEngine {
       await sink.write([transition]);
     } catch {
       // Lock lost: the next holder owns this job now (it rebuilds from the tables).
+      this.budget.release(job);
       return;
     }
     job.state = decision.state;
@@ -387,21 +452,54 @@ export class DeliveryEngine {
     );
     if (decision.state === 'awaiting_retry') {
       job.nextRetryAt = decision.nextRetryAt;
+      this.budget.fit(job);
       this.scheduler.enqueue(job, now);
       this.schedulePump();
     } else {
-      this.bumpOpen(job.jobDbId, -1);
+      this.finished(job);
+    }
+  }
+
+  /** A job whose content could not be read: back in line after a pause, unless its JobDB was let go meanwhile. */
+  private putBack(job: Job, sink: JobSink): void {
+    const timer = setTimeout(() => {
+      if (this.sinks.get(job.jobDbId) !== sink || !sink.writable) return;
+      if (job.state === 'archiving' || job.expiresAt <= this.now()) this.queueArchive(job, sink);
+      else this.add([job], false);
+    }, CONTENT_RETRY_MS);
+    timer.unref();
+  }
+
+  /** Archives `job` when fewer than ARCHIVING_AT_ONCE archivings run (a whole backlog may expire at once). */
+  private queueArchive(job: Job, sink: JobSink): void {
+    this.toArchive.push({ job, sink });
+    this.nextArchives();
+  }
+
+  private nextArchives(): void {
+    while (this.archiving < ARCHIVING_AT_ONCE && this.toArchive.length > 0) {
+      const { job, sink } = this.toArchive.shift()!;
+      this.archiving += 1;
+      this.track(
+        (job.state === 'archiving' ? this.finishArchive(job, sink) : this.archive(job, sink)).finally(() => {
+          this.archiving -= 1;
+          this.nextArchives();
+        }),
+      );
     }
   }
 
   /** executing|awaiting_* → archiving → (cdp.undelivered) → archived. */
   private async archive(job: Job, sink: JobSink): Promise<void> {
+    if (!sink.writable || !(await this.withContent(job, sink))) return;
+    const content = job.content!;
     const now = this.now();
     try {
       await sink.write([
-        { jobId: job.id, from: job.state, to: 'archiving', attempt: job.attempt, at: new Date(now), error: job.lastError, httpStatus: job.lastStatus },
+        { jobId: job.id, from: job.state, to: 'archiving', attempt: job.attempt, at: new Date(now), error: content.lastError, httpStatus: content.lastStatus },
       ]);
     } catch {
+      this.budget.release(job);
       return;
     }
     job.state = 'archiving';
@@ -411,29 +509,37 @@ export class DeliveryEngine {
   /** Publishes then records `archived`, through the sink the job came from (never a later re-attachment). */
   private async finishArchive(job: Job, sink: JobSink): Promise<void> {
     let delay = 500;
+    if (!(await this.withContent(job, sink))) return;
     for (;;) {
-      if (!sink.writable || this.sinks.get(job.jobDbId) !== sink) return;
+      if (!sink.writable || this.sinks.get(job.jobDbId) !== sink) {
+        this.budget.release(job);
+        return;
+      }
       try {
         const { key, value } = undeliveredRecord(job, this.now());
         await this.options.publisher.publish([{ key, value }]);
         break;
       } catch (error) {
-        if (this.stopped) return; // stays `archiving`; the next holder publishes it again
+        if (this.stopped) {
+          this.budget.release(job);
+          return; // stays `archiving`; the next holder publishes it again
+        }
         this.options.logger.warn({ ...errorFields(error), jobId: job.id }, 'publish to cdp.undelivered failed; retrying');
         await new Promise((r) => setTimeout(r, delay));
         delay = Math.min(delay * 2, 10_000);
       }
     }
     undeliveredPublished.inc();
-    if (!sink.writable) return;
     try {
+      if (!sink.writable) throw new Error('not writable');
       await sink.write([{ jobId: job.id, from: 'archiving', to: 'archived', attempt: job.attempt, at: new Date(this.now()) }]);
     } catch {
+      this.budget.release(job);
       return;
     }
     job.state = 'archived';
     this.options.stats?.record(job.sourceId, job.destinationId, 'archived', null, null, this.now());
-    this.bumpOpen(job.jobDbId, -1);
+    this.finished(job);
   }
 
   private sweepExpired(): void {
@@ -443,7 +549,7 @@ export class DeliveryEngine {
     // Big queues are scanned fully every 10th pass (see DestinationQueue.takeExpired).
     for (const job of this.scheduler.takeExpired(now, this.sweeps % 10 === 0)) {
       const sink = this.sinks.get(job.jobDbId);
-      if (sink?.writable) this.track(this.archive(job, sink));
+      if (sink?.writable) this.queueArchive(job, sink);
     }
     this.updateGauges();
   }

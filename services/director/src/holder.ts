@@ -3,6 +3,7 @@ import { directorSessionName, isDirectorSession, type ConsulClient, type ConsulK
 import { ConsulSession, type ConsulLock } from '@cdp/consul-lock';
 import {
   FencedError,
+  INTERRUPTED_ERROR,
   JobDb,
   StaleLeaseError,
   UnknownSchemaVersionError,
@@ -11,12 +12,14 @@ import {
   setJobDbState,
   type JobInsertStatus,
   type NewJob,
-  type OpenJob,
+  type OpenJobHead,
   type Transition,
 } from '@cdp/jobdb';
 import { errorFields, type Logger } from '@cdp/log';
 import type { DeliveryEngine, JobSink } from './engine';
-import { storedJob, type Job } from './job';
+import { CONTENT_OVERHEAD_BYTES, JOB_METADATA_BYTES } from './budget';
+import { ContentReader } from './content';
+import { jobContent, type Job } from './job';
 import { jobDbInsertDuration, jobDbsHeld, jobDbsRefused, lockLosses, staleLeases } from './metrics';
 import { TransitionWriter } from './writer';
 
@@ -47,6 +50,8 @@ interface Held {
   calls: AbortController;
   /** Set while (and once) the drained decision seals it: its own writes are then fenced on purpose. */
   sealing: boolean;
+  /** Set while its open jobs are being loaded (JobDbHolder.rebuild): it is not drained before that ends. */
+  rebuilding: boolean;
 }
 
 /** What an insert did, per job of the call (JobDb.insertJobs) and counted. */
@@ -64,16 +69,38 @@ export class NoActiveJobDbError extends Error {
   }
 }
 
-export function toJob(jobDbId: string, open: OpenJob): Job {
-  return storedJob(open, jobDbId, {
-    state: open.state,
-    attempt: open.attempt,
-    nextRetryAt: open.nextRetryAt === null ? null : open.nextRetryAt.getTime(),
-    firstAttemptAt: open.firstAttemptAt === null ? null : open.firstAttemptAt.getTime(),
-    lastStatus: open.lastStatus,
-    lastError: open.lastError,
-    lastResponseExcerpt: open.lastResponseExcerpt,
-  });
+/** Open jobs read per rebuild query (one page; their contents are read for those the budget holds). */
+const REBUILD_PAGE = 5_000;
+/** How long a JobDB refused for the memory budget is left alone before its open jobs are counted again. */
+const BUDGET_RECHECK_MS = 30_000;
+
+/**
+ * A rebuilt job without its content. Source and destination ids come through `intern`: a
+ * million jobs share a few strings instead of holding two copies each.
+ */
+function headJob(jobDbId: string, head: OpenJobHead, intern: (s: string) => string): Job {
+  return {
+    id: head.id,
+    jobDbId,
+    sourceId: intern(head.sourceId),
+    destinationId: intern(head.destinationId),
+    expiresAt: head.expiresAt.getTime(),
+    state: head.state,
+    attempt: head.attempt,
+    nextRetryAt: head.nextRetryAt === null ? null : head.nextRetryAt.getTime(),
+    content: null,
+    contentBytes: 0,
+  };
+}
+
+function interner(): (s: string) => string {
+  const seen = new Map<string, string>();
+  return (s) => {
+    const known = seen.get(s);
+    if (known !== undefined) return known;
+    seen.set(s, s);
+    return s;
+  };
 }
 
 /**
@@ -86,6 +113,8 @@ export class JobDbHolder {
   private readonly held = new Map<string, Held>();
   /** JobDBs refused for their schema version (logged and counted once each; checked again every pass). */
   private readonly refused = new Set<string>();
+  /** JobDBs refused for the memory budget: when, and how many open jobs they had. */
+  private readonly overBudget = new Map<string, { at: number; open: number }>();
   private watch: { end(): void } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private reconciling: Promise<void> | undefined;
@@ -101,19 +130,23 @@ export class JobDbHolder {
     return this.session?.id;
   }
 
-  /** The JobDB new jobs go to, if this director holds one and may write to it. */
+  /**
+   * The JobDB new jobs go to, if this director holds one and may write to it. Not while it is
+   * being rebuilt: a job inserted then could also be read by a rebuild page and held twice.
+   */
   activeJobDb(): Held | undefined {
-    for (const h of this.held.values()) if (h.state === 'active' && h.lock.isHeld && !h.writer.stopped) return h;
+    for (const h of this.held.values()) if (h.state === 'active' && !h.rebuilding && h.lock.isHeld && !h.writer.stopped) return h;
     return undefined;
   }
 
-  heldJobDbs(): Array<{ id: string; state: string; leaseId: number; lockIndex: number; fencingToken: number }> {
+  heldJobDbs(): Array<{ id: string; state: string; leaseId: number; lockIndex: number; fencingToken: number; rebuilding: boolean }> {
     return [...this.held.values()].map((h) => ({
       id: h.id,
       state: h.state,
       leaseId: h.leaseId,
       lockIndex: h.lock.lockIndex,
       fencingToken: h.lock.acquiredIndex,
+      rebuilding: h.rebuilding,
     }));
   }
 
@@ -191,7 +224,8 @@ export class JobDbHolder {
       }
     }
 
-    if (!this.activeJobDb()) {
+    // One active JobDB (a rebuilding one counts: it takes new jobs once rebuilt).
+    if (![...this.held.values()].some((h) => h.state === 'active' && h.lock.isHeld && !h.writer.stopped)) {
       for (const e of entries) {
         if (e.state !== 'active' || e.holder !== undefined || this.held.has(e.id)) continue;
         if (await this.take(session, e)) break;
@@ -203,7 +237,9 @@ export class JobDbHolder {
     }
 
     const orphans = entries.filter((e) => e.state === 'draining' && e.holder === undefined && !this.held.has(e.id));
-    if (orphans.length > 0 && (await this.leastLoaded(session, entries))) {
+    // One adoption at a time: the next one's budget check counts the last one's jobs.
+    const rebuilding = [...this.held.values()].some((h) => h.rebuilding);
+    if (orphans.length > 0 && !rebuilding && (await this.leastLoaded(session, entries))) {
       // One adoption per pass; a refused one does not block the next.
       for (const orphan of orphans) if (await this.take(session, orphan)) break;
     }
@@ -248,6 +284,7 @@ export class JobDbHolder {
     const { logger } = this.options;
     // Before the lock: a JobDB this version cannot use stays free for a director that can.
     if (!(await this.knownSchema(entry))) return false;
+    if (!(await this.fitsBudget(entry))) return false;
     let lock: ConsulLock | null;
     try {
       lock = await session.acquire(this.options.keys.jobDbLock(entry.id), JSON.stringify({ pod: this.options.pod } satisfies LockHolder));
@@ -276,6 +313,7 @@ export class JobDbHolder {
         writer,
         calls,
         sealing: false,
+        rebuilding: true,
         sink: {
           jobDbId: entry.id,
           get writable() {
@@ -283,41 +321,23 @@ export class JobDbHolder {
           },
           signal: calls.signal,
           write: (rows: Transition[]) => writer.write(rows),
+          readContent: (jobId: string) => contents.read(jobId),
         },
       };
-      const open = await db.loadOpenJobs();
-      const jobs = open.map((o) => toJob(entry.id, o));
-      // A dead holder's attempts in flight: record the interruption, then retry them now.
-      const now = this.now();
-      const interrupted = jobs.filter((j) => j.state === 'executing');
-      await writer.write(
-        interrupted.map((j) => ({
-          jobId: j.id,
-          from: 'executing' as const,
-          to: 'awaiting_retry' as const,
-          attempt: j.attempt,
-          at: new Date(now),
-          error: 'interrupted: the previous holder stopped during this attempt',
-          nextRetryAt: new Date(now),
-        })),
-      );
-      for (const j of interrupted) {
-        j.state = 'awaiting_retry';
-        j.nextRetryAt = now;
-      }
+      const contents = new ContentReader((ids) => db.loadJobContents(ids));
       this.held.set(entry.id, held);
       lock.on('lost', (reason, detail) => this.lose(entry.id, reason, detail));
-      // Lost while rebuilding: the event fired before the listener existed.
+      // Lost while taking the lease: the event fired before the listener existed.
       if (!lock.isHeld) {
         this.lose(entry.id, lock.lostReason ?? 'session-lost', 'lock lost while taking the JobDB');
         return false;
       }
-      this.options.engine.attach(held.sink, jobs);
-      logger.info(
-        { jobDb: entry.id, state: held.state, leaseId, lockIndex: lock.lockIndex, rebuilt: jobs.length, interrupted: interrupted.length },
-        'JobDB taken',
-      );
+      this.options.engine.attach(held.sink, []);
+      logger.info({ jobDb: entry.id, state: held.state, leaseId, lockIndex: lock.lockIndex }, 'JobDB taken; rebuilding its open jobs');
       this.updateGauge();
+      // In the background: a JobDB of a million open jobs takes a while, and new jobs (an
+      // active JobDB) or other JobDBs need not wait for it.
+      void this.rebuild(held);
       return true;
     } catch (error) {
       if (error instanceof StaleLeaseError) staleLeases.inc();
@@ -326,6 +346,122 @@ export class JobDbHolder {
       await db.close().catch(() => undefined);
       return false;
     }
+  }
+
+  /** Rebuilds a JobDB just taken (loadOpenJobs); on an error it lets the JobDB go, to be taken again. */
+  private async rebuild(h: Held): Promise<void> {
+    const started = this.now();
+    try {
+      const counts = await this.loadOpenJobs(h);
+      if (!counts) return;
+      this.options.logger.info({ jobDb: h.id, ...counts, rebuildMs: this.now() - started }, 'JobDB rebuilt');
+    } catch (error) {
+      if (this.held.get(h.id) !== h) return;
+      this.options.logger.warn({ ...errorFields(error), jobDb: h.id }, 'could not rebuild JobDB; releasing its lock');
+      await this.release(h);
+    } finally {
+      h.rebuilding = false;
+    }
+    void this.reconcile();
+  }
+
+  /**
+   * Loads the open jobs of a JobDB just taken, page by page, into the engine: every job's
+   * metadata, and its content while the memory budget has room (the others are read back when
+   * due). Jobs left `executing` by a dead holder get an `executing → awaiting_retry` transition
+   * ("interrupted") and are retried at once. Undefined when the JobDB was lost meanwhile.
+   */
+  private async loadOpenJobs(h: Held): Promise<{ rebuilt: number; withContent: number; interrupted: number } | undefined> {
+    const { engine } = this.options;
+    const intern = interner();
+    const counts = { rebuilt: 0, withContent: 0, interrupted: 0 };
+    for (let after: string | null = null; ; ) {
+      if (this.held.get(h.id) !== h || !h.sink.writable) return undefined;
+      const heads = await h.db.loadOpenJobPage(after, REBUILD_PAGE);
+      if (heads.length === 0) return counts;
+      after = heads[heads.length - 1].id;
+      const jobs = heads.map((head) => headJob(h.id, head, intern));
+      // Contents for the page's first jobs that fit (its metadata counted first): in id order,
+      // so the jobs due first are the ones already in memory.
+      let room = engine.budget.room - heads.length * JOB_METADATA_BYTES;
+      const withContent: string[] = [];
+      for (const head of heads) {
+        room -= head.contentBytes + CONTENT_OVERHEAD_BYTES;
+        if (room < 0) break;
+        withContent.push(head.id);
+      }
+      if (withContent.length > 0) {
+        const contents = await h.db.loadJobContents(withContent);
+        for (const job of jobs) {
+          const row = contents.get(job.id);
+          if (row) job.content = jobContent(row);
+        }
+      }
+      const now = this.now();
+      const interrupted = jobs.filter((j) => j.state === 'executing');
+      await h.writer.write(
+        interrupted.map((j) => ({
+          jobId: j.id,
+          from: 'executing' as const,
+          to: 'awaiting_retry' as const,
+          attempt: j.attempt,
+          at: new Date(now),
+          error: INTERRUPTED_ERROR,
+          nextRetryAt: new Date(now),
+        })),
+      );
+      for (const j of interrupted) {
+        j.state = 'awaiting_retry';
+        j.nextRetryAt = now;
+      }
+      if (this.held.get(h.id) !== h || !h.sink.writable) return undefined;
+      engine.attach(h.sink, jobs);
+      counts.rebuilt += jobs.length;
+      counts.withContent += withContent.length;
+      counts.interrupted += interrupted.length;
+    }
+  }
+
+  /**
+   * Whether the metadata of the JobDB's open jobs fits this director's memory budget next to
+   * the jobs it holds. A JobDB that does not fit is left for a director with room (or for this
+   * one once its jobs are delivered): logged and counted once, counted again after
+   * BUDGET_RECHECK_MS.
+   */
+  private async fitsBudget(entry: JobDbEntry): Promise<boolean> {
+    const last = this.overBudget.get(entry.id);
+    if (last && this.now() - last.at < BUDGET_RECHECK_MS) return false;
+    const db = new JobDb({ url: this.options.mysqlUrl, database: entry.dsnRef, poolSize: 1 });
+    let open: number;
+    try {
+      open = await db.countOpenJobs();
+    } catch (error) {
+      this.options.logger.warn({ ...errorFields(error), jobDb: entry.id }, 'could not count the open jobs of a JobDB');
+      return false;
+    } finally {
+      await db.close().catch(() => undefined);
+    }
+    const { budget } = this.options.engine;
+    if (budget.canHoldMetadataOf(open)) {
+      this.overBudget.delete(entry.id);
+      return true;
+    }
+    if (!last) {
+      jobDbsRefused.inc({ reason: 'memory_budget' });
+      this.options.logger.error(
+        {
+          jobDb: entry.id,
+          state: entry.state,
+          openJobs: open,
+          metadataBytes: open * JOB_METADATA_BYTES,
+          heldMetadataBytes: budget.metadataBytes,
+          maxQueuedBytes: budget.maxBytes,
+        },
+        'not taking JobDB: the metadata of its open jobs does not fit DIRECTOR_MAX_QUEUED_BYTES next to the jobs held; left for a director with room',
+      );
+    }
+    this.overBudget.set(entry.id, { at: this.now(), open });
+    return false;
   }
 
   /**
@@ -363,7 +499,7 @@ export class JobDbHolder {
    * active JobDB, see insert), never stored in a JobDB already let go.
    */
   private async maybeDrained(h: Held, entry: JobDbEntry | undefined): Promise<void> {
-    if (!entry || this.options.engine.openJobs(h.id) > 0) return;
+    if (!entry || h.rebuilding || this.options.engine.openJobs(h.id) > 0) return;
     await h.writer.flush();
     h.sealing = true;
     let sealed: boolean;

@@ -110,6 +110,17 @@ export const circuitOpen = gauge({
 
 export const jobDbsRefused = counter({
   name: 'cdp_director_jobdbs_refused_total',
-  help: 'JobDBs this director refused to take, counted once per JobDB and reason (schema_version: a schema it does not know)',
+  help: 'JobDBs this director refused to take, counted once per JobDB and reason (schema_version: a schema it does not know; memory_budget: the metadata of its open jobs does not fit DIRECTOR_MAX_QUEUED_BYTES)',
   labelNames: ['reason'] as const,
+});
+
+export const queuedBytes = gauge({
+  name: 'cdp_director_queued_bytes',
+  help: 'Estimated memory of the jobs held (metadata: every held job; content: payloads, headers and texts kept in memory) and the budget (limit: DIRECTOR_MAX_QUEUED_BYTES)',
+  labelNames: ['kind'] as const,
+});
+
+export const contentReads = counter({
+  name: 'cdp_director_job_content_reads_total',
+  help: 'Job contents read back from the JobDB when the job was due (the memory budget had not kept them)',
 });

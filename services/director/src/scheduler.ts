@@ -108,6 +108,11 @@ class RetryHeap {
 
 const due = (job: Job): number => job.nextRetryAt ?? 0;
 
+/** `to.push(...from)` without spreading: a queue of a million jobs would overflow the call stack. */
+function append<T>(to: T[], from: readonly T[]): void {
+  for (const item of from) to.push(item);
+}
+
 /**
  * One destination: a virtual queue per source, due retries apart, and its limits. Sources are
  * served round-robin, except that a source whose queue was empty ("sparse": it sends no more
@@ -252,12 +257,12 @@ export class DestinationQueue {
    */
   takeExpired(now: number, full = true): Job[] {
     const out = this.dueRetries.drain((j) => j.expiresAt <= now);
-    out.push(...this.retries.removeWhere((j) => j.expiresAt <= now));
+    append(out, this.retries.removeWhere((j) => j.expiresAt <= now));
     for (const q of this.sources.values()) {
       if (full) {
         const gone = q.drain((j) => j.expiresAt <= now);
         this.firstWaiting -= gone.length;
-        out.push(...gone);
+        append(out, gone);
         continue;
       }
       while (q.length > 0 && q.peek()!.expiresAt <= now) {
@@ -269,16 +274,16 @@ export class DestinationQueue {
     return out;
   }
 
-  removeJobDb(jobDbId: string): number {
-    let removed = 0;
+  removeJobDb(jobDbId: string): Job[] {
+    const removed: Job[] = [];
     for (const q of this.sources.values()) {
-      const gone = q.drain((j) => j.jobDbId === jobDbId).length;
-      this.firstWaiting -= gone;
-      removed += gone;
+      const gone = q.drain((j) => j.jobDbId === jobDbId);
+      this.firstWaiting -= gone.length;
+      append(removed, gone);
     }
     this.forgetEmptySources();
-    removed += this.dueRetries.drain((j) => j.jobDbId === jobDbId).length;
-    removed += this.retries.removeWhere((j) => j.jobDbId === jobDbId).length;
+    append(removed, this.dueRetries.drain((j) => j.jobDbId === jobDbId));
+    append(removed, this.retries.removeWhere((j) => j.jobDbId === jobDbId));
     return removed;
   }
 }
@@ -443,14 +448,15 @@ export class Scheduler {
 
   takeExpired(now: number, full = true): Job[] {
     const out: Job[] = [];
-    for (const q of this.destinations.values()) out.push(...q.takeExpired(now, full || q.depth <= 20_000));
+    for (const q of this.destinations.values()) append(out, q.takeExpired(now, full || q.depth <= 20_000));
     return out;
   }
 
-  removeJobDb(jobDbId: string): number {
-    let n = 0;
-    for (const q of this.destinations.values()) n += q.removeJobDb(jobDbId);
-    return n;
+  /** Removes the waiting jobs of `jobDbId` and returns them. */
+  removeJobDb(jobDbId: string): Job[] {
+    const removed: Job[] = [];
+    for (const q of this.destinations.values()) append(removed, q.removeJobDb(jobDbId));
+    return removed;
   }
 
   depth(): Map<string, number> {

@@ -36,6 +36,7 @@ export type DirectorSettings = Pick<
   | 'DIRECTOR_RPC_MAX_BODY_BYTES'
   | 'DIRECTOR_RPC_MAX_JOBS'
   | 'DIRECTOR_MAX_QUEUED_JOBS'
+  | 'DIRECTOR_MAX_QUEUED_BYTES'
   | 'DIRECTOR_STATS_INTERVAL_MS'
   | 'DIRECTOR_JOBDB_POOL_SIZE'
   | 'DIRECTOR_WRITE_BATCH'
@@ -94,6 +95,7 @@ export class Director {
         maxOpenMs: settings.DIRECTOR_BREAKER_MAX_OPEN_MS,
       },
       maxInFlight: settings.DIRECTOR_MAX_IN_FLIGHT,
+      maxQueuedBytes: settings.DIRECTOR_MAX_QUEUED_BYTES,
       random: deps.random,
     });
     this.holder = new JobDbHolder({
@@ -141,7 +143,7 @@ export class Director {
       workspace: this.deps.workspace,
       insert: (jobs) => this.holder.insert(jobs),
       accepting: () => this.accepting,
-      overloaded: () => this.engine.scheduler.waiting >= s.DIRECTOR_MAX_QUEUED_JOBS,
+      overloaded: () => this.engine.scheduler.waiting >= s.DIRECTOR_MAX_QUEUED_JOBS || this.engine.budget.full,
     });
     this.accepting = true;
     this.rpc = await listen(app, s.PORT, this.deps.host ?? '0.0.0.0');

@@ -11,26 +11,28 @@ export interface UndeliveredPublisher {
  * message for webhooks) plus the delivery summary.
  */
 export function undeliveredRecord(job: Job, expiredAt: number): { key: string; value: string; record: Undelivered } {
+  const content = job.content;
+  if (!content) throw new Error(`job ${job.id} has no content in memory`);
   let message: unknown;
   try {
-    message = JSON.parse(job.payload);
+    message = JSON.parse(content.payload);
   } catch {
-    message = job.payload;
+    message = content.payload;
   }
   const candidate = {
     v: 1,
     sourceId: job.sourceId,
-    messageId: job.messageId,
-    receivedAt: new Date(job.receivedAt).toISOString(),
+    messageId: content.messageId,
+    receivedAt: new Date(content.receivedAt).toISOString(),
     message,
     destinationId: job.destinationId,
-    subscriptionId: job.subscriptionId,
+    subscriptionId: content.subscriptionId,
     attempts: job.attempt,
-    firstAttemptAt: job.firstAttemptAt === null ? null : new Date(job.firstAttemptAt).toISOString(),
+    firstAttemptAt: content.firstAttemptAt === null ? null : new Date(content.firstAttemptAt).toISOString(),
     expiredAt: new Date(expiredAt).toISOString(),
-    lastStatus: job.lastStatus,
-    lastError: job.lastError,
-    lastResponseExcerpt: job.lastResponseExcerpt,
+    lastStatus: content.lastStatus,
+    lastError: content.lastError,
+    lastResponseExcerpt: content.lastResponseExcerpt,
   };
   // Validate so a bad record is caught here, not by the archiver; a mapped (non-Segment) payload
   // still goes out as it is, since losing it would be worse.

@@ -100,6 +100,14 @@ export interface JobDbHandle extends JobDbRecord {
   database: string;
 }
 
+/** What a director process reports of each JobDB it holds (`directorProcess(…).held()`). */
+export interface HeldJobDb {
+  id: string;
+  state: string;
+  rebuilding: boolean;
+  openJobs: number;
+}
+
 export type TestDirectorDeps = Partial<DirectorDeps> & { workspace: () => Workspace; publisher?: UndeliveredPublisher };
 
 /** A director on 127.0.0.1 with the Consul at `consulUrl`, undelivered records kept in memory and quiet logs unless given. */
@@ -209,7 +217,14 @@ export class TestEnv {
     settings: DirectorSettings,
     destinations: WebhookSpec[],
     sources: string[],
-  ): Promise<{ url: string; stop(): Promise<void>; kill(signal: 'SIGTERM' | 'SIGKILL'): Promise<void> }> {
+  ): Promise<{
+    url: string;
+    pid: number;
+    stop(): Promise<void>;
+    kill(signal: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+    /** The JobDBs it holds: whether each is still being rebuilt, and its open jobs loaded so far. */
+    held(): Promise<HeldJobDb[]>;
+  }> {
     this.extraDatabases.add(settings.CDP_CONTROL_DB);
     const spec: DirectorProcessSpec = { settings, consulUrl: this.consulUrl, destinations, sources };
     // TEST_DIRECTOR_NODE_ARGS: extra Node flags for the director process (e.g. --cpu-prof to see where its time goes).
@@ -230,7 +245,17 @@ export class TestEnv {
       child.once('exit', (code) => resolve({ error: `exited with ${code}` }));
     });
     if (!reply.url) throw new Error(`director process: ${reply.error}`);
-    return { url: reply.url, stop, kill };
+    const held = () =>
+      new Promise<HeldJobDb[]>((resolve) => {
+        const onMessage = (m: { held?: HeldJobDb[] }) => {
+          if (!m.held) return;
+          child.off('message', onMessage);
+          resolve(m.held);
+        };
+        child.on('message', onMessage);
+        child.send('held');
+      });
+    return { url: reply.url, pid: child.pid!, stop, kill, held };
   }
 
   async query<T extends mysql.RowDataPacket[]>(database: string, sql: string, params: unknown[] = []): Promise<T> {
