@@ -94,9 +94,13 @@ export class LeaderElection extends EventEmitter<LeaderElectionEvents> {
     if (wasLeader) this.emit('deposed', 'stopped');
   }
 
-  /** Test hook: stop renewing as if the process froze (see ConsulSession.pauseRenewals). */
-  pauseRenewals(): void {
+  /**
+   * Test hook: as if the process froze (SIGSTOP) and just resumed before any of its timers or
+   * watches ran: no renewals, the key no longer followed, `isLeader` unchanged.
+   */
+  freeze(): void {
     this.session?.pauseRenewals();
+    this.lock?.pauseWatching();
   }
 
   private schedule(delayMs: number): void {

@@ -90,6 +90,11 @@ export class ConsulLock extends EventEmitter<ConsulLockEvents> {
     return ok;
   }
 
+  /** Test and chaos hook: stop following the key, as if the process froze (with ConsulSession.pauseRenewals). */
+  pauseWatching(): void {
+    this.stopWatching();
+  }
+
   /** Called by the session; also the end of every loss path. Idempotent. */
   markLost(reason: LockLostReason, detail: string): void {
     if (this.stateValue === 'lost' || this.stateValue === 'released') return;

@@ -12,6 +12,7 @@ import { dropManagedDatabases, managedDatabases, testManagerSettings } from './t
 const suite = useDirectorSuite();
 const logger = createLogger({ name: 'jobdb-manager-test', level: (process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent' });
 const running: Array<{ service: JobDbManagerService; settings: JobDbManagerSettings }> = [];
+const sessions: ConsulSession[] = [];
 
 /** A started manager on its own prefix below the suite's. */
 async function startManager(name: string, overrides: Partial<JobDbManagerSettings> = {}) {
@@ -32,6 +33,7 @@ async function startDirector(manager: { settings: JobDbManagerSettings; prefix: 
 }
 
 afterEach(async () => {
+  for (const session of sessions.splice(0)) await session.destroy().catch(() => undefined);
   for (const { service, settings } of running.splice(0)) {
     await service.stop();
     await dropManagedDatabases(settings);
@@ -112,6 +114,31 @@ describe('jobdb-manager', () => {
     await waitFor(async () => (await states(prefix)).active.length === 1, 10_000);
     await waitFor(async () => (await managedDatabases(settings)).length === 1, 5_000);
     await waitFor(async () => (await counterValue(m.drops, { kind: 'spare' })) === sparesBefore + 2, 5_000);
+  });
+
+  it('a frozen leader, resumed after the standby took over, acts on nothing: its pass stops at the first action', async () => {
+    // Its passes run only when elected and when the test says (no timer runs in a frozen process).
+    const a = await startManager('e', { JOBDB_MANAGER_INTERVAL_MS: 3_600_000 });
+    await waitFor(async () => (await states(a.prefix)).active.length === 1, 10_000);
+    // The standby on the same prefix (and database prefix).
+    const b = createManagerService({ ...a.settings, POD_NAME: 'standby', JOBDB_MANAGER_INTERVAL_MS: 200 }, { consul: suite.env.consul, logger });
+    running.push({ service: b, settings: a.settings });
+    await b.start();
+    a.service.leader.freeze();
+    await waitFor(() => b.leader.isLeader, 10_000);
+    // Work for a leader: a director session appears, so one more active JobDB is due.
+    const director = await ConsulSession.create(suite.env.consul, { name: 'director:e1', ttl: '10s', logger });
+    await waitFor(async () => (await states(a.prefix)).active.length === 2, 10_000);
+    await b.stop();
+    await ConsulSession.create(suite.env.consul, { name: 'director:e2', ttl: '10s', logger }).then((s) => sessions.push(s));
+    // The frozen one still believes it leads; its pass confirms before provisioning, and stops.
+    expect(a.service.leader.isLeader).toBe(true);
+    const provisionedBefore = await counterValue(m.provisioned);
+    await a.service.manager.runPass();
+    expect(await counterValue(m.provisioned)).toBe(provisionedBefore);
+    expect((await states(a.prefix)).active).toHaveLength(2);
+    expect(a.service.leader.isLeader).toBe(false);
+    await director.destroy();
   });
 
   it('does not drop a drained JobDB that still holds a non-final job: moves it back to draining', async () => {

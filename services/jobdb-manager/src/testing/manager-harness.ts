@@ -1,7 +1,7 @@
 // jobdb-manager under test: settings on a private Consul prefix and database-name prefix, and
 // the clean-up of every database it provisioned.
 import { dropJobDbDatabase, listDatabases } from '@cdp/jobdb';
-import { mysqlUrl, testDatabaseName } from '@cdp/testkit';
+import { metricValue, mysqlUrl, startServiceProcess, testDatabaseName, waitServiceReady, type ServiceProcess } from '@cdp/testkit';
 import type { JobDbManagerSettings } from '../service';
 
 export function testManagerSettings(prefix: string, overrides: Partial<JobDbManagerSettings> = {}): JobDbManagerSettings {
@@ -39,4 +39,21 @@ export function managedDatabases(settings: Pick<JobDbManagerSettings, 'JOBDB_DAT
 export async function dropManagedDatabases(settings: Pick<JobDbManagerSettings, 'JOBDB_DATABASE_PREFIX' | 'CDP_CONTROL_DB'>): Promise<void> {
   for (const database of await managedDatabases(settings)) await dropJobDbDatabase(mysqlUrl(), database);
   await dropJobDbDatabase(mysqlUrl(), settings.CDP_CONTROL_DB);
+}
+
+/** jobdb-manager as a real process (dist/main.js; build first), logging at info into `output()`; ready when it returns. */
+export async function startManagerProcess(settings: JobDbManagerSettings, pod: string, consulUrl: string): Promise<ServiceProcess> {
+  const p = await startServiceProcess('jobdb-manager', { ...managerProcessEnv({ ...settings, POD_NAME: pod }, consulUrl), LOG_LEVEL: 'info' }, { captureOutput: true });
+  try {
+    await waitServiceReady(p, 30_000);
+  } catch (error) {
+    await p.stop('SIGKILL');
+    throw error;
+  }
+  return p;
+}
+
+/** Whether a manager process says it leads (cdp_jobdb_manager_leader). */
+export async function leads(p: ServiceProcess): Promise<boolean> {
+  return metricValue(await p.metrics(), 'cdp_jobdb_manager_leader') === 1;
 }
