@@ -40,3 +40,4 @@ export {
   type TopicSettings,
   type TopicSpec,
 } from './topics';
+export { err, out, runCli, UsageError } from './cli';

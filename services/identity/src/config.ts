@@ -1,0 +1,28 @@
+import { baseEnv, checkKafkaEnv, dynamodbEnv, kafkaConsumerEnv, kafkaEnv, positiveInt, workspaceEnv, z } from '@cdp/config';
+
+/** The DynamoDB tables of the graph: region, endpoint and the name prefix (shared with `identity-tables`). */
+export const identityTablesEnv = {
+  ...dynamodbEnv,
+  /** Table names start with it (`<prefix>identity-ids`, `<prefix>identity-profiles`). */
+  IDENTITY_TABLE_PREFIX: z.string().regex(/^[a-zA-Z0-9_.-]{0,200}$/, 'letters, digits, "_", "-" and "." only').default('cdp-'),
+};
+
+export const identityEnv = z
+  .object({
+    ...baseEnv,
+    ...kafkaEnv,
+    ...kafkaConsumerEnv,
+    ...workspaceEnv,
+    ...identityTablesEnv,
+    /** Consumer group of cdp.deduped. */
+    IDENTITY_GROUP_ID: z.string().min(1).default('cdp-identity'),
+    /** How long an id's profile and a profile record are served from memory before being read again. */
+    IDENTITY_CACHE_TTL_MS: positiveInt(5_000),
+    /** Entries of each read cache (ids, profiles); the oldest go first. */
+    IDENTITY_CACHE_ENTRIES: positiveInt(100_000),
+    /** Partitions of cdp.deduped handled at once by one process. */
+    IDENTITY_PARTITIONS_CONCURRENTLY: positiveInt(4),
+  })
+  .superRefine(checkKafkaEnv);
+
+export type IdentityConfig = z.infer<typeof identityEnv>;

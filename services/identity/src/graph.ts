@@ -1,0 +1,321 @@
+// The identity graph in DynamoDB: id → profile mappings and profile records, per space. Every
+// write is conditional (profile version, absent mapping, live profile), so two resolvers working
+// on one user at once never lose an update: the loser of a race gets StaleError and resolves again.
+import {
+  BatchGetItemCommand,
+  ConditionalCheckFailedException,
+  GetItemCommand,
+  ProvisionedThroughputExceededException,
+  RequestLimitExceeded,
+  ThrottlingException,
+  TransactionCanceledException,
+  TransactWriteItemsCommand,
+  UpdateItemCommand,
+  type AttributeValue,
+  type DynamoDBClient,
+  type TransactWriteItem,
+} from '@aws-sdk/client-dynamodb';
+import { RetriableError } from '@cdp/kafka';
+import type { IdKey } from './ids';
+import { dynamoLatency, dynamoThrottles } from './metrics';
+import type { ProfileView } from './plan';
+import { KEY, type TableNames } from './tables';
+
+/** A trait's value and the timestamp (ms) of the event that set it: the later event wins. */
+export type Traits = Record<string, { v: unknown; t: number }>;
+
+export interface Profile extends ProfileView {
+  spaceId: string;
+  version: number;
+  mergedInto?: string;
+  mergedFrom: string[];
+  traits: Traits;
+  events: number;
+  firstSeenAt: number;
+  lastSeenAt: number;
+  firstMessageId: string;
+  lastMessageId: string;
+}
+
+/** A conditional write lost a race (or the profile was merged away): read again and resolve again. */
+export class StaleError extends Error {}
+
+const S = (s: string): AttributeValue => ({ S: s });
+const N = (n: number): AttributeValue => ({ N: String(n) });
+const num = (a: AttributeValue | undefined): number => Number(a?.N ?? 0);
+const str = (a: AttributeValue | undefined): string => a?.S ?? '';
+
+const mappingKey = (spaceId: string, id: IdKey) => `${spaceId}|${id}`;
+const profileKey = (spaceId: string, profileId: string) => `${spaceId}|${profileId}`;
+
+function toItem(p: Profile): Record<string, AttributeValue> {
+  const item: Record<string, AttributeValue> = {
+    [KEY]: S(profileKey(p.spaceId, p.profileId)),
+    spaceId: S(p.spaceId),
+    profileId: S(p.profileId),
+    createdAt: N(p.createdAt),
+    version: N(p.version),
+    ids: { M: Object.fromEntries(Object.entries(p.ids).map(([id, at]) => [id, N(at)])) },
+    mergedFrom: { L: p.mergedFrom.map(S) },
+    merges: N(p.merges),
+    traits: S(JSON.stringify(p.traits)),
+    events: N(p.events),
+    firstSeenAt: N(p.firstSeenAt),
+    lastSeenAt: N(p.lastSeenAt),
+    firstMessageId: S(p.firstMessageId),
+    lastMessageId: S(p.lastMessageId),
+  };
+  if (p.mergedInto) item.mergedInto = S(p.mergedInto);
+  return item;
+}
+
+function fromItem(item: Record<string, AttributeValue>): Profile {
+  return {
+    spaceId: str(item.spaceId),
+    profileId: str(item.profileId),
+    createdAt: num(item.createdAt),
+    version: num(item.version),
+    ids: Object.fromEntries(Object.entries(item.ids?.M ?? {}).map(([id, at]) => [id, num(at)])),
+    mergedFrom: (item.mergedFrom?.L ?? []).map(str),
+    merges: num(item.merges),
+    mergedInto: item.mergedInto?.S,
+    traits: JSON.parse(str(item.traits) || '{}') as Traits,
+    events: num(item.events),
+    firstSeenAt: num(item.firstSeenAt),
+    lastSeenAt: num(item.lastSeenAt),
+    firstMessageId: str(item.firstMessageId),
+    lastMessageId: str(item.lastMessageId),
+  };
+}
+
+const THROTTLES = [ProvisionedThroughputExceededException, ThrottlingException, RequestLimitExceeded];
+
+/** What changes on a live profile in one structural write (attach or merge winner). */
+export interface ProfileChange {
+  ids: Record<IdKey, number>;
+  traits: Traits;
+  mergedFrom?: string[];
+  merges?: number;
+  /** Counters and first/last seen taken over from merged profiles. */
+  events?: number;
+  firstSeenAt?: number;
+  lastSeenAt?: number;
+  firstMessageId?: string;
+  lastMessageId?: string;
+}
+
+/** Event counts and last seen of one profile over a chunk of events. */
+export interface Touch {
+  events: number;
+  lastSeenAt: number;
+  lastMessageId: string;
+}
+
+export class GraphStore {
+  constructor(
+    private readonly client: DynamoDBClient,
+    private readonly tables: TableNames,
+  ) {}
+
+  private async call<T>(op: string, run: () => Promise<T>): Promise<T> {
+    const stop = dynamoLatency.labels(op).startTimer();
+    try {
+      return await run();
+    } catch (error) {
+      if (THROTTLES.some((t) => error instanceof t)) {
+        dynamoThrottles.labels(op).inc();
+        throw new RetriableError(`DynamoDB throttled ${op}`, { cause: error });
+      }
+      if (error instanceof ConditionalCheckFailedException) throw new StaleError(`${op}: condition failed`, { cause: error });
+      if (error instanceof TransactionCanceledException) {
+        const reasons = (error.CancellationReasons ?? []).map((r) => r.Code ?? 'None');
+        if (reasons.some((r) => r === 'ThrottlingError' || r === 'ProvisionedThroughputExceeded')) {
+          dynamoThrottles.labels(op).inc();
+          throw new RetriableError(`DynamoDB throttled ${op}`, { cause: error });
+        }
+        throw new StaleError(`${op}: transaction cancelled (${reasons.join(', ')})`, { cause: error });
+      }
+      throw error;
+    } finally {
+      stop();
+    }
+  }
+
+  /** The profile each id maps to (ids without a mapping are absent). */
+  async mappings(spaceId: string, ids: IdKey[]): Promise<Map<IdKey, string>> {
+    const found = new Map<IdKey, string>();
+    const keys: Record<string, AttributeValue>[] = [...new Set(ids)].map((id) => ({ [KEY]: S(mappingKey(spaceId, id)) }));
+    const prefix = `${spaceId}|`;
+    while (keys.length > 0) {
+      const batch = keys.splice(0, 100);
+      const answer = await this.call('batch_get', () => this.client.send(new BatchGetItemCommand({ RequestItems: { [this.tables.ids]: { Keys: batch, ConsistentRead: true } } })));
+      for (const item of answer.Responses?.[this.tables.ids] ?? []) found.set(str(item[KEY]).slice(prefix.length), str(item.profileId));
+      keys.push(...(answer.UnprocessedKeys?.[this.tables.ids]?.Keys ?? []));
+    }
+    return found;
+  }
+
+  async profile(spaceId: string, profileId: string): Promise<Profile | undefined> {
+    const answer = await this.call('get_profile', () =>
+      this.client.send(new GetItemCommand({ TableName: this.tables.profiles, Key: { [KEY]: S(profileKey(spaceId, profileId)) }, ConsistentRead: true })),
+    );
+    return answer.Item ? fromItem(answer.Item) : undefined;
+  }
+
+  private putMappings(spaceId: string, profileId: string, ids: IdKey[], now: number): TransactWriteItem[] {
+    return ids.map((id) => ({
+      Put: {
+        TableName: this.tables.ids,
+        Item: { [KEY]: S(mappingKey(spaceId, id)), profileId: S(profileId), createdAt: N(now) },
+        ConditionExpression: 'attribute_not_exists(#k)',
+        ExpressionAttributeNames: { '#k': KEY },
+      },
+    }));
+  }
+
+  /** The new profile and its mappings, all or nothing; StaleError when one of the ids got mapped meanwhile. */
+  async create(profile: Profile): Promise<void> {
+    const ids = Object.keys(profile.ids);
+    await this.call('create', () =>
+      this.client.send(
+        new TransactWriteItemsCommand({
+          TransactItems: [
+            { Put: { TableName: this.tables.profiles, Item: toItem(profile), ConditionExpression: 'attribute_not_exists(#k)', ExpressionAttributeNames: { '#k': KEY } } },
+            ...this.putMappings(profile.spaceId, profile.profileId, ids, profile.createdAt),
+          ],
+        }),
+      ),
+    );
+  }
+
+  /** Update of a live profile at the version (and event count) it was read at. */
+  private updateProfile(p: Profile, change: ProfileChange): TransactWriteItem {
+    const values: Record<string, AttributeValue> = {
+      ':v': N(p.version),
+      ':next': N(p.version + 1),
+      ':e': N(p.events),
+      ':ids': { M: Object.fromEntries(Object.entries(change.ids).map(([id, at]) => [id, N(at)])) },
+      ':traits': S(JSON.stringify(change.traits)),
+    };
+    const sets = ['version = :next', 'ids = :ids', 'traits = :traits'];
+    const optional: Array<[string, AttributeValue | undefined]> = [
+      ['mergedFrom', change.mergedFrom && { L: change.mergedFrom.map(S) }],
+      ['merges', change.merges !== undefined ? N(change.merges) : undefined],
+      ['events', change.events !== undefined ? N(change.events) : undefined],
+      ['firstSeenAt', change.firstSeenAt !== undefined ? N(change.firstSeenAt) : undefined],
+      ['lastSeenAt', change.lastSeenAt !== undefined ? N(change.lastSeenAt) : undefined],
+      ['firstMessageId', change.firstMessageId !== undefined ? S(change.firstMessageId) : undefined],
+      ['lastMessageId', change.lastMessageId !== undefined ? S(change.lastMessageId) : undefined],
+    ];
+    for (const [name, value] of optional) {
+      if (value === undefined) continue;
+      values[`:${name}`] = value;
+      sets.push(`${name} = :${name}`);
+    }
+    return {
+      Update: {
+        TableName: this.tables.profiles,
+        Key: { [KEY]: S(profileKey(p.spaceId, p.profileId)) },
+        UpdateExpression: `SET ${sets.join(', ')}`,
+        // The event count is in the condition: counters change without a version bump (touch).
+        ConditionExpression: 'version = :v AND events = :e AND attribute_not_exists(mergedInto)',
+        ExpressionAttributeValues: values,
+      },
+    };
+  }
+
+  /** New ids and traits on a live profile, with the new mappings. */
+  async attach(p: Profile, change: ProfileChange, newIds: IdKey[], now: number): Promise<void> {
+    await this.call('attach', () =>
+      this.client.send(new TransactWriteItemsCommand({ TransactItems: [this.updateProfile(p, change), ...this.putMappings(p.spaceId, p.profileId, newIds, now)] })),
+    );
+  }
+
+  /**
+   * Losers marked `mergedInto` the winner and the winner's new state, in one transaction (so no
+   * reader finds no profile and no update of a loser is lost); then the losers' mappings are
+   * repointed (readers follow `mergedInto` until then).
+   */
+  async merge(winner: Profile, losers: Profile[], change: ProfileChange, newIds: IdKey[], now: number): Promise<void> {
+    const markLosers: TransactWriteItem[] = losers.map((l) => ({
+      Update: {
+        TableName: this.tables.profiles,
+        Key: { [KEY]: S(profileKey(l.spaceId, l.profileId)) },
+        UpdateExpression: 'SET mergedInto = :w, version = :next',
+        ConditionExpression: 'version = :v AND events = :e AND attribute_not_exists(mergedInto)',
+        ExpressionAttributeValues: { ':w': S(winner.profileId), ':v': N(l.version), ':next': N(l.version + 1), ':e': N(l.events) },
+      },
+    }));
+    await this.call('merge', () =>
+      this.client.send(
+        new TransactWriteItemsCommand({
+          TransactItems: [...markLosers, this.updateProfile(winner, change), ...this.putMappings(winner.spaceId, winner.profileId, newIds, now)],
+        }),
+      ),
+    );
+    for (const l of losers) await this.repoint(l, winner.profileId);
+  }
+
+  /** The loser's mappings to the winner; a mapping already moved on (a later merge) is left alone. */
+  private async repoint(loser: Profile, winnerId: string): Promise<void> {
+    for (const id of Object.keys(loser.ids)) {
+      try {
+        await this.call('repoint', () =>
+          this.client.send(
+            new UpdateItemCommand({
+              TableName: this.tables.ids,
+              Key: { [KEY]: S(mappingKey(loser.spaceId, id)) },
+              UpdateExpression: 'SET profileId = :w',
+              ConditionExpression: 'profileId = :l',
+              ExpressionAttributeValues: { ':w': S(winnerId), ':l': S(loser.profileId) },
+            }),
+          ),
+        );
+      } catch (error) {
+        if (!(error instanceof StaleError)) throw error;
+      }
+    }
+  }
+
+  /**
+   * Adds a chunk's events to a live profile's counters (no version bump: counters never conflict
+   * with structural writes). StaleError when the profile was merged away meanwhile.
+   */
+  async touch(spaceId: string, profileId: string, t: Touch): Promise<Profile> {
+    const Key = { [KEY]: S(profileKey(spaceId, profileId)) };
+    const values = { ':n': N(t.events), ':t': N(t.lastSeenAt), ':m': S(t.lastMessageId) };
+    try {
+      const answer = await this.call('touch', () =>
+        this.client.send(
+          new UpdateItemCommand({
+            TableName: this.tables.profiles,
+            Key,
+            UpdateExpression: 'ADD events :n SET lastSeenAt = :t, lastMessageId = :m',
+            ConditionExpression: 'attribute_exists(#k) AND attribute_not_exists(mergedInto) AND lastSeenAt <= :t',
+            ExpressionAttributeNames: { '#k': KEY },
+            ExpressionAttributeValues: values,
+            ReturnValues: 'ALL_NEW',
+          }),
+        ),
+      );
+      return fromItem(answer.Attributes!);
+    } catch (error) {
+      if (!(error instanceof StaleError)) throw error;
+      // Either merged away (stale) or a later event was seen already: count only.
+      const answer = await this.call('touch', () =>
+        this.client.send(
+          new UpdateItemCommand({
+            TableName: this.tables.profiles,
+            Key,
+            UpdateExpression: 'ADD events :n',
+            ConditionExpression: 'attribute_exists(#k) AND attribute_not_exists(mergedInto)',
+            ExpressionAttributeNames: { '#k': KEY },
+            ExpressionAttributeValues: { ':n': values[':n'] },
+            ReturnValues: 'ALL_NEW',
+          }),
+        ),
+      );
+      return fromItem(answer.Attributes!);
+    }
+  }
+}
