@@ -40,5 +40,11 @@ echo "services:"
 start_service tapi PORT="${TAPI_PORT:-8080}" HOST=127.0.0.1 SPOOL_DIR="$REPO_ROOT/.infra/tapi-spool"
 echo "    tracking API: http://127.0.0.1:${TAPI_PORT:-8080}/v1/track (write key wk_server_sample_0001)"
 start_service dedup DEDUP_DATA_DIR="$REPO_ROOT/.infra/dedup-data"
+# jobdb-manager first: it migrates cdp_control and provisions the JobDBs the director takes (the
+# director stays not-ready until it holds one). Names of their own on the shared MySQL server.
+export CDP_CONTROL_DB=${CDP_CONTROL_DB:-cdp_stack_control}
+start_service jobdb-manager POD_NAME=local JOBDB_DATABASE_PREFIX="${JOBDB_DATABASE_PREFIX:-cdp_stack_jobdb_}"
+start_service director PORT="${DIRECTOR_PORT:-8090}" POD_NAME=local DIRECTOR_RPC_TOKEN="${DIRECTOR_RPC_TOKEN:-local-dev-only-director-token}"
+echo "    director RPC: http://127.0.0.1:${DIRECTOR_PORT:-8090}/v1/jobs (Authorization: Bearer \$DIRECTOR_RPC_TOKEN)"
 echo "the stack is up (dependencies in .infra/env); press Ctrl-C to stop"
 wait -n "${pids[@]}" 2>/dev/null || while true; do sleep 3600; done
