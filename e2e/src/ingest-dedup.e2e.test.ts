@@ -9,28 +9,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Analytics } from '@segment/analytics-node';
-import { checkKafkaEnv, kafkaEnv, loadConfig, z } from '@cdp/config';
+import { loadConfig } from '@cdp/config';
 import { decodeEnvelope } from '@cdp/events';
 import { createKafka, isKafkaAuthenticationError, kafkaConnection } from '@cdp/kafka';
-import { createTestTopics, readTopic } from '@cdp/kafka/testing';
+import { readTopic } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
-import {
-  freePort,
-  REPO_ROOT,
-  requireEnv,
-  startKafkaBroker,
-  startServiceProcess as startService,
-  stopKafkaBroker,
-  testTopicPrefix,
-  waitServiceExit,
-  waitServiceReady as waitReady,
-  type KafkaBroker,
-  type SaslListeners,
-  type ServiceProcess,
-} from '@cdp/testkit';
-
-const logger = createLogger({ name: 'e2e', level: 'warn' });
-const WRITE_KEY = 'wk_server_sample_0001'; // source `server` of config/workspace.sample.yaml
+import { requireEnv, startKafkaBroker, stopKafkaBroker, waitServiceExit, type KafkaBroker, type SaslListeners } from '@cdp/testkit';
+import { kafkaConnectionSchema, SAMPLE_WRITE_KEY, startChain, type Chain } from './testing/chain';
 
 // The secured broker (SASL_PLAINTEXT and SASL_SSL listeners), started once when first needed:
 // the harness's shared broker has none, so that its start stays as fast as before.
@@ -64,51 +49,13 @@ const LISTENERS: Listener[] = [
   { name: 'PLAINTEXT', env: async () => ({ KAFKA_BROKERS: requireEnv('KAFKA_BROKERS') }) },
   { name: 'TLS + SASL SCRAM-SHA-512', env: tlsScramEnv },
 ];
-const kafkaSchema = z.object(kafkaEnv).superRefine(checkKafkaEnv);
-
-/** Each service's own env besides Kafka and the topic prefix. */
-function serviceEnv(tmp: string, port: number, prefix: string) {
-  return {
-    tapi: {
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      CDP_WORKSPACE_FILE: path.join(REPO_ROOT, 'config', 'workspace.sample.yaml'),
-      CDP_SAMPLE_HMAC_SECRET: 'e2e-only-secret',
-      SPOOL_DIR: path.join(tmp, 'spool'),
-    },
-    dedup: {
-      DEDUP_DATA_DIR: path.join(tmp, 'dedup'),
-      DEDUP_GROUP_ID: `${prefix}dedup`,
-      KAFKA_SESSION_TIMEOUT_MS: '6000',
-      KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
-    },
-  };
-}
-
 describe.each(LISTENERS)('SDK → tapi → dedup (real processes, real broker, $name)', (listener) => {
-  const procs: ServiceProcess[] = [];
-  const dirs: string[] = [];
-  afterAll(async () => {
-    await Promise.all(procs.map((p) => p.stop()));
-    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-  });
+  let chain: Chain | undefined;
+  afterAll(() => chain?.stop());
 
   it('delivers every event once to cdp.deduped even when the client sends the batch twice', async () => {
-    const connectionEnv = await listener.env();
-    const prefix = testTopicPrefix('e2e');
-    const kafka = createKafka({ ...kafkaConnection(loadConfig(kafkaSchema, connectionEnv)), clientId: 'e2e', logger });
-    const topics = await createTestTopics(kafka, prefix, { partitions: 2 });
-
-    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cdp-e2e-'));
-    dirs.push(tmp);
-    const common = { ...connectionEnv, CDP_TOPIC_PREFIX: prefix };
-    const port = await freePort();
-    const own = serviceEnv(tmp, port, prefix);
-    const tapi = await startService('tapi', { ...common, ...own.tapi });
-    procs.push(tapi);
-    const dedup = await startService('dedup', { ...common, ...own.dedup });
-    procs.push(dedup);
-    await Promise.all([waitReady(tapi), waitReady(dedup)]);
+    chain = await startChain(['tapi', 'dedup'], { label: 'e2e', partitions: 2, kafkaEnv: await listener.env() });
+    const tapiUrl = chain.members.tapi!.url;
 
     // The same messageIds sent in two batches: what a client retry after a lost response does.
     const events = Array.from({ length: 30 }, (_, i) => ({
@@ -118,12 +65,12 @@ describe.each(LISTENERS)('SDK → tapi → dedup (real processes, real broker, $
       properties: { orderId: `o-${i}`, total: i },
     }));
     for (let attempt = 0; attempt < 2; attempt++) {
-      const analytics = new Analytics({ writeKey: WRITE_KEY, host: `http://127.0.0.1:${port}`, flushAt: 15, maxRetries: 0 });
+      const analytics = new Analytics({ writeKey: SAMPLE_WRITE_KEY, host: tapiUrl, flushAt: 15, maxRetries: 0 });
       for (const e of events) analytics.track(e);
       await analytics.closeAndFlush({ timeout: 10_000 });
     }
 
-    const got = await readTopic(kafka, topics.deduped, events.length, { quietMs: 3_000, timeoutMs: 60_000, decode: (m) => decodeEnvelope(m.value) });
+    const got = await readTopic(chain.kafka, chain.topics.deduped, events.length, { quietMs: 3_000, timeoutMs: 60_000, decode: (m) => decodeEnvelope(m.value) });
 
     expect(got).toHaveLength(events.length);
     expect(new Set(got.map((g) => g.messageId)).size).toBe(events.length);
@@ -138,28 +85,20 @@ describe.each(LISTENERS)('SDK → tapi → dedup (real processes, real broker, $
 });
 
 describe('SDK → tapi → dedup with wrong SASL credentials', () => {
-  const dirs: string[] = [];
-  afterAll(() => {
-    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-  });
+  let chain: Chain | undefined;
+  afterAll(() => chain?.stop());
 
   it('tapi and dedup stop at start naming the SASL failure, and never print the password', async () => {
-    const prefix = testTopicPrefix('e2e-badauth');
-    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cdp-e2e-'));
-    dirs.push(tmp);
     const wrongPassword = `wrong-${Date.now()}-password`;
-    const common = {
-      ...(await tlsScramEnv()),
-      KAFKA_SASL_PASSWORD: wrongPassword,
-      CDP_TOPIC_PREFIX: prefix,
+    chain = await startChain(['tapi', 'dedup'], {
+      label: 'e2e-badauth',
+      kafkaEnv: { ...(await tlsScramEnv()), KAFKA_SASL_PASSWORD: wrongPassword },
       // Debug logs too must not carry it.
-      LOG_LEVEL: 'debug',
-    };
-    const own = serviceEnv(tmp, await freePort(), prefix);
-    const [tapi, dedup] = await Promise.all([
-      startService('tapi', { ...common, ...own.tapi }, { captureOutput: true }),
-      startService('dedup', { ...common, ...own.dedup }, { captureOutput: true }),
-    ]);
+      env: { LOG_LEVEL: 'debug' },
+      ready: false,
+      captureOutput: true,
+    });
+    const [tapi, dedup] = [chain.members.tapi!.process, chain.members.dedup!.process];
     const codes = await Promise.all([waitServiceExit(tapi, 30_000), waitServiceExit(dedup, 30_000)]);
     expect(codes).toEqual([1, 1]);
     for (const proc of [tapi, dedup]) {
@@ -177,7 +116,7 @@ describe('kafkaConnection against the secured broker', () => {
 
   /** Connects an admin client with this env, lists the topics, and answers what happened. */
   async function connectWith(env: Record<string, string>): Promise<'connected' | Error> {
-    const admin = createKafka({ ...kafkaConnection(loadConfig(kafkaSchema, env)), clientId: 'e2e-connection', logger: quiet }).admin();
+    const admin = createKafka({ ...kafkaConnection(loadConfig(kafkaConnectionSchema, env)), clientId: 'e2e-connection', logger: quiet }).admin();
     try {
       await admin.connect();
       await admin.listTopics();

@@ -1,9 +1,9 @@
 import { ConsulWatch } from '@cdp/consul';
 import { createLogger } from '@cdp/log';
+import { sleep } from '@cdp/testkit';
 import { ConsulSession, type SessionClient } from './session';
 
 const logger = createLogger({ name: 'consul-lock-test', level: 'silent' });
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const notUsed = (): never => {
   throw new Error('not used by the renewal loop');
 };

@@ -7,6 +7,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { createLogger } from '@cdp/log';
+import { sleep } from '@cdp/testkit';
 import { ConsulError, createConsulClient, type ConsulClient } from './client';
 import type { KvEntry } from './kv-entry';
 import type { ConsulWatch } from './watch';
@@ -17,7 +18,6 @@ const sessions: string[] = [];
 const prefix = `client-test-${randomUUID().slice(0, 8)}/`;
 let n = 0;
 const uniqueKey = (name: string) => `${prefix}${++n}-${name}`;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 beforeAll(async () => {
   server = await startConsulDevServer({ minTtlMs: 200, ttlMultiplier: 1, logger: createLogger({ name: 'consul-dev', level: 'warn' }) });

@@ -1,7 +1,6 @@
+import { sleep } from '@cdp/testkit';
 import type { BlockingQuery, Indexed, ReadOptions } from './client';
 import { ConsulWatch } from './watch';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A blocking query that answers from a script and records what it was asked. */
 function scripted(answers: Array<Indexed<string> | Error>): { query: BlockingQuery<string>; asked: ReadOptions[] } {

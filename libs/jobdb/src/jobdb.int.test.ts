@@ -47,20 +47,26 @@ afterAll(async () => {
   await consulServer.close();
 });
 
+/** Provisions (and registers) a JobDB for the enclosing describe block, dropped after it. */
+function useJobDb(id: string, database: string, opened: (db: JobDb) => void): void {
+  let db: JobDb;
+  beforeAll(async () => {
+    await provisionJobDb({ url, consul, keys, id, database });
+    db = new JobDb({ url, database });
+    opened(db);
+  });
+  afterAll(async () => {
+    await db.close();
+    await dropJobDb({ url, consul, keys, id, database });
+  });
+}
+
 describe('JobDB provisioning and writes', () => {
   const id = `jdb${Date.now().toString(36)}`;
   const database = testDatabaseName('jobdb');
   let db: JobDb;
 
-  beforeAll(async () => {
-    await provisionJobDb({ url, consul, keys, id, database });
-    db = new JobDb({ url, database });
-  });
-
-  afterAll(async () => {
-    await db.close();
-    await dropJobDb({ url, consul, keys, id, database });
-  });
+  useJobDb(id, database, (opened) => (db = opened));
 
   it('registers the JobDB in Consul as active and can move it to draining', async () => {
     const [entry] = await listJobDbs(consul, keys);
@@ -225,15 +231,7 @@ describe('drained decision (sealIfEmpty)', () => {
   const database = testDatabaseName('jobdb_seal');
   let db: JobDb;
 
-  beforeAll(async () => {
-    await provisionJobDb({ url, consul, keys, id, database });
-    db = new JobDb({ url, database });
-  });
-
-  afterAll(async () => {
-    await db.close();
-    await dropJobDb({ url, consul, keys, id, database });
-  });
+  useJobDb(id, database, (opened) => (db = opened));
 
   /** Whether one of this JobDB's connections is running a statement that starts with `prefix`. */
   async function running(prefix: string): Promise<boolean> {

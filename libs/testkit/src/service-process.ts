@@ -21,6 +21,8 @@ export interface ServiceProcess {
 export interface ServiceProcessOptions {
   /** Keep stdout/stderr for `output()` (e.g. to check what a service logs) instead of inheriting them. */
   captureOutput?: boolean;
+  /** Node flags before main.js (e.g. the chart's nodeFlags, --cpu-prof). */
+  nodeArgs?: string[];
 }
 
 /**
@@ -29,7 +31,7 @@ export interface ServiceProcessOptions {
  */
 export async function startServiceProcess(name: string, env: Record<string, string>, options: ServiceProcessOptions = {}): Promise<ServiceProcess> {
   const opsPort = await freePort();
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'services', name, 'dist', 'main.js')], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), path.join(REPO_ROOT, 'services', name, 'dist', 'main.js')], {
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn', OPS_PORT: String(opsPort), ...env },
     stdio: ['ignore', options.captureOutput ? 'pipe' : 'inherit', options.captureOutput ? 'pipe' : 'inherit'],
   });

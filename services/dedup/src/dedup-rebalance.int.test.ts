@@ -1,16 +1,6 @@
 import { topicNames, type OutboundMessage } from '@cdp/kafka';
-import {
-  createDedupTestEnv,
-  exactlyOnceViolations,
-  feed,
-  envelope,
-  makeStreamWithDuplicates,
-  readOutputKeys,
-  startDedup,
-  waitReady,
-} from './testing/dedup-harness';
 import { sleep } from '@cdp/testkit';
-
+import { createDedupTestEnv, envelope, feed, makeStreamWithDuplicates, NO_VIOLATIONS, readOutputKeys, startDedup, violationCounts, waitReady } from './testing/dedup-harness';
 
 describe('dedup rebalance (two processes, real broker)', () => {
   it('keeps every unique messageId exactly once when a second process joins and later leaves under load', async () => {
@@ -29,8 +19,7 @@ describe('dedup rebalance (two processes, real broker)', () => {
       await feeding;
       const out = await readOutputKeys(env, topics.deduped, expected.size, { quietMs: 5_000, timeoutMs: 120_000 });
       expect(await a.kill('SIGTERM')).toBe(0);
-      const v = exactlyOnceViolations(out, expected);
-      expect({ missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
+      expect(violationCounts(out, expected)).toEqual(NO_VIOLATIONS);
       expect(out).toHaveLength(expected.size);
     } finally {
       await env.close();
@@ -71,10 +60,8 @@ describe('dedup rebalance (two processes, real broker)', () => {
       const out = await readOutputKeys(env, topics.deduped, good.size, { quietMs: 5_000, timeoutMs: 120_000 });
       const dlq = await readOutputKeys(env, topics.dlq, poison.size, { quietMs: 3_000, timeoutMs: 60_000 });
       expect(await a.kill('SIGTERM')).toBe(0);
-      const o = exactlyOnceViolations(out, good);
-      const d = exactlyOnceViolations(dlq, poison);
-      expect({ missing: o.missing.length, repeated: o.repeated.length, unexpected: o.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
-      expect({ missing: d.missing.length, repeated: d.repeated.length, unexpected: d.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
+      expect(violationCounts(out, good)).toEqual(NO_VIOLATIONS);
+      expect(violationCounts(dlq, poison)).toEqual(NO_VIOLATIONS);
       expect(dlq).toHaveLength(poison.size);
     } finally {
       await env.close();

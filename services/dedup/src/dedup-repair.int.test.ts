@@ -1,19 +1,7 @@
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { topicNames, type OutboundMessage } from '@cdp/kafka';
-import {
-  createDedupTestEnv,
-  exactlyOnceViolations,
-  produceBulk,
-  readOutputKeys,
-  sizedEnvelope,
-  startDedup,
-  waitReady,
-  type DedupProcess,
-  type DedupTestEnv,
-} from './testing/dedup-harness';
 import { metricValue } from '@cdp/testkit';
+import { createDedupTestEnv, NO_VIOLATIONS, produceBulk, readOutputKeys, sizedEnvelope, startDedup, violationCounts, waitReady, type DedupTestEnv } from './testing/dedup-harness';
 
 const PARTITIONS = 4;
 const EVENT_BYTES = 600;
@@ -23,13 +11,7 @@ const LATER_EVENTS = 2_000;
 
 describe('dedup repair from cdp.deduped (real broker, real processes)', () => {
   let env: DedupTestEnv;
-  const procs: DedupProcess[] = [];
-  const dirs: string[] = [];
-  afterEach(async () => {
-    for (const p of procs.splice(0)) await p.kill('SIGKILL');
-    for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-    await env?.close();
-  });
+  afterEach(() => env?.close());
 
   it('repairs a multi-MB tail after volume loss, a partition never owned (scale-out), and partitions back after a rebalance', async () => {
     env = await createDedupTestEnv('repair', PARTITIONS);
@@ -49,25 +31,21 @@ describe('dedup repair from cdp.deduped (real broker, real processes)', () => {
     const copiesOf = (events: OutboundMessage[], every: number) => events.filter((_, i) => i % every === 0);
     const exactlyOnce = async () => {
       const out = await readOutputKeys(env, topics.deduped, expected.size, { quietMs: 3_000, timeoutMs: 60_000 });
-      const v = exactlyOnceViolations(out, expected);
-      expect({ missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
+      expect(violationCounts(out, expected)).toEqual(NO_VIOLATIONS);
       expect(out).toHaveLength(expected.size);
     };
 
     // 1. One process publishes a multi-MB output tail, then dies with its volume.
     const first = wave(FIRST_EVENTS);
     let a = await startDedup(env);
-    procs.push(a);
     await waitReady(a);
     await produceBulk(env, topics.ingest, first);
     await exactlyOnce();
     await a.kill('SIGKILL');
-    procs.splice(procs.indexOf(a), 1);
     fs.rmSync(env.dataDir, { recursive: true, force: true });
 
     // 2. Restarted on an empty volume: the whole tail is repaired, copies dropped, new events flow.
     a = await startDedup(env);
-    procs.push(a);
     await waitReady(a);
     const second = wave(LATER_EVENTS, copiesOf(first, 4));
     await produceBulk(env, topics.ingest, second);
@@ -76,10 +54,7 @@ describe('dedup repair from cdp.deduped (real broker, real processes)', () => {
     expect(metricValue(await a.metrics(), 'cdp_dedup_repaired_keys_total')).toBe(FIRST_EVENTS);
 
     // 3. Scale-out: a new process with its own empty volume gets partitions it never owned.
-    const bDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dedup-repair-b-'));
-    dirs.push(bDir);
-    const b = await startDedup(env, { DEDUP_DATA_DIR: bDir });
-    procs.push(b);
+    const b = await startDedup(env, { DEDUP_DATA_DIR: env.newDataDir() });
     await waitReady(b);
     const third = wave(LATER_EVENTS, copiesOf([...first, ...second], 3));
     await produceBulk(env, topics.ingest, third);
@@ -89,7 +64,6 @@ describe('dedup repair from cdp.deduped (real broker, real processes)', () => {
     // 4. Scale-in: the partitions come back to the first process, whose stores miss what the
     //    second one published meanwhile (repaired from their checkpoints).
     expect(await b.kill('SIGTERM')).toBe(0);
-    procs.splice(procs.indexOf(b), 1);
     const fourth = wave(LATER_EVENTS, copiesOf(third, 2));
     await produceBulk(env, topics.ingest, fourth);
     await exactlyOnce();

@@ -1,21 +1,12 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { topicNames, type OutboundMessage } from '@cdp/kafka';
 import { metricValue } from '@cdp/testkit';
-import { createDedupTestEnv, envelope, exactlyOnceViolations, readOutputKeys, startDedup, waitReady, type DedupProcess, type DedupTestEnv } from './testing/dedup-harness';
+import { createDedupTestEnv, envelope, NO_VIOLATIONS, readOutputKeys, startDedup, violationCounts, waitReady, type DedupProcess, type DedupTestEnv } from './testing/dedup-harness';
 
 const PARTITIONS = 6;
 
 describe('dedup sticky assignment (real broker, real processes)', () => {
   let env: DedupTestEnv;
-  const procs: DedupProcess[] = [];
-  const dirs: string[] = [];
-  afterEach(async () => {
-    for (const p of procs.splice(0)) await p.kill('SIGKILL');
-    for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-    await env?.close();
-  });
+  afterEach(() => env?.close());
 
   it('moves no partition between the members already there when a third one joins (no repair for them)', async () => {
     env = await createDedupTestEnv('sticky', PARTITIONS);
@@ -29,10 +20,7 @@ describe('dedup sticky assignment (real broker, real processes)', () => {
         return envelope('web', id, new Date(Date.UTC(2026, 0, 1) + next));
       });
     const start = async () => {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dedup-sticky-'));
-      dirs.push(dir);
-      const proc = await startDedup(env, { DEDUP_DATA_DIR: dir });
-      procs.push(proc);
+      const proc = await startDedup(env, { DEDUP_DATA_DIR: env.newDataDir() });
       await waitReady(proc);
       return proc;
     };
@@ -40,8 +28,7 @@ describe('dedup sticky assignment (real broker, real processes)', () => {
       // Every partition gets input, so each owner takes its partitions over (fence + repair).
       await env.producer.send(topics.ingest, wave(n));
       const out = await readOutputKeys(env, topics.deduped, expected.size, { quietMs: 3_000, timeoutMs: 60_000 });
-      const v = exactlyOnceViolations(out, expected);
-      expect({ missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
+      expect(violationCounts(out, expected)).toEqual(NO_VIOLATIONS);
     };
     const repaired = async (p: DedupProcess) => metricValue(await p.metrics(), 'cdp_dedup_repaired_keys_total');
 

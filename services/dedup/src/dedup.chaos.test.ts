@@ -1,19 +1,18 @@
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { topicNames } from '@cdp/kafka';
+import { metricValue, sleep } from '@cdp/testkit';
 import {
   createDedupTestEnv,
-  exactlyOnceViolations,
   feed,
   logger,
   makeStreamWithDuplicates,
+  NO_VIOLATIONS,
   readOutputKeys,
   startDedup,
+  violationCounts,
   waitReady,
   type DedupProcess,
 } from './testing/dedup-harness';
-import { metricValue, sleep } from '@cdp/testkit';
 
 // Kills per round; `scripts/chaos.sh long` raises them.
 const RANDOM_KILLS = Number(process.env.CDP_CHAOS_RANDOM_KILLS ?? 20);
@@ -90,12 +89,11 @@ describe('dedup crash safety (real broker, real processes)', () => {
       await waitReady(survivor);
       const out = await readOutputKeys(env, topics.deduped, expected.size, { quietMs: 5_000, timeoutMs: 180_000 });
       await survivor.kill('SIGTERM');
-      const v = exactlyOnceViolations(out, expected);
       logger.warn({ kills, fired, input: messages.length, unique: expected.size, output: out.length }, 'crash test');
       expect(kills).toBeGreaterThanOrEqual(RANDOM_KILLS + 3 * FIXED_POINT_ROUNDS);
       // Each fixed point really was hit at least once (the process killed itself there).
       for (const n of Object.values(fired)) expect(n).toBeGreaterThan(0);
-      expect({ missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
+      expect(violationCounts(out, expected)).toEqual(NO_VIOLATIONS);
       expect(out).toHaveLength(expected.size);
     } finally {
       await env.close();
@@ -107,7 +105,7 @@ describe('dedup crash safety (real broker, real processes)', () => {
     const topics = topicNames(env.prefix);
     const { messages, expected } = makeStreamWithDuplicates('web', 2_000, 0.1);
     // Each process has its own volume, as pods do (a frozen owner keeps its stores locked).
-    const dirs = ['a', 'b'].map((n) => fs.mkdtempSync(path.join(os.tmpdir(), `dedup-fence-${n}-`)));
+    const dirs = [env.newDataDir(), env.newDataDir()];
     const half = Math.floor(messages.length / 2);
     let a: DedupProcess | undefined;
     let b: DedupProcess | undefined;
@@ -138,15 +136,11 @@ describe('dedup crash safety (real broker, real processes)', () => {
 
       const out = await readOutputKeys(env, topics.deduped, expected.size, { quietMs: 5_000, timeoutMs: 120_000 });
       const fenced = metricValue(await a.metrics(), 'cdp_dedup_fenced_total');
-      const v = exactlyOnceViolations(out, expected);
       logger.warn({ fenced, input: messages.length, unique: expected.size, output: out.length }, 'fence test');
       expect(fenced).toBeGreaterThanOrEqual(1);
-      expect({ missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length }).toEqual({ missing: 0, repeated: 0, unexpected: 0 });
+      expect(violationCounts(out, expected)).toEqual(NO_VIOLATIONS);
       expect(out).toHaveLength(expected.size);
     } finally {
-      await a?.kill('SIGKILL');
-      await b?.kill('SIGKILL');
-      for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
       await env.close();
     }
   });

@@ -1,13 +1,11 @@
 import { registry } from '@cdp/metrics';
+import { metricValue } from '@cdp/testkit';
 import { historyOf, postJobs, testSettings, testWorkspace, waitFor, useDirectorSuite } from './testing/harness';
 
 const suite = useDirectorSuite();
 
-
 async function abortedCalls(): Promise<number> {
-  const metric = registry.getSingleMetric('cdp_director_aborted_calls_total');
-  if (!metric) return 0;
-  return (await metric.get()).values.reduce((sum, v) => sum + v.value, 0);
+  return metricValue(await registry.metrics(), 'cdp_director_aborted_calls_total');
 }
 
 describe('lock loss', () => {

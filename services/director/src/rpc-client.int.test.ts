@@ -6,13 +6,13 @@ import { directorRpcClientSchema } from '@cdp/config';
 import { createDirectorRpcClient, DirectorRpcClient, DirectorRpcRefusedError, staticDiscovery, type JobResult } from '@cdp/director-rpc';
 import { createLogger } from '@cdp/log';
 import { registry } from '@cdp/metrics';
+import { metricValue } from '@cdp/testkit';
 import { TEST_RPC_TOKEN, TestEnv, testJobs, testSettings, useDirectorSuite, waitFor, type JobDbHandle } from './testing/harness';
 
 const logger = createLogger({ name: 'rpc-client-test', level: (process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent' });
 const suite = useDirectorSuite();
 
 type DirectorProc = Awaited<ReturnType<TestEnv['directorProcess']>> & { jobDb: JobDbHandle };
-
 
 async function leases(jobDb: JobDbHandle): Promise<number> {
   return Number((await suite.env.query(jobDb.database, 'SELECT COUNT(*) AS n FROM leases'))[0].n);
@@ -53,13 +53,6 @@ async function storedIn(jobDb: JobDbHandle, prefix: string): Promise<number> {
   return Number(n);
 }
 
-async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
-  const found = registry.getSingleMetric(name);
-  if (!found) return 0;
-  const { values } = await found.get();
-  return values.filter((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l)).reduce((sum, v) => sum + v.value, 0);
-}
-
 let a: DirectorProc;
 let b: DirectorProc;
 
@@ -96,13 +89,13 @@ it('a wrong or missing token is an error for the caller (401), not retried at an
   for (const token of ['wrong-token-0123456789abcdef', undefined]) {
     const client = new DirectorRpcClient({ discovery: staticDiscovery([a.url, b.url]), logger, token, maxBatchJobs: 50 });
     try {
-      const [retries, refused] = [await metric('cdp_director_rpc_client_retries_total'), await metric('cdp_director_rpc_client_requests_total', { outcome: 'refused' })];
+      const [retries, refused] = [metricValue(await registry.metrics(), 'cdp_director_rpc_client_retries_total'), metricValue(await registry.metrics(), 'cdp_director_rpc_client_requests_total', { outcome: 'refused' })];
       const error = await client.send(jobs('unauth', 120)).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(DirectorRpcRefusedError);
       expect((error as DirectorRpcRefusedError).status).toBe(401);
-      expect(await metric('cdp_director_rpc_client_retries_total')).toBe(retries);
+      expect(metricValue(await registry.metrics(), 'cdp_director_rpc_client_retries_total')).toBe(retries);
       // The first failure stops new batches: at most one per worker was sent.
-      expect((await metric('cdp_director_rpc_client_requests_total', { outcome: 'refused' })) - refused).toBeLessThanOrEqual(4);
+      expect(metricValue(await registry.metrics(), 'cdp_director_rpc_client_requests_total', { outcome: 'refused' }) - refused).toBeLessThanOrEqual(4);
     } finally {
       await client.close();
     }
@@ -115,7 +108,7 @@ it('a wrong or missing token is an error for the caller (401), not retried at an
  * of them, while the send is still going (the send's retries must then grow).
  */
 async function sendAndStop(client: DirectorRpcClient, prefix: string, n: number, victim: DirectorProc, signal: 'SIGTERM' | 'SIGKILL', after: number) {
-  const retriesBefore = await metric('cdp_director_rpc_client_retries_total');
+  const retriesBefore = metricValue(await registry.metrics(), 'cdp_director_rpc_client_retries_total');
   let settled = false;
   const sending = client.send(jobs(prefix, n)).finally(() => {
     settled = true;
@@ -124,7 +117,7 @@ async function sendAndStop(client: DirectorRpcClient, prefix: string, n: number,
   expect(settled).toBe(false); // stopped mid-send
   await victim.kill(signal);
   const results: JobResult[] = await sending;
-  const retries = (await metric('cdp_director_rpc_client_retries_total')) - retriesBefore;
+  const retries = metricValue(await registry.metrics(), 'cdp_director_rpc_client_retries_total') - retriesBefore;
   return { results, retries };
 }
 

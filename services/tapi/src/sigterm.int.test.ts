@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -6,11 +5,10 @@ import path from 'node:path';
 import { createKafka, topicNames } from '@cdp/kafka';
 import { createTestTopics } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
-import { freePort, requireEnv, testTopicPrefix } from '@cdp/testkit';
+import { freePort, requireEnv, sleep, startServiceProcess, testTopicPrefix } from '@cdp/testkit';
 import { Spool } from './spool';
 import { basicAuth, EnvelopeCollector, workspaceJson, WRITE_KEY } from './testing/harness';
 
-const MAIN = path.join(__dirname, '..', 'dist', 'main.js');
 const logger = createLogger({ name: 'tapi-test', level: 'silent' });
 
 describe('tapi process: SIGTERM drains the spool before exiting', () => {
@@ -19,7 +17,7 @@ describe('tapi process: SIGTERM drains the spool before exiting', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapi-sigterm-'));
     const prefix = testTopicPrefix('tapi-sigterm');
     fs.writeFileSync(path.join(dir, 'workspace.json'), workspaceJson());
-    const [port, opsPort, relayPort] = [await freePort(), await freePort(), await freePort()];
+    const [port, relayPort] = [await freePort(), await freePort()];
     // tapi reaches Kafka through a relay that is not listening yet: it starts (verifying its
     // topics is skipped while Kafka does not answer) and spools. Once the relay listens, the
     // bootstrap answers and the clients go on to the broker's own address.
@@ -31,11 +29,10 @@ describe('tapi process: SIGTERM drains the spool before exiting', () => {
       socket.on('error', () => upstream.destroy());
       upstream.on('error', () => socket.destroy());
     });
-    const child = spawn(process.execPath, [MAIN], {
-      env: {
-        ...process.env,
+    const tapi = await startServiceProcess(
+      'tapi',
+      {
         PORT: String(port),
-        OPS_PORT: String(opsPort),
         HOST: '127.0.0.1',
         KAFKA_BROKERS: `127.0.0.1:${relayPort}`,
         CDP_TOPIC_PREFIX: prefix,
@@ -45,11 +42,8 @@ describe('tapi process: SIGTERM drains the spool before exiting', () => {
         SHUTDOWN_TIMEOUT_MS: '45000',
         LOG_LEVEL: 'warn',
       },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr!.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      { captureOutput: true },
+    );
     const collectorKafka = createKafka({ brokers: [brokers], clientId: 'tapi-test', logger });
     let collector: EnvelopeCollector | undefined;
     try {
@@ -63,15 +57,14 @@ describe('tapi process: SIGTERM drains the spool before exiting', () => {
           body: JSON.stringify({ userId: 'u', event: 'E', messageId: ids[i] }),
         }).catch(() => undefined);
         if (res?.status === 200) i++;
-        else if (Date.now() > until) throw new Error(`tapi did not accept: ${stderr.slice(-2000)}`);
-        else await new Promise((r) => setTimeout(r, 200));
+        else if (Date.now() > until) throw new Error(`tapi did not accept: ${tapi.output().slice(-2000)}`);
+        else await sleep(200);
       }
-      const ready = await fetch(`http://127.0.0.1:${opsPort}/readyz`);
+      const ready = await fetch(`http://127.0.0.1:${tapi.opsPort}/readyz`);
       expect(ready.status).toBe(503);
 
       await new Promise<void>((resolve) => relay.listen(relayPort, '127.0.0.1', resolve));
-      child.kill('SIGTERM');
-      expect(await exited).toBe(0);
+      expect(await tapi.stop('SIGTERM')).toBe(0);
 
       const spool = await Spool.open({ dir: path.join(dir, 'spool'), maxBytes: 1e9, minFreeBytes: 1, logger });
       const left = spool.depth;
@@ -82,7 +75,7 @@ describe('tapi process: SIGTERM drains the spool before exiting', () => {
       await collector.catchUp();
       expect(ids.filter((id) => !collector!.byId.has(id))).toEqual([]);
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
+      await tapi.stop('SIGKILL');
       relay.close();
       await collector?.stop();
       fs.rmSync(dir, { recursive: true, force: true });

@@ -15,12 +15,17 @@ export const logger: Logger = createLogger({ name: 'dedup-test', level: process.
 export type DedupProcess = ServiceProcess & { kill(signal?: NodeJS.Signals): Promise<number | null> };
 
 export interface DedupTestEnv {
+  /** What `startDedup` started on it, for `close()`. */
+  readonly processes: DedupProcess[];
   prefix: string;
   dataDir: string;
   groupId: string;
   kafka: Kafka;
   producer: BatchingProducer;
   partitions: number;
+  /** A fresh data directory (another instance's own volume), removed by `close()`. */
+  newDataDir(): string;
+  /** SIGKILLs the processes `startDedup` started on it that still run, removes its directories; idempotent. */
   close(): Promise<void>;
 }
 
@@ -35,17 +40,29 @@ export async function createDedupTestEnv(
   await createTestTopics(kafka, prefix, { partitions, roles: ['ingest', 'deduped', 'dlq'], configs: topicConfigs });
   const producer = new BatchingProducer(kafka, { logger });
   await producer.connect();
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `dedup-${label}-`));
+  const dirs: string[] = [];
+  const processes: DedupProcess[] = [];
+  const newDataDir = () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `dedup-${label}-`));
+    dirs.push(dir);
+    return dir;
+  };
+  let closed = false;
   return {
     prefix,
-    dataDir,
+    dataDir: newDataDir(),
     groupId: `${prefix}dedup`,
     kafka,
     producer,
     partitions,
+    processes,
+    newDataDir,
     close: async () => {
+      if (closed) return;
+      closed = true;
+      for (const proc of processes) await proc.kill('SIGKILL');
       await producer.disconnect();
-      fs.rmSync(dataDir, { recursive: true, force: true });
+      for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
     },
   };
 }
@@ -61,7 +78,9 @@ export async function startDedup(env: DedupTestEnv, extra: Record<string, string
     DEDUP_BLOOM_MIN_KEYS: '10000',
     ...extra,
   });
-  return { ...proc, kill: proc.stop };
+  const dedup = { ...proc, kill: proc.stop };
+  env.processes.push(dedup);
+  return dedup;
 }
 
 /** Waits until the process answers /readyz 200 (it joined the group), or it died. */
@@ -114,6 +133,14 @@ export function exactlyOnceViolations(out: string[], expected: Set<string>): { m
     unexpected: [...counts.keys()].filter((k) => !expected.has(k)),
   };
 }
+
+/** How many keys are missing, repeated and unexpected: NO_VIOLATIONS when `out` holds each expected key once. */
+export function violationCounts(out: string[], expected: Set<string>): { missing: number; repeated: number; unexpected: number } {
+  const v = exactlyOnceViolations(out, expected);
+  return { missing: v.missing.length, repeated: v.repeated.length, unexpected: v.unexpected.length };
+}
+
+export const NO_VIOLATIONS = { missing: 0, repeated: 0, unexpected: 0 };
 
 /**
  * A stream of `unique` ids in which about `dupRate` of the messages are copies of earlier ones

@@ -1,7 +1,6 @@
 // pnpm bench:tapi — events/s through /v1/batch with Kafka acks, p50/p99 of single /v1/track at a
 // fixed request rate, and the same run's raw kafkajs produce rate as the baseline. Starts its
 // own broker and tapi process; traffic stays on 127.0.0.1; every phase is bounded in time.
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -11,7 +10,19 @@ import { Pool } from 'undici';
 import { parse as parseYaml } from 'yaml';
 import { createKafka, ensureTopics, javaCompatiblePartitioner, topicSpecs } from '@cdp/kafka';
 import { createLogger } from '@cdp/log';
-import { cpuSeconds, freePort, percentile, rssBytes, sampleRss, sleep, startKafkaBroker, stopKafkaBroker } from '@cdp/testkit';
+import {
+  cpuSeconds,
+  freePort,
+  percentile,
+  rssBytes,
+  sampleRss,
+  sleep,
+  startKafkaBroker,
+  startServiceProcess,
+  stopKafkaBroker,
+  waitServiceReady,
+  type ServiceProcess,
+} from '@cdp/testkit';
 import { expandingBatch } from '../testing/expanding-batch';
 import { SuppressionSet } from '../suppression';
 
@@ -22,7 +33,6 @@ const TRACK_RATE = Number(process.env.BENCH_TRACK_RATE ?? 2_000);
 const TRACK_WARMUP_MS = Number(process.env.BENCH_TRACK_WARMUP_MS ?? 2_000);
 const PARTITIONS = 6;
 const WRITE_KEY = 'wk_bench_0001';
-const MAIN = path.join(__dirname, '..', 'main.js');
 const CHART_VALUES = path.join(__dirname, '..', '..', '..', '..', 'charts', 'tapi', 'values.yaml');
 const logger = createLogger({ name: 'bench', level: 'warn' });
 const AUTH = `Basic ${Buffer.from(`${WRITE_KEY}:`).toString('base64')}`;
@@ -241,16 +251,6 @@ function bucketQuantile(before: Map<number, number>, after: Map<number, number>,
   return NaN;
 }
 
-async function waitHttp(url: string, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const ok = await fetch(url).then((r) => r.status === 200, () => false);
-    if (ok) return;
-    if (Date.now() > end) throw new Error(`${url} not ready`);
-    await sleep(200);
-  }
-}
-
 async function main(): Promise<void> {
   const hardStop = setTimeout(() => {
     console.error('bench: time limit reached');
@@ -258,7 +258,7 @@ async function main(): Promise<void> {
   }, 240_000);
   hardStop.unref();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapi-bench-'));
-  let tapi: ChildProcess | undefined;
+  let tapi: ServiceProcess | undefined;
   console.log('starting kafka…');
   const broker = await startKafkaBroker({ dir, name: 'kafka-bench' });
   try {
@@ -282,17 +282,15 @@ async function main(): Promise<void> {
     const workspace = path.join(dir, 'workspace.json');
     fs.writeFileSync(workspace, JSON.stringify({ spaces: [{ id: 'main', name: 'Main' }], sources: [{ id: 'bench', name: 'Bench', spaceId: 'main', writeKeys: [WRITE_KEY] }], destinations: [], connections: [] }));
     const port = await freePort();
-    const opsPort = await freePort();
     // tapi runs with the Node flags its chart gives it in production, plus BENCH_TAPI_NODE_ARGS,
     // e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to see where tapi's time goes.
     const chartFlags = (parseYaml(fs.readFileSync(CHART_VALUES, 'utf8')) as { nodeFlags?: string[] }).nodeFlags ?? [];
     const nodeArgs = [...chartFlags, ...(process.env.BENCH_TAPI_NODE_ARGS ?? '').split(' ').filter(Boolean)];
     console.log(`tapi: node ${nodeArgs.join(' ')} main.js`);
-    tapi = spawn(process.execPath, [...nodeArgs, MAIN], {
-      env: {
-        ...process.env,
+    tapi = await startServiceProcess(
+      'tapi',
+      {
         PORT: String(port),
-        OPS_PORT: String(opsPort),
         HOST: '127.0.0.1',
         KAFKA_BROKERS: broker.brokers,
         CDP_TOPIC_PREFIX: prefix,
@@ -300,20 +298,22 @@ async function main(): Promise<void> {
         SPOOL_DIR: path.join(dir, 'spool'),
         LOG_LEVEL: 'warn',
       },
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-    await waitHttp(`http://127.0.0.1:${opsPort}/readyz`, 60_000);
+      { nodeArgs },
+    );
+    await waitServiceReady(tapi);
+    const tapiPid = tapi.child.pid!;
+    const opsPort = tapi.opsPort;
 
-    const cpu0 = cpuSeconds(tapi.pid!);
+    const cpu0 = cpuSeconds(tapiPid);
     const kcpu0 = cpuSeconds(broker.process.pid);
     const t0 = Date.now();
     console.log(`batch: ${BATCH_CLIENTS} clients × /v1/batch of ${BATCH_EVENTS} events for ${PHASE_MS / 1000} s…`);
     // BENCH_SKIP_BATCH=1 runs only the track phase (e.g. to profile it alone).
     const batch = process.env.BENCH_SKIP_BATCH === '1' ? { rate: 0, non200: 0 } : await batchPhase(port);
     const secs = (Date.now() - t0) / 1000;
-    const tapiCpu = (cpuSeconds(tapi.pid!) - cpu0) / secs;
+    const tapiCpu = (cpuSeconds(tapiPid) - cpu0) / secs;
     const kafkaCpu = (cpuSeconds(broker.process.pid) - kcpu0) / secs;
-    console.log(`  /v1/batch: ${Math.round(batch.rate)} events/s (non-200: ${batch.non200}); CPU cores used: tapi ${tapiCpu.toFixed(2)}, kafka ${kafkaCpu.toFixed(2)}; tapi RSS ${(rssBytes(tapi.pid!) / 1048576).toFixed(0)} MiB`);
+    console.log(`  /v1/batch: ${Math.round(batch.rate)} events/s (non-200: ${batch.non200}); CPU cores used: tapi ${tapiCpu.toFixed(2)}, kafka ${kafkaCpu.toFixed(2)}; tapi RSS ${(rssBytes(tapiPid) / 1048576).toFixed(0)} MiB`);
 
     console.log(`track: single /v1/track at ${TRACK_RATE} req/s for ${PHASE_MS / 1000} s after ${TRACK_WARMUP_MS / 1000} s of warm-up at that rate…`);
     const scrape = () => fetch(`http://127.0.0.1:${opsPort}/metrics`).then((r) => r.text());
@@ -322,12 +322,12 @@ async function main(): Promise<void> {
     let tt0 = 0;
     const measureStart = () => {
       m0 = scrape().catch(() => '');
-      tcpu0 = cpuSeconds(tapi!.pid!);
+      tcpu0 = cpuSeconds(tapiPid);
       tt0 = Date.now();
     };
     // BENCH_SKIP_TRACK=1 runs only the batch phase (e.g. to profile it alone).
     const track = process.env.BENCH_SKIP_TRACK === '1' ? { p50: NaN, p90: NaN, p99: NaN, p999: NaN, warmupP99: NaN, achieved: 0, non200: 0 } : await trackPhase(port, measureStart);
-    const trackCpu = (cpuSeconds(tapi.pid!) - tcpu0) / ((Date.now() - tt0) / 1000);
+    const trackCpu = (cpuSeconds(tapiPid) - tcpu0) / ((Date.now() - tt0) / 1000);
     const m1 = await scrape();
     const m0Text = await m0;
     const route = 'route="/v1/track"';
@@ -336,8 +336,8 @@ async function main(): Promise<void> {
     console.log(`  /v1/track: p50 ${track.p50.toFixed(1)} ms, p90 ${track.p90.toFixed(1)} ms, p99 ${track.p99.toFixed(1)} ms, p99.9 ${track.p999.toFixed(1)} ms at ${Math.round(track.achieved)} req/s (non-200: ${track.non200}); warm-up p99 ${track.warmupP99.toFixed(1)} ms`);
     console.log(`  inside tapi (histogram bucket bounds): request p99 ≤ ${serverP99} ms, Kafka publish p99 ≤ ${publishP99} ms; tapi CPU ${trackCpu.toFixed(2)} cores`);
 
-    const worstOne = await worstCasePhase(port, tapi.pid!, 1);
-    const worstMany = await worstCasePhase(port, tapi.pid!, 8);
+    const worstOne = await worstCasePhase(port, tapiPid, 1);
+    const worstMany = await worstCasePhase(port, tapiPid, 8);
     for (const [label, w] of [['1 request', worstOne], ['8 at once', worstMany]] as const) {
       const answers = [...new Set(w.statuses)].map((st) => `${w.statuses.filter((x) => x === st).length}× ${st}`).join(', ');
       console.log(
@@ -380,10 +380,7 @@ async function main(): Promise<void> {
       }),
     );
   } finally {
-    if (tapi && tapi.exitCode === null) {
-      tapi.kill('SIGTERM');
-      await new Promise((r) => tapi!.once('exit', r));
-    }
+    await tapi?.stop();
     await stopKafkaBroker(broker);
     fs.rmSync(dir, { recursive: true, force: true });
   }
