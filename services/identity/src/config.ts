@@ -1,4 +1,4 @@
-import { baseEnv, checkKafkaEnv, dynamodbEnv, kafkaConsumerEnv, kafkaEnv, positiveInt, workspaceEnv, z } from '@cdp/config';
+import { baseEnv, checkKafkaEnv, dynamodbEnv, kafkaEnv, kafkaWorkerEnv, positiveInt, workspaceEnv, z } from '@cdp/config';
 
 /** The DynamoDB tables of the graph: region, endpoint and the name prefix (shared with `identity-tables`). */
 export const identityTablesEnv = {
@@ -11,7 +11,7 @@ export const identityEnv = z
   .object({
     ...baseEnv,
     ...kafkaEnv,
-    ...kafkaConsumerEnv,
+    ...kafkaWorkerEnv,
     ...workspaceEnv,
     ...identityTablesEnv,
     /** Consumer group of cdp.deduped. */

@@ -1,0 +1,80 @@
+// The identity stage: each chunk of cdp.deduped resolved to profiles, counted, and published to
+// cdp.identified keyed by profileId; the worker commits the input only after the send is acked.
+import { decodeEnvelope, encodeEnvelope, type Envelope } from '@cdp/events';
+import type { BatchContext, BatchingProducer, Decoded, InboundMessage } from '@cdp/kafka';
+import type { Workspace } from '@cdp/workspace';
+import type { Touch } from './graph';
+import { compileRules, type IdentityRules } from './ids';
+import { resolved } from './metrics';
+import type { Resolver } from './resolver';
+
+export interface IdentityStageDeps {
+  resolver: Resolver;
+  producer: Pick<BatchingProducer, 'send'>;
+  /** cdp.identified. */
+  outputTopic: string;
+  workspace: () => Workspace;
+}
+
+export const decodeDeduped = (message: InboundMessage): Envelope => decodeEnvelope(message.value);
+
+/** When the event happened (its corrected timestamp), else when it was received. */
+function eventTime(envelope: Envelope): number {
+  const t = Date.parse(envelope.message.timestamp ?? '');
+  return Number.isFinite(t) ? t : Date.parse(envelope.receivedAt);
+}
+
+export class IdentityStage {
+  /** Compiled rules per space, for one workspace version at a time. */
+  private rules = new WeakMap<Workspace, Map<string, IdentityRules>>();
+
+  constructor(private readonly deps: IdentityStageDeps) {}
+
+  private rulesOf(workspace: Workspace, spaceId: string): IdentityRules | undefined {
+    let bySpace = this.rules.get(workspace);
+    if (!bySpace) this.rules.set(workspace, (bySpace = new Map()));
+    let rules = bySpace.get(spaceId);
+    const space = workspace.space(spaceId);
+    if (!rules && space) bySpace.set(spaceId, (rules = compileRules(space.identity)));
+    return rules;
+  }
+
+  async handle(items: Decoded<Envelope>[], ctx: BatchContext): Promise<void> {
+    const workspace = this.deps.workspace();
+    const out: Array<{ envelope: Envelope; spaceId?: string; profileId?: string }> = [];
+    const touches = new Map<string, { spaceId: string; profileId: string; touch: Touch }>();
+    for (const { message, value: envelope } of items) {
+      const source = workspace.source(envelope.sourceId);
+      const rules = source && this.rulesOf(workspace, source.spaceId);
+      if (!source || !rules) {
+        ctx.deadLetter(message, new Error(`source ${envelope.sourceId} is not in the workspace (or its space is not)`));
+        continue;
+      }
+      const at = eventTime(envelope);
+      const replay = envelope.replay !== undefined;
+      const r = await this.deps.resolver.resolve({ spaceId: source.spaceId, rules, message: envelope.message, timestamp: at });
+      resolved.labels(r.outcome, String(replay)).inc();
+      // Replayed events were counted the first time.
+      if (r.profileId && !replay) {
+        const key = `${source.spaceId}|${r.profileId}`;
+        const t = touches.get(key)?.touch;
+        if (t) {
+          t.events++;
+          if (at >= t.lastSeenAt) Object.assign(t, { lastSeenAt: at, lastMessageId: envelope.messageId });
+        } else touches.set(key, { spaceId: source.spaceId, profileId: r.profileId, touch: { events: 1, lastSeenAt: at, lastMessageId: envelope.messageId } });
+      }
+      out.push({ envelope, spaceId: source.spaceId, profileId: r.profileId });
+    }
+    // Counts first: a profile merged away since its events resolved names the winner to publish.
+    const counted = new Map<string, string>();
+    for (const [key, { spaceId, profileId, touch }] of touches) counted.set(key, await this.deps.resolver.touch(spaceId, profileId, touch));
+    await this.deps.producer.send(
+      this.deps.outputTopic,
+      out.map(({ envelope, spaceId, profileId }) => {
+        const live = profileId && (counted.get(`${spaceId}|${profileId}`) ?? profileId);
+        // An event without a usable id keeps the input's key; it carries no profileId.
+        return { key: live || `${envelope.sourceId}:${envelope.messageId}`, value: encodeEnvelope(live ? { ...envelope, profileId: live } : envelope) };
+      }),
+    );
+  }
+}
