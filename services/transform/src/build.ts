@@ -1,0 +1,56 @@
+import { createDirectorRpcClient } from '@cdp/director-rpc';
+import type { Envelope } from '@cdp/events';
+import { CommitAfterWorkConsumer, createKafka, ensureTopics, kafkaConnection, requireTopics, topicSettings, topicSpecs } from '@cdp/kafka';
+import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
+import { WorkspaceStore } from '@cdp/workspace';
+import { transformEnv, type TransformConfig } from './config';
+import { decode, FanOut } from './fan-out';
+
+/** transform from its config: workspace file, RPC client, the Kafka worker on cdp.identified. */
+export async function build(config: TransformConfig, { logger, fatal }: ServiceDeps): Promise<BuiltService> {
+  const workspace = WorkspaceStore.open({ file: config.CDP_WORKSPACE_FILE, pollIntervalMs: config.WORKSPACE_POLL_INTERVAL_MS, logger });
+  const kafka = createKafka({ ...kafkaConnection(config), clientId: `transform-${process.pid}`, logger });
+  const specs = topicSpecs(topicSettings(config));
+  // cdp-topics creates the topics; transform verifies its own, failing the start naming a missing one.
+  const admin = kafka.admin();
+  await admin.connect();
+  await (config.KAFKA_ENSURE_TOPICS ? ensureTopics(admin, [specs.identified, specs.dlq]) : requireTopics(admin, [specs.identified.name, specs.dlq.name])).finally(() =>
+    admin.disconnect(),
+  );
+  const rpc = await createDirectorRpcClient(config, logger);
+  const fanOut = new FanOut(rpc, () => workspace.current(), logger);
+  const worker = new CommitAfterWorkConsumer<Envelope>({
+    kafka,
+    groupId: config.TRANSFORM_GROUP_ID,
+    topics: [specs.identified.name],
+    dlqTopic: specs.dlq.name,
+    stage: 'transform',
+    logger,
+    decode,
+    handle: (items, ctx) => fanOut.handle(items, ctx),
+    maxAttempts: config.KAFKA_WORKER_MAX_ATTEMPTS,
+    retryInitialMs: config.KAFKA_WORKER_RETRY_INITIAL_MS,
+    retryMaxMs: config.KAFKA_WORKER_RETRY_MAX_MS,
+    maxChunkMessages: config.TRANSFORM_CHUNK_MESSAGES,
+    partitionsConsumedConcurrently: config.TRANSFORM_PARTITIONS_CONCURRENTLY,
+    consumerConfig: { sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS, heartbeatInterval: config.KAFKA_HEARTBEAT_INTERVAL_MS },
+    onFatal: fatal,
+  });
+  return {
+    start: async () => {
+      await worker.start();
+      return { input: specs.identified.name, workspace: workspace.current().version };
+    },
+    readiness: [
+      { name: 'kafka-worker', check: async () => worker.readiness() },
+      { name: 'directors', check: async () => fanOut.readiness() },
+    ],
+    shutdown: {
+      // kafkajs finishes the chunk in flight (its jobs get their results) and commits.
+      stopInputs: { 'kafka-worker': () => worker.stop() },
+      closeClients: { 'director-rpc': () => rpc.close(), workspace: async () => workspace.close() },
+    },
+  };
+}
+
+export const transform: ServiceDefinition<TransformConfig> = { name: 'transform', env: transformEnv, build };

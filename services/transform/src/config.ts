@@ -1,0 +1,23 @@
+import { baseEnv, checkDirectorRpcClientEnv, checkKafkaEnv, directorRpcClientEnv, ensureTopicsEnv, kafkaEnv, kafkaWorkerEnv, positiveInt, workspaceEnv, z } from '@cdp/config';
+
+export const transformEnv = z
+  .object({
+    ...baseEnv,
+    ...kafkaEnv,
+    ...kafkaWorkerEnv,
+    ...ensureTopicsEnv,
+    ...workspaceEnv,
+    ...directorRpcClientEnv,
+    /** Consumer group of cdp.identified; also names the DLQ's transactional ids. */
+    TRANSFORM_GROUP_ID: z.string().min(1).default('cdp-transform'),
+    /** Messages of one partition handled (routed and sent as one send() of jobs) at a time. */
+    TRANSFORM_CHUNK_MESSAGES: positiveInt(500),
+    /** Partitions of cdp.identified handled at once by one process. */
+    TRANSFORM_PARTITIONS_CONCURRENTLY: positiveInt(4),
+  })
+  .superRefine((env, ctx) => {
+    checkKafkaEnv(env, ctx);
+    checkDirectorRpcClientEnv(env, ctx);
+  });
+
+export type TransformConfig = z.infer<typeof transformEnv>;

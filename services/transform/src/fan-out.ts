@@ -1,0 +1,105 @@
+import { DirectorRpcRefusedError, DirectorsUnavailableError, type JobResult, type RpcJobInput } from '@cdp/director-rpc';
+import { decodeEnvelope, type Envelope } from '@cdp/events';
+import { RetriableError, type BatchContext, type Decoded, type InboundMessage } from '@cdp/kafka';
+import type { Logger } from '@cdp/log';
+import type { Workspace } from '@cdp/workspace';
+import { jobsFor } from './jobs';
+import { transformMetrics } from './metrics';
+import { route } from './routing';
+
+/** What the fan-out needs of the RPC client (DirectorRpcClient). */
+export interface JobSender {
+  send(jobs: readonly RpcJobInput[]): Promise<JobResult[]>;
+}
+
+export function decode(message: InboundMessage): Envelope {
+  return decodeEnvelope(message.value);
+}
+
+/**
+ * A send failure as the Kafka worker should treat it. Retriable (the chunk waits and is sent
+ * again, without limit, nothing skipped): no director took the jobs, or a director answered
+ * 401/403 (a token out of step: an operator fixes it, the events must not go to the DLQ) or
+ * 5xx. Anything else (400, 413: a job the director will never take) is left as is, so the
+ * worker retries the chunk one message at a time and sends the one that keeps failing to
+ * cdp.dlq.
+ */
+export function sendFailure(error: unknown): unknown {
+  if (error instanceof DirectorsUnavailableError) return new RetriableError(error.message, { cause: error });
+  if (error instanceof DirectorRpcRefusedError && (error.status === 401 || error.status === 403 || error.status >= 500)) {
+    return new RetriableError(error.message, { cause: error });
+  }
+  return error;
+}
+
+/**
+ * The work for one chunk of one partition of cdp.identified: route each event, send every job of
+ * the chunk through the RPC client, and resolve only once each job has a result (so the worker
+ * commits the chunk's offsets only then). A job a director rejected sends its event to cdp.dlq
+ * with the error, committed with the chunk; the event's other jobs stay stored.
+ */
+export class FanOut {
+  /** False while no director takes jobs (for /readyz); true again after a send succeeds. */
+  directorsAccepting = true;
+  lastFailure: string | undefined;
+
+  constructor(
+    private readonly sender: JobSender,
+    private readonly workspace: () => Workspace,
+    private readonly logger: Logger,
+  ) {}
+
+  readiness(): { ok: boolean; detail: string } {
+    return this.directorsAccepting ? { ok: true, detail: 'directors take jobs' } : { ok: false, detail: `no director takes jobs: ${this.lastFailure}` };
+  }
+
+  async handle(items: Decoded<Envelope>[], ctx: BatchContext): Promise<void> {
+    const workspace = this.workspace(); // one config version for the whole chunk
+    const jobs: RpcJobInput[] = [];
+    const owner: number[] = []; // job index → item index
+    const skipped: string[] = [];
+    items.forEach((item, i) => {
+      const routing = route(item.value, workspace);
+      for (const job of jobsFor(item.value, routing.routes)) {
+        jobs.push(job);
+        owner.push(i);
+      }
+      for (const s of routing.skipped) skipped.push(s.reason);
+    });
+
+    let results: JobResult[];
+    try {
+      results = await this.sender.send(jobs);
+    } catch (error) {
+      const failure = sendFailure(error);
+      if (failure instanceof RetriableError) {
+        this.directorsAccepting = false;
+        this.lastFailure = failure.message;
+        transformMetrics.directorsAccepting.set(0);
+        transformMetrics.unavailable.inc();
+      }
+      throw failure;
+    }
+    this.directorsAccepting = true;
+    transformMetrics.directorsAccepting.set(1);
+
+    // Counted once the chunk is through, so a retried chunk is not counted twice.
+    for (const reason of skipped) transformMetrics.skipped.labels(reason).inc();
+    const rejections = new Map<number, string[]>();
+    results.forEach((result, j) => {
+      transformMetrics.jobs.labels(jobs[j].destinationId, result.status).inc();
+      if (result.status !== 'rejected') return;
+      const list = rejections.get(owner[j]) ?? [];
+      list.push(`${jobs[j].destinationId}/${jobs[j].subscriptionId}: ${result.error}`);
+      rejections.set(owner[j], list);
+    });
+    const routed = new Set(owner);
+    transformMetrics.events.labels('routed').inc(routed.size);
+    transformMetrics.events.labels('no_route').inc(items.length - routed.size);
+    for (const [i, errors] of rejections) {
+      const { message } = items[i];
+      this.logger.warn({ partition: message.partition, offset: message.offset, rejected: errors }, 'director rejected jobs; event to the DLQ');
+      ctx.deadLetter(message, new Error(`director rejected ${errors.length} job(s): ${errors.join('; ')}`));
+    }
+  }
+}

@@ -1,0 +1,211 @@
+// transform end to end with real processes: the real broker, transform's and the director's
+// main.js (build first), a JobDB on the harness MariaDB under a Consul dev server lock, and an
+// HTTP sink as the webhooks' endpoint.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { TEST_RPC_TOKEN, useDirectorSuite, type DirectorMain } from '@cdp/director/src/testing/harness';
+import type { Producer } from 'kafkajs';
+import { createKafka, type Kafka, type TopicNames } from '@cdp/kafka';
+import { createTestTopics, readTopic } from '@cdp/kafka/testing';
+import { createLogger } from '@cdp/log';
+import { metricValue, requireEnv, startServiceProcess, testDatabaseName, testTopicPrefix, waitFor, waitServiceReady, type ServiceProcess } from '@cdp/testkit';
+
+const logger = createLogger({ name: 'transform-int', level: 'silent' });
+const suite = useDirectorSuite();
+const PARTITIONS = 3;
+
+let kafka: Kafka;
+let producer: Producer;
+let topics: TopicNames;
+let prefix: string;
+let workspaceFile: string;
+let director: DirectorMain;
+/** The directors' RPC URL: a restarted director listens on the same port. */
+let directorUrl: string;
+let transform: ServiceProcess;
+let directors = 0;
+
+/** Two webhooks to the sink: `hook` (one implicit subscription) and `multi` (two subscriptions). */
+function writeWorkspace(sinkUrl: string): string {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'transform-int-')), 'workspace.json');
+  const hook = (id: string, name: string, subscriptions?: unknown[]) => ({
+    id,
+    name,
+    type: 'webhook',
+    settings: { url: `${sinkUrl}/${id}`, timeoutMs: 5_000 },
+    limits: { maxConcurrency: 50 },
+    ...(subscriptions ? { subscriptions } : {}),
+  });
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      spaces: [{ id: 'main', name: 'Main' }],
+      sources: [{ id: 'web', name: 'Web', spaceId: 'main', writeKeys: ['wk_web'] }],
+      destinations: [
+        hook('hook', 'Hook'),
+        hook('multi', 'Multi', [
+          { id: 'first', name: 'First', subscribe: 'all' },
+          { id: 'second', name: 'Second', subscribe: 'all' },
+        ]),
+      ],
+      connections: [
+        { sourceId: 'web', destinationId: 'hook' },
+        { sourceId: 'web', destinationId: 'multi' },
+      ],
+    }),
+  );
+  return file;
+}
+
+function envelope(messageId: string, profileId: string, message: Record<string, unknown> = {}) {
+  return {
+    v: 1,
+    sourceId: 'web',
+    messageId,
+    receivedAt: new Date().toISOString(),
+    profileId,
+    message: { type: 'track', event: 'Order Completed', messageId, userId: profileId, ...message },
+  };
+}
+
+async function produce(envelopes: Array<ReturnType<typeof envelope>>): Promise<void> {
+  for (let i = 0; i < envelopes.length; i += 500) {
+    await producer.send({
+      topic: topics.identified,
+      messages: envelopes.slice(i, i + 500).map((e) => ({ key: e.profileId, value: JSON.stringify(e) })),
+    });
+  }
+}
+
+/** messageIds the sink received at `/<destination>` with this prefix (one entry per request). */
+function received(destination: string, idPrefix: string): string[] {
+  return suite.sink.requests
+    .filter((r) => r.path === `/${destination}`)
+    .map((r) => (JSON.parse(r.body) as { messageId: string }).messageId)
+    .filter((id) => id.startsWith(idPrefix));
+}
+
+/** The director's main.js on the shared workspace file and JobDB prefix; `env` on top (e.g. its PORT). */
+async function startDirector(env: Record<string, string> = {}): Promise<DirectorMain> {
+  directors++;
+  return suite.env.directorMain(`pod-${directors}`, {
+    controlDb: testDatabaseName(`tfctl${directors}`),
+    workspaceFile,
+    topicPrefix: prefix,
+    env: { DIRECTOR_RPC_TOKEN: TEST_RPC_TOKEN, ...env },
+  });
+}
+
+async function directorReady(d: DirectorMain): Promise<void> {
+  await waitServiceReady(d, 60_000);
+}
+
+async function startTransform(): Promise<ServiceProcess> {
+  const proc = await startServiceProcess('transform', {
+    KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
+    CDP_TOPIC_PREFIX: prefix,
+    CDP_WORKSPACE_FILE: workspaceFile,
+    DIRECTOR_RPC_URLS: directorUrl,
+    DIRECTOR_RPC_TOKEN: TEST_RPC_TOKEN,
+    DIRECTOR_RPC_MAX_BATCH_JOBS: '200',
+    DIRECTOR_RPC_MAX_ATTEMPTS: '2',
+    DIRECTOR_RPC_TIMEOUT_MS: '3000',
+    DIRECTOR_RPC_COOLDOWN_MS: '0',
+    KAFKA_WORKER_RETRY_INITIAL_MS: '100',
+    KAFKA_WORKER_RETRY_MAX_MS: '500',
+    KAFKA_SESSION_TIMEOUT_MS: '10000',
+    KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
+    TRANSFORM_GROUP_ID: `${prefix}transform`,
+  });
+  await waitServiceReady(proc, 60_000);
+  return proc;
+}
+
+const metrics = async (name: string, labels: Record<string, string> = {}) => metricValue(await transform.metrics(), name, labels);
+const readyz = async () => (await fetch(`http://127.0.0.1:${transform.opsPort}/readyz`)).status;
+
+beforeAll(async () => {
+  prefix = testTopicPrefix('transform');
+  kafka = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'transform-int', logger });
+  topics = await createTestTopics(kafka, prefix, { partitions: PARTITIONS, roles: ['identified', 'undelivered', 'dlq'] });
+  producer = kafka.producer();
+  await producer.connect();
+  workspaceFile = writeWorkspace(suite.sink.url);
+  await suite.env.provision('tf');
+  director = await startDirector();
+  await directorReady(director);
+  directorUrl = director.rpc;
+  transform = await startTransform();
+}, 120_000);
+
+afterAll(async () => {
+  await transform?.stop('SIGKILL');
+  await producer?.disconnect();
+});
+
+it('fans an event out to every subscription; integrations All:false and a named false are honoured; a rejected job goes to cdp.dlq', async () => {
+  const events = Array.from({ length: 60 }, (_, i) => envelope(`fan-${i}`, `u${i % 7}`));
+  const off = envelope('fan-off', 'u1', { integrations: { All: false } });
+  const onlyHook = envelope('fan-only-hook', 'u2', { integrations: { All: false, Hook: true } });
+  const noMulti = envelope('fan-no-multi', 'u3', { integrations: { Multi: false } });
+  // A lone surrogate: the JobDB refuses the payload, so the director rejects these jobs one by one.
+  const poison = envelope('fan-poison', 'u4', { event: 'bad \ud800 name' });
+  await produce([...events.slice(0, 30), off, onlyHook, noMulti, poison, ...events.slice(30)]);
+
+  // 60 events × (hook + multi's two subscriptions) + onlyHook (1) + noMulti (1).
+  await waitFor(() => received('hook', 'fan-').length >= 62 && received('multi', 'fan-').length >= 120, 60_000, 100);
+  const dlq = await readTopic(kafka, topics.dlq, 1, { timeoutMs: 30_000 });
+  expect(dlq[0].key).toBe('u4');
+  expect(dlq[0].headers['cdp-stage']).toBe('transform');
+  expect(dlq[0].headers['cdp-error']).toMatch(/director rejected 3 job\(s\): hook\/default: .*multi\/first: .*multi\/second: /);
+  // Everything up to the end of every partition was handled (committed) before judging what is absent.
+  await waitFor(async () => (await metrics('cdp_kafka_consumer_lag_messages')) === 0 && (await metrics('cdp_kafka_messages_processed_total')) >= 64, 30_000, 200);
+
+  const hook = received('hook', 'fan-');
+  const multi = received('multi', 'fan-');
+  expect(new Set(hook)).toEqual(new Set([...events.map((e) => e.messageId), 'fan-only-hook', 'fan-no-multi']));
+  expect(new Set(multi)).toEqual(new Set(events.map((e) => e.messageId)));
+  // Each subscription is its own job: two requests per event at `multi`.
+  for (const e of events) expect(multi.filter((id) => id === e.messageId).length).toBeGreaterThanOrEqual(2);
+  expect(hook).not.toContain('fan-off');
+  expect(multi).not.toContain('fan-off');
+  expect(multi).not.toContain('fan-only-hook');
+  expect(multi).not.toContain('fan-no-multi');
+  expect(await metrics('cdp_transform_skipped_total', { reason: 'integrations' })).toBe(4);
+  expect(await metrics('cdp_transform_jobs_total', { status: 'rejected' })).toBe(3);
+  expect(await metrics('cdp_transform_events_total', { outcome: 'no_route' })).toBe(1);
+}, 120_000);
+
+it('a director stopped mid-stream: transform backs off and is not ready, then resumes with nothing lost', async () => {
+  const events = Array.from({ length: 1_500 }, (_, i) => envelope(`stop-${i}`, `p${i % 50}`, { integrations: { All: false, Hook: true } }));
+  await produce(events);
+  await waitFor(() => received('hook', 'stop-').length >= 100, 60_000, 20);
+  await director.stop('SIGKILL');
+  const unavailableBefore = await metrics('cdp_transform_directors_unavailable_total');
+  await waitFor(async () => (await readyz()) === 503, 30_000, 100);
+  expect(await metrics('cdp_transform_directors_unavailable_total')).toBeGreaterThan(unavailableBefore);
+  expect(await metrics('cdp_transform_directors_accepting')).toBe(0);
+  const deliveredWhileDown = new Set(received('hook', 'stop-')).size;
+  expect(deliveredWhileDown).toBeLessThan(events.length);
+
+  // A new director on the same port takes the JobDB once the dead one's session expires.
+  director = await startDirector({ PORT: new URL(directorUrl).port });
+  await directorReady(director);
+  await waitFor(() => new Set(received('hook', 'stop-')).size === events.length, 120_000, 200);
+  await waitFor(async () => (await readyz()) === 200, 30_000, 100);
+  expect(await metrics('cdp_transform_directors_accepting')).toBe(1);
+  // Nothing skipped to the DLQ: still only the poison event of the first test.
+  expect(await metrics('cdp_kafka_messages_processed_total', { outcome: 'dead_letter' })).toBe(1);
+}, 240_000);
+
+it('a backlog larger than one fetch per partition is read to its end', async () => {
+  await transform.stop('SIGTERM');
+  const padding = 'x'.repeat(1_500);
+  // ~1.3 MB per partition of 3: more than kafkajs's 1 MiB maxBytesPerPartition.
+  const events = Array.from({ length: 2_400 }, (_, i) => envelope(`backlog-${i}`, `b${i % 60}`, { integrations: { All: false, Hook: true }, properties: { padding } }));
+  await produce(events);
+  transform = await startTransform();
+  await waitFor(() => new Set(received('hook', 'backlog-')).size === events.length, 180_000, 200);
+  await waitFor(async () => (await metrics('cdp_kafka_consumer_lag_messages')) === 0, 30_000, 200);
+}, 240_000);
