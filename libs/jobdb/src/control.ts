@@ -106,6 +106,32 @@ export async function controlSchemaVersion(url: string, database: string): Promi
   }
 }
 
+/**
+ * Resolves true once `database` has schema version `required` or newer (jobdb-manager migrates
+ * it), polling every `intervalMs`; `onWaiting` is told the version found on each unsuccessful
+ * poll. Resolves false, without waiting further, once `signal` aborts (e.g. SIGTERM during start).
+ */
+export async function waitForControlSchema(
+  url: string,
+  database: string,
+  options: { required?: number; intervalMs: number; signal?: AbortSignal; onWaiting?: (found: number | null) => void },
+): Promise<boolean> {
+  const required = options.required ?? CONTROL_SCHEMA_VERSION;
+  while (!options.signal?.aborted) {
+    const found = await controlSchemaVersion(url, database);
+    if (found !== null && found >= required) return true;
+    options.onWaiting?.(found);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, options.intervalMs);
+      options.signal?.addEventListener('abort', () => {
+        clearTimeout(timer);
+        resolve();
+      }, { once: true });
+    });
+  }
+  return false;
+}
+
 export async function appendDeliveryStats(pool: mysql.Pool, rows: readonly DeliveryStatsRow[]): Promise<void> {
   if (rows.length === 0) return;
   await pool.query(

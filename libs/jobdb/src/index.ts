@@ -36,6 +36,7 @@ export {
   CONTROL_SCHEMA_VERSION,
   controlSchemaVersion,
   migrateControlDatabase,
+  waitForControlSchema,
   type DeliveryStatsRow,
 } from './control';
 export { countOpenJobsIn, jobDbUsage, listDatabases, oldestOpenJobReceivedAt, type JobDbUsage } from './inspect';

@@ -1,7 +1,8 @@
 // A director refuses a JobDB whose schema version it does not know: no lock, no lease, counted.
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { jobDbsRefused } from './metrics';
-import { testSettings, testWorkspace, TestEnv, waitFor } from './testing/harness';
+import { testDatabaseName } from '@cdp/testkit';
+import { testDirector, testSettings, testWorkspace, TestEnv, waitFor } from './testing/harness';
 
 let consulServer: ConsulDevServer;
 let env: TestEnv;
@@ -41,4 +42,36 @@ it('refuses a version 1 JobDB (no lock, no lease) and takes a current one', asyn
   expect(d.holder.heldJobDbs().map((h) => h.id)).toEqual([current.id]);
   expect(await refusals()).toBe(before + 1); // logged and counted once, though checked every pass
   await d.stop();
+});
+
+it('waits, not ready and holding nothing, until jobdb-manager has migrated cdp_control to the version it needs', async () => {
+  const jdb = await env.provision('cs');
+  const settings = testSettings(env.prefix, { POD_NAME: 'cs', CDP_CONTROL_DB: testDatabaseName('ctl_wait') });
+  // Not through env.director(), which migrates the control database as jobdb-manager would.
+  const d = testDirector(settings, env.consulUrl, { workspace: () => testWorkspace([]) });
+  let started = false;
+  const starting = d.start().then(() => (started = true));
+  await new Promise((r) => setTimeout(r, 4 * settings.DIRECTOR_RECONCILE_INTERVAL_MS));
+  expect(started).toBe(false);
+  expect(d.isReady).toBe(false);
+  expect(d.url).toBeUndefined();
+  const lock = await env.consul.kv.get(env.keys.jobDbLock(jdb.id));
+  expect(lock?.Session).toBeUndefined();
+
+  await env.controlDb(settings.CDP_CONTROL_DB);
+  await starting;
+  await waitFor(() => d.isReady);
+  expect(d.holder.heldJobDbs().map((h) => h.id)).toEqual([jdb.id]);
+  await d.stop();
+});
+
+it('a stop during that wait ends the start without starting anything', async () => {
+  const settings = testSettings(env.prefix, { POD_NAME: 'cs2', CDP_CONTROL_DB: testDatabaseName('ctl_stop') });
+  const d = testDirector(settings, env.consulUrl, { workspace: () => testWorkspace([]) });
+  const starting = d.start();
+  await new Promise((r) => setTimeout(r, 2 * settings.DIRECTOR_RECONCILE_INTERVAL_MS));
+  await d.stop();
+  await starting;
+  expect(d.url).toBeUndefined();
+  expect(d.isReady).toBe(false);
 });

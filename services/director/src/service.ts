@@ -1,7 +1,7 @@
 import mysql from 'mysql2/promise';
 import { ConsulKeys, type ConsulClient } from '@cdp/consul';
 import { listen, type RunningServer } from '@cdp/http';
-import { appendDeliveryStats, migrateControlDatabase } from '@cdp/jobdb';
+import { CONTROL_SCHEMA_VERSION, appendDeliveryStats, waitForControlSchema } from '@cdp/jobdb';
 import { errorFields, registerSecret, type Logger } from '@cdp/log';
 import type { Workspace } from '@cdp/workspace';
 import type { DirectorConfig } from './config';
@@ -67,6 +67,7 @@ export class Director {
   private accepting = false;
   private statsPool: mysql.Pool | undefined;
   private statsTimer: NodeJS.Timeout | undefined;
+  private readonly starting = new AbortController();
 
   constructor(
     private readonly settings: DirectorSettings,
@@ -124,7 +125,23 @@ export class Director {
 
   async start(): Promise<void> {
     const s = this.settings;
-    await migrateControlDatabase(s.MYSQL_URL, s.CDP_CONTROL_DB);
+    // jobdb-manager owns cdp_control and migrates it; until the version this code writes exists
+    // the director takes no JobDB and stays not-ready.
+    let logged = false;
+    const ready = await waitForControlSchema(s.MYSQL_URL, s.CDP_CONTROL_DB, {
+      required: CONTROL_SCHEMA_VERSION,
+      intervalMs: s.DIRECTOR_RECONCILE_INTERVAL_MS,
+      signal: this.starting.signal,
+      onWaiting: (found) => {
+        if (logged) return;
+        logged = true;
+        this.deps.logger.warn(
+          { database: s.CDP_CONTROL_DB, found, required: CONTROL_SCHEMA_VERSION },
+          'waiting for jobdb-manager to migrate cdp_control to the schema version this director needs',
+        );
+      },
+    });
+    if (!ready) return;
     this.statsPool = mysql.createPool({ uri: s.MYSQL_URL, database: s.CDP_CONTROL_DB, connectionLimit: 2, timezone: 'Z', jsonStrings: true, trace: false });
     this.controls.start();
     this.engine.start();
@@ -163,6 +180,8 @@ export class Director {
 
   /** Stops taking jobs: new RPC calls get 503 while those in flight finish (2 s at most). */
   async closeRpc(): Promise<void> {
+    // A start still waiting for the cdp_control schema ends without starting anything.
+    this.starting.abort();
     this.accepting = false;
     await this.rpc?.close(2_000);
   }

@@ -39,7 +39,8 @@ describe('jobdb-manager leader', () => {
   it('a leader frozen with SIGSTOP is replaced by the standby and, resumed, does not act', async () => {
     const prefix = `${suite.env.prefix}frz/`;
     // Rotation every second: a leader that still believed it leads would act on its next pass.
-    settings = testManagerSettings(prefix, { JOBDB_ROTATION_PERIOD_MS: 1_000, JOBDB_MANAGER_INTERVAL_MS: 200 });
+    // A 3 s session TTL: with 1 s, a loaded machine can expire the new leader's session too.
+    settings = testManagerSettings(prefix, { JOBDB_ROTATION_PERIOD_MS: 1_000, JOBDB_MANAGER_INTERVAL_MS: 200, JOBDB_MANAGER_SESSION_TTL_MS: 3_000 });
     const m1 = await startManager('f1');
     await waitFor(() => leads(m1), 10_000);
     const m2 = await startManager('f2');

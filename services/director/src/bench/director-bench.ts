@@ -7,7 +7,7 @@ import mysql from 'mysql2/promise';
 import { Agent, request } from 'undici';
 import { startConsulDevServer } from '@cdp/consul-dev';
 import { ConsulKeys, createConsulClient } from '@cdp/consul';
-import { JobDb, dropJobDb, provisionJobDb, type NewJob } from '@cdp/jobdb';
+import { JobDb, dropJobDb, migrateControlDatabase, provisionJobDb, type NewJob } from '@cdp/jobdb';
 import { createLogger } from '@cdp/log';
 import { registry } from '@cdp/metrics';
 import { cpuSeconds, mysqlUrl, percentile, testDatabaseName } from '@cdp/testkit';
@@ -111,6 +111,8 @@ async function main(): Promise<void> {
     console.log(`baseline raw MariaDB insert: ${Math.round(insertRate)} rows/s (1,000-row multi-row INSERTs, one txn each)`);
 
     await provisionJobDb({ url, consul, keys, id: jobDbId, database });
+    // What jobdb-manager does before any director starts.
+    await migrateControlDatabase(url, settings.CDP_CONTROL_DB);
     // Preload the jobs under a throwaway lease, as a previous holder would have left them.
     const db = new JobDb({ url, database });
     const lease = await db.takeLease({ fencingToken: 0, lockIndex: 0, holder: 'preload', sessionId: 'preload' });

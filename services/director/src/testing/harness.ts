@@ -6,7 +6,7 @@ import mysql from 'mysql2/promise';
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { bearer, RPC_AUTH_HEADER, RPC_JOBS_PATH } from '@cdp/director-rpc';
 import { ConsulKeys, createConsulClient, type ConsulClient, type JobDbRecord } from '@cdp/consul';
-import { createJobDbDatabase, dropJobDb, registerJobDb } from '@cdp/jobdb';
+import { createJobDbDatabase, dropJobDb, migrateControlDatabase, registerJobDb } from '@cdp/jobdb';
 import { createLogger } from '@cdp/log';
 import { freePort, HttpSink, mysqlUrl, REPO_ROOT, requireEnv, startServiceProcess, testDatabaseName, waitFor, type ServiceProcess, type ServiceProcessOptions } from '@cdp/testkit';
 import { parseWorkspace, type Workspace } from '@cdp/workspace';
@@ -178,7 +178,7 @@ export class TestEnv {
    * TEST_DIRECTOR_ENV and `spec.env` on top; killed and its control DB dropped by `cleanup()`.
    */
   async directorMain(pod: string, spec: DirectorMainSpec, options: ServiceProcessOptions = {}): Promise<DirectorMain> {
-    this.extraDatabases.add(spec.controlDb);
+    await this.controlDb(spec.controlDb);
     const port = await freePort();
     const proc = await startServiceProcess(
       'director',
@@ -201,8 +201,20 @@ export class TestEnv {
     return Object.assign(proc, { rpc: `http://127.0.0.1:${port}` });
   }
 
+  /**
+   * Migrates a control database as jobdb-manager does (directors wait for its schema version)
+   * and drops it at `cleanup()`.
+   */
+  controlDb(database: string): Promise<void> {
+    this.extraDatabases.add(database);
+    return migrateControlDatabase(mysqlUrl(), database).then(() => undefined);
+  }
+
+  /** An in-process director; its control database is migrated meanwhile (its start waits for it). */
   director(settings: DirectorSettings, deps: TestDirectorDeps): Director {
-    this.extraDatabases.add(settings.CDP_CONTROL_DB);
+    void this.controlDb(settings.CDP_CONTROL_DB).catch((error: unknown) => {
+      throw new Error(`control database ${settings.CDP_CONTROL_DB}: ${(error as Error).message}`);
+    });
     const d = testDirector(settings, this.consulUrl, deps);
     this.directors.push(d);
     return d;
@@ -225,7 +237,7 @@ export class TestEnv {
     /** The JobDBs it holds: whether each is still being rebuilt, and its open jobs loaded so far. */
     held(): Promise<HeldJobDb[]>;
   }> {
-    this.extraDatabases.add(settings.CDP_CONTROL_DB);
+    await this.controlDb(settings.CDP_CONTROL_DB);
     const spec: DirectorProcessSpec = { settings, consulUrl: this.consulUrl, destinations, sources };
     // TEST_DIRECTOR_NODE_ARGS: extra Node flags for the director process (e.g. --cpu-prof to see where its time goes).
     const execArgv = (process.env.TEST_DIRECTOR_NODE_ARGS ?? '').split(' ').filter(Boolean);
