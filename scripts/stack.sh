@@ -40,6 +40,9 @@ echo "services:"
 start_service tapi PORT="${TAPI_PORT:-8080}" HOST=127.0.0.1 SPOOL_DIR="$REPO_ROOT/.infra/tapi-spool"
 echo "    tracking API: http://127.0.0.1:${TAPI_PORT:-8080}/v1/track (write key wk_server_sample_0001)"
 start_service dedup DEDUP_DATA_DIR="$REPO_ROOT/.infra/dedup-data"
+# identity-tables creates the identity graph's DynamoDB tables on DynamoDB Local (idempotent).
+node services/identity/dist/tables-cli.js create
+start_service identity
 # jobdb-manager first: it migrates cdp_control and provisions the JobDBs the director takes (the
 # director stays not-ready until it holds one). Names of their own on the shared MySQL server.
 export CDP_CONTROL_DB=${CDP_CONTROL_DB:-cdp_stack_control}

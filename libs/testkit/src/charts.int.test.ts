@@ -227,7 +227,7 @@ describe('cdp chart: cdp-topics runs as a hook Job before install and upgrade', 
 
   it('gives every workload and the Job the same Kafka TLS and SASL settings, the password from its Secret', () => {
     const pods = all.filter((m) => ['Deployment', 'StatefulSet', 'Job'].includes(m.kind)).map((m) => [m.metadata.name, kafkaSecurityOf(podSpecOf(m)!)] as const);
-    expect(pods.map(([name]) => name).sort()).toEqual(['cdp-cdp-topics', 'cdp-dedup', 'cdp-director', 'cdp-tapi']);
+    expect(pods.map(([name]) => name).sort()).toEqual(['cdp-cdp-topics', 'cdp-dedup', 'cdp-director', 'cdp-identity', 'cdp-tapi']);
     for (const [name, security] of pods) {
       expect([name, security]).toEqual([
         name,
