@@ -1,20 +1,13 @@
 // A director refuses a JobDB whose schema version it does not know: no lock, no lease, counted.
-import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
 import { jobDbsRefused } from './metrics';
 import { testDatabaseName } from '@cdp/testkit';
-import { testDirector, testSettings, testWorkspace, TestEnv, waitFor } from './testing/harness';
+import { testDirector, testSettings, testWorkspace, useDirectorSuite, waitFor, type TestEnv } from './testing/harness';
 
-let consulServer: ConsulDevServer;
+const suite = useDirectorSuite();
 let env: TestEnv;
 
-beforeAll(async () => {
-  consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
-  env = new TestEnv(consulServer.url);
-});
-
-afterAll(async () => {
-  await env.cleanup();
-  await consulServer.close();
+beforeAll(() => {
+  ({ env } = suite);
 });
 
 async function refusals(): Promise<number> {
