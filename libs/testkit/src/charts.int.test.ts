@@ -225,9 +225,11 @@ describe('cdp chart: cdp-topics runs as a hook Job before install and upgrade', 
     expect(dedupEnv.DEDUP_WINDOW_MS).toBe('2419200000');
   });
 
-  it('gives every workload and the Job the same Kafka TLS and SASL settings, the password from its Secret', () => {
-    const pods = all.filter((m) => ['Deployment', 'StatefulSet', 'Job'].includes(m.kind)).map((m) => [m.metadata.name, kafkaSecurityOf(podSpecOf(m)!)] as const);
-    expect(pods.map(([name]) => name).sort()).toEqual(['cdp-cdp-topics', 'cdp-dedup', 'cdp-director', 'cdp-identity', 'cdp-tapi']);
+  it('gives every workload that reads Kafka and the Job the same Kafka TLS and SASL settings, the password from its Secret', () => {
+    const workloads = all.filter((m) => ['Deployment', 'StatefulSet', 'Job'].includes(m.kind));
+    expect(workloads.map((m) => m.metadata.name).sort()).toEqual(['cdp-cdp-topics', 'cdp-dedup', 'cdp-director', 'cdp-identity', 'cdp-jobdb-manager', 'cdp-tapi', 'cdp-transform']);
+    // jobdb-manager talks to Consul and MySQL only.
+    const pods = workloads.filter((m) => m.metadata.name !== 'cdp-jobdb-manager').map((m) => [m.metadata.name, kafkaSecurityOf(podSpecOf(m)!)] as const);
     for (const [name, security] of pods) {
       expect([name, security]).toEqual([
         name,
@@ -260,6 +262,27 @@ describe('director chart: MySQL TLS', () => {
     ]);
     expect(c.volumeMounts.find((m) => m.name === 'mysql-ca')).toEqual({ name: 'mysql-ca', mountPath: '/etc/cdp/mysql-ca', readOnly: true });
     expect(pod.volumes.find((v) => v.name === 'mysql-ca')).toEqual({ name: 'mysql-ca', secret: { secretName: 'rds-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
+  });
+});
+
+describe('transform chart', () => {
+  const dir = path.join(CHARTS_DIR, 'transform');
+  beforeAll(async () => {
+    await helm('deps', dir);
+  });
+
+  it("finds the release's directors through their headless Service, with the RPC token from the director's Secret", async () => {
+    const deployment = parse(await helm('template', dir)).find((m) => m.kind === 'Deployment')!;
+    const [c] = (podSpecOf(deployment) as unknown as { containers: { env: EnvVar[] }[] }).containers;
+    expect(c.env.find((e) => e.name === 'DIRECTOR_RPC_SERVICE')).toEqual({ name: 'DIRECTOR_RPC_SERVICE', value: 'cdp-director:8080' });
+    expect(c.env.find((e) => e.name === 'DIRECTOR_RPC_TOKEN')).toEqual({ name: 'DIRECTOR_RPC_TOKEN', valueFrom: { secretKeyRef: { name: 'cdp-director-rpc', key: 'token' } } });
+  });
+
+  it('refuses an HPA allowed more pods than cdp.identified has partitions', async () => {
+    const values = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'chart-transform-')), 'values.yaml');
+    fs.writeFileSync(values, 'transform:\n  identifiedPartitions: 6\nautoscaling:\n  maxReplicas: 8\n');
+    await expect(helm('template', dir, values)).rejects.toThrow(/autoscaling.maxReplicas \(8\) must not exceed transform.identifiedPartitions \(6\)/);
+    fs.rmSync(path.dirname(values), { recursive: true, force: true });
   });
 });
 
