@@ -8,8 +8,12 @@ export interface ShutdownHook {
 
 export interface LifecycleOptions {
   logger: Logger;
-  /** The whole shutdown must finish within this; a hung hook is cut and the exit code is 1. */
-  deadlineMs: number;
+  /**
+   * The whole shutdown must finish within this; a hung hook is cut, later ones are skipped and
+   * the exit code is 1. 'none' (a service run inside a test's process, which does not exit):
+   * every hook runs to its end, since a skipped one would leave its resources open.
+   */
+  deadlineMs: number | 'none';
   /** Replaced in tests; process.exit in services. */
   exit?: (code: number) => void;
 }
@@ -73,11 +77,11 @@ export class Lifecycle {
 
   private async runHooks(cause: unknown): Promise<number> {
     const { logger, deadlineMs } = this.options;
-    const deadline = Date.now() + deadlineMs;
+    const deadline = deadlineMs === 'none' ? undefined : Date.now() + deadlineMs;
     let code = cause === undefined ? 0 : 1;
     for (const hook of this.hooks) {
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) {
+      const remaining = deadline === undefined ? undefined : deadline - Date.now();
+      if (remaining !== undefined && remaining <= 0) {
         logger.error({ hook: hook.name }, 'shutdown deadline passed; skipping hook');
         code = 1;
         continue;
@@ -85,7 +89,7 @@ export class Lifecycle {
       const started = Date.now();
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<'timeout'>((resolve) => {
-        timer = setTimeout(() => resolve('timeout'), remaining);
+        if (remaining !== undefined) timer = setTimeout(() => resolve('timeout'), remaining);
       });
       try {
         const outcome = await Promise.race([Promise.resolve().then(hook.run).then(() => 'done' as const), timeout]);

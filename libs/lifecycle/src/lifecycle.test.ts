@@ -58,6 +58,20 @@ describe('Lifecycle (in process)', () => {
     expect(exits).toEqual([1]);
   });
 
+  it("without a deadline ('none', in-process runs) lets a slow hook finish and runs the later ones", async () => {
+    const calls: string[] = [];
+    const lifecycle = new Lifecycle({ logger, deadlineMs: 'none', exit: () => undefined });
+    lifecycle.onShutdown('slow', async () => {
+      await new Promise((r) => setTimeout(r, 300));
+      calls.push('slow');
+    });
+    lifecycle.onShutdown('after', () => {
+      calls.push('after');
+    });
+    expect(await lifecycle.shutdown()).toBe(0);
+    expect(calls).toEqual(['slow', 'after']);
+  });
+
   it('rejects duplicate hook names and reports a fatal cause as exit 1', async () => {
     const exits: number[] = [];
     const lifecycle = new Lifecycle({ logger, deadlineMs: 1000, exit: (c) => exits.push(c) });

@@ -58,7 +58,11 @@ export interface RunningService<B extends BuiltService> {
 
 export interface StartServiceOptions {
   logger: Logger;
-  /** main's lifecycle (signals, process exit); in-process starts (tests) get one that does not exit. */
+  /**
+   * main's lifecycle (signals, SHUTDOWN_TIMEOUT_MS, process exit). Without it (a test's process),
+   * stop() neither exits nor cuts hooks at a deadline: each runs to its end and closes what it
+   * holds (the config's SHUTDOWN_TIMEOUT_MS still sizes what hooks derive from it).
+   */
   lifecycle?: Lifecycle;
 }
 
@@ -74,7 +78,7 @@ export async function startService<C extends ServiceConfig, B extends BuiltServi
   options: StartServiceOptions,
 ): Promise<RunningService<B>> {
   const { logger } = options;
-  const lifecycle = options.lifecycle ?? new Lifecycle({ logger, deadlineMs: config.SHUTDOWN_TIMEOUT_MS, exit: () => undefined });
+  const lifecycle = options.lifecycle ?? new Lifecycle({ logger, deadlineMs: 'none', exit: () => undefined });
   let started = false;
   // Up first, so /healthz and /metrics answer during a long start; /readyz waits for the start.
   const ops = await startOpsServer({ port: config.OPS_PORT, host: config.HOST, logger, checks: [{ name: 'started', check: () => started }] });

@@ -5,8 +5,7 @@ import { createKafka } from '@cdp/kafka';
 import { createTestTopics } from '@cdp/kafka/testing';
 import { metricValue, sleep, startKafkaBroker, stopProcess, type KafkaBroker } from '@cdp/testkit';
 import { startMirrorMaker, stopMirrorMaker, type MirrorMaker } from '@cdp/testkit/dist/mirror-maker';
-import type { TapiService } from './service';
-import { createTapiTestEnv, EnvelopeCollector, metrics, restartKafkaBroker, startLoad, waitReady, type TapiTestEnv } from './testing/harness';
+import { createTapiTestEnv, EnvelopeCollector, metrics, restartKafkaBroker, startLoad, waitReady, type InProcessTapi, type TapiTestEnv } from './testing/harness';
 
 
 async function until(cond: () => boolean, ms: number, what: string, state: () => string = () => ''): Promise<void> {
@@ -46,7 +45,7 @@ describe('multi-cluster failover with MirrorMaker 2 (private brokers)', () => {
 
     const runtimeFile = path.join(env.dir, 'runtime.json');
     fs.writeFileSync(runtimeFile, '{"cluster":"auto"}');
-    let tapi: TapiService = await env.start({
+    let tapi: InProcessTapi = await env.start({
       KAFKA_SECONDARY_BROKERS: secondary!.brokers,
       TAPI_RUNTIME_FILE: runtimeFile,
       WORKSPACE_POLL_INTERVAL_MS: '200',
@@ -98,6 +97,6 @@ describe('multi-cluster failover with MirrorMaker 2 (private brokers)', () => {
     text = await metrics(tapi);
     expect(metricValue(text, 'cdp_tapi_cluster_switches_total', { to: 'secondary' })).toBeGreaterThanOrEqual(2);
     expect(metricValue(text, 'cdp_tapi_cluster_switches_total', { to: 'primary' })).toBeGreaterThanOrEqual(2);
-    tapi = undefined as unknown as TapiService;
+    tapi = undefined as unknown as InProcessTapi;
   });
 });

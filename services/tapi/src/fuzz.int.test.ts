@@ -1,8 +1,7 @@
 import zlib from 'node:zlib';
 import { decodeEnvelope, validateMessage, type Envelope } from '@cdp/events';
 import { TopicCollector } from '@cdp/kafka/testing';
-import type { TapiService } from './service';
-import { basicAuth, createTapiTestEnv, waitReady, WRITE_KEY, type TapiTestEnv } from './testing/harness';
+import { basicAuth, createTapiTestEnv, waitReady, WRITE_KEY, type InProcessTapi, type TapiTestEnv } from './testing/harness';
 
 /** mulberry32: a fixed seed makes every run generate the same 10,000 bodies. */
 function rng(seed: number): () => number {
@@ -69,7 +68,7 @@ function generate(r: () => number, i: number): { path: string; body: Buffer; hea
 
 describe('fuzz', () => {
   let env: TapiTestEnv;
-  let tapi: TapiService;
+  let tapi: InProcessTapi;
   beforeAll(async () => {
     env = await createTapiTestEnv('fuzz');
     tapi = await env.start();

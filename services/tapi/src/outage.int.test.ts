@@ -2,8 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { metricValue, sleep, startKafkaBroker, stopProcess, type KafkaBroker } from '@cdp/testkit';
-import type { TapiService } from './service';
-import { createTapiTestEnv, EnvelopeCollector, metrics, restartKafkaBroker, startLoad, waitReady, type TapiTestEnv } from './testing/harness';
+import { createTapiTestEnv, EnvelopeCollector, metrics, restartKafkaBroker, startLoad, waitReady, type InProcessTapi, type TapiTestEnv } from './testing/harness';
 
 
 describe('Kafka outage (private broker)', () => {
@@ -26,7 +25,7 @@ describe('Kafka outage (private broker)', () => {
   it('loses no acknowledged event across a broker outage and a tapi restart during it', async () => {
     env = await createTapiTestEnv('outage', { brokers: broker!.brokers });
     const cfg = { PUBLISH_TIMEOUT_MS: '800', KAFKA_PROBE_INTERVAL_MS: '300' };
-    let tapi: TapiService | undefined = await env.start(cfg);
+    let tapi: InProcessTapi | undefined = await env.start(cfg);
     await waitReady(tapi);
     const load = startLoad(() => tapi?.url, { label: 'outage', batchSize: 5, intervalMs: 15, maxRequests: 4_000, maxMs: 150_000 });
 
@@ -36,9 +35,9 @@ describe('Kafka outage (private broker)', () => {
     const spooledBeforeRestart = tapi.spool.depth;
 
     // Restart tapi while the broker is down: the spool survives on disk.
-    const old: TapiService = tapi;
+    const old: InProcessTapi = tapi;
     tapi = undefined;
-    await old.stop(500);
+    await old.stop();
     tapi = await env.start(cfg);
     expect(tapi.spool.depth).toBeGreaterThanOrEqual(spooledBeforeRestart);
     await sleep(3_000);

@@ -5,13 +5,12 @@ import path from 'node:path';
 import { ConfigResourceTypes } from 'kafkajs';
 import { topicSpecs } from '@cdp/kafka';
 import { metricValue } from '@cdp/testkit';
-import type { TapiService } from './service';
-import { basicAuth, createTapiTestEnv, EnvelopeCollector, metrics, runTapiCli, waitReady, WRITE_KEY, type CliResult, type TapiTestEnv } from './testing/harness';
+import { basicAuth, createTapiTestEnv, EnvelopeCollector, metrics, runTapiCli, waitReady, WRITE_KEY, type CliResult, type InProcessTapi, type TapiTestEnv } from './testing/harness';
 
 describe('records Kafka refuses for good are parked', () => {
   let env: TapiTestEnv;
   let collector: EnvelopeCollector;
-  let tapi: TapiService | undefined;
+  let tapi: InProcessTapi | undefined;
 
   beforeAll(async () => {
     env = await createTapiTestEnv('parked', { keepWarnings: true });
@@ -19,7 +18,7 @@ describe('records Kafka refuses for good are parked', () => {
     await collector.start();
   });
   afterAll(async () => {
-    await tapi?.stop(1_000);
+    await tapi?.stop();
     await collector?.stop();
     await env?.close();
   });

@@ -1,104 +1,85 @@
-import { startOpsServer, listen, type OpsServer, type RunningServer } from '@cdp/http';
+import type { RequestListener } from 'node:http';
+import { listen, type ReadinessCheck, type RunningServer } from '@cdp/http';
 import { topicNames } from '@cdp/kafka';
 import type { Logger } from '@cdp/log';
-import { WorkspaceStore } from '@cdp/workspace';
+import type { BuiltService, ShutdownHooks } from '@cdp/service';
+import type { WorkspaceStore } from '@cdp/workspace';
 import type { TapiConfig } from './config';
-import { Pipeline } from './pipeline';
-import { RateLimiter } from './rate-limit';
-import { watchRuntimeConfig } from './runtime-config';
-import { buildApp } from './server';
+import type { Pipeline } from './pipeline';
+
+/** Time kept from the shutdown deadline for what follows the spool drain (closing clients, ops server). */
+const CLOSE_RESERVE_MS = 8_000;
+
+export interface TapiParts {
+  store: WorkspaceStore;
+  pipeline: Pipeline;
+  /** The public API (built by build.ts), served from start(). */
+  app: RequestListener;
+  stopRuntimeWatch: () => void;
+}
 
 /**
- * Everything tapi runs, built from its config: workspace store → the pipeline (Kafka clusters,
- * spool, publisher, suppression follower) → public and ops servers. main.ts adds signals and
- * exit; integration tests start it in-process.
+ * tapi once built (build.ts): the public API over the pipeline (Kafka clusters, spool, publisher,
+ * suppression follower). start() starts the publisher's loops and the suppression follower, then
+ * listens; the skeleton runs its readiness checks and shutdown hooks.
  */
-export class TapiService {
-  private constructor(
-    readonly config: TapiConfig,
-    readonly logger: Logger,
-    readonly store: WorkspaceStore,
-    readonly pipeline: Pipeline,
-    readonly server: RunningServer,
-    readonly ops: OpsServer,
-    private readonly stopRuntimeWatch: () => void,
-  ) {}
+export class TapiService implements BuiltService {
+  private server: RunningServer | undefined;
+  readonly readiness: ReadinessCheck[];
+  /**
+   * Not ready (the skeleton) → stop taking requests (in-flight ones finish and are stored) →
+   * drain the spool to Kafka while it is reachable, within the shutdown deadline less what
+   * closing needs → close clients. What is not drained stays in the spool for the next start.
+   */
+  readonly shutdown: ShutdownHooks;
+
+  constructor(
+    private readonly config: TapiConfig,
+    private readonly logger: Logger,
+    private readonly parts: TapiParts,
+  ) {
+    const { spool, publisher, suppression } = parts.pipeline;
+    this.readiness = [
+      { name: 'spool', check: async () => ({ ok: !spool.isNearFull, detail: `${spool.depth} events, ${spool.bytes} bytes` }) },
+      ...(suppression ? [{ name: 'suppression', check: async () => ({ ok: suppression.ready, detail: `${suppression.set.size} users` }) }] : []),
+      { name: 'kafka', check: async () => ({ ok: true, detail: publisher.describe() }) },
+    ];
+    this.shutdown = {
+      stopInputs: { 'public-server': () => this.server?.close(5_000), 'runtime-file-watch': parts.stopRuntimeWatch },
+      drain: { spool: () => this.drainSpool(Math.max(1_000, config.SHUTDOWN_TIMEOUT_MS - CLOSE_RESERVE_MS)) },
+      closeClients: { pipeline: () => parts.pipeline.close(), workspace: () => parts.store.close() },
+    };
+  }
 
   get spool() {
-    return this.pipeline.spool;
+    return this.parts.pipeline.spool;
   }
 
   get publisher() {
-    return this.pipeline.publisher;
+    return this.parts.pipeline.publisher;
   }
 
   get suppression() {
-    return this.pipeline.suppression;
+    return this.parts.pipeline.suppression;
   }
 
-  static async start(config: TapiConfig, logger: Logger): Promise<TapiService> {
-    const store = WorkspaceStore.open({ file: config.CDP_WORKSPACE_FILE, pollIntervalMs: config.WORKSPACE_POLL_INTERVAL_MS, logger });
-    const pipeline = await Pipeline.open(config, logger);
-    const { spool, publisher, suppression } = pipeline;
-    const stopRuntimeWatch = config.TAPI_RUNTIME_FILE
-      ? watchRuntimeConfig(config.TAPI_RUNTIME_FILE, config.WORKSPACE_POLL_INTERVAL_MS, logger, (mode) => publisher.setForce(mode))
-      : () => undefined;
-    publisher.start();
-    suppression?.start();
-
-    const rateLimiter = new RateLimiter();
-    store.on('change', (next) => rateLimiter.retain(new Set(next.config.sources.map((s) => s.id))));
-    const app = buildApp({
-      logger,
-      workspace: () => store.current(),
-      publish: (records) => publisher.publish(records),
-      isSuppressed: suppression ? (space, user) => suppression.set.has(space, user) : undefined,
-      rateLimiter,
-      limits: {
-        maxEventBytes: config.MAX_EVENT_BYTES,
-        maxBatchBytes: config.MAX_BATCH_BYTES,
-        maxBatchEvents: config.MAX_BATCH_EVENTS,
-        maxCompressedBytes: config.MAX_COMPRESSED_BYTES,
-        maxExpandedBytes: config.TAPI_MAX_EXPANDED_BYTES,
-      },
-      trustProxy: config.TRUST_PROXY,
-      publicHost: config.TAPI_PUBLIC_HOST,
-    });
-    const ops = await startOpsServer({
-      port: config.OPS_PORT,
-      host: config.HOST,
-      logger,
-      checks: [
-        { name: 'spool', check: async () => ({ ok: !spool.isNearFull, detail: `${spool.depth} events, ${spool.bytes} bytes` }) },
-        ...(suppression ? [{ name: 'suppression', check: async () => ({ ok: suppression.ready, detail: `${suppression.set.size} users` }) }] : []),
-        { name: 'kafka', check: async () => ({ ok: true, detail: publisher.describe() }) },
-      ],
-    });
-    const server = await listen(app, config.PORT, config.HOST);
-    logger.info({ port: server.port, opsPort: ops.port, topic: topicNames(config.CDP_TOPIC_PREFIX).ingest, secondary: Boolean(pipeline.secondary) }, 'tapi started');
-    return new TapiService(config, logger, store, pipeline, server, ops, stopRuntimeWatch);
-  }
-
+  /** The public API's URL, once started. */
   get url(): string {
+    if (!this.server) throw new Error('tapi is not started');
     return this.server.url;
   }
 
-  /**
-   * Graceful stop: not ready → stop taking requests (in-flight ones finish and are stored) →
-   * drain the spool to Kafka while it is reachable → close clients. What is not drained stays
-   * in the spool for the next start.
-   */
-  async stop(drainMs = 10_000): Promise<void> {
-    this.ops.setDraining();
-    await this.server.close(5_000);
-    this.stopRuntimeWatch();
+  async start(): Promise<Record<string, unknown>> {
+    this.publisher.start();
+    this.suppression?.start();
+    this.server = await listen(this.parts.app, this.config.PORT, this.config.HOST);
+    return { port: this.server.port, topic: topicNames(this.config.CDP_TOPIC_PREFIX).ingest, secondary: Boolean(this.parts.pipeline.secondary) };
+  }
+
+  private async drainSpool(drainMs: number): Promise<void> {
     await this.publisher.stop();
-    if (this.spool.depth > 0) {
-      const drained = await this.publisher.drainAll(drainMs);
-      this.logger[drained ? 'info' : 'warn']({ left: this.spool.depth }, drained ? 'spool drained before exit' : 'spool not fully drained; kept for the next start');
-    }
-    await this.pipeline.close();
-    this.store.close();
-    await this.ops.close(1_000);
+    if (this.spool.depth === 0) return;
+    const drained = await this.publisher.drainAll(drainMs);
+    this.logger[drained ? 'info' : 'warn']({ left: this.spool.depth }, drained ? 'spool drained before exit' : 'spool not fully drained; kept for the next start');
   }
 }

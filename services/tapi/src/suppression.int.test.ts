@@ -1,8 +1,7 @@
 import path from 'node:path';
 import { regulationKey } from '@cdp/events';
 import { metricValue, sleep } from '@cdp/testkit';
-import type { TapiService } from './service';
-import { basicAuth, createTapiTestEnv, EnvelopeCollector, metrics, waitReady, WRITE_KEY, type TapiTestEnv } from './testing/harness';
+import { basicAuth, createTapiTestEnv, EnvelopeCollector, metrics, waitReady, WRITE_KEY, type InProcessTapi, type TapiTestEnv } from './testing/harness';
 
 
 describe('GDPR suppression from cdp.regulations', () => {
@@ -23,7 +22,7 @@ describe('GDPR suppression from cdp.regulations', () => {
     value: JSON.stringify({ regulationId: `r-${userId}-${type}`, type, userId, spaceId: 'main', requestedAt: new Date().toISOString() }),
   });
 
-  async function send(tapi: TapiService, userId: string, messageId: string): Promise<void> {
+  async function send(tapi: InProcessTapi, userId: string, messageId: string): Promise<void> {
     const res = await fetch(`${tapi.url}/v1/track`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', Authorization: basicAuth(WRITE_KEY) },

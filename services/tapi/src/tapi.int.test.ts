@@ -2,15 +2,14 @@ import zlib from 'node:zlib';
 import { Analytics } from '@segment/analytics-node';
 import type { Envelope } from '@cdp/events';
 import { metricValue } from '@cdp/testkit';
-import type { TapiService } from './service';
-import { basicAuth, createTapiTestEnv, DISABLED_KEY, EnvelopeCollector, LIMITED_KEY, metrics, SERVER_KEY, waitReady, WRITE_KEY, type TapiTestEnv } from './testing/harness';
+import { basicAuth, createTapiTestEnv, DISABLED_KEY, EnvelopeCollector, LIMITED_KEY, metrics, SERVER_KEY, waitReady, WRITE_KEY, type InProcessTapi, type TapiTestEnv } from './testing/harness';
 
 // Untyped CommonJS SDKs, used exactly as an app would.
 const LegacyAnalytics = require('analytics-node');
 const RudderAnalytics = require('@rudderstack/rudder-sdk-node');
 
 let env: TapiTestEnv;
-let tapi: TapiService;
+let tapi: InProcessTapi;
 let collector: EnvelopeCollector;
 let seq = 0;
 const id = (label: string) => `${label}-${Date.now().toString(36)}-${++seq}`;

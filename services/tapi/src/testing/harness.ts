@@ -4,9 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Kafka } from 'kafkajs';
 import { decodeEnvelope, type Envelope } from '@cdp/events';
+import type { OpsServer } from '@cdp/http';
 import { BatchingProducer, createKafka, type TopicNames } from '@cdp/kafka';
 import { createTestTopics, TopicCollector } from '@cdp/kafka/testing';
 import { createLogger, type Logger } from '@cdp/log';
+import { startService } from '@cdp/service';
 import {
   canConnect,
   freePort,
@@ -20,7 +22,8 @@ import {
   type ServiceProcess,
 } from '@cdp/testkit';
 import { tapiEnv, type TapiConfig } from '../config';
-import { TapiService } from '../service';
+import { tapi } from '../build';
+import type { TapiService } from '../service';
 
 export const WRITE_KEY = 'wk_web_test_0001';
 export const SERVER_KEY = 'wk_server_test_0001';
@@ -42,6 +45,9 @@ export function workspaceJson(): string {
   });
 }
 
+/** tapi's parts (what build returned) with its ops server and stop() (the shutdown phases; resolves to the exit code). */
+export type InProcessTapi = TapiService & { ops: OpsServer; stop(): Promise<number> };
+
 export interface TapiTestEnv {
   dir: string;
   prefix: string;
@@ -54,7 +60,8 @@ export interface TapiTestEnv {
   config(overrides?: Record<string, string>): TapiConfig;
   /** The last warnings and errors logged (with `keepWarnings`), for failure messages. */
   recentLogs(): string;
-  start(overrides?: Record<string, string>): Promise<TapiService>;
+  /** tapi in this process, built and started like main.ts (SHUTDOWN_TIMEOUT_MS 9 s unless overridden: a 1 s spool drain). */
+  start(overrides?: Record<string, string>): Promise<InProcessTapi>;
   close(): Promise<void>;
 }
 
@@ -100,7 +107,7 @@ export async function createTapiTestEnv(
     PUBLISH_TIMEOUT_MS: '1500',
     KAFKA_PROBE_INTERVAL_MS: '300',
   };
-  const services: TapiService[] = [];
+  const started: InProcessTapi[] = [];
   const env: TapiTestEnv = {
     dir,
     prefix,
@@ -113,12 +120,13 @@ export async function createTapiTestEnv(
     config: (overrides = {}) => tapiEnv.parse({ ...baseEnv, ...overrides }),
     recentLogs: () => recent.text(),
     start: async (overrides = {}) => {
-      const service = await TapiService.start(env.config(overrides), logger);
-      services.push(service);
-      return service;
+      const running = await startService(tapi, env.config({ SHUTDOWN_TIMEOUT_MS: '9000', ...overrides }), { logger });
+      const instance = Object.assign(running.service, { ops: running.ops, stop: running.stop });
+      started.push(instance);
+      return instance;
     },
     close: async () => {
-      for (const s of services) await s.stop(1_000).catch(() => undefined);
+      for (const s of started) await s.stop().catch(() => undefined);
       await producer.disconnect().catch(() => undefined);
       fs.rmSync(dir, { recursive: true, force: true });
     },
@@ -153,7 +161,7 @@ export async function startTapiProcess(env: TapiTestEnv, overrides: Record<strin
 }
 
 /** Polls /readyz until it answers 200. */
-export async function waitReady(service: TapiService, timeoutMs = 30_000): Promise<void> {
+export async function waitReady(service: InProcessTapi, timeoutMs = 30_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const res = await fetch(`${service.ops.url}/readyz`).catch(() => undefined);
@@ -163,7 +171,7 @@ export async function waitReady(service: TapiService, timeoutMs = 30_000): Promi
   }
 }
 
-export async function metrics(service: TapiService): Promise<string> {
+export async function metrics(service: InProcessTapi): Promise<string> {
   return (await fetch(`${service.ops.url}/metrics`)).text();
 }
 
