@@ -112,22 +112,85 @@ describe('route', () => {
     expect(targets(event({ type: 'identify', event: undefined }), ws)).not.toContain('tracks/default');
   });
 
-  it('fails closed on FQL it cannot evaluate yet: subscription conditions and filter rules', () => {
+  it('a subscription gets the events its subscribe condition matches; a condition that cannot be evaluated gets none', () => {
     const ws = workspace({
       destinations: [
-        { id: 'cond', name: 'Cond', type: 'webhook', settings: { url: 'http://127.0.0.1:1/c' }, subscriptions: [{ id: 's', name: 'S', subscribe: 'type = "track"' }] },
-        { id: 'rules', name: 'Rules', type: 'webhook', settings: { url: 'http://127.0.0.1:1/r' }, filters: { rules: [{ name: 'x', if: 'all', actions: [{ type: 'drop' }] }] } },
+        {
+          id: 'cond',
+          name: 'Cond',
+          type: 'webhook',
+          settings: { url: 'http://127.0.0.1:1/c' },
+          subscriptions: [
+            { id: 'tracks', name: 'Tracks', subscribe: 'type = "track"' },
+            { id: 'big', name: 'Big', subscribe: 'properties.total > 100' },
+            { id: 'broken', name: 'Broken', subscribe: 'nosuch(type)' },
+          ],
+        },
       ],
     });
-    const routing = route(event(), ws);
-    expect(routing.routes.map((r) => r.destination.id)).not.toEqual(expect.arrayContaining(['cond']));
-    expect(routing.routes.map((r) => r.destination.id)).not.toEqual(expect.arrayContaining(['rules']));
-    expect(routing.skipped).toEqual(
-      expect.arrayContaining([
-        { destinationId: 'cond', subscriptionId: 's', reason: 'subscription_condition_unsupported' },
-        { destinationId: 'rules', reason: 'filter_rules_unsupported' },
-      ]),
-    );
+    expect(targets(event({ properties: { total: 5 } }), ws).filter((t) => t.startsWith('cond/'))).toEqual(['cond/tracks']);
+    expect(targets(event({ properties: { total: 500 } }), ws).filter((t) => t.startsWith('cond/'))).toEqual(['cond/tracks', 'cond/big']);
+    expect(targets(event({ type: 'identify', event: undefined }), ws).filter((t) => t.startsWith('cond/'))).toEqual([]);
+    const skipped = route(event(), ws).skipped.filter((s) => s.destinationId === 'cond');
+    expect(skipped).toEqual([
+      { destinationId: 'cond', subscriptionId: 'big', reason: 'subscription_condition' },
+      { destinationId: 'cond', subscriptionId: 'broken', reason: 'subscription_condition_error', detail: expect.stringMatching(/unknown function 'nosuch'/) },
+    ]);
+  });
+
+  describe('destination filter rules (Segment order: sample, drop, drop properties, allow properties)', () => {
+    const withRules = (rules: unknown[], connectionRules: unknown[] = []) =>
+      workspace({
+        destinations: [{ id: 'f', name: 'F', type: 'webhook', settings: { url: 'http://127.0.0.1:1/f' }, filters: { rules } }],
+        connections: [{ sourceId: 'web', destinationId: 'f', filters: { rules: connectionRules } }],
+      });
+    const routed = (e: Envelope, ws: Workspace, random?: () => number) => route(e, ws, random).routes.find((r) => r.destination.id === 'f');
+    const reasonFor = (e: Envelope, ws: Workspace, random?: () => number) => route(e, ws, random).skipped.find((s) => s.destinationId === 'f')?.reason;
+
+    it('drop when the condition matches, keep otherwise; the connection rules apply too', () => {
+      const ws = withRules([{ name: 'test users', if: 'match(userId, "test_*")', actions: [{ type: 'drop' }] }], [{ name: 'eu', if: 'context.region = "eu"', actions: [{ type: 'drop' }] }]);
+      expect(reasonFor(event({ userId: 'test_1' }), ws)).toBe('filter_drop');
+      expect(routed(event({ userId: 'real' }), ws)).toBeDefined();
+      expect(reasonFor(event({ userId: 'real', context: { region: 'eu' } }), ws)).toBe('filter_drop');
+      // A disabled rule does nothing.
+      expect(routed(event({ userId: 'test_1' }), withRules([{ name: 'off', enabled: false, if: 'all', actions: [{ type: 'drop' }] }]))).toBeDefined();
+    });
+
+    it('fails closed: a rule whose condition does not parse drops the event', () => {
+      const ws = withRules([{ name: 'typo', if: 'userId = ', actions: [{ type: 'drop_properties', fields: { '': ['userId'] } }] }]);
+      expect(reasonFor(event(), ws)).toBe('filter_error');
+    });
+
+    it('sample: by path the same value always draws the same; without a path the draw decides', () => {
+      const ws = withRules([{ name: 'half', if: 'all', actions: [{ type: 'sample', percent: 50, path: 'userId' }] }]);
+      const kept = Array.from({ length: 400 }, (_, i) => routed(event({ userId: `u${i}` }), ws) !== undefined).filter(Boolean).length;
+      expect(kept).toBeGreaterThan(150);
+      expect(kept).toBeLessThan(250);
+      for (let i = 0; i < 20; i++) expect(routed(event({ userId: 'same' }), ws) !== undefined).toBe(routed(event({ userId: 'same' }), ws) !== undefined);
+      const unkeyed = withRules([{ name: 'ten', if: 'all', actions: [{ type: 'sample', percent: 10 }] }]);
+      expect(routed(event(), unkeyed, () => 0.05)).toBeDefined();
+      expect(reasonFor(event(), unkeyed, () => 0.5)).toBe('filter_sample');
+      // Sample comes before drop: an event the sample leaves out counts as sampled.
+      const both = withRules([{ name: 'x', if: 'all', actions: [{ type: 'drop' }, { type: 'sample', percent: 10 }] }]);
+      expect(reasonFor(event(), both, () => 0.5)).toBe('filter_sample');
+      expect(reasonFor(event(), both, () => 0.05)).toBe('filter_drop');
+    });
+
+    it('drop and allow properties change a copy of the message for this destination only', () => {
+      const ws = withRules([
+        { name: 'pii', if: 'all', actions: [{ type: 'drop_properties', fields: { '': ['userId'], properties: ['email'], 'context.traits': ['phone'] } }] },
+        { name: 'only', if: 'type = "track"', actions: [{ type: 'allow_properties', fields: { properties: ['total', 'email'] } }] },
+      ]);
+      const e = event({ properties: { total: 3, email: 'a@b', extra: 1 }, context: { traits: { phone: '1', name: 'n' } } });
+      const routing = route(e, ws);
+      const f = routing.routes.find((r) => r.destination.id === 'f')!;
+      expect(f.message).toEqual({ ...e.message, userId: undefined, properties: { total: 3 }, context: { traits: { name: 'n' } } });
+      expect('userId' in f.message).toBe(false);
+      // Other destinations and the event itself are untouched.
+      expect(routing.routes.find((r) => r.destination.id === 'hook')!.message).toBe(e.message);
+      expect(e.message.properties).toEqual({ total: 3, email: 'a@b', extra: 1 });
+      expect(jobsFor(e, [f])[0].payload).toBe(f.message);
+    });
   });
 });
 

@@ -1,11 +1,13 @@
 import type { Envelope } from '@cdp/events';
 import type { Destination, Filters, Subscription, Workspace } from '@cdp/workspace';
+import { applyFilterRules, evaluateFql } from './filters';
 
 /**
  * Which (destination, subscription) pairs an event goes to (DESIGN.md "Routing", "Replay"):
  * every enabled subscription of every enabled destination connected to the event's source, less
- * what the message's `integrations` object, a replay's destination list and the type/event-name
- * filters exclude. Pure: no I/O, one workspace version per call.
+ * what the message's `integrations` object, a replay's destination list, the type/event-name
+ * filters, the destination filter rules (FQL) and the subscriptions' `subscribe` conditions
+ * exclude. No I/O; one workspace version per call; `random` draws unkeyed samples.
  */
 
 /** Why a destination (or one of its subscriptions) gets no job for an event; a metric label. */
@@ -18,23 +20,27 @@ export type SkipReason =
   | 'filter'
   /** The subscription is disabled. */
   | 'subscription_disabled'
-  /**
-   * The subscription's `subscribe` is an FQL condition other than `all`: transform has no FQL
-   * evaluator yet, and sending every event would deliver what the user excluded, so it fails
-   * closed.
-   */
-  | 'subscription_condition_unsupported'
-  /** The destination or the connection has FQL filter `rules`: not evaluated yet, so it fails closed (Segment drops on evaluator errors). */
-  | 'filter_rules_unsupported';
+  /** The subscription's `subscribe` condition (FQL) does not match the event. */
+  | 'subscription_condition'
+  /** The subscription's condition cannot be evaluated (syntax or type error): no job, fail closed. */
+  | 'subscription_condition_error'
+  /** A destination filter rule dropped the event (`drop`). */
+  | 'filter_drop'
+  /** A `sample` action of a destination filter left the event out. */
+  | 'filter_sample'
+  /** A filter rule's condition cannot be evaluated: the event is dropped (fail closed, as Segment). */
+  | 'filter_error';
 
 export interface Route {
   destination: Destination;
   subscription: Subscription;
+  /** The message for this destination: the event's, or a copy the filters' property actions changed. */
+  message: Record<string, unknown>;
 }
 
 export interface Routing {
   routes: Route[];
-  skipped: Array<{ destinationId: string; subscriptionId?: string; reason: SkipReason }>;
+  skipped: Array<{ destinationId: string; subscriptionId?: string; reason: SkipReason; detail?: string }>;
 }
 
 /**
@@ -85,11 +91,11 @@ export function passesFilters(filters: Filters | undefined, message: Envelope['m
   return true;
 }
 
-export function route(envelope: Envelope, workspace: Workspace): Routing {
+export function route(envelope: Envelope, workspace: Workspace, random?: () => number): Routing {
   const routing: Routing = { routes: [], skipped: [] };
   const replayTo = envelope.replay ? new Set(envelope.replay.destinations) : undefined;
   for (const destination of workspace.destinationsForSource(envelope.sourceId)) {
-    const skip = (reason: SkipReason) => routing.skipped.push({ destinationId: destination.id, reason });
+    const skip = (reason: SkipReason, detail?: string) => routing.skipped.push({ destinationId: destination.id, reason, ...(detail ? { detail } : {}) });
     if (replayTo && !replayTo.has(destination.id)) {
       skip('replay');
       continue;
@@ -103,21 +109,24 @@ export function route(envelope: Envelope, workspace: Workspace): Routing {
       skip('filter');
       continue;
     }
-    if (destination.filters.rules.length > 0 || (connection?.filters.rules.length ?? 0) > 0) {
-      skip('filter_rules_unsupported');
+    // Segment's filters apply before mappings: the destination's rules, then the connection's.
+    const filtered = applyFilterRules([...destination.filters.rules, ...(connection?.filters.rules ?? [])], envelope.message, random);
+    if (filtered.kind === 'drop') {
+      skip(filtered.reason, filtered.detail);
       continue;
     }
     for (const subscription of destination.subscriptions) {
-      const reason = subscriptionSkip(subscription);
-      if (reason) routing.skipped.push({ destinationId: destination.id, subscriptionId: subscription.id, reason });
-      else routing.routes.push({ destination, subscription });
+      const skipSubscription = (reason: SkipReason, detail?: string) =>
+        routing.skipped.push({ destinationId: destination.id, subscriptionId: subscription.id, reason, ...(detail ? { detail } : {}) });
+      if (!subscription.enabled) {
+        skipSubscription('subscription_disabled');
+        continue;
+      }
+      const matched = evaluateFql(subscription.subscribe, filtered.message);
+      if (matched instanceof Error) skipSubscription('subscription_condition_error', matched.message);
+      else if (!matched) skipSubscription('subscription_condition');
+      else routing.routes.push({ destination, subscription, message: filtered.message });
     }
   }
   return routing;
-}
-
-function subscriptionSkip(subscription: Subscription): SkipReason | undefined {
-  if (!subscription.enabled) return 'subscription_disabled';
-  if (subscription.subscribe.trim() !== 'all') return 'subscription_condition_unsupported';
-  return undefined;
 }
