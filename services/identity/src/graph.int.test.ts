@@ -21,6 +21,7 @@ const prefix = `t${currentRunId()}-${uniqueSuffix()}-`;
 beforeAll(async () => {
   client = dynamoClient({ AWS_REGION: LOCAL_AWS_ENV.AWS_REGION, DYNAMODB_ENDPOINT: requireEnv('DYNAMODB_ENDPOINT') });
   tables = tableNames(prefix);
+  store = new GraphStore(client, tables);
 });
 
 afterAll(async () => {
@@ -65,11 +66,12 @@ describe('identity-tables', () => {
     expect(again.stdout).not.toContain('created');
     expect((await cli('check')).code).toBe(0);
     expect(await ensureTables(client, tables)).toEqual({ created: [], problems: [] });
-    store = new GraphStore(client, tables);
   });
 });
 
 describe('resolution on DynamoDB Local', () => {
+  beforeAll(() => ensureTables(client, tables));
+
   it('anonymous then identified: one profile', async () => {
     const space = newSpace();
     const [a, b, c] = await resolveAll(space, [{ anonymousId: 'a1' }, { type: 'identify', anonymousId: 'a1', userId: 'u1', traits: { email: 'u1@x.io' } }, { userId: 'u1' }]);
@@ -187,6 +189,8 @@ describe('resolution on DynamoDB Local', () => {
 });
 
 describe('concurrent resolvers', () => {
+  beforeAll(() => ensureTables(client, tables));
+
   /** A resolver that, on its first attempt, waits at `gate` between its reads and its write. */
   function pausedResolver(gate: Promise<void>, reached: () => void): Resolver {
     return new Resolver(store, {
