@@ -1,0 +1,120 @@
+// pnpm bench:identity — identity's resolution rate on DynamoDB Local on this box (started and
+// stopped here), for a known-user mix and a new-user mix, against the same DynamoDB Local's raw
+// GetItem and PutItem rates at the same concurrency. Kafka is left out (the stage's output goes
+// to a counting sink): this measures the graph work per event. Ends with one JSON line.
+import { GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import type { Envelope, SegmentMessage } from '@cdp/events';
+import type { BatchContext, Decoded } from '@cdp/kafka';
+import { percentile, startInfra, stopInfra } from '@cdp/testkit';
+import { parseWorkspace } from '@cdp/workspace';
+import { GraphStore } from '../graph';
+import { Resolver } from '../resolver';
+import { IdentityStage } from '../service';
+import { dynamoClient, ensureTables, KEY, tableNames } from '../tables';
+
+const PHASE_MS = Number(process.env.BENCH_IDENTITY_PHASE_MS ?? 10_000);
+/** Partitions handled at once by one process (IDENTITY_PARTITIONS_CONCURRENTLY's default). */
+const CONCURRENCY = 4;
+const CHUNK = 100;
+/** Users of the known mix: few enough that most events find their user in the caches. */
+const KNOWN_USERS = Number(process.env.BENCH_IDENTITY_KNOWN_USERS ?? 200);
+
+async function timed(label: string, run: (worker: number, i: number) => Promise<number>): Promise<{ rate: number; p99Ms: number }> {
+  const until = Date.now() + PHASE_MS;
+  const latencies: number[] = [];
+  let done = 0;
+  const t0 = Date.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async (_, w) => {
+      for (let i = 0; Date.now() < until; i++) {
+        const start = performance.now();
+        const n = await run(w, i);
+        latencies.push(performance.now() - start);
+        done += n;
+      }
+    }),
+  );
+  const rate = Math.round(done / ((Date.now() - t0) / 1000));
+  const p99Ms = Number(percentile(latencies, 0.99).toFixed(2));
+  process.stderr.write(`${label}: ${rate}/s (${done} in ${PHASE_MS} ms, p99 per call ${p99Ms} ms)\n`);
+  return { rate, p99Ms };
+}
+
+async function main(): Promise<void> {
+  const infra = await startInfra(['dynamodb']);
+  try {
+    Object.assign(process.env, infra.env);
+    const client = dynamoClient({ AWS_REGION: infra.env.AWS_REGION ?? 'us-east-1', DYNAMODB_ENDPOINT: infra.env.DYNAMODB_ENDPOINT });
+    const tables = tableNames('bench-');
+    await ensureTables(client, tables);
+
+    const put = await timed('raw PutItem', async (w, i) => {
+      await client.send(new PutItemCommand({ TableName: tables.ids, Item: { [KEY]: { S: `raw|${w}-${i}` }, profileId: { S: 'p' } } }));
+      return 1;
+    });
+    const get = await timed('raw GetItem', async (w, i) => {
+      await client.send(new GetItemCommand({ TableName: tables.ids, Key: { [KEY]: { S: `raw|${w}-${i % 1000}` } }, ConsistentRead: true }));
+      return 1;
+    });
+
+    const workspace = parseWorkspace(JSON.stringify({ spaces: [{ id: 'main', name: 'Main' }], sources: [{ id: 'web', name: 'web', spaceId: 'main', writeKeys: ['wk_bench_identity'] }] }), { format: 'json' });
+    const resolver = new Resolver(new GraphStore(client, tables), { cacheTtlMs: 5_000, cacheEntries: 100_000 });
+    let published = 0;
+    const stage = new IdentityStage({ resolver, producer: { send: async (_t, m) => void (published += m.length) }, outputTopic: 'sink', workspace: () => workspace });
+    const ctx: BatchContext = { topic: 'bench', partition: 0, heartbeat: async () => undefined, deadLetter: () => undefined, isRunning: () => true };
+    let seq = 0;
+    const item = (m: Partial<SegmentMessage>): Decoded<Envelope> => {
+      const messageId = `b${++seq}`;
+      const at = new Date(Date.UTC(2026, 0, 1) + seq).toISOString();
+      const message = { type: 'track', event: 'Viewed', messageId, timestamp: at, ...m } as SegmentMessage;
+      return { message: { topic: 'bench', partition: 0, offset: String(seq), key: null, value: null, headers: {}, timestamp: '0' }, value: { v: 1, sourceId: 'web', messageId, receivedAt: at, message } };
+    };
+
+    // Known users: identified once (not timed), then tracks by userId or anonymousId, ~1 in 20 an identify with a changed trait.
+    for (let u = 0; u < KNOWN_USERS; u += CHUNK) {
+      await stage.handle(Array.from({ length: CHUNK }, (_, k) => item({ type: 'identify', userId: `u${u + k}`, anonymousId: `a${u + k}`, traits: { email: `u${u + k}@x.io` } })), ctx);
+    }
+    const pick = () => Math.floor(Math.random() * KNOWN_USERS);
+    const known = await timed('known-user mix (events)', async () => {
+      const chunk = Array.from({ length: CHUNK }, (_, k) => {
+        const u = pick();
+        if (k % 20 === 0) return item({ type: 'identify', userId: `u${u}`, traits: { plan: `p${seq}` } });
+        return item(k % 2 ? { userId: `u${u}` } : { anonymousId: `a${u}` });
+      });
+      await stage.handle(chunk, ctx);
+      return chunk.length;
+    });
+    // New users: an anonymous visit then its identify, every one new.
+    const fresh = await timed('new-user mix (events)', async (w, i) => {
+      const chunk: Decoded<Envelope>[] = [];
+      for (let k = 0; k < CHUNK / 2; k++) {
+        const id = `n${w}-${i}-${k}`;
+        chunk.push(item({ anonymousId: `a-${id}` }), item({ type: 'identify', userId: `u-${id}`, anonymousId: `a-${id}`, traits: { email: `${id}@x.io` } }));
+      }
+      await stage.handle(chunk, ctx);
+      return chunk.length;
+    });
+    client.destroy();
+    process.stderr.write(`published ${published} events to the counting sink; concurrency ${CONCURRENCY}, chunks of ${CHUNK}\n`);
+    process.stdout.write(
+      `${JSON.stringify({
+        bench: 'identity',
+        value: known.rate,
+        unit: 'events/s',
+        baseline: get.rate,
+        ratio: Number((known.rate / get.rate).toFixed(2)),
+        p99_ms: known.p99Ms,
+        new_user_events_per_s: fresh.rate,
+        new_user_baseline_put_per_s: put.rate,
+        new_user_ratio: Number((fresh.rate / put.rate).toFixed(2)),
+      })}\n`,
+    );
+  } finally {
+    await stopInfra(infra);
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench:identity failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});
