@@ -1,7 +1,7 @@
 // An HTTP sink in its own process (tests fork dist/testing/sink-process.js), so the sink's CPU
 // does not count against the director's latency. Routes come as JSON in argv[2]:
 // { "/path": { "status": 200, "delayMs": 5 } | "hang" }. Records each request's arrival time and
-// the `properties` of its JSON body; the parent asks for them with the message "dump".
+// the `properties` of its JSON body; the parent asks for them with the message { dump: tag }.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -34,7 +34,11 @@ const server = http.createServer((req, res) => {
 server.keepAliveTimeout = 60_000;
 server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }));
 process.on('message', (msg: unknown) => {
-  if (msg === 'dump') process.send?.({ seen });
+  // { dump: tag }: the requests whose properties.tag is `tag` (all of them for '').
+  if (typeof msg === 'object' && msg !== null && 'dump' in msg) {
+    const tag = String(msg.dump);
+    process.send?.({ tag, seen: tag === '' ? seen : seen.filter((s) => (s.properties as { tag?: unknown } | null)?.tag === tag) });
+  }
   if (msg === 'stop') {
     server.closeAllConnections();
     server.close(() => process.exit(0));
