@@ -6,7 +6,7 @@ import { decodeEnvelope, encodeEnvelope, type Envelope, type SegmentMessage } fr
 import { BatchingProducer, createKafka, type Kafka, type TopicNames } from '@cdp/kafka';
 import { createTestTopics, readTopic } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
-import { LOCAL_AWS_ENV, metricValue, requireEnv, startServiceProcess, testTopicPrefix, uniqueSuffix, waitServiceReady, type ServiceProcess } from '@cdp/testkit';
+import { LOCAL_AWS_ENV, metricValue, requireEnv, startServiceProcess, testTopicPrefix, uniqueSuffix, waitServiceExit, waitServiceReady, type ServiceProcess } from '@cdp/testkit';
 import { dynamoClient, ensureTables, tableNames, type TableNames } from './tables';
 import { dumpGraph, groupsOf, liveProfileOf } from './testing/graph';
 
@@ -132,5 +132,27 @@ describe('identity service (real broker, DynamoDB Local, two processes)', () => 
     for (const e of replayOut) expect(e.profileId).toBe(liveOfUser.get(Number(e.message.userId!.slice(1))));
     const again = await dumpGraph(dynamo, tables, 'main');
     expect([...again.profiles.values()].reduce((n, p) => n + p.events, 0)).toBe(counted);
+
+    // An event of a source the workspace does not know goes to cdp.dlq; the partition goes on.
+    await producer.send(topics.deduped, [{ key: 'ghost:g1', value: envelope({ userId: 'u0' }, { sourceId: 'ghost' }).value }]);
+    expect((await readTopic(kafka, topics.dlq, 1, { timeoutMs: 60_000 })).map((m) => m.key)).toEqual(['ghost:g1']);
   }, 360_000);
+
+  it('fails its start naming the tables identity-tables has not created', async () => {
+    const proc = await startServiceProcess(
+      'identity',
+      {
+        KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
+        CDP_TOPIC_PREFIX: topicPrefix,
+        CDP_WORKSPACE_FILE: path.join(dir, 'workspace.json'),
+        ...LOCAL_AWS_ENV,
+        DYNAMODB_ENDPOINT: requireEnv('DYNAMODB_ENDPOINT'),
+        IDENTITY_TABLE_PREFIX: `absent-${uniqueSuffix()}-`,
+      },
+      { captureOutput: true },
+    );
+    expect(await waitServiceExit(proc, 30_000)).not.toBe(0);
+    expect(proc.output()).toMatch(/identity-ids: missing.*identity-profiles: missing/);
+    expect(proc.output()).toContain('identity-tables create');
+  });
 });
