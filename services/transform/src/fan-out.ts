@@ -58,6 +58,7 @@ export class FanOut {
     const jobs: RpcJobInput[] = [];
     const owner: number[] = []; // job index → item index
     const skipped: string[] = [];
+    let notRun = 0;
     items.forEach((item, i) => {
       const routing = route(item.value, workspace);
       for (const job of jobsFor(item.value, routing.routes)) {
@@ -65,6 +66,8 @@ export class FanOut {
         owner.push(i);
       }
       for (const s of routing.skipped) skipped.push(s.reason);
+      if (routing.dropped) skipped.push(routing.dropped.reason);
+      notRun += routing.transformationsNotRun;
     });
 
     let results: JobResult[];
@@ -85,6 +88,7 @@ export class FanOut {
 
     // Counted once the chunk is through, so a retried chunk is not counted twice.
     for (const reason of skipped) transformMetrics.skipped.labels(reason).inc();
+    transformMetrics.codeNotRun.inc(notRun);
     const rejections = new Map<number, string[]>();
     results.forEach((result, j) => {
       transformMetrics.jobs.labels(jobs[j].destinationId, result.status).inc();

@@ -14,8 +14,12 @@ export const transformMetrics = {
   }),
   skipped: counter({
     name: 'cdp_transform_skipped_total',
-    help: 'Destinations (or subscriptions) an event did not go to, by reason (integrations, replay, filter, ...)',
+    help: 'Destinations or subscriptions an event did not go to, or whole events a transformation dropped, by reason (integrations, replay, filter_drop, transformation_drop, ...)',
     labelNames: ['reason'] as const,
+  }),
+  codeNotRun: counter({
+    name: 'cdp_transform_code_transformations_not_run_total',
+    help: '`code` transformations events passed without being run (no sandbox yet)',
   }),
   unavailable: counter({
     name: 'cdp_transform_directors_unavailable_total',

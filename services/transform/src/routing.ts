@@ -1,6 +1,7 @@
 import type { Envelope } from '@cdp/events';
 import type { Destination, Filters, Subscription, Workspace } from '@cdp/workspace';
 import { applyFilterRules, evaluateFql } from './filters';
+import { applyTransformations } from './transformations';
 
 /**
  * Which (destination, subscription) pairs an event goes to (DESIGN.md "Routing", "Replay"):
@@ -40,6 +41,10 @@ export interface Route {
 
 export interface Routing {
   routes: Route[];
+  /** The source's transformations dropped the event (`drop_event`, or a condition that cannot be evaluated). */
+  dropped?: { reason: 'transformation_drop' | 'transformation_error'; detail?: string };
+  /** `code` transformations the event passed without being run (no sandbox yet). */
+  transformationsNotRun: number;
   skipped: Array<{ destinationId: string; subscriptionId?: string; reason: SkipReason; detail?: string }>;
 }
 
@@ -81,9 +86,9 @@ export function integrationEnabled(integrations: unknown, names: readonly string
 }
 
 /** The type and event-name filters of a destination or a connection: true when the event passes. */
-export function passesFilters(filters: Filters | undefined, message: Envelope['message']): boolean {
+export function passesFilters(filters: Filters | undefined, message: Record<string, unknown>): boolean {
   if (!filters) return true;
-  if (filters.allowTypes && !filters.allowTypes.includes(message.type)) return false;
+  if (filters.allowTypes && !(filters.allowTypes as readonly unknown[]).includes(message.type)) return false;
   if (message.type !== 'track') return true;
   const event = typeof message.event === 'string' ? message.event : '';
   if (filters.allowEvents && !filters.allowEvents.includes(event)) return false;
@@ -92,7 +97,14 @@ export function passesFilters(filters: Filters | undefined, message: Envelope['m
 }
 
 export function route(envelope: Envelope, workspace: Workspace, random?: () => number): Routing {
-  const routing: Routing = { routes: [], skipped: [] };
+  const routing: Routing = { routes: [], skipped: [], transformationsNotRun: 0 };
+  const transformed = applyTransformations(workspace.source(envelope.sourceId)?.transformations ?? [], envelope.message);
+  if (transformed.kind === 'drop') {
+    routing.dropped = { reason: transformed.reason, ...(transformed.detail ? { detail: transformed.detail } : {}) };
+    return routing;
+  }
+  routing.transformationsNotRun = transformed.notRun;
+  const message = transformed.message;
   const replayTo = envelope.replay ? new Set(envelope.replay.destinations) : undefined;
   for (const destination of workspace.destinationsForSource(envelope.sourceId)) {
     const skip = (reason: SkipReason, detail?: string) => routing.skipped.push({ destinationId: destination.id, reason, ...(detail ? { detail } : {}) });
@@ -100,17 +112,17 @@ export function route(envelope: Envelope, workspace: Workspace, random?: () => n
       skip('replay');
       continue;
     }
-    if (!integrationEnabled(envelope.message.integrations, integrationNames(destination))) {
+    if (!integrationEnabled(message.integrations, integrationNames(destination))) {
       skip('integrations');
       continue;
     }
     const connection = workspace.connection(envelope.sourceId, destination.id);
-    if (!passesFilters(destination.filters, envelope.message) || !passesFilters(connection?.filters, envelope.message)) {
+    if (!passesFilters(destination.filters, message) || !passesFilters(connection?.filters, message)) {
       skip('filter');
       continue;
     }
     // Segment's filters apply before mappings: the destination's rules, then the connection's.
-    const filtered = applyFilterRules([...destination.filters.rules, ...(connection?.filters.rules ?? [])], envelope.message, random);
+    const filtered = applyFilterRules([...destination.filters.rules, ...(connection?.filters.rules ?? [])], message, random);
     if (filtered.kind === 'drop') {
       skip(filtered.reason, filtered.detail);
       continue;
