@@ -47,7 +47,10 @@ start_service identity
 # director stays not-ready until it holds one). Names of their own on the shared MySQL server.
 export CDP_CONTROL_DB=${CDP_CONTROL_DB:-cdp_stack_control}
 start_service jobdb-manager POD_NAME=local JOBDB_DATABASE_PREFIX="${JOBDB_DATABASE_PREFIX:-cdp_stack_jobdb_}"
-start_service director PORT="${DIRECTOR_PORT:-8090}" POD_NAME=local DIRECTOR_RPC_TOKEN="${DIRECTOR_RPC_TOKEN:-local-dev-only-director-token}"
+director_token=${DIRECTOR_RPC_TOKEN:-local-dev-only-director-token}
+start_service director PORT="${DIRECTOR_PORT:-8090}" POD_NAME=local DIRECTOR_RPC_TOKEN="$director_token"
 echo "    director RPC: http://127.0.0.1:${DIRECTOR_PORT:-8090}/v1/jobs (Authorization: Bearer \$DIRECTOR_RPC_TOKEN)"
+# transform reads cdp.identified and hands the jobs to the director above.
+start_service transform DIRECTOR_RPC_URLS="http://127.0.0.1:${DIRECTOR_PORT:-8090}" DIRECTOR_RPC_TOKEN="$director_token"
 echo "the stack is up (dependencies in .infra/env); press Ctrl-C to stop"
 wait -n "${pids[@]}" 2>/dev/null || while true; do sleep 3600; done
