@@ -21,11 +21,11 @@ const PAD_BYTES = 20_000;
 const BUDGET_BYTES = 8 * 1024 * 1024;
 /**
  * The director process's peak RSS must stay below this. Measured on the 2-core machine: 138 MB
- * for a director that adopts 50 such jobs, 212-256 MB for 6,000-12,000 (the heap is ~30 MB after
+ * for a director that adopts 50 such jobs, 212-265 MB for 6,000-12,000 (the heap is ~30 MB after
  * each full GC; V8 lets it grow to ~115 MB between them). Adoption as it was (one query for every
  * open job with its payload) held all 240 MB of payloads at once on top of the 138 MB.
  */
-const RSS_LIMIT_BYTES = 300 * 1024 * 1024;
+const RSS_LIMIT_BYTES = 320 * 1024 * 1024;
 
 describe('memory bounded in bytes', () => {
   let orphan: { id: string; database: string };
@@ -72,7 +72,7 @@ describe('memory bounded in bytes', () => {
     await director.stop();
   });
 
-  it(`a director process with an 8 MiB budget adopts ${JOBS} open jobs of 20 KB (240 MB), delivers every one, peak RSS under 300 MB`, async () => {
+  it(`a director process with an 8 MiB budget adopts ${JOBS} open jobs of 20 KB (240 MB), delivers every one, peak RSS under 320 MB`, async () => {
     const { env, sink } = suite;
     await env.provision('proc', 'active');
     const seen = new Set<string>();
