@@ -1,0 +1,148 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { S3Client } from '@aws-sdk/client-s3';
+import type { Kafka } from 'kafkajs';
+import { encodeEnvelope, type Envelope } from '@cdp/events';
+import { BatchingProducer, createKafka, type TopicNames } from '@cdp/kafka';
+import { createTestTopics } from '@cdp/kafka/testing';
+import { createLogger } from '@cdp/log';
+import { LOCAL_AWS_ENV, localS3ClientConfig, requireEnv, sleep, startServiceProcess, testTopicPrefix, uniqueSuffix, waitFor, waitServiceReady, type ServiceProcess } from '@cdp/testkit';
+import { readManifest, readObjectLines } from './reader';
+
+const PARTITIONS = 4;
+const RAW = 24_000;
+const UNDELIVERED = 1_200;
+const PADDING = 'x'.repeat(1_000); // ~1.2 KB per record: ~30 MB of raw records
+const HOURS = ['2026-12-04T10', '2026-12-04T11'];
+
+describe('archiver process on the real broker and S3Proxy', () => {
+  let kafka: Kafka;
+  let topics: TopicNames;
+  let producer: BatchingProducer;
+  let s3: S3Client;
+  let dir: string;
+  let topicPrefix: string;
+  const source = `web${uniqueSuffix().replace(/[^A-Za-z0-9_-]/g, '')}`;
+  const groupId = `archiver-${uniqueSuffix()}`;
+  const procs: ServiceProcess[] = [];
+  const bucket = requireEnv('S3_BUCKET');
+
+  beforeAll(async () => {
+    const logger = createLogger({ name: 'archiver-test', level: 'warn' });
+    kafka = createKafka({ brokers: requireEnv('KAFKA_BROKERS').split(','), clientId: 'archiver-test', logger });
+    topicPrefix = testTopicPrefix('archiver');
+    topics = await createTestTopics(kafka, topicPrefix, { partitions: PARTITIONS });
+    producer = new BatchingProducer(kafka, { logger });
+    await producer.connect();
+    s3 = new S3Client(localS3ClientConfig(requireEnv('S3_ENDPOINT')));
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'archiver-test-'));
+    fs.writeFileSync(
+      path.join(dir, 'workspace.json'),
+      JSON.stringify({ spaces: [{ id: 'main', name: 'Main' }], sources: [{ id: source, name: 'web', spaceId: 'main', writeKeys: [`wk_${source}`] }] }),
+    );
+  });
+
+  afterAll(async () => {
+    for (const p of procs) await p.stop('SIGKILL');
+    await producer?.disconnect();
+    s3?.destroy();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const start = async () => {
+    const proc = await startServiceProcess('archiver', {
+      KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
+      CDP_TOPIC_PREFIX: topicPrefix,
+      CDP_WORKSPACE_FILE: path.join(dir, 'workspace.json'),
+      ...LOCAL_AWS_ENV,
+      S3_ENDPOINT: requireEnv('S3_ENDPOINT'),
+      S3_BUCKET: bucket,
+      S3_FORCE_PATH_STYLE: 'true',
+      ARCHIVER_GROUP_ID: groupId,
+      ARCHIVER_FLUSH_BYTES: String(1024 * 1024),
+      ARCHIVER_FLUSH_AGE_MS: '1500',
+      ARCHIVER_PART_SIZE_BYTES: String(5 * 1024 * 1024),
+      KAFKA_SESSION_TIMEOUT_MS: '6000',
+      KAFKA_HEARTBEAT_INTERVAL_MS: '500',
+    });
+    procs.push(proc);
+    return proc;
+  };
+
+  let seq = 0;
+  function envelope(extra: Partial<Envelope> & Record<string, unknown> = {}, userId = `u${seq % 50}`): { key: string; value: string } {
+    const messageId = `m${++seq}`;
+    const receivedAt = `${HOURS[seq % 2]}:${String(seq % 60).padStart(2, '0')}:00.000Z`;
+    const message = { type: 'track', event: 'Viewed', messageId, userId, timestamp: receivedAt, properties: { padding: PADDING } } as Envelope['message'];
+    return { key: `${source}:${messageId}`, value: encodeEnvelope({ v: 1, sourceId: source, messageId, receivedAt, message, ...extra }) };
+  }
+
+  async function committedEverything(): Promise<boolean> {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      for (const topic of [topics.deduped, topics.undelivered]) {
+        const ends = await admin.fetchTopicOffsets(topic);
+        const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+        for (const end of ends) {
+          const c = committed.partitions.find((p) => p.partition === end.partition)?.offset ?? '-1';
+          if (BigInt(c) < BigInt(end.high)) return false;
+        }
+      }
+      return true;
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  it('archives every record of tens of MB exactly once across SIGKILLs mid-flush, without replays and regulated users', async () => {
+    await producer.send(topics.regulations, [
+      { key: 'main:suppressed-user', value: JSON.stringify({ regulationId: 'r1', type: 'SUPPRESS_WITH_DELETE', userId: 'suppressed-user', spaceId: 'main', requestedAt: new Date().toISOString() }) },
+    ]);
+    const expected = new Set<string>();
+    const raw = Array.from({ length: RAW }, () => envelope());
+    for (const r of raw) expected.add(JSON.parse(r.value).messageId);
+    const replayed = Array.from({ length: 300 }, () => envelope({ replay: { id: 'rp1', destinations: ['d2'], force: false } }));
+    const regulated = Array.from({ length: 300 }, () => envelope({}, 'suppressed-user'));
+    const undelivered = Array.from({ length: UNDELIVERED }, () =>
+      envelope({ destinationId: `dest${seq % 3}`, subscriptionId: 's1', attempts: 3, firstAttemptAt: null, expiredAt: new Date().toISOString(), lastStatus: 500, lastError: 'boom', lastResponseExcerpt: null }),
+    );
+    for (const u of undelivered) expected.add(`undelivered:${JSON.parse(u.value).messageId}`);
+    await producer.send(topics.deduped, [...raw.slice(0, RAW / 2), ...replayed, ...regulated]);
+    await producer.send(topics.undelivered, undelivered);
+
+    // SIGKILL the archiver at random points while it reads and flushes, then let one run finish.
+    let proc = await start();
+    await waitServiceReady(proc);
+    await producer.send(topics.deduped, raw.slice(RAW / 2));
+    const kills = 10;
+    for (let i = 0; i < kills; i++) {
+      await sleep(1_500 + Math.floor(Math.random() * 2_500));
+      await proc.stop('SIGKILL');
+      proc = await start();
+      await waitServiceReady(proc, 90_000);
+    }
+    await waitFor(committedEverything, 180_000, 1_000);
+
+    const seen = new Map<string, number>();
+    let objects = 0;
+    for (const hour of HOURS) {
+      for (const entry of await readManifest(s3, bucket, source, hour)) {
+        objects++;
+        const lines = await readObjectLines(s3, bucket, entry.key);
+        expect(lines).toHaveLength(entry.records);
+        for (const line of lines) {
+          const id = `${entry.kind === 'undelivered' ? 'undelivered:' : ''}${JSON.parse(line).messageId}`;
+          seen.set(id, (seen.get(id) ?? 0) + 1);
+        }
+      }
+    }
+    const twice = [...seen].filter(([, n]) => n > 1).length;
+    const missing = [...expected].filter((id) => !seen.has(id)).length;
+    const unexpected = [...seen.keys()].filter((id) => !expected.has(id)).length; // replayed or regulated ones
+    expect({ twice, missing, unexpected }).toEqual({ twice: 0, missing: 0, unexpected: 0 });
+    expect(seen.size).toBe(RAW + UNDELIVERED);
+    expect(objects).toBeGreaterThan(PARTITIONS * HOURS.length);
+  }, 420_000);
+});

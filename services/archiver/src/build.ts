@@ -1,0 +1,73 @@
+import { S3Client } from '@aws-sdk/client-s3';
+import { CompactedTopicMap, createKafka, ensureTopics, kafkaConnection, requireTopics, topicSettings, topicSpecs } from '@cdp/kafka';
+import { regulationSchema, type Regulation } from '@cdp/events';
+import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
+import { WorkspaceStore } from '@cdp/workspace';
+import { Archiver } from './archiver';
+import { archiverEnv, type ArchiverConfig } from './config';
+import { ArchiveWriter } from './writer';
+
+/** The archiver from its config: S3 writer, the cdp.regulations map, the consumer of cdp.deduped and cdp.undelivered. */
+export async function build(config: ArchiverConfig, { logger }: ServiceDeps): Promise<BuiltService> {
+  const kafka = createKafka({ ...kafkaConnection(config), clientId: `archiver-${process.pid}`, logger });
+  const specs = topicSpecs(topicSettings(config));
+  const workspace = WorkspaceStore.open({ file: config.CDP_WORKSPACE_FILE, pollIntervalMs: config.WORKSPACE_POLL_INTERVAL_MS, logger });
+  const s3 = new S3Client({ region: config.AWS_REGION, endpoint: config.S3_ENDPOINT, forcePathStyle: config.S3_FORCE_PATH_STYLE });
+  const regulations = new CompactedTopicMap<Regulation>({
+    kafka,
+    topic: specs.regulations.name,
+    logger: logger.child({ component: 'regulations' }),
+    groupPrefix: `${config.ARCHIVER_GROUP_ID}-regulations`,
+    decode: (_key, value) => regulationSchema.parse(JSON.parse(value.toString('utf8'))),
+  });
+  const archiver = new Archiver({
+    kafka,
+    groupId: config.ARCHIVER_GROUP_ID,
+    topics: { [specs.deduped.name]: 'raw', [specs.undelivered.name]: 'undelivered' },
+    dlqTopic: specs.dlq.name,
+    writer: new ArchiveWriter({ client: s3, bucket: config.S3_BUCKET, partSizeBytes: config.ARCHIVER_PART_SIZE_BYTES }),
+    select: {
+      spaceOf: (sourceId) => workspace.current().source(sourceId)?.spaceId,
+      regulation: (spaceId, userId) => regulations.get(`${spaceId}:${userId}`),
+    },
+    logger,
+    flushBytes: config.ARCHIVER_FLUSH_BYTES,
+    flushAgeMs: config.ARCHIVER_FLUSH_AGE_MS,
+    partitionsConcurrently: config.ARCHIVER_PARTITIONS_CONCURRENTLY,
+    sessionTimeoutMs: config.KAFKA_SESSION_TIMEOUT_MS,
+    heartbeatIntervalMs: config.KAFKA_HEARTBEAT_INTERVAL_MS,
+  });
+  return {
+    start: async () => {
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        const own = [specs.deduped, specs.undelivered, specs.regulations, specs.dlq];
+        if (config.KAFKA_ENSURE_TOPICS) await ensureTopics(admin, own);
+        else await requireTopics(admin, own.map((s) => s.name));
+      } finally {
+        await admin.disconnect();
+      }
+      regulations.start();
+      // Nothing is archived before the regulations were read: a suppressed user's events would be.
+      while (!regulations.caughtUp) await new Promise((r) => setTimeout(r, 100));
+      await archiver.start();
+      return { inputs: [specs.deduped.name, specs.undelivered.name], bucket: config.S3_BUCKET };
+    },
+    readiness: [
+      { name: 'regulations', check: async () => regulations.follower.readiness() },
+      { name: 'kafka-consumer-group', check: async () => archiver.readiness() },
+    ],
+    shutdown: {
+      stopInputs: { 'kafka-consumer': () => archiver.stop() },
+      closeClients: {
+        'dead-letters': () => archiver.close(),
+        regulations: () => regulations.stop(),
+        workspace: () => workspace.close(),
+        s3: () => s3.destroy(),
+      },
+    },
+  };
+}
+
+export const archiver: ServiceDefinition<ArchiverConfig> = { name: 'archiver', env: archiverEnv, build };
