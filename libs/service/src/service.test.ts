@@ -127,11 +127,14 @@ describe('startService (in process)', () => {
     // The ops server is up before the start has finished, and says not ready.
     let status: number | undefined;
     await waitFor(async () => (status = await readyz(gated.ops).catch(() => undefined)) !== undefined);
-    expect(status).toBe(503);
     gated.open();
     const running = await starting;
-    expect(await readyz(gated.ops)).toBe(200);
-    expect(await running.stop()).toBe(0);
+    const afterStart = await readyz(gated.ops);
+    // Stopped before the assertions, so a failing one leaves no server open.
+    const code = await running.stop();
+    expect(status).toBe(503);
+    expect(afterStart).toBe(200);
+    expect(code).toBe(0);
     expect(gated.seen).toEqual(['drain with /readyz 503']);
     await expect(fetch(`${gated.ops}/healthz`)).rejects.toThrow();
   });
