@@ -70,7 +70,11 @@ describe.each(LISTENERS)('SDK → tapi → dedup (real processes, real broker, $
       await analytics.closeAndFlush({ timeout: 10_000 });
     }
 
-    const got = await readTopic(chain.kafka, chain.topics.deduped, events.length, { quietMs: 3_000, timeoutMs: 60_000, decode: (m) => decodeEnvelope(m.value) });
+    const got = await readTopic(chain.kafka, chain.topics.deduped, events.length, {
+      quietMs: 3_000,
+      timeoutMs: 60_000,
+      decode: (m) => decodeEnvelope(m.value),
+    });
 
     expect(got).toHaveLength(events.length);
     expect(new Set(got.map((g) => g.messageId)).size).toBe(events.length);
@@ -116,7 +120,11 @@ describe('kafkaConnection against the secured broker', () => {
 
   /** Connects an admin client with this env, lists the topics, and answers what happened. */
   async function connectWith(env: Record<string, string>): Promise<'connected' | Error> {
-    const admin = createKafka({ ...kafkaConnection(loadConfig(kafkaConnectionSchema, env)), clientId: 'e2e-connection', logger: quiet }).admin();
+    const admin = createKafka({
+      ...kafkaConnection(loadConfig(kafkaConnectionSchema, env)),
+      clientId: 'e2e-connection',
+      logger: quiet,
+    }).admin();
     try {
       await admin.connect();
       await admin.listTopics();

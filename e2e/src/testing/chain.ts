@@ -83,7 +83,11 @@ export async function startChain(services: ChainService[], options: ChainOptions
   const ready = options.ready ?? true;
   const prefix = testTopicPrefix(options.label);
   const logger = createLogger({ name: 'e2e', level: 'warn' });
-  const kafka = createKafka({ ...kafkaConnection(loadConfig(kafkaConnectionSchema, connectionEnv)), clientId: `e2e-${options.label}`, logger });
+  const kafka = createKafka({
+    ...kafkaConnection(loadConfig(kafkaConnectionSchema, connectionEnv)),
+    clientId: `e2e-${options.label}`,
+    logger,
+  });
   const topics = ready ? await createTestTopics(kafka, prefix, { partitions: options.partitions ?? 2 }) : topicNames(prefix);
   const members: Chain['members'] = {};
   const dirs: string[] = [];
@@ -96,7 +100,11 @@ export async function startChain(services: ChainService[], options: ChainOptions
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), `cdp-e2e-${name}-`));
       dirs.push(dir);
       const { url, env } = await SERVICES[name](prefix, dir);
-      const proc = await startServiceProcess(name, { ...connectionEnv, CDP_TOPIC_PREFIX: prefix, ...env, ...options.env }, { captureOutput: options.captureOutput });
+      const proc = await startServiceProcess(
+        name,
+        { ...connectionEnv, CDP_TOPIC_PREFIX: prefix, ...env, ...options.env },
+        { captureOutput: options.captureOutput },
+      );
       members[name] = { url, process: proc };
     }
     if (ready) await Promise.all(Object.values(members).map((m) => waitServiceReady(m.process)));

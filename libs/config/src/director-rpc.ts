@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { bearerToken, bool, nonNegativeInt, port, positiveInt } from './fields';
 
-const directorUrl = () => z.string().refine((v) => /^https?:\/\/[^\s/]+\/?$/.test(v) && URL.canParse(v), { message: 'must be a base URL like http://host:8080' });
+const directorUrl = () =>
+  z.string().refine((v) => /^https?:\/\/[^\s/]+\/?$/.test(v) && URL.canParse(v), { message: 'must be a base URL like http://host:8080' });
 
 /** DIRECTOR_RPC_TOKEN, as the director and its callers both read it: from a Secret. */
 const directorRpcTokenEnv = {
@@ -20,9 +21,16 @@ export const directorRpcServerEnv = {
   DIRECTOR_RPC_MAX_JOBS: positiveInt(5_000),
 };
 
-export function checkDirectorRpcServerEnv(env: { DIRECTOR_RPC_TOKEN?: string; DIRECTOR_RPC_INSECURE_NO_TOKEN: boolean }, ctx: z.RefinementCtx): void {
+export function checkDirectorRpcServerEnv(
+  env: { DIRECTOR_RPC_TOKEN?: string; DIRECTOR_RPC_INSECURE_NO_TOKEN: boolean },
+  ctx: z.RefinementCtx,
+): void {
   if (env.DIRECTOR_RPC_TOKEN === undefined && !env.DIRECTOR_RPC_INSECURE_NO_TOKEN) {
-    ctx.addIssue({ code: 'custom', path: ['DIRECTOR_RPC_TOKEN'], message: 'the RPC token (or DIRECTOR_RPC_INSECURE_NO_TOKEN=true for local development)' });
+    ctx.addIssue({
+      code: 'custom',
+      path: ['DIRECTOR_RPC_TOKEN'],
+      message: 'the RPC token (or DIRECTOR_RPC_INSECURE_NO_TOKEN=true for local development)',
+    });
   }
 }
 
@@ -35,7 +43,12 @@ export const directorRpcClientEnv = {
   /** Comma-separated director base URLs (local runs). */
   DIRECTOR_RPC_URLS: z
     .string()
-    .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
     .pipe(z.array(directorUrl()).min(1, 'must list at least one URL'))
     .optional(),
   /** Headless Service of the directors, `host[:port]` (port 8080 when absent): every A record is a director. */

@@ -39,12 +39,19 @@ describe('Kafka fragment', () => {
   });
 
   it('takes SCRAM with its user and password', () => {
-    const cfg = loadConfig(kafkaSchema, { ...BROKERS, KAFKA_SASL_MECHANISM: 'scram-sha-512', KAFKA_SASL_USERNAME: 'cdp', KAFKA_SASL_PASSWORD: 'pw' });
+    const cfg = loadConfig(kafkaSchema, {
+      ...BROKERS,
+      KAFKA_SASL_MECHANISM: 'scram-sha-512',
+      KAFKA_SASL_USERNAME: 'cdp',
+      KAFKA_SASL_PASSWORD: 'pw',
+    });
     expect(cfg).toMatchObject({ KAFKA_SASL_MECHANISM: 'scram-sha-512', KAFKA_SASL_USERNAME: 'cdp', KAFKA_SASL_PASSWORD: 'pw' });
   });
 
   it('names the missing SASL password without printing the user or the password', () => {
-    const message = failure(() => loadConfig(kafkaSchema, { ...BROKERS, KAFKA_SASL_MECHANISM: 'scram-sha-256', KAFKA_SASL_USERNAME: 'someone' }));
+    const message = failure(() =>
+      loadConfig(kafkaSchema, { ...BROKERS, KAFKA_SASL_MECHANISM: 'scram-sha-256', KAFKA_SASL_USERNAME: 'someone' }),
+    );
     expect(message).toContain('KAFKA_SASL_PASSWORD: is required (with KAFKA_SASL_MECHANISM=scram-sha-256)');
     expect(message).not.toContain('someone');
   });
@@ -76,16 +83,20 @@ describe('Kafka fragment', () => {
     it('names a CA file that cannot be read or is not PEM', () => {
       const text = path.join(dir, 'not-pem.txt');
       fs.writeFileSync(text, 'hello');
-      expect(failure(() => loadConfig(kafkaSchema, { ...BROKERS, KAFKA_SSL: 'true', KAFKA_SSL_CA_FILE: path.join(dir, 'missing.pem') }))).toContain(
-        'KAFKA_SSL_CA_FILE: cannot be read (ENOENT)',
+      expect(
+        failure(() => loadConfig(kafkaSchema, { ...BROKERS, KAFKA_SSL: 'true', KAFKA_SSL_CA_FILE: path.join(dir, 'missing.pem') })),
+      ).toContain('KAFKA_SSL_CA_FILE: cannot be read (ENOENT)');
+      expect(failure(() => loadConfig(kafkaSchema, { ...BROKERS, KAFKA_SSL: 'true', KAFKA_SSL_CA_FILE: text }))).toContain(
+        'KAFKA_SSL_CA_FILE: is not a PEM file',
       );
-      expect(failure(() => loadConfig(kafkaSchema, { ...BROKERS, KAFKA_SSL: 'true', KAFKA_SSL_CA_FILE: text }))).toContain('KAFKA_SSL_CA_FILE: is not a PEM file');
     });
 
     it('refuses a CA file without KAFKA_SSL', () => {
       const file = path.join(dir, 'ca2.pem');
       fs.writeFileSync(file, pem);
-      expect(failure(() => loadConfig(kafkaSchema, { ...BROKERS, KAFKA_SSL_CA_FILE: file }))).toContain('KAFKA_SSL_CA_FILE: is set but KAFKA_SSL is not true');
+      expect(failure(() => loadConfig(kafkaSchema, { ...BROKERS, KAFKA_SSL_CA_FILE: file }))).toContain(
+        'KAFKA_SSL_CA_FILE: is set but KAFKA_SSL is not true',
+      );
     });
   });
 });
@@ -121,13 +132,17 @@ describe('MySQL fragment', () => {
     const ca = path.join(dir, 'rds-ca.pem');
     const pem = '-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n';
     fs.writeFileSync(ca, pem);
-    expect(JSON.parse(sslOf(mysqlConnectionUrl(loadConfig(schema, { MYSQL_URL, MYSQL_SSL: 'true', MYSQL_SSL_CA_FILE: ca }))) ?? '')).toEqual({ ca: pem });
+    expect(
+      JSON.parse(sslOf(mysqlConnectionUrl(loadConfig(schema, { MYSQL_URL, MYSQL_SSL: 'true', MYSQL_SSL_CA_FILE: ca }))) ?? ''),
+    ).toEqual({ ca: pem });
   });
 
   it('refuses a CA file without MYSQL_SSL, and never prints the URL', () => {
     const ca = path.join(dir, 'ca.pem');
     fs.writeFileSync(ca, '-----BEGIN CERTIFICATE-----\n');
-    expect(failure(() => loadConfig(schema, { MYSQL_URL, MYSQL_SSL_CA_FILE: ca }))).toContain('MYSQL_SSL_CA_FILE: is set but MYSQL_SSL is not true');
+    expect(failure(() => loadConfig(schema, { MYSQL_URL, MYSQL_SSL_CA_FILE: ca }))).toContain(
+      'MYSQL_SSL_CA_FILE: is set but MYSQL_SSL is not true',
+    );
     expect(failure(() => loadConfig(schema, { MYSQL_URL: 'nope p@ss' }))).not.toContain('p@ss');
   });
 });
@@ -135,15 +150,22 @@ describe('MySQL fragment', () => {
 describe('store fragments', () => {
   it('control DB: MYSQL_URL and the database, defaulted', () => {
     expect(loadConfig(z.object(controlDbEnv), { MYSQL_URL: 'mysql://root@127.0.0.1:3306' }).CDP_CONTROL_DB).toBe('cdp_control');
-    expect(failure(() => loadConfig(z.object(controlDbEnv), { MYSQL_URL: 'mysql://root@127.0.0.1:3306', CDP_CONTROL_DB: 'bad-name' }))).toContain('CDP_CONTROL_DB: ');
+    expect(
+      failure(() => loadConfig(z.object(controlDbEnv), { MYSQL_URL: 'mysql://root@127.0.0.1:3306', CDP_CONTROL_DB: 'bad-name' })),
+    ).toContain('CDP_CONTROL_DB: ');
   });
   it('Consul: the address and the key prefix are checked as @cdp/consul uses them', () => {
     const consul = z.object(consulEnv);
-    expect(loadConfig(consul, { CONSUL_HTTP_ADDR: 'http://consul:8500' })).toEqual({ CONSUL_HTTP_ADDR: 'http://consul:8500', CDP_CONSUL_PREFIX: 'cdp/' });
+    expect(loadConfig(consul, { CONSUL_HTTP_ADDR: 'http://consul:8500' })).toEqual({
+      CONSUL_HTTP_ADDR: 'http://consul:8500',
+      CDP_CONSUL_PREFIX: 'cdp/',
+    });
     expect(loadConfig(consul, { CONSUL_HTTP_ADDR: 'consul', CDP_CONSUL_PREFIX: 'team_a/cdp/' }).CDP_CONSUL_PREFIX).toBe('team_a/cdp/');
     expect(loadConfig(consul, { CONSUL_HTTP_ADDR: 'consul', CDP_CONSUL_PREFIX: '' }).CDP_CONSUL_PREFIX).toBe('');
     for (const prefix of ['cdp', '/cdp/', 'cdp//', 'c d/']) {
-      expect(failure(() => loadConfig(consul, { CONSUL_HTTP_ADDR: 'consul', CDP_CONSUL_PREFIX: prefix }))).toContain('CDP_CONSUL_PREFIX: empty, or segments');
+      expect(failure(() => loadConfig(consul, { CONSUL_HTTP_ADDR: 'consul', CDP_CONSUL_PREFIX: prefix }))).toContain(
+        'CDP_CONSUL_PREFIX: empty, or segments',
+      );
     }
     expect(failure(() => loadConfig(consul, { CONSUL_HTTP_ADDR: 'unix:///consul.sock' }))).toContain('CONSUL_HTTP_ADDR: want host:port');
     expect(failure(() => loadConfig(consul, {}))).toContain('CONSUL_HTTP_ADDR: is required');
@@ -153,8 +175,15 @@ describe('store fragments', () => {
     expect(loadConfig(z.object(adminEnv), { ADMIN_TOKEN: 'a'.repeat(16) }).ADMIN_PORT).toBe(8081);
   });
   it('S3: bucket and region required, endpoint optional', () => {
-    const cfg = loadConfig(z.object(s3Env), { AWS_REGION: 'us-east-1', S3_BUCKET: 'cdp-archive', S3_ENDPOINT: 'http://127.0.0.1:9000', S3_FORCE_PATH_STYLE: 'true' });
+    const cfg = loadConfig(z.object(s3Env), {
+      AWS_REGION: 'us-east-1',
+      S3_BUCKET: 'cdp-archive',
+      S3_ENDPOINT: 'http://127.0.0.1:9000',
+      S3_FORCE_PATH_STYLE: 'true',
+    });
     expect(cfg).toMatchObject({ S3_BUCKET: 'cdp-archive', S3_FORCE_PATH_STYLE: true });
-    expect(failure(() => loadConfig(z.object(s3Env), { AWS_REGION: 'us-east-1', S3_BUCKET: 'Bad_Bucket' }))).toContain('S3_BUCKET: must be an S3 bucket name');
+    expect(failure(() => loadConfig(z.object(s3Env), { AWS_REGION: 'us-east-1', S3_BUCKET: 'Bad_Bucket' }))).toContain(
+      'S3_BUCKET: must be an S3 bucket name',
+    );
   });
 });

@@ -33,7 +33,10 @@ export const kafkaEnv = {
 
 export type KafkaEnv = z.output<z.ZodObject<typeof kafkaEnv>>;
 
-type KafkaSecurityEnv = Pick<KafkaEnv, 'KAFKA_SSL' | 'KAFKA_SSL_CA_FILE' | 'KAFKA_SASL_MECHANISM' | 'KAFKA_SASL_USERNAME' | 'KAFKA_SASL_PASSWORD'>;
+type KafkaSecurityEnv = Pick<
+  KafkaEnv,
+  'KAFKA_SSL' | 'KAFKA_SSL_CA_FILE' | 'KAFKA_SASL_MECHANISM' | 'KAFKA_SASL_USERNAME' | 'KAFKA_SASL_PASSWORD'
+>;
 
 /** SASL needs its mechanism, user and password together; a CA file only means something with TLS. */
 export function checkKafkaEnv(env: KafkaSecurityEnv, ctx: z.RefinementCtx): void {

@@ -39,8 +39,6 @@ describe('decodeSessionCreate', () => {
   it('answers 400 for undecodable bodies', () => {
     expect(() => decodeSessionCreate(Buffer.from('{'))).toThrow(/Request decode failed/);
     expect(() => decodeSessionCreate(body({ TTL: 10 }))).toThrow(/Request decode failed/);
-    expect(() => decodeSessionCreate(body({ LockDelay: 'soon' }))).toThrow(
-      'Request decode failed: time: invalid duration "soon"',
-    );
+    expect(() => decodeSessionCreate(body({ LockDelay: 'soon' }))).toThrow('Request decode failed: time: invalid duration "soon"');
   });
 });

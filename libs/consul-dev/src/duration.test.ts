@@ -32,7 +32,7 @@ describe('parseGoDuration', () => {
     ['.s', 'time: invalid duration ".s"'],
     ['-', 'time: invalid duration "-"'],
     ['9999999999999999999h', 'time: invalid duration "9999999999999999999h"'],
-  ])('rejects %j with Go\'s message', (input, message) => {
+  ])("rejects %j with Go's message", (input, message) => {
     expect(() => parseGoDuration(input)).toThrow(new GoDurationError(message));
   });
 });

@@ -3,15 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { createLogger, errorFields, type Logger } from '@cdp/log';
 import { GoDurationError, nanosToMs, parseGoDuration } from './duration';
 import { badRequest, ConsulHttpError } from './errors';
-import {
-  ConsulStore,
-  type KvEntry,
-  type KvPutOp,
-  type ServiceCheck,
-  type Session,
-  type SessionCreateRequest,
-  type Table,
-} from './store';
+import { ConsulStore, type KvEntry, type KvPutOp, type ServiceCheck, type Session, type SessionCreateRequest, type Table } from './store';
 
 export interface ConsulDevServerOptions {
   /** Default 127.0.0.1. */
@@ -505,9 +497,7 @@ function parseWait(query: URLSearchParams): number {
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? '0');
   if (declared > limit) {
-    return Promise.reject(
-      new ConsulHttpError(413, `Request body(${declared} bytes) too large, max size: ${limit} bytes.`),
-    );
+    return Promise.reject(new ConsulHttpError(413, `Request body(${declared} bytes) too large, max size: ${limit} bytes.`));
   }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];

@@ -55,10 +55,7 @@ export interface SessionCreateRequest {
 }
 
 export type KvPutOp =
-  | { kind: 'set' }
-  | { kind: 'cas'; index: number }
-  | { kind: 'lock'; session: string }
-  | { kind: 'unlock'; session: string };
+  { kind: 'set' } | { kind: 'cas'; index: number } | { kind: 'lock'; session: string } | { kind: 'unlock'; session: string };
 
 export interface StoreOptions {
   nodeName: string;
@@ -328,10 +325,7 @@ export class ConsulStore {
         if (op.session === '') throw rpcError('missing session');
         if (!existing || existing.session !== op.session) return false;
         // A release also writes the request's value and flags, as in Consul.
-        this.commitIf(
-          idx,
-          this.writeEntry(idx, { key, value, flags, session: '', lockIndex: existing.lockIndex }, true),
-        );
+        this.commitIf(idx, this.writeEntry(idx, { key, value, flags, session: '', lockIndex: existing.lockIndex }, true));
         return true;
     }
   }

@@ -13,7 +13,12 @@ let consul: ConsulClient;
 const elections: LeaderElection[] = [];
 
 beforeAll(async () => {
-  server = await startConsulDevServer({ port: 0, minTtlMs: 200, ttlMultiplier: 1, logger: createLogger({ name: 'consul-dev', level: 'warn' }) });
+  server = await startConsulDevServer({
+    port: 0,
+    minTtlMs: 200,
+    ttlMultiplier: 1,
+    logger: createLogger({ name: 'consul-dev', level: 'warn' }),
+  });
   consul = createConsulClient(`${server.host}:${server.port}`);
 });
 
@@ -27,7 +32,16 @@ afterAll(async () => {
 });
 
 function election(key: string, name: string): LeaderElection {
-  const e = new LeaderElection({ consul, key, name, value: JSON.stringify({ pod: name }), ttlMs: 600, lockDelayMs: 400, retryMs: 100, logger });
+  const e = new LeaderElection({
+    consul,
+    key,
+    name,
+    value: JSON.stringify({ pod: name }),
+    ttlMs: 600,
+    lockDelayMs: 400,
+    retryMs: 100,
+    logger,
+  });
   elections.push(e);
   return e;
 }

@@ -102,10 +102,7 @@ export class ConsulLock extends EventEmitter<ConsulLockEvents> {
     this.lostReasonValue = reason;
     this.stopWatching();
     this.owner.forget(this);
-    this.owner.logger.warn(
-      { session: this.owner.sessionId, key: this.key, lockIndex: this.lockIndex, reason, detail },
-      'consul lock lost',
-    );
+    this.owner.logger.warn({ session: this.owner.sessionId, key: this.key, lockIndex: this.lockIndex, reason, detail }, 'consul lock lost');
     this.emit('lost', reason, detail);
   }
 

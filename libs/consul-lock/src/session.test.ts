@@ -154,11 +154,7 @@ describe('ConsulSession renewals', () => {
 
   it('refuses sessions without a usable TTL', async () => {
     const fake = new FakeConsul();
-    await expect(ConsulSession.create(fake, { name: 'x', ttl: '0', logger })).rejects.toThrow(
-      /TTL must be > 0/,
-    );
-    await expect(ConsulSession.create(fake, { name: 'x', ttl: 'ten', logger })).rejects.toThrow(
-      /invalid duration/,
-    );
+    await expect(ConsulSession.create(fake, { name: 'x', ttl: '0', logger })).rejects.toThrow(/TTL must be > 0/);
+    await expect(ConsulSession.create(fake, { name: 'x', ttl: 'ten', logger })).rejects.toThrow(/invalid duration/);
   });
 });

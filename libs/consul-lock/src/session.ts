@@ -219,9 +219,12 @@ export class ConsulSession extends EventEmitter<ConsulSessionEvents> {
     clearTimeout(this.deadlineTimer);
     if (this.stateValue !== 'active' || this.paused) return;
     const remaining = this.lastConfirmedAt + this.ttlMs - Date.now();
-    this.deadlineTimer = setTimeout(() => {
-      this.markLost(`no successful renewal for a whole TTL (${this.ttl}); Consul may have expired the session`, true);
-    }, Math.max(0, remaining));
+    this.deadlineTimer = setTimeout(
+      () => {
+        this.markLost(`no successful renewal for a whole TTL (${this.ttl}); Consul may have expired the session`, true);
+      },
+      Math.max(0, remaining),
+    );
     this.deadlineTimer.unref();
   }
 
@@ -282,5 +285,4 @@ export class ConsulSession extends EventEmitter<ConsulSessionEvents> {
       this.logger.debug({ key, ...errorFields(error) }, 'release after lost acquire failed');
     }
   }
-
 }

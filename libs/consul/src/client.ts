@@ -73,13 +73,11 @@ const kvEntrySchema = z
     CreateIndex: z.number(),
     ModifyIndex: z.number(),
   })
-  .transform(
-    (e): KvEntry => ({
-      ...e,
-      // Consul sends values base64-encoded; an empty value is null.
-      Value: e.Value === null ? null : Buffer.from(e.Value, 'base64').toString('utf8'),
-    }),
-  );
+  .transform((e): KvEntry => ({
+    ...e,
+    // Consul sends values base64-encoded; an empty value is null.
+    Value: e.Value === null ? null : Buffer.from(e.Value, 'base64').toString('utf8'),
+  }));
 const kvEntriesSchema = z.array(kvEntrySchema);
 const sessionsSchema = z.array(sessionInfoSchema);
 const sessionCreatedSchema = z.object({ ID: z.string().min(1) });
@@ -178,7 +176,14 @@ export class ConsulClient {
     },
     /** Resets the session's TTL timer; false when Consul no longer has the session (it was invalidated). */
     renew: async (id: string, options: RequestOptions = {}): Promise<boolean> => {
-      const answer = await this.write('PUT', `/v1/session/renew/${encodeURIComponent(id)}`, new URLSearchParams(), undefined, options, [404]);
+      const answer = await this.write(
+        'PUT',
+        `/v1/session/renew/${encodeURIComponent(id)}`,
+        new URLSearchParams(),
+        undefined,
+        options,
+        [404],
+      );
       if (answer.status === 404) return false;
       parse(sessionsSchema, answer, 'session renew');
       return true;
@@ -271,7 +276,8 @@ export class ConsulClient {
       return { status: res.statusCode, index: Number.isSafeInteger(index) ? index : 0, text };
     } catch (error) {
       if (error instanceof ConsulError) throw error;
-      if (timeout.aborted && !signal?.aborted) throw new ConsulError(`consul ${what}: no answer within ${timeoutMs} ms`, undefined, { cause: error });
+      if (timeout.aborted && !signal?.aborted)
+        throw new ConsulError(`consul ${what}: no answer within ${timeoutMs} ms`, undefined, { cause: error });
       throw new ConsulError(`consul ${what}: ${error instanceof Error ? error.message : String(error)}`, undefined, { cause: error });
     }
   }
@@ -305,7 +311,8 @@ function parse<S extends z.ZodType>(schema: S, answer: Answer, what: string): z.
     throw new ConsulError(`consul ${what}: answer is not JSON: ${answer.text.slice(0, 100)}`, answer.status);
   }
   const result = schema.safeParse(json);
-  if (!result.success) throw new ConsulError(`consul ${what}: unexpected answer: ${result.error.issues[0]?.message ?? 'invalid'}`, answer.status);
+  if (!result.success)
+    throw new ConsulError(`consul ${what}: unexpected answer: ${result.error.issues[0]?.message ?? 'invalid'}`, answer.status);
   return result.data;
 }
 

@@ -55,7 +55,17 @@ describe('ConsulKeys', () => {
     expect(keys.parse('cdp/jobdbs/a/lock')).toEqual({ kind: 'jobdb-lock', id: 'a' });
     expect(keys.parse('cdp/destinations/d/control')).toEqual({ kind: 'destination-control', id: 'd' });
     expect(keys.parse('cdp/leader/jobdb-manager')).toEqual({ kind: 'leader', service: 'jobdb-manager' });
-    for (const other of ['cdp/jobdbs/', 'cdp/jobdbs/a/other', 'cdp/jobdbs/a/lock/x', 'cdp/jobdbs/a b', 'other/jobdbs/a', 'cdp/destinations/d', 'cdp/destinations/d/other', 'cdp/leader/', 'cdpjobdbs/a']) {
+    for (const other of [
+      'cdp/jobdbs/',
+      'cdp/jobdbs/a/other',
+      'cdp/jobdbs/a/lock/x',
+      'cdp/jobdbs/a b',
+      'other/jobdbs/a',
+      'cdp/destinations/d',
+      'cdp/destinations/d/other',
+      'cdp/leader/',
+      'cdpjobdbs/a',
+    ]) {
       expect(keys.parse(other)).toBeUndefined();
     }
   });
@@ -75,7 +85,9 @@ describe('values', () => {
   it('keeps extra fields of a JobDB record and names the bad ones', () => {
     const text = JSON.stringify({ state: 'active', dsnRef: 'db_a', createdAt: '2026-01-01T00:00:00Z', extra: 1 });
     expect(parseKvJson(jobDbRecordSchema, text)).toEqual({ state: 'active', dsnRef: 'db_a', createdAt: '2026-01-01T00:00:00Z', extra: 1 });
-    expect(() => parseKvJson(jobDbRecordSchema, JSON.stringify({ state: 'sleeping', dsnRef: '', createdAt: 'x' }))).toThrow(/^state: .*; dsnRef: /);
+    expect(() => parseKvJson(jobDbRecordSchema, JSON.stringify({ state: 'sleeping', dsnRef: '', createdAt: 'x' }))).toThrow(
+      /^state: .*; dsnRef: /,
+    );
     expect(() => parseKvJson(jobDbRecordSchema, 'not json')).toThrow('not valid JSON');
     expect(() => parseKvJson(jobDbRecordSchema, null)).toThrow('empty value');
     expect(() => parseKvJson(lockHolderSchema, '[]')).toThrow(/^\(value\): /);

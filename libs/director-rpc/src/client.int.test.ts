@@ -85,7 +85,10 @@ it('a hanging director (timeout) and a 503 one: every batch ends at the healthy 
     backoffBaseMs: 10,
     backoffCapMs: 50,
   });
-  const before = { timeout: await metric('cdp_director_rpc_client_requests_total', { outcome: 'timeout' }), unavailable: await metric('cdp_director_rpc_client_requests_total', { outcome: 'unavailable' }) };
+  const before = {
+    timeout: await metric('cdp_director_rpc_client_requests_total', { outcome: 'timeout' }),
+    unavailable: await metric('cdp_director_rpc_client_requests_total', { outcome: 'unavailable' }),
+  };
   try {
     const input = jobs('t', 95);
     const results = await client.send(input);
@@ -98,7 +101,9 @@ it('a hanging director (timeout) and a 503 one: every batch ends at the healthy 
     for (let i = 0; i < 200 && hang.abandoned < hang.batches.length; i++) await sleep(10);
     expect(hang.abandoned).toBe(hang.batches.length);
     expect((await metric('cdp_director_rpc_client_requests_total', { outcome: 'timeout' })) - before.timeout).toBe(hang.batches.length);
-    expect((await metric('cdp_director_rpc_client_requests_total', { outcome: 'unavailable' })) - before.unavailable).toBe(busy.batches.length);
+    expect((await metric('cdp_director_rpc_client_requests_total', { outcome: 'unavailable' })) - before.unavailable).toBe(
+      busy.batches.length,
+    );
   } finally {
     await client.close();
   }
@@ -106,7 +111,13 @@ it('a hanging director (timeout) and a 503 one: every batch ends at the healthy 
 
 it('only unavailable directors: bounded attempts, then DirectorsUnavailableError', async () => {
   const [busy1, busy2] = await start('unavailable', 'unavailable');
-  const client = new DirectorRpcClient({ discovery: staticDiscovery([busy1.url, busy2.url]), logger, maxAttempts: 4, backoffBaseMs: 5, concurrency: 1 });
+  const client = new DirectorRpcClient({
+    discovery: staticDiscovery([busy1.url, busy2.url]),
+    logger,
+    maxAttempts: 4,
+    backoffBaseMs: 5,
+    concurrency: 1,
+  });
   try {
     const error = await client.send(jobs('u', 5)).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DirectorsUnavailableError);

@@ -5,7 +5,6 @@ import { bearer, RPC_AUTH_HEADER, RPC_JOBS_PATH, type RpcAnswer, type RpcJobInpu
 import { DnsDiscovery, staticDiscovery, type DirectorDiscovery } from './discovery';
 import { clientMetrics } from './metrics';
 
-
 /** What became of one job of `send(jobs)`, at the same index as the job. */
 export type JobResult = { status: 'stored' | 'duplicate' } | { status: 'rejected'; error: string };
 
@@ -69,7 +68,11 @@ type AttemptOutcome =
 const BATCH_OVERHEAD_BYTES = '{"jobs":[]}'.length;
 
 /** Splits jobs (with their serialized form) into batches of at most `maxJobs` and `maxBytes` of body. */
-export function splitBatches(serialized: readonly string[], maxJobs: number, maxBytes: number): Array<{ start: number; end: number; bytes: number }> {
+export function splitBatches(
+  serialized: readonly string[],
+  maxJobs: number,
+  maxBytes: number,
+): Array<{ start: number; end: number; bytes: number }> {
   const batches: Array<{ start: number; end: number; bytes: number }> = [];
   let start = 0;
   let bytes = BATCH_OVERHEAD_BYTES;
@@ -146,7 +149,8 @@ export class DirectorRpcClient {
           const answer = await this.sendBatch(`{"jobs":[${serialized.slice(batch.start, batch.end).join(',')}]}`, batch.end - batch.start);
           for (let i = 0; i < answer.results.length; i++) {
             const r = answer.results[i];
-            results[batch.start + r.index] = r.status === 'rejected' ? { status: 'rejected', error: r.error ?? 'rejected' } : { status: r.status };
+            results[batch.start + r.index] =
+              r.status === 'rejected' ? { status: 'rejected', error: r.error ?? 'rejected' } : { status: r.status };
             clientMetrics().rpcJobResults.inc({ status: r.status });
           }
         } catch (error) {
@@ -192,7 +196,10 @@ export class DirectorRpcClient {
       this.coolingUntil.set(director, this.now() + this.cooldownMs);
       if (outcome.outcome === 'connection_error') this.options.discovery.unreachable?.();
       last = `${director}: ${outcome.detail}`;
-      this.options.logger.warn({ director, outcome: outcome.outcome, detail: outcome.detail, attempt }, 'director RPC attempt failed; trying another director');
+      this.options.logger.warn(
+        { director, outcome: outcome.outcome, detail: outcome.detail, attempt },
+        'director RPC attempt failed; trying another director',
+      );
     }
     throw new DirectorsUnavailableError(this.maxAttempts, last);
   }
@@ -257,10 +264,12 @@ export class DirectorRpcClient {
 
 /** Why a 200 answer cannot be mapped back to the batch's jobs, or undefined when it can. */
 function answerProblem(answer: RpcAnswer, count: number): string | undefined {
-  if (!Array.isArray(answer.results) || answer.results.length !== count) return `answer has ${answer.results?.length} results for ${count} jobs`;
+  if (!Array.isArray(answer.results) || answer.results.length !== count)
+    return `answer has ${answer.results?.length} results for ${count} jobs`;
   const seen = new Set<number>();
   for (const r of answer.results) {
-    if (!Number.isInteger(r.index) || r.index < 0 || r.index >= count || seen.has(r.index)) return `answer has a bad or repeated index ${r.index}`;
+    if (!Number.isInteger(r.index) || r.index < 0 || r.index >= count || seen.has(r.index))
+      return `answer has a bad or repeated index ${r.index}`;
     seen.add(r.index);
   }
   return undefined;

@@ -73,7 +73,13 @@ export const rpcJobSchema = z.strictObject({
   // (z.json() walked every payload: a sixth of a loaded director's allocations).
   payload: z.custom<JsonValue>((value) => value !== undefined, 'required'),
   headers: z
-    .record(z.string().regex(HEADER_NAME), z.string().max(8192).refine((v) => !/[\r\n]/.test(v), 'must not contain line breaks'))
+    .record(
+      z.string().regex(HEADER_NAME),
+      z
+        .string()
+        .max(8192)
+        .refine((v) => !/[\r\n]/.test(v), 'must not contain line breaks'),
+    )
     .default({}),
   /** When the pipeline received the event; defaults to now. */
   receivedAt: z.iso.datetime({ offset: true }).optional(),

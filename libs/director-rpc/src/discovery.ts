@@ -106,12 +106,18 @@ export class DnsDiscovery implements DirectorDiscovery {
       addresses = await this.resolve4(this.host);
     } catch (error) {
       clientMetrics().discoveryRefreshes.inc({ outcome: 'failed' });
-      this.options.logger.warn({ host: this.host, kept: this.current.length, ...errorFields(error) }, 'director DNS lookup failed; keeping the last good set');
+      this.options.logger.warn(
+        { host: this.host, kept: this.current.length, ...errorFields(error) },
+        'director DNS lookup failed; keeping the last good set',
+      );
       return false;
     }
     if (addresses.length === 0) {
       clientMetrics().discoveryRefreshes.inc({ outcome: 'empty' });
-      this.options.logger.warn({ host: this.host, kept: this.current.length }, 'director DNS lookup returned no address; keeping the last good set');
+      this.options.logger.warn(
+        { host: this.host, kept: this.current.length },
+        'director DNS lookup returned no address; keeping the last good set',
+      );
       return false;
     }
     clientMetrics().discoveryRefreshes.inc({ outcome: 'ok' });

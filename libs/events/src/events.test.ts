@@ -52,7 +52,20 @@ describe('validateMessage and segmentMessageSchema', () => {
   // The hot-path check and the zod schema are built from one field table: they must agree.
   const base = { type: 'identify', messageId: 'm1', userId: 'u1' };
   const values: unknown[] = ['s', '', 7, 0, null, undefined, true, {}, { a: 1 }, [], ['x']];
-  const fields = ['userId', 'anonymousId', 'previousId', 'groupId', 'event', 'name', 'timestamp', 'sentAt', 'context', 'traits', 'properties', 'messageId'];
+  const fields = [
+    'userId',
+    'anonymousId',
+    'previousId',
+    'groupId',
+    'event',
+    'name',
+    'timestamp',
+    'sentAt',
+    'context',
+    'traits',
+    'properties',
+    'messageId',
+  ];
   it.each(fields)('accepts and refuses the same values of %s', (field) => {
     for (const value of values) {
       const msg = { ...base, [field]: value };
@@ -71,10 +84,7 @@ describe('correctTimestamp', () => {
   const receivedAt = new Date('2026-01-01T12:00:10.000Z');
   it('corrects client clock skew with sentAt and keeps originalTimestamp', () => {
     // Client clock is 1 h ahead; the event happened 5 s before sending.
-    const out = correctTimestamp(
-      { timestamp: '2026-01-01T13:00:05.000Z', sentAt: '2026-01-01T13:00:10.000Z' },
-      receivedAt,
-    );
+    const out = correctTimestamp({ timestamp: '2026-01-01T13:00:05.000Z', sentAt: '2026-01-01T13:00:10.000Z' }, receivedAt);
     expect(out.timestamp).toBe('2026-01-01T12:00:05.000Z');
     expect(out.originalTimestamp).toBe('2026-01-01T13:00:05.000Z');
     expect(out.receivedAt).toBe('2026-01-01T12:00:10.000Z');
@@ -122,7 +132,17 @@ describe('schemas', () => {
         lastResponseExcerpt: 'oops',
       }).success,
     ).toBe(true);
-    expect(regulationSchema.safeParse({ regulationId: 'r', type: 'SUPPRESS_ONLY', userId: 'u', spaceId: 's', requestedAt: '2026-01-01T00:00:00Z' }).success).toBe(true);
-    expect(regulationSchema.safeParse({ regulationId: 'r', type: 'NOPE', userId: 'u', spaceId: 's', requestedAt: 'x' }).success).toBe(false);
+    expect(
+      regulationSchema.safeParse({
+        regulationId: 'r',
+        type: 'SUPPRESS_ONLY',
+        userId: 'u',
+        spaceId: 's',
+        requestedAt: '2026-01-01T00:00:00Z',
+      }).success,
+    ).toBe(true);
+    expect(regulationSchema.safeParse({ regulationId: 'r', type: 'NOPE', userId: 'u', spaceId: 's', requestedAt: 'x' }).success).toBe(
+      false,
+    );
   });
 });

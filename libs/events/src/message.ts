@@ -95,7 +95,8 @@ export function validateMessage(
   }
   if (m.type === 'track' && !present(m.event)) return { ok: false, reason: 'missing_event' };
   if (m.type === 'group' && !present(m.groupId)) return { ok: false, reason: 'missing_group_id' };
-  if (typeof m.messageId !== 'string') return { ok: false, reason: 'invalid_field', detail: `messageId: expected string, received ${kindOf(m.messageId)}` };
+  if (typeof m.messageId !== 'string')
+    return { ok: false, reason: 'invalid_field', detail: `messageId: expected string, received ${kindOf(m.messageId)}` };
   // The same rules as segmentMessageSchema without building a copy (tapi runs this per event).
   for (const [field, kind] of FIELD_ENTRIES) {
     const v = m[field];

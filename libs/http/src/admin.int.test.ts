@@ -72,12 +72,21 @@ describe('admin server over HTTP', () => {
   });
 
   it('refuses requests without the token: 401, a JSON error and a Basic challenge', async () => {
-    for (const headers of [{}, { Authorization: 'Bearer wrong-token-0123456789abcdef' }, basic(`${TOKEN}:password`), basic(`wrong:`), { Authorization: `Bearer ${TOKEN.slice(0, -1)}` }]) {
+    for (const headers of [
+      {},
+      { Authorization: 'Bearer wrong-token-0123456789abcdef' },
+      basic(`${TOKEN}:password`),
+      basic(`wrong:`),
+      { Authorization: `Bearer ${TOKEN.slice(0, -1)}` },
+    ]) {
       const res = await fetch(`${srv.url}/v1/users`, { headers });
       expect(res.status).toBe(401);
       expect(res.headers.get('www-authenticate')).toBe('Basic realm="testsvc admin", charset="UTF-8"');
       expect(res.headers.get('content-type')).toMatch(/^application\/json/);
-      expect(((await res.json()) as ErrorAnswer).error).toEqual({ code: 'authentication_error', message: expect.stringContaining('admin token') });
+      expect(((await res.json()) as ErrorAnswer).error).toEqual({
+        code: 'authentication_error',
+        message: expect.stringContaining('admin token'),
+      });
     }
     // An unknown path and an asset are refused alike: nothing tells a stranger what exists.
     expect((await fetch(`${srv.url}/nowhere`)).status).toBe(401);
@@ -88,13 +97,17 @@ describe('admin server over HTTP', () => {
     expect(await registry.metrics()).toMatch(/cdp_http_unauthorized_total\{server="admin"\} 8/);
   });
 
-  it('accepts the token as Bearer and in Segment\'s Basic form (token as user name, empty password)', async () => {
+  it("accepts the token as Bearer and in Segment's Basic form (token as user name, empty password)", async () => {
     for (const headers of [bearer, basic(`${TOKEN}:`), { Authorization: `bearer ${TOKEN}` }]) {
       const res = await fetch(`${srv.url}/v1/users?limit=1`, { headers });
       expect(res.status).toBe(200);
       expect(((await res.json()) as { data: unknown[] }).data).toEqual([{ id: 'u-00' }]);
     }
-    const echo = await fetch(`${srv.url}/v1/echo`, { method: 'POST', headers: { ...bearer, 'content-type': 'application/json' }, body: '{"a":1}' });
+    const echo = await fetch(`${srv.url}/v1/echo`, {
+      method: 'POST',
+      headers: { ...bearer, 'content-type': 'application/json' },
+      body: '{"a":1}',
+    });
     expect(await echo.json()).toEqual({ a: 1 });
   });
 
@@ -138,7 +151,9 @@ describe('admin server over HTTP', () => {
     expect(await boom.json()).toEqual({ error: { code: 'internal', message: 'internal error' } });
     const json = { ...bearer, 'content-type': 'application/json' };
     expect((await fetch(`${srv.url}/v1/echo`, { method: 'POST', headers: json, body: '{nope' })).status).toBe(400);
-    expect((await fetch(`${srv.url}/v1/echo`, { method: 'POST', headers: json, body: JSON.stringify({ a: 'x'.repeat(2000) }) })).status).toBe(413);
+    expect(
+      (await fetch(`${srv.url}/v1/echo`, { method: 'POST', headers: json, body: JSON.stringify({ a: 'x'.repeat(2000) }) })).status,
+    ).toBe(413);
   });
 
   it('serves static assets behind the token, JSON 404 for missing files, nothing outside the directory', async () => {
@@ -161,18 +176,27 @@ describe('admin server over HTTP', () => {
 
   it('logs one line per request with an id, a redacted query and never the token', async () => {
     lines.length = 0;
-    const res = await fetch(`${srv.url}/v1/users?limit=2&token=${TOKEN}&api_key=k-123456`, { headers: { ...bearer, 'X-Request-Id': 'req-abc-1' } });
+    const res = await fetch(`${srv.url}/v1/users?limit=2&token=${TOKEN}&api_key=k-123456`, {
+      headers: { ...bearer, 'X-Request-Id': 'req-abc-1' },
+    });
     expect(res.headers.get('request-id')).toBe('req-abc-1');
     expect((await fetch(`${srv.url}/v1/boom`, { headers: bearer })).headers.get('request-id')).toMatch(/^[0-9a-f-]{36}$/);
     await fetch(`${srv.url}/v1/users`, { headers: basic('intruder:') });
-    const logged = lines.map((l) => JSON.parse(l) as { msg: string; level: string; req?: { id: string; path: string; query: string }; res?: { status: number } });
+    const logged = lines.map(
+      (l) => JSON.parse(l) as { msg: string; level: string; req?: { id: string; path: string; query: string }; res?: { status: number } },
+    );
     const requests = logged.filter((l) => l.req);
     expect(requests.map((l) => [l.req?.path, l.res?.status])).toEqual([
       ['/v1/users', 200],
       ['/v1/boom', 500],
       ['/v1/users', 401],
     ]);
-    expect(requests[0].req).toEqual({ id: 'req-abc-1', method: 'GET', path: '/v1/users', query: '?limit=2&token=%5BREDACTED%5D&api_key=%5BREDACTED%5D' });
+    expect(requests[0].req).toEqual({
+      id: 'req-abc-1',
+      method: 'GET',
+      path: '/v1/users',
+      query: '?limit=2&token=%5BREDACTED%5D&api_key=%5BREDACTED%5D',
+    });
     expect(requests[1].level).toBe('warn');
     // The thrown error is logged (its text too), the token inside it masked.
     expect(logged.some((l) => l.level === 'error' && JSON.stringify(l).includes('database said no to [REDACTED]'))).toBe(true);
@@ -184,8 +208,14 @@ describe('admin server over HTTP', () => {
   });
 
   it('refuses to build with a missing assets directory, naming it', () => {
-    expect(() => createAdminApp({ service: 's', token: TOKEN, logger, assets: [{ path: '/ui', dir: '/nonexistent/assets' }], routes: () => undefined })).toThrow(
-      /admin assets directory \/nonexistent\/assets \(for \/ui\) does not exist/,
-    );
+    expect(() =>
+      createAdminApp({
+        service: 's',
+        token: TOKEN,
+        logger,
+        assets: [{ path: '/ui', dir: '/nonexistent/assets' }],
+        routes: () => undefined,
+      }),
+    ).toThrow(/admin assets directory \/nonexistent\/assets \(for \/ui\) does not exist/);
   });
 });

@@ -52,7 +52,9 @@ describe('paging', () => {
     [{ next: 'not a cursor!' }, /next is not a cursor/],
     [{ next: Buffer.from('{half').toString('base64url') }, /next is not a cursor/],
   ])('refuses %j with a 400', (query, message) => {
-    expect(() => pageRequest(query, limits)).toThrow(expect.objectContaining({ status: 400, code: 'invalid_request_error', message: expect.stringMatching(message) }));
+    expect(() => pageRequest(query, limits)).toThrow(
+      expect.objectContaining({ status: 400, code: 'invalid_request_error', message: expect.stringMatching(message) }),
+    );
   });
   it('takes a page from limit + 1 rows and builds the cursor answer', () => {
     const rows = [1, 2, 3, 4];

@@ -51,6 +51,12 @@ export function requireToken(token: string, realm: string, server = 'admin'): Re
     res.setHeader('WWW-Authenticate', challenge);
     // The request body is left unread: close the connection rather than drain it.
     res.setHeader('Connection', 'close');
-    next(new HttpError(401, 'authentication_error', 'a valid admin token is required (Authorization: Bearer <token>, or Basic with the token as user name)'));
+    next(
+      new HttpError(
+        401,
+        'authentication_error',
+        'a valid admin token is required (Authorization: Bearer <token>, or Basic with the token as user name)',
+      ),
+    );
   };
 }

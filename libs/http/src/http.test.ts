@@ -17,8 +17,7 @@ describe('createApp', () => {
     finish(app, logger);
     const srv = await listen(app, 0, '127.0.0.1');
     try {
-      const post = (body: string) =>
-        fetch(`${srv.url}/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      const post = (body: string) => fetch(`${srv.url}/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
       expect(await (await post('{"a":1}')).json()).toEqual({ a: 1 });
       const bad = await post('{nope');
       expect(bad.status).toBe(400);

@@ -1,4 +1,12 @@
-export { createAdminApp, redactedQuery, requestLog, startAdminServer, type AdminAppOptions, type AdminServerOptions, type StaticAssets } from './admin';
+export {
+  createAdminApp,
+  redactedQuery,
+  requestLog,
+  startAdminServer,
+  type AdminAppOptions,
+  type AdminServerOptions,
+  type StaticAssets,
+} from './admin';
 export { createApp, finish, jsonErrors, listen, requestMetrics, type AppOptions, type RunningServer } from './app';
 export { presentedToken, requireToken, secretMatcher } from './auth';
 export { errorBody, HttpError } from './errors';

@@ -94,7 +94,9 @@ export class Router {
     const parts = path.split('/');
     for (const route of candidates) {
       if (route.segments.length !== parts.length) continue;
-      const fits = route.segments.every((want, i) => (want.startsWith(':') ? parts[i] !== '' : want.toLowerCase() === parts[i].toLowerCase()));
+      const fits = route.segments.every((want, i) =>
+        want.startsWith(':') ? parts[i] !== '' : want.toLowerCase() === parts[i].toLowerCase(),
+      );
       if (!fits) continue;
       const params: Record<string, string> = {};
       try {

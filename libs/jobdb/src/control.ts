@@ -45,7 +45,9 @@ export interface DeliveryStatsRow {
  * each version is recorded in `control_schema` once its statements ran. Statements are
  * idempotent, so a migration interrupted half-way is simply run again.
  */
-export const CONTROL_MIGRATIONS: ReadonlyArray<{ version: number; statements: readonly string[] }> = [{ version: 1, statements: CONTROL_TABLES }];
+export const CONTROL_MIGRATIONS: ReadonlyArray<{ version: number; statements: readonly string[] }> = [
+  { version: 1, statements: CONTROL_TABLES },
+];
 
 /** The newest `cdp_control` schema version this code knows (the version directors wait for). */
 export const CONTROL_SCHEMA_VERSION = CONTROL_MIGRATIONS[CONTROL_MIGRATIONS.length - 1].version;
@@ -123,10 +125,14 @@ export async function waitForControlSchema(
     options.onWaiting?.(found);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, options.intervalMs);
-      options.signal?.addEventListener('abort', () => {
-        clearTimeout(timer);
-        resolve();
-      }, { once: true });
+      options.signal?.addEventListener(
+        'abort',
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        { once: true },
+      );
     });
   }
   return false;

@@ -154,7 +154,8 @@ describe('JobDB provisioning and writes', () => {
   it('a batch larger than one round trip is stored whole, and a fenced one not at all', async () => {
     const lease = await db.takeLease({ fencingToken: 50, lockIndex: 30, holder: 'big', sessionId: 's30' });
     // 1,200 jobs of ~4 KB: several statements (500 rows or ~1 MiB each) in several round trips.
-    const big = (from: number) => Array.from({ length: 1_200 }, (_, i) => job(from + i, { payload: JSON.stringify({ pad: 'p'.repeat(4_000) }) }));
+    const big = (from: number) =>
+      Array.from({ length: 1_200 }, (_, i) => job(from + i, { payload: JSON.stringify({ pad: 'p'.repeat(4_000) }) }));
     const stored = await db.insertJobs(lease, [...big(100_000), job(100_000)]);
     expect(stored.inserted).toHaveLength(1_200);
     expect(stored.duplicates).toBe(1);
@@ -164,7 +165,9 @@ describe('JobDB provisioning and writes', () => {
 
     await db.takeLease({ fencingToken: 60, lockIndex: 31, holder: 'next', sessionId: 's31' });
     await expect(db.insertJobs(lease, big(200_000))).rejects.toBeInstanceOf(FencedError);
-    const [{ n }] = await db.pool.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM jobs WHERE message_id LIKE 'm2_____'").then(([rows]) => rows);
+    const [{ n }] = await db.pool
+      .query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM jobs WHERE message_id LIKE 'm2_____'")
+      .then(([rows]) => rows);
     expect(Number(n)).toBe(0);
   });
 
@@ -250,7 +253,9 @@ describe('drained decision (sealIfEmpty)', () => {
     const lease = await db.takeLease({ fencingToken: 90, lockIndex: 1, holder: 'a', sessionId: 's1' });
     const { inserted } = await db.insertJobs(lease, [job(1)]);
     expect(await db.sealIfEmpty(lease)).toBe(false);
-    await db.appendTransitions(lease, [{ jobId: inserted[0].id, from: 'awaiting_scheduling', to: 'executing', attempt: 1, at: new Date() }]);
+    await db.appendTransitions(lease, [
+      { jobId: inserted[0].id, from: 'awaiting_scheduling', to: 'executing', attempt: 1, at: new Date() },
+    ]);
     await db.appendTransitions(lease, [{ jobId: inserted[0].id, from: 'executing', to: 'succeeded', attempt: 1, at: new Date() }]);
     expect(await db.sealIfEmpty(lease)).toBe(true);
     expect(await db.sealIfEmpty(lease)).toBe(true); // already sealed by this lease: the drained CAS may be retried
@@ -267,7 +272,13 @@ describe('drained decision (sealIfEmpty)', () => {
 
   it('waits for an insert in flight and counts its jobs (a plain read could not see them)', async () => {
     const lease = await db.takeLease({ fencingToken: 110, lockIndex: 3, holder: 'c', sessionId: 's3' });
-    const open = (await db.loadOpenJobs()).map((j) => ({ jobId: j.id, from: j.state, to: 'discarded' as const, attempt: j.attempt, at: new Date() }));
+    const open = (await db.loadOpenJobs()).map((j) => ({
+      jobId: j.id,
+      from: j.state,
+      to: 'discarded' as const,
+      attempt: j.attempt,
+      at: new Date(),
+    }));
     await db.appendTransitions(lease, open);
     expect(await db.countOpenJobs()).toBe(0);
     // Another connection locks every row and gap of `jobs`: the insert below waits inside its fenced transaction.
@@ -297,7 +308,9 @@ describe('drained decision (sealIfEmpty)', () => {
     );
     expect(await running('SELECT id FROM leases')).toBe(true); // the write waits for its shared lock
     // Its lease row appended now: the waiting write held no gap lock in its way (it used to: a deadlock).
-    await taking.query("INSERT INTO leases (fencing_token, lock_index, holder, session_id, acquired_at) VALUES (1001, 10, 'new', 's10', NOW(3))");
+    await taking.query(
+      "INSERT INTO leases (fencing_token, lock_index, holder, session_id, acquired_at) VALUES (1001, 10, 'new', 's10', NOW(3))",
+    );
     await taking.query('COMMIT');
     taking.release();
     expect(await write).toBe('fenced');

@@ -420,7 +420,10 @@ export class JobDb {
     try {
       // Round trips of about PACKET_BUDGET_BYTES; a bigger batch takes several inside the transaction.
       for (const trip of packed(all, statementBytes)) {
-        const [result] = await conn.query(trip.map((t) => t.sql).join('; '), trip.flatMap((t) => t.values));
+        const [result] = await conn.query(
+          trip.map((t) => t.sql).join('; '),
+          trip.flatMap((t) => t.values),
+        );
         if (trip.length === 1) results.push(result);
         else results.push(...(result as unknown[]));
       }
@@ -455,7 +458,9 @@ export class JobDb {
   /** Why a job with these JSON texts cannot fit in one statement of a server with `maxPacket`, or null when it can. */
   private static oversize(payload: string, headers: string, maxPacket: number): string | null {
     const bytes = sqlStringBytes(payload) + sqlStringBytes(headers) + ROW_OVERHEAD_BYTES;
-    return bytes > maxPacket ? `payload_too_large: the job needs about ${bytes} bytes in SQL, above the JobDB's max_allowed_packet (${maxPacket} bytes)` : null;
+    return bytes > maxPacket
+      ? `payload_too_large: the job needs about ${bytes} bytes in SQL, above the JobDB's max_allowed_packet (${maxPacket} bytes)`
+      : null;
   }
 
   /**
@@ -521,7 +526,8 @@ export class JobDb {
         } else if (errno !== undefined && JSON_REFUSED.has(errno)) {
           const refused = await this.refusedJson(pending);
           if (refused.length === 0) throw error;
-          for (const key of refused) reject(key, `invalid_json: the JobDB refused the payload or headers as JSON (${(error as Error).message})`);
+          for (const key of refused)
+            reject(key, `invalid_json: the JobDB refused the payload or headers as JSON (${(error as Error).message})`);
         } else if (errno !== ER_LOCK_DEADLOCK) {
           throw error;
         }
@@ -553,7 +559,19 @@ export class JobDb {
     const ids = new Set<string>();
     for (const [key, { job: j, headers }] of pending) {
       ids.add(j.id);
-      rows.push([j.id, key, j.sourceId, j.messageId, j.destinationId, j.subscriptionId, j.payload, headers, j.receivedAt, j.expiresAt, leaseId]);
+      rows.push([
+        j.id,
+        key,
+        j.sourceId,
+        j.messageId,
+        j.destinationId,
+        j.subscriptionId,
+        j.payload,
+        headers,
+        j.receivedAt,
+        j.expiresAt,
+        leaseId,
+      ]);
     }
     const inserts = multiRowInserts(
       'INSERT INTO jobs (id, idempotency_key, source_id, message_id, destination_id, subscription_id, payload, headers, received_at, expires_at, lease_id) VALUES ?',
@@ -585,7 +603,10 @@ export class JobDb {
     const refused: string[] = [];
     for (const group of packed(entries, ([, p]) => p.job.payload.length + p.headers.length + 16, INSERT_CHUNK_ROWS)) {
       const columns = group.map((_, i) => `JSON_VALID(?) AND JSON_VALID(?) AS v${i}`).join(', ');
-      const [rows] = await this.pool.query<mysql.RowDataPacket[]>(`SELECT ${columns}`, group.flatMap(([, p]) => [p.job.payload, p.headers]));
+      const [rows] = await this.pool.query<mysql.RowDataPacket[]>(
+        `SELECT ${columns}`,
+        group.flatMap(([, p]) => [p.job.payload, p.headers]),
+      );
       group.forEach(([key], i) => {
         if (Number(rows[0][`v${i}`]) !== 1) refused.push(key);
       });
@@ -705,7 +726,7 @@ export class JobDb {
    */
   async loadOpenJobs(): Promise<OpenJob[]> {
     const out: OpenJob[] = [];
-    for (let after: string | null = null; ; ) {
+    for (let after: string | null = null; ;) {
       const heads = await this.loadOpenJobPage(after, 5_000);
       if (heads.length === 0) return out;
       after = heads[heads.length - 1].id;
@@ -771,10 +792,9 @@ export class JobDb {
 
   /** Full history of one job, oldest first (tests, inspection). */
   async transitionsOf(jobId: string): Promise<Transition[]> {
-    const [rows] = await this.pool.query<mysql.RowDataPacket[]>(
-      'SELECT * FROM job_state_transitions WHERE job_id = ? ORDER BY id',
-      [jobId],
-    );
+    const [rows] = await this.pool.query<mysql.RowDataPacket[]>('SELECT * FROM job_state_transitions WHERE job_id = ? ORDER BY id', [
+      jobId,
+    ]);
     return rows.map((r) => ({
       jobId: String(r.job_id),
       from: r.from_state as JobState,

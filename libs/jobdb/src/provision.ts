@@ -102,7 +102,13 @@ export async function provisionJobDb(options: ProvisionOptions): Promise<JobDbRe
  * Drops a JobDB and removes its keys. The caller (jobdb-manager) must hold its lock, so no
  * director can be writing to it.
  */
-export async function dropJobDb(options: { url: string; consul: ConsulClient; keys?: ConsulKeys; id: string; database: string }): Promise<void> {
+export async function dropJobDb(options: {
+  url: string;
+  consul: ConsulClient;
+  keys?: ConsulKeys;
+  id: string;
+  database: string;
+}): Promise<void> {
   await dropJobDbDatabase(options.url, options.database);
   await unregisterJobDb(options.consul, options.keys ?? new ConsulKeys(), options.id);
 }

@@ -1,4 +1,12 @@
-import { jobDbRecordOf, parseJobDbEntries, type ConsulClient, type ConsulKeys, type JobDbEntry, type JobDbRecord, type JobDbState } from '@cdp/consul';
+import {
+  jobDbRecordOf,
+  parseJobDbEntries,
+  type ConsulClient,
+  type ConsulKeys,
+  type JobDbEntry,
+  type JobDbRecord,
+  type JobDbState,
+} from '@cdp/consul';
 
 /** The JobDB records and lock holders under `keys.jobDbs`, sorted by id; malformed records are skipped. */
 export async function listJobDbs(consul: ConsulClient, keys: ConsulKeys): Promise<JobDbEntry[]> {
@@ -7,7 +15,8 @@ export async function listJobDbs(consul: ConsulClient, keys: ConsulKeys): Promis
 
 export async function registerJobDb(consul: ConsulClient, keys: ConsulKeys, id: string, record: JobDbRecord): Promise<void> {
   // cas=0: create only, so two managers never register the same id twice.
-  if (!(await consul.kv.set(keys.jobDb(id), JSON.stringify(record), { cas: 0 }))) throw new Error(`JobDB ${id} is already registered in Consul`);
+  if (!(await consul.kv.set(keys.jobDb(id), JSON.stringify(record), { cas: 0 })))
+    throw new Error(`JobDB ${id} is already registered in Consul`);
 }
 
 /**

@@ -63,7 +63,9 @@ export interface CommitAfterWorkConsumerOptions<T> {
 }
 
 /** The worker's settings from libs/config's `kafkaWorkerEnv`, to spread into its options. */
-export function workerSettings(config: KafkaWorkerEnv): Pick<CommitAfterWorkConsumerOptions<unknown>, 'maxAttempts' | 'retryInitialMs' | 'retryMaxMs' | 'consumerConfig'> {
+export function workerSettings(
+  config: KafkaWorkerEnv,
+): Pick<CommitAfterWorkConsumerOptions<unknown>, 'maxAttempts' | 'retryInitialMs' | 'retryMaxMs' | 'consumerConfig'> {
   return {
     maxAttempts: config.KAFKA_WORKER_MAX_ATTEMPTS,
     retryInitialMs: config.KAFKA_WORKER_RETRY_INITIAL_MS,
@@ -288,7 +290,13 @@ export class CommitAfterWorkConsumer<T> {
         await o.handle(items, { ...ctx, deadLetter: (message, error) => letters.push(this.letter(message, error)) });
         return letters;
       } catch (error) {
-        const where = { ...errorFields(error), topic: ctx.topic, partition: ctx.partition, firstOffset: items[0].message.offset, messages: items.length };
+        const where = {
+          ...errorFields(error),
+          topic: ctx.topic,
+          partition: ctx.partition,
+          firstOffset: items[0].message.offset,
+          messages: items.length,
+        };
         let waitMs: number;
         if (isRetriable(error)) {
           waitMs = backoffMs(++retriableFailures, { initialMs: o.retryInitialMs, maxMs: o.retryMaxMs });
@@ -329,7 +337,13 @@ export class CommitAfterWorkConsumer<T> {
   }
 
   /** The DLQ copies and the offset past the chunk in one transaction, retried until done. */
-  private async commitDeadLetters(topic: string, partition: number, nextOffset: bigint, letters: DeadLetter[], ctx: BatchContext): Promise<bigint | typeof STOPPED> {
+  private async commitDeadLetters(
+    topic: string,
+    partition: number,
+    nextOffset: bigint,
+    letters: DeadLetter[],
+    ctx: BatchContext,
+  ): Promise<bigint | typeof STOPPED> {
     for (let attempt = 1; ; attempt++) {
       if (!ctx.isRunning()) return STOPPED;
       try {
@@ -341,7 +355,10 @@ export class CommitAfterWorkConsumer<T> {
       } catch (error) {
         if (isGroupMembershipError(error)) return STOPPED;
         const waitMs = backoffMs(attempt, { initialMs: this.options.retryInitialMs, maxMs: this.options.retryMaxMs });
-        this.options.logger.warn({ ...errorFields(error), topic, partition, retryInMs: waitMs }, 'dead letters not committed yet; retrying');
+        this.options.logger.warn(
+          { ...errorFields(error), topic, partition, retryInMs: waitMs },
+          'dead letters not committed yet; retrying',
+        );
         if (!(await this.wait(waitMs, ctx))) return STOPPED;
       }
     }

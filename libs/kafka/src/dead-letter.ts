@@ -1,13 +1,6 @@
 import type { Kafka, Producer } from 'kafkajs';
 import { errorFields, type Logger } from '@cdp/log';
-import {
-  HEADER_ERROR,
-  HEADER_SOURCE_OFFSET,
-  HEADER_SOURCE_PARTITION,
-  HEADER_SOURCE_TOPIC,
-  HEADER_STAGE,
-  type Headers,
-} from './headers';
+import { HEADER_ERROR, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC, HEADER_STAGE, type Headers } from './headers';
 import { exceedsLimit, PUBLISH_MARGIN_BYTES, sendSplit, topicMaxMessageBytes } from './limits';
 import { javaCompatiblePartitioner } from './partitioner';
 import type { OutboundMessage } from './producer';
@@ -54,7 +47,10 @@ export function deadLetterRecord(message: InboundMessage, stage: string, error: 
 export function boundedDeadLetter(record: OutboundMessage, limitBytes: number): OutboundMessage {
   if (!exceedsLimit(record, limitBytes)) return record;
   const size = record.value === null ? 0 : Buffer.byteLength(record.value);
-  const headers = { ...record.headers, [HEADER_ERROR]: `${record.headers?.[HEADER_ERROR] ?? ''} (value of ${size} bytes left out: above the DLQ limit)`.slice(0, 1_100) };
+  const headers = {
+    ...record.headers,
+    [HEADER_ERROR]: `${record.headers?.[HEADER_ERROR] ?? ''} (value of ${size} bytes left out: above the DLQ limit)`.slice(0, 1_100),
+  };
   return { ...record, value: null, headers };
 }
 
@@ -117,7 +113,12 @@ export class DeadLetterWriter {
       const txn = await entry.producer.transaction();
       try {
         const limit = entry.dlqLimitBytes;
-        await sendSplit(txn, this.options.dlqTopic, fresh.map((l) => boundedDeadLetter(l.record, limit)), limit);
+        await sendSplit(
+          txn,
+          this.options.dlqTopic,
+          fresh.map((l) => boundedDeadLetter(l.record, limit)),
+          limit,
+        );
         await this.options.afterSend?.();
         await txn.sendOffsets({
           consumerGroupId: this.options.groupId,
@@ -132,7 +133,10 @@ export class DeadLetterWriter {
     } catch (error) {
       this.producers.delete(key);
       if (entry) void entry.producer.disconnect().catch(() => undefined);
-      this.options.logger.warn({ ...errorFields(error), topic, partition }, 'dead-letter transaction failed; the next attempt fences again');
+      this.options.logger.warn(
+        { ...errorFields(error), topic, partition },
+        'dead-letter transaction failed; the next attempt fences again',
+      );
       throw new RetriableError(`dead-letter transaction failed: ${errorText(error)}`, { cause: error });
     }
   }

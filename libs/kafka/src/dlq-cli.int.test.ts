@@ -61,7 +61,17 @@ describe('cdp-dlq against the real broker', () => {
         { partition: 0, key: copy.key, value: copy.value, headers: copy.headers },
         { partition: 1, key: null, value: Buffer.from([0, 159, 146, 150]), headers: { [HEADER_STAGE]: 'director' } },
         // A copy whose value a stage left out (above the DLQ's limit).
-        { partition: 2, key: 'src-1:big', value: null, headers: { [HEADER_STAGE]: 'oversize', 'cdp-source-topic': names.identified, 'cdp-source-partition': '2', 'cdp-source-offset': '7' } },
+        {
+          partition: 2,
+          key: 'src-1:big',
+          value: null,
+          headers: {
+            [HEADER_STAGE]: 'oversize',
+            'cdp-source-topic': names.identified,
+            'cdp-source-partition': '2',
+            'cdp-source-offset': '7',
+          },
+        },
       ],
       acks: -1,
     });
@@ -74,11 +84,21 @@ describe('cdp-dlq against the real broker', () => {
     expect(all.code).toBe(0);
     expect(lines(all.stdout)).toHaveLength(total);
     expect(all.stderr).toContain(`${total} of ${total} records shown`);
-    expect(all.stdout).toMatch(new RegExp(`^0:0  \\S+Z  pending  dedup  ${names.ingest.replace(/\./g, '\\.')}/0@1000  key=src-1:msg-0  refused record 0$`, 'm'));
+    expect(all.stdout).toMatch(
+      new RegExp(`^0:0  \\S+Z  pending  dedup  ${names.ingest.replace(/\./g, '\\.')}/0@1000  key=src-1:msg-0  refused record 0$`, 'm'),
+    );
     expect(all.stdout).toContain('director  (unknown)  key=(null)');
 
     const transform = await cdpDlq(prefix, ['list', '--stage', 'transform', '--json']);
-    const records = lines(transform.stdout).map((l) => JSON.parse(l) as { stage: string; source: { topic: string; partition: number; offset: string }; headers: Record<string, string>; value: string });
+    const records = lines(transform.stdout).map(
+      (l) =>
+        JSON.parse(l) as {
+          stage: string;
+          source: { topic: string; partition: number; offset: string };
+          headers: Record<string, string>;
+          value: string;
+        },
+    );
     expect(records).toHaveLength(300);
     expect(records.every((r) => r.stage === 'transform' && r.source.topic === names.deduped)).toBe(true);
     expect(Object.keys(records[0].headers)).toEqual(['x-cdp-trace']);
@@ -157,7 +177,14 @@ describe('cdp-dlq against the real broker', () => {
   });
 
   it('refuses bad arguments with the usage and exit 2', async () => {
-    for (const args of [[], ['list', '--since', 'yesterday'], ['list', '--offsets', '1:9-3'], ['resend'], ['show'], ['list', '--limit', '0']]) {
+    for (const args of [
+      [],
+      ['list', '--since', 'yesterday'],
+      ['list', '--offsets', '1:9-3'],
+      ['resend'],
+      ['show'],
+      ['list', '--limit', '0'],
+    ]) {
       const result = await cdpDlq(prefix, args);
       expect(result.code).toBe(2);
       expect(result.stderr).toContain('usage: cdp-dlq');

@@ -53,7 +53,8 @@ export function parseTime(flag: string, text: string, now: number): number {
   const relative = DURATION.exec(text);
   if (relative) return now - Number(relative[1]) * UNIT_MS[relative[2] as keyof typeof UNIT_MS];
   const ms = Date.parse(text);
-  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(ms)) throw new UsageError(`${flag} must be an ISO 8601 time or 30m, 6h, 2d; got ${JSON.stringify(text)}`);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(ms))
+    throw new UsageError(`${flag} must be an ISO 8601 time or 30m, 6h, 2d; got ${JSON.stringify(text)}`);
   return ms;
 }
 
@@ -80,7 +81,8 @@ interface Command {
 
 export function parseCommand(argv: string[], now = Date.now()): Command {
   const name = argv[0];
-  if (name !== 'list' && name !== 'show' && name !== 'resend' && name !== 'discard') throw new UsageError(`unknown command ${JSON.stringify(name ?? '')}`);
+  if (name !== 'list' && name !== 'show' && name !== 'resend' && name !== 'discard')
+    throw new UsageError(`unknown command ${JSON.stringify(name ?? '')}`);
   let parsed;
   try {
     parsed = parseArgs({
@@ -120,7 +122,8 @@ export function parseCommand(argv: string[], now = Date.now()): Command {
   let limit: number | undefined;
   if (v.limit !== undefined) {
     limit = Number(v.limit);
-    if (!Number.isSafeInteger(limit) || limit <= 0) throw new UsageError(`--limit must be a positive integer, got ${JSON.stringify(v.limit)}`);
+    if (!Number.isSafeInteger(limit) || limit <= 0)
+      throw new UsageError(`--limit must be a positive integer, got ${JSON.stringify(v.limit)}`);
   }
   return { name, filter, pending: v.pending ?? false, json: v.json ?? false, limit, yes: v.yes ?? false, reason: v.reason };
 }
@@ -185,7 +188,9 @@ async function select(kafka: Kafka, admin: Admin, topic: string, filter: DlqFilt
     onProgress: (n) => progress.advance(n),
   });
   progress.finish();
-  return selected.sort((a, b) => a.timestamp - b.timestamp || a.partition - b.partition || (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
+  return selected.sort(
+    (a, b) => a.timestamp - b.timestamp || a.partition - b.partition || (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0),
+  );
 }
 
 function stateOf(marker: HandledMarker | undefined): string {
@@ -243,7 +248,9 @@ function details(topic: string, record: DlqRecord, marker: HandledMarker | undef
     `  key            ${readableBytes(record.key, true)}`,
     ...Object.entries(record.headers).map(([k, v]) => `  header         ${k}: ${headerText(v)}`),
     '  value',
-    ...readableBytes(record.value).split('\n').map((l) => `    ${l}`),
+    ...readableBytes(record.value)
+      .split('\n')
+      .map((l) => `    ${l}`),
   ];
   return lines.join('\n');
 }
@@ -252,7 +259,14 @@ function details(topic: string, record: DlqRecord, marker: HandledMarker | undef
  * Writes, per transaction, the re-sent records (resend) and one marker per DLQ record. Repeated
  * DLQ copies of one dead letter are sent once and all marked. Returns how many were sent.
  */
-async function handle(kafka: Kafka, markerTopic: string, transactionalId: string, records: DlqRecord[], action: HandledAction, reason: string | undefined): Promise<number> {
+async function handle(
+  kafka: Kafka,
+  markerTopic: string,
+  transactionalId: string,
+  records: DlqRecord[],
+  action: HandledAction,
+  reason: string | undefined,
+): Promise<number> {
   const producer = kafka.producer({
     transactionalId,
     idempotent: true,
@@ -332,7 +346,8 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       const found = new Set(selected.map(positionOf));
       for (const r of selected) out(`${details(names.dlq, r, markerOf(r))}\n`);
       const missing = (command.filter.offsets ?? []).filter((s) => s.from === s.to && !found.has(`${s.partition}:${s.from}`));
-      for (const s of missing) err(`${s.partition}:${s.from}: no record there in ${names.dlq} (never written, expired, or a transaction marker)`);
+      for (const s of missing)
+        err(`${s.partition}:${s.from}: no record there in ${names.dlq} (never written, expired, or a transaction marker)`);
       return missing.length > 0 ? 1 : 0;
     }
 
@@ -343,7 +358,8 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       const existing = new Set(await admin.listTopics());
       todo = todo.filter((r) => {
         if (!r.source) problems.push(`${positionOf(r)}: no original topic (no cdp-source-topic header); not re-sent`);
-        else if (!existing.has(r.source.topic)) problems.push(`${positionOf(r)}: original topic ${r.source.topic} does not exist; not re-sent`);
+        else if (!existing.has(r.source.topic))
+          problems.push(`${positionOf(r)}: original topic ${r.source.topic} does not exist; not re-sent`);
         // A stage leaves the value out of a DLQ copy above the DLQ's size limit (cdp-error says so).
         else if (r.value === null) problems.push(`${positionOf(r)}: no value in the DLQ copy; not re-sent (discard it)`);
         else return true;
@@ -359,7 +375,10 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     }
     const action: HandledAction = command.name === 'resend' ? 'resent' : 'discarded';
     const sent = await handle(kafka, names['dlq-handled'], `${names.dlq}-tool`, todo, action, command.reason);
-    if (action === 'resent') out(`resent ${sent} records to their original topics${todo.length > sent ? ` (${todo.length - sent} repeated DLQ copies of them marked, not sent again)` : ''}`);
+    if (action === 'resent')
+      out(
+        `resent ${sent} records to their original topics${todo.length > sent ? ` (${todo.length - sent} repeated DLQ copies of them marked, not sent again)` : ''}`,
+      );
     else out(`discarded ${todo.length} records`);
     return problems.length > 0 ? 1 : 0;
   } finally {

@@ -29,7 +29,13 @@ const DEDUP_HEADERS = {
 describe('DLQ records', () => {
   it('reads stage, error and origin from the headers and keeps the original headers apart', () => {
     const record = parseDlqRecord(2, dlqMessage('17', DEDUP_HEADERS));
-    expect(record).toMatchObject({ partition: 2, offset: 17n, stage: 'dedup', error: 'bad envelope', source: { topic: 'cdp.ingest', partition: 4, offset: '99' } });
+    expect(record).toMatchObject({
+      partition: 2,
+      offset: 17n,
+      stage: 'dedup',
+      error: 'bad envelope',
+      source: { topic: 'cdp.ingest', partition: 4, offset: '99' },
+    });
     expect(Object.keys(record.headers)).toEqual(['x-cdp-trace']);
     const replay = replayMessage(record);
     expect(replay.topic).toBe('cdp.ingest');
@@ -57,7 +63,17 @@ describe('DLQ records', () => {
     expect(selects({ since: NOW + 1 }, record)).toBe(false);
     expect(selects({ until: NOW }, record)).toBe(false);
     expect(selects({ offsets: [{ partition: 2, from: 10n, to: 17n }] }, record)).toBe(true);
-    expect(selects({ offsets: [{ partition: 2, from: 18n, to: 20n }, { partition: 1, from: 0n, to: 99n }] }, record)).toBe(false);
+    expect(
+      selects(
+        {
+          offsets: [
+            { partition: 2, from: 18n, to: 20n },
+            { partition: 1, from: 0n, to: 99n },
+          ],
+        },
+        record,
+      ),
+    ).toBe(false);
   });
 
   it('shows values readably: JSON indented or on one line, text as it is, binary as base64', () => {
@@ -72,7 +88,10 @@ describe('DLQ records', () => {
 
 describe('cdp-dlq arguments', () => {
   it('reads filters and flags', () => {
-    const c = parseCommand(['resend', '--stage', 'dedup', '--stage', 'transform', '--topic', 'cdp.ingest', '--since', '6h', '--offsets', '1:5-9,2:3', '--yes'], NOW);
+    const c = parseCommand(
+      ['resend', '--stage', 'dedup', '--stage', 'transform', '--topic', 'cdp.ingest', '--since', '6h', '--offsets', '1:5-9,2:3', '--yes'],
+      NOW,
+    );
     expect(c.name).toBe('resend');
     expect([...(c.filter.stages ?? [])]).toEqual(['dedup', 'transform']);
     expect(c.filter.since).toBe(NOW - 6 * 3_600_000);

@@ -4,7 +4,13 @@ import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
 import { decodeHeaders, HEADER_ERROR, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC, HEADER_STAGE } from './headers';
 
 /** Headers the DLQ adds to a record; a re-sent record goes back without them. */
-export const DLQ_HEADERS: readonly string[] = [HEADER_STAGE, HEADER_ERROR, HEADER_SOURCE_TOPIC, HEADER_SOURCE_PARTITION, HEADER_SOURCE_OFFSET];
+export const DLQ_HEADERS: readonly string[] = [
+  HEADER_STAGE,
+  HEADER_ERROR,
+  HEADER_SOURCE_TOPIC,
+  HEADER_SOURCE_PARTITION,
+  HEADER_SOURCE_OFFSET,
+];
 
 export interface DlqRecord {
   partition: number;
@@ -74,7 +80,8 @@ export function selects(filter: DlqFilter, record: DlqRecord): boolean {
   if (filter.topics && !(record.source && filter.topics.has(record.source.topic))) return false;
   if (filter.since !== undefined && record.timestamp < filter.since) return false;
   if (filter.until !== undefined && record.timestamp >= filter.until) return false;
-  if (filter.offsets && !filter.offsets.some((s) => s.partition === record.partition && record.offset >= s.from && record.offset <= s.to)) return false;
+  if (filter.offsets && !filter.offsets.some((s) => s.partition === record.partition && record.offset >= s.from && record.offset <= s.to))
+    return false;
   return true;
 }
 
@@ -107,7 +114,9 @@ export function replayMessage(record: DlqRecord): { topic: string; message: Mess
 
 /** One dead letter, however many DLQ copies it has (a retried dead-letter write can leave two). */
 export function deadLetterIdentity(record: DlqRecord): string {
-  return record.source?.offset === undefined ? `dlq:${positionOf(record)}` : `${record.stage}\u0000${record.source.topic}\u0000${record.source.partition}\u0000${record.source.offset}`;
+  return record.source?.offset === undefined
+    ? `dlq:${positionOf(record)}`
+    : `${record.stage}\u0000${record.source.topic}\u0000${record.source.partition}\u0000${record.source.offset}`;
 }
 
 export type HandledAction = 'resent' | 'discarded';

@@ -28,7 +28,11 @@ describe('CompactedTopicMap on the real broker', () => {
     // partition; every key is written twice (the second wins), one in ten then deleted.
     const keys = 5_000;
     const padding = 'p'.repeat(3_000);
-    const record = (i: number, version: number): OutboundMessage => ({ key: `u${i}`, value: JSON.stringify({ version, padding }), partition: i % 2 });
+    const record = (i: number, version: number): OutboundMessage => ({
+      key: `u${i}`,
+      value: JSON.stringify({ version, padding }),
+      partition: i % 2,
+    });
     const producer = new BatchingProducer(kafka(), { logger });
     await producer.connect();
     const backlog: OutboundMessage[] = [];

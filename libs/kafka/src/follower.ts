@@ -81,7 +81,10 @@ export class CompactedTopicFollower {
       try {
         await this.startConsumer();
       } catch (error) {
-        this.options.logger.warn({ ...errorFields(error), topic: this.options.topic, retryInMs: backoff }, 'cannot start the compacted-topic follower yet');
+        this.options.logger.warn(
+          { ...errorFields(error), topic: this.options.topic, retryInMs: backoff },
+          'cannot start the compacted-topic follower yet',
+        );
         await sleep(backoff);
         backoff = Math.min(backoff * 2, 5_000);
       }
@@ -148,10 +151,17 @@ export class CompactedTopicFollower {
           let invalid = 0;
           for (const m of batch.messages) {
             const value = m.value === null || m.value.length === 0 ? null : m.value;
-            const record = { partition: batch.partition, offset: m.offset, key: m.key ? m.key.toString('utf8') : null, value, headers: decodeHeaders(m.headers) };
+            const record = {
+              partition: batch.partition,
+              offset: m.offset,
+              key: m.key ? m.key.toString('utf8') : null,
+              value,
+              headers: decodeHeaders(m.headers),
+            };
             if (o.apply(record) === 'invalid') {
               invalid++;
-              if (this.invalid++ < 10) o.logger.warn({ topic: o.topic, partition: batch.partition, offset: m.offset }, 'invalid record ignored');
+              if (this.invalid++ < 10)
+                o.logger.warn({ topic: o.topic, partition: batch.partition, offset: m.offset }, 'invalid record ignored');
             } else if (value === null) tombstones++;
             else applied++;
           }

@@ -1,5 +1,13 @@
 export { createKafka, isKafkaAuthenticationError, Kafka, kafkaConnection, type KafkaClientOptions, type KafkaConnection } from './client';
-export { CommitAfterWorkConsumer, toInbound, workerSettings, type BatchContext, type CommitAfterWorkConsumerOptions, type Decoded, type InboundMessage } from './consumer';
+export {
+  CommitAfterWorkConsumer,
+  toInbound,
+  workerSettings,
+  type BatchContext,
+  type CommitAfterWorkConsumerOptions,
+  type Decoded,
+  type InboundMessage,
+} from './consumer';
 export { boundedDeadLetter, deadLetterRecord, DeadLetterWriter, type DeadLetter, type DeadLetterWriterOptions } from './dead-letter';
 export {
   CompactedTopicFollower,

@@ -6,21 +6,58 @@ import { KafkaLogRouter } from './kafka-log';
 // kafkajs's own wording for what a normal start against fresh topics logs (lib/network/
 // connection.js logs the protocol error of each retried response; runner/consumer/admin others).
 const NORMAL_START: Array<['ERROR' | 'WARN', string, string, Record<string, unknown>]> = [
-  ['ERROR', 'Connection', 'Response Metadata(key: 3, version: 6)', { error: 'There is no leader for this topic-partition as we are in the middle of a leadership election', correlationId: 4 }],
-  ['ERROR', 'Connection', 'Response FindCoordinator(key: 10, version: 2)', { error: 'The group coordinator is not available', correlationId: 5 }],
-  ['ERROR', 'Connection', 'Response JoinGroup(key: 11, version: 5)', { error: 'The coordinator is loading and hence can\'t process requests', correlationId: 6 }],
-  ['ERROR', 'Connection', 'Response ListOffsets(key: 2, version: 4)', { error: 'This server does not host this topic-partition', correlationId: 7 }],
-  ['ERROR', 'Connection', 'Response Produce(key: 0, version: 7)', { error: 'This server is not the leader for that topic-partition', correlationId: 8 }],
+  [
+    'ERROR',
+    'Connection',
+    'Response Metadata(key: 3, version: 6)',
+    { error: 'There is no leader for this topic-partition as we are in the middle of a leadership election', correlationId: 4 },
+  ],
+  [
+    'ERROR',
+    'Connection',
+    'Response FindCoordinator(key: 10, version: 2)',
+    { error: 'The group coordinator is not available', correlationId: 5 },
+  ],
+  [
+    'ERROR',
+    'Connection',
+    'Response JoinGroup(key: 11, version: 5)',
+    { error: "The coordinator is loading and hence can't process requests", correlationId: 6 },
+  ],
+  [
+    'ERROR',
+    'Connection',
+    'Response ListOffsets(key: 2, version: 4)',
+    { error: 'This server does not host this topic-partition', correlationId: 7 },
+  ],
+  [
+    'ERROR',
+    'Connection',
+    'Response Produce(key: 0, version: 7)',
+    { error: 'This server is not the leader for that topic-partition', correlationId: 8 },
+  ],
   ['ERROR', 'Runner', 'The coordinator is not aware of this member, re-joining the group', { groupId: 'g' }],
   ['WARN', 'Runner', 'The group is rebalancing, re-joining', { groupId: 'g', error: 'The group is rebalancing, so a rejoin is needed' }],
   ['WARN', 'Admin', 'Could not create topics', { error: 'Topic with this name already exists' }],
-  ['ERROR', 'Connection', 'Response InitProducerId(key: 22, version: 1)', { error: 'The producer attempted to update a transaction while another concurrent operation on the same transaction was ongoing', correlationId: 4 }],
+  [
+    'ERROR',
+    'Connection',
+    'Response InitProducerId(key: 22, version: 1)',
+    {
+      error: 'The producer attempted to update a transaction while another concurrent operation on the same transaction was ongoing',
+      correlationId: 4,
+    },
+  ],
   ['WARN', 'Producer', 'Limiting retries for the idempotent producer may invalidate EoS guarantees', {}],
 ];
 
 function capture() {
   const lines: Array<{ level: string; msg: string; similar?: number }> = [];
-  const logger = createLogger({ name: 'kafka-log-test', level: 'warn', destination: { write: (s: string) => void lines.push(JSON.parse(s)) } });
+  const logger = createLogger({
+    name: 'kafka-log-test',
+    level: 'warn',
+    destination: { write: (s: string) => void lines.push(JSON.parse(s)) },
+  });
   return { lines, logger };
 }
 
@@ -41,8 +78,15 @@ describe('kafkajs log lines through createKafka', () => {
     const { lines, logger } = capture();
     const kafkaLogger = createKafka({ brokers: ['127.0.0.1:9'], clientId: 't', logger }).logger();
     for (let i = 0; i < 300; i++) {
-      kafkaLogger.namespace('Connection').error('Connection error: connect ECONNREFUSED 127.0.0.1:9', { broker: '127.0.0.1:9', clientId: 't' });
-      kafkaLogger.namespace('BrokerPool').error('Failed to connect to seed broker, trying another broker from the list: Connection error: connect ECONNREFUSED 127.0.0.1:9', { retryCount: i });
+      kafkaLogger
+        .namespace('Connection')
+        .error('Connection error: connect ECONNREFUSED 127.0.0.1:9', { broker: '127.0.0.1:9', clientId: 't' });
+      kafkaLogger
+        .namespace('BrokerPool')
+        .error(
+          'Failed to connect to seed broker, trying another broker from the list: Connection error: connect ECONNREFUSED 127.0.0.1:9',
+          { retryCount: i },
+        );
     }
     expect(lines.filter((l) => l.level === 'error')).toEqual([]);
     // Within one window: a single warning for the kind (both wordings are connection failures).
@@ -53,14 +97,24 @@ describe('kafkajs log lines through createKafka', () => {
     const { lines, logger } = capture();
     const kafkaLogger = createKafka({ brokers: ['127.0.0.1:9'], clientId: 't', logger }).logger();
     kafkaLogger.namespace('Consumer').error('Crash: KafkaJSNonRetriableError: Topic authorization failed', { groupId: 'g' });
-    kafkaLogger.namespace('Connection').error('Response SaslAuthenticate(key: 36, version: 1)', { error: 'Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256' });
-    kafkaLogger.namespace('Consumer').error('Crash: KafkaJSNumberOfRetriesExceeded: This server does not host this topic-partition', { groupId: 'g' });
+    kafkaLogger
+      .namespace('Connection')
+      .error('Response SaslAuthenticate(key: 36, version: 1)', {
+        error: 'Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256',
+      });
+    kafkaLogger
+      .namespace('Consumer')
+      .error('Crash: KafkaJSNumberOfRetriesExceeded: This server does not host this topic-partition', { groupId: 'g' });
     expect(lines.map((l) => l.level)).toEqual(['error', 'error', 'error']);
   });
 });
 
 describe('KafkaLogRouter', () => {
-  const refused = { namespace: 'Connection', level: logLevel.ERROR, log: { timestamp: '', logger: 'kafkajs', message: 'Connection error: connect ECONNREFUSED 127.0.0.1:9' } };
+  const refused = {
+    namespace: 'Connection',
+    level: logLevel.ERROR,
+    log: { timestamp: '', logger: 'kafkajs', message: 'Connection error: connect ECONNREFUSED 127.0.0.1:9' },
+  };
 
   it('warns once per window and kind, with the count of lines absorbed since, and counts every line', () => {
     let now = 0;
@@ -85,8 +139,12 @@ describe('KafkaLogRouter', () => {
     const counts: Record<string, number> = {};
     const router = new KafkaLogRouter({ now: () => 0, count: (t) => void (counts[t] = (counts[t] ?? 0) + 1) });
     expect(router.route(refused).level).toBe('warn');
-    expect(router.route({ ...refused, namespace: 'Consumer', log: { ...refused.log, message: 'Restarting the consumer in 300ms' } }).level).toBe('warn');
-    expect(router.route({ ...refused, log: { ...refused.log, message: 'Offset out of range, resetting to default offset' } }).level).toBe('error');
+    expect(
+      router.route({ ...refused, namespace: 'Consumer', log: { ...refused.log, message: 'Restarting the consumer in 300ms' } }).level,
+    ).toBe('warn');
+    expect(router.route({ ...refused, log: { ...refused.log, message: 'Offset out of range, resetting to default offset' } }).level).toBe(
+      'error',
+    );
     expect(router.route({ ...refused, level: logLevel.INFO, log: { ...refused.log, message: 'Starting' } }).level).toBe('debug');
     expect(router.route({ ...refused, level: logLevel.DEBUG }).level).toBe('trace');
     expect(counts).toEqual({ connection: 1, 'consumer-restart': 1, other: 1 });

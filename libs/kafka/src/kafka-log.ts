@@ -18,8 +18,16 @@ interface KafkaLogRule {
 }
 
 export const KAFKA_LOG_RULES: readonly KafkaLogRule[] = [
-  { type: 'leader-election', pattern: /no leader for this topic-partition|leadership election|not the leader for|leader not available/i, outcome: 'quiet' },
-  { type: 'coordinator', pattern: /coordinator is not available|coordinator is loading|not the correct coordinator|coordinator is not aware of this member/i, outcome: 'quiet' },
+  {
+    type: 'leader-election',
+    pattern: /no leader for this topic-partition|leadership election|not the leader for|leader not available/i,
+    outcome: 'quiet',
+  },
+  {
+    type: 'coordinator',
+    pattern: /coordinator is not available|coordinator is loading|not the correct coordinator|coordinator is not aware of this member/i,
+    outcome: 'quiet',
+  },
   { type: 'unknown-topic-partition', pattern: /does not host this topic-partition/i, outcome: 'quiet' },
   { type: 'rebalance', pattern: /group is rebalancing|rebalance in progress|resync group/i, outcome: 'quiet' },
   { type: 'topic-exists', pattern: /topic with this name already exists/i, outcome: 'quiet' },

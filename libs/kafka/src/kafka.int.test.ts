@@ -43,9 +43,19 @@ describe('kafka lib against the real broker', () => {
 
   it('creates topics with the configured partitions and configs, and reconciles drift', async () => {
     const prefix = testTopicPrefix('topics');
-    const specs = topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: 3, partitions: { regulations: 2 }, dedupWindowMs: 3_600_000 });
+    const specs = topicSpecs({
+      prefix,
+      replicationFactor: 1,
+      defaultPartitions: 3,
+      partitions: { regulations: 2 },
+      dedupWindowMs: 3_600_000,
+    });
     const first = await ensureTopics(admin, Object.values(specs));
-    expect(first.created.sort()).toEqual(Object.values(specs).map((s) => s.name).sort());
+    expect(first.created.sort()).toEqual(
+      Object.values(specs)
+        .map((s) => s.name)
+        .sort(),
+    );
 
     const meta = await admin.fetchTopicMetadata({ topics: [specs.ingest.name, specs.regulations.name] });
     expect(meta.topics.find((t) => t.name === specs.ingest.name)!.partitions).toHaveLength(3);
@@ -63,12 +73,21 @@ describe('kafka lib against the real broker', () => {
         {
           type: ConfigResourceTypes.TOPIC,
           name: specs.deduped.name,
-          configEntries: Object.entries({ ...specs.deduped.configs, 'max.message.bytes': '2000000' }).map(([name, value]) => ({ name, value })),
+          configEntries: Object.entries({ ...specs.deduped.configs, 'max.message.bytes': '2000000' }).map(([name, value]) => ({
+            name,
+            value,
+          })),
         },
       ],
     });
     // A second run creates nothing; a changed retention is altered in place.
-    const changed = topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: 3, partitions: { regulations: 2 }, dedupWindowMs: 7_200_000 });
+    const changed = topicSpecs({
+      prefix,
+      replicationFactor: 1,
+      defaultPartitions: 3,
+      partitions: { regulations: 2 },
+      dedupWindowMs: 7_200_000,
+    });
     const second = await ensureTopics(admin, Object.values(changed));
     expect(second.created).toEqual([]);
     expect(second.altered).toEqual([changed.deduped.name]);
@@ -100,7 +119,13 @@ describe('kafka lib against the real broker', () => {
     expect(await topicMaxMessageBytes(admin, small)).toBe(200_000);
     const broker = await admin.describeConfigs({
       includeSynonyms: false,
-      resources: [{ type: ConfigResourceTypes.BROKER, name: String((await admin.describeCluster()).brokers[0].nodeId), configNames: ['message.max.bytes'] }],
+      resources: [
+        {
+          type: ConfigResourceTypes.BROKER,
+          name: String((await admin.describeCluster()).brokers[0].nodeId),
+          configNames: ['message.max.bytes'],
+        },
+      ],
     });
     const brokerLimit = Number(broker.resources[0].configEntries[0].configValue);
     expect(await topicMaxMessageBytes(admin, plain)).toBe(brokerLimit);
@@ -130,7 +155,10 @@ describe('kafka lib against the real broker', () => {
     const specs = await createTopics(admin, testTopicPrefix('sigkill'));
     const producer = new BatchingProducer(kafka(), { logger });
     await producer.connect();
-    await producer.send(specs.ingest.name, Array.from({ length: 10 }, (_, i) => ({ key: `k${i}`, value: `v${i}` })));
+    await producer.send(
+      specs.ingest.name,
+      Array.from({ length: 10 }, (_, i) => ({ key: `k${i}`, value: `v${i}` })),
+    );
     const groupId = `sigkill-${Math.random().toString(36).slice(2)}`;
 
     const fixture = path.join(__dirname, '..', 'dist', 'fixtures', 'hanging-consumer.js');
@@ -158,7 +186,7 @@ describe('kafka lib against the real broker', () => {
       logger,
       stage: 'test',
       dlqTopic: specs.dlq.name,
-        consumerConfig: testConsumerConfig,
+      consumerConfig: testConsumerConfig,
       decode: (m) => m.value!.toString(),
       handle: async (items) => {
         reread.push(...items.map((i) => i.value));
@@ -190,7 +218,7 @@ describe('kafka lib against the real broker', () => {
       logger,
       stage: 'dedup',
       dlqTopic: specs.dlq.name,
-        consumerConfig: testConsumerConfig,
+      consumerConfig: testConsumerConfig,
       retryInitialMs: 50,
       decode: (m) => JSON.parse(m.value!.toString()),
       handle: async (items) => {
@@ -245,7 +273,10 @@ describe('BatchingProducer after a failed request', () => {
     const replacedBefore = await replacedProducers();
     await expect(producer.send(specs.ingest.name, [{ key: 'huge', value: 'x'.repeat(2_000_000) }])).rejects.toThrow();
     expect(await replacedProducers()).toBe(replacedBefore + 1);
-    await producer.send(specs.ingest.name, Array.from({ length: 10 }, (_, i) => ({ key: `after${i}`, value: 'ok' })));
+    await producer.send(
+      specs.ingest.name,
+      Array.from({ length: 10 }, (_, i) => ({ key: `after${i}`, value: 'ok' })),
+    );
     await producer.disconnect();
     const got = await readTopic(kafka(), specs.ingest.name, 11);
     expect(got.map((m) => m.key).sort()).toEqual(['before', ...Array.from({ length: 10 }, (_, i) => `after${i}`)].sort());
@@ -260,7 +291,12 @@ describe('BatchingProducer under load', () => {
     const value = 'x'.repeat(1_000);
     // 5,000 × 1 KB sent concurrently: several MB, far above the 1 MiB per-batch limit.
     await Promise.all(
-      Array.from({ length: 50 }, (_, i) => producer.send(specs.ingest.name, Array.from({ length: 100 }, (_, j) => ({ key: `k${i}-${j}`, value })))),
+      Array.from({ length: 50 }, (_, i) =>
+        producer.send(
+          specs.ingest.name,
+          Array.from({ length: 100 }, (_, j) => ({ key: `k${i}-${j}`, value })),
+        ),
+      ),
     );
     await producer.disconnect();
     const got = await readTopic(kafka(), specs.ingest.name, 5_000);
@@ -273,7 +309,10 @@ describe('BatchingProducer under load', () => {
     await producer.connect();
     const value = 'y'.repeat(1_000);
     // 3,000 × 1 KB in a single send, to one partition: ~3 MB, three times the broker's limit.
-    await producer.send(specs.ingest.name, Array.from({ length: 3_000 }, (_, i) => ({ key: `k${i}`, value, partition: 0 })));
+    await producer.send(
+      specs.ingest.name,
+      Array.from({ length: 3_000 }, (_, i) => ({ key: `k${i}`, value, partition: 0 })),
+    );
     await producer.disconnect();
     const got = await readTopic(kafka(), specs.ingest.name, 3_000);
     expect(got).toHaveLength(3_000);

@@ -89,7 +89,9 @@ describe('splitByBytes', () => {
 
 describe('recordRefusal', () => {
   // kafkajs's own errors, as its producer throws them.
-  const { createErrorFromCode } = require('kafkajs/src/protocol/error') as { createErrorFromCode: (code: number) => Error & { type: string } };
+  const { createErrorFromCode } = require('kafkajs/src/protocol/error') as {
+    createErrorFromCode: (code: number) => Error & { type: string };
+  };
   const protocol = (code: number) => new KafkaJSProtocolError(createErrorFromCode(code));
 
   it('names refusals of the records, also inside kafkajs wrappers', () => {

@@ -57,7 +57,7 @@ function fieldBytes(b: Bytes): number {
  * varint lengths. Uncompressed: compression only makes it smaller.
  */
 export function recordBytes(message: SizedMessage): number {
-  let body = 1 /* attributes */ + MAX_VARLONG_BYTES /* timestampDelta */ + MAX_VARINT_BYTES /* offsetDelta */;
+  let body = 1 /* attributes */ + MAX_VARLONG_BYTES /* timestampDelta */ + MAX_VARINT_BYTES; /* offsetDelta */
   body += fieldBytes(message.key);
   body += fieldBytes(message.value);
   const entries: Array<[string, Bytes]> = [];
@@ -75,7 +75,11 @@ export function recordBytes(message: SizedMessage): number {
  * overhead stays within `limitBytes`. A record too large on its own forms its own group: the
  * caller decides what to do with it (dead-letter, refuse).
  */
-export function splitByBytes<T>(records: readonly T[], limitBytes: number, sizeOf: (record: T) => number = recordBytes as (r: T) => number): T[][] {
+export function splitByBytes<T>(
+  records: readonly T[],
+  limitBytes: number,
+  sizeOf: (record: T) => number = recordBytes as (r: T) => number,
+): T[][] {
   const groups: T[][] = [];
   let current: T[] = [];
   let bytes = RECORD_BATCH_OVERHEAD_BYTES;
@@ -178,7 +182,13 @@ export const PUBLISH_MARGIN_BYTES = 16 * 1024;
  * (one request carries one record batch per partition, which the broker checks against the
  * topic's max.message.bytes). Returns the last offset written to `partition`, or -1.
  */
-export async function sendSplit(txn: Transaction, topic: string, records: OutboundMessage[], limitBytes: number, partition?: number): Promise<number> {
+export async function sendSplit(
+  txn: Transaction,
+  topic: string,
+  records: OutboundMessage[],
+  limitBytes: number,
+  partition?: number,
+): Promise<number> {
   let last = -1;
   for (const group of splitByBytes(records, limitBytes)) {
     const meta = await txn.send({ topic, acks: -1, messages: group });

@@ -2,7 +2,14 @@ import { Partitioners } from 'kafkajs';
 import { javaCompatiblePartitioner, murmur2 } from './partitioner';
 
 const metadata = (n: number, leaderless: number[] = []) =>
-  Array.from({ length: n }, (_, partitionId) => ({ partitionId, leader: leaderless.includes(partitionId) ? -1 : 0, replicas: [0], isr: [0], offlineReplicas: [], partitionErrorCode: 0 }));
+  Array.from({ length: n }, (_, partitionId) => ({
+    partitionId,
+    leader: leaderless.includes(partitionId) ? -1 : 0,
+    replicas: [0],
+    isr: [0],
+    offlineReplicas: [],
+    partitionErrorCode: 0,
+  }));
 
 describe('javaCompatiblePartitioner', () => {
   // kafkajs's DefaultPartitioner is the Java client's placement; ours must agree key for key.

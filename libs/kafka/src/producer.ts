@@ -178,7 +178,9 @@ export class BatchingProducer {
     if (bytes > this.maxBytes || messages.length > this.maxBatch) {
       // Too large for one request (the broker would refuse it on every retry): consecutive
       // parts, queued in order; the send resolves when all of them are acknowledged.
-      const parts = splitByBytes(messages, this.maxBytes).flatMap((g) => Array.from({ length: Math.ceil(g.length / this.maxBatch) }, (_, i) => g.slice(i * this.maxBatch, (i + 1) * this.maxBatch)));
+      const parts = splitByBytes(messages, this.maxBytes).flatMap((g) =>
+        Array.from({ length: Math.ceil(g.length / this.maxBatch) }, (_, i) => g.slice(i * this.maxBatch, (i + 1) * this.maxBatch)),
+      );
       return Promise.all(parts.map((part) => this.enqueue(topic, part, sizeOf(part)))).then(() => undefined);
     }
     return this.enqueue(topic, messages, bytes);

@@ -18,7 +18,9 @@ export interface PartitionBounds {
 
 export async function partitionBounds(admin: Admin, topic: string): Promise<PartitionBounds[]> {
   const offsets = await admin.fetchTopicOffsets(topic);
-  return offsets.map((o) => ({ partition: o.partition, low: BigInt(o.low), high: BigInt(o.high) })).sort((a, b) => a.partition - b.partition);
+  return offsets
+    .map((o) => ({ partition: o.partition, low: BigInt(o.low), high: BigInt(o.high) }))
+    .sort((a, b) => a.partition - b.partition);
 }
 
 export interface ReadRangesOptions {

@@ -40,8 +40,18 @@ describe('workerSettings', () => {
       retryMaxMs: 10_000,
       consumerConfig: { sessionTimeout: 30_000, heartbeatInterval: 3_000 },
     });
-    const custom = loadConfig(schema, { KAFKA_WORKER_MAX_ATTEMPTS: '2', KAFKA_WORKER_RETRY_INITIAL_MS: '50', KAFKA_WORKER_RETRY_MAX_MS: '500', KAFKA_SESSION_TIMEOUT_MS: '6000' });
-    expect(workerSettings(custom)).toMatchObject({ maxAttempts: 2, retryInitialMs: 50, retryMaxMs: 500, consumerConfig: { sessionTimeout: 6_000 } });
+    const custom = loadConfig(schema, {
+      KAFKA_WORKER_MAX_ATTEMPTS: '2',
+      KAFKA_WORKER_RETRY_INITIAL_MS: '50',
+      KAFKA_WORKER_RETRY_MAX_MS: '500',
+      KAFKA_SESSION_TIMEOUT_MS: '6000',
+    });
+    expect(workerSettings(custom)).toMatchObject({
+      maxAttempts: 2,
+      retryInitialMs: 50,
+      retryMaxMs: 500,
+      consumerConfig: { sessionTimeout: 6_000 },
+    });
     expect(() => loadConfig(schema, { KAFKA_WORKER_MAX_ATTEMPTS: '0' })).toThrow(/KAFKA_WORKER_MAX_ATTEMPTS/);
   });
 });

@@ -35,7 +35,10 @@ describe('cdp-topics against the real broker', () => {
     expect(created.stderr).toBe('');
     expect(created.code).toBe(0);
     expect(names.every((n) => created.stdout.includes(`created ${n}\n`))).toBe(true);
-    const status = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: `${prefix}regulation-status` }] });
+    const status = await admin.describeConfigs({
+      includeSynonyms: false,
+      resources: [{ type: ConfigResourceTypes.TOPIC, name: `${prefix}regulation-status` }],
+    });
     expect(status.resources[0].configEntries.find((e) => e.configName === 'cleanup.policy')?.configValue).toBe('compact');
 
     const after = await cdpTopics('check', env);
@@ -45,7 +48,9 @@ describe('cdp-topics against the real broker', () => {
     const otherWindow = { ...env, DEDUP_WINDOW_MS: '7200000' };
     const wrong = await cdpTopics('check', otherWindow);
     expect(wrong.code).toBe(1);
-    expect(wrong.stderr.trim()).toBe(`${prefix}deduped: retention.ms=${3_600_000 + 2 * 86_400_000}, expected ${7_200_000 + 2 * 86_400_000}`);
+    expect(wrong.stderr.trim()).toBe(
+      `${prefix}deduped: retention.ms=${3_600_000 + 2 * 86_400_000}, expected ${7_200_000 + 2 * 86_400_000}`,
+    );
     const reconciled = await cdpTopics('create', otherWindow);
     expect(reconciled.code).toBe(0);
     expect(reconciled.stdout).toContain(`reconciled configs of ${prefix}deduped\n`);

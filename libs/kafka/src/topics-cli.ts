@@ -23,7 +23,11 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   if (command !== 'create' && command !== 'check') throw new UsageError(`unknown command ${JSON.stringify(command ?? '')}`);
   const config = loadConfig(topicsCliEnv, env);
   const specs: TopicSpec[] = Object.values(topicSpecs(topicSettings(config)));
-  const admin = createKafka({ ...kafkaConnection(config), clientId: 'cdp-topics', logger: cliLogger('cdp-topics', config.LOG_LEVEL) }).admin();
+  const admin = createKafka({
+    ...kafkaConnection(config),
+    clientId: 'cdp-topics',
+    logger: cliLogger('cdp-topics', config.LOG_LEVEL),
+  }).admin();
   await admin.connect();
   try {
     if (command === 'create') {

@@ -3,7 +3,16 @@ import { ConfigResourceTypes, ConfigSource } from 'kafkajs';
 import type { KafkaEnv, TopicTableEnv } from '@cdp/config';
 
 /** Topic roles of DESIGN.md's topic table; the full name is `<prefix><role>`. */
-export const TOPIC_ROLES = ['ingest', 'deduped', 'identified', 'undelivered', 'regulations', 'regulation-status', 'dlq', 'dlq-handled'] as const;
+export const TOPIC_ROLES = [
+  'ingest',
+  'deduped',
+  'identified',
+  'undelivered',
+  'regulations',
+  'regulation-status',
+  'dlq',
+  'dlq-handled',
+] as const;
 export type TopicRole = (typeof TOPIC_ROLES)[number];
 
 export type TopicNames = Record<TopicRole, string>;
@@ -116,13 +125,20 @@ export async function ensureTopics(admin: Admin, specs: TopicSpec[]): Promise<En
         throw new Error(`topic ${t.name} has ${t.partitions.length} partitions, expected ${spec.partitions}`);
       }
     }
-    const described = await describeTopicConfigs(admin, present.map((s) => s.name));
+    const described = await describeTopicConfigs(
+      admin,
+      present.map((s) => s.name),
+    );
     const changes = present.filter((s) => Object.entries(s.configs).some(([k, v]) => described[s.name]?.[k] !== v));
     if (changes.length > 0) {
       // kafkajs has only the non-incremental alterConfigs, which replaces all of a topic's own
       // settings: keep the ones an operator set that the spec does not name (a raised
       // max.message.bytes, say), or every start would silently reset them.
-      const own = await describeTopicConfigs(admin, changes.map((s) => s.name), { onlyOwn: true });
+      const own = await describeTopicConfigs(
+        admin,
+        changes.map((s) => s.name),
+        { onlyOwn: true },
+      );
       await admin.alterConfigs({
         validateOnly: false,
         resources: changes.map((s) => ({
@@ -147,12 +163,16 @@ export async function checkTopics(admin: Admin, specs: TopicSpec[]): Promise<str
   const present = specs.filter((s) => existing.has(s.name));
   if (present.length === 0) return problems;
   const metadata = await admin.fetchTopicMetadata({ topics: present.map((s) => s.name) });
-  const described = await describeTopicConfigs(admin, present.map((s) => s.name));
+  const described = await describeTopicConfigs(
+    admin,
+    present.map((s) => s.name),
+  );
   for (const spec of present) {
     const partitions = metadata.topics.find((t) => t.name === spec.name)?.partitions ?? [];
     if (partitions.length !== spec.partitions) problems.push(`${spec.name}: ${partitions.length} partitions, expected ${spec.partitions}`);
     const replicas = Math.min(...partitions.map((p) => p.replicas.length));
-    if (partitions.length > 0 && replicas !== spec.replicationFactor) problems.push(`${spec.name}: replication factor ${replicas}, expected ${spec.replicationFactor}`);
+    if (partitions.length > 0 && replicas !== spec.replicationFactor)
+      problems.push(`${spec.name}: replication factor ${replicas}, expected ${spec.replicationFactor}`);
     for (const [key, value] of Object.entries(spec.configs)) {
       const actual = described[spec.name]?.[key];
       if (actual !== value) problems.push(`${spec.name}: ${key}=${actual ?? '(unset)'}, expected ${value}`);

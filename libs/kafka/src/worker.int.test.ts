@@ -75,7 +75,13 @@ async function metric(name: string, labels: Record<string, string>): Promise<num
 }
 
 /** Runs the worker until the group's committed offsets reach `ends`, then stops it. */
-async function runUntilCommitted(consumer: CommitAfterWorkConsumer<unknown>, groupId: string, topic: string, ends: number[], timeoutMs: number): Promise<void> {
+async function runUntilCommitted(
+  consumer: CommitAfterWorkConsumer<unknown>,
+  groupId: string,
+  topic: string,
+  ends: number[],
+  timeoutMs: number,
+): Promise<void> {
   await consumer.start();
   try {
     await waitFor(async () => JSON.stringify(await committedOffsets(groupId, topic)) === JSON.stringify(ends), timeoutMs, 500);
@@ -98,7 +104,8 @@ describe('CommitAfterWorkConsumer: bounded retry, DLQ and readiness on the real 
     const value = 'v'.repeat(2_000);
     const messages: OutboundMessage[] = [];
     for (let i = 0; i < perPartition; i++) {
-      for (const partition of [0, 1]) messages.push({ key: i === poisonAt ? `poison-${partition}` : `k${partition}-${i}`, value, partition });
+      for (const partition of [0, 1])
+        messages.push({ key: i === poisonAt ? `poison-${partition}` : `k${partition}-${i}`, value, partition });
     }
     await produce(topics.input, messages);
     expect(await endOffsets(topics.input)).toEqual([perPartition, perPartition]);
@@ -142,7 +149,10 @@ describe('CommitAfterWorkConsumer: bounded retry, DLQ and readiness on the real 
 
   it('retries a retriable error past maxAttempts, never dead-letters it, and holds the partition meanwhile', async () => {
     const topics = await freshTopics('worker-retriable', 1);
-    await produce(topics.input, Array.from({ length: 20 }, (_, i) => ({ key: `m${i}`, value: String(i) })));
+    await produce(
+      topics.input,
+      Array.from({ length: 20 }, (_, i) => ({ key: `m${i}`, value: String(i) })),
+    );
     const retriableBefore = await metric('cdp_kafka_handler_retries_total', { topic: topics.input, reason: 'retriable' });
     const order: number[] = [];
     let outages = 0;
@@ -174,7 +184,10 @@ describe('CommitAfterWorkConsumer: bounded retry, DLQ and readiness on the real 
 
   it('lets a rebalance through while it waits out a retriable error', async () => {
     const topics = await freshTopics('worker-rebalance', 2);
-    await produce(topics.input, Array.from({ length: 20 }, (_, i) => ({ key: `m${i}`, value: String(i), partition: i % 2 })));
+    await produce(
+      topics.input,
+      Array.from({ length: 20 }, (_, i) => ({ key: `m${i}`, value: String(i), partition: i % 2 })),
+    );
     const groupId = newGroup('rebalance');
     // The coordinator waits this long for every member to rejoin; a member stuck in its batch
     // would hold the new one back for all of it.
@@ -206,7 +219,10 @@ describe('CommitAfterWorkConsumer: bounded retry, DLQ and readiness on the real 
     try {
       await waitFor(() => stuck.readiness().detail.startsWith('2 partitions'), 30_000);
       await healthy.start();
-      await waitFor(() => healthy.readiness().detail.startsWith('1 partitions') && stuck.readiness().detail.startsWith('1 partitions'), 30_000);
+      await waitFor(
+        () => healthy.readiness().detail.startsWith('1 partitions') && stuck.readiness().detail.startsWith('1 partitions'),
+        30_000,
+      );
       await waitFor(() => handled.size === 10, 30_000);
     } finally {
       await stuck.stop();
@@ -226,10 +242,15 @@ describe('CommitAfterWorkConsumer: bounded retry, DLQ and readiness on the real 
     const total = 6_000;
     const poisonAt = 5_500;
     const value = 'v'.repeat(2_000);
-    await produce(topics.input, Array.from({ length: total }, (_, i) => ({ key: i === poisonAt ? 'poison' : `k${i}`, value })));
+    await produce(
+      topics.input,
+      Array.from({ length: total }, (_, i) => ({ key: i === poisonAt ? 'poison' : `k${i}`, value })),
+    );
     const groupId = newGroup('crash');
     const fixture = path.join(__dirname, '..', 'dist', 'fixtures', 'hanging-consumer.js');
-    const child = spawn(process.execPath, [fixture, brokers(), topics.input, groupId, topics.dlq, 'dead-letter'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [fixture, brokers(), topics.input, groupId, topics.dlq, 'dead-letter'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     await new Promise<void>((resolve, reject) => {
       let out = '';
       child.stdout.on('data', (d: Buffer) => {
@@ -290,7 +311,13 @@ describe('CommitAfterWorkConsumer: bounded retry, DLQ and readiness on the real 
 
   it('reports ready once it joined the group and got its assignment, and not after stop', async () => {
     const topics = await freshTopics('worker-ready', 3);
-    const consumer = worker<null>({ groupId: newGroup('ready'), topics: [topics.input], dlqTopic: topics.dlq, decode: () => null, handle: async () => undefined });
+    const consumer = worker<null>({
+      groupId: newGroup('ready'),
+      topics: [topics.input],
+      dlqTopic: topics.dlq,
+      decode: () => null,
+      handle: async () => undefined,
+    });
     expect(consumer.readiness()).toEqual({ ok: false, detail: 'not running' });
     await consumer.start();
     await waitFor(() => consumer.ready, 30_000);

@@ -92,7 +92,12 @@ export class Lifecycle {
         if (remaining !== undefined) timer = setTimeout(() => resolve('timeout'), remaining);
       });
       try {
-        const outcome = await Promise.race([Promise.resolve().then(hook.run).then(() => 'done' as const), timeout]);
+        const outcome = await Promise.race([
+          Promise.resolve()
+            .then(hook.run)
+            .then(() => 'done' as const),
+          timeout,
+        ]);
         if (outcome === 'timeout') {
           logger.error({ hook: hook.name, deadlineMs }, 'shutdown hook cut at the deadline');
           code = 1;

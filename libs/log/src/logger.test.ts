@@ -50,7 +50,12 @@ describe('logger', () => {
 describe('errorFields', () => {
   it('keeps driver codes next to the message (stacks of driver errors can be short)', () => {
     const sqlError = Object.assign(new Error('Deadlock found'), { code: 'ER_LOCK_DEADLOCK', sqlState: '40001' });
-    expect(errorFields(sqlError).err).toMatchObject({ message: 'Deadlock found', name: 'Error', code: 'ER_LOCK_DEADLOCK', sqlState: '40001' });
+    expect(errorFields(sqlError).err).toMatchObject({
+      message: 'Deadlock found',
+      name: 'Error',
+      code: 'ER_LOCK_DEADLOCK',
+      sqlState: '40001',
+    });
     expect(errorFields(Object.assign(new Error('x'), { code: 42 })).err.code).toBeUndefined();
     expect(errorFields('plain')).toEqual({ err: { message: 'plain' } });
   });

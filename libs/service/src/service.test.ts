@@ -84,7 +84,10 @@ describe('runMain (the fixture service as a real process)', () => {
   it.each(['build', 'start'])('a failure in %s is fatal: one line naming the error, exit 1', async (step) => {
     const run = await runFixture({ FIXTURE_FAIL: step });
     expect(run.code).toBe(1);
-    expect(run.lines.find((l) => l.msg === 'fixture failed to start')).toMatchObject({ level: 'fatal', err: { message: `the fixture cannot ${step}` } });
+    expect(run.lines.find((l) => l.msg === 'fixture failed to start')).toMatchObject({
+      level: 'fatal',
+      err: { message: `the fixture cannot ${step}` },
+    });
     expect(run.lines.some((l) => l.msg === 'fixture started')).toBe(false);
     expect(run.hooks).toEqual([]);
   });
@@ -157,7 +160,9 @@ describe('startService (in process)', () => {
 
   it('closes its ops server when the build fails', async () => {
     const port = await freePort();
-    await expect(startService(fixtureService, fixtureConfig({ OPS_PORT: String(port), FIXTURE_FAIL: 'build' }), { logger })).rejects.toThrow('the fixture cannot build');
+    await expect(
+      startService(fixtureService, fixtureConfig({ OPS_PORT: String(port), FIXTURE_FAIL: 'build' }), { logger }),
+    ).rejects.toThrow('the fixture cannot build');
     // The port is free again: a second start on it works.
     const running = await startService(fixtureService, fixtureConfig({ OPS_PORT: String(port) }), { logger });
     expect(running.ops.port).toBe(port);
@@ -179,4 +184,3 @@ describe('packageVersion', () => {
     }
   });
 });
-

@@ -81,7 +81,12 @@ export async function startService<C extends ServiceConfig, B extends BuiltServi
   const lifecycle = options.lifecycle ?? new Lifecycle({ logger, deadlineMs: 'none', exit: () => undefined });
   let started = false;
   // Up first, so /healthz and /metrics answer during a long start; /readyz waits for the start.
-  const ops = await startOpsServer({ port: config.OPS_PORT, host: config.HOST, logger, checks: [{ name: 'started', check: () => started }] });
+  const ops = await startOpsServer({
+    port: config.OPS_PORT,
+    host: config.HOST,
+    logger,
+    checks: [{ name: 'started', check: () => started }],
+  });
   try {
     lifecycle.onShutdown('not-ready', () => ops.setDraining());
     const service = await definition.build(config, { logger, fatal: (error) => void lifecycle.shutdown(error) });

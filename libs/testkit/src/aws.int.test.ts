@@ -74,13 +74,21 @@ describe('DynamoDB Local through @aws-sdk/client-dynamodb', () => {
 
   it('puts an item and reads it back strongly consistent', async () => {
     const TableName = await createTable('item');
-    const item = { pk: { S: 'user#1' }, sk: { S: 'profile' }, n: { N: '42' }, tags: { SS: ['a', 'b'] }, blob: { B: Buffer.from([0, 1, 255]) } };
+    const item = {
+      pk: { S: 'user#1' },
+      sk: { S: 'profile' },
+      n: { N: '42' },
+      tags: { SS: ['a', 'b'] },
+      blob: { B: Buffer.from([0, 1, 255]) },
+    };
     await client.send(new PutItemCommand({ TableName, Item: item }));
     const got = await client.send(new GetItemCommand({ TableName, Key: { pk: item.pk, sk: item.sk }, ConsistentRead: true }));
     expect(got.Item?.n).toEqual({ N: '42' });
     expect(got.Item?.tags.SS?.sort()).toEqual(['a', 'b']);
     expect(Buffer.from(got.Item?.blob.B ?? [])).toEqual(Buffer.from([0, 1, 255]));
-    const missing = await client.send(new GetItemCommand({ TableName, Key: { pk: { S: 'nobody' }, sk: { S: 'profile' } }, ConsistentRead: true }));
+    const missing = await client.send(
+      new GetItemCommand({ TableName, Key: { pk: { S: 'nobody' }, sk: { S: 'profile' } }, ConsistentRead: true }),
+    );
     expect(missing.Item).toBeUndefined();
   });
 
@@ -143,7 +151,9 @@ describe('S3Proxy through @aws-sdk/client-s3', () => {
       'other/c.txt': Buffer.from('not in the prefix'),
     };
 
-    await client.send(new PutObjectCommand({ Bucket, Key: 'batch/2024/a.json', Body: JSON.stringify({ hello: 'wörld' }), ContentType: 'application/json' }));
+    await client.send(
+      new PutObjectCommand({ Bucket, Key: 'batch/2024/a.json', Body: JSON.stringify({ hello: 'wörld' }), ContentType: 'application/json' }),
+    );
     await client.send(new PutObjectCommand({ Bucket, Key: 'batch/2024/b.bin', Body: large }));
     await client.send(new PutObjectCommand({ Bucket, Key: 'other/c.txt', Body: 'not in the prefix' }));
 

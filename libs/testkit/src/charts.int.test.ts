@@ -107,12 +107,18 @@ function kafkaSecurityOf(pod: { containers: unknown[]; volumes?: unknown[] }) {
 describe('tapi chart: the spool survives the pod', () => {
   const dir = path.join(CHARTS_DIR, 'tapi');
   type Volume = { name: string; persistentVolumeClaim?: { claimName: string }; emptyDir?: unknown };
-  type PodSpec = { containers: (Container & { args?: string[]; volumeMounts?: { name: string; mountPath: string }[] })[]; volumes?: Volume[] };
+  type PodSpec = {
+    containers: (Container & { args?: string[]; volumeMounts?: { name: string; mountPath: string }[] })[];
+    volumes?: Volume[];
+  };
   type Workload = Manifest & {
     spec: {
       serviceName?: string;
       persistentVolumeClaimRetentionPolicy?: { whenScaled?: string; whenDeleted?: string };
-      volumeClaimTemplates?: { metadata: { name: string }; spec: { storageClassName?: string; resources: { requests: { storage: string } } } }[];
+      volumeClaimTemplates?: {
+        metadata: { name: string };
+        spec: { storageClassName?: string; resources: { requests: { storage: string } } };
+      }[];
       template: { spec: PodSpec };
     };
   };
@@ -122,10 +128,14 @@ describe('tapi chart: the spool survives the pod', () => {
     // "defaults": only the required value set.
     const minimal = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'chart-tapi-')), 'values.yaml');
     fs.writeFileSync(minimal, 'global:\n  kafkaBrokers: kafka-0.kafka:9092\n');
-    rendered = { defaults: parse(await helm('template', dir, minimal)), ci: parse(await helm('template', dir, path.join(dir, 'ci-values.yaml'))) };
+    rendered = {
+      defaults: parse(await helm('template', dir, minimal)),
+      ci: parse(await helm('template', dir, path.join(dir, 'ci-values.yaml'))),
+    };
     fs.rmSync(path.dirname(minimal), { recursive: true, force: true });
   });
-  const envOf = (pod: PodSpec, name: string) => (pod.containers[0].env as { name: string; value?: string }[]).find((e) => e.name === name)?.value;
+  const envOf = (pod: PodSpec, name: string) =>
+    (pod.containers[0].env as { name: string; value?: string }[]).find((e) => e.name === name)?.value;
 
   it('runs tapi as a StatefulSet with a retained volume claim per pod, scaled by the HPA', () => {
     for (const [values, manifests] of Object.entries(rendered)) {
@@ -140,21 +150,31 @@ describe('tapi chart: the spool survives the pod', () => {
       expect(pod.volumes?.find((v) => v.name === 'spool')).toBeUndefined(); // the claim, not an emptyDir
       const mount = pod.containers[0].volumeMounts?.find((v) => v.name === 'spool');
       expect(envOf(pod, 'SPOOL_DIR')?.startsWith(`${mount?.mountPath}/`)).toBe(true);
-      const headless = manifests.find((m) => m.kind === 'Service' && m.metadata.name === set.spec.serviceName) as (Manifest & { spec: { clusterIP?: string } }) | undefined;
+      const headless = manifests.find((m) => m.kind === 'Service' && m.metadata.name === set.spec.serviceName) as
+        (Manifest & { spec: { clusterIP?: string } }) | undefined;
       expect(headless?.spec.clusterIP).toBe('None');
-      const hpa = manifests.find((m) => m.kind === 'HorizontalPodAutoscaler') as (Manifest & { spec: { scaleTargetRef: { kind: string; name: string } } }) | undefined;
+      const hpa = manifests.find((m) => m.kind === 'HorizontalPodAutoscaler') as
+        (Manifest & { spec: { scaleTargetRef: { kind: string; name: string } } }) | undefined;
       expect(hpa?.spec.scaleTargetRef).toEqual({ apiVersion: 'apps/v1', kind: 'StatefulSet', name: set.metadata.name });
     }
-    const claimOf = (manifests: Manifest[]) => (manifests.find((m) => m.kind === 'StatefulSet') as Workload).spec.volumeClaimTemplates![0].spec;
+    const claimOf = (manifests: Manifest[]) =>
+      (manifests.find((m) => m.kind === 'StatefulSet') as Workload).spec.volumeClaimTemplates![0].spec;
     expect(claimOf(rendered.defaults)).toEqual({ accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '2Gi' } } });
-    expect(claimOf(rendered.ci)).toEqual({ accessModes: ['ReadWriteOnce'], storageClassName: 'fast-ssd', resources: { requests: { storage: '4Gi' } } });
+    expect(claimOf(rendered.ci)).toEqual({
+      accessModes: ['ReadWriteOnce'],
+      storageClassName: 'fast-ssd',
+      resources: { requests: { storage: '4Gi' } },
+    });
   });
 
   it('renders a spool-drain Job per listed leftover claim, none by default', () => {
     expect(rendered.defaults.filter((m) => m.kind === 'Job')).toEqual([]);
     const set = rendered.ci.find((m) => m.kind === 'StatefulSet') as Workload;
     const jobs = rendered.ci.filter((m) => m.kind === 'Job') as unknown as Workload[];
-    expect(jobs.map((j) => j.spec.template.spec.volumes?.[0].persistentVolumeClaim?.claimName)).toEqual(['spool-cdp-tapi-5', 'spool-cdp-tapi-6']);
+    expect(jobs.map((j) => j.spec.template.spec.volumes?.[0].persistentVolumeClaim?.claimName)).toEqual([
+      'spool-cdp-tapi-5',
+      'spool-cdp-tapi-6',
+    ]);
     for (const job of jobs) {
       const pod = job.spec.template.spec;
       const args = pod.containers[0].args ?? [];
@@ -166,7 +186,9 @@ describe('tapi chart: the spool survives the pod', () => {
       expect(envOf(pod, 'KAFKA_BROKERS')).toBe(envOf(tapiPod, 'KAFKA_BROKERS'));
       expect(envOf(pod, 'KAFKA_SECONDARY_BROKERS')).toBe(envOf(tapiPod, 'KAFKA_SECONDARY_BROKERS'));
       expect(kafkaSecurityOf(pod)).toEqual(kafkaSecurityOf(tapiPod));
-      expect(pod.containers[0].volumeMounts).toEqual(tapiPod.containers[0].volumeMounts!.filter((v) => v.name === 'spool' || v.name === 'kafka-ca'));
+      expect(pod.containers[0].volumeMounts).toEqual(
+        tapiPod.containers[0].volumeMounts!.filter((v) => v.name === 'spool' || v.name === 'kafka-ca'),
+      );
     }
   });
 });
@@ -175,7 +197,14 @@ describe('cdp chart: cdp-topics runs as a hook Job before install and upgrade', 
   const dir = path.join(CHARTS_DIR, 'cdp');
   type JobManifest = Manifest & {
     metadata: { annotations?: Record<string, string> };
-    spec: { template: { spec: { restartPolicy: string; containers: (Omit<Container, 'env'> & { image: string; args: string[]; env: { name: string; value?: string }[] })[] } } };
+    spec: {
+      template: {
+        spec: {
+          restartPolicy: string;
+          containers: (Omit<Container, 'env'> & { image: string; args: string[]; env: { name: string; value?: string }[] })[];
+        };
+      };
+    };
   };
   let job: JobManifest | undefined;
   let all: Manifest[];
@@ -198,7 +227,7 @@ describe('cdp chart: cdp-topics runs as a hook Job before install and upgrade', 
     expect(job?.metadata.annotations?.['helm.sh/hook-delete-policy']).toBe('before-hook-creation,hook-succeeded');
   });
 
-  it('runs cdp-topics create from a service image with the services\' Kafka, prefix and dedup window', () => {
+  it("runs cdp-topics create from a service image with the services' Kafka, prefix and dedup window", () => {
     expect(job).toBeDefined();
     const result = validate([job!]);
     expect([result.errors, result.unknown, result.checked]).toEqual([[], [], 1]);
@@ -227,9 +256,19 @@ describe('cdp chart: cdp-topics runs as a hook Job before install and upgrade', 
 
   it('gives every workload that reads Kafka and the Job the same Kafka TLS and SASL settings, the password from its Secret', () => {
     const workloads = all.filter((m) => ['Deployment', 'StatefulSet', 'Job'].includes(m.kind));
-    expect(workloads.map((m) => m.metadata.name).sort()).toEqual(['cdp-cdp-topics', 'cdp-dedup', 'cdp-director', 'cdp-identity', 'cdp-jobdb-manager', 'cdp-tapi', 'cdp-transform']);
+    expect(workloads.map((m) => m.metadata.name).sort()).toEqual([
+      'cdp-cdp-topics',
+      'cdp-dedup',
+      'cdp-director',
+      'cdp-identity',
+      'cdp-jobdb-manager',
+      'cdp-tapi',
+      'cdp-transform',
+    ]);
     // jobdb-manager talks to Consul and MySQL only.
-    const pods = workloads.filter((m) => m.metadata.name !== 'cdp-jobdb-manager').map((m) => [m.metadata.name, kafkaSecurityOf(podSpecOf(m)!)] as const);
+    const pods = workloads
+      .filter((m) => m.metadata.name !== 'cdp-jobdb-manager')
+      .map((m) => [m.metadata.name, kafkaSecurityOf(podSpecOf(m)!)] as const);
     for (const [name, security] of pods) {
       expect([name, security]).toEqual([
         name,
@@ -254,14 +293,20 @@ describe('director chart: MySQL TLS', () => {
     const dir = path.join(CHARTS_DIR, 'director');
     await helm('deps', dir);
     const deployment = parse(await helm('template', dir, path.join(dir, 'ci-values.yaml'))).find((m) => m.kind === 'Deployment')!;
-    const pod = podSpecOf(deployment) as unknown as { containers: { env: EnvVar[]; volumeMounts: { name: string; mountPath: string }[] }[]; volumes: { name: string }[] };
+    const pod = podSpecOf(deployment) as unknown as {
+      containers: { env: EnvVar[]; volumeMounts: { name: string; mountPath: string }[] }[];
+      volumes: { name: string }[];
+    };
     const [c] = pod.containers;
     expect(c.env.filter((e) => e.name.startsWith('MYSQL_SSL'))).toEqual([
       { name: 'MYSQL_SSL', value: 'true' },
       { name: 'MYSQL_SSL_CA_FILE', value: '/etc/cdp/mysql-ca/ca.crt' },
     ]);
     expect(c.volumeMounts.find((m) => m.name === 'mysql-ca')).toEqual({ name: 'mysql-ca', mountPath: '/etc/cdp/mysql-ca', readOnly: true });
-    expect(pod.volumes.find((v) => v.name === 'mysql-ca')).toEqual({ name: 'mysql-ca', secret: { secretName: 'rds-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
+    expect(pod.volumes.find((v) => v.name === 'mysql-ca')).toEqual({
+      name: 'mysql-ca',
+      secret: { secretName: 'rds-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] },
+    });
   });
 });
 
@@ -275,13 +320,18 @@ describe('transform chart', () => {
     const deployment = parse(await helm('template', dir)).find((m) => m.kind === 'Deployment')!;
     const [c] = (podSpecOf(deployment) as unknown as { containers: { env: EnvVar[] }[] }).containers;
     expect(c.env.find((e) => e.name === 'DIRECTOR_RPC_SERVICE')).toEqual({ name: 'DIRECTOR_RPC_SERVICE', value: 'cdp-director:8080' });
-    expect(c.env.find((e) => e.name === 'DIRECTOR_RPC_TOKEN')).toEqual({ name: 'DIRECTOR_RPC_TOKEN', valueFrom: { secretKeyRef: { name: 'cdp-director-rpc', key: 'token' } } });
+    expect(c.env.find((e) => e.name === 'DIRECTOR_RPC_TOKEN')).toEqual({
+      name: 'DIRECTOR_RPC_TOKEN',
+      valueFrom: { secretKeyRef: { name: 'cdp-director-rpc', key: 'token' } },
+    });
   });
 
   it('refuses an HPA allowed more pods than cdp.identified has partitions', async () => {
     const values = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'chart-transform-')), 'values.yaml');
     fs.writeFileSync(values, 'transform:\n  identifiedPartitions: 6\nautoscaling:\n  maxReplicas: 8\n');
-    await expect(helm('template', dir, values)).rejects.toThrow(/autoscaling.maxReplicas \(8\) must not exceed transform.identifiedPartitions \(6\)/);
+    await expect(helm('template', dir, values)).rejects.toThrow(
+      /autoscaling.maxReplicas \(8\) must not exceed transform.identifiedPartitions \(6\)/,
+    );
     fs.rmSync(path.dirname(values), { recursive: true, force: true });
   });
 });

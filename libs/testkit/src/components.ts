@@ -61,7 +61,10 @@ export const ALL_COMPONENTS: ComponentName[] = ['kafka', 'mysql', 'consul', 'dyn
 
 export function parseComponents(list: string | undefined): ComponentName[] {
   if (!list || list === 'all') return ALL_COMPONENTS;
-  const names = list.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const n of names) {
     if (!(n in starters)) throw new Error(`unknown component "${n}" (known: ${Object.keys(starters).join(', ')})`);
   }

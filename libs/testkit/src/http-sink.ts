@@ -56,7 +56,14 @@ export class HttpSink {
     req.on('end', () => {
       const path = (req.url ?? '/').split('?')[0];
       const concurrent = this.unanswered.get(path) ?? 0;
-      const entry: SinkRequest = { path, method: req.method ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), at: Date.now(), concurrent };
+      const entry: SinkRequest = {
+        path,
+        method: req.method ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString('utf8'),
+        at: Date.now(),
+        concurrent,
+      };
       this.requests.push(entry);
       const n = (this.counts.get(path) ?? 0) + 1;
       this.counts.set(path, n);

@@ -46,7 +46,9 @@ export async function startInfra(components: ComponentName[], runId = newRunId()
     processes: started.flatMap((s) => s.processes),
     dirs: [...started.flatMap((s) => s.dirs), dir],
   };
-  const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [`${components[i]}: ${(r.reason as Error)?.message ?? r.reason}`] : []));
+  const failures = results.flatMap((r, i) =>
+    r.status === 'rejected' ? [`${components[i]}: ${(r.reason as Error)?.message ?? r.reason}`] : [],
+  );
   if (failures.length > 0) {
     await stopInfra(state);
     throw new Error(`infra start failed:\n${failures.join('\n')}`);

@@ -56,11 +56,41 @@ async function makeTlsFiles(dir: string): Promise<{ caFile: string; keyStore: st
   fs.mkdirSync(dir, { recursive: true });
   const file = (name: string) => path.join(dir, name);
   const ecKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-noenc'];
-  await run('openssl', ['req', '-x509', ...ecKey, '-keyout', file('ca.key'), '-out', file('ca.pem'), '-days', '7', '-subj', '/CN=cdp-test-ca']);
+  await run('openssl', [
+    'req',
+    '-x509',
+    ...ecKey,
+    '-keyout',
+    file('ca.key'),
+    '-out',
+    file('ca.pem'),
+    '-days',
+    '7',
+    '-subj',
+    '/CN=cdp-test-ca',
+  ]);
   await run('openssl', ['req', ...ecKey, '-keyout', file('broker.key'), '-out', file('broker.csr'), '-subj', '/CN=127.0.0.1']);
   fs.writeFileSync(file('broker.ext'), 'subjectAltName=IP:127.0.0.1\n');
-  await run('openssl', ['x509', '-req', '-in', file('broker.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file('broker.pem'), '-days', '7', '-extfile', file('broker.ext')]);
-  fs.writeFileSync(file('keystore.pem'), fs.readFileSync(file('broker.key'), 'utf8') + fs.readFileSync(file('broker.pem'), 'utf8'), { mode: 0o600 });
+  await run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    file('broker.csr'),
+    '-CA',
+    file('ca.pem'),
+    '-CAkey',
+    file('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    file('broker.pem'),
+    '-days',
+    '7',
+    '-extfile',
+    file('broker.ext'),
+  ]);
+  fs.writeFileSync(file('keystore.pem'), fs.readFileSync(file('broker.key'), 'utf8') + fs.readFileSync(file('broker.pem'), 'utf8'), {
+    mode: 0o600,
+  });
   return { caFile: file('ca.pem'), keyStore: file('keystore.pem') };
 }
 
@@ -171,10 +201,25 @@ export async function startKafkaBroker(options: { dir: string; name?: string; se
     fs.writeFileSync(config, serverProperties(ports, path.join(dataDir, 'data'), secured), { mode: 0o600 });
     // base64url may start with '-': always pass it as --cluster-id=<id> so it is not read as a flag.
     const clusterId = crypto.randomBytes(16).toString('base64url');
-    const scramUsers = sasl ? ['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap((m) => ['--add-scram', `${m}=[name=${sasl.username},password=${sasl.password}]`]) : [];
+    const scramUsers = sasl
+      ? ['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap((m) => ['--add-scram', `${m}=[name=${sasl.username},password=${sasl.password}]`])
+      : [];
     await run(
       'java',
-      ['-Xmx256m', '-XX:TieredStopAtLevel=1', LOG4J, '-cp', classpath(jars), 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', config, '--ignore-formatted', ...scramUsers],
+      [
+        '-Xmx256m',
+        '-XX:TieredStopAtLevel=1',
+        LOG4J,
+        '-cp',
+        classpath(jars),
+        'kafka.tools.StorageTool',
+        'format',
+        `--cluster-id=${clusterId}`,
+        '-c',
+        config,
+        '--ignore-formatted',
+        ...scramUsers,
+      ],
       { timeout: 120_000 },
     );
     const proc = spawnDaemon(
@@ -182,7 +227,21 @@ export async function startKafkaBroker(options: { dir: string; name?: string; se
       'java',
       // The GC settings are those of Kafka's own start script (kafka-run-class.sh): G1 with a
       // 20 ms pause goal. The JVM's default goal (200 ms) shows up directly in produce latency.
-      ['-Xms256m', '-Xmx512m', '-XX:+UseG1GC', '-XX:MaxGCPauseMillis=20', '-XX:InitiatingHeapOccupancyPercent=35', '-XX:+ExplicitGCInvokesConcurrent', '-XX:ActiveProcessorCount=2', '-Djava.awt.headless=true', LOG4J, '-cp', classpath(jars), 'kafka.Kafka', config],
+      [
+        '-Xms256m',
+        '-Xmx512m',
+        '-XX:+UseG1GC',
+        '-XX:MaxGCPauseMillis=20',
+        '-XX:InitiatingHeapOccupancyPercent=35',
+        '-XX:+ExplicitGCInvokesConcurrent',
+        '-XX:ActiveProcessorCount=2',
+        '-Djava.awt.headless=true',
+        LOG4J,
+        '-cp',
+        classpath(jars),
+        'kafka.Kafka',
+        config,
+      ],
       { logFile: path.join(dataDir, 'kafka.log') },
     );
     const brokers = `127.0.0.1:${brokerPort}`;

@@ -11,7 +11,11 @@ export function metricSamples(text: string, name: string, labels: Record<string,
     const m = SAMPLE.exec(line);
     if (!m || m[1] !== name) continue;
     const own = new Map<string, string>();
-    for (const [, key, value] of (m[2] ?? '').matchAll(LABEL)) own.set(key, value.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c)));
+    for (const [, key, value] of (m[2] ?? '').matchAll(LABEL))
+      own.set(
+        key,
+        value.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c)),
+      );
     if (Object.entries(labels).every(([k, v]) => own.get(k) === v)) values.push(Number(m[3]));
   }
   return values;

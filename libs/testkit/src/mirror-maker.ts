@@ -69,7 +69,17 @@ export async function startMirrorMaker(options: MirrorMakerOptions): Promise<Mir
   const proc = spawnDaemon(
     options.name ?? 'mirror-maker',
     'java',
-    ['-Xmx256m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-Djava.awt.headless=true', log4j, '-cp', classpath(jars), 'org.apache.kafka.connect.mirror.MirrorMaker', configFile],
+    [
+      '-Xmx256m',
+      '-XX:+UseSerialGC',
+      '-XX:TieredStopAtLevel=1',
+      '-Djava.awt.headless=true',
+      log4j,
+      '-cp',
+      classpath(jars),
+      'org.apache.kafka.connect.mirror.MirrorMaker',
+      configFile,
+    ],
     { logFile: path.join(options.dir, `${options.name ?? 'mirror-maker'}.log`) },
   );
   return { process: proc, configFile };

@@ -11,7 +11,10 @@ describe('splitSqlStatements', () => {
 
   it('keeps semicolons inside quoted strings and identifiers, with both escape forms', () => {
     const sql = `INSERT INTO t VALUES ('a;b', 'it''s; fine', 'back\\'slash;', "dq;"); SELECT \`we;ird\` FROM t`;
-    expect(splitSqlStatements(sql)).toEqual([`INSERT INTO t VALUES ('a;b', 'it''s; fine', 'back\\'slash;', "dq;")`, 'SELECT `we;ird` FROM t']);
+    expect(splitSqlStatements(sql)).toEqual([
+      `INSERT INTO t VALUES ('a;b', 'it''s; fine', 'back\\'slash;', "dq;")`,
+      'SELECT `we;ird` FROM t',
+    ]);
   });
 
   it('returns a single statement unchanged and nothing for blanks', () => {

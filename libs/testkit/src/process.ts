@@ -81,11 +81,7 @@ export function tail(file: string, lines = 30): string {
  * Polls `check` until it returns true. Fails early, with the end of the process log, when the
  * process died, and after `timeoutMs` otherwise.
  */
-export async function waitUntilReady(
-  proc: ManagedProcess,
-  check: () => Promise<boolean>,
-  timeoutMs: number,
-): Promise<void> {
+export async function waitUntilReady(proc: ManagedProcess, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (!isAlive(proc.pid)) throw new Error(`${proc.name} exited during start-up:\n${tail(proc.logFile)}`);

@@ -42,7 +42,10 @@ function properties(endpoint: string): string {
 }
 
 /** Runs `fn` with a short-lived S3 client that fails fast (no retries). */
-async function withS3<T>(endpoint: string, fn: (client: import('@aws-sdk/client-s3').S3Client, sdk: typeof import('@aws-sdk/client-s3')) => Promise<T>): Promise<T> {
+async function withS3<T>(
+  endpoint: string,
+  fn: (client: import('@aws-sdk/client-s3').S3Client, sdk: typeof import('@aws-sdk/client-s3')) => Promise<T>,
+): Promise<T> {
   const sdk = await import('@aws-sdk/client-s3');
   const client = new sdk.S3Client({
     ...localS3ClientConfig(endpoint),

@@ -29,7 +29,11 @@ export interface ServiceProcessOptions {
  * Starts `services/<name>/dist/main.js` with only PATH, LOG_LEVEL, a free OPS_PORT and `env`
  * (nothing else from the test's environment leaks in). Build first (`tsc -b`).
  */
-export async function startServiceProcess(name: string, env: Record<string, string>, options: ServiceProcessOptions = {}): Promise<ServiceProcess> {
+export async function startServiceProcess(
+  name: string,
+  env: Record<string, string>,
+  options: ServiceProcessOptions = {},
+): Promise<ServiceProcess> {
   const opsPort = await freePort();
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), path.join(REPO_ROOT, 'services', name, 'dist', 'main.js')], {
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn', OPS_PORT: String(opsPort), ...env },

@@ -14,13 +14,7 @@ function list(value: unknown): Obj[] {
 }
 
 /** Flags repeated string values of `key` in `items`, naming the first occurrence. */
-function checkUnique(
-  items: Obj[],
-  key: string,
-  basePath: PathSegment[],
-  what: string,
-  issues: ConfigIssue[],
-): Map<string, number> {
+function checkUnique(items: Obj[], key: string, basePath: PathSegment[], what: string, issues: ConfigIssue[]): Map<string, number> {
   const seen = new Map<string, number>();
   items.forEach((item, index) => {
     const value = item[key];
@@ -88,7 +82,11 @@ export function crossReferenceIssues(raw: unknown): ConfigIssue[] {
       const pair = `${sourceId}\u0000${destinationId}`;
       const first = pairs.get(pair);
       if (first === undefined) pairs.set(pair, c);
-      else issues.push({ path: ['connections', c], message: `duplicate connection ${sourceId} → ${destinationId} (also connections[${first}])` });
+      else
+        issues.push({
+          path: ['connections', c],
+          message: `duplicate connection ${sourceId} → ${destinationId} (also connections[${first}])`,
+        });
     }
   });
   return issues;

@@ -1,13 +1,7 @@
 export { WorkspaceConfigError, describeIssue, type ConfigIssue } from './errors';
 export { formatPath, type PathSegment } from './paths';
 export { fqlSyntaxError } from './fql';
-export {
-  SecretReference,
-  parseSecretRef,
-  type Resolved,
-  type SecretRefKind,
-  type SecretRefView,
-} from './secret-ref';
+export { SecretReference, parseSecretRef, type Resolved, type SecretRefKind, type SecretRefView } from './secret-ref';
 export {
   CREDENTIAL_HEADERS,
   CREDENTIAL_SETTING,
@@ -22,14 +16,7 @@ export {
   type WorkspaceFileInput,
   type WorkspaceParsed,
 } from './schema';
-export {
-  formatForPath,
-  loadWorkspaceFile,
-  parseWorkspace,
-  type LoadOptions,
-  type ParseOptions,
-  type WorkspaceFormat,
-} from './load';
+export { formatForPath, loadWorkspaceFile, parseWorkspace, type LoadOptions, type ParseOptions, type WorkspaceFormat } from './load';
 export {
   Workspace,
   redactedView,

@@ -234,7 +234,12 @@ describe('invalid files fail with a message naming the field', () => {
     const doc = baseDoc();
     doc.destinations[0].settings.hmacSecret = 'literal-hmac-secret';
     doc.destinations[1].settings.headers = { Authorization: 'Bearer literal-token-123', 'X-Trace': 'ok' };
-    doc.destinations.push({ id: 'amp', name: 'Amplitude', type: 'actions-amplitude', settings: { apiKey: 'literal-api-key', region: 'EU' } });
+    doc.destinations.push({
+      id: 'amp',
+      name: 'Amplitude',
+      type: 'actions-amplitude',
+      settings: { apiKey: 'literal-api-key', region: 'EU' },
+    });
     const e = loadError(doc);
     expect(e.message).toContain('destinations[0].settings.hmacSecret: must be a secret reference');
     expect(e.message).toContain('destinations[1].settings.headers.Authorization: must be a secret reference');
@@ -250,7 +255,9 @@ describe('invalid files fail with a message naming the field', () => {
     doc.destinations[1].settings.hmacSecret = { $env: 'A', $file: '/x' };
     const message = loadError(doc).message;
     expect(message).toContain('destinations[0].settings.hmacSecret: $env must name an environment variable');
-    expect(message).toContain('destinations[1].settings.hmacSecret: a secret reference ({ $env: NAME } or { $file: /path }) has exactly one key');
+    expect(message).toContain(
+      'destinations[1].settings.hmacSecret: a secret reference ({ $env: NAME } or { $file: /path }) has exactly one key',
+    );
   });
 
   it('missing env var names the field and the reference', () => {

@@ -84,7 +84,8 @@ const IdentitySettingsSchema = z
         const seen = new Map<number, string>();
         for (const [type, rule] of Object.entries(identifiers)) {
           const other = seen.get(rule.priority);
-          if (other) ctx.addIssue({ code: 'custom', path: [type, 'priority'], message: `priority ${rule.priority} already used by ${other}` });
+          if (other)
+            ctx.addIssue({ code: 'custom', path: [type, 'priority'], message: `priority ${rule.priority} already used by ${other}` });
           else seen.set(rule.priority, type);
         }
       })
@@ -140,7 +141,10 @@ export const PropertyRuleSchema: z.ZodType<PropertyRule> = z.lazy(() =>
       .optional(),
     required: z.boolean().optional(),
     description: z.string().optional(),
-    enum: z.array(z.union([z.string(), z.number(), z.boolean(), z.null()])).min(1).optional(),
+    enum: z
+      .array(z.union([z.string(), z.number(), z.boolean(), z.null()]))
+      .min(1)
+      .optional(),
     pattern: regexString().optional(),
     format: z.enum(['date-time', 'email', 'uri', 'uuid']).optional(),
     minimum: z.number().optional(),

@@ -1,11 +1,6 @@
 import { REDACTED } from '@cdp/log';
 import { formatPath, type PathSegment } from './paths';
-import type {
-  ActionDestinationParsed,
-  DestinationParsed,
-  WebhookDestinationParsed,
-  WorkspaceParsed,
-} from './schema';
+import type { ActionDestinationParsed, DestinationParsed, WebhookDestinationParsed, WorkspaceParsed } from './schema';
 import type { Resolved, SecretReference, SecretRefView } from './secret-ref';
 
 /** The effective configuration: defaults applied, secret references replaced by their values. */

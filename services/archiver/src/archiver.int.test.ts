@@ -7,7 +7,18 @@ import { encodeEnvelope, type Envelope } from '@cdp/events';
 import { BatchingProducer, createKafka, type TopicNames } from '@cdp/kafka';
 import { createTestTopics } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
-import { LOCAL_AWS_ENV, localS3ClientConfig, requireEnv, sleep, startServiceProcess, testTopicPrefix, uniqueSuffix, waitFor, waitServiceReady, type ServiceProcess } from '@cdp/testkit';
+import {
+  LOCAL_AWS_ENV,
+  localS3ClientConfig,
+  requireEnv,
+  sleep,
+  startServiceProcess,
+  testTopicPrefix,
+  uniqueSuffix,
+  waitFor,
+  waitServiceReady,
+  type ServiceProcess,
+} from '@cdp/testkit';
 import { readManifest, readObjectLines } from './reader';
 
 const PARTITIONS = 4;
@@ -39,7 +50,10 @@ describe('archiver process on the real broker and S3Proxy', () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'archiver-test-'));
     fs.writeFileSync(
       path.join(dir, 'workspace.json'),
-      JSON.stringify({ spaces: [{ id: 'main', name: 'Main' }], sources: [{ id: source, name: 'web', spaceId: 'main', writeKeys: [`wk_${source}`] }] }),
+      JSON.stringify({
+        spaces: [{ id: 'main', name: 'Main' }],
+        sources: [{ id: source, name: 'web', spaceId: 'main', writeKeys: [`wk_${source}`] }],
+      }),
     );
   });
 
@@ -74,7 +88,14 @@ describe('archiver process on the real broker and S3Proxy', () => {
   function envelope(extra: Partial<Envelope> & Record<string, unknown> = {}, userId = `u${seq % 50}`): { key: string; value: string } {
     const messageId = `m${++seq}`;
     const receivedAt = `${HOURS[seq % 2]}:${String(seq % 60).padStart(2, '0')}:00.000Z`;
-    const message = { type: 'track', event: 'Viewed', messageId, userId, timestamp: receivedAt, properties: { padding: PADDING } } as Envelope['message'];
+    const message = {
+      type: 'track',
+      event: 'Viewed',
+      messageId,
+      userId,
+      timestamp: receivedAt,
+      properties: { padding: PADDING },
+    } as Envelope['message'];
     return { key: `${source}:${messageId}`, value: encodeEnvelope({ v: 1, sourceId: source, messageId, receivedAt, message, ...extra }) };
   }
 
@@ -98,7 +119,16 @@ describe('archiver process on the real broker and S3Proxy', () => {
 
   it('archives every record of tens of MB exactly once across SIGKILLs mid-flush, without replays and regulated users', async () => {
     await producer.send(topics.regulations, [
-      { key: 'main:suppressed-user', value: JSON.stringify({ regulationId: 'r1', type: 'SUPPRESS_WITH_DELETE', userId: 'suppressed-user', spaceId: 'main', requestedAt: new Date().toISOString() }) },
+      {
+        key: 'main:suppressed-user',
+        value: JSON.stringify({
+          regulationId: 'r1',
+          type: 'SUPPRESS_WITH_DELETE',
+          userId: 'suppressed-user',
+          spaceId: 'main',
+          requestedAt: new Date().toISOString(),
+        }),
+      },
     ]);
     const expected = new Set<string>();
     const raw = Array.from({ length: RAW }, () => envelope());
@@ -106,7 +136,16 @@ describe('archiver process on the real broker and S3Proxy', () => {
     const replayed = Array.from({ length: 300 }, () => envelope({ replay: { id: 'rp1', destinations: ['d2'], force: false } }));
     const regulated = Array.from({ length: 300 }, () => envelope({}, 'suppressed-user'));
     const undelivered = Array.from({ length: UNDELIVERED }, () =>
-      envelope({ destinationId: `dest${seq % 3}`, subscriptionId: 's1', attempts: 3, firstAttemptAt: null, expiredAt: new Date().toISOString(), lastStatus: 500, lastError: 'boom', lastResponseExcerpt: null }),
+      envelope({
+        destinationId: `dest${seq % 3}`,
+        subscriptionId: 's1',
+        attempts: 3,
+        firstAttemptAt: null,
+        expiredAt: new Date().toISOString(),
+        lastStatus: 500,
+        lastError: 'boom',
+        lastResponseExcerpt: null,
+      }),
     );
     for (const u of undelivered) expected.add(`undelivered:${JSON.parse(u.value).messageId}`);
     await producer.send(topics.deduped, [...raw.slice(0, RAW / 2), ...replayed, ...regulated]);

@@ -32,7 +32,11 @@ interface PartitionBuffer {
   startedAt: number;
 }
 
-const skipped = counter({ name: 'cdp_archiver_records_skipped_total', help: 'Consumed records not archived, by reason (replay, regulated, dead_letter)', labelNames: ['reason'] as const });
+const skipped = counter({
+  name: 'cdp_archiver_records_skipped_total',
+  help: 'Consumed records not archived, by reason (replay, regulated, dead_letter)',
+  labelNames: ['reason'] as const,
+});
 const flushSeconds = histogram({
   name: 'cdp_archiver_flush_duration_seconds',
   help: 'One partition flush: upload of its objects and manifest entries, then the offset commit',
@@ -40,8 +44,15 @@ const flushSeconds = histogram({
   buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
 });
 const bufferedBytes = gauge({ name: 'cdp_archiver_buffered_bytes', help: 'Record bytes read and not yet uploaded, all partitions' });
-const flushFailures = counter({ name: 'cdp_archiver_flush_failures_total', help: 'Flush attempts that failed (S3 or the commit) and were retried' });
-const lag = gauge({ name: 'cdp_archiver_lag_messages', help: 'Messages between the last read offset and the high watermark', labelNames: ['topic', 'partition'] as const });
+const flushFailures = counter({
+  name: 'cdp_archiver_flush_failures_total',
+  help: 'Flush attempts that failed (S3 or the commit) and were retried',
+});
+const lag = gauge({
+  name: 'cdp_archiver_lag_messages',
+  help: 'Messages between the last read offset and the high watermark',
+  labelNames: ['topic', 'partition'] as const,
+});
 
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -69,7 +80,12 @@ export class Archiver {
   private fatalError: unknown;
 
   constructor(private readonly o: ArchiverOptions) {
-    this.consumer = o.kafka.consumer({ groupId: o.groupId, allowAutoTopicCreation: false, sessionTimeout: o.sessionTimeoutMs, heartbeatInterval: o.heartbeatIntervalMs });
+    this.consumer = o.kafka.consumer({
+      groupId: o.groupId,
+      allowAutoTopicCreation: false,
+      sessionTimeout: o.sessionTimeoutMs,
+      heartbeatInterval: o.heartbeatIntervalMs,
+    });
     this.deadLetters = new DeadLetterWriter({ kafka: o.kafka, groupId: o.groupId, dlqTopic: o.dlqTopic, logger: o.logger });
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
       // After a join kafkajs reads every assigned partition again from its committed offset:
@@ -147,7 +163,10 @@ export class Archiver {
         skipped.labels(selection.skip).inc();
       } else {
         skipped.labels('dead_letter').inc();
-        buffer.letters.push({ offset: message.offset, record: deadLetterRecord(toInbound(topic, partition, message), 'archiver', selection.poison) });
+        buffer.letters.push({
+          offset: message.offset,
+          record: deadLetterRecord(toInbound(topic, partition, message), 'archiver', selection.poison),
+        });
       }
       buffer.nextOffset = offset + 1n;
       // Moves the fetch position only (autoCommit is off): the commit comes with the flush.
@@ -158,7 +177,9 @@ export class Archiver {
         await heartbeat();
       }
     }
-    lag.labels(topic, String(partition)).set(Math.max(0, Number(BigInt(batch.highWatermark) - (this.buffers.get(key)?.nextOffset ?? BigInt(batch.lastOffset()) + 1n))));
+    lag
+      .labels(topic, String(partition))
+      .set(Math.max(0, Number(BigInt(batch.highWatermark) - (this.buffers.get(key)?.nextOffset ?? BigInt(batch.lastOffset()) + 1n))));
     await heartbeat();
   }
 

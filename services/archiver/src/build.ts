@@ -44,7 +44,11 @@ export async function build(config: ArchiverConfig, { logger }: ServiceDeps): Pr
       try {
         const own = [specs.deduped, specs.undelivered, specs.regulations, specs.dlq];
         if (config.KAFKA_ENSURE_TOPICS) await ensureTopics(admin, own);
-        else await requireTopics(admin, own.map((s) => s.name));
+        else
+          await requireTopics(
+            admin,
+            own.map((s) => s.name),
+          );
       } finally {
         await admin.disconnect();
       }

@@ -16,7 +16,11 @@ export const archiverEnv = z
     /** ...or once its oldest record waited this long. */
     ARCHIVER_FLUSH_AGE_MS: positiveInt(60_000),
     /** Objects above this size go up in parts of it (multipart upload); S3's minimum is 5 MiB. */
-    ARCHIVER_PART_SIZE_BYTES: z.coerce.number().int().min(MIN_PART_SIZE_BYTES, `must be at least ${MIN_PART_SIZE_BYTES} (5 MiB)`).default(8 * 1024 * 1024),
+    ARCHIVER_PART_SIZE_BYTES: z.coerce
+      .number()
+      .int()
+      .min(MIN_PART_SIZE_BYTES, `must be at least ${MIN_PART_SIZE_BYTES} (5 MiB)`)
+      .default(8 * 1024 * 1024),
     ARCHIVER_PARTITIONS_CONCURRENTLY: positiveInt(4),
   })
   .superRefine(checkKafkaEnv);

@@ -13,12 +13,28 @@ const ctx: SelectContext = {
   },
 };
 const value = (extra: Record<string, unknown> = {}, userId = 'u1', sourceId = 'web') =>
-  Buffer.from(JSON.stringify({ v: 1, sourceId, messageId: 'm1', receivedAt: '2026-12-04T10:30:00.000Z', message: { type: 'track', event: 'E', messageId: 'm1', userId }, ...extra }));
+  Buffer.from(
+    JSON.stringify({
+      v: 1,
+      sourceId,
+      messageId: 'm1',
+      receivedAt: '2026-12-04T10:30:00.000Z',
+      message: { type: 'track', event: 'E', messageId: 'm1', userId },
+      ...extra,
+    }),
+  );
 
 describe('selectRecord', () => {
   it('archives an envelope as its own line, in its source and hour group', () => {
     const s = selectRecord('raw', '5', value(), ctx);
-    expect(s).toEqual({ archive: { offset: '5', line: value().toString(), receivedAt: '2026-12-04T10:30:00.000Z', group: { kind: 'raw', sourceId: 'web', destinationId: undefined, hour: '2026-12-04T10' } } });
+    expect(s).toEqual({
+      archive: {
+        offset: '5',
+        line: value().toString(),
+        receivedAt: '2026-12-04T10:30:00.000Z',
+        group: { kind: 'raw', sourceId: 'web', destinationId: undefined, hour: '2026-12-04T10' },
+      },
+    });
   });
 
   it('writes a value with newlines in it as one line', () => {

@@ -43,6 +43,11 @@ export function selectRecord(kind: ArchiveKind, offset: string, value: Buffer | 
   // One record, one line: a value written with newlines in it is written again compactly.
   const line = text.includes('\n') ? JSON.stringify(JSON.parse(text)) : text;
   return {
-    archive: { offset, line, receivedAt: envelope.receivedAt, group: { kind, sourceId: envelope.sourceId, destinationId, hour: hourOf(envelope.receivedAt) } },
+    archive: {
+      offset,
+      line,
+      receivedAt: envelope.receivedAt,
+      group: { kind, sourceId: envelope.sourceId, destinationId, hour: hourOf(envelope.receivedAt) },
+    },
   };
 }

@@ -29,7 +29,12 @@ describe('ArchiveWriter on S3Proxy', () => {
     const raw10: ObjectGroup = { kind: 'raw', sourceId: source, hour: '2026-12-04T10' };
     const raw11: ObjectGroup = { kind: 'raw', sourceId: source, hour: '2026-12-04T11' };
     const undelivered10: ObjectGroup = { kind: 'undelivered', sourceId: source, destinationId: 'dest1', hour: '2026-12-04T10' };
-    const records = [record(100, raw10, at(1)), record(101, raw11, at(2, 11)), record(102, raw10, at(59)), record(103, undelivered10, at(30))];
+    const records = [
+      record(100, raw10, at(1)),
+      record(101, raw11, at(2, 11)),
+      record(102, raw10, at(59)),
+      record(103, undelivered10, at(30)),
+    ];
 
     const entries = await writer.writeFlush('cdp.deduped', 4, records);
 

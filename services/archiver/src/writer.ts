@@ -36,9 +36,21 @@ export interface ArchiveWriterOptions {
 
 export const MIN_PART_SIZE_BYTES = 5 * 1024 * 1024;
 
-const objectsWritten = counter({ name: 'cdp_archiver_objects_written_total', help: 'Archive objects uploaded', labelNames: ['kind'] as const });
-const bytesWritten = counter({ name: 'cdp_archiver_bytes_written_total', help: 'Compressed bytes of uploaded archive objects', labelNames: ['kind'] as const });
-const recordsWritten = counter({ name: 'cdp_archiver_records_written_total', help: 'Records in uploaded archive objects', labelNames: ['kind'] as const });
+const objectsWritten = counter({
+  name: 'cdp_archiver_objects_written_total',
+  help: 'Archive objects uploaded',
+  labelNames: ['kind'] as const,
+});
+const bytesWritten = counter({
+  name: 'cdp_archiver_bytes_written_total',
+  help: 'Compressed bytes of uploaded archive objects',
+  labelNames: ['kind'] as const,
+});
+const recordsWritten = counter({
+  name: 'cdp_archiver_records_written_total',
+  help: 'Records in uploaded archive objects',
+  labelNames: ['kind'] as const,
+});
 const uploadSeconds = histogram({
   name: 'cdp_archiver_upload_duration_seconds',
   help: 'Time to compress and upload one archive object with its manifest entry',
@@ -69,7 +81,8 @@ export function groupRecords(records: ArchiveRecord[]): ArchiveRecord[][] {
  */
 export class ArchiveWriter {
   constructor(private readonly options: ArchiveWriterOptions) {
-    if (options.partSizeBytes < MIN_PART_SIZE_BYTES) throw new Error(`partSizeBytes must be at least ${MIN_PART_SIZE_BYTES} (S3's minimum part size)`);
+    if (options.partSizeBytes < MIN_PART_SIZE_BYTES)
+      throw new Error(`partSizeBytes must be at least ${MIN_PART_SIZE_BYTES} (S3's minimum part size)`);
   }
 
   /** Uploads the records of one partition's flush (in offset order); resolves once S3 acknowledged every object and manifest entry. */

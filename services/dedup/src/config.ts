@@ -1,4 +1,14 @@
-import { baseEnv, checkKafkaEnv, dedupWindowEnv, ensureTopicsEnv, kafkaConsumerEnv, kafkaEnv, nonNegativeInt, positiveInt, z } from '@cdp/config';
+import {
+  baseEnv,
+  checkKafkaEnv,
+  dedupWindowEnv,
+  ensureTopicsEnv,
+  kafkaConsumerEnv,
+  kafkaEnv,
+  nonNegativeInt,
+  positiveInt,
+  z,
+} from '@cdp/config';
 
 export const dedupEnv = z
   .object({

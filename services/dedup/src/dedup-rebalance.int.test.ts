@@ -1,6 +1,16 @@
 import { topicNames, type OutboundMessage } from '@cdp/kafka';
 import { sleep } from '@cdp/testkit';
-import { createDedupTestEnv, envelope, feed, makeStreamWithDuplicates, NO_VIOLATIONS, readOutputKeys, startDedup, violationCounts, waitReady } from './testing/dedup-harness';
+import {
+  createDedupTestEnv,
+  envelope,
+  feed,
+  makeStreamWithDuplicates,
+  NO_VIOLATIONS,
+  readOutputKeys,
+  startDedup,
+  violationCounts,
+  waitReady,
+} from './testing/dedup-harness';
 
 describe('dedup rebalance (two processes, real broker)', () => {
   it('keeps every unique messageId exactly once when a second process joins and later leaves under load', async () => {

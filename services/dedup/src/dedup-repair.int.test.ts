@@ -1,7 +1,17 @@
 import fs from 'node:fs';
 import { topicNames, type OutboundMessage } from '@cdp/kafka';
 import { metricValue } from '@cdp/testkit';
-import { createDedupTestEnv, NO_VIOLATIONS, produceBulk, readOutputKeys, sizedEnvelope, startDedup, violationCounts, waitReady, type DedupTestEnv } from './testing/dedup-harness';
+import {
+  createDedupTestEnv,
+  NO_VIOLATIONS,
+  produceBulk,
+  readOutputKeys,
+  sizedEnvelope,
+  startDedup,
+  violationCounts,
+  waitReady,
+  type DedupTestEnv,
+} from './testing/dedup-harness';
 
 const PARTITIONS = 4;
 const EVENT_BYTES = 600;

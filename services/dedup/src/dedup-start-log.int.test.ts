@@ -13,7 +13,16 @@ it('dedup started on fresh topics logs no error or fatal line', async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dedup-startlog-'));
   const proc = await startServiceProcess(
     'dedup',
-    { KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'), CDP_TOPIC_PREFIX: prefix, DEDUP_GROUP_ID: `${prefix}dedup`, DEDUP_DATA_DIR: dataDir, KAFKA_ENSURE_TOPICS: 'true', KAFKA_REPLICATION_FACTOR: '1', KAFKA_TOPIC_PARTITIONS: '2', LOG_LEVEL: 'warn' },
+    {
+      KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
+      CDP_TOPIC_PREFIX: prefix,
+      DEDUP_GROUP_ID: `${prefix}dedup`,
+      DEDUP_DATA_DIR: dataDir,
+      KAFKA_ENSURE_TOPICS: 'true',
+      KAFKA_REPLICATION_FACTOR: '1',
+      KAFKA_TOPIC_PARTITIONS: '2',
+      LOG_LEVEL: 'warn',
+    },
     { captureOutput: true },
   );
   try {

@@ -1,6 +1,16 @@
 import { topicNames, type OutboundMessage } from '@cdp/kafka';
 import { metricValue } from '@cdp/testkit';
-import { createDedupTestEnv, envelope, NO_VIOLATIONS, readOutputKeys, startDedup, violationCounts, waitReady, type DedupProcess, type DedupTestEnv } from './testing/dedup-harness';
+import {
+  createDedupTestEnv,
+  envelope,
+  NO_VIOLATIONS,
+  readOutputKeys,
+  startDedup,
+  violationCounts,
+  waitReady,
+  type DedupProcess,
+  type DedupTestEnv,
+} from './testing/dedup-harness';
 
 const PARTITIONS = 6;
 

@@ -127,12 +127,20 @@ describe('dedup crash safety (real broker, real processes)', () => {
       b = await startDedup(env, { DEDUP_DATA_DIR: dirs[1] });
       await waitReady(b);
       const liveB = b;
-      await until('B to own both partitions', async () => metricValue(await liveB.metrics(), 'cdp_dedup_owned_partitions') === env.partitions, 60_000);
+      await until(
+        'B to own both partitions',
+        async () => metricValue(await liveB.metrics(), 'cdp_dedup_owned_partitions') === env.partitions,
+        60_000,
+      );
       await feed(env, topics.ingest, messages.slice(half), 50, 30);
 
       // A wakes up where it stopped: its commit must fail, and it must rejoin, not publish.
       a.child.kill('SIGCONT');
-      await until('A to count its fenced transaction', async () => metricValue(await frozenA.metrics(), 'cdp_dedup_fenced_total') >= 1, 60_000);
+      await until(
+        'A to count its fenced transaction',
+        async () => metricValue(await frozenA.metrics(), 'cdp_dedup_fenced_total') >= 1,
+        60_000,
+      );
 
       const out = await readOutputKeys(env, topics.deduped, expected.size, { quietMs: 5_000, timeoutMs: 120_000 });
       const fenced = metricValue(await a.metrics(), 'cdp_dedup_fenced_total');

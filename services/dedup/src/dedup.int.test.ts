@@ -2,7 +2,16 @@ import fs from 'node:fs';
 import { HEADER_ERROR, topicNames } from '@cdp/kafka';
 import { readTopic } from '@cdp/kafka/testing';
 import { metricValue } from '@cdp/testkit';
-import { createDedupTestEnv, envelope, readOutputKeys, recordKey, startDedup, waitReady, type DedupProcess, type DedupTestEnv } from './testing/dedup-harness';
+import {
+  createDedupTestEnv,
+  envelope,
+  readOutputKeys,
+  recordKey,
+  startDedup,
+  waitReady,
+  type DedupProcess,
+  type DedupTestEnv,
+} from './testing/dedup-harness';
 
 const WINDOW_MS = 60_000;
 
@@ -39,7 +48,13 @@ describe('dedup against the real broker', () => {
       envelope('web', 'a', new Date(t0 + WINDOW_MS + 5_000)), // a full window later: passes
     ]);
     const out = await readOutputKeys(env, topics.deduped, 4);
-    expect(counts(out)).toEqual(new Map([['web:a', 2], ['web:b', 1], ['app:a', 1]]));
+    expect(counts(out)).toEqual(
+      new Map([
+        ['web:a', 2],
+        ['web:b', 1],
+        ['app:a', 1],
+      ]),
+    );
     const dlq = await readTopic(env.kafka, topics.dlq, 4, { quietMs: 3_000, timeoutMs: 90_000 });
     const reasons = Object.fromEntries(dlq.map((r) => [recordKey(r), r.headers[HEADER_ERROR]]));
     expect(dlq.map(recordKey).sort()).toEqual(['(null key)', 'web:nomsg', 'web:other', 'web:poison']);
@@ -75,7 +90,10 @@ describe('dedup against the real broker', () => {
     proc = await startDedup(env, { DEDUP_WINDOW_MS: '10000', DEDUP_PURGE_INTERVAL_MS: '300' });
     await waitReady(proc);
     const t0 = Date.UTC(2026, 0, 1);
-    await env.producer.send(topics.ingest, Array.from({ length: 20 }, (_, i) => envelope('web', `old${i}`, new Date(t0))));
+    await env.producer.send(
+      topics.ingest,
+      Array.from({ length: 20 }, (_, i) => envelope('web', `old${i}`, new Date(t0))),
+    );
     await readOutputKeys(env, topics.deduped, 20);
     // Stream time moves two windows on: the old keys leave the window and the store.
     await env.producer.send(topics.ingest, [envelope('web', 'new', new Date(t0 + 20_000))]);

@@ -166,26 +166,28 @@ export class PartitionWorker {
       }
 
       const store = this.store;
-      const tail = await repairSlots.run(this.config.DEDUP_REPAIR_CONCURRENCY, () => readOutputTail(
-        this.kafka,
-        this.topics.output,
-        p,
-        store.outputOffset + 1,
-        async (records) => {
-          const keys: Array<{ key: string; receivedAtMs: number }> = [];
-          for (const record of records) {
-            crashPoint(this.config, 'during-repair', this.startedAt);
-            if (Number(record.headers[HEADER_IN_PARTITION] ?? p) !== p) continue;
-            keys.push({ key: record.key, receivedAtMs: readReceivedAt(record.value) });
-          }
-          // One batch per fetch: the store's checkpoint moves with it, so a repair cut short
-          // (rebalance, crash) resumes from here.
-          await store.record(keys, records[records.length - 1].offset);
-          m.repairedKeys.inc(keys.length);
-          await keepMembership(heartbeat);
-        },
-        this.logger,
-      ));
+      const tail = await repairSlots.run(this.config.DEDUP_REPAIR_CONCURRENCY, () =>
+        readOutputTail(
+          this.kafka,
+          this.topics.output,
+          p,
+          store.outputOffset + 1,
+          async (records) => {
+            const keys: Array<{ key: string; receivedAtMs: number }> = [];
+            for (const record of records) {
+              crashPoint(this.config, 'during-repair', this.startedAt);
+              if (Number(record.headers[HEADER_IN_PARTITION] ?? p) !== p) continue;
+              keys.push({ key: record.key, receivedAtMs: readReceivedAt(record.value) });
+            }
+            // One batch per fetch: the store's checkpoint moves with it, so a repair cut short
+            // (rebalance, crash) resumes from here.
+            await store.record(keys, records[records.length - 1].offset);
+            m.repairedKeys.inc(keys.length);
+            await keepMembership(heartbeat);
+          },
+          this.logger,
+        ),
+      );
       this.resumeFrom = Math.max(tail.lastInOffset + 1, this.committedFrom);
       m.storeKeys.labels(String(p)).set(store.size);
       m.bloomBytes.labels(String(p)).set(store.bloomBytes);
@@ -211,7 +213,8 @@ export class PartitionWorker {
       // offset back.
       if (Number(last.offset) < this.committedFrom) return { lastOffset: last.offset, accepted: 0, duplicates: 0 };
 
-      const candidates: Array<{ key: string; receivedAtMs: number; message: InboundMessage; sourceId: string; output: OutboundMessage }> = [];
+      const candidates: Array<{ key: string; receivedAtMs: number; message: InboundMessage; sourceId: string; output: OutboundMessage }> =
+        [];
       const poison: OutboundMessage[] = [];
       for (const message of fresh) {
         try {
@@ -223,10 +226,14 @@ export class PartitionWorker {
             headers: { ...message.headers, [HEADER_IN_PARTITION]: String(this.partition), [HEADER_IN_OFFSET]: message.offset },
           };
           // The output topic would refuse it on every retry: the partition would stop.
-          if (exceedsLimit(output, this.outputLimit)) throw new Error(`record larger than the output topic accepts (${this.outputLimit} bytes)`);
+          if (exceedsLimit(output, this.outputLimit))
+            throw new Error(`record larger than the output topic accepts (${this.outputLimit} bytes)`);
           candidates.push({ key, receivedAtMs, message, sourceId, output });
         } catch (error) {
-          this.logger.warn({ partition: this.partition, offset: message.offset, error: (error as Error).message }, 'poison message routed to the DLQ');
+          this.logger.warn(
+            { partition: this.partition, offset: message.offset, error: (error as Error).message },
+            'poison message routed to the DLQ',
+          );
           poison.push(boundedDeadLetter(deadLetterRecord(message, 'dedup', error), this.dlqLimit));
         }
       }
@@ -239,7 +246,13 @@ export class PartitionWorker {
       try {
         const txn = await producer.transaction();
         try {
-          outputLast = await sendSplit(txn, this.topics.output, accepted.map((c) => c.output), this.outputLimit, this.partition);
+          outputLast = await sendSplit(
+            txn,
+            this.topics.output,
+            accepted.map((c) => c.output),
+            this.outputLimit,
+            this.partition,
+          );
           await sendSplit(txn, this.topics.dlq, poison, this.dlqLimit);
           crashPoint(this.config, 'after-send', this.startedAt);
           await txn.sendOffsets({

@@ -1,6 +1,16 @@
 import fs from 'node:fs';
 import { PartitionAssigners, type Consumer, type EachBatchPayload, type Kafka } from 'kafkajs';
-import { describeTopicConfigs, ensureTopics, isGroupMembershipError, keepMembership, requireTopics, toInbound, topicNames, topicSettings, topicSpecs } from '@cdp/kafka';
+import {
+  describeTopicConfigs,
+  ensureTopics,
+  isGroupMembershipError,
+  keepMembership,
+  requireTopics,
+  toInbound,
+  topicNames,
+  topicSettings,
+  topicSpecs,
+} from '@cdp/kafka';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge } from '@cdp/metrics';
 import type { DedupConfig } from './config';
@@ -124,15 +134,24 @@ export class DedupService {
       const specs = topicSpecs(topicSettings(this.config));
       const own = [specs.ingest, specs.deduped, specs.dlq];
       if (this.config.KAFKA_ENSURE_TOPICS) await ensureTopics(admin, own);
-      else await requireTopics(admin, own.map((s) => s.name));
+      else
+        await requireTopics(
+          admin,
+          own.map((s) => s.name),
+        );
       const { topics } = await admin.fetchTopicMetadata({ topics: [specs.ingest.name, specs.deduped.name] });
       const [input, output] = [specs.ingest.name, specs.deduped.name].map((name) => topics.find((t) => t.name === name)?.partitions.length);
-      if (input !== output) throw new Error(`${specs.ingest.name} has ${input} partitions and ${specs.deduped.name} ${output}: they must be equal (co-partitioned)`);
+      if (input !== output)
+        throw new Error(
+          `${specs.ingest.name} has ${input} partitions and ${specs.deduped.name} ${output}: they must be equal (co-partitioned)`,
+        );
       // dedup rebuilds its state from cdp.deduped: a shorter retention than the window would let
       // duplicates of dropped records through after a repair.
       const retention = Number((await describeTopicConfigs(admin, [specs.deduped.name]))[specs.deduped.name]?.['retention.ms']);
       if (retention !== -1 && retention < this.config.DEDUP_WINDOW_MS) {
-        throw new Error(`${specs.deduped.name} has retention.ms=${retention}, shorter than DEDUP_WINDOW_MS=${this.config.DEDUP_WINDOW_MS} (cdp-topics create with the same DEDUP_WINDOW_MS sets it)`);
+        throw new Error(
+          `${specs.deduped.name} has retention.ms=${retention}, shorter than DEDUP_WINDOW_MS=${this.config.DEDUP_WINDOW_MS} (cdp-topics create with the same DEDUP_WINDOW_MS sets it)`,
+        );
       }
     } finally {
       await admin.disconnect();

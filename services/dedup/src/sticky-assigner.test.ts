@@ -15,7 +15,11 @@ function assign(members: AssignInput[], partitions = 12): Record<string, number[
 
 /** Every partition exactly once; counts differ by at most one. */
 function expectBalanced(a: Record<string, number[]>, partitions = 12): void {
-  expect(Object.values(a).flat().sort((x, y) => x - y)).toEqual(range(partitions));
+  expect(
+    Object.values(a)
+      .flat()
+      .sort((x, y) => x - y),
+  ).toEqual(range(partitions));
   const counts = Object.values(a).map((p) => p.length);
   expect(Math.max(...counts) - Math.min(...counts)).toBeLessThanOrEqual(1);
 }
@@ -86,7 +90,9 @@ describe('stickyAssigner (kafkajs protocol)', () => {
       ],
       topics: [T],
     });
-    const byMember = Object.fromEntries(result.map((r) => [r.memberId, AssignerProtocol.MemberAssignment.decode(r.memberAssignment)!.assignment[T]]));
+    const byMember = Object.fromEntries(
+      result.map((r) => [r.memberId, AssignerProtocol.MemberAssignment.decode(r.memberAssignment)!.assignment[T]]),
+    );
     expect(byMember).toEqual({ m1: [1, 3], m2: [0, 2] });
     expect(decodeMemberState(Buffer.from('not json'))).toEqual({ owned: {}, assignedAt: 0, stored: {} });
     expect(decodeMemberState(encodeMemberState(state))).toEqual(state);

@@ -41,7 +41,8 @@ export function stickyAssign(members: AssignInput[], partitionsByTopic: Record<s
   for (const [topic, partitions] of Object.entries(partitionsByTopic)) {
     const subscribed = members.filter((m) => m.topics.includes(topic)).sort((a, b) => a.memberId.localeCompare(b.memberId));
     if (subscribed.length === 0) continue;
-    for (const [memberId, assigned] of assignTopic(subscribed, partitions, topic)) result.get(memberId)![topic] = assigned.sort((a, b) => a - b);
+    for (const [memberId, assigned] of assignTopic(subscribed, partitions, topic))
+      result.get(memberId)![topic] = assigned.sort((a, b) => a - b);
   }
   return result;
 }

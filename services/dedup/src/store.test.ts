@@ -15,7 +15,13 @@ describe('PartitionStore', () => {
   it('records keys with the output offset atomically and finds them after reopening', async () => {
     const store = await PartitionStore.open(dir, { windowMs: 28 * DAY, minBloomCapacity: 100 });
     expect(store.outputOffset).toBe(-1);
-    await store.record([{ key: 'web:a', receivedAtMs: 1_000 }, { key: 'web:b', receivedAtMs: 2_000 }], 41);
+    await store.record(
+      [
+        { key: 'web:a', receivedAtMs: 1_000 },
+        { key: 'web:b', receivedAtMs: 2_000 },
+      ],
+      41,
+    );
     expect((await store.lookup(['web:a', 'web:c'])).get('web:a')).toBe(1_000);
     await store.close();
 

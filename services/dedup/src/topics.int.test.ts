@@ -10,23 +10,35 @@ it('refuses to start when one of its topics is missing, naming it', async () => 
   const prefix = testTopicPrefix('dedup-missing');
   const admin = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'dedup-topics-test', logger }).admin();
   await admin.connect();
-  await admin.createTopics({ topics: [`${prefix}ingest`, `${prefix}dlq`].map((topic) => ({ topic, numPartitions: 1, replicationFactor: 1 })), waitForLeaders: true });
+  await admin.createTopics({
+    topics: [`${prefix}ingest`, `${prefix}dlq`].map((topic) => ({ topic, numPartitions: 1, replicationFactor: 1 })),
+    waitForLeaders: true,
+  });
   await admin.disconnect();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dedup-missing-'));
   try {
     const proc = await startServiceProcess(
       'dedup',
-      { KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'), CDP_TOPIC_PREFIX: prefix, DEDUP_GROUP_ID: `${prefix}dedup`, DEDUP_DATA_DIR: dataDir, KAFKA_ENSURE_TOPICS: 'false' },
+      {
+        KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
+        CDP_TOPIC_PREFIX: prefix,
+        DEDUP_GROUP_ID: `${prefix}dedup`,
+        DEDUP_DATA_DIR: dataDir,
+        KAFKA_ENSURE_TOPICS: 'false',
+      },
       { captureOutput: true },
     );
     expect(await waitServiceExit(proc, 30_000)).toBe(1);
-    const fatal = proc.output().split('\n').find((line) => line.includes('dedup failed to start')) ?? proc.output();
+    const fatal =
+      proc
+        .output()
+        .split('\n')
+        .find((line) => line.includes('dedup failed to start')) ?? proc.output();
     expect(fatal).toContain(`missing Kafka topics: ${prefix}deduped (create them with cdp-topics create)`);
   } finally {
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
 });
-
 
 it('refuses to start when cdp.deduped is kept for less than the dedup window, naming it', async () => {
   const prefix = testTopicPrefix('dedup-short');
@@ -34,7 +46,12 @@ it('refuses to start when cdp.deduped is kept for less than the dedup window, na
   await admin.connect();
   const retention = (topic: string) => (topic.endsWith('deduped') ? [{ name: 'retention.ms', value: '3600000' }] : []);
   await admin.createTopics({
-    topics: [`${prefix}ingest`, `${prefix}deduped`, `${prefix}dlq`].map((topic) => ({ topic, numPartitions: 1, replicationFactor: 1, configEntries: retention(topic) })),
+    topics: [`${prefix}ingest`, `${prefix}deduped`, `${prefix}dlq`].map((topic) => ({
+      topic,
+      numPartitions: 1,
+      replicationFactor: 1,
+      configEntries: retention(topic),
+    })),
     waitForLeaders: true,
   });
   await admin.disconnect();
@@ -42,7 +59,13 @@ it('refuses to start when cdp.deduped is kept for less than the dedup window, na
   try {
     const proc = await startServiceProcess(
       'dedup',
-      { KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'), CDP_TOPIC_PREFIX: prefix, DEDUP_GROUP_ID: `${prefix}dedup`, DEDUP_DATA_DIR: dataDir, DEDUP_WINDOW_MS: '7200000' },
+      {
+        KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
+        CDP_TOPIC_PREFIX: prefix,
+        DEDUP_GROUP_ID: `${prefix}dedup`,
+        DEDUP_DATA_DIR: dataDir,
+        DEDUP_WINDOW_MS: '7200000',
+      },
       { captureOutput: true },
     );
     expect(await waitServiceExit(proc, 30_000)).toBe(1);

@@ -38,7 +38,12 @@ beforeAll(async () => {
 describe('flow control', () => {
   it('opens the circuit after consecutive failures, probes one request at a time, closes on success', async () => {
     expect((await postJobs(director.url!, testJobs(40, 'flap-', { destinationId: 'flap' }))).status).toBe(200);
-    await waitFor(async () => [...(await historyOf(env, database)).values()].filter((h) => h.messageId.startsWith('flap-') && h.states.at(-1) === 'succeeded').length === 40, 30_000);
+    await waitFor(
+      async () =>
+        [...(await historyOf(env, database)).values()].filter((h) => h.messageId.startsWith('flap-') && h.states.at(-1) === 'succeeded')
+          .length === 40,
+      30_000,
+    );
     const at = sink.requests.filter((r) => r.path === '/flap').map((r) => r.at);
     expect(at.length).toBeGreaterThanOrEqual(40 + 21);
     expect(at[20] - at[19]).toBeGreaterThanOrEqual(450); // open period before the first probe
@@ -51,12 +56,21 @@ describe('flow control', () => {
     await waitFor(() => q()?.adaptive.value !== undefined, 10_000, 5);
     const lowered = q()!.adaptive.value!;
     expect(lowered).toBeGreaterThan(0);
-    await waitFor(async () => [...(await historyOf(env, database)).values()].filter((h) => h.messageId.startsWith('throttle-') && h.states.at(-1) === 'succeeded').length === 100, 30_000);
+    await waitFor(
+      async () =>
+        [...(await historyOf(env, database)).values()].filter((h) => h.messageId.startsWith('throttle-') && h.states.at(-1) === 'succeeded')
+          .length === 100,
+      30_000,
+    );
   });
 
   it('with concurrency above 1, late answers to calls sent before the circuit opened neither close nor reopen it', async () => {
     // Five calls answered late with 200, sent before the circuit opens; every other call fails.
-    sink.route('/wide', (r) => ((JSON.parse(r.body) as { messageId: string }).messageId.startsWith('wide-slow') ? { status: 200, delayMs: 1_000 } : { status: 500, delayMs: 20 }));
+    sink.route('/wide', (r) =>
+      (JSON.parse(r.body) as { messageId: string }).messageId.startsWith('wide-slow')
+        ? { status: 200, delayMs: 1_000 }
+        : { status: 500, delayMs: 20 },
+    );
     const wide = () => sink.requests.filter((r) => r.path === '/wide');
     const slow = () => wide().filter((r) => r.body.includes('wide-slow'));
     const breaker = () => director.engine.scheduler.destinations.get('wide')?.breaker;

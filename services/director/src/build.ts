@@ -20,12 +20,15 @@ export async function build(config: DirectorConfig, { logger }: ServiceDeps): Pr
   const producer = new BatchingProducer(kafka, { logger });
   await producer.connect();
   // Every MySQL connection of the director opens from MYSQL_URL: give it the TLS settings.
-  const director = new Director({ ...config, MYSQL_URL: mysqlConnectionUrl(config) }, {
-    consul,
-    publisher: new KafkaUndeliveredPublisher(producer, undeliveredTopic),
-    workspace: () => workspace.current(),
-    logger,
-  });
+  const director = new Director(
+    { ...config, MYSQL_URL: mysqlConnectionUrl(config) },
+    {
+      consul,
+      publisher: new KafkaUndeliveredPublisher(producer, undeliveredTopic),
+      workspace: () => workspace.current(),
+      logger,
+    },
+  );
   workspace.on('change', () => director.engine.refreshPolicies());
   return {
     start: async () => {

@@ -62,7 +62,12 @@ export const directorEnv = z
     DIRECTOR_RPC_ALLOWED_HEADERS: z
       .string()
       .default(DEFAULT_ALLOWED_JOB_HEADERS.join(','))
-      .transform((v) => v.split(',').map((e) => e.trim()).filter(Boolean))
+      .transform((v) =>
+        v
+          .split(',')
+          .map((e) => e.trim())
+          .filter(Boolean),
+      )
       .superRefine((entries, ctx) => {
         for (const entry of entries) {
           const problem = allowListProblem(entry);

@@ -27,7 +27,14 @@ describe('operator controls from Consul KV', () => {
     expect(director.engine.policyOf('p')).toMatchObject({ paused: true, priority: 7, rateOverride: 25 });
     expect(director.engine.policyOf('q')).toMatchObject({ paused: false, priority: 0 });
 
-    expect((await postJobs(director.url!, [testJob('wait', 'p'), testJob('expire', 'p', { expiresAt: new Date(Date.now() + 800).toISOString() })])).status).toBe(200);
+    expect(
+      (
+        await postJobs(director.url!, [
+          testJob('wait', 'p'),
+          testJob('expire', 'p', { expiresAt: new Date(Date.now() + 800).toISOString() }),
+        ])
+      ).status,
+    ).toBe(200);
     expect((await postJobs(director.url!, [testJob('other', 'q')])).status).toBe(200);
     await waitFor(() => sink.count('/q') === 1);
     const database = env.provisioned[0].database;
@@ -39,7 +46,9 @@ describe('operator controls from Consul KV', () => {
 
     await env.consul.kv.delete(env.keys.destinationControl('p'));
     await waitFor(() => sink.count('/p') === 1, 10_000);
-    await waitFor(async () => [...(await historyOf(env, database)).values()].find((x) => x.messageId === 'wait')?.states.at(-1) === 'succeeded');
+    await waitFor(
+      async () => [...(await historyOf(env, database)).values()].find((x) => x.messageId === 'wait')?.states.at(-1) === 'succeeded',
+    );
     expect(director.engine.policyOf('p')).toMatchObject({ paused: false, priority: 0, rateOverride: undefined });
   });
 

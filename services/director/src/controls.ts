@@ -19,7 +19,11 @@ export class ControlWatcher {
   }
 
   start(): void {
-    const watch = this.consul.watch(this.consul.kv.prefix(this.keys.destinations), { wait: '30s', backoffFactorMs: 100, backoffMaxMs: 5_000 });
+    const watch = this.consul.watch(this.consul.kv.prefix(this.keys.destinations), {
+      wait: '30s',
+      backoffFactorMs: 100,
+      backoffMaxMs: 5_000,
+    });
     watch.on('change', (items) => {
       const controls = parseDestinationControls(this.keys, items, (key, reason) =>
         this.logger.warn({ key, reason }, 'invalid destination control ignored'),

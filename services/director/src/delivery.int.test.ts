@@ -1,7 +1,19 @@
 import crypto from 'node:crypto';
 import { undeliveredSchema } from '@cdp/events';
 import type { HttpSink } from '@cdp/testkit';
-import { historyOf, MemoryPublisher, postJobs, rpcHeaders, TEST_RPC_TOKEN, TestEnv, testJob, testSettings, testWorkspace, useDirectorSuite, waitFor } from './testing/harness';
+import {
+  historyOf,
+  MemoryPublisher,
+  postJobs,
+  rpcHeaders,
+  TEST_RPC_TOKEN,
+  TestEnv,
+  testJob,
+  testSettings,
+  testWorkspace,
+  useDirectorSuite,
+  waitFor,
+} from './testing/harness';
 import type { Director } from './service';
 
 const suite = useDirectorSuite();
@@ -86,7 +98,9 @@ describe('director delivery over a real JobDB', () => {
       history = await historyOf(env, database);
       const m = byMessage();
       const refused = m.get('m-refused');
-      return [...m.entries()].every(([id, h]) => id === 'm-refused' || FINAL.has(h.states.at(-1) ?? '')) && (refused?.states.length ?? 0) >= 4;
+      return (
+        [...m.entries()].every(([id, h]) => id === 'm-refused' || FINAL.has(h.states.at(-1) ?? '')) && (refused?.states.length ?? 0) >= 4
+      );
     }, 30_000);
     const m = byMessage();
     expect(m.get('m-ok')!.states).toEqual(['executing', 'succeeded']);

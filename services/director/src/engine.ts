@@ -4,7 +4,17 @@ import type { Destination, Workspace } from '@cdp/workspace';
 import type { DestinationDriver } from './destinations';
 import { MemoryBudget } from './budget';
 import { storedJob, type Job, type JobContent } from './job';
-import { abortedCalls, attemptDuration, circuitOpen, countSchedulerQueuesWith, deliveries, inFlight, queueDepth, startedWithInsert, undeliveredPublished } from './metrics';
+import {
+  abortedCalls,
+  attemptDuration,
+  circuitOpen,
+  countSchedulerQueuesWith,
+  deliveries,
+  inFlight,
+  queueDepth,
+  startedWithInsert,
+  undeliveredPublished,
+} from './metrics';
 import { decide, describeResult, type AttemptResult, type BackoffSettings } from './outcome';
 import { Scheduler, type DestinationPolicy } from './scheduler';
 import type { BreakerSettings } from './limits';
@@ -245,7 +255,11 @@ export class DeliveryEngine {
     try {
       content = await sink.readContent(job.id);
     } catch (error) {
-      if (sink.writable) this.options.logger.warn({ ...errorFields(error), jobId: job.id }, 'could not read a job content back from its JobDB; trying again');
+      if (sink.writable)
+        this.options.logger.warn(
+          { ...errorFields(error), jobId: job.id },
+          'could not read a job content back from its JobDB; trying again',
+        );
       this.putBack(job, sink);
       return false;
     }
@@ -377,7 +391,9 @@ export class DeliveryEngine {
   private async attempt(job: Job, retry: boolean, sink: JobSink): Promise<void> {
     const dest = this.destination(job.destinationId);
     const type = dest?.type ?? 'unknown';
-    const driver = dest ? (this.options.drivers[dest.kind === 'webhook' ? 'webhook' : dest.type] ?? this.options.drivers.action) : undefined;
+    const driver = dest
+      ? (this.options.drivers[dest.kind === 'webhook' ? 'webhook' : dest.type] ?? this.options.drivers.action)
+      : undefined;
     let result: AttemptResult;
     if (!dest || !dest.enabled) {
       // Config may lag the transform that sent the job: retry until the window closes.
@@ -414,7 +430,8 @@ export class DeliveryEngine {
     if (detail.error !== null) content.lastError = detail.error;
     content.lastResponseExcerpt = detail.excerpt;
     this.budget.resize(job);
-    const failure = decision.state === 'succeeded' ? null : { status: detail.httpStatus, error: detail.error, responseExcerpt: detail.excerpt };
+    const failure =
+      decision.state === 'succeeded' ? null : { status: detail.httpStatus, error: detail.error, responseExcerpt: detail.excerpt };
     const outcomeLabel = decision.state === 'awaiting_retry' ? 'retry' : decision.state === 'archiving' ? 'expired' : decision.state;
     deliveries.inc({ destination_type: type, outcome: outcomeLabel });
 
@@ -496,7 +513,15 @@ export class DeliveryEngine {
     const now = this.now();
     try {
       await sink.write([
-        { jobId: job.id, from: job.state, to: 'archiving', attempt: job.attempt, at: new Date(now), error: content.lastError, httpStatus: content.lastStatus },
+        {
+          jobId: job.id,
+          from: job.state,
+          to: 'archiving',
+          attempt: job.attempt,
+          at: new Date(now),
+          error: content.lastError,
+          httpStatus: content.lastStatus,
+        },
       ]);
     } catch {
       this.budget.release(job);

@@ -271,10 +271,7 @@ export class JobDbHolder {
       } else if (!this.refused.has(entry.id)) {
         this.refused.add(entry.id);
         jobDbsRefused.inc({ reason: 'schema_version' });
-        this.options.logger.error(
-          { jobDb: entry.id, state: entry.state, schemaVersion: error.found },
-          `refusing JobDB: ${error.message}`,
-        );
+        this.options.logger.error({ jobDb: entry.id, state: entry.state, schemaVersion: error.found }, `refusing JobDB: ${error.message}`);
       }
       return false;
     }
@@ -296,7 +293,12 @@ export class JobDbHolder {
     const db = new JobDb({ url: this.options.mysqlUrl, database: entry.dsnRef, poolSize: this.options.poolSize });
     try {
       // The key's ModifyIndex read right after acquiring: above that of every earlier acquisition.
-      const leaseId = await db.takeLease({ fencingToken: lock.acquiredIndex, lockIndex: lock.lockIndex, holder: this.options.pod, sessionId: session.id });
+      const leaseId = await db.takeLease({
+        fencingToken: lock.acquiredIndex,
+        lockIndex: lock.lockIndex,
+        holder: this.options.pod,
+        sessionId: session.id,
+      });
       if (!lock.isHeld) throw new Error('lock lost while taking the lease');
       const writer = new TransitionWriter(db, leaseId, logger.child({ jobDb: entry.id }), this.options.writeBatch, (error) =>
         this.fenced(held, error),
@@ -375,7 +377,7 @@ export class JobDbHolder {
     const { engine } = this.options;
     const intern = interner();
     const counts = { rebuilt: 0, withContent: 0, interrupted: 0 };
-    for (let after: string | null = null; ; ) {
+    for (let after: string | null = null; ;) {
       if (this.held.get(h.id) !== h || !h.sink.writable) return undefined;
       const heads = await h.db.loadOpenJobPage(after, REBUILD_PAGE);
       if (heads.length === 0) return counts;
@@ -473,7 +475,9 @@ export class JobDbHolder {
     if (h.sealing) return;
     this.lose(h.id, 'fenced', error.message);
     if (h.lock.isHeld) {
-      void h.lock.release().catch((e: unknown) => this.options.logger.warn({ ...errorFields(e), jobDb: h.id }, 'lock release after fencing failed'));
+      void h.lock
+        .release()
+        .catch((e: unknown) => this.options.logger.warn({ ...errorFields(e), jobDb: h.id }, 'lock release after fencing failed'));
     }
   }
 

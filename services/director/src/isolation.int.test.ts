@@ -5,7 +5,14 @@
 // loop, as in production. testing/fairness.ts holds the measurement (bench:director reports the
 // same figures).
 import { startConsulDevServer, type ConsulDevServer } from '@cdp/consul-dev';
-import { FairnessRig, FIFTY_TIMES_NOISY, fiftyTimesNoisyDestinations, quietCustomerReport, quietCustomerSamples, summary } from './testing/fairness';
+import {
+  FairnessRig,
+  FIFTY_TIMES_NOISY,
+  fiftyTimesNoisyDestinations,
+  quietCustomerReport,
+  quietCustomerSamples,
+  summary,
+} from './testing/fairness';
 import { testSettings, TestEnv } from './testing/harness';
 import type { LoadStream } from './testing/load-process';
 
@@ -20,7 +27,15 @@ beforeAll(async () => {
   consulServer = await startConsulDevServer({ minTtlMs: 500, ttlMultiplier: 1 });
   env = new TestEnv(consulServer.url);
   const ok = { status: 200, delayMs: 5 };
-  rig = await FairnessRig.start({ '/healthy': ok, '/other1': ok, '/other2': ok, '/limited': ok, '/twin': ok, '/timeout': 'hang', '/error': { status: 500 } });
+  rig = await FairnessRig.start({
+    '/healthy': ok,
+    '/other1': ok,
+    '/other2': ok,
+    '/limited': ok,
+    '/twin': ok,
+    '/timeout': 'hang',
+    '/error': { status: 500 },
+  });
   const sinkUrl = rig.sinkUrl;
   await env.provision('iso');
   const { url } = await env.directorProcess(
@@ -104,7 +119,9 @@ describe('fairness under load', () => {
       1_000,
     );
     const ratio = summary(mixed).p99 / summary(alone).p99;
-    console.log(`healthy destination: alone ${show(alone)}; next to a timing-out and a failing one ${show(mixed)}; p99 ${ratio.toFixed(2)}x`);
+    console.log(
+      `healthy destination: alone ${show(alone)}; next to a timing-out and a failing one ${show(mixed)}; p99 ${ratio.toFixed(2)}x`,
+    );
     expect(await rig.count('/timeout')).toBeGreaterThan(0);
     expect(await rig.count('/error')).toBeGreaterThan(0);
     // 5,000 samples a side: p99 is the 50th slowest, no noise floor. Broken isolation (the hung

@@ -55,7 +55,13 @@ describe('CircuitBreaker', () => {
   });
   it('a success resets the failure count', () => {
     const b = new CircuitBreaker(settings);
-    for (const [id, ok] of [['a', false], ['b', false], ['c', true], ['d', false], ['e', false]] as const) {
+    for (const [id, ok] of [
+      ['a', false],
+      ['b', false],
+      ['c', true],
+      ['d', false],
+      ['e', false],
+    ] as const) {
       tryStart(b, id, 0);
       b.record(id, ok, 0);
     }

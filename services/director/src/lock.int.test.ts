@@ -45,12 +45,16 @@ describe('JobDB locks', () => {
 
     // The session outlives the kill until its TTL runs out; only then (and after lock-delay) can B take the lock.
     const seen: string[] = [];
-    await waitFor(async () => {
-      if (!seen.includes('a-session-gone') && !(await env.consul.session.info(aSession))) seen.push('a-session-gone');
-      if (!b.isReady) return false;
-      seen.push('b-ready');
-      return true;
-    }, 20_000, 20);
+    await waitFor(
+      async () => {
+        if (!seen.includes('a-session-gone') && !(await env.consul.session.info(aSession))) seen.push('a-session-gone');
+        if (!b.isReady) return false;
+        seen.push('b-ready');
+        return true;
+      },
+      20_000,
+      20,
+    );
     expect(seen).toEqual(['a-session-gone', 'b-ready']);
 
     let history!: Awaited<ReturnType<typeof historyOf>>;
@@ -98,18 +102,20 @@ describe('JobDB locks', () => {
 
     // A's lease, replayed as if A woke up mid-write: refused.
     const db = new JobDb({ url: mysqlUrl(), database: jdb.database });
-    await expect(db.insertJobs(held.leaseId, [
-      {
-        sourceId: 'web',
-        messageId: 'late',
-        destinationId: 'hook',
-        subscriptionId: 'default',
-        payload: '{}',
-        headers: {},
-        receivedAt: new Date(),
-        expiresAt: new Date(Date.now() + 60_000),
-      },
-    ])).rejects.toBeInstanceOf(FencedError);
+    await expect(
+      db.insertJobs(held.leaseId, [
+        {
+          sourceId: 'web',
+          messageId: 'late',
+          destinationId: 'hook',
+          subscriptionId: 'default',
+          payload: '{}',
+          headers: {},
+          receivedAt: new Date(),
+          expiresAt: new Date(Date.now() + 60_000),
+        },
+      ]),
+    ).rejects.toBeInstanceOf(FencedError);
     await expect(
       db.appendTransitions(held.leaseId, [{ jobId: 'x'.repeat(27), from: 'executing', to: 'succeeded', attempt: 1, at: new Date() }]),
     ).rejects.toBeInstanceOf(FencedError);

@@ -49,7 +49,11 @@ describe('memory bounded in bytes', () => {
     const { env, sink } = suite;
     await env.provision('small', 'active');
     const lines: Array<Record<string, unknown>> = [];
-    const logger = createLogger({ name: 'director-test', level: 'info', destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } });
+    const logger = createLogger({
+      name: 'director-test',
+      level: 'info',
+      destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+    });
     // Room for the metadata of half the jobs.
     const budget = (JOBS / 2) * JOB_METADATA_BYTES;
     const director = env.director(testSettings(env.prefix, { DIRECTOR_MAX_QUEUED_BYTES: budget }), {
@@ -90,12 +94,17 @@ describe('memory bounded in bytes', () => {
       ['src0', 'src1', 'src2'],
     );
     await waitFor(async () => (await listJobDbs(env.consul, env.keys)).find((e) => e.id === orphan.id)?.state === 'drained', 120_000, 500);
-    const [row] = await env.query(orphan.database, "SELECT COUNT(DISTINCT job_id) AS n FROM job_state_transitions WHERE to_state = 'succeeded'");
+    const [row] = await env.query(
+      orphan.database,
+      "SELECT COUNT(DISTINCT job_id) AS n FROM job_state_transitions WHERE to_state = 'succeeded'",
+    );
     expect(Number(row.n)).toBe(JOBS);
     expect(seen.size).toBe(JOBS);
     expect(wrongBody).toBe(0);
     const peak = peakRssBytes(director.pid);
-    console.log(`director process peak RSS ${(peak / 1048576).toFixed(0)} MB with a ${BUDGET_BYTES / 1048576} MiB budget for ${(JOBS * PAD_BYTES) / 1e6} MB of payloads`);
+    console.log(
+      `director process peak RSS ${(peak / 1048576).toFixed(0)} MB with a ${BUDGET_BYTES / 1048576} MiB budget for ${(JOBS * PAD_BYTES) / 1e6} MB of payloads`,
+    );
     expect(peak).toBeGreaterThan(0);
     expect(peak).toBeLessThan(RSS_LIMIT_BYTES);
   }, 180_000);

@@ -8,7 +8,17 @@ import { createKafka, type InboundMessage } from '@cdp/kafka';
 import { createTestTopics, readTopic } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
 import { requireEnv, rowChangingStatements, statementsAgainst, testDatabaseName, testTopicPrefix, type HttpSink } from '@cdp/testkit';
-import { historyOf, postJobs, TEST_RPC_TOKEN, testJobs, testWorkspaceJson, useDirectorSuite, waitFor, type DirectorMain, type TestEnv } from './testing/harness';
+import {
+  historyOf,
+  postJobs,
+  TEST_RPC_TOKEN,
+  testJobs,
+  testWorkspaceJson,
+  useDirectorSuite,
+  waitFor,
+  type DirectorMain,
+  type TestEnv,
+} from './testing/harness';
 
 const logger = createLogger({ name: 'director-process-test', level: 'warn' });
 const suite = useDirectorSuite();
@@ -18,7 +28,8 @@ let workspaceFile: string;
 let topicPrefix: string;
 const controlDb = testDatabaseName('pctl');
 
-const startDirector = (pod: string) => env.directorMain(pod, { controlDb, workspaceFile, topicPrefix, env: { DIRECTOR_RPC_TOKEN: TEST_RPC_TOKEN } });
+const startDirector = (pod: string) =>
+  env.directorMain(pod, { controlDb, workspaceFile, topicPrefix, env: { DIRECTOR_RPC_TOKEN: TEST_RPC_TOKEN } });
 
 async function ready(p: DirectorMain): Promise<boolean> {
   try {
@@ -28,7 +39,8 @@ async function ready(p: DirectorMain): Promise<boolean> {
   }
 }
 
-const jobs = (n: number, from: number, destinationId: string, extra: Record<string, unknown> = {}) => testJobs(n, 'p', { from, destinationId, extra });
+const jobs = (n: number, from: number, destinationId: string, extra: Record<string, unknown> = {}) =>
+  testJobs(n, 'p', { from, destinationId, extra });
 
 beforeAll(async () => {
   ({ env, sink } = suite);
@@ -43,7 +55,9 @@ beforeAll(async () => {
     ]),
   );
   topicPrefix = testTopicPrefix('director');
-  await createTestTopics(createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'director-test-admin', logger }), topicPrefix, { roles: ['undelivered'] });
+  await createTestTopics(createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'director-test-admin', logger }), topicPrefix, {
+    roles: ['undelivered'],
+  });
 });
 
 function readUndelivered(count: number): Promise<InboundMessage[]> {
@@ -108,7 +122,10 @@ describe('director processes', () => {
       expect(late.filter((h) => h.states.at(-1) === 'executing')).toEqual([]);
       const lateIds = new Set(late.map((h) => h.messageId));
       const lateReceived = new Set(
-        sink.requests.filter((r) => r.path === '/hook').map((r) => JSON.parse(r.body).messageId as string).filter((id) => lateIds.has(id)),
+        sink.requests
+          .filter((r) => r.path === '/hook')
+          .map((r) => JSON.parse(r.body).messageId as string)
+          .filter((id) => lateIds.has(id)),
       );
       // Every call that reached the sink before the stop has its outcome committed.
       for (const h of late) if (lateReceived.has(h.messageId)) expect(h.states.at(-1)).toBe('succeeded');

@@ -6,7 +6,6 @@ import { checkFinalStates, runRotationLoad, type FinalStateCheck } from './testi
 
 const suite = useDirectorSuite();
 
-
 describe('rotation under load', () => {
   it('rotating every second under continuous RPC load: every job answered 2xx reaches exactly one final state', async () => {
     let current: JobDbHandle = await suite.env.provision('rot');
@@ -59,7 +58,10 @@ describe('rotation under load', () => {
     }, 15_000).catch(() => undefined);
     expect(check).toEqual({ missing: [], notFinal: [], duplicated: [] });
     // Every rotated JobDB was drained and released (so the drained decision was exercised five times).
-    await waitFor(async () => (await listJobDbs(suite.env.consul, suite.env.keys)).filter((e) => e.state === 'drained').length === 5, 15_000);
+    await waitFor(
+      async () => (await listJobDbs(suite.env.consul, suite.env.keys)).filter((e) => e.state === 'drained').length === 5,
+      15_000,
+    );
     expect(d.holder.heldJobDbs().map((h) => h.id)).toEqual([current.id]);
     await d.stop();
   });

@@ -9,8 +9,26 @@ import type mysql from 'mysql2/promise';
 import { createKafka } from '@cdp/kafka';
 import { createTestTopics } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
-import { metricValue, requireEnv, testDatabaseName, testTopicPrefix, waitServiceReady, type HttpSink, type ServiceProcess } from '@cdp/testkit';
-import { historyOf, postJobs, rpcHeaders, testJob, testWorkspaceJson, useDirectorSuite, waitFor, type DirectorMain, type TestEnv } from './testing/harness';
+import {
+  metricValue,
+  requireEnv,
+  testDatabaseName,
+  testTopicPrefix,
+  waitServiceReady,
+  type HttpSink,
+  type ServiceProcess,
+} from '@cdp/testkit';
+import {
+  historyOf,
+  postJobs,
+  rpcHeaders,
+  testJob,
+  testWorkspaceJson,
+  useDirectorSuite,
+  waitFor,
+  type DirectorMain,
+  type TestEnv,
+} from './testing/harness';
 
 const logger = createLogger({ name: 'director-rpc-auth-test', level: 'warn' });
 // Random per run: the log check below must not find it by accident.
@@ -54,7 +72,11 @@ beforeAll(async () => {
   workspaceFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'director-auth-')), 'workspace.json');
   fs.writeFileSync(workspaceFile, testWorkspaceJson([{ id: 'hook', url: `${sink.url}/hook` }]));
   topicPrefix = testTopicPrefix('dirauth');
-  await createTestTopics(createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'director-auth-test-admin', logger }), topicPrefix, { roles: ['undelivered'] });
+  await createTestTopics(
+    createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'director-auth-test-admin', logger }),
+    topicPrefix,
+    { roles: ['undelivered'] },
+  );
   database = (await env.provision('auth')).database;
   director = await startDirector('auth-a', { DIRECTOR_RPC_TOKEN: TOKEN });
   rpc = director.rpc;
@@ -86,10 +108,18 @@ it('answers 401 with no details to a call without the token or with a wrong one,
     await postJobs(rpc, [job('wrong-same-length')], { token: wrongSameLength }),
     await postJobs(rpc, [job('token-prefix')], { token: `${TOKEN}x` }),
   ];
-  const basic = await fetch(`${rpc}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Basic ${TOKEN}` }, body: JSON.stringify({ jobs: [job('basic')] }) });
+  const basic = await fetch(`${rpc}/v1/jobs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Basic ${TOKEN}` },
+    body: JSON.stringify({ jobs: [job('basic')] }),
+  });
   // Invalid JSON without the token: 401, not the 400 a parsed body would give.
   const unparsed = await fetch(`${rpc}/v1/jobs`, { method: 'POST', headers: rpcHeaders(undefined), body: '{nope' });
-  for (const res of [...denied, { status: basic.status, body: await basic.json() }, { status: unparsed.status, body: await unparsed.json() }]) {
+  for (const res of [
+    ...denied,
+    { status: basic.status, body: await basic.json() },
+    { status: unparsed.status, body: await unparsed.json() },
+  ]) {
     expect(res).toEqual({ status: 401, body: { error: { code: 'unauthorized', message: 'unauthorized' } } });
   }
 
@@ -133,7 +163,11 @@ it('rejects per job a job that sets a header outside the allow-list, naming the 
 });
 
 it('rejects per job a job for a destination not in the workspace and creates no scheduler queue for it', async () => {
-  const res = await postJobs(rpc, [job('ghost-1', { destinationId: 'ghost' }), job('known-1'), job('ghost-2', { destinationId: 'ghost2' })], { token: TOKEN });
+  const res = await postJobs(
+    rpc,
+    [job('ghost-1', { destinationId: 'ghost' }), job('known-1'), job('ghost-2', { destinationId: 'ghost2' })],
+    { token: TOKEN },
+  );
   expect([res.status, res.body]).toMatchObject([200, { accepted: 3, stored: 1, rejected: 2 }]);
   const { results } = res.body as { results: Array<{ index: number; status: string; error?: string }> };
   expect(results.map((r) => r.status)).toEqual(['rejected', 'stored', 'rejected']);
@@ -143,6 +177,9 @@ it('rejects per job a job for a destination not in the workspace and creates no 
   await waitFor(() => sink.requests.some((r) => r.body.includes('"known-1"')));
   // Only `hook` ever had jobs in this director: one queue.
   expect(metricValue(await director.metrics(), 'cdp_director_scheduler_queues')).toBe(1);
-  const [{ n }] = await env.query<mysql.RowDataPacket[]>(database, "SELECT COUNT(*) AS n FROM jobs WHERE destination_id IN ('ghost', 'ghost2')");
+  const [{ n }] = await env.query<mysql.RowDataPacket[]>(
+    database,
+    "SELECT COUNT(*) AS n FROM jobs WHERE destination_id IN ('ghost', 'ghost2')",
+  );
   expect(Number(n)).toBe(0);
 });

@@ -25,7 +25,12 @@ describe('tokenMatcher', () => {
 });
 
 describe('DIRECTOR_RPC_TOKEN config', () => {
-  const base = { MYSQL_URL: 'mysql://root@127.0.0.1:3306', CONSUL_HTTP_ADDR: '127.0.0.1:8500', CDP_WORKSPACE_FILE: '/w.json', KAFKA_BROKERS: '127.0.0.1:9092' };
+  const base = {
+    MYSQL_URL: 'mysql://root@127.0.0.1:3306',
+    CONSUL_HTTP_ADDR: '127.0.0.1:8500',
+    CDP_WORKSPACE_FILE: '/w.json',
+    KAFKA_BROKERS: '127.0.0.1:9092',
+  };
   const problems = (env: NodeJS.ProcessEnv) => {
     try {
       loadConfig(directorEnv, env);
@@ -44,10 +49,21 @@ describe('DIRECTOR_RPC_TOKEN config', () => {
 });
 
 describe('DIRECTOR_RPC_ALLOWED_HEADERS config', () => {
-  const base = { MYSQL_URL: 'mysql://root@127.0.0.1:3306', CONSUL_HTTP_ADDR: '127.0.0.1:8500', CDP_WORKSPACE_FILE: '/w.json', KAFKA_BROKERS: '127.0.0.1:9092', DIRECTOR_RPC_TOKEN: TOKEN };
+  const base = {
+    MYSQL_URL: 'mysql://root@127.0.0.1:3306',
+    CONSUL_HTTP_ADDR: '127.0.0.1:8500',
+    CDP_WORKSPACE_FILE: '/w.json',
+    KAFKA_BROKERS: '127.0.0.1:9092',
+    DIRECTOR_RPC_TOKEN: TOKEN,
+  };
   it('defaults to content-type and x-cdp-*, parses a list, refuses a forbidden header', () => {
     expect(loadConfig(directorEnv, base).DIRECTOR_RPC_ALLOWED_HEADERS).toEqual(['content-type', 'x-cdp-*']);
-    expect(loadConfig(directorEnv, { ...base, DIRECTOR_RPC_ALLOWED_HEADERS: 'x-a, x-b-*' }).DIRECTOR_RPC_ALLOWED_HEADERS).toEqual(['x-a', 'x-b-*']);
-    expect(() => loadConfig(directorEnv, { ...base, DIRECTOR_RPC_ALLOWED_HEADERS: 'x-a,host' })).toThrow(/DIRECTOR_RPC_ALLOWED_HEADERS.*host/);
+    expect(loadConfig(directorEnv, { ...base, DIRECTOR_RPC_ALLOWED_HEADERS: 'x-a, x-b-*' }).DIRECTOR_RPC_ALLOWED_HEADERS).toEqual([
+      'x-a',
+      'x-b-*',
+    ]);
+    expect(() => loadConfig(directorEnv, { ...base, DIRECTOR_RPC_ALLOWED_HEADERS: 'x-a,host' })).toThrow(
+      /DIRECTOR_RPC_ALLOWED_HEADERS.*host/,
+    );
   });
 });

@@ -27,7 +27,11 @@ async function startDirector(label: string): Promise<DirectorProc> {
   const before = new Map<JobDbHandle, number>();
   for (const j of suite.env.provisioned) before.set(j, await leases(j));
   // A 5 s session: this test is about the RPC, not about losing a lock on a loaded machine.
-  const proc = await suite.env.directorProcess(testSettings(suite.env.prefix, { DIRECTOR_SESSION_TTL_MS: 5_000 }), [{ id: 'hook', url: `${suite.sink.url}/hook`, maxConcurrency: 20 }], ['web']);
+  const proc = await suite.env.directorProcess(
+    testSettings(suite.env.prefix, { DIRECTOR_SESSION_TTL_MS: 5_000 }),
+    [{ id: 'hook', url: `${suite.sink.url}/hook`, maxConcurrency: 20 }],
+    ['web'],
+  );
   let jobDb: JobDbHandle | undefined;
   await waitFor(async () => {
     for (const [j, n] of before) if ((await leases(j)) > n) jobDb = j;
@@ -59,7 +63,11 @@ let b: DirectorProc;
 it('URL list: batches go to both directors, every job is stored once, results in the caller order', async () => {
   a = await startDirector('rca');
   b = await startDirector('rcb');
-  const config = directorRpcClientSchema.parse({ DIRECTOR_RPC_URLS: `${a.url},${b.url}`, DIRECTOR_RPC_MAX_BATCH_JOBS: '50', DIRECTOR_RPC_TOKEN: TEST_RPC_TOKEN });
+  const config = directorRpcClientSchema.parse({
+    DIRECTOR_RPC_URLS: `${a.url},${b.url}`,
+    DIRECTOR_RPC_MAX_BATCH_JOBS: '50',
+    DIRECTOR_RPC_TOKEN: TEST_RPC_TOKEN,
+  });
   const client = await createDirectorRpcClient(config, logger);
   try {
     const input = jobs('spread', 1_000);
@@ -71,8 +79,12 @@ it('URL list: batches go to both directors, every job is stored once, results in
     for (const i of unknown) input[i].destinationId = 'nope';
     const results = await client.send(input);
     expect(results).toHaveLength(1_000);
-    const rejected = results.flatMap((r, i) => (r.status === 'rejected' ? [[i, /unknown_destination/.test(r.error) ? 'unknown' : 'bad']] : []));
-    expect(rejected).toEqual([...bad.map((i) => [i, 'bad']), ...unknown.map((i) => [i, 'unknown'])].sort((x, y) => Number(x[0]) - Number(y[0])));
+    const rejected = results.flatMap((r, i) =>
+      r.status === 'rejected' ? [[i, /unknown_destination/.test(r.error) ? 'unknown' : 'bad']] : [],
+    );
+    expect(rejected).toEqual(
+      [...bad.map((i) => [i, 'bad']), ...unknown.map((i) => [i, 'unknown'])].sort((x, y) => Number(x[0]) - Number(y[0])),
+    );
     expect(results.filter((r) => r.status === 'stored')).toHaveLength(994);
     const [inA, inB] = [await storedIn(a.jobDb, 'spread'), await storedIn(b.jobDb, 'spread')];
     expect(inA).toBeGreaterThan(0);
@@ -89,13 +101,18 @@ it('a wrong or missing token is an error for the caller (401), not retried at an
   for (const token of ['wrong-token-0123456789abcdef', undefined]) {
     const client = new DirectorRpcClient({ discovery: staticDiscovery([a.url, b.url]), logger, token, maxBatchJobs: 50 });
     try {
-      const [retries, refused] = [metricValue(await registry.metrics(), 'cdp_director_rpc_client_retries_total'), metricValue(await registry.metrics(), 'cdp_director_rpc_client_requests_total', { outcome: 'refused' })];
+      const [retries, refused] = [
+        metricValue(await registry.metrics(), 'cdp_director_rpc_client_retries_total'),
+        metricValue(await registry.metrics(), 'cdp_director_rpc_client_requests_total', { outcome: 'refused' }),
+      ];
       const error = await client.send(jobs('unauth', 120)).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(DirectorRpcRefusedError);
       expect((error as DirectorRpcRefusedError).status).toBe(401);
       expect(metricValue(await registry.metrics(), 'cdp_director_rpc_client_retries_total')).toBe(retries);
       // The first failure stops new batches: at most one per worker was sent.
-      expect(metricValue(await registry.metrics(), 'cdp_director_rpc_client_requests_total', { outcome: 'refused' }) - refused).toBeLessThanOrEqual(4);
+      expect(
+        metricValue(await registry.metrics(), 'cdp_director_rpc_client_requests_total', { outcome: 'refused' }) - refused,
+      ).toBeLessThanOrEqual(4);
     } finally {
       await client.close();
     }
@@ -107,7 +124,14 @@ it('a wrong or missing token is an error for the caller (401), not retried at an
  * Sends `n` jobs through `client` and stops `victim` by `signal` once it has stored `after`
  * of them, while the send is still going (the send's retries must then grow).
  */
-async function sendAndStop(client: DirectorRpcClient, prefix: string, n: number, victim: DirectorProc, signal: 'SIGTERM' | 'SIGKILL', after: number) {
+async function sendAndStop(
+  client: DirectorRpcClient,
+  prefix: string,
+  n: number,
+  victim: DirectorProc,
+  signal: 'SIGTERM' | 'SIGKILL',
+  after: number,
+) {
   const retriesBefore = metricValue(await registry.metrics(), 'cdp_director_rpc_client_retries_total');
   let settled = false;
   const sending = client.send(jobs(prefix, n)).finally(() => {
@@ -122,7 +146,15 @@ async function sendAndStop(client: DirectorRpcClient, prefix: string, n: number,
 }
 
 it('SIGTERM of one director mid-send: its batches go to the other, every job stored exactly once over the JobDBs', async () => {
-  const client = new DirectorRpcClient({ discovery: staticDiscovery([a.url, b.url]), logger, token: TEST_RPC_TOKEN, maxBatchJobs: 50, concurrency: 2, backoffBaseMs: 20, cooldownMs: 600_000 });
+  const client = new DirectorRpcClient({
+    discovery: staticDiscovery([a.url, b.url]),
+    logger,
+    token: TEST_RPC_TOKEN,
+    maxBatchJobs: 50,
+    concurrency: 2,
+    backoffBaseMs: 20,
+    cooldownMs: 600_000,
+  });
   try {
     const { results, retries } = await sendAndStop(client, 'term', 4_000, a, 'SIGTERM', 400);
     expect(results).toHaveLength(4_000);
@@ -144,7 +176,15 @@ it('SIGKILL of one director mid-send: the send completes at the other; only batc
   const c = await startDirector('rcc');
   const batch = 50;
   const concurrency = 2;
-  const client = new DirectorRpcClient({ discovery: staticDiscovery([b.url, c.url]), logger, token: TEST_RPC_TOKEN, maxBatchJobs: batch, concurrency, backoffBaseMs: 20, cooldownMs: 600_000 });
+  const client = new DirectorRpcClient({
+    discovery: staticDiscovery([b.url, c.url]),
+    logger,
+    token: TEST_RPC_TOKEN,
+    maxBatchJobs: batch,
+    concurrency,
+    backoffBaseMs: 20,
+    cooldownMs: 600_000,
+  });
   try {
     const { results, retries } = await sendAndStop(client, 'kill', 4_000, c, 'SIGKILL', 400);
     expect(results).toHaveLength(4_000);

@@ -120,7 +120,10 @@ export function createRpcApp(options: RpcOptions): ReturnType<typeof createApp> 
     if (rejected > 0) rpcJobs.inc({ result: 'rejected' }, rejected);
     if (answer.rejected > 0) {
       const first = answer.results.findIndex((r) => r.status === 'rejected');
-      options.logger.warn({ rejected: answer.rejected, firstIndex: positions[first], firstError: errorOf(answer.results[first]) }, 'jobs rejected by the JobDB');
+      options.logger.warn(
+        { rejected: answer.rejected, firstIndex: positions[first], firstError: errorOf(answer.results[first]) },
+        'jobs rejected by the JobDB',
+      );
     }
     // `results` is per job, in batch order (DESIGN.md: transform sends rejected jobs to cdp.dlq).
     answer.results.forEach((r, k) => {

@@ -257,7 +257,10 @@ export class DestinationQueue {
    */
   takeExpired(now: number, full = true): Job[] {
     const out = this.dueRetries.drain((j) => j.expiresAt <= now);
-    append(out, this.retries.removeWhere((j) => j.expiresAt <= now));
+    append(
+      out,
+      this.retries.removeWhere((j) => j.expiresAt <= now),
+    );
     for (const q of this.sources.values()) {
       if (full) {
         const gone = q.drain((j) => j.expiresAt <= now);
@@ -282,8 +285,14 @@ export class DestinationQueue {
       append(removed, gone);
     }
     this.forgetEmptySources();
-    append(removed, this.dueRetries.drain((j) => j.jobDbId === jobDbId));
-    append(removed, this.retries.removeWhere((j) => j.jobDbId === jobDbId));
+    append(
+      removed,
+      this.dueRetries.drain((j) => j.jobDbId === jobDbId),
+    );
+    append(
+      removed,
+      this.retries.removeWhere((j) => j.jobDbId === jobDbId),
+    );
     return removed;
   }
 }

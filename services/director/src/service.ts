@@ -142,14 +142,22 @@ export class Director {
       },
     });
     if (!ready) return;
-    this.statsPool = mysql.createPool({ uri: s.MYSQL_URL, database: s.CDP_CONTROL_DB, connectionLimit: 2, timezone: 'Z', jsonStrings: true, trace: false });
+    this.statsPool = mysql.createPool({
+      uri: s.MYSQL_URL,
+      database: s.CDP_CONTROL_DB,
+      connectionLimit: 2,
+      timezone: 'Z',
+      jsonStrings: true,
+      trace: false,
+    });
     this.controls.start();
     this.engine.start();
     this.holder.start();
     this.statsTimer = setInterval(() => void this.flushStats(false), s.DIRECTOR_STATS_INTERVAL_MS);
     this.statsTimer.unref();
     const token = s.DIRECTOR_RPC_TOKEN;
-    if (token === undefined) this.deps.logger.warn('DIRECTOR_RPC_INSECURE_NO_TOKEN: the RPC accepts calls from anyone; for local development only');
+    if (token === undefined)
+      this.deps.logger.warn('DIRECTOR_RPC_INSECURE_NO_TOKEN: the RPC accepts calls from anyone; for local development only');
     const app = createRpcApp({
       logger: this.deps.logger,
       auth: token === undefined ? 'insecure-no-token' : { token },
@@ -190,7 +198,11 @@ export class Director {
   async stop(): Promise<void> {
     await this.closeRpc();
     const drained = await this.engine.drain(this.settings.DIRECTOR_DRAIN_TIMEOUT_MS);
-    if (!drained) this.deps.logger.warn({ inFlight: this.engine.inFlight }, 'drain timed out; unfinished attempts stay executing and are retried by the next holder');
+    if (!drained)
+      this.deps.logger.warn(
+        { inFlight: this.engine.inFlight },
+        'drain timed out; unfinished attempts stay executing and are retried by the next holder',
+      );
     this.controls.stop();
     await this.holder.stop();
     clearInterval(this.statsTimer);

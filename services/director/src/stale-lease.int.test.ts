@@ -37,23 +37,28 @@ describe('lease fencing tokens (the Consul lock key ModifyIndex)', () => {
     // pause right after acquiring): its token, the key's ModifyIndex then, is below the holder's.
     const db = new JobDb({ url: mysqlUrl(), database: jdb.database });
     try {
-    const late = { lockIndex: lockKey!.LockIndex - 1, fencingToken: lockKey!.ModifyIndex - 1, holder: 'late', sessionId: 'late-session' };
-    await expect(db.takeLease(late)).rejects.toMatchObject({ name: 'StaleLeaseError' });
-    expect((await db.latestLease())?.id).toBe(held.leaseId);
-    expect((await postJobs(d.url!, jobs(5, 0))).status).toBe(200);
+      const late = { lockIndex: lockKey!.LockIndex - 1, fencingToken: lockKey!.ModifyIndex - 1, holder: 'late', sessionId: 'late-session' };
+      await expect(db.takeLease(late)).rejects.toMatchObject({ name: 'StaleLeaseError' });
+      expect((await db.latestLease())?.id).toBe(held.leaseId);
+      expect((await postJobs(d.url!, jobs(5, 0))).status).toBe(200);
 
-    // A newer lease (a token above the holder's) while the holder still holds the lock: its next
-    // write is fenced, it gives the lock back, and the JobDB is taken again under a newer token.
-    const newer = { lockIndex: lockKey!.LockIndex + 1, fencingToken: await freshConsulIndex(suite.env.prefix), holder: 'newer', sessionId: 'newer-session' };
-    const newerLease = await db.takeLease(newer);
-    expect((await postJobs(d.url!, jobs(5, 100))).status).toBe(503);
-    await waitFor(() => d.holder.heldJobDbs().some((h) => h.id === jdb.id && h.leaseId > newerLease), 10_000);
-    expect((await postJobs(d.url!, jobs(5, 200))).status).toBe(200);
-    let history!: Awaited<ReturnType<typeof historyOf>>;
-    await waitFor(async () => {
-      history = await historyOf(suite.env, jdb.database);
-      return history.size === 10 && [...history.values()].every((h) => h.states.at(-1) === 'succeeded');
-    }, 10_000);
+      // A newer lease (a token above the holder's) while the holder still holds the lock: its next
+      // write is fenced, it gives the lock back, and the JobDB is taken again under a newer token.
+      const newer = {
+        lockIndex: lockKey!.LockIndex + 1,
+        fencingToken: await freshConsulIndex(suite.env.prefix),
+        holder: 'newer',
+        sessionId: 'newer-session',
+      };
+      const newerLease = await db.takeLease(newer);
+      expect((await postJobs(d.url!, jobs(5, 100))).status).toBe(503);
+      await waitFor(() => d.holder.heldJobDbs().some((h) => h.id === jdb.id && h.leaseId > newerLease), 10_000);
+      expect((await postJobs(d.url!, jobs(5, 200))).status).toBe(200);
+      let history!: Awaited<ReturnType<typeof historyOf>>;
+      await waitFor(async () => {
+        history = await historyOf(suite.env, jdb.database);
+        return history.size === 10 && [...history.values()].every((h) => h.states.at(-1) === 'succeeded');
+      }, 10_000);
     } finally {
       await db.close();
     }
@@ -66,7 +71,12 @@ describe('lease fencing tokens (the Consul lock key ModifyIndex)', () => {
     // The JobDB already has a lease from a token no acquisition of this Consul has reached yet.
     const jdb = await sub.provision('high', 'active', async (database) => {
       const db = new JobDb({ url: mysqlUrl(), database });
-      const high = { lockIndex: 1, fencingToken: (await freshConsulIndex(prefix)) + 1_000_000, holder: 'future', sessionId: 'future-session' };
+      const high = {
+        lockIndex: 1,
+        fencingToken: (await freshConsulIndex(prefix)) + 1_000_000,
+        holder: 'future',
+        sessionId: 'future-session',
+      };
       await db.takeLease(high);
       await db.close();
     });

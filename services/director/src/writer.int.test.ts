@@ -37,21 +37,26 @@ afterAll(async () => {
 it('a transaction retried after its COMMIT reply was lost leaves one row per job, attempt and state', async () => {
   const lease = await db.takeLease({ fencingToken: 10, lockIndex: 1, holder: 'w', sessionId: 's' });
   const now = Date.now();
-  const { inserted } = await db.insertJobs(lease, ['a', 'b'].map((m) => ({
-    sourceId: 'web',
-    messageId: m,
-    destinationId: 'hook',
-    subscriptionId: 'default',
-    payload: '{}',
-    headers: {},
-    receivedAt: new Date(now),
-    expiresAt: new Date(now + 60_000),
-  })));
+  const { inserted } = await db.insertJobs(
+    lease,
+    ['a', 'b'].map((m) => ({
+      sourceId: 'web',
+      messageId: m,
+      destinationId: 'hook',
+      subscriptionId: 'default',
+      payload: '{}',
+      headers: {},
+      receivedAt: new Date(now),
+      expiresAt: new Date(now + 60_000),
+    })),
+  );
   const writer = new TransitionWriter(db, lease, createLogger({ name: 'writer-test', level: 'silent' }), 100, () => undefined);
-  await writer.write(inserted.flatMap((j) => [
-    { jobId: j.id, from: 'awaiting_scheduling' as const, to: 'executing' as const, attempt: 1, at: new Date(now) },
-    { jobId: j.id, from: 'executing' as const, to: 'succeeded' as const, attempt: 1, at: new Date(now), httpStatus: 200 },
-  ]));
+  await writer.write(
+    inserted.flatMap((j) => [
+      { jobId: j.id, from: 'awaiting_scheduling' as const, to: 'executing' as const, attempt: 1, at: new Date(now) },
+      { jobId: j.id, from: 'executing' as const, to: 'succeeded' as const, attempt: 1, at: new Date(now), httpStatus: 200 },
+    ]),
+  );
   expect(db.lostReplies).toBe(1); // the writer did see the lost reply and retried the same rows
   const [rows] = await db.pool.query<RowDataPacket[]>(
     'SELECT job_id, attempt, to_state, COUNT(*) AS n FROM job_state_transitions GROUP BY job_id, attempt, to_state ORDER BY job_id, to_state',

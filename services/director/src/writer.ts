@@ -94,7 +94,10 @@ export class TransitionWriter {
     }
     const stop = jobDbTransitionDuration.startTimer();
     try {
-      await this.db.appendTransitions(this.leaseId, batch.flatMap((p) => p.rows));
+      await this.db.appendTransitions(
+        this.leaseId,
+        batch.flatMap((p) => p.rows),
+      );
       stop();
       jobDbTransitionBatch.observe(count);
       this.retryDelayMs = 50;

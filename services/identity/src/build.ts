@@ -1,4 +1,12 @@
-import { BatchingProducer, CommitAfterWorkConsumer, createKafka, kafkaConnection, requireTopics, topicNames, workerSettings } from '@cdp/kafka';
+import {
+  BatchingProducer,
+  CommitAfterWorkConsumer,
+  createKafka,
+  kafkaConnection,
+  requireTopics,
+  topicNames,
+  workerSettings,
+} from '@cdp/kafka';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
 import { WorkspaceStore } from '@cdp/workspace';
 import { identityEnv, type IdentityConfig } from './config';
@@ -22,7 +30,10 @@ export async function build(config: IdentityConfig, { logger, fatal }: ServiceDe
   await requireTopics(admin, [topics.deduped, topics.identified, topics.dlq]).finally(() => admin.disconnect());
   const producer = new BatchingProducer(kafka, { logger });
   await producer.connect();
-  const resolver = new Resolver(new GraphStore(dynamo, tables), { cacheTtlMs: config.IDENTITY_CACHE_TTL_MS, cacheEntries: config.IDENTITY_CACHE_ENTRIES });
+  const resolver = new Resolver(new GraphStore(dynamo, tables), {
+    cacheTtlMs: config.IDENTITY_CACHE_TTL_MS,
+    cacheEntries: config.IDENTITY_CACHE_ENTRIES,
+  });
   const stage = new IdentityStage({ resolver, producer, outputTopic: topics.identified, workspace: () => workspace.current() });
   const worker = new CommitAfterWorkConsumer({
     kafka,

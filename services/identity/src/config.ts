@@ -4,7 +4,10 @@ import { baseEnv, checkKafkaEnv, dynamodbEnv, kafkaEnv, kafkaWorkerEnv, positive
 export const identityTablesEnv = {
   ...dynamodbEnv,
   /** Table names start with it (`<prefix>identity-ids`, `<prefix>identity-profiles`). */
-  IDENTITY_TABLE_PREFIX: z.string().regex(/^[a-zA-Z0-9_.-]{0,200}$/, 'letters, digits, "_", "-" and "." only').default('cdp-'),
+  IDENTITY_TABLE_PREFIX: z
+    .string()
+    .regex(/^[a-zA-Z0-9_.-]{0,200}$/, 'letters, digits, "_", "-" and "." only')
+    .default('cdp-'),
 };
 
 export const identityEnv = z

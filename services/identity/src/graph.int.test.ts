@@ -30,7 +30,8 @@ afterAll(async () => {
 });
 
 let n = 0;
-const message = (m: Partial<SegmentMessage>): SegmentMessage => ({ type: 'track', event: 'Viewed', messageId: `m${++n}`, ...m }) as SegmentMessage;
+const message = (m: Partial<SegmentMessage>): SegmentMessage =>
+  ({ type: 'track', event: 'Viewed', messageId: `m${++n}`, ...m }) as SegmentMessage;
 const newSpace = () => `space-${uniqueSuffix()}`;
 const resolverOf = () => new Resolver(store, { cacheTtlMs: 5_000, cacheEntries: 1_000 });
 
@@ -48,7 +49,9 @@ async function groups(spaceId: string): Promise<string[][]> {
 
 describe('identity-tables', () => {
   const cli = async (command: string) =>
-    run(process.execPath, [TABLES_CLI, command], { env: { PATH: process.env.PATH, ...LOCAL_AWS_ENV, DYNAMODB_ENDPOINT: requireEnv('DYNAMODB_ENDPOINT'), IDENTITY_TABLE_PREFIX: prefix } }).then(
+    run(process.execPath, [TABLES_CLI, command], {
+      env: { PATH: process.env.PATH, ...LOCAL_AWS_ENV, DYNAMODB_ENDPOINT: requireEnv('DYNAMODB_ENDPOINT'), IDENTITY_TABLE_PREFIX: prefix },
+    }).then(
       (r) => ({ code: 0, ...r }),
       (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
     );
@@ -74,7 +77,11 @@ describe('resolution on DynamoDB Local', () => {
 
   it('anonymous then identified: one profile', async () => {
     const space = newSpace();
-    const [a, b, c] = await resolveAll(space, [{ anonymousId: 'a1' }, { type: 'identify', anonymousId: 'a1', userId: 'u1', traits: { email: 'u1@x.io' } }, { userId: 'u1' }]);
+    const [a, b, c] = await resolveAll(space, [
+      { anonymousId: 'a1' },
+      { type: 'identify', anonymousId: 'a1', userId: 'u1', traits: { email: 'u1@x.io' } },
+      { userId: 'u1' },
+    ]);
     expect(a.outcome).toBe('created');
     expect(b).toMatchObject({ profileId: a.profileId, outcome: 'attached' });
     expect(c).toMatchObject({ profileId: a.profileId, outcome: 'known' });
@@ -83,7 +90,12 @@ describe('resolution on DynamoDB Local', () => {
 
   it('one user on two devices: one profile with two anonymous ids (a merge)', async () => {
     const space = newSpace();
-    const r = await resolveAll(space, [{ anonymousId: 'phone' }, { anonymousId: 'laptop' }, { type: 'identify', userId: 'u', anonymousId: 'phone' }, { type: 'identify', userId: 'u', anonymousId: 'laptop' }]);
+    const r = await resolveAll(space, [
+      { anonymousId: 'phone' },
+      { anonymousId: 'laptop' },
+      { type: 'identify', userId: 'u', anonymousId: 'phone' },
+      { type: 'identify', userId: 'u', anonymousId: 'laptop' },
+    ]);
     expect(r[0].profileId).not.toBe(r[1].profileId);
     expect(r[3]).toMatchObject({ outcome: 'merged', profileId: r[0].profileId });
     expect(await groups(space)).toEqual([['anonymous_id:laptop', 'anonymous_id:phone', 'user_id:u']]);
@@ -94,14 +106,21 @@ describe('resolution on DynamoDB Local', () => {
 
   it('a shared anonymousId used by two userIds: merge refused, two profiles', async () => {
     const space = newSpace();
-    const r = await resolveAll(space, [{ type: 'identify', userId: 'alice', anonymousId: 'kiosk' }, { type: 'identify', userId: 'bob', anonymousId: 'kiosk' }]);
+    const r = await resolveAll(space, [
+      { type: 'identify', userId: 'alice', anonymousId: 'kiosk' },
+      { type: 'identify', userId: 'bob', anonymousId: 'kiosk' },
+    ]);
     expect(r[1]).toMatchObject({ outcome: 'created', refusals: [{ reason: 'value_limit', id: 'anonymous_id:kiosk', type: 'user_id' }] });
     expect(await groups(space)).toEqual([['anonymous_id:kiosk', 'user_id:alice'], ['user_id:bob']]);
   });
 
   it('blocked values never become ids', async () => {
     const space = newSpace();
-    const r = await resolveAll(space, [{ userId: '0', anonymousId: 'null' }, { userId: '-1', anonymousId: 'a' }, { type: 'identify', userId: 'anonymous', anonymousId: 'b', traits: { email: 'undefined' } }]);
+    const r = await resolveAll(space, [
+      { userId: '0', anonymousId: 'null' },
+      { userId: '-1', anonymousId: 'a' },
+      { type: 'identify', userId: 'anonymous', anonymousId: 'b', traits: { email: 'undefined' } },
+    ]);
     expect(r[0]).toEqual({ outcome: 'unresolved', refusals: [] });
     expect(await groups(space)).toEqual([['anonymous_id:a'], ['anonymous_id:b']]);
   });
@@ -112,16 +131,34 @@ describe('resolution on DynamoDB Local', () => {
     const r = await resolveAll(space, emails);
     expect(new Set(r.map((x) => x.profileId)).size).toBe(1);
     expect(r[5].refusals).toEqual([{ reason: 'value_limit', id: 'email:e6@x.io', type: 'email' }]);
-    expect(await groups(space)).toEqual([['email:e1@x.io', 'email:e2@x.io', 'email:e3@x.io', 'email:e4@x.io', 'email:e5@x.io', 'user_id:u']]);
+    expect(await groups(space)).toEqual([
+      ['email:e1@x.io', 'email:e2@x.io', 'email:e3@x.io', 'email:e4@x.io', 'email:e5@x.io', 'user_id:u'],
+    ]);
   });
 
   it('caps reached: no more merges or mappings, events still resolve', async () => {
     const space = newSpace();
     const rules = testRules({ maxMergesPerProfile: 1, maxMappingsPerProfile: 3 });
-    const r = await resolveAll(space, [{ anonymousId: 'a1' }, { anonymousId: 'a2' }, { anonymousId: 'a3' }, { userId: 'u', anonymousId: 'a1' }, { userId: 'u', anonymousId: 'a2' }, { userId: 'u', anonymousId: 'a3' }, { userId: 'u', anonymousId: 'a4' }], rules);
+    const r = await resolveAll(
+      space,
+      [
+        { anonymousId: 'a1' },
+        { anonymousId: 'a2' },
+        { anonymousId: 'a3' },
+        { userId: 'u', anonymousId: 'a1' },
+        { userId: 'u', anonymousId: 'a2' },
+        { userId: 'u', anonymousId: 'a3' },
+        { userId: 'u', anonymousId: 'a4' },
+      ],
+      rules,
+    );
     expect(r[4].outcome).toBe('merged');
     expect(r[5]).toMatchObject({ outcome: 'known', profileId: r[0].profileId, refusals: [{ reason: 'merge_cap', id: 'anonymous_id:a3' }] });
-    expect(r[6]).toMatchObject({ outcome: 'known', profileId: r[0].profileId, refusals: [{ reason: 'mapping_cap', id: 'anonymous_id:a4' }] });
+    expect(r[6]).toMatchObject({
+      outcome: 'known',
+      profileId: r[0].profileId,
+      refusals: [{ reason: 'mapping_cap', id: 'anonymous_id:a4' }],
+    });
     expect(await groups(space)).toEqual([['anonymous_id:a1', 'anonymous_id:a2', 'user_id:u'], ['anonymous_id:a3']]);
   });
 
@@ -147,8 +184,18 @@ describe('resolution on DynamoDB Local', () => {
     const space = newSpace();
     const resolver = resolverOf();
     const rules = testRules();
-    await resolver.resolve({ spaceId: space, rules, message: message({ type: 'identify', userId: 'u', traits: { plan: 'pro' } }), timestamp: 2_000 });
-    await resolver.resolve({ spaceId: space, rules, message: message({ type: 'identify', userId: 'u', traits: { plan: 'free', name: 'U' } }), timestamp: 1_000 });
+    await resolver.resolve({
+      spaceId: space,
+      rules,
+      message: message({ type: 'identify', userId: 'u', traits: { plan: 'pro' } }),
+      timestamp: 2_000,
+    });
+    await resolver.resolve({
+      spaceId: space,
+      rules,
+      message: message({ type: 'identify', userId: 'u', traits: { plan: 'free', name: 'U' } }),
+      timestamp: 1_000,
+    });
     const profile = [...(await dumpGraph(client, tables, space)).profiles.values()][0];
     expect(profile.traits).toEqual({ plan: { v: 'pro', t: 2_000 }, name: { v: 'U', t: 1_000 } });
   });
@@ -169,7 +216,7 @@ describe('resolution on DynamoDB Local', () => {
       ['anonymous_id:q1', 'anonymous_id:q2', 'email:bo@x.io', 'user_id:bo'],
     ];
     let seed = 7;
-    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     for (let round = 0; round < 4; round++) {
       const order = [...events].sort(() => random() - 0.5);
       const space = newSpace();
@@ -180,10 +227,16 @@ describe('resolution on DynamoDB Local', () => {
 
   it('where a rule fires the order decides, as stated: the shared kiosk id stays with the first user', async () => {
     const aliceFirst = newSpace();
-    await resolveAll(aliceFirst, [{ userId: 'alice', anonymousId: 'kiosk' }, { userId: 'bob', anonymousId: 'kiosk' }]);
+    await resolveAll(aliceFirst, [
+      { userId: 'alice', anonymousId: 'kiosk' },
+      { userId: 'bob', anonymousId: 'kiosk' },
+    ]);
     expect(await groups(aliceFirst)).toEqual([['anonymous_id:kiosk', 'user_id:alice'], ['user_id:bob']]);
     const bobFirst = newSpace();
-    await resolveAll(bobFirst, [{ userId: 'bob', anonymousId: 'kiosk' }, { userId: 'alice', anonymousId: 'kiosk' }]);
+    await resolveAll(bobFirst, [
+      { userId: 'bob', anonymousId: 'kiosk' },
+      { userId: 'alice', anonymousId: 'kiosk' },
+    ]);
     expect(await groups(bobFirst)).toEqual([['anonymous_id:kiosk', 'user_id:bob'], ['user_id:alice']]);
   });
 });
@@ -216,7 +269,12 @@ describe('concurrent resolvers', () => {
     const space = newSpace();
     const rules = testRules();
     const g = gate();
-    const slow = pausedResolver(g.opened, g.reached).resolve({ spaceId: space, rules, message: message({ anonymousId: 'new' }), timestamp: 1 });
+    const slow = pausedResolver(g.opened, g.reached).resolve({
+      spaceId: space,
+      rules,
+      message: message({ anonymousId: 'new' }),
+      timestamp: 1,
+    });
     await g.wasReached;
     const fast = await resolverOf().resolve({ spaceId: space, rules, message: message({ anonymousId: 'new', userId: 'u' }), timestamp: 2 });
     g.open();
@@ -230,12 +288,26 @@ describe('concurrent resolvers', () => {
     const rules = testRules();
     await resolveAll(space, [{ anonymousId: 'a' }, { userId: 'u' }]);
     const g = gate();
-    const merge = pausedResolver(g.opened, g.reached).resolve({ spaceId: space, rules, message: message({ userId: 'u', anonymousId: 'a' }), timestamp: 3 });
+    const merge = pausedResolver(g.opened, g.reached).resolve({
+      spaceId: space,
+      rules,
+      message: message({ userId: 'u', anonymousId: 'a' }),
+      timestamp: 3,
+    });
     await g.wasReached;
     // Meanwhile another consumer adds an email to u's profile and counts an event of a's.
     const other = resolverOf();
-    const withEmail = await other.resolve({ spaceId: space, rules, message: message({ type: 'identify', userId: 'u', traits: { email: 'u@x.io' } }), timestamp: 4 });
-    await other.touch(space, (await resolverOf().resolve({ spaceId: space, rules, message: message({ anonymousId: 'a' }), timestamp: 5 })).profileId!, { events: 1, lastSeenAt: 5, lastMessageId: 'm' });
+    const withEmail = await other.resolve({
+      spaceId: space,
+      rules,
+      message: message({ type: 'identify', userId: 'u', traits: { email: 'u@x.io' } }),
+      timestamp: 4,
+    });
+    await other.touch(
+      space,
+      (await resolverOf().resolve({ spaceId: space, rules, message: message({ anonymousId: 'a' }), timestamp: 5 })).profileId!,
+      { events: 1, lastSeenAt: 5, lastMessageId: 'm' },
+    );
     g.open();
     const merged = await merge;
     expect(merged.outcome).toBe('merged');
@@ -258,16 +330,20 @@ describe('concurrent resolvers', () => {
     }
     const resolvers = [0, 1, 2, 3].map(() => resolverOf());
     // Four workers take events round-robin, all at once.
-    await Promise.all(resolvers.map(async (r, w) => {
-      for (let i = w; i < events.length; i += resolvers.length) await r.resolve({ spaceId: space, rules, message: message(events[i]), timestamp: i });
-    }));
+    await Promise.all(
+      resolvers.map(async (r, w) => {
+        for (let i = w; i < events.length; i += resolvers.length)
+          await r.resolve({ spaceId: space, rules, message: message(events[i]), timestamp: i });
+      }),
+    );
     const dump = await dumpGraph(client, tables, space);
     const { groups: g, problems } = groupsOf(dump);
     expect(problems).toEqual([]);
     for (const p of dump.profiles.values()) expect(p.merges).toBeLessThanOrEqual(3);
     // Every id is mapped; each user's ids are in at most... one group per user (no group spans two users).
     expect(dump.mappings.size).toBe(users.length * 6 + users.length * 2);
-    for (const group of g) expect(new Set(group.map((id) => id.replace(/^(anonymous_id|user_id|email):/, '').replace(/(-dev\d+|@x\.io)$/, ''))).size).toBe(1);
+    for (const group of g)
+      expect(new Set(group.map((id) => id.replace(/^(anonymous_id|user_id|email):/, '').replace(/(-dev\d+|@x\.io)$/, ''))).size).toBe(1);
     for (const u of users) expect(g.filter((group) => group.includes(`user_id:${u}`))).toHaveLength(1);
   });
 });

@@ -148,7 +148,9 @@ export class GraphStore {
     const prefix = `${spaceId}|`;
     while (keys.length > 0) {
       const batch = keys.splice(0, 100);
-      const answer = await this.call('batch_get', () => this.client.send(new BatchGetItemCommand({ RequestItems: { [this.tables.ids]: { Keys: batch, ConsistentRead: true } } })));
+      const answer = await this.call('batch_get', () =>
+        this.client.send(new BatchGetItemCommand({ RequestItems: { [this.tables.ids]: { Keys: batch, ConsistentRead: true } } })),
+      );
       for (const item of answer.Responses?.[this.tables.ids] ?? []) found.set(str(item[KEY]).slice(prefix.length), str(item.profileId));
       keys.push(...(answer.UnprocessedKeys?.[this.tables.ids]?.Keys ?? []));
     }
@@ -157,7 +159,9 @@ export class GraphStore {
 
   async profile(spaceId: string, profileId: string): Promise<Profile | undefined> {
     const answer = await this.call('get_profile', () =>
-      this.client.send(new GetItemCommand({ TableName: this.tables.profiles, Key: { [KEY]: S(profileKey(spaceId, profileId)) }, ConsistentRead: true })),
+      this.client.send(
+        new GetItemCommand({ TableName: this.tables.profiles, Key: { [KEY]: S(profileKey(spaceId, profileId)) }, ConsistentRead: true }),
+      ),
     );
     return answer.Item ? fromItem(answer.Item) : undefined;
   }
@@ -180,7 +184,14 @@ export class GraphStore {
       this.client.send(
         new TransactWriteItemsCommand({
           TransactItems: [
-            { Put: { TableName: this.tables.profiles, Item: toItem(profile), ConditionExpression: 'attribute_not_exists(#k)', ExpressionAttributeNames: { '#k': KEY } } },
+            {
+              Put: {
+                TableName: this.tables.profiles,
+                Item: toItem(profile),
+                ConditionExpression: 'attribute_not_exists(#k)',
+                ExpressionAttributeNames: { '#k': KEY },
+              },
+            },
             ...this.putMappings(profile.spaceId, profile.profileId, ids, profile.createdAt),
           ],
         }),
@@ -227,7 +238,11 @@ export class GraphStore {
   /** New ids and traits on a live profile, with the new mappings. */
   async attach(p: Profile, change: ProfileChange, newIds: IdKey[], now: number): Promise<void> {
     await this.call('attach', () =>
-      this.client.send(new TransactWriteItemsCommand({ TransactItems: [this.updateProfile(p, change), ...this.putMappings(p.spaceId, p.profileId, newIds, now)] })),
+      this.client.send(
+        new TransactWriteItemsCommand({
+          TransactItems: [this.updateProfile(p, change), ...this.putMappings(p.spaceId, p.profileId, newIds, now)],
+        }),
+      ),
     );
   }
 
@@ -249,7 +264,11 @@ export class GraphStore {
     await this.call('merge', () =>
       this.client.send(
         new TransactWriteItemsCommand({
-          TransactItems: [...markLosers, this.updateProfile(winner, change), ...this.putMappings(winner.spaceId, winner.profileId, newIds, now)],
+          TransactItems: [
+            ...markLosers,
+            this.updateProfile(winner, change),
+            ...this.putMappings(winner.spaceId, winner.profileId, newIds, now),
+          ],
         }),
       ),
     );

@@ -6,7 +6,17 @@ import { decodeEnvelope, encodeEnvelope, type Envelope, type SegmentMessage } fr
 import { BatchingProducer, createKafka, type Kafka, type TopicNames } from '@cdp/kafka';
 import { createTestTopics, readTopic } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
-import { LOCAL_AWS_ENV, metricValue, requireEnv, startServiceProcess, testTopicPrefix, uniqueSuffix, waitServiceExit, waitServiceReady, type ServiceProcess } from '@cdp/testkit';
+import {
+  LOCAL_AWS_ENV,
+  metricValue,
+  requireEnv,
+  startServiceProcess,
+  testTopicPrefix,
+  uniqueSuffix,
+  waitServiceExit,
+  waitServiceReady,
+  type ServiceProcess,
+} from '@cdp/testkit';
 import { dynamoClient, ensureTables, tableNames, type TableNames } from './tables';
 import { dumpGraph, groupsOf, liveProfileOf } from './testing/graph';
 
@@ -40,7 +50,10 @@ describe('identity service (real broker, DynamoDB Local, two processes)', () => 
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'identity-test-'));
     fs.writeFileSync(
       path.join(dir, 'workspace.json'),
-      JSON.stringify({ spaces: [{ id: 'main', name: 'Main' }], sources: [{ id: 'web', name: 'web', spaceId: 'main', writeKeys: ['wk_web_identity'] }] }),
+      JSON.stringify({
+        spaces: [{ id: 'main', name: 'Main' }],
+        sources: [{ id: 'web', name: 'web', spaceId: 'main', writeKeys: ['wk_web_identity'] }],
+      }),
     );
     topicPrefix = prefix;
   });
@@ -85,14 +98,25 @@ describe('identity service (real broker, DynamoDB Local, two processes)', () => 
       sent.push({ ...envelope({ type: 'alias', userId: `u${u}`, previousId: `b${u}` }), user: u });
     }
     for (let i = 0; i < TRACKS_PER_USER; i++) {
-      for (let u = 0; u < USERS; u++) sent.push({ ...envelope(i % 3 === 0 ? { anonymousId: `b${u}` } : i % 3 === 1 ? { userId: `u${u}` } : { anonymousId: `a${u}` }), user: u });
+      for (let u = 0; u < USERS; u++)
+        sent.push({
+          ...envelope(i % 3 === 0 ? { anonymousId: `b${u}` } : i % 3 === 1 ? { userId: `u${u}` } : { anonymousId: `a${u}` }),
+          user: u,
+        });
     }
     const bytes = sent.reduce((n, m) => n + m.value.length, 0);
     expect(bytes / PARTITIONS).toBeGreaterThan(2 * 1024 * 1024);
     procs.push(await start(), await start());
     for (const p of procs) await waitServiceReady(p, 60_000);
-    await producer.send(topics.deduped, sent.map(({ key, value }) => ({ key, value })));
-    const out = await readTopic(kafka, topics.identified, sent.length, { timeoutMs: 240_000, quietMs: 2_000, decode: (m) => ({ key: m.key, envelope: decodeEnvelope(m.value) }) });
+    await producer.send(
+      topics.deduped,
+      sent.map(({ key, value }) => ({ key, value })),
+    );
+    const out = await readTopic(kafka, topics.identified, sent.length, {
+      timeoutMs: 240_000,
+      quietMs: 2_000,
+      decode: (m) => ({ key: m.key, envelope: decodeEnvelope(m.value) }),
+    });
     expect(out).toHaveLength(sent.length);
 
     const dump = await dumpGraph(dynamo, tables, 'main');
@@ -117,16 +141,24 @@ describe('identity service (real broker, DynamoDB Local, two processes)', () => 
     // Each event counted once, on the live profiles.
     const counted = [...dump.profiles.values()].filter((p) => !p.mergedInto).reduce((n, p) => n + p.events, 0);
     expect(counted).toBe(sent.length);
-    const merges = (await Promise.all(procs.map((p) => p.metrics()))).reduce((n, text) => n + metricValue(text, 'cdp_identity_merges_total'), 0);
+    const merges = (await Promise.all(procs.map((p) => p.metrics()))).reduce(
+      (n, text) => n + metricValue(text, 'cdp_identity_merges_total'),
+      0,
+    );
     // Partitions run at once, so an alias may be handled before its anonymous visit (an attach,
     // no merge); most users still need a merge.
     expect(merges).toBeGreaterThan(USERS / 4);
     expect(merges).toBe([...dump.profiles.values()].filter((p) => p.mergedInto).length);
 
     // Replayed copies resolve to the live profile (stable from here on) and are not counted again.
-    const replayed = Array.from({ length: USERS }, (_, u) => envelope({ userId: `u${u}` }, { replay: { id: 'r1', destinations: ['d1'], force: false } }));
+    const replayed = Array.from({ length: USERS }, (_, u) =>
+      envelope({ userId: `u${u}` }, { replay: { id: 'r1', destinations: ['d1'], force: false } }),
+    );
     await producer.send(topics.deduped, replayed);
-    const after = await readTopic(kafka, topics.identified, sent.length + USERS, { timeoutMs: 60_000, decode: (m) => decodeEnvelope(m.value) });
+    const after = await readTopic(kafka, topics.identified, sent.length + USERS, {
+      timeoutMs: 60_000,
+      decode: (m) => decodeEnvelope(m.value),
+    });
     const replayOut = after.filter((e) => e.replay);
     expect(replayOut).toHaveLength(USERS);
     for (const e of replayOut) expect(e.profileId).toBe(liveOfUser.get(Number(e.message.userId!.slice(1))));

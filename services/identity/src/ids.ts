@@ -31,7 +31,9 @@ export interface IdentityRules {
 export function compileRules(settings: IdentitySettings): IdentityRules {
   const listed = Object.entries(settings.identifiers);
   const lastPriority = Math.max(0, ...listed.map(([, r]) => r.priority));
-  const rules = new Map<string, IdRule>(listed.map(([type, r]) => [type, { priority: r.priority, limit: r.limit, windowMs: WINDOW_MS[r.window] }]));
+  const rules = new Map<string, IdRule>(
+    listed.map(([type, r]) => [type, { priority: r.priority, limit: r.limit, windowMs: WINDOW_MS[r.window] }]),
+  );
   const blockedValues = new Set(settings.blockedValues);
   const blockedPatterns = settings.blockedPatterns.map((p) => new RegExp(p));
   // Types the settings do not name come after the named ones, alphabetically (Segment's default).
@@ -50,7 +52,8 @@ export function compileRules(settings: IdentitySettings): IdentityRules {
 }
 
 const text = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : typeof v === 'number' ? String(v) : undefined);
-const obj = (v: unknown): Record<string, unknown> => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
+const obj = (v: unknown): Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
 
 /**
  * The ids Segment reads from a message: userId, anonymousId, email (traits or context.traits),

@@ -17,11 +17,18 @@ export const cacheLookups = counter({
   help: 'Read-cache lookups by cache (ids, profiles) and result (hit, miss)',
   labelNames: ['cache', 'result'] as const,
 });
-export const contention = counter({ name: 'cdp_identity_contention_retries_total', help: 'Resolutions started again after a conditional write lost a race' });
+export const contention = counter({
+  name: 'cdp_identity_contention_retries_total',
+  help: 'Resolutions started again after a conditional write lost a race',
+});
 export const dynamoLatency = histogram({
   name: 'cdp_identity_dynamodb_duration_seconds',
   help: 'DynamoDB calls by operation',
   labelNames: ['op'] as const,
   buckets: LATENCY_BUCKETS,
 });
-export const dynamoThrottles = counter({ name: 'cdp_identity_dynamodb_throttles_total', help: 'DynamoDB calls throttled, by operation', labelNames: ['op'] as const });
+export const dynamoThrottles = counter({
+  name: 'cdp_identity_dynamodb_throttles_total',
+  help: 'DynamoDB calls throttled, by operation',
+  labelNames: ['op'] as const,
+});

@@ -56,10 +56,19 @@ describe('eventIds', () => {
 describe('planResolution (flat matching)', () => {
   it('none → create, one → attach new ids, several → merge into the oldest', () => {
     const empty = graph();
-    expect(planResolution(['user_id:u', 'anonymous_id:a'], empty.mapped, empty.profiles, rules, NOW)).toEqual({ kind: 'create', ids: ['user_id:u', 'anonymous_id:a'], refusals: [] });
+    expect(planResolution(['user_id:u', 'anonymous_id:a'], empty.mapped, empty.profiles, rules, NOW)).toEqual({
+      kind: 'create',
+      ids: ['user_id:u', 'anonymous_id:a'],
+      refusals: [],
+    });
 
     const one = graph(profile('P', ['anonymous_id:a']));
-    expect(planResolution(['user_id:u', 'anonymous_id:a'], one.mapped, one.profiles, rules, NOW)).toEqual({ kind: 'attach', profileId: 'P', newIds: ['user_id:u'], refusals: [] });
+    expect(planResolution(['user_id:u', 'anonymous_id:a'], one.mapped, one.profiles, rules, NOW)).toEqual({
+      kind: 'attach',
+      profileId: 'P',
+      newIds: ['user_id:u'],
+      refusals: [],
+    });
 
     const two = graph(profile('P', ['anonymous_id:a'], { createdAt: 5 }), profile('Q', ['user_id:u'], { createdAt: 2 }));
     expect(planResolution(['user_id:u', 'anonymous_id:a', 'email:e'], two.mapped, two.profiles, rules, NOW)).toEqual({
@@ -92,11 +101,21 @@ describe('planResolution (flat matching)', () => {
   });
 
   it('values added outside their window do not count toward the limit', () => {
-    const weekly = testRules({ identifiers: { user_id: { priority: 1, limit: 1 }, anonymous_id: { priority: 2, limit: 1, window: 'weekly' } } });
-    const old = graph(profile('P', ['user_id:u', 'anonymous_id:a1'], { ids: { 'user_id:u': NOW - 1000, 'anonymous_id:a1': NOW - 8 * 86_400_000 } }));
-    expect(planResolution(['user_id:u', 'anonymous_id:a2'], old.mapped, old.profiles, weekly, NOW)).toMatchObject({ kind: 'attach', newIds: ['anonymous_id:a2'] });
+    const weekly = testRules({
+      identifiers: { user_id: { priority: 1, limit: 1 }, anonymous_id: { priority: 2, limit: 1, window: 'weekly' } },
+    });
+    const old = graph(
+      profile('P', ['user_id:u', 'anonymous_id:a1'], { ids: { 'user_id:u': NOW - 1000, 'anonymous_id:a1': NOW - 8 * 86_400_000 } }),
+    );
+    expect(planResolution(['user_id:u', 'anonymous_id:a2'], old.mapped, old.profiles, weekly, NOW)).toMatchObject({
+      kind: 'attach',
+      newIds: ['anonymous_id:a2'],
+    });
     const recent = graph(profile('P', ['user_id:u', 'anonymous_id:a1']));
-    expect(planResolution(['user_id:u', 'anonymous_id:a2'], recent.mapped, recent.profiles, weekly, NOW)).toMatchObject({ kind: 'attach', newIds: [] });
+    expect(planResolution(['user_id:u', 'anonymous_id:a2'], recent.mapped, recent.profiles, weekly, NOW)).toMatchObject({
+      kind: 'attach',
+      newIds: [],
+    });
   });
 
   it('at the merge cap nothing merges and the event resolves to its highest-priority profile', () => {

@@ -73,7 +73,11 @@ export function planResolution(
     });
 
     if (matched.length === 0) {
-      const broken = brokenLimit(remaining.map((id) => [id, now]), rules, now);
+      const broken = brokenLimit(
+        remaining.map((id) => [id, now]),
+        rules,
+        now,
+      );
       if (broken !== undefined) {
         drop(broken);
         continue;
@@ -96,7 +100,8 @@ export function planResolution(
     const first = mapped.get(matchedIds[0])!;
     if (matched.length > 1) {
       const merges = matched.reduce((n, p) => n + p.merges, 0) + matched.length - 1;
-      const reason: RefusalReason | undefined = merges > rules.maxMerges ? 'merge_cap' : union.size > rules.maxMappings ? 'mapping_cap' : undefined;
+      const reason: RefusalReason | undefined =
+        merges > rules.maxMerges ? 'merge_cap' : union.size > rules.maxMappings ? 'mapping_cap' : undefined;
       if (reason !== undefined) {
         for (const id of remaining) if (mapped.get(id) !== first) refusals.push({ reason, id });
         return { kind: 'attach', profileId: first, newIds: [], refusals };

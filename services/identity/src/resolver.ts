@@ -56,7 +56,8 @@ export function mergeTraits(current: Traits, incoming: Record<string, unknown>, 
 function unionTraits(profiles: Profile[]): Traits {
   let traits: Traits = {};
   for (const p of profiles) {
-    for (const [name, value] of Object.entries(p.traits)) if (!traits[name] || traits[name].t < value.t) traits = { ...traits, [name]: value };
+    for (const [name, value] of Object.entries(p.traits))
+      if (!traits[name] || traits[name].t < value.t) traits = { ...traits, [name]: value };
   }
   return traits;
 }
@@ -203,7 +204,8 @@ export class Resolver {
     for (const r of plan.refusals) refusalCount.labels(r.reason).inc();
     if (written) this.profileCache.set(`${spaceId}|${written.profileId}`, written);
     const profileId = result.profileId!;
-    for (const id of ids) if (mapped.get(id) === profileId || (written && id in written.ids)) this.idCache.set(`${spaceId}|${id}`, profileId);
+    for (const id of ids)
+      if (mapped.get(id) === profileId || (written && id in written.ids)) this.idCache.set(`${spaceId}|${id}`, profileId);
     return result;
   }
 

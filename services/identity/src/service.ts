@@ -61,7 +61,12 @@ export class IdentityStage {
         if (t) {
           t.events++;
           if (at >= t.lastSeenAt) Object.assign(t, { lastSeenAt: at, lastMessageId: envelope.messageId });
-        } else touches.set(key, { spaceId: source.spaceId, profileId: r.profileId, touch: { events: 1, lastSeenAt: at, lastMessageId: envelope.messageId } });
+        } else
+          touches.set(key, {
+            spaceId: source.spaceId,
+            profileId: r.profileId,
+            touch: { events: 1, lastSeenAt: at, lastMessageId: envelope.messageId },
+          });
       }
       out.push({ envelope, spaceId: source.spaceId, profileId: r.profileId });
     }
@@ -73,7 +78,10 @@ export class IdentityStage {
       out.map(({ envelope, spaceId, profileId }) => {
         const live = profileId && (counted.get(`${spaceId}|${profileId}`) ?? profileId);
         // An event without a usable id keeps the input's key; it carries no profileId.
-        return { key: live || `${envelope.sourceId}:${envelope.messageId}`, value: encodeEnvelope(live ? { ...envelope, profileId: live } : envelope) };
+        return {
+          key: live || `${envelope.sourceId}:${envelope.messageId}`,
+          value: encodeEnvelope(live ? { ...envelope, profileId: live } : envelope),
+        };
       }),
     );
   }

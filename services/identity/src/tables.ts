@@ -30,8 +30,10 @@ export function dynamoClient(config: { AWS_REGION: string; DYNAMODB_ENDPOINT?: s
 function tableProblem(name: string, t: TableDescription | undefined): string | undefined {
   if (!t) return `${name}: missing`;
   const key = t.KeySchema ?? [];
-  if (key.length !== 1 || key[0].AttributeName !== KEY || key[0].KeyType !== 'HASH') return `${name}: key schema ${JSON.stringify(key)}, expected ${KEY} HASH`;
-  if (t.BillingModeSummary?.BillingMode !== 'PAY_PER_REQUEST') return `${name}: billing mode ${t.BillingModeSummary?.BillingMode ?? 'PROVISIONED'}, expected PAY_PER_REQUEST`;
+  if (key.length !== 1 || key[0].AttributeName !== KEY || key[0].KeyType !== 'HASH')
+    return `${name}: key schema ${JSON.stringify(key)}, expected ${KEY} HASH`;
+  if (t.BillingModeSummary?.BillingMode !== 'PAY_PER_REQUEST')
+    return `${name}: billing mode ${t.BillingModeSummary?.BillingMode ?? 'PROVISIONED'}, expected PAY_PER_REQUEST`;
   return undefined;
 }
 

@@ -27,7 +27,10 @@ export const managerEnv = z
     /** A JobDB without a live holder this long is flagged (log line and gauge). */
     JOBDB_ORPHAN_ALERT_MS: positiveInt(5 * MINUTE_MS),
     /** Database names of provisioned JobDBs: this prefix plus the JobDB id. */
-    JOBDB_DATABASE_PREFIX: z.string().regex(/^[A-Za-z0-9_]{1,40}$/).default('cdp_jobdb_'),
+    JOBDB_DATABASE_PREFIX: z
+      .string()
+      .regex(/^[A-Za-z0-9_]{1,40}$/)
+      .default('cdp_jobdb_'),
     /** Period of the oldest-pending-job scan (heavier than a pass). */
     JOBDB_STATS_INTERVAL_MS: positiveInt(30_000),
   })

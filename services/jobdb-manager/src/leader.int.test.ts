@@ -40,11 +40,19 @@ describe('jobdb-manager leader', () => {
     const prefix = `${suite.env.prefix}frz/`;
     // Rotation every second: a leader that still believed it leads would act on its next pass.
     // A 3 s session TTL: with 1 s, a loaded machine can expire the new leader's session too.
-    settings = testManagerSettings(prefix, { JOBDB_ROTATION_PERIOD_MS: 1_000, JOBDB_MANAGER_INTERVAL_MS: 200, JOBDB_MANAGER_SESSION_TTL_MS: 3_000 });
+    settings = testManagerSettings(prefix, {
+      JOBDB_ROTATION_PERIOD_MS: 1_000,
+      JOBDB_MANAGER_INTERVAL_MS: 200,
+      JOBDB_MANAGER_SESSION_TTL_MS: 3_000,
+    });
     const m1 = await startManager('f1');
     await waitFor(() => leads(m1), 10_000);
     const m2 = await startManager('f2');
-    const d = await suite.env.directorProcess(testSettings(prefix, { POD_NAME: 'fd1', CDP_CONTROL_DB: settings.CDP_CONTROL_DB }), [{ id: 'hook', url: `${suite.sink.url}/hook` }], ['web']);
+    const d = await suite.env.directorProcess(
+      testSettings(prefix, { POD_NAME: 'fd1', CDP_CONTROL_DB: settings.CDP_CONTROL_DB }),
+      [{ id: 'hook', url: `${suite.sink.url}/hook` }],
+      ['web'],
+    );
     await waitFor(() => actionsSince(m1, 0).some((a) => a.endsWith('JobDB marked draining')), 10_000);
 
     m1.child.kill('SIGSTOP');
@@ -52,7 +60,9 @@ describe('jobdb-manager leader', () => {
     await waitFor(() => leads(m2), 15_000);
     // Not before the frozen leader's session expired (TTL after its last renewal, sent every TTL/2)
     // and the lock delay ended.
-    expect(Date.now() - frozenAt).toBeGreaterThanOrEqual(settings.JOBDB_MANAGER_SESSION_TTL_MS / 2 + settings.JOBDB_MANAGER_LOCK_DELAY_MS - 50);
+    expect(Date.now() - frozenAt).toBeGreaterThanOrEqual(
+      settings.JOBDB_MANAGER_SESSION_TTL_MS / 2 + settings.JOBDB_MANAGER_LOCK_DELAY_MS - 50,
+    );
     await waitFor(() => actionsSince(m2, frozenAt).some((a) => a.endsWith('JobDB marked draining')), 10_000);
 
     const resumedAt = Date.now();

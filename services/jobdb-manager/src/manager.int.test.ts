@@ -25,8 +25,14 @@ async function startManager(name: string, overrides: Partial<JobDbManagerSetting
 }
 
 /** A started in-process director on the manager's prefix and control database. */
-async function startDirector(manager: { settings: JobDbManagerSettings; prefix: string }, pod: string, ws: ReturnType<typeof testWorkspace>) {
-  const d = suite.env.director(testSettings(manager.prefix, { POD_NAME: pod, CDP_CONTROL_DB: manager.settings.CDP_CONTROL_DB }), { workspace: () => ws });
+async function startDirector(
+  manager: { settings: JobDbManagerSettings; prefix: string },
+  pod: string,
+  ws: ReturnType<typeof testWorkspace>,
+) {
+  const d = suite.env.director(testSettings(manager.prefix, { POD_NAME: pod, CDP_CONTROL_DB: manager.settings.CDP_CONTROL_DB }), {
+    workspace: () => ws,
+  });
   await d.start();
   await waitFor(() => d.isReady, 10_000);
   return d;
@@ -40,8 +46,13 @@ afterEach(async () => {
   }
 });
 
-const counterValue = async (metric: { get(): Promise<{ values: Array<{ value: number; labels: Record<string, unknown> }> }> }, labels: Record<string, string> = {}) =>
-  (await metric.get()).values.filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((sum, v) => sum + v.value, 0);
+const counterValue = async (
+  metric: { get(): Promise<{ values: Array<{ value: number; labels: Record<string, unknown> }> }> },
+  labels: Record<string, string> = {},
+) =>
+  (await metric.get()).values
+    .filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))
+    .reduce((sum, v) => sum + v.value, 0);
 
 async function states(prefix: string) {
   const entries = await listJobDbs(suite.env.consul, new ConsulKeys(prefix));
@@ -70,7 +81,15 @@ describe('jobdb-manager', () => {
       return s.active.length === 3 && s.held.length === 2;
     }, 10_000);
 
-    const accepted = await postJobs(d2.url!, [{ sourceId: 'web', messageId: 'm-a2', destinationId: 'hook', subscriptionId: 'default', payload: { type: 'track', messageId: 'm-a2', event: 'E' } }]);
+    const accepted = await postJobs(d2.url!, [
+      {
+        sourceId: 'web',
+        messageId: 'm-a2',
+        destinationId: 'hook',
+        subscriptionId: 'default',
+        payload: { type: 'track', messageId: 'm-a2', event: 'E' },
+      },
+    ]);
     expect(accepted.status).toBe(200);
     const d2JobDb = d2.holder.heldJobDbs()[0].id;
     const dropsBefore = await counterValue(m.drops, { kind: 'drained' });
@@ -107,7 +126,9 @@ describe('jobdb-manager', () => {
   it('drops unused spares when directors go away, down to live directors + spare', async () => {
     const { prefix, settings } = await startManager('d');
     // Two directors that never take a JobDB (only their sessions count).
-    const sessions = await Promise.all(['d1', 'd2'].map((pod) => ConsulSession.create(suite.env.consul, { name: directorSessionName(pod), ttl: '10s', logger })));
+    const sessions = await Promise.all(
+      ['d1', 'd2'].map((pod) => ConsulSession.create(suite.env.consul, { name: directorSessionName(pod), ttl: '10s', logger })),
+    );
     await waitFor(async () => (await states(prefix)).active.length === 3, 10_000);
     const sparesBefore = await counterValue(m.drops, { kind: 'spare' });
     for (const session of sessions) await session.destroy();
@@ -121,7 +142,10 @@ describe('jobdb-manager', () => {
     const a = await startManager('e', { JOBDB_MANAGER_INTERVAL_MS: 3_600_000 });
     await waitFor(async () => (await states(a.prefix)).active.length === 1, 10_000);
     // The standby on the same prefix (and database prefix).
-    const b = createManagerService({ ...a.settings, POD_NAME: 'standby', JOBDB_MANAGER_INTERVAL_MS: 200 }, { consul: suite.env.consul, logger });
+    const b = createManagerService(
+      { ...a.settings, POD_NAME: 'standby', JOBDB_MANAGER_INTERVAL_MS: 200 },
+      { consul: suite.env.consul, logger },
+    );
     running.push({ service: b, settings: a.settings });
     await b.start();
     a.service.leader.freeze();
@@ -154,11 +178,24 @@ describe('jobdb-manager', () => {
     const lease = await db.takeLease({ fencingToken: 1, lockIndex: 1, holder: 'test', sessionId: 'test' });
     const now = Date.now();
     await db.insertJobs(lease, [
-      { sourceId: 'web', messageId: 'open-1', destinationId: 'hook', subscriptionId: 'default', payload: '{}', headers: {}, receivedAt: new Date(now), expiresAt: new Date(now + 60_000) },
+      {
+        sourceId: 'web',
+        messageId: 'open-1',
+        destinationId: 'hook',
+        subscriptionId: 'default',
+        payload: '{}',
+        headers: {},
+        receivedAt: new Date(now),
+        expiresAt: new Date(now + 60_000),
+      },
     ]);
     await db.close();
     const refusedBefore = await counterValue(m.dropsRefused);
-    await registerJobDb(suite.env.consul, new ConsulKeys(prefix), id, { state: 'drained', dsnRef: database, createdAt: new Date().toISOString() });
+    await registerJobDb(suite.env.consul, new ConsulKeys(prefix), id, {
+      state: 'drained',
+      dsnRef: database,
+      createdAt: new Date().toISOString(),
+    });
     await svc.start();
     await waitFor(async () => (await states(prefix)).entries.find((e) => e.id === id)?.state === 'draining', 10_000);
     expect(await counterValue(m.dropsRefused)).toBe(refusedBefore + 1);

@@ -184,7 +184,10 @@ export class JobDbManager {
       long += 1;
       if (!this.reported.has(id)) {
         this.reported.add(id);
-        this.deps.logger.error({ jobDb: id, orphanedMs: now - since }, 'JobDB without a live holder for longer than JOBDB_ORPHAN_ALERT_MS: its retries are not running');
+        this.deps.logger.error(
+          { jobDb: id, orphanedMs: now - since },
+          'JobDB without a live holder for longer than JOBDB_ORPHAN_ALERT_MS: its retries are not running',
+        );
       }
     }
     m.orphaned.set(long);
@@ -248,7 +251,10 @@ export class JobDbManager {
       if (blocker !== undefined) {
         if (kind === 'drained') {
           m.dropsRefused.inc();
-          logger.error({ jobDb: entry.id, reason: blocker }, 'drained JobDB still holds work: not dropped, moved back to draining for a director to finish');
+          logger.error(
+            { jobDb: entry.id, reason: blocker },
+            'drained JobDB still holds work: not dropped, moved back to draining for a director to finish',
+          );
           await this.markDraining(entry, 'drained but not empty');
         }
         return;

@@ -8,7 +8,10 @@ export const jobDbs = gauge({
   labelNames: ['state'] as const,
 });
 
-export const liveDirectors = gauge({ name: 'cdp_jobdb_manager_live_directors', help: 'Live director sessions (director:*) seen by the last pass' });
+export const liveDirectors = gauge({
+  name: 'cdp_jobdb_manager_live_directors',
+  help: 'Live director sessions (director:*) seen by the last pass',
+});
 
 export const jobDbBound = gauge({
   name: 'cdp_jobdb_manager_jobdb_bound',

@@ -119,7 +119,9 @@ describe('jobdb-manager rotation under load', () => {
     expect(load.accepted.filter((id) => count.get(id)! > 1)).toEqual([]);
 
     // The standby rotated and dropped after the kill (liveness bound only: a loaded machine drains slowly).
-    await waitFor(async () => metricValue(await m2.metrics(), 'cdp_jobdb_manager_drops_total', { kind: 'drained' }) >= 1, 30_000).catch(() => undefined);
+    await waitFor(async () => metricValue(await m2.metrics(), 'cdp_jobdb_manager_drops_total', { kind: 'drained' }) >= 1, 30_000).catch(
+      () => undefined,
+    );
     const m2Metrics = await m2.metrics();
     expect(metricValue(m2Metrics, 'cdp_jobdb_manager_rotations_total')).toBeGreaterThanOrEqual(2);
     expect(metricValue(m2Metrics, 'cdp_jobdb_manager_drops_total', { kind: 'drained' })).toBeGreaterThanOrEqual(1);

@@ -1,6 +1,14 @@
 import { metricValue, peakRssBytes } from '@cdp/testkit';
 import { expandingBatch } from './testing/expanding-batch';
-import { basicAuth, createTapiTestEnv, EnvelopeCollector, startTapiProcess, WRITE_KEY, type TapiProcess, type TapiTestEnv } from './testing/harness';
+import {
+  basicAuth,
+  createTapiTestEnv,
+  EnvelopeCollector,
+  startTapiProcess,
+  WRITE_KEY,
+  type TapiProcess,
+  type TapiTestEnv,
+} from './testing/harness';
 
 const MiB = 1024 * 1024;
 /**
@@ -22,7 +30,13 @@ describe('tapi process: a request whose batch context expands it', () => {
     // The same-run baseline: the peak RSS after requests as large as the attack's, but with no
     // batch context to expand (1,300 events carrying their own 250-byte context each).
     for (let r = 0; r < 3; r++) {
-      const batch = Array.from({ length: 1_300 }, (_, i) => ({ type: 'track', event: 'E', userId: 'u', messageId: `amp-warm-${r}-${i}`, context: { page: { title: 'y'.repeat(250) } } }));
+      const batch = Array.from({ length: 1_300 }, (_, i) => ({
+        type: 'track',
+        event: 'E',
+        userId: 'u',
+        messageId: `amp-warm-${r}-${i}`,
+        context: { page: { title: 'y'.repeat(250) } },
+      }));
       const res = await post('/v1/batch', JSON.stringify({ batch }));
       expect(res.status).toBe(200);
     }
@@ -93,7 +107,13 @@ describe('tapi process: a request whose batch context expands it', () => {
       '/v1/batch',
       JSON.stringify({
         context,
-        batch: [1, 2].map((i) => ({ type: 'track', event: 'E', userId: 'u', messageId: `amp-big-all-${i}`, properties: { p: 'p'.repeat(16_000) } })),
+        batch: [1, 2].map((i) => ({
+          type: 'track',
+          event: 'E',
+          userId: 'u',
+          messageId: `amp-big-all-${i}`,
+          properties: { p: 'p'.repeat(16_000) },
+        })),
       }),
     );
     expect(allBig.status).toBe(400);

@@ -56,7 +56,12 @@ type Outcome = 'sent' | 'suppressed' | 'refused' | 'failed' | 'discarded' | 'mis
  * Sends parked records to Kafka again, one at a time (primary, then the secondary): each sent
  * one, or one whose user was suppressed since, is removed; one refused again stays parked.
  */
-export async function resendParked(config: PipelineConfig, logger: Logger, ids: string[] | 'all', timeoutMs: number): Promise<{ id: string; key?: string; outcome: Outcome }[]> {
+export async function resendParked(
+  config: PipelineConfig,
+  logger: Logger,
+  ids: string[] | 'all',
+  timeoutMs: number,
+): Promise<{ id: string; key?: string; outcome: Outcome }[]> {
   const parked = new ParkedRecords(config.SPOOL_DIR, logger);
   const targets: (ParkedRecord | string)[] = ids === 'all' ? parked.list() : ids.map((id) => parked.get(id) ?? id);
   if (!targets.some((t) => typeof t !== 'string')) return targets.map((id) => ({ id: String(id), outcome: 'missing' }));
@@ -87,12 +92,18 @@ export async function resendParked(config: PipelineConfig, logger: Logger, ids: 
       for (const cluster of [primary, secondary]) {
         if (!cluster) continue;
         try {
-          await withDeadline(cluster.send(topic, [{ key: t.record.key, value: t.record.value }]), Math.max(config.PUBLISH_TIMEOUT_MS, 10_000));
+          await withDeadline(
+            cluster.send(topic, [{ key: t.record.key, value: t.record.value }]),
+            Math.max(config.PUBLISH_TIMEOUT_MS, 10_000),
+          );
           outcome = 'sent';
           break;
         } catch (error) {
           if (recordRefusal(error)) outcome = 'refused';
-          logger.warn({ ...errorFields(error), id: t.id, cluster: cluster === primary ? 'primary' : 'secondary' }, 'parked record not re-sent');
+          logger.warn(
+            { ...errorFields(error), id: t.id, cluster: cluster === primary ? 'primary' : 'secondary' },
+            'parked record not re-sent',
+          );
         }
       }
       if (outcome === 'sent') await parked.remove(t.id);
@@ -135,14 +146,25 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const dir = values.dir;
-  const logger = createLogger({ name: 'tapi-cli', level: process.env.LOG_LEVEL ?? 'info', destination: { write: (line: string) => process.stderr.write(line) } });
+  const logger = createLogger({
+    name: 'tapi-cli',
+    level: process.env.LOG_LEVEL ?? 'info',
+    destination: { write: (line: string) => process.stderr.write(line) },
+  });
   const print = (line: object) => process.stdout.write(`${JSON.stringify(line)}\n`);
   const parked = new ParkedRecords(dir, logger);
 
   if (command === 'spool parked list') {
     for (const p of parked.list()) {
       const { record, ...rest } = p;
-      print({ ...rest, key: record.key, space: record.space, user: record.user, bytes: Buffer.byteLength(record.value), ...(values.values ? { value: record.value } : {}) });
+      print({
+        ...rest,
+        key: record.key,
+        space: record.space,
+        user: record.user,
+        bytes: Buffer.byteLength(record.value),
+        ...(values.values ? { value: record.value } : {}),
+      });
     }
     return 0;
   }
@@ -185,7 +207,10 @@ if (require.main === module) {
     process.stdout.write('', () => process.exit(code));
   };
   main(process.argv.slice(2)).then(exit, (error: unknown) => {
-    createLogger({ name: 'tapi-cli', destination: { write: (line: string) => process.stderr.write(line) } }).fatal(errorFields(error), 'spool command failed');
+    createLogger({ name: 'tapi-cli', destination: { write: (line: string) => process.stderr.write(line) } }).fatal(
+      errorFields(error),
+      'spool command failed',
+    );
     exit(1);
   });
 }

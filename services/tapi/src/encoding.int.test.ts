@@ -1,7 +1,15 @@
 import zlib from 'node:zlib';
 import type { Envelope } from '@cdp/events';
 import { metricValue } from '@cdp/testkit';
-import { basicAuth, createTapiTestEnv, EnvelopeCollector, startTapiProcess, WRITE_KEY, type TapiProcess, type TapiTestEnv } from './testing/harness';
+import {
+  basicAuth,
+  createTapiTestEnv,
+  EnvelopeCollector,
+  startTapiProcess,
+  WRITE_KEY,
+  type TapiProcess,
+  type TapiTestEnv,
+} from './testing/harness';
 
 /** JSON.stringify escapes exactly the lone surrogates (a valid pair is written as is). */
 const LONE_SURROGATE_ESCAPE = /\\ud[89a-f][0-9a-f]{2}/i;
@@ -23,7 +31,11 @@ describe('tapi process: request encoding', () => {
   });
 
   const post = (path: string, body: Buffer | string, headers: Record<string, string> = {}) =>
-    fetch(`${tapi.url}${path}`, { method: 'POST', headers: { Authorization: basicAuth(WRITE_KEY), 'Content-Type': 'application/json', ...headers }, body });
+    fetch(`${tapi.url}${path}`, {
+      method: 'POST',
+      headers: { Authorization: basicAuth(WRITE_KEY), 'Content-Type': 'application/json', ...headers },
+      body,
+    });
 
   it('answers 400 bad_encoding to a body that is not UTF-8, plain or gzipped, and publishes nothing of it', async () => {
     const invalid = Buffer.concat([
@@ -40,7 +52,10 @@ describe('tapi process: request encoding', () => {
       expect(await res.json()).toEqual({ error: { code: 'bad_encoding', message: expect.any(String) } });
     }
     // A UTF-8 BOM is still accepted.
-    const bom = await post('/v1/track', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ userId: 'u', event: 'café', messageId: 'enc-bom' }))]));
+    const bom = await post(
+      '/v1/track',
+      Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ userId: 'u', event: 'café', messageId: 'enc-bom' }))]),
+    );
     expect(bom.status).toBe(200);
     await collector.waitForIds(['enc-bom']);
     await collector.catchUp();

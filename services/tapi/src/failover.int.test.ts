@@ -5,8 +5,16 @@ import { createKafka } from '@cdp/kafka';
 import { createTestTopics } from '@cdp/kafka/testing';
 import { metricValue, sleep, startKafkaBroker, stopProcess, type KafkaBroker } from '@cdp/testkit';
 import { startMirrorMaker, stopMirrorMaker, type MirrorMaker } from '@cdp/testkit/dist/mirror-maker';
-import { createTapiTestEnv, EnvelopeCollector, metrics, restartKafkaBroker, startLoad, waitReady, type InProcessTapi, type TapiTestEnv } from './testing/harness';
-
+import {
+  createTapiTestEnv,
+  EnvelopeCollector,
+  metrics,
+  restartKafkaBroker,
+  startLoad,
+  waitReady,
+  type InProcessTapi,
+  type TapiTestEnv,
+} from './testing/harness';
 
 async function until(cond: () => boolean, ms: number, what: string, state: () => string = () => ''): Promise<void> {
   const end = Date.now() + ms;
@@ -41,7 +49,12 @@ describe('multi-cluster failover with MirrorMaker 2 (private brokers)', () => {
     // Same topics (and partition counts) on the secondary.
     const kafka2 = createKafka({ brokers: [secondary!.brokers], clientId: 'tapi-test', logger: env.logger });
     await createTestTopics(kafka2, env.prefix, { partitions: 3 });
-    mm = await startMirrorMaker({ dir: path.join(dir, 'mm2'), source: secondary!.brokers, target: primary!.brokers, topics: env.topics.ingest.replace(/\./g, '\\.') });
+    mm = await startMirrorMaker({
+      dir: path.join(dir, 'mm2'),
+      source: secondary!.brokers,
+      target: primary!.brokers,
+      topics: env.topics.ingest.replace(/\./g, '\\.'),
+    });
 
     const runtimeFile = path.join(env.dir, 'runtime.json');
     fs.writeFileSync(runtimeFile, '{"cluster":"auto"}');

@@ -17,7 +17,10 @@ const PATHS = ['/v1/track', '/v1/identify', '/v1/batch', '/v1/b', '/v1/import', 
 
 function generate(r: () => number, i: number): { path: string; body: Buffer; headers: Record<string, string> } {
   const pick = <T>(xs: T[]): T => xs[Math.floor(r() * xs.length)];
-  const headers: Record<string, string> = { Authorization: basicAuth(WRITE_KEY), 'Content-Type': pick(['application/json', 'text/plain', 'application/x-www-form-urlencoded']) };
+  const headers: Record<string, string> = {
+    Authorization: basicAuth(WRITE_KEY),
+    'Content-Type': pick(['application/json', 'text/plain', 'application/x-www-form-urlencoded']),
+  };
   const path = pick(PATHS);
   const weird = (): unknown =>
     pick<() => unknown>([
@@ -31,22 +34,48 @@ function generate(r: () => number, i: number): { path: string; body: Buffer; hea
       () => ({}),
     ])();
   const event = (): Record<string, unknown> => {
-    const e: Record<string, unknown> = { type: pick(['track', 'identify', 'alias', 'group', 'page', 'nope', 7]), messageId: `fz-${i}-${Math.floor(r() * 1e6)}`, userId: 'fuzz-user', event: 'Fuzz' };
-    for (const k of ['type', 'messageId', 'userId', 'anonymousId', 'event', 'properties', 'context', 'traits', 'timestamp', 'sentAt', 'previousId', 'groupId', 'integrations']) {
+    const e: Record<string, unknown> = {
+      type: pick(['track', 'identify', 'alias', 'group', 'page', 'nope', 7]),
+      messageId: `fz-${i}-${Math.floor(r() * 1e6)}`,
+      userId: 'fuzz-user',
+      event: 'Fuzz',
+    };
+    for (const k of [
+      'type',
+      'messageId',
+      'userId',
+      'anonymousId',
+      'event',
+      'properties',
+      'context',
+      'traits',
+      'timestamp',
+      'sentAt',
+      'previousId',
+      'groupId',
+      'integrations',
+    ]) {
       if (r() < 0.15) e[k] = weird();
     }
     return e;
   };
   let text: string;
   const kind = r();
-  if (kind < 0.15) text = `{"type":"track",${'"a":1,'.repeat(Math.floor(r() * 10))}`; // truncated JSON
-  else if (kind < 0.25) text = '['.repeat(Math.floor(r() * 50_000)) + ']'.repeat(Math.floor(r() * 10)); // deep nesting
+  if (kind < 0.15)
+    text = `{"type":"track",${'"a":1,'.repeat(Math.floor(r() * 10))}`; // truncated JSON
+  else if (kind < 0.25)
+    text = '['.repeat(Math.floor(r() * 50_000)) + ']'.repeat(Math.floor(r() * 10)); // deep nesting
   else if (kind < 0.3) {
     let deep = '1';
     for (let d = 0; d < 500; d++) deep = `{"d":${deep}}`;
     text = JSON.stringify({ ...event(), properties: JSON.parse(deep) });
   } else if (kind < 0.35) text = JSON.stringify(weird());
-  else if (kind < 0.75) text = JSON.stringify(path.includes('b') || path.includes('import') ? { batch: Array.from({ length: Math.floor(r() * 5) }, event), context: weird() } : event());
+  else if (kind < 0.75)
+    text = JSON.stringify(
+      path.includes('b') || path.includes('import')
+        ? { batch: Array.from({ length: Math.floor(r() * 5) }, event), context: weird() }
+        : event(),
+    );
   else text = JSON.stringify({ batch: weird(), sentAt: weird() });
   let body = Buffer.from(text);
   const enc = r();
@@ -104,7 +133,11 @@ describe('fuzz', () => {
     global.gc?.();
     expect(process.memoryUsage().heapUsed - heapSamples[1]).toBeLessThan(200 * 1024 * 1024);
     // The service still works.
-    const ok = await fetch(`${tapi.url}/v1/track`, { method: 'POST', headers: { Authorization: basicAuth(WRITE_KEY) }, body: JSON.stringify({ userId: 'u', event: 'After', messageId: 'fz-after' }) });
+    const ok = await fetch(`${tapi.url}/v1/track`, {
+      method: 'POST',
+      headers: { Authorization: basicAuth(WRITE_KEY) },
+      body: JSON.stringify({ userId: 'u', event: 'After', messageId: 'fz-after' }),
+    });
     expect(ok.status).toBe(200);
 
     // Everything published decodes as an envelope holding a valid Segment message.

@@ -119,7 +119,8 @@ export class KafkaCluster implements ClusterSender {
     await this.connectedAdmin();
     const meta = await this.admin.fetchTopicMetadata({ topics: [this.topic] });
     const partitions = meta.topics[0]?.partitions ?? [];
-    if (partitions.length === 0 || partitions.some((p) => p.leader < 0)) throw new Error(`topic ${this.topic} has partitions without a leader`);
+    if (partitions.length === 0 || partitions.some((p) => p.leader < 0))
+      throw new Error(`topic ${this.topic} has partitions without a leader`);
   }
 
   async close(): Promise<void> {
@@ -128,6 +129,10 @@ export class KafkaCluster implements ClusterSender {
     // A connect still in flight (its caller's deadline gave up on it) would open a connection
     // after close that keeps the process alive: disconnect once it settles.
     const connecting = this.adminConnecting;
-    if (connecting) await withDeadline(connecting.then(() => this.admin.disconnect()), 5_000).catch(() => undefined);
+    if (connecting)
+      await withDeadline(
+        connecting.then(() => this.admin.disconnect()),
+        5_000,
+      ).catch(() => undefined);
   }
 }

@@ -2,8 +2,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { metricValue, sleep, startKafkaBroker, stopProcess, type KafkaBroker } from '@cdp/testkit';
-import { createTapiTestEnv, EnvelopeCollector, metrics, restartKafkaBroker, startLoad, waitReady, type InProcessTapi, type TapiTestEnv } from './testing/harness';
-
+import {
+  createTapiTestEnv,
+  EnvelopeCollector,
+  metrics,
+  restartKafkaBroker,
+  startLoad,
+  waitReady,
+  type InProcessTapi,
+  type TapiTestEnv,
+} from './testing/harness';
 
 describe('Kafka outage (private broker)', () => {
   let dir: string;

@@ -5,7 +5,18 @@ import path from 'node:path';
 import { ConfigResourceTypes } from 'kafkajs';
 import { topicSpecs } from '@cdp/kafka';
 import { metricValue } from '@cdp/testkit';
-import { basicAuth, createTapiTestEnv, EnvelopeCollector, metrics, runTapiCli, waitReady, WRITE_KEY, type CliResult, type InProcessTapi, type TapiTestEnv } from './testing/harness';
+import {
+  basicAuth,
+  createTapiTestEnv,
+  EnvelopeCollector,
+  metrics,
+  runTapiCli,
+  waitReady,
+  WRITE_KEY,
+  type CliResult,
+  type InProcessTapi,
+  type TapiTestEnv,
+} from './testing/harness';
 
 describe('records Kafka refuses for good are parked', () => {
   let env: TapiTestEnv;
@@ -31,7 +42,13 @@ describe('records Kafka refuses for good are parked', () => {
       const configs = { ...topicSpecs({ prefix: env.prefix }).ingest.configs, 'max.message.bytes': String(bytes) };
       await admin.alterConfigs({
         validateOnly: false,
-        resources: [{ type: ConfigResourceTypes.TOPIC, name: env.topics.ingest, configEntries: Object.entries(configs).map(([name, value]) => ({ name, value })) }],
+        resources: [
+          {
+            type: ConfigResourceTypes.TOPIC,
+            name: env.topics.ingest,
+            configEntries: Object.entries(configs).map(([name, value]) => ({ name, value })),
+          },
+        ],
       });
     } finally {
       await admin.disconnect();
@@ -55,7 +72,11 @@ describe('records Kafka refuses for good are parked', () => {
       PUBLISH_TIMEOUT_MS: '1500',
       LOG_LEVEL: 'warn',
     });
-  const lines = (r: CliResult) => r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = (r: CliResult) =>
+    r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
 
   it('parks the refused record, keeps the spool flowing without failover, then lists, re-sends and discards it', async () => {
     await setIngestLimit(4_096);
@@ -72,7 +93,11 @@ describe('records Kafka refuses for good are parked', () => {
     expect(statuses.every((s) => s === 200)).toBe(true);
 
     const arrived = await collector.waitForIds(small, 20_000);
-    expect({ missing: small.filter((id) => !collector.byId.has(id)), publisher: tapi.publisher.describe(), logs: arrived.length === small.length ? '' : env.recentLogs().slice(-3_000) }).toEqual({
+    expect({
+      missing: small.filter((id) => !collector.byId.has(id)),
+      publisher: tapi.publisher.describe(),
+      logs: arrived.length === small.length ? '' : env.recentLogs().slice(-3_000),
+    }).toEqual({
       missing: [],
       publisher: expect.stringContaining('primary connected'),
       logs: '',
@@ -100,7 +125,10 @@ describe('records Kafka refuses for good are parked', () => {
 
     // resend while the topic still refuses it: kept, exit 1.
     const refused = await cli('resend', '--id', big1);
-    expect({ code: refused.code, result: lines(refused) }).toEqual({ code: 1, result: [expect.objectContaining({ id: big1, outcome: 'refused' })] });
+    expect({ code: refused.code, result: lines(refused) }).toEqual({
+      code: 1,
+      result: [expect.objectContaining({ id: big1, outcome: 'refused' })],
+    });
     expect(lines(await cli('list')).map((e) => e.id)).toEqual([big1, big2]);
 
     // resend after raising the limit: delivered and gone from the parked list.
@@ -115,7 +143,10 @@ describe('records Kafka refuses for good are parked', () => {
 
     // discard: gone without being sent.
     const discarded = await cli('discard', '--id', big2);
-    expect({ code: discarded.code, result: lines(discarded) }).toEqual({ code: 0, result: [expect.objectContaining({ id: big2, outcome: 'discarded' })] });
+    expect({ code: discarded.code, result: lines(discarded) }).toEqual({
+      code: 0,
+      result: [expect.objectContaining({ id: big2, outcome: 'discarded' })],
+    });
     expect(lines(await cli('list'))).toEqual([]);
     await collector.catchUp();
     expect(collector.byId.has('parked-big-2')).toBe(false);

@@ -55,7 +55,10 @@ export class ParkedRecords {
     await fs.promises.rename(tmp, file);
     await syncDir(this.dir);
     spoolParked.labels(reason).inc();
-    this.logger.warn({ id, reason, error, key: record.key, bytes: record.value.length }, 'record parked: kafka refuses it; see `cli.js spool parked`');
+    this.logger.warn(
+      { id, reason, error, key: record.key, bytes: record.value.length },
+      'record parked: kafka refuses it; see `cli.js spool parked`',
+    );
   }
 
   /** Every parked record, oldest first. */

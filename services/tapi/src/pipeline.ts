@@ -1,5 +1,18 @@
 import os from 'node:os';
-import { createKafka, ensureTopics, isKafkaAuthenticationError, kafkaConnection, MissingTopicsError, requireTopics, topicNames, topicSettings, topicSpecs, withDeadline, type Kafka, type TopicRole } from '@cdp/kafka';
+import {
+  createKafka,
+  ensureTopics,
+  isKafkaAuthenticationError,
+  kafkaConnection,
+  MissingTopicsError,
+  requireTopics,
+  topicNames,
+  topicSettings,
+  topicSpecs,
+  withDeadline,
+  type Kafka,
+  type TopicRole,
+} from '@cdp/kafka';
 import { errorFields, type Logger } from '@cdp/log';
 import type { PipelineConfig } from './config';
 import { KafkaCluster } from './kafka-cluster';
@@ -26,7 +39,12 @@ export class Pipeline {
 
   static async open(config: PipelineConfig, logger: Logger): Promise<Pipeline> {
     const { kafka, primary, secondary } = await openClusters(config, logger);
-    const spool = await Spool.open({ dir: config.SPOOL_DIR, maxBytes: config.SPOOL_MAX_BYTES, minFreeBytes: config.SPOOL_MIN_FREE_BYTES, logger });
+    const spool = await Spool.open({
+      dir: config.SPOOL_DIR,
+      maxBytes: config.SPOOL_MAX_BYTES,
+      minFreeBytes: config.SPOOL_MIN_FREE_BYTES,
+      logger,
+    });
     const suppression = suppressionFollower(kafka, config, logger);
     const publisher = new Publisher({
       topic: topicNames(config.CDP_TOPIC_PREFIX).ingest,
@@ -65,17 +83,32 @@ export class Pipeline {
  * A broker down at start must not stop tapi: waits a little for the connections, then goes on
  * (events go to the spool) while the publisher keeps connecting in the background.
  */
-export async function openClusters(config: PipelineConfig, logger: Logger): Promise<{ kafka: Kafka; primary: KafkaCluster; secondary?: KafkaCluster }> {
+export async function openClusters(
+  config: PipelineConfig,
+  logger: Logger,
+): Promise<{ kafka: Kafka; primary: KafkaCluster; secondary?: KafkaCluster }> {
   const topics = topicNames(config.CDP_TOPIC_PREFIX);
   const clientId = `tapi-${os.hostname()}-${process.pid}`;
   const kafka = createKafka({ ...kafkaConnection(config), clientId, logger });
   await prepareTopics(kafka, config, logger);
-  const primary = new KafkaCluster(kafka, topics.ingest, logger.child({ cluster: 'primary' }), config.PUBLISH_TIMEOUT_MS, config.KAFKA_PRODUCERS);
+  const primary = new KafkaCluster(
+    kafka,
+    topics.ingest,
+    logger.child({ cluster: 'primary' }),
+    config.PUBLISH_TIMEOUT_MS,
+    config.KAFKA_PRODUCERS,
+  );
   let secondary: KafkaCluster | undefined;
   if (config.KAFKA_SECONDARY_BROKERS) {
     const kafka2 = createKafka({ ...kafkaConnection(config, config.KAFKA_SECONDARY_BROKERS), clientId, logger });
     await prepareTopics(kafka2, config, logger.child({ cluster: 'secondary' }));
-    secondary = new KafkaCluster(kafka2, topics.ingest, logger.child({ cluster: 'secondary' }), config.PUBLISH_TIMEOUT_MS, config.KAFKA_PRODUCERS);
+    secondary = new KafkaCluster(
+      kafka2,
+      topics.ingest,
+      logger.child({ cluster: 'secondary' }),
+      config.PUBLISH_TIMEOUT_MS,
+      config.KAFKA_PRODUCERS,
+    );
   }
   const connected = Promise.all(
     [primary, secondary].map((c) => c?.ensureConnected().catch((error) => logger.warn(errorFields(error), 'kafka not reachable at start'))),
@@ -87,7 +120,8 @@ export async function openClusters(config: PipelineConfig, logger: Logger): Prom
 }
 
 /** The record's user is suppressed in its space (GDPR): it must not reach Kafka. */
-export const isSuppressed = (suppression: SuppressionFollower, r: SpoolRecord) => Boolean(r.space && r.user && suppression.set.has(r.space, r.user));
+export const isSuppressed = (suppression: SuppressionFollower, r: SpoolRecord) =>
+  Boolean(r.space && r.user && suppression.set.has(r.space, r.user));
 
 /** The follower of cdp.regulations (not started), unless SUPPRESSION_ENABLED is false. */
 export function suppressionFollower(kafka: Kafka, config: PipelineConfig, logger: Logger): SuppressionFollower | undefined {
@@ -114,11 +148,19 @@ async function prepareTopics(kafka: Kafka, config: PipelineConfig, logger: Logge
     if (config.KAFKA_ENSURE_TOPICS) {
       await admin.connect();
       const specs = topicSpecs(topicSettings(config));
-      await ensureTopics(admin, roles.map((r) => specs[r]));
+      await ensureTopics(
+        admin,
+        roles.map((r) => specs[r]),
+      );
     } else {
       const names = topicNames(config.CDP_TOPIC_PREFIX);
       await withDeadline(
-        admin.connect().then(() => requireTopics(admin, roles.map((r) => names[r]))),
+        admin.connect().then(() =>
+          requireTopics(
+            admin,
+            roles.map((r) => names[r]),
+          ),
+        ),
         config.PUBLISH_TIMEOUT_MS * 2,
       );
     }

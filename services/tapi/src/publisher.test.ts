@@ -10,7 +10,10 @@ import { Spool, SpoolFullError, type SpoolRecord } from './spool';
 const logger = createLogger({ name: 'test', level: 'silent' });
 
 /** Kafka's refusal of a record, as kafkajs throws it. */
-const tooLarge = () => Object.assign(new Error('The request included a message larger than the max message size the server will accept'), { type: 'MESSAGE_TOO_LARGE' });
+const tooLarge = () =>
+  Object.assign(new Error('The request included a message larger than the max message size the server will accept'), {
+    type: 'MESSAGE_TOO_LARGE',
+  });
 
 /** An in-memory cluster whose availability the test switches. */
 class FakeCluster implements ClusterSender {
@@ -27,7 +30,8 @@ class FakeCluster implements ClusterSender {
     if (this.hang) return new Promise(() => undefined);
     if (!this.up) throw new Error('broker down');
     this.sends.push(messages);
-    if (this.limit !== undefined && messages.reduce((n, m) => n + recordBytes(m), RECORD_BATCH_OVERHEAD_BYTES) > this.limit) throw tooLarge();
+    if (this.limit !== undefined && messages.reduce((n, m) => n + recordBytes(m), RECORD_BATCH_OVERHEAD_BYTES) > this.limit)
+      throw tooLarge();
     this.received.push(...messages.map((m) => m.key));
   }
   async maxMessageBytes(): Promise<number> {
@@ -40,7 +44,8 @@ class FakeCluster implements ClusterSender {
   async ensureConnected(): Promise<void> {}
 }
 
-const recs = (prefix: string, n: number): SpoolRecord[] => Array.from({ length: n }, (_, i) => ({ key: `web:${prefix}${i}`, value: `{"i":${i}}` }));
+const recs = (prefix: string, n: number): SpoolRecord[] =>
+  Array.from({ length: n }, (_, i) => ({ key: `web:${prefix}${i}`, value: `{"i":${i}}` }));
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'tapi-spool-'));
 const waitFor = async (cond: () => boolean, ms = 10_000) => {
   const until = Date.now() + ms;
@@ -50,7 +55,12 @@ const waitFor = async (cond: () => boolean, ms = 10_000) => {
   }
 };
 
-function make(spool: Spool, primary: FakeCluster, secondary?: FakeCluster, extra: Partial<ConstructorParameters<typeof Publisher>[0]> = {}) {
+function make(
+  spool: Spool,
+  primary: FakeCluster,
+  secondary?: FakeCluster,
+  extra: Partial<ConstructorParameters<typeof Publisher>[0]> = {},
+) {
   return new Publisher({
     topic: 't',
     primary,
@@ -110,7 +120,10 @@ describe('Publisher', () => {
     const primary = new FakeCluster();
     primary.up = false;
     const p = make(spool, primary);
-    await p.publish([{ key: 'web:x', value: '1', space: 'main', user: 'bad' }, { key: 'web:y', value: '2', space: 'main', user: 'ok' }]);
+    await p.publish([
+      { key: 'web:x', value: '1', space: 'main', user: 'bad' },
+      { key: 'web:y', value: '2', space: 'main', user: 'ok' },
+    ]);
     await spool.close();
     spool = await Spool.open({ dir, maxBytes: 10_000, minFreeBytes: 1, logger });
     expect(spool.depth).toBe(2);
@@ -190,7 +203,8 @@ describe('Publisher', () => {
   });
 
   describe('records Kafka refuses', () => {
-    const sized = (prefix: string, n: number, valueBytes: number): SpoolRecord[] => Array.from({ length: n }, (_, i) => ({ key: `web:${prefix}${i}`, value: 'v'.repeat(valueBytes) }));
+    const sized = (prefix: string, n: number, valueBytes: number): SpoolRecord[] =>
+      Array.from({ length: n }, (_, i) => ({ key: `web:${prefix}${i}`, value: 'v'.repeat(valueBytes) }));
 
     it('drains in sends split under the topic limit, in order', async () => {
       const primary = new FakeCluster();
@@ -202,7 +216,8 @@ describe('Publisher', () => {
       expect(await p.drainAll(5_000)).toBe(true);
       expect(primary.received).toEqual([0, 1, 2, 3].flatMap((i) => [0, 1, 2, 3, 4].map((j) => `web:r${i}-${j}`)));
       expect(primary.sends.length).toBeGreaterThan(2);
-      for (const send of primary.sends) expect(send.reduce((n, m) => n + recordBytes(m), RECORD_BATCH_OVERHEAD_BYTES)).toBeLessThanOrEqual(1_000);
+      for (const send of primary.sends)
+        expect(send.reduce((n, m) => n + recordBytes(m), RECORD_BATCH_OVERHEAD_BYTES)).toBeLessThanOrEqual(1_000);
     });
 
     it('parks a refused record and delivers the others in order, without counting a cluster failure', async () => {

@@ -135,13 +135,15 @@ export class Publisher {
   /** One line on where events go and why: readiness detail, drain-wait log, test failures. */
   describe(): string {
     const now = Date.now();
-    const clusters = [this.primary, this.secondary].filter((c): c is ClusterState => c !== undefined).map((c) => {
-      const flags = [c.sender.isConnected ? 'connected' : 'disconnected'];
-      if (c.sender.isStalled === true) flags.push('stalled');
-      if (c.consecutiveFailures > 0) flags.push(`${c.consecutiveFailures} failures`);
-      if (c.skipUntil > now) flags.push(`skipped ${c.skipUntil - now} ms more`);
-      return `${c.name} ${flags.join(', ')}`;
-    });
+    const clusters = [this.primary, this.secondary]
+      .filter((c): c is ClusterState => c !== undefined)
+      .map((c) => {
+        const flags = [c.sender.isConnected ? 'connected' : 'disconnected'];
+        if (c.sender.isStalled === true) flags.push('stalled');
+        if (c.consecutiveFailures > 0) flags.push(`${c.consecutiveFailures} failures`);
+        if (c.skipUntil > now) flags.push(`skipped ${c.skipUntil - now} ms more`);
+        return `${c.name} ${flags.join(', ')}`;
+      });
     return `active ${this.active.name}, mode ${this.force}, spool ${this.options.spool.depth} events; ${clusters.join('; ')}`;
   }
 
@@ -199,7 +201,10 @@ export class Publisher {
           if (refusal) {
             // Kafka refuses these records, not a failure of the cluster (no failover): to the
             // spool, whose drainer sends them apart and parks what is refused again.
-            this.options.logger.warn({ reason: refusal, cluster: cluster.name, events: records.length }, 'kafka refused the records; spooled');
+            this.options.logger.warn(
+              { reason: refusal, cluster: cluster.name, events: records.length },
+              'kafka refused the records; spooled',
+            );
             break;
           }
           this.noteFailure(cluster, error);
@@ -218,7 +223,10 @@ export class Publisher {
   private noteFailure(cluster: ClusterState, error: unknown): void {
     cluster.failed(Date.now(), this.options.probeIntervalMs);
     publishFailures.labels(cluster.name).inc();
-    this.options.logger.warn({ ...errorFields(error), cluster: cluster.name, failures: cluster.consecutiveFailures }, 'publish to kafka failed');
+    this.options.logger.warn(
+      { ...errorFields(error), cluster: cluster.name, failures: cluster.consecutiveFailures },
+      'publish to kafka failed',
+    );
     if (
       this.force === 'auto' &&
       cluster === this.primary &&
@@ -257,7 +265,9 @@ export class Publisher {
   async connect(): Promise<void> {
     for (const c of [this.primary, this.secondary]) {
       if (c && !c.sender.isConnected) {
-        await c.sender.ensureConnected().catch((error) => this.options.logger.debug({ ...errorFields(error), cluster: c.name }, 'kafka connect failed'));
+        await c.sender
+          .ensureConnected()
+          .catch((error) => this.options.logger.debug({ ...errorFields(error), cluster: c.name }, 'kafka connect failed'));
       }
     }
   }
@@ -363,7 +373,10 @@ export class Publisher {
       cluster.limitRetryAt = Date.now() + LIMIT_RETRY_MS;
       if (!cluster.limitUnreadableLogged) {
         cluster.limitUnreadableLogged = true;
-        this.options.logger.warn({ ...errorFields(error), cluster: cluster.name, assumed: DEFAULT_MAX_MESSAGE_BYTES }, 'cannot read the topic size limit yet');
+        this.options.logger.warn(
+          { ...errorFields(error), cluster: cluster.name, assumed: DEFAULT_MAX_MESSAGE_BYTES },
+          'cannot read the topic size limit yet',
+        );
       }
       return DEFAULT_MAX_MESSAGE_BYTES;
     }

@@ -31,7 +31,8 @@ export function watchRuntimeConfig(file: string, intervalMs: number, logger: Log
       last = text;
       apply(cfg.cluster);
     } catch (error) {
-      if (text !== last) logger.warn({ file, err: { message: (error as Error).message } }, 'runtime config rejected; keeping the previous one');
+      if (text !== last)
+        logger.warn({ file, err: { message: (error as Error).message } }, 'runtime config rejected; keeping the previous one');
       last = text;
     }
   };

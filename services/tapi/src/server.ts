@@ -5,7 +5,15 @@ import type { Logger } from '@cdp/log';
 import type { Source, Workspace } from '@cdp/workspace';
 import { resolveWriteKey } from './ingest/auth';
 import { BadRequest, decodeBody, mayHoldLoneSurrogates, parseJsonBody, readRawBody } from './ingest/body';
-import { decodePixelData, ENVELOPE_ALLOWANCE_BYTES, ExpansionBudget, extractEvents, prepareEvent, type DropReason, type Endpoint } from './ingest/normalize';
+import {
+  decodePixelData,
+  ENVELOPE_ALLOWANCE_BYTES,
+  ExpansionBudget,
+  extractEvents,
+  prepareEvent,
+  type DropReason,
+  type Endpoint,
+} from './ingest/normalize';
 import { bytesIn, eventsAccepted, eventsDropped, requestsRejected, requestsTotal } from './metrics';
 import type { StoredIn } from './publisher';
 import type { RateLimiter } from './rate-limit';
@@ -164,7 +172,12 @@ export function buildApp(options: TapiAppOptions): RequestListener {
       requestsRejected.labels(error.reason).inc();
       requestsTotal.labels(label, '400').inc();
       // An oversize body may still be arriving: close the connection rather than read it all.
-      sendJson(res, 400, JSON.stringify(errorBody(error.reason, error.message)), error.reason === 'payload_too_large' ? { Connection: 'close' } : {});
+      sendJson(
+        res,
+        400,
+        JSON.stringify(errorBody(error.reason, error.message)),
+        error.reason === 'payload_too_large' ? { Connection: 'close' } : {},
+      );
     } else if (error instanceof RateLimited) {
       requestsRejected.labels('rate_limited').inc();
       requestsTotal.labels(label, '429').inc();
@@ -177,7 +190,9 @@ export function buildApp(options: TapiAppOptions): RequestListener {
       requestsRejected.labels('spool_full').inc();
       requestsTotal.labels(label, '503').inc();
       logger.error({ err: { message: error.message } }, 'cannot store events: kafka unavailable and spool full');
-      sendJson(res, 503, JSON.stringify(errorBody('unavailable', 'events cannot be stored right now; retry later')), { 'Retry-After': '5' });
+      sendJson(res, 503, JSON.stringify(errorBody('unavailable', 'events cannot be stored right now; retry later')), {
+        'Retry-After': '5',
+      });
     } else {
       requestsRejected.labels('internal').inc();
       requestsTotal.labels(label, '500').inc();
@@ -225,12 +240,24 @@ export function buildApp(options: TapiAppOptions): RequestListener {
         requestsRejected.labels('invalid_pixel').inc();
       }
     } catch (error) {
-      const reason = error instanceof BadRequest ? error.reason : error instanceof RateLimited ? 'rate_limited' : error instanceof SpoolFullError ? 'spool_full' : 'internal';
+      const reason =
+        error instanceof BadRequest
+          ? error.reason
+          : error instanceof RateLimited
+            ? 'rate_limited'
+            : error instanceof SpoolFullError
+              ? 'spool_full'
+              : 'internal';
       requestsRejected.labels(reason).inc();
-      if (reason === 'internal' || reason === 'spool_full') logger.warn({ err: { message: (error as Error).message } }, 'pixel event not stored');
+      if (reason === 'internal' || reason === 'spool_full')
+        logger.warn({ err: { message: (error as Error).message } }, 'pixel event not stored');
     }
     requestsTotal.labels('pixel', '200').inc();
-    res.writeHead(200, { 'Content-Type': 'image/gif', 'Content-Length': GIF.length, 'Cache-Control': 'no-cache, no-store, must-revalidate' });
+    res.writeHead(200, {
+      'Content-Type': 'image/gif',
+      'Content-Length': GIF.length,
+      'Cache-Control': 'no-cache, no-store, must-revalidate',
+    });
     res.end(GIF);
   });
 
@@ -245,9 +272,19 @@ export function buildApp(options: TapiAppOptions): RequestListener {
     const host = options.publicHost ?? String(req.headers.host ?? 'localhost');
     const doc = {
       integrations: {
-        'Segment.io': { apiKey: params.writeKey, apiHost: `${host}/v1`, unbundledIntegrations: [], addBundledMetadata: true, maybeBundledConfigIds: {} },
+        'Segment.io': {
+          apiKey: params.writeKey,
+          apiHost: `${host}/v1`,
+          unbundledIntegrations: [],
+          addBundledMetadata: true,
+          maybeBundledConfigIds: {},
+        },
       },
-      plan: { track: { __default: { enabled: true, integrations: {} } }, identify: { __default: { enabled: true } }, group: { __default: { enabled: true } } },
+      plan: {
+        track: { __default: { enabled: true, integrations: {} } },
+        identify: { __default: { enabled: true } },
+        group: { __default: { enabled: true } },
+      },
       edgeFunction: {},
       analyticsNextEnabled: true,
       middlewareSettings: {},

@@ -41,7 +41,9 @@ export class TapiService implements BuiltService {
     const { spool, publisher, suppression } = parts.pipeline;
     this.readiness = [
       { name: 'spool', check: async () => ({ ok: !spool.isNearFull, detail: `${spool.depth} events, ${spool.bytes} bytes` }) },
-      ...(suppression ? [{ name: 'suppression', check: async () => ({ ok: suppression.ready, detail: `${suppression.set.size} users` }) }] : []),
+      ...(suppression
+        ? [{ name: 'suppression', check: async () => ({ ok: suppression.ready, detail: `${suppression.set.size} users` }) }]
+        : []),
       { name: 'kafka', check: async () => ({ ok: true, detail: publisher.describe() }) },
     ];
     this.shutdown = {
@@ -73,13 +75,20 @@ export class TapiService implements BuiltService {
     this.publisher.start();
     this.suppression?.start();
     this.server = await listen(this.parts.app, this.config.PORT, this.config.HOST);
-    return { port: this.server.port, topic: topicNames(this.config.CDP_TOPIC_PREFIX).ingest, secondary: Boolean(this.parts.pipeline.secondary) };
+    return {
+      port: this.server.port,
+      topic: topicNames(this.config.CDP_TOPIC_PREFIX).ingest,
+      secondary: Boolean(this.parts.pipeline.secondary),
+    };
   }
 
   private async drainSpool(drainMs: number): Promise<void> {
     await this.publisher.stop();
     if (this.spool.depth === 0) return;
     const drained = await this.publisher.drainAll(drainMs);
-    this.logger[drained ? 'info' : 'warn']({ left: this.spool.depth }, drained ? 'spool drained before exit' : 'spool not fully drained; kept for the next start');
+    this.logger[drained ? 'info' : 'warn'](
+      { left: this.spool.depth },
+      drained ? 'spool drained before exit' : 'spool not fully drained; kept for the next start',
+    );
   }
 }

@@ -50,7 +50,7 @@ describe('tapi process: SIGTERM drains the spool before exiting', () => {
       // Not ready (Kafka does not answer), but it accepts and spools.
       const ids = Array.from({ length: 30 }, (_, i) => `sigterm-${i}`);
       const until = Date.now() + 30_000;
-      for (let i = 0; i < ids.length; ) {
+      for (let i = 0; i < ids.length;) {
         const res = await fetch(`http://127.0.0.1:${port}/v1/track`, {
           method: 'POST',
           headers: { Authorization: basicAuth(WRITE_KEY) },

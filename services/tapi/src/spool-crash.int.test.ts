@@ -5,8 +5,16 @@ import path from 'node:path';
 import { regulationKey } from '@cdp/events';
 import { canConnect, freePort, metricValue, sleep, startServiceProcess, type ServiceProcess } from '@cdp/testkit';
 import { Spool } from './spool';
-import { basicAuth, createTapiTestEnv, EnvelopeCollector, runTapiCli, startLoad, WRITE_KEY, type CliResult, type TapiTestEnv } from './testing/harness';
-
+import {
+  basicAuth,
+  createTapiTestEnv,
+  EnvelopeCollector,
+  runTapiCli,
+  startLoad,
+  WRITE_KEY,
+  type CliResult,
+  type TapiTestEnv,
+} from './testing/harness';
 
 describe('spool on a volume that outlives the process', () => {
   let env: TapiTestEnv;
@@ -59,7 +67,9 @@ describe('spool on a volume that outlives the process', () => {
     const spoolDir = path.join(env.dir, 'spool-kill');
     const first = await startTapi(spoolDir);
     // 32 clients at once, each sending 5-event batches back to back.
-    const loads = Array.from({ length: 32 }, (_, c) => startLoad(() => first.url, { label: `kill-${c}`, batchSize: 5, intervalMs: 0, maxRequests: 60, maxMs: 60_000 }));
+    const loads = Array.from({ length: 32 }, (_, c) =>
+      startLoad(() => first.url, { label: `kill-${c}`, batchSize: 5, intervalMs: 0, maxRequests: 60, maxMs: 60_000 }),
+    );
     const acked = () => loads.reduce((n, l) => n + l.result.acked.length, 0);
     for (let i = 0; acked() < 2_000 && i < 600; i++) await sleep(50);
     await first.proc.stop('SIGKILL');
@@ -78,7 +88,7 @@ describe('spool on a volume that outlives the process', () => {
     expect(await spoolDepth(spoolDir)).toBe(0);
   });
 
-  it('`spool drain --dir` republishes a dead process\'s spool, drops suppressed users, exits 1 while Kafka is unreachable and 0 once drained', async () => {
+  it("`spool drain --dir` republishes a dead process's spool, drops suppressed users, exits 1 while Kafka is unreachable and 0 once drained", async () => {
     const spoolDir = path.join(env.dir, 'spool-drain');
     const tapi = await startTapi(spoolDir);
     const batch = (ids: string[], userId: string) =>
@@ -96,7 +106,13 @@ describe('spool on a volume that outlives the process', () => {
     await env.producer.send(env.topics.regulations, [
       {
         key: regulationKey('main', 'drain-erased-user'),
-        value: JSON.stringify({ regulationId: 'r-drain', type: 'SUPPRESS_ONLY', userId: 'drain-erased-user', spaceId: 'main', requestedAt: new Date().toISOString() }),
+        value: JSON.stringify({
+          regulationId: 'r-drain',
+          type: 'SUPPRESS_ONLY',
+          userId: 'drain-erased-user',
+          spaceId: 'main',
+          requestedAt: new Date().toISOString(),
+        }),
       },
     ]);
 

@@ -79,7 +79,8 @@ export class Spool {
     fs.mkdirSync(options.dir, { recursive: true });
     const db = new ClassicLevel<string, string>(options.dir, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
     await db.open().catch((error: Error & { cause?: { code?: string } }) => {
-      if (error.cause?.code === 'LEVEL_LOCKED') throw new Error(`spool ${options.dir} is open in another process (LevelDB lock)`, { cause: error });
+      if (error.cause?.code === 'LEVEL_LOCKED')
+        throw new Error(`spool ${options.dir} is open in another process (LevelDB lock)`, { cause: error });
       throw error;
     });
     const spool = new Spool(db, options);

@@ -1,8 +1,16 @@
 import path from 'node:path';
 import { regulationKey } from '@cdp/events';
 import { metricValue, sleep } from '@cdp/testkit';
-import { basicAuth, createTapiTestEnv, EnvelopeCollector, metrics, waitReady, WRITE_KEY, type InProcessTapi, type TapiTestEnv } from './testing/harness';
-
+import {
+  basicAuth,
+  createTapiTestEnv,
+  EnvelopeCollector,
+  metrics,
+  waitReady,
+  WRITE_KEY,
+  type InProcessTapi,
+  type TapiTestEnv,
+} from './testing/harness';
 
 describe('GDPR suppression from cdp.regulations', () => {
   let env: TapiTestEnv;
@@ -75,7 +83,11 @@ describe('GDPR suppression from cdp.regulations', () => {
   it('becomes ready when transaction markers end the topic, applying committed records only', async () => {
     // A transactional writer leaves a control record (commit or abort marker) after its data:
     // the high watermark is one past the marker, never reached by a data record.
-    const producer = env.kafka.producer({ transactionalId: `tapi-test-regulations-${Date.now()}`, idempotent: true, maxInFlightRequests: 1 });
+    const producer = env.kafka.producer({
+      transactionalId: `tapi-test-regulations-${Date.now()}`,
+      idempotent: true,
+      maxInFlightRequests: 1,
+    });
     await producer.connect();
     try {
       const committed = await producer.transaction();

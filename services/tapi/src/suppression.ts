@@ -195,7 +195,7 @@ export class SuppressionFollower {
       topic,
       logger,
       groupPrefix: 'cdp-tapi-regulations',
-      apply: (record) => this.set.applyRecord(record.key, record.value) === 'invalid' ? 'invalid' : undefined,
+      apply: (record) => (this.set.applyRecord(record.key, record.value) === 'invalid' ? 'invalid' : undefined),
       afterBatch: () => {
         suppressedUsers.set(this.set.size);
         suppressionBytes.set(this.set.bytes);

@@ -2,7 +2,19 @@ import zlib from 'node:zlib';
 import { Analytics } from '@segment/analytics-node';
 import type { Envelope } from '@cdp/events';
 import { metricValue } from '@cdp/testkit';
-import { basicAuth, createTapiTestEnv, DISABLED_KEY, EnvelopeCollector, LIMITED_KEY, metrics, SERVER_KEY, waitReady, WRITE_KEY, type InProcessTapi, type TapiTestEnv } from './testing/harness';
+import {
+  basicAuth,
+  createTapiTestEnv,
+  DISABLED_KEY,
+  EnvelopeCollector,
+  LIMITED_KEY,
+  metrics,
+  SERVER_KEY,
+  waitReady,
+  WRITE_KEY,
+  type InProcessTapi,
+  type TapiTestEnv,
+} from './testing/harness';
 
 // Untyped CommonJS SDKs, used exactly as an app would.
 const LegacyAnalytics = require('analytics-node');
@@ -38,7 +50,13 @@ async function call({ path, body, headers = {}, method = 'POST' }: Call): Promis
   return fetch(`${tapi.url}${path}`, { method, headers, body: method === 'GET' ? undefined : body });
 }
 
-const msg = (messageId: string, extra: Record<string, unknown> = {}) => ({ messageId, userId: 'u-raw', event: 'Raw Event', properties: { n: 1 }, ...extra });
+const msg = (messageId: string, extra: Record<string, unknown> = {}) => ({
+  messageId,
+  userId: 'u-raw',
+  event: 'Raw Event',
+  properties: { n: 1 },
+  ...extra,
+});
 
 function withoutServerFields(e: Envelope): Record<string, unknown> {
   const { receivedAt: _r, timestamp: _t, originalTimestamp: _o, sentAt: _s, ...rest } = e.message as Record<string, unknown>;
@@ -53,7 +71,13 @@ describe('real SDKs pointed at tapi', () => {
     const ids = Array.from({ length: 6 }, () => id('seg'));
     const context = { app: { name: 'shop', version: '1.2' }, locale: 'de-DE' };
     analytics.identify({ messageId: ids[0], userId: 'seg-u1', traits: { plan: 'pro', seats: 3 }, context });
-    analytics.track({ messageId: ids[1], userId: 'seg-u1', event: 'Order Completed', properties: { total: 12.5, items: [{ sku: 'a' }] }, context });
+    analytics.track({
+      messageId: ids[1],
+      userId: 'seg-u1',
+      event: 'Order Completed',
+      properties: { total: 12.5, items: [{ sku: 'a' }] },
+      context,
+    });
     analytics.page({ messageId: ids[2], anonymousId: 'seg-a1', name: 'Home', category: 'Docs', properties: { path: '/' } });
     analytics.screen({ messageId: ids[3], userId: 'seg-u1', name: 'Cart', properties: { step: 2 } });
     analytics.group({ messageId: ids[4], userId: 'seg-u1', groupId: 'org-1', traits: { name: 'Org' } });
@@ -64,7 +88,11 @@ describe('real SDKs pointed at tapi', () => {
     expect(got.every((e) => e.sourceId === 'web')).toBe(true);
     expect(got[0].message.traits).toEqual({ plan: 'pro', seats: 3 });
     expect(got[0].message.context).toMatchObject({ ...context, library: { name: '@segment/analytics-node' } });
-    expect(got[1].message).toMatchObject({ userId: 'seg-u1', event: 'Order Completed', properties: { total: 12.5, items: [{ sku: 'a' }] } });
+    expect(got[1].message).toMatchObject({
+      userId: 'seg-u1',
+      event: 'Order Completed',
+      properties: { total: 12.5, items: [{ sku: 'a' }] },
+    });
     expect(got[2].message).toMatchObject({ anonymousId: 'seg-a1', name: 'Home', properties: { path: '/' } });
     expect(got[3].message).toMatchObject({ name: 'Cart', properties: { step: 2 } });
     expect(got[4].message).toMatchObject({ groupId: 'org-1', traits: { name: 'Org' } });
@@ -80,7 +108,13 @@ describe('real SDKs pointed at tapi', () => {
     const analytics = new LegacyAnalytics(SERVER_KEY, { host: tapi.url, flushAt: 3, flushInterval: 200 });
     const ids = [id('legacy'), id('legacy'), id('legacy')];
     analytics.identify({ messageId: ids[0], userId: 'legacy-u1', traits: { email: 'a@example.com' } });
-    analytics.track({ messageId: ids[1], userId: 'legacy-u1', event: 'Signed Up', properties: { plan: 'free' }, context: { campaign: { name: 'x' } } });
+    analytics.track({
+      messageId: ids[1],
+      userId: 'legacy-u1',
+      event: 'Signed Up',
+      properties: { plan: 'free' },
+      context: { campaign: { name: 'x' } },
+    });
     analytics.page({ messageId: ids[2], userId: 'legacy-u1', name: 'Pricing', properties: { url: 'https://e.com/p' } });
     await new Promise<void>((resolve, reject) => analytics.flush((err: Error | undefined) => (err ? reject(err) : resolve())));
     const got = await collector.waitForIds(ids);
@@ -90,7 +124,11 @@ describe('real SDKs pointed at tapi', () => {
       ['server', 'page'],
     ]);
     expect(got[0].message.traits).toEqual({ email: 'a@example.com' });
-    expect(got[1].message).toMatchObject({ event: 'Signed Up', properties: { plan: 'free' }, context: { campaign: { name: 'x' }, library: { name: 'analytics-node' } } });
+    expect(got[1].message).toMatchObject({
+      event: 'Signed Up',
+      properties: { plan: 'free' },
+      context: { campaign: { name: 'x' }, library: { name: 'analytics-node' } },
+    });
     expect(got[2].message).toMatchObject({ name: 'Pricing', properties: { url: 'https://e.com/p' } });
   });
 
@@ -103,12 +141,24 @@ describe('real SDKs pointed at tapi', () => {
     await new Promise<void>((resolve, reject) => analytics.flush((err: Error | undefined) => (err ? reject(err) : resolve())));
     const got = await collector.waitForIds(ids);
     expect(got).toHaveLength(2);
-    expect(got[0].message).toMatchObject({ type: 'track', userId: 'rudder-u1', event: 'Product Viewed', properties: { sku: 'p-1', price: 9 } });
-    expect(got[1].message).toMatchObject({ type: 'identify', anonymousId: 'rudder-a1', traits: { name: 'R' }, context: { os: { name: 'linux' } } });
+    expect(got[0].message).toMatchObject({
+      type: 'track',
+      userId: 'rudder-u1',
+      event: 'Product Viewed',
+      properties: { sku: 'p-1', price: 9 },
+    });
+    expect(got[1].message).toMatchObject({
+      type: 'identify',
+      anonymousId: 'rudder-a1',
+      traits: { name: 'R' },
+      context: { os: { name: 'linux' } },
+    });
     // Rudder sends originalTimestamp only: tapi derives the corrected timestamp from it.
     expect(typeof got[0].message.timestamp).toBe('string');
     const wire = await metrics(tapi);
-    expect(metricValue(wire, 'cdp_tapi_request_bytes_total', { stage: 'wire' })).toBeLessThan(metricValue(wire, 'cdp_tapi_request_bytes_total', { stage: 'decoded' }));
+    expect(metricValue(wire, 'cdp_tapi_request_bytes_total', { stage: 'wire' })).toBeLessThan(
+      metricValue(wire, 'cdp_tapi_request_bytes_total', { stage: 'decoded' }),
+    );
   });
 });
 
@@ -166,7 +216,11 @@ describe('raw HTTP matrix', () => {
     ['Bearer + body writeKey', { Authorization: 'Bearer some-oauth-token' }, { writeKey: WRITE_KEY }],
   ])('auth by %s publishes', async (_label, headers, bodyExtra) => {
     const messageId = id('auth');
-    const res = await call({ path: '/v1/track', body: JSON.stringify({ ...msg(messageId), ...bodyExtra }), headers: { ...json, ...headers } });
+    const res = await call({
+      path: '/v1/track',
+      body: JSON.stringify({ ...msg(messageId), ...bodyExtra }),
+      headers: { ...json, ...headers },
+    });
     expect(res.status).toBe(200);
     expect(await collector.waitForIds([messageId])).toHaveLength(1);
   });
@@ -178,7 +232,11 @@ describe('raw HTTP matrix', () => {
   ])('%s: 200 but nothing published, counted', async (_label, headers, bodyExtra, reason) => {
     const before = metricValue(await metrics(tapi), 'cdp_tapi_events_dropped_total', { reason });
     const messageId = id('noauth');
-    const res = await call({ path: '/v1/track', body: JSON.stringify({ ...msg(messageId), ...bodyExtra }), headers: { ...json, ...headers } });
+    const res = await call({
+      path: '/v1/track',
+      body: JSON.stringify({ ...msg(messageId), ...bodyExtra }),
+      headers: { ...json, ...headers },
+    });
     expect(res.status).toBe(200);
     await collector.catchUp();
     expect(collector.byId.has(messageId)).toBe(false);
@@ -210,9 +268,31 @@ describe('raw HTTP matrix', () => {
     ['corrupt gzip', '/v1/track', Buffer.from('definitely not gzip'), { 'Content-Encoding': 'gzip' }, 'bad_encoding'],
     ['unknown encoding', '/v1/track', Buffer.from('{}'), { 'Content-Encoding': 'lzma' }, 'bad_encoding'],
     ['gzip bomb', '/v1/batch', zlib.gzipSync(Buffer.alloc(64 * 1024 * 1024, 0x20)), { 'Content-Encoding': 'gzip' }, 'payload_too_large'],
-    ['event over 32 KB', '/v1/track', Buffer.from(JSON.stringify(msg('big', { properties: { s: 'x'.repeat(33 * 1024) } }))), {}, 'event_too_large'],
-    ['batch event over 32 KB', '/v1/batch', Buffer.from(JSON.stringify({ batch: [{ type: 'track', ...msg('big', { properties: { s: 'x'.repeat(33 * 1024) } }) }] })), {}, 'event_too_large'],
-    ['batch over 500 KB', '/v1/batch', Buffer.from(JSON.stringify({ batch: Array.from({ length: 20 }, () => ({ type: 'track', ...msg('b', { properties: { s: 'x'.repeat(30 * 1024) } }) })) })), {}, 'payload_too_large'],
+    [
+      'event over 32 KB',
+      '/v1/track',
+      Buffer.from(JSON.stringify(msg('big', { properties: { s: 'x'.repeat(33 * 1024) } }))),
+      {},
+      'event_too_large',
+    ],
+    [
+      'batch event over 32 KB',
+      '/v1/batch',
+      Buffer.from(JSON.stringify({ batch: [{ type: 'track', ...msg('big', { properties: { s: 'x'.repeat(33 * 1024) } }) }] })),
+      {},
+      'event_too_large',
+    ],
+    [
+      'batch over 500 KB',
+      '/v1/batch',
+      Buffer.from(
+        JSON.stringify({
+          batch: Array.from({ length: 20 }, () => ({ type: 'track', ...msg('b', { properties: { s: 'x'.repeat(30 * 1024) } }) })),
+        }),
+      ),
+      {},
+      'payload_too_large',
+    ],
   ])('%s → 400 with a JSON error', async (_label, path, body, extra, code) => {
     const res = await call({ path, body, headers: { ...auth, ...extra } });
     expect(res.status).toBe(400);
@@ -255,7 +335,9 @@ describe('raw HTTP matrix', () => {
     for (const b of bad) expect(collector.byId.has(b)).toBe(false);
     const after = await metrics(tapi);
     for (const reason of ['missing_user_id', 'missing_previous_id', 'invalid_type', 'message_id_too_long']) {
-      expect(metricValue(after, 'cdp_tapi_events_dropped_total', { reason }) - metricValue(before, 'cdp_tapi_events_dropped_total', { reason })).toBe(1);
+      expect(
+        metricValue(after, 'cdp_tapi_events_dropped_total', { reason }) - metricValue(before, 'cdp_tapi_events_dropped_total', { reason }),
+      ).toBe(1);
     }
   });
 
@@ -274,7 +356,11 @@ describe('raw HTTP matrix', () => {
 
   it('fills a missing messageId and keeps a client-set context.ip', async () => {
     const marker = id('noid');
-    const res = await call({ path: '/v1/track', body: JSON.stringify({ userId: marker, event: 'E', context: { ip: '203.0.113.9' } }), headers: auth });
+    const res = await call({
+      path: '/v1/track',
+      body: JSON.stringify({ userId: marker, event: 'E', context: { ip: '203.0.113.9' } }),
+      headers: auth,
+    });
     expect(res.status).toBe(200);
     await collector.catchUp();
     const e = collector.all.find((x) => x.message.userId === marker)!;
@@ -297,7 +383,11 @@ describe('raw HTTP matrix', () => {
     const ok = await call({ method: 'GET', path: `/v1/pixel/track?data=${encodeURIComponent(data)}`, body: '' });
     expect(ok.status).toBe(200);
     expect(ok.headers.get('content-type')).toBe('image/gif');
-    expect(Buffer.from(await ok.arrayBuffer()).subarray(0, 6).toString()).toBe('GIF89a');
+    expect(
+      Buffer.from(await ok.arrayBuffer())
+        .subarray(0, 6)
+        .toString(),
+    ).toBe('GIF89a');
     const [e] = await collector.waitForIds([messageId]);
     expect(e.message).toMatchObject({ type: 'track', event: 'Email Opened', userId: 'px' });
     for (const path of ['/v1/pixel/track?data=%%%', '/v1/pixel/nope?data=e30=', '/v1/pixel/page']) {
@@ -320,7 +410,11 @@ describe('raw HTTP matrix', () => {
       method: 'OPTIONS',
       path: '/v1/t',
       body: '',
-      headers: { Origin: 'https://shop.example', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'content-type,authorization' },
+      headers: {
+        Origin: 'https://shop.example',
+        'Access-Control-Request-Method': 'POST',
+        'Access-Control-Request-Headers': 'content-type,authorization',
+      },
     });
     expect(pre.status).toBe(204);
     expect(pre.headers.get('access-control-allow-origin')).toBe('https://shop.example');
@@ -341,7 +435,15 @@ describe('raw HTTP matrix', () => {
 
   it('unchanged events compare equal to what was sent apart from server-set fields', async () => {
     const messageId = id('eq');
-    const sent = { type: 'track', messageId, userId: 'eq-u', event: 'Equal', properties: { a: [1, { b: null }], c: 'ü' }, context: { locale: 'x' }, integrations: {} };
+    const sent = {
+      type: 'track',
+      messageId,
+      userId: 'eq-u',
+      event: 'Equal',
+      properties: { a: [1, { b: null }], c: 'ü' },
+      context: { locale: 'x' },
+      integrations: {},
+    };
     await call({ path: '/v1/track', body: JSON.stringify(sent), headers: auth });
     const [e] = await collector.waitForIds([messageId]);
     expect(withoutServerFields(e)).toEqual(sent);

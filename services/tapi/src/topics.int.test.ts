@@ -17,9 +17,16 @@ it('refuses to start when one of its topics is missing, naming it', async () => 
   await admin.createTopics({ topics: [{ topic: `${prefix}regulations`, numPartitions: 1, replicationFactor: 1 }], waitForLeaders: true });
   await admin.disconnect();
   const { OPS_PORT: _opsPort, LOG_LEVEL: _logLevel, ...base } = env.baseEnv;
-  const proc = await startServiceProcess('tapi', { ...base, CDP_TOPIC_PREFIX: prefix, KAFKA_ENSURE_TOPICS: 'false' }, { captureOutput: true });
+  const proc = await startServiceProcess(
+    'tapi',
+    { ...base, CDP_TOPIC_PREFIX: prefix, KAFKA_ENSURE_TOPICS: 'false' },
+    { captureOutput: true },
+  );
   expect(await waitServiceExit(proc, 30_000)).toBe(1);
-  const fatal = proc.output().split('\n').find((line) => line.includes('tapi failed to start')) ?? proc.output();
+  const fatal =
+    proc
+      .output()
+      .split('\n')
+      .find((line) => line.includes('tapi failed to start')) ?? proc.output();
   expect(fatal).toContain(`missing Kafka topics: ${prefix}ingest (create them with cdp-topics create)`);
 });
-

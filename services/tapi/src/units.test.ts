@@ -89,6 +89,8 @@ describe('suppression set memory', () => {
     const after = process.memoryUsage();
     // Typed arrays live outside the JS heap; the heap itself barely moves.
     expect(after.heapUsed - heapBefore.heapUsed).toBeLessThan(50 * 1024 * 1024);
-    console.log(`suppression set: ${set.size} users, ${(set.bytes / 1024 / 1024).toFixed(1)} MiB tables, ${(set.bytes / set.size).toFixed(1)} B/user`);
+    console.log(
+      `suppression set: ${set.size} users, ${(set.bytes / 1024 / 1024).toFixed(1)} MiB tables, ${(set.bytes / set.size).toFixed(1)} B/user`,
+    );
   });
 });

@@ -14,9 +14,11 @@ export async function build(config: TransformConfig, { logger, fatal }: ServiceD
   // cdp-topics creates the topics; transform verifies its own, failing the start naming a missing one.
   const admin = kafka.admin();
   await admin.connect();
-  await (config.KAFKA_ENSURE_TOPICS ? ensureTopics(admin, [specs.identified, specs.dlq]) : requireTopics(admin, [specs.identified.name, specs.dlq.name])).finally(() =>
-    admin.disconnect(),
-  );
+  await (
+    config.KAFKA_ENSURE_TOPICS
+      ? ensureTopics(admin, [specs.identified, specs.dlq])
+      : requireTopics(admin, [specs.identified.name, specs.dlq.name])
+  ).finally(() => admin.disconnect());
   const rpc = await createDirectorRpcClient(config, logger);
   const fanOut = new FanOut(rpc, () => workspace.current(), logger);
   const worker = new CommitAfterWorkConsumer<Envelope>({

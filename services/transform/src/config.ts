@@ -1,4 +1,15 @@
-import { baseEnv, checkDirectorRpcClientEnv, checkKafkaEnv, directorRpcClientEnv, ensureTopicsEnv, kafkaEnv, kafkaWorkerEnv, positiveInt, workspaceEnv, z } from '@cdp/config';
+import {
+  baseEnv,
+  checkDirectorRpcClientEnv,
+  checkKafkaEnv,
+  directorRpcClientEnv,
+  ensureTopicsEnv,
+  kafkaEnv,
+  kafkaWorkerEnv,
+  positiveInt,
+  workspaceEnv,
+  z,
+} from '@cdp/config';
 
 export const transformEnv = z
   .object({

@@ -50,7 +50,9 @@ export class FanOut {
   ) {}
 
   readiness(): { ok: boolean; detail: string } {
-    return this.directorsAccepting ? { ok: true, detail: 'directors take jobs' } : { ok: false, detail: `no director takes jobs: ${this.lastFailure}` };
+    return this.directorsAccepting
+      ? { ok: true, detail: 'directors take jobs' }
+      : { ok: false, detail: `no director takes jobs: ${this.lastFailure}` };
   }
 
   async handle(items: Decoded<Envelope>[], ctx: BatchContext): Promise<void> {
@@ -102,7 +104,10 @@ export class FanOut {
     transformMetrics.events.labels('no_route').inc(items.length - routed.size);
     for (const [i, errors] of rejections) {
       const { message } = items[i];
-      this.logger.warn({ partition: message.partition, offset: message.offset, rejected: errors }, 'director rejected jobs; event to the DLQ');
+      this.logger.warn(
+        { partition: message.partition, offset: message.offset, rejected: errors },
+        'director rejected jobs; event to the DLQ',
+      );
       ctx.deadLetter(message, new Error(`director rejected ${errors.length} job(s): ${errors.join('; ')}`));
     }
   }

@@ -45,7 +45,10 @@ export function evaluateFql(text: string, message: unknown): boolean | Error {
 
 /** A uniform float in [0, 1) from a value, as Segment's sampler does with a path: the same value, the same draw. */
 function uniform(value: unknown): number {
-  const digest = crypto.createHash('md5').update(JSON.stringify(value ?? null)).digest();
+  const digest = crypto
+    .createHash('md5')
+    .update(JSON.stringify(value ?? null))
+    .digest();
   return digest.readUInt32BE(0) / 0x1_0000_0000;
 }
 
@@ -64,7 +67,11 @@ function target(message: Record<string, unknown>, key: string): Record<string, u
   return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
 }
 
-export function applyFilterRules(rules: readonly FilterRule[], message: Record<string, unknown>, random: () => number = Math.random): FilterOutcome {
+export function applyFilterRules(
+  rules: readonly FilterRule[],
+  message: Record<string, unknown>,
+  random: () => number = Math.random,
+): FilterOutcome {
   const actions: FilterRule['actions'][number][] = [];
   for (const rule of rules) {
     if (!rule.enabled) continue;

@@ -5,7 +5,17 @@ const event = {
   event: 'Order Completed',
   userId: 'test_42',
   anonymousId: null,
-  properties: { total: 25.5, count: 3, currency: 'USD', tags: ['a', 'b'], nested: { ok: true }, 'dash-key': 1, 'dot.key': 'd', flag: 'true', num: '12' },
+  properties: {
+    total: 25.5,
+    count: 3,
+    currency: 'USD',
+    tags: ['a', 'b'],
+    nested: { ok: true },
+    'dash-key': 1,
+    'dot.key': 'd',
+    flag: 'true',
+    num: '12',
+  },
   context: { traits: { email: 'Jane.Doe@Example.com' }, library: { name: 'analytics.js' } },
   name: 'signUpCompleted now',
 };

@@ -286,7 +286,10 @@ function words(s: string): string[] {
 
 /** Glob: `*` any run of characters, `?` one character; the whole string must match. */
 function glob(value: string, pattern: string): boolean {
-  const source = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const source = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${source}$`, 's').test(value);
 }
 
@@ -310,11 +313,23 @@ function call(name: FunctionName, args: FqlValue[]): FqlValue {
     case 'uppercase':
       return typeof a === 'string' ? a.toUpperCase() : null;
     case 'snakecase':
-      return typeof a === 'string' ? words(a).map((w) => w.toLowerCase()).join('_') : null;
+      return typeof a === 'string'
+        ? words(a)
+            .map((w) => w.toLowerCase())
+            .join('_')
+        : null;
     case 'kebabcase':
-      return typeof a === 'string' ? words(a).map((w) => w.toLowerCase()).join('-') : null;
+      return typeof a === 'string'
+        ? words(a)
+            .map((w) => w.toLowerCase())
+            .join('-')
+        : null;
     case 'titlecase':
-      return typeof a === 'string' ? words(a).map((w) => w[0].toUpperCase() + w.slice(1).toLowerCase()).join(' ') : null;
+      return typeof a === 'string'
+        ? words(a)
+            .map((w) => w[0].toUpperCase() + w.slice(1).toLowerCase())
+            .join(' ')
+        : null;
     case 'typeof':
       return typeName(a);
     case 'bool':

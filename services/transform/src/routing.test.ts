@@ -20,7 +20,11 @@ function workspace(extra: { destinations?: unknown[]; connections?: unknown[] } 
         { id: 'off', name: 'Off', subscribe: 'all', enabled: false },
       ],
     }),
-    hook('amp', 'Amplitude', { type: 'actions-amplitude', settings: { region: 'EU' }, subscriptions: [{ id: 't', name: 'T', action: 'trackEvent', subscribe: 'all' }] }),
+    hook('amp', 'Amplitude', {
+      type: 'actions-amplitude',
+      settings: { region: 'EU' },
+      subscriptions: [{ id: 't', name: 'T', action: 'trackEvent', subscribe: 'all' }],
+    }),
     hook('disabled', 'Disabled', { enabled: false }),
     hook('unconnected', 'Unconnected'),
     ...(extra.destinations ?? []),
@@ -75,7 +79,11 @@ describe('route', () => {
     expect(targets(event({ integrations: { all: false } }))).toEqual([]);
     expect(targets(event({ integrations: { All: false, 'My Hook': true } }))).toEqual(['hook/default']);
     expect(targets(event({ integrations: { All: false, Amplitude: { session_id: 1 } } }))).toEqual(['amp/t']);
-    expect(route(event({ integrations: { All: false } }), workspace()).skipped.map((s) => s.reason)).toEqual(['integrations', 'integrations', 'integrations']);
+    expect(route(event({ integrations: { All: false } }), workspace()).skipped.map((s) => s.reason)).toEqual([
+      'integrations',
+      'integrations',
+      'integrations',
+    ]);
   });
 
   it('a destination named false is left out, the others stay (All defaults to true)', () => {
@@ -94,7 +102,11 @@ describe('route', () => {
   it('a replayed event goes only to the destinations its replay names', () => {
     const replayed = event({}, { replay: { id: 'r1', destinations: ['multi'], force: false } });
     expect(targets(replayed)).toEqual(['multi/a', 'multi/b']);
-    expect(route(replayed, workspace()).skipped.filter((s) => s.reason === 'replay').map((s) => s.destinationId)).toEqual(['hook', 'amp']);
+    expect(
+      route(replayed, workspace())
+        .skipped.filter((s) => s.reason === 'replay')
+        .map((s) => s.destinationId),
+    ).toEqual(['hook', 'amp']);
     // integrations still apply to a replay.
     expect(targets(event({ integrations: { Multi: false } }, { replay: { id: 'r1', destinations: ['multi'], force: false } }))).toEqual([]);
   });
@@ -102,7 +114,13 @@ describe('route', () => {
   it('applies type and event-name filters of the destination and of the connection', () => {
     const ws = workspace({
       destinations: [
-        { id: 'tracks', name: 'Tracks', type: 'webhook', settings: { url: 'http://127.0.0.1:1/t' }, filters: { allowTypes: ['track'], denyEvents: ['Heartbeat'] } },
+        {
+          id: 'tracks',
+          name: 'Tracks',
+          type: 'webhook',
+          settings: { url: 'http://127.0.0.1:1/t' },
+          filters: { allowTypes: ['track'], denyEvents: ['Heartbeat'] },
+        },
       ],
       connections: [{ sourceId: 'web', destinationId: 'tracks', filters: { allowEvents: ['Order Completed'] } }],
     });
@@ -134,7 +152,12 @@ describe('route', () => {
     const skipped = route(event(), ws).skipped.filter((s) => s.destinationId === 'cond');
     expect(skipped).toEqual([
       { destinationId: 'cond', subscriptionId: 'big', reason: 'subscription_condition' },
-      { destinationId: 'cond', subscriptionId: 'broken', reason: 'subscription_condition_error', detail: expect.stringMatching(/unknown function 'nosuch'/) },
+      {
+        destinationId: 'cond',
+        subscriptionId: 'broken',
+        reason: 'subscription_condition_error',
+        detail: expect.stringMatching(/unknown function 'nosuch'/),
+      },
     ]);
   });
 
@@ -145,15 +168,21 @@ describe('route', () => {
         connections: [{ sourceId: 'web', destinationId: 'f', filters: { rules: connectionRules } }],
       });
     const routed = (e: Envelope, ws: Workspace, random?: () => number) => route(e, ws, random).routes.find((r) => r.destination.id === 'f');
-    const reasonFor = (e: Envelope, ws: Workspace, random?: () => number) => route(e, ws, random).skipped.find((s) => s.destinationId === 'f')?.reason;
+    const reasonFor = (e: Envelope, ws: Workspace, random?: () => number) =>
+      route(e, ws, random).skipped.find((s) => s.destinationId === 'f')?.reason;
 
     it('drop when the condition matches, keep otherwise; the connection rules apply too', () => {
-      const ws = withRules([{ name: 'test users', if: 'match(userId, "test_*")', actions: [{ type: 'drop' }] }], [{ name: 'eu', if: 'context.region = "eu"', actions: [{ type: 'drop' }] }]);
+      const ws = withRules(
+        [{ name: 'test users', if: 'match(userId, "test_*")', actions: [{ type: 'drop' }] }],
+        [{ name: 'eu', if: 'context.region = "eu"', actions: [{ type: 'drop' }] }],
+      );
       expect(reasonFor(event({ userId: 'test_1' }), ws)).toBe('filter_drop');
       expect(routed(event({ userId: 'real' }), ws)).toBeDefined();
       expect(reasonFor(event({ userId: 'real', context: { region: 'eu' } }), ws)).toBe('filter_drop');
       // A disabled rule does nothing.
-      expect(routed(event({ userId: 'test_1' }), withRules([{ name: 'off', enabled: false, if: 'all', actions: [{ type: 'drop' }] }]))).toBeDefined();
+      expect(
+        routed(event({ userId: 'test_1' }), withRules([{ name: 'off', enabled: false, if: 'all', actions: [{ type: 'drop' }] }])),
+      ).toBeDefined();
     });
 
     it('fails closed: a rule whose condition does not parse drops the event', () => {
@@ -166,7 +195,8 @@ describe('route', () => {
       const kept = Array.from({ length: 400 }, (_, i) => routed(event({ userId: `u${i}` }), ws) !== undefined).filter(Boolean).length;
       expect(kept).toBeGreaterThan(150);
       expect(kept).toBeLessThan(250);
-      for (let i = 0; i < 20; i++) expect(routed(event({ userId: 'same' }), ws) !== undefined).toBe(routed(event({ userId: 'same' }), ws) !== undefined);
+      for (let i = 0; i < 20; i++)
+        expect(routed(event({ userId: 'same' }), ws) !== undefined).toBe(routed(event({ userId: 'same' }), ws) !== undefined);
       const unkeyed = withRules([{ name: 'ten', if: 'all', actions: [{ type: 'sample', percent: 10 }] }]);
       expect(routed(event(), unkeyed, () => 0.05)).toBeDefined();
       expect(reasonFor(event(), unkeyed, () => 0.5)).toBe('filter_sample');
@@ -178,7 +208,11 @@ describe('route', () => {
 
     it('drop and allow properties change a copy of the message for this destination only', () => {
       const ws = withRules([
-        { name: 'pii', if: 'all', actions: [{ type: 'drop_properties', fields: { '': ['userId'], properties: ['email'], 'context.traits': ['phone'] } }] },
+        {
+          name: 'pii',
+          if: 'all',
+          actions: [{ type: 'drop_properties', fields: { '': ['userId'], properties: ['email'], 'context.traits': ['phone'] } }],
+        },
         { name: 'only', if: 'type = "track"', actions: [{ type: 'allow_properties', fields: { properties: ['total', 'email'] } }] },
       ]);
       const e = event({ properties: { total: 3, email: 'a@b', extra: 1 }, context: { traits: { phone: '1', name: 'n' } } });

@@ -107,7 +107,8 @@ export function route(envelope: Envelope, workspace: Workspace, random?: () => n
   const message = transformed.message;
   const replayTo = envelope.replay ? new Set(envelope.replay.destinations) : undefined;
   for (const destination of workspace.destinationsForSource(envelope.sourceId)) {
-    const skip = (reason: SkipReason, detail?: string) => routing.skipped.push({ destinationId: destination.id, reason, ...(detail ? { detail } : {}) });
+    const skip = (reason: SkipReason, detail?: string) =>
+      routing.skipped.push({ destinationId: destination.id, reason, ...(detail ? { detail } : {}) });
     if (replayTo && !replayTo.has(destination.id)) {
       skip('replay');
       continue;

@@ -9,7 +9,16 @@ import type { Producer } from 'kafkajs';
 import { createKafka, type Kafka, type TopicNames } from '@cdp/kafka';
 import { createTestTopics, readTopic } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
-import { metricValue, requireEnv, startServiceProcess, testDatabaseName, testTopicPrefix, waitFor, waitServiceReady, type ServiceProcess } from '@cdp/testkit';
+import {
+  metricValue,
+  requireEnv,
+  startServiceProcess,
+  testDatabaseName,
+  testTopicPrefix,
+  waitFor,
+  waitServiceReady,
+  type ServiceProcess,
+} from '@cdp/testkit';
 
 const logger = createLogger({ name: 'transform-int', level: 'silent' });
 const suite = useDirectorSuite();
@@ -160,7 +169,11 @@ it('fans an event out to every subscription; integrations All:false and a named 
   expect(dlq[0].headers['cdp-stage']).toBe('transform');
   expect(dlq[0].headers['cdp-error']).toMatch(/director rejected 3 job\(s\): hook\/default: .*multi\/first: .*multi\/second: /);
   // Everything up to the end of every partition was handled (committed) before judging what is absent.
-  await waitFor(async () => (await metrics('cdp_kafka_consumer_lag_messages')) === 0 && (await metrics('cdp_kafka_messages_processed_total')) >= 64, 30_000, 200);
+  await waitFor(
+    async () => (await metrics('cdp_kafka_consumer_lag_messages')) === 0 && (await metrics('cdp_kafka_messages_processed_total')) >= 64,
+    30_000,
+    200,
+  );
 
   const hook = received('hook', 'fan-');
   const multi = received('multi', 'fan-');
@@ -204,7 +217,9 @@ it('a backlog larger than one fetch per partition is read to its end', async () 
   await transform.stop('SIGTERM');
   const padding = 'x'.repeat(1_500);
   // ~1.3 MB per partition of 3: more than kafkajs's 1 MiB maxBytesPerPartition.
-  const events = Array.from({ length: 2_400 }, (_, i) => envelope(`backlog-${i}`, `b${i % 60}`, { integrations: { All: false, Hook: true }, properties: { padding } }));
+  const events = Array.from({ length: 2_400 }, (_, i) =>
+    envelope(`backlog-${i}`, `b${i % 60}`, { integrations: { All: false, Hook: true }, properties: { padding } }),
+  );
   await produce(events);
   transform = await startTransform();
   await waitFor(() => new Set(received('hook', 'backlog-')).size === events.length, 180_000, 200);

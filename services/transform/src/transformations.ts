@@ -59,7 +59,8 @@ export function applyTransformations(transformations: readonly Transformation[],
       case 'drop_event': {
         const matched = evaluateFql(t.if, message);
         // A condition that cannot be evaluated drops the event, as filters do (fail closed).
-        if (matched instanceof Error) return { kind: 'drop', reason: 'transformation_error', detail: `${t.id ?? t.name ?? 'drop_event'}: ${matched.message}` };
+        if (matched instanceof Error)
+          return { kind: 'drop', reason: 'transformation_error', detail: `${t.id ?? t.name ?? 'drop_event'}: ${matched.message}` };
         if (matched) return { kind: 'drop', reason: 'transformation_drop' };
         break;
       }

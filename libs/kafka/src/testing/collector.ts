@@ -30,7 +30,11 @@ export class TopicCollector<T = InboundMessage> {
   ) {}
 
   async start(): Promise<this> {
-    const consumer = this.kafka.consumer({ groupId: `${this.topic}.collector-${crypto.randomBytes(4).toString('hex')}`, sessionTimeout: 6_000, heartbeatInterval: 1_000 });
+    const consumer = this.kafka.consumer({
+      groupId: `${this.topic}.collector-${crypto.randomBytes(4).toString('hex')}`,
+      sessionTimeout: 6_000,
+      heartbeatInterval: 1_000,
+    });
     this.consumer = consumer;
     await consumer.connect();
     await consumer.subscribe({ topics: [this.topic], fromBeginning: true });

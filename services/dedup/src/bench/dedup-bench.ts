@@ -13,7 +13,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { messageKey } from '@cdp/events';
-import { BatchingProducer, createKafka, ensureTopics, HEADER_IN_OFFSET, HEADER_IN_PARTITION, splitByBytes, topicSpecs, type OutboundMessage } from '@cdp/kafka';
+import {
+  BatchingProducer,
+  createKafka,
+  ensureTopics,
+  HEADER_IN_OFFSET,
+  HEADER_IN_PARTITION,
+  splitByBytes,
+  topicSpecs,
+  type OutboundMessage,
+} from '@cdp/kafka';
 import { createLogger } from '@cdp/log';
 import { cpuSeconds, freePort, metricValue, sampleRss, sleep, startKafkaBroker, stopKafkaBroker, type KafkaBroker } from '@cdp/testkit';
 import { PartitionStore } from '../store';
@@ -37,7 +46,10 @@ const MAIN = path.join(__dirname, '..', 'main.js');
 // compaction garbage as fragmented heap. BENCH_DEDUP_MALLOC=glibc measures without it.
 const MALLOC = process.env.BENCH_DEDUP_MALLOC ?? 'jemalloc';
 const JEMALLOC_CONF = /MALLOC_CONF=(\S+)/.exec(fs.readFileSync(path.join(__dirname, '../../../../Dockerfile'), 'utf8'))?.[1] ?? '';
-const JEMALLOC_PATHS = ['/usr/local/lib/libjemalloc.so.2', `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu/libjemalloc.so.2`];
+const JEMALLOC_PATHS = [
+  '/usr/local/lib/libjemalloc.so.2',
+  `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu/libjemalloc.so.2`,
+];
 const logger = createLogger({ name: 'bench', level: 'warn' });
 
 /** An envelope padded to about `bytes` (drain and repair phases). */
@@ -72,10 +84,16 @@ async function bulkLoad(dataDir: string, inputTopic: string): Promise<number> {
   const receivedAtMs = Date.now() - 3_600_000;
   await Promise.all(
     Array.from({ length: PARTITIONS }, async (_, p) => {
-      const store = await PartitionStore.open(path.join(dataDir, `${inputTopic}-${p}`), { windowMs: 28 * 86_400_000, minBloomCapacity: 1_000 });
+      const store = await PartitionStore.open(path.join(dataDir, `${inputTopic}-${p}`), {
+        windowMs: 28 * 86_400_000,
+        minBloomCapacity: 1_000,
+      });
       for (let i = 0; i < perPartition; i += 20_000) {
         const n = Math.min(20_000, perPartition - i);
-        await store.record(Array.from({ length: n }, (_, j) => ({ key: `preloaded:p${p}-${i + j}`, receivedAtMs })), -1);
+        await store.record(
+          Array.from({ length: n }, (_, j) => ({ key: `preloaded:p${p}-${i + j}`, receivedAtMs })),
+          -1,
+        );
       }
       await store.close();
     }),
@@ -173,10 +191,7 @@ async function throughputPhase(kafka: ReturnType<typeof createKafka>, broker: Ka
   let brokerCpuAtFirst = 0;
   while (done < EVENTS && Date.now() - startedAt < TIME_LIMIT_MS) {
     await sleep(200);
-    done = await Promise.all([
-      metric(opsPort, 'cdp_dedup_events_accepted_total'),
-      metric(opsPort, 'cdp_dedup_duplicates_total'),
-    ])
+    done = await Promise.all([metric(opsPort, 'cdp_dedup_events_accepted_total'), metric(opsPort, 'cdp_dedup_duplicates_total')])
       .then(([a, d]) => a + d)
       .catch(() => 0);
     if (done > 0 && !firstProgressAt) {
@@ -200,11 +215,20 @@ async function throughputPhase(kafka: ReturnType<typeof createKafka>, broker: Ka
   const rate = done / seconds;
   console.log(`dedup: ${done} events (${duplicates} duplicates dropped) in ${seconds.toFixed(2)} s = ${Math.round(rate)} events/s`);
   console.log(`  takeover incl. filter build over ${STORED_KEYS.toLocaleString()} keys: ${takeoverSeconds.toFixed(1)} s`);
-  console.log(`  peak RSS ${(peakRss / 1048576).toFixed(0)} MB; transactions ${txnCount}, mean ${((txnSum / Math.max(1, txnCount)) * 1000).toFixed(1)} ms`);
-  console.log(`  CPU while processing: dedup ${((dedupCpu / seconds) * 100).toFixed(0)} %, broker ${((brokerCpu / seconds) * 100).toFixed(0)} % (of one core; 2 cores total)`);
+  console.log(
+    `  peak RSS ${(peakRss / 1048576).toFixed(0)} MB; transactions ${txnCount}, mean ${((txnSum / Math.max(1, txnCount)) * 1000).toFixed(1)} ms`,
+  );
+  console.log(
+    `  CPU while processing: dedup ${((dedupCpu / seconds) * 100).toFixed(0)} %, broker ${((brokerCpu / seconds) * 100).toFixed(0)} % (of one core; 2 cores total)`,
+  );
   console.log(`  ratio to pass-through baseline: ${(rate / baseline).toFixed(2)}`);
   if (rate < TARGET_EVENTS_PER_S) {
-    const where = dedupCpu / seconds > 0.85 ? 'the dedup process is CPU-bound on its one event loop' : brokerCpu / seconds > 0.85 ? 'the broker is CPU-bound (same 2 cores)' : 'waiting on transaction round-trips (neither process saturates a core)';
+    const where =
+      dedupCpu / seconds > 0.85
+        ? 'the dedup process is CPU-bound on its one event loop'
+        : brokerCpu / seconds > 0.85
+          ? 'the broker is CPU-bound (same 2 cores)'
+          : 'waiting on transaction round-trips (neither process saturates a core)';
     console.log(`  TARGET MISSED (${TARGET_EVENTS_PER_S} events/s): ${where}`);
   }
   if (peakRss > TARGET_RSS_BYTES) console.log(`  TARGET MISSED: RSS above ${TARGET_RSS_BYTES / 1048576} MB`);
@@ -291,7 +315,12 @@ function allocatorEnv(): Record<string, string> {
 }
 
 /** Sends `count` messages made by `make(i)` in bounded slices (never all in memory). */
-async function produceGenerated(producer: BatchingProducer, topic: string, count: number, make: (i: number) => OutboundMessage): Promise<number> {
+async function produceGenerated(
+  producer: BatchingProducer,
+  topic: string,
+  count: number,
+  make: (i: number) => OutboundMessage,
+): Promise<number> {
   const started = Date.now();
   const inFlight: Promise<void>[] = [];
   const sliceCount = 2_000;
@@ -339,10 +368,25 @@ async function drainPhase(kafka: ReturnType<typeof createKafka>, brokers: string
   await run.stop();
   const seconds = (finishedAt - firstProgressAt) / 1000;
   const rate = done / seconds;
-  console.log(`  dedup drained ${done.toLocaleString()} of ${events.toLocaleString()} events in ${seconds.toFixed(1)} s = ${Math.round(rate)} events/s (ratio to raw produce ${(rate / produceRate).toFixed(2)})`);
-  console.log(`  peak RSS ${mb(peakRss)} MB (${run.breakdown.stop()})${peakRss > TARGET_RSS_BYTES ? ` — TARGET MISSED (${mb(TARGET_RSS_BYTES)} MB)` : ''}`);
+  console.log(
+    `  dedup drained ${done.toLocaleString()} of ${events.toLocaleString()} events in ${seconds.toFixed(1)} s = ${Math.round(rate)} events/s (ratio to raw produce ${(rate / produceRate).toFixed(2)})`,
+  );
+  console.log(
+    `  peak RSS ${mb(peakRss)} MB (${run.breakdown.stop()})${peakRss > TARGET_RSS_BYTES ? ` — TARGET MISSED (${mb(TARGET_RSS_BYTES)} MB)` : ''}`,
+  );
   if (done < events) console.log('  NOT DRAINED within the time limit');
-  console.log(JSON.stringify({ bench: 'dedup-drain', value: Math.round(rate), unit: 'events/s', events: done, backlog_mb: DRAIN_MB, produce_baseline: Math.round(produceRate), ratio: Number((rate / produceRate).toFixed(2)), rss_mb: mb(peakRss) }));
+  console.log(
+    JSON.stringify({
+      bench: 'dedup-drain',
+      value: Math.round(rate),
+      unit: 'events/s',
+      events: done,
+      backlog_mb: DRAIN_MB,
+      produce_baseline: Math.round(produceRate),
+      ratio: Number((rate / produceRate).toFixed(2)),
+      rss_mb: mb(peakRss),
+    }),
+  );
 }
 
 async function repairPhase(kafka: ReturnType<typeof createKafka>, brokers: string, work: string): Promise<void> {
@@ -356,7 +400,9 @@ async function repairPhase(kafka: ReturnType<typeof createKafka>, brokers: strin
   const receivedAt = new Date().toISOString();
   const producer = new BatchingProducer(kafka, { logger });
   await producer.connect();
-  console.log(`repair: writing ${(perPartition * PARTITIONS).toLocaleString()} records of ~${REPAIR_EVENT_BYTES} bytes to ${specs.deduped.name} (what dedup published before its volume was lost)...`);
+  console.log(
+    `repair: writing ${(perPartition * PARTITIONS).toLocaleString()} records of ~${REPAIR_EVENT_BYTES} bytes to ${specs.deduped.name} (what dedup published before its volume was lost)...`,
+  );
   // Partition by partition: each output record as dedup writes it (same partition as its input,
   // cdp-in-partition / cdp-in-offset headers).
   const writeRate = await produceGenerated(producer, specs.deduped.name, perPartition * PARTITIONS, (i) => {
@@ -374,7 +420,11 @@ async function repairPhase(kafka: ReturnType<typeof createKafka>, brokers: strin
   // One input event per partition: a partition is taken over (fenced, repaired) at its first chunk.
   await producer.send(
     specs.ingest.name,
-    Array.from({ length: PARTITIONS }, (_, p) => ({ key: messageKey('web', `trigger-${p}`), value: envelopeValue('web', `trigger-${p}`, receivedAt), partition: p })),
+    Array.from({ length: PARTITIONS }, (_, p) => ({
+      key: messageKey('web', `trigger-${p}`),
+      value: envelopeValue('web', `trigger-${p}`, receivedAt),
+      partition: p,
+    })),
   );
   await producer.disconnect();
 
@@ -394,10 +444,23 @@ async function repairPhase(kafka: ReturnType<typeof createKafka>, brokers: strin
   const peakRss = run.rss.stop();
   const cpu = cpuSeconds(run.child.pid!);
   await run.stop();
-  console.log(`  repaired ${repaired.toLocaleString()} keys over ${PARTITIONS} partitions in ${seconds.toFixed(1)} s from process start (${Math.round(repaired / seconds)} keys/s, ${cpu.toFixed(0)} CPU s)`);
-  console.log(`  peak RSS ${mb(peakRss)} MB (${run.breakdown.stop()})${peakRss > TARGET_RSS_BYTES ? ` — TARGET MISSED (${mb(TARGET_RSS_BYTES)} MB)` : ''}`);
+  console.log(
+    `  repaired ${repaired.toLocaleString()} keys over ${PARTITIONS} partitions in ${seconds.toFixed(1)} s from process start (${Math.round(repaired / seconds)} keys/s, ${cpu.toFixed(0)} CPU s)`,
+  );
+  console.log(
+    `  peak RSS ${mb(peakRss)} MB (${run.breakdown.stop()})${peakRss > TARGET_RSS_BYTES ? ` — TARGET MISSED (${mb(TARGET_RSS_BYTES)} MB)` : ''}`,
+  );
   if (repaired < target) console.log('  NOT REPAIRED within the time limit');
-  console.log(JSON.stringify({ bench: 'dedup-repair', value: Number(seconds.toFixed(1)), unit: 's', keys: repaired, record_bytes: REPAIR_EVENT_BYTES, rss_mb: mb(peakRss) }));
+  console.log(
+    JSON.stringify({
+      bench: 'dedup-repair',
+      value: Number(seconds.toFixed(1)),
+      unit: 's',
+      keys: repaired,
+      record_bytes: REPAIR_EVENT_BYTES,
+      rss_mb: mb(peakRss),
+    }),
+  );
 }
 
 async function main(): Promise<void> {

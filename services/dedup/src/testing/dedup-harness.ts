@@ -107,7 +107,13 @@ export function sizedEnvelope(sourceId: string, messageId: string, receivedAt: D
 }
 
 /** Sends `messages` in slices of at most `sliceBytes`, up to `concurrency` slices in flight. */
-export async function produceBulk(env: DedupTestEnv, topic: string, messages: OutboundMessage[], sliceBytes = 512 * 1024, concurrency = 8): Promise<void> {
+export async function produceBulk(
+  env: DedupTestEnv,
+  topic: string,
+  messages: OutboundMessage[],
+  sliceBytes = 512 * 1024,
+  concurrency = 8,
+): Promise<void> {
   const inFlight: Promise<void>[] = [];
   for (const slice of splitByBytes(messages, sliceBytes)) {
     inFlight.push(env.producer.send(topic, slice));
@@ -117,14 +123,22 @@ export async function produceBulk(env: DedupTestEnv, topic: string, messages: Ou
 }
 
 /** The keys of `topic`'s records ('(null key)' for none) once `count` arrived and then none for `quietMs`. */
-export async function readOutputKeys(env: DedupTestEnv, topic: string, count: number, { quietMs = 3_000, timeoutMs = 90_000 }: WaitForCountOptions = {}): Promise<string[]> {
+export async function readOutputKeys(
+  env: DedupTestEnv,
+  topic: string,
+  count: number,
+  { quietMs = 3_000, timeoutMs = 90_000 }: WaitForCountOptions = {},
+): Promise<string[]> {
   return (await readTopic(env.kafka, topic, count, { quietMs, timeoutMs })).map(recordKey);
 }
 
 export const recordKey = (message: InboundMessage): string => message.key ?? '(null key)';
 
 /** Keys that are missing from `out` or appear more than once, against the expected set. */
-export function exactlyOnceViolations(out: string[], expected: Set<string>): { missing: string[]; repeated: string[]; unexpected: string[] } {
+export function exactlyOnceViolations(
+  out: string[],
+  expected: Set<string>,
+): { missing: string[]; repeated: string[]; unexpected: string[] } {
   const counts = new Map<string, number>();
   for (const k of out) counts.set(k, (counts.get(k) ?? 0) + 1);
   return {
@@ -161,7 +175,13 @@ export function makeStreamWithDuplicates(sourceId: string, unique: number, dupRa
   return { messages, expected };
 }
 
-export async function feed(env: DedupTestEnv, topic: string, messages: OutboundMessage[], sliceSize: number, pauseMs: number): Promise<void> {
+export async function feed(
+  env: DedupTestEnv,
+  topic: string,
+  messages: OutboundMessage[],
+  sliceSize: number,
+  pauseMs: number,
+): Promise<void> {
   for (let i = 0; i < messages.length; i += sliceSize) {
     await env.producer.send(topic, messages.slice(i, i + sliceSize));
     await new Promise((r) => setTimeout(r, pauseMs));

@@ -14,7 +14,13 @@ import { createLogger } from '@cdp/log';
 import { registry } from '@cdp/metrics';
 import { cpuSeconds, mysqlUrl, peakRssBytes, percentile, rssBytes, testDatabaseName } from '@cdp/testkit';
 import { Director } from '../service';
-import { FairnessRig, FIFTY_TIMES_NOISY, fiftyTimesNoisyDestinations, quietCustomerReport, quietCustomerSamples } from '../testing/fairness';
+import {
+  FairnessRig,
+  FIFTY_TIMES_NOISY,
+  fiftyTimesNoisyDestinations,
+  quietCustomerReport,
+  quietCustomerSamples,
+} from '../testing/fairness';
 import { MemoryPublisher, TestEnv, testSettings, testWorkspace } from '../testing/harness';
 import { fillOpenJobs } from '../testing/open-jobs';
 
@@ -41,7 +47,12 @@ async function rawHttpRate(url: string): Promise<{ rate: number; p99: number }> 
     Array.from({ length: CONCURRENCY }, async () => {
       while (Date.now() < end) {
         const t = performance.now();
-        const res = await request(url, { method: 'POST', body: PAYLOAD, headers: { 'content-type': 'application/json' }, dispatcher: agent });
+        const res = await request(url, {
+          method: 'POST',
+          body: PAYLOAD,
+          headers: { 'content-type': 'application/json' },
+          dispatcher: agent,
+        });
         await res.body.text();
         lat.push(performance.now() - t);
         done += 1;
@@ -107,7 +118,10 @@ async function noisyCustomer(consulUrl: string): Promise<{ alone: number; noisy:
       ['a', 'b'],
     );
     rig.target(director.url);
-    const warmup = [{ sourceId: 'b', destinationId: 'limited', perSecond: 100 }, { sourceId: 'b', destinationId: 'twin', perSecond: 100 }];
+    const warmup = [
+      { sourceId: 'b', destinationId: 'limited', perSecond: 100 },
+      { sourceId: 'b', destinationId: 'twin', perSecond: 100 },
+    ];
     await rig.offer(warmup, 2, 'warmup');
     await rig.delivered('/twin', 'warmup', 200);
     const report = quietCustomerReport(await quietCustomerSamples(rig, { ...FIFTY_TIMES_NOISY, rounds: FAIRNESS_ROUNDS }, 'bench'));
@@ -125,7 +139,9 @@ async function noisyCustomer(consulUrl: string): Promise<{ alone: number; noisy:
  * process with the default DIRECTOR_MAX_QUEUED_BYTES; its destination is paused, so what is
  * measured is the count, the take and the paged rebuild, and the process's peak RSS.
  */
-async function millionRebuild(consulUrl: string): Promise<{ fillSeconds: number; takeSeconds: number; rebuildSeconds: number; peakRssMb: number; rssMb: number }> {
+async function millionRebuild(
+  consulUrl: string,
+): Promise<{ fillSeconds: number; takeSeconds: number; rebuildSeconds: number; peakRssMb: number; rssMb: number }> {
   const env = new TestEnv(consulUrl);
   try {
     await env.consul.kv.set(env.keys.destinationControl('held'), JSON.stringify({ paused: true }));
@@ -140,7 +156,9 @@ async function millionRebuild(consulUrl: string): Promise<{ fillSeconds: number;
         tag: 'r',
       }));
     });
-    console.log(`filled a JobDB with ${REBUILD_JOBS} open jobs (~250-byte payloads) in ${fillSeconds.toFixed(1)} s (INSERT … SELECT from seq_1_to_N, 100,000 rows a statement)`);
+    console.log(
+      `filled a JobDB with ${REBUILD_JOBS} open jobs (~250-byte payloads) in ${fillSeconds.toFixed(1)} s (INSERT … SELECT from seq_1_to_N, 100,000 rows a statement)`,
+    );
     await env.provision('millionact');
     const t0 = performance.now();
     const director = await env.directorProcess(
@@ -261,7 +279,9 @@ async function main(): Promise<void> {
     const attempts = histogramSum('cdp_director_attempt_duration_seconds');
     const writes = histogramSum('cdp_director_jobdb_transition_write_duration_seconds');
     const batches = histogramSum('cdp_director_jobdb_transition_batch_rows');
-    console.log(`rebuild of ${JOBS} open jobs after taking the lock: ${((rebuiltAt - takenAt) / 1000).toFixed(2)} s (start to taken ${((takenAt - t0) / 1000).toFixed(2)} s)`);
+    console.log(
+      `rebuild of ${JOBS} open jobs after taking the lock: ${((rebuiltAt - takenAt) / 1000).toFixed(2)} s (start to taken ${((takenAt - t0) / 1000).toFixed(2)} s)`,
+    );
     console.log(
       `director: ${JOBS} deliveries in ${deliverSeconds.toFixed(2)} s = ${Math.round(rate)} deliveries/s; ${row.n} transitions persisted (${row.ok} succeeded)`,
     );

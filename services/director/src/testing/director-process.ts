@@ -24,7 +24,9 @@ async function run(spec: DirectorProcessSpec): Promise<void> {
     if (msg === 'stop') stop();
     // What it holds: each JobDB with the open jobs loaded so far (rebuild progress).
     if (msg === 'held') {
-      const held = director.holder.heldJobDbs().map((h) => ({ id: h.id, state: h.state, rebuilding: h.rebuilding, openJobs: director.engine.openJobs(h.id) }));
+      const held = director.holder
+        .heldJobDbs()
+        .map((h) => ({ id: h.id, state: h.state, rebuilding: h.rebuilding, openJobs: director.engine.openJobs(h.id) }));
       process.send?.({ held });
     }
   });

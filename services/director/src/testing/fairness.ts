@@ -133,11 +133,19 @@ export interface QuietCustomerSpec {
 export async function quietCustomerSamples(rig: FairnessRig, spec: QuietCustomerSpec, tag: string): Promise<QuietCustomerSamples> {
   const quietAt = (destinationId: string): LoadStream => ({ sourceId: spec.quiet, destinationId, perSecond: spec.quietPerSecond });
   const perRound = spec.quietPerSecond * spec.roundSeconds;
-  const out: QuietCustomerSamples = { alone: { shared: [], twin: [] }, noisy: { shared: [], twin: [] }, noisyDelivered: 0, noisyOffered: 0 };
+  const out: QuietCustomerSamples = {
+    alone: { shared: [], twin: [] },
+    noisy: { shared: [], twin: [] },
+    noisyDelivered: 0,
+    noisyOffered: 0,
+  };
   const round = async (phase: 'alone' | 'noisy', n: number, streams: LoadStream[]) => {
     const t = `${tag}-${phase}-${n}`;
     await rig.offer(streams, spec.roundSeconds, t);
-    for (const [destinationId, into] of [[spec.shared, out[phase].shared], [spec.twin, out[phase].twin]] as const) {
+    for (const [destinationId, into] of [
+      [spec.shared, out[phase].shared],
+      [spec.twin, out[phase].twin],
+    ] as const) {
       for (const ms of await rig.delivered(`/${destinationId}`, t, perRound, spec.quiet)) into.push(ms);
     }
     return t;
@@ -145,7 +153,13 @@ export async function quietCustomerSamples(rig: FairnessRig, spec: QuietCustomer
   for (let n = 0; n < spec.rounds; n++) await round('alone', n, [quietAt(spec.shared), quietAt(spec.twin)]);
   const noisyTags: string[] = [];
   for (let n = 0; n < spec.rounds; n++) {
-    noisyTags.push(await round('noisy', n, [quietAt(spec.shared), quietAt(spec.twin), { sourceId: spec.noisy, destinationId: spec.shared, perSecond: spec.noisyPerSecond }]));
+    noisyTags.push(
+      await round('noisy', n, [
+        quietAt(spec.shared),
+        quietAt(spec.twin),
+        { sourceId: spec.noisy, destinationId: spec.shared, perSecond: spec.noisyPerSecond },
+      ]),
+    );
   }
   for (const t of noisyTags) out.noisyDelivered += (await rig.latencies(`/${spec.shared}`, t, spec.noisy)).length;
   out.noisyOffered = spec.rounds * spec.roundSeconds * spec.noisyPerSecond;
@@ -164,7 +178,9 @@ export const FIFTY_TIMES_NOISY: Omit<QuietCustomerSpec, 'rounds'> = {
 };
 
 /** The destinations FIFTY_TIMES_NOISY sends to (routes `/limited` and `/twin` of the rig's sink). */
-export function fiftyTimesNoisyDestinations(sinkUrl: string): Array<{ id: string; url: string; maxConcurrency: number; maxRatePerSecond: number }> {
+export function fiftyTimesNoisyDestinations(
+  sinkUrl: string,
+): Array<{ id: string; url: string; maxConcurrency: number; maxRatePerSecond: number }> {
   return ['limited', 'twin'].map((id) => ({ id, url: `${sinkUrl}/${id}`, maxConcurrency: 50, maxRatePerSecond: 400 }));
 }
 

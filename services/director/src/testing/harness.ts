@@ -8,7 +8,18 @@ import { bearer, RPC_AUTH_HEADER, RPC_JOBS_PATH } from '@cdp/director-rpc';
 import { ConsulKeys, createConsulClient, type ConsulClient, type JobDbRecord } from '@cdp/consul';
 import { createJobDbDatabase, dropJobDb, migrateControlDatabase, registerJobDb } from '@cdp/jobdb';
 import { createLogger } from '@cdp/log';
-import { freePort, HttpSink, mysqlUrl, REPO_ROOT, requireEnv, startServiceProcess, testDatabaseName, waitFor, type ServiceProcess, type ServiceProcessOptions } from '@cdp/testkit';
+import {
+  freePort,
+  HttpSink,
+  mysqlUrl,
+  REPO_ROOT,
+  requireEnv,
+  startServiceProcess,
+  testDatabaseName,
+  waitFor,
+  type ServiceProcess,
+  type ServiceProcessOptions,
+} from '@cdp/testkit';
 import { parseWorkspace, type Workspace } from '@cdp/workspace';
 import { directorEnv } from '../config';
 import { Director, type DirectorDeps, type DirectorSettings } from '../service';
@@ -161,7 +172,11 @@ export class TestEnv {
    * Creates a JobDB; `prepare` runs on the database before it is registered in Consul (so no
    * director can take it while the test fills it).
    */
-  async provision(label: string, state: JobDbRecord['state'] = 'active', prepare?: (database: string) => Promise<void>): Promise<JobDbHandle> {
+  async provision(
+    label: string,
+    state: JobDbRecord['state'] = 'active',
+    prepare?: (database: string) => Promise<void>,
+  ): Promise<JobDbHandle> {
     const id = `${label}${Math.random().toString(36).slice(2, 7)}`;
     const database = testDatabaseName(`jdb_${label}`);
     const record: JobDbRecord = { state, dsnRef: database, createdAt: new Date().toISOString() };
@@ -241,7 +256,10 @@ export class TestEnv {
     const spec: DirectorProcessSpec = { settings, consulUrl: this.consulUrl, destinations, sources };
     // TEST_DIRECTOR_NODE_ARGS: extra Node flags for the director process (e.g. --cpu-prof to see where its time goes).
     const execArgv = (process.env.TEST_DIRECTOR_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const child = fork(path.join(REPO_ROOT, 'services/director/dist/testing/director-process.js'), [JSON.stringify(spec)], { stdio: 'inherit', execArgv });
+    const child = fork(path.join(REPO_ROOT, 'services/director/dist/testing/director-process.js'), [JSON.stringify(spec)], {
+      stdio: 'inherit',
+      execArgv,
+    });
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     const stop = async () => {
       if (child.exitCode === null && child.signalCode === null) child.send('stop');
@@ -282,7 +300,8 @@ export class TestEnv {
 
   async cleanup(): Promise<void> {
     for (const d of this.directors) await d.stop().catch(() => undefined);
-    for (const j of this.jobDbs) await dropJobDb({ url: mysqlUrl(), consul: this.consul, keys: this.keys, id: j.id, database: j.database }).catch(() => undefined);
+    for (const j of this.jobDbs)
+      await dropJobDb({ url: mysqlUrl(), consul: this.consul, keys: this.keys, id: j.id, database: j.database }).catch(() => undefined);
     const conn = await mysql.createConnection({ uri: mysqlUrl() });
     for (const db of this.extraDatabases) await conn.query(`DROP DATABASE IF EXISTS \`${db}\``);
     await conn.end();
@@ -301,7 +320,11 @@ export function rpcHeaders(token: string | undefined): Record<string, string> {
 }
 
 /** `POST /v1/jobs` with the test token, or `{ token }` (undefined: no Authorization header). */
-export async function postJobs(url: string, jobs: unknown[], options: { token?: string } = { token: TEST_RPC_TOKEN }): Promise<{ status: number; body: unknown }> {
+export async function postJobs(
+  url: string,
+  jobs: unknown[],
+  options: { token?: string } = { token: TEST_RPC_TOKEN },
+): Promise<{ status: number; body: unknown }> {
   const res = await fetch(`${url}${RPC_JOBS_PATH}`, { method: 'POST', headers: rpcHeaders(options.token), body: JSON.stringify({ jobs }) });
   const text = await res.text();
   let body: unknown = text;
@@ -315,16 +338,30 @@ export async function postJobs(url: string, jobs: unknown[], options: { token?: 
 
 /** An RPC job from source `web` whose payload is a track event with its messageId; `extra` adds or overrides fields. */
 export function testJob(messageId: string, destinationId = 'hook', extra: Record<string, unknown> = {}) {
-  return { sourceId: 'web', messageId, destinationId, subscriptionId: 'default', payload: { type: 'track', messageId, event: 'E' }, ...extra };
+  return {
+    sourceId: 'web',
+    messageId,
+    destinationId,
+    subscriptionId: 'default',
+    payload: { type: 'track', messageId, event: 'E' },
+    ...extra,
+  };
 }
 
 /** `n` test jobs whose messageIds are `${idPrefix}${from + i}`. */
-export function testJobs(n: number, idPrefix: string, options: { from?: number; destinationId?: string; extra?: Record<string, unknown> } = {}) {
+export function testJobs(
+  n: number,
+  idPrefix: string,
+  options: { from?: number; destinationId?: string; extra?: Record<string, unknown> } = {},
+) {
   return Array.from({ length: n }, (_, i) => testJob(`${idPrefix}${(options.from ?? 0) + i}`, options.destinationId, options.extra));
 }
 
 /** Final state of every job of a JobDB: job id → list of to-states in order. */
-export async function historyOf(env: TestEnv, database: string): Promise<Map<string, { messageId: string; states: string[]; rows: mysql.RowDataPacket[] }>> {
+export async function historyOf(
+  env: TestEnv,
+  database: string,
+): Promise<Map<string, { messageId: string; states: string[]; rows: mysql.RowDataPacket[] }>> {
   const jobs = await env.query<mysql.RowDataPacket[]>(database, 'SELECT id, message_id FROM jobs');
   const rows = await env.query<mysql.RowDataPacket[]>(database, 'SELECT * FROM job_state_transitions ORDER BY id');
   const out = new Map<string, { messageId: string; states: string[]; rows: mysql.RowDataPacket[] }>();

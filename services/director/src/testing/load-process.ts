@@ -32,7 +32,12 @@ let pool: Pool | undefined;
  */
 async function post(url: string, token: string, body: string): Promise<void> {
   for (let attempt = 1; ; attempt++) {
-    const res = await pool!.request({ path: RPC_JOBS_PATH, method: 'POST', headers: { 'content-type': 'application/json', [RPC_AUTH_HEADER]: bearer(token) }, body });
+    const res = await pool!.request({
+      path: RPC_JOBS_PATH,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', [RPC_AUTH_HEADER]: bearer(token) },
+      body,
+    });
     await res.body.text();
     if (res.statusCode === 200) return;
     if (res.statusCode !== 503 || attempt >= 20) throw new Error(`RPC answered ${res.statusCode} to ${url}`);
@@ -55,7 +60,12 @@ async function offer({ url, stream, seconds, tag, token }: LoadRequest): Promise
         messageId: `${tag}-${process.pid}-${seq}`,
         destinationId: stream.destinationId,
         subscriptionId: 'default',
-        payload: { type: 'track', messageId: `${tag}-${process.pid}-${seq}`, event: 'E', properties: { sentAt: Date.now(), tag, source: stream.sourceId } },
+        payload: {
+          type: 'track',
+          messageId: `${tag}-${process.pid}-${seq}`,
+          event: 'E',
+          properties: { sentAt: Date.now(), tag, source: stream.sourceId },
+        },
       };
     });
     posts.push(

@@ -57,22 +57,47 @@ async function main(): Promise<void> {
       return 1;
     });
 
-    const workspace = parseWorkspace(JSON.stringify({ spaces: [{ id: 'main', name: 'Main' }], sources: [{ id: 'web', name: 'web', spaceId: 'main', writeKeys: ['wk_bench_identity'] }] }), { format: 'json' });
+    const workspace = parseWorkspace(
+      JSON.stringify({
+        spaces: [{ id: 'main', name: 'Main' }],
+        sources: [{ id: 'web', name: 'web', spaceId: 'main', writeKeys: ['wk_bench_identity'] }],
+      }),
+      { format: 'json' },
+    );
     const resolver = new Resolver(new GraphStore(client, tables), { cacheTtlMs: 5_000, cacheEntries: 100_000 });
     let published = 0;
-    const stage = new IdentityStage({ resolver, producer: { send: async (_t, m) => void (published += m.length) }, outputTopic: 'sink', workspace: () => workspace });
-    const ctx: BatchContext = { topic: 'bench', partition: 0, heartbeat: async () => undefined, deadLetter: () => undefined, isRunning: () => true };
+    const stage = new IdentityStage({
+      resolver,
+      producer: { send: async (_t, m) => void (published += m.length) },
+      outputTopic: 'sink',
+      workspace: () => workspace,
+    });
+    const ctx: BatchContext = {
+      topic: 'bench',
+      partition: 0,
+      heartbeat: async () => undefined,
+      deadLetter: () => undefined,
+      isRunning: () => true,
+    };
     let seq = 0;
     const item = (m: Partial<SegmentMessage>): Decoded<Envelope> => {
       const messageId = `b${++seq}`;
       const at = new Date(Date.UTC(2026, 0, 1) + seq).toISOString();
       const message = { type: 'track', event: 'Viewed', messageId, timestamp: at, ...m } as SegmentMessage;
-      return { message: { topic: 'bench', partition: 0, offset: String(seq), key: null, value: null, headers: {}, timestamp: '0' }, value: { v: 1, sourceId: 'web', messageId, receivedAt: at, message } };
+      return {
+        message: { topic: 'bench', partition: 0, offset: String(seq), key: null, value: null, headers: {}, timestamp: '0' },
+        value: { v: 1, sourceId: 'web', messageId, receivedAt: at, message },
+      };
     };
 
     // Known users: identified once (not timed), then tracks by userId or anonymousId, ~1 in 20 an identify with a changed trait.
     for (let u = 0; u < KNOWN_USERS; u += CHUNK) {
-      await stage.handle(Array.from({ length: CHUNK }, (_, k) => item({ type: 'identify', userId: `u${u + k}`, anonymousId: `a${u + k}`, traits: { email: `u${u + k}@x.io` } })), ctx);
+      await stage.handle(
+        Array.from({ length: CHUNK }, (_, k) =>
+          item({ type: 'identify', userId: `u${u + k}`, anonymousId: `a${u + k}`, traits: { email: `u${u + k}@x.io` } }),
+        ),
+        ctx,
+      );
     }
     const pick = () => Math.floor(Math.random() * KNOWN_USERS);
     const known = await timed('known-user mix (events)', async () => {
@@ -89,7 +114,10 @@ async function main(): Promise<void> {
       const chunk: Decoded<Envelope>[] = [];
       for (let k = 0; k < CHUNK / 2; k++) {
         const id = `n${w}-${i}-${k}`;
-        chunk.push(item({ anonymousId: `a-${id}` }), item({ type: 'identify', userId: `u-${id}`, anonymousId: `a-${id}`, traits: { email: `${id}@x.io` } }));
+        chunk.push(
+          item({ anonymousId: `a-${id}` }),
+          item({ type: 'identify', userId: `u-${id}`, anonymousId: `a-${id}`, traits: { email: `${id}@x.io` } }),
+        );
       }
       await stage.handle(chunk, ctx);
       return chunk.length;

@@ -4,7 +4,10 @@ import type { TableNames } from '../tables';
 export interface GraphDump {
   /** id → profileId as mapped. */
   mappings: Map<string, string>;
-  profiles: Map<string, { ids: string[]; mergedInto?: string; merges: number; events: number; traits: Record<string, { v: unknown; t: number }> }>;
+  profiles: Map<
+    string,
+    { ids: string[]; mergedInto?: string; merges: number; events: number; traits: Record<string, { v: unknown; t: number }> }
+  >;
 }
 
 /** Every mapping and profile of a space, read whole (tests only: a Scan). */
@@ -12,7 +15,11 @@ export async function dumpGraph(client: DynamoDBClient, tables: TableNames, spac
   const dump: GraphDump = { mappings: new Map(), profiles: new Map() };
   const prefix = `${spaceId}|`;
   for (const [table, onItem] of [
-    [tables.ids, (pk: string, item: Record<string, { S?: string; N?: string; M?: Record<string, unknown> }>) => dump.mappings.set(pk, item.profileId.S!)],
+    [
+      tables.ids,
+      (pk: string, item: Record<string, { S?: string; N?: string; M?: Record<string, unknown> }>) =>
+        dump.mappings.set(pk, item.profileId.S!),
+    ],
     [
       tables.profiles,
       (pk: string, item: Record<string, { S?: string; N?: string; M?: Record<string, unknown> }>) =>
@@ -67,8 +74,11 @@ export function groupsOf(dump: GraphDump): { groups: string[][]; problems: strin
     byProfile.set(live, [...(byProfile.get(live) ?? []), id]);
   }
   for (const [p, profile] of dump.profiles) {
-    if (profile.mergedInto !== undefined && !dump.profiles.has(profile.mergedInto)) problems.push(`${p}: mergedInto ${profile.mergedInto} does not exist`);
-    if (profile.mergedInto === undefined) for (const id of profile.ids) if (liveProfileOf(dump, id) !== p) problems.push(`${p}: lists ${id}, which leads to ${liveProfileOf(dump, id)}`);
+    if (profile.mergedInto !== undefined && !dump.profiles.has(profile.mergedInto))
+      problems.push(`${p}: mergedInto ${profile.mergedInto} does not exist`);
+    if (profile.mergedInto === undefined)
+      for (const id of profile.ids)
+        if (liveProfileOf(dump, id) !== p) problems.push(`${p}: lists ${id}, which leads to ${liveProfileOf(dump, id)}`);
   }
   const groups = [...byProfile.values()].map((ids) => ids.sort()).sort((a, b) => (a[0] < b[0] ? -1 : 1));
   return { groups, problems };

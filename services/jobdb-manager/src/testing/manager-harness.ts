@@ -36,14 +36,20 @@ export function managedDatabases(settings: Pick<JobDbManagerSettings, 'JOBDB_DAT
 }
 
 /** Drops every database the manager provisioned, and its control database. */
-export async function dropManagedDatabases(settings: Pick<JobDbManagerSettings, 'JOBDB_DATABASE_PREFIX' | 'CDP_CONTROL_DB'>): Promise<void> {
+export async function dropManagedDatabases(
+  settings: Pick<JobDbManagerSettings, 'JOBDB_DATABASE_PREFIX' | 'CDP_CONTROL_DB'>,
+): Promise<void> {
   for (const database of await managedDatabases(settings)) await dropJobDbDatabase(mysqlUrl(), database);
   await dropJobDbDatabase(mysqlUrl(), settings.CDP_CONTROL_DB);
 }
 
 /** jobdb-manager as a real process (dist/main.js; build first), logging at info into `output()`; ready when it returns. */
 export async function startManagerProcess(settings: JobDbManagerSettings, pod: string, consulUrl: string): Promise<ServiceProcess> {
-  const p = await startServiceProcess('jobdb-manager', { ...managerProcessEnv({ ...settings, POD_NAME: pod }, consulUrl), LOG_LEVEL: 'info' }, { captureOutput: true });
+  const p = await startServiceProcess(
+    'jobdb-manager',
+    { ...managerProcessEnv({ ...settings, POD_NAME: pod }, consulUrl), LOG_LEVEL: 'info' },
+    { captureOutput: true },
+  );
   try {
     await waitServiceReady(p, 30_000);
   } catch (error) {

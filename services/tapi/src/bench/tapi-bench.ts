@@ -55,7 +55,13 @@ function event(i: number, sentAt: string): Record<string, unknown> {
  * target; four show what the client library can push from one process; one with tapi's
  * partitioner shows how much of tapi's lead comes from that (the same placement, less CPU).
  */
-async function baseline(brokers: string, topic: string, sample: string, count: number, createPartitioner?: ICustomPartitioner): Promise<number> {
+async function baseline(
+  brokers: string,
+  topic: string,
+  sample: string,
+  count: number,
+  createPartitioner?: ICustomPartitioner,
+): Promise<number> {
   const kafka = createKafka({ brokers: [brokers], clientId: 'bench-baseline', logger });
   const producers = await Promise.all(
     Array.from({ length: count }, async () => {
@@ -84,7 +90,14 @@ async function baseline(brokers: string, topic: string, sample: string, count: n
 function post(agent: http.Agent, port: number, path: string, body: Buffer): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: '127.0.0.1', port, path, method: 'POST', agent, headers: { 'Content-Type': 'application/json', Authorization: AUTH, 'Content-Length': body.length } },
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: 'POST',
+        agent,
+        headers: { 'Content-Type': 'application/json', Authorization: AUTH, 'Content-Length': body.length },
+      },
       (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));
@@ -270,8 +283,21 @@ async function main(): Promise<void> {
     await admin.disconnect();
 
     const now = new Date().toISOString();
-    const sample = JSON.stringify({ v: 1, sourceId: 'bench', messageId: 'bench-x', receivedAt: now, message: { ...event(1, now), receivedAt: now, originalTimestamp: now, context: { library: { name: '@segment/analytics-node', version: '3.1.0' }, ip: '127.0.0.1' } } });
-    console.log(`baseline: raw kafkajs produce (acks=all, idempotent, ${sample.length}-byte values, 1,000 per send) for ${PHASE_MS / 1000} s each…`);
+    const sample = JSON.stringify({
+      v: 1,
+      sourceId: 'bench',
+      messageId: 'bench-x',
+      receivedAt: now,
+      message: {
+        ...event(1, now),
+        receivedAt: now,
+        originalTimestamp: now,
+        context: { library: { name: '@segment/analytics-node', version: '3.1.0' }, ip: '127.0.0.1' },
+      },
+    });
+    console.log(
+      `baseline: raw kafkajs produce (acks=all, idempotent, ${sample.length}-byte values, 1,000 per send) for ${PHASE_MS / 1000} s each…`,
+    );
     const raw4 = await baseline(broker.brokers, `${prefix}ingest`, sample, 4);
     console.log(`  4 producers in parallel: ${Math.round(raw4)} events/s`);
     const rawRate = await baseline(broker.brokers, `${prefix}ingest`, sample, 1);
@@ -280,7 +306,15 @@ async function main(): Promise<void> {
     console.log(`  1 producer with tapi's partitioner: ${Math.round(rawFast)} events/s`);
 
     const workspace = path.join(dir, 'workspace.json');
-    fs.writeFileSync(workspace, JSON.stringify({ spaces: [{ id: 'main', name: 'Main' }], sources: [{ id: 'bench', name: 'Bench', spaceId: 'main', writeKeys: [WRITE_KEY] }], destinations: [], connections: [] }));
+    fs.writeFileSync(
+      workspace,
+      JSON.stringify({
+        spaces: [{ id: 'main', name: 'Main' }],
+        sources: [{ id: 'bench', name: 'Bench', spaceId: 'main', writeKeys: [WRITE_KEY] }],
+        destinations: [],
+        connections: [],
+      }),
+    );
     const port = await freePort();
     // tapi runs with the Node flags its chart gives it in production, plus BENCH_TAPI_NODE_ARGS,
     // e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to see where tapi's time goes.
@@ -313,9 +347,13 @@ async function main(): Promise<void> {
     const secs = (Date.now() - t0) / 1000;
     const tapiCpu = (cpuSeconds(tapiPid) - cpu0) / secs;
     const kafkaCpu = (cpuSeconds(broker.process.pid) - kcpu0) / secs;
-    console.log(`  /v1/batch: ${Math.round(batch.rate)} events/s (non-200: ${batch.non200}); CPU cores used: tapi ${tapiCpu.toFixed(2)}, kafka ${kafkaCpu.toFixed(2)}; tapi RSS ${(rssBytes(tapiPid) / 1048576).toFixed(0)} MiB`);
+    console.log(
+      `  /v1/batch: ${Math.round(batch.rate)} events/s (non-200: ${batch.non200}); CPU cores used: tapi ${tapiCpu.toFixed(2)}, kafka ${kafkaCpu.toFixed(2)}; tapi RSS ${(rssBytes(tapiPid) / 1048576).toFixed(0)} MiB`,
+    );
 
-    console.log(`track: single /v1/track at ${TRACK_RATE} req/s for ${PHASE_MS / 1000} s after ${TRACK_WARMUP_MS / 1000} s of warm-up at that rate…`);
+    console.log(
+      `track: single /v1/track at ${TRACK_RATE} req/s for ${PHASE_MS / 1000} s after ${TRACK_WARMUP_MS / 1000} s of warm-up at that rate…`,
+    );
     const scrape = () => fetch(`http://127.0.0.1:${opsPort}/metrics`).then((r) => r.text());
     let m0 = Promise.resolve('');
     let tcpu0 = 0;
@@ -326,19 +364,37 @@ async function main(): Promise<void> {
       tt0 = Date.now();
     };
     // BENCH_SKIP_TRACK=1 runs only the batch phase (e.g. to profile it alone).
-    const track = process.env.BENCH_SKIP_TRACK === '1' ? { p50: NaN, p90: NaN, p99: NaN, p999: NaN, warmupP99: NaN, achieved: 0, non200: 0 } : await trackPhase(port, measureStart);
+    const track =
+      process.env.BENCH_SKIP_TRACK === '1'
+        ? { p50: NaN, p90: NaN, p99: NaN, p999: NaN, warmupP99: NaN, achieved: 0, non200: 0 }
+        : await trackPhase(port, measureStart);
     const trackCpu = (cpuSeconds(tapiPid) - tcpu0) / ((Date.now() - tt0) / 1000);
     const m1 = await scrape();
     const m0Text = await m0;
     const route = 'route="/v1/track"';
-    const serverP99 = bucketQuantile(buckets(m0Text, 'cdp_http_request_duration_seconds', route), buckets(m1, 'cdp_http_request_duration_seconds', route), 0.99);
-    const publishP99 = bucketQuantile(buckets(m0Text, 'cdp_tapi_publish_duration_seconds', 'target="primary"'), buckets(m1, 'cdp_tapi_publish_duration_seconds', 'target="primary"'), 0.99);
-    console.log(`  /v1/track: p50 ${track.p50.toFixed(1)} ms, p90 ${track.p90.toFixed(1)} ms, p99 ${track.p99.toFixed(1)} ms, p99.9 ${track.p999.toFixed(1)} ms at ${Math.round(track.achieved)} req/s (non-200: ${track.non200}); warm-up p99 ${track.warmupP99.toFixed(1)} ms`);
-    console.log(`  inside tapi (histogram bucket bounds): request p99 ≤ ${serverP99} ms, Kafka publish p99 ≤ ${publishP99} ms; tapi CPU ${trackCpu.toFixed(2)} cores`);
+    const serverP99 = bucketQuantile(
+      buckets(m0Text, 'cdp_http_request_duration_seconds', route),
+      buckets(m1, 'cdp_http_request_duration_seconds', route),
+      0.99,
+    );
+    const publishP99 = bucketQuantile(
+      buckets(m0Text, 'cdp_tapi_publish_duration_seconds', 'target="primary"'),
+      buckets(m1, 'cdp_tapi_publish_duration_seconds', 'target="primary"'),
+      0.99,
+    );
+    console.log(
+      `  /v1/track: p50 ${track.p50.toFixed(1)} ms, p90 ${track.p90.toFixed(1)} ms, p99 ${track.p99.toFixed(1)} ms, p99.9 ${track.p999.toFixed(1)} ms at ${Math.round(track.achieved)} req/s (non-200: ${track.non200}); warm-up p99 ${track.warmupP99.toFixed(1)} ms`,
+    );
+    console.log(
+      `  inside tapi (histogram bucket bounds): request p99 ≤ ${serverP99} ms, Kafka publish p99 ≤ ${publishP99} ms; tapi CPU ${trackCpu.toFixed(2)} cores`,
+    );
 
     const worstOne = await worstCasePhase(port, tapiPid, 1);
     const worstMany = await worstCasePhase(port, tapiPid, 8);
-    for (const [label, w] of [['1 request', worstOne], ['8 at once', worstMany]] as const) {
+    for (const [label, w] of [
+      ['1 request', worstOne],
+      ['8 at once', worstMany],
+    ] as const) {
       const answers = [...new Set(w.statuses)].map((st) => `${w.statuses.filter((x) => x === st).length}× ${st}`).join(', ');
       console.log(
         `worst-case request (466 KB /v1/batch, 380 KB batch context × 1,300 events), ${label}: ${answers} in ${w.ms.toFixed(0)} ms; tapi RSS ${w.rssBeforeMiB.toFixed(0)} MiB before, peak ${w.rssPeakMiB.toFixed(0)} MiB`,
@@ -346,12 +402,16 @@ async function main(): Promise<void> {
     }
 
     const sup = suppressionMemory(Number(process.env.BENCH_SUPPRESSED_USERS ?? 5_000_000));
-    console.log(`suppression set: ${sup.bytesPerUser.toFixed(1)} bytes/user, ${sup.tableMiB.toFixed(0)} MiB for ${process.env.BENCH_SUPPRESSED_USERS ?? 5_000_000} users`);
+    console.log(
+      `suppression set: ${sup.bytesPerUser.toFixed(1)} bytes/user, ${sup.tableMiB.toFixed(0)} MiB for ${process.env.BENCH_SUPPRESSED_USERS ?? 5_000_000} users`,
+    );
 
     const ratio = batch.rate / rawRate;
     if (batch.rate < 20_000 || ratio < 0.5) {
       // tapi is one Node process: one event loop does HTTP, JSON, validation and kafkajs encoding.
-      console.log(`  below target: tapi used ${tapiCpu.toFixed(2)} cores and kafka ${kafkaCpu.toFixed(2)} of 2 (the load generator takes the rest): ${tapiCpu > 0.9 ? 'tapi\'s single event loop (JSON parse/validate/serialize per event) is the bottleneck' : 'CPU is shared three ways on 2 cores'}`);
+      console.log(
+        `  below target: tapi used ${tapiCpu.toFixed(2)} cores and kafka ${kafkaCpu.toFixed(2)} of 2 (the load generator takes the rest): ${tapiCpu > 0.9 ? "tapi's single event loop (JSON parse/validate/serialize per event) is the bottleneck" : 'CPU is shared three ways on 2 cores'}`,
+      );
     }
     if (track.p99 >= 30) {
       console.log(

@@ -4,7 +4,8 @@ import zlib from 'node:zlib';
 import { HttpError } from '@cdp/http';
 
 /** 400 reasons; the code is also the metric label, so the set is bounded. */
-export type BadRequestCode = 'invalid_json' | 'invalid_body' | 'bad_encoding' | 'payload_too_large' | 'event_too_large' | 'expanded_too_large';
+export type BadRequestCode =
+  'invalid_json' | 'invalid_body' | 'bad_encoding' | 'payload_too_large' | 'event_too_large' | 'expanded_too_large';
 
 export class BadRequest extends HttpError {
   constructor(

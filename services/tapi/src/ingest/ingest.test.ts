@@ -72,7 +72,13 @@ describe('body decoding', () => {
 describe('events', () => {
   const limits = { maxEventBytes: 1000, maxBatchEvents: 3 };
   const receivedAt = new Date('2026-03-01T12:00:00.000Z');
-  const ctx = (over: Partial<EnrichContext> = {}): EnrichContext => ({ sourceId: 'web', clock: requestClock(receivedAt), clientIp: '10.0.0.1', shared: {}, ...over });
+  const ctx = (over: Partial<EnrichContext> = {}): EnrichContext => ({
+    sourceId: 'web',
+    clock: requestClock(receivedAt),
+    clientIp: '10.0.0.1',
+    shared: {},
+    ...over,
+  });
 
   it('drops batch items past the limit and refuses oversize events', () => {
     const batch = { batch: [1, 2, 3, 4, 5] };

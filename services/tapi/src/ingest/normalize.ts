@@ -62,7 +62,10 @@ export class ExpansionBudget {
   charge(bytes: number): void {
     this.used += bytes;
     if (this.used > this.maxBytes) {
-      throw new BadRequest('expanded_too_large', `the events expand past ${this.maxBytes} bytes once the batch's context and integrations are merged into each`);
+      throw new BadRequest(
+        'expanded_too_large',
+        `the events expand past ${this.maxBytes} bytes once the batch's context and integrations are merged into each`,
+      );
     }
   }
 }
@@ -116,7 +119,8 @@ export function extractEvents(
     if (shared.context) replaceLoneSurrogates(shared.context, MAX_DEPTH);
     if (shared.integrations) replaceLoneSurrogates(shared.integrations, MAX_DEPTH);
   }
-  if (shared.context || shared.integrations) shared.bytes = serializedBytes(shared.context ?? {}) + serializedBytes(shared.integrations ?? {});
+  if (shared.context || shared.integrations)
+    shared.bytes = serializedBytes(shared.context ?? {}) + serializedBytes(shared.integrations ?? {});
   return { items, overflow: all.length - items.length, shared };
 }
 

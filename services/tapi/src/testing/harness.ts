@@ -214,7 +214,18 @@ export async function restartKafkaBroker(broker: KafkaBroker): Promise<KafkaBrok
   const proc = spawnDaemon(
     'kafka',
     'java',
-    ['-Xms256m', '-Xmx512m', '-XX:+UseG1GC', '-XX:ActiveProcessorCount=2', '-Djava.awt.headless=true', log4j, '-cp', `${jars}/*`, 'kafka.Kafka', config],
+    [
+      '-Xms256m',
+      '-Xmx512m',
+      '-XX:+UseG1GC',
+      '-XX:ActiveProcessorCount=2',
+      '-Djava.awt.headless=true',
+      log4j,
+      '-cp',
+      `${jars}/*`,
+      'kafka.Kafka',
+      config,
+    ],
     { logFile: path.join(broker.dataDir, 'kafka.log') },
   );
   const port = Number(broker.brokers.split(':')[1]);
@@ -239,7 +250,15 @@ export interface LoadResult {
  */
 export function startLoad(
   target: () => string | undefined,
-  options: { label: string; batchSize?: number; intervalMs?: number; maxRequests?: number; maxMs?: number; writeKey?: string; userId?: () => string },
+  options: {
+    label: string;
+    batchSize?: number;
+    intervalMs?: number;
+    maxRequests?: number;
+    maxMs?: number;
+    writeKey?: string;
+    userId?: () => string;
+  },
 ): { stop: () => Promise<LoadResult>; result: LoadResult } {
   const result: LoadResult = { acked: [], refused: 0, statuses: {} };
   let running = true;
@@ -254,7 +273,9 @@ export function startLoad(
           const res = await fetch(`${url}/v1/batch`, {
             method: 'POST',
             headers: { 'Content-Type': 'application/json', Authorization: basicAuth(options.writeKey ?? WRITE_KEY) },
-            body: JSON.stringify({ batch: ids.map((messageId) => ({ type: 'track', messageId, userId: options.userId?.() ?? 'load-user', event: 'Load' })) }),
+            body: JSON.stringify({
+              batch: ids.map((messageId) => ({ type: 'track', messageId, userId: options.userId?.() ?? 'load-user', event: 'Load' })),
+            }),
             signal: AbortSignal.timeout(15_000),
           });
           status = String(res.status);
@@ -289,9 +310,14 @@ export interface CliResult {
 export function runTapiCli(args: string[], env: Record<string, string>): Promise<CliResult> {
   const cli = path.join(__dirname, '..', '..', 'dist', 'cli.js');
   return new Promise((resolve) => {
-    execFile(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, timeout: 90_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [cli, ...args],
+      { env: { PATH: process.env.PATH ?? '', ...env }, timeout: 90_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
