@@ -97,11 +97,9 @@ describe('kafkajs log lines through createKafka', () => {
     const { lines, logger } = capture();
     const kafkaLogger = createKafka({ brokers: ['127.0.0.1:9'], clientId: 't', logger }).logger();
     kafkaLogger.namespace('Consumer').error('Crash: KafkaJSNonRetriableError: Topic authorization failed', { groupId: 'g' });
-    kafkaLogger
-      .namespace('Connection')
-      .error('Response SaslAuthenticate(key: 36, version: 1)', {
-        error: 'Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256',
-      });
+    kafkaLogger.namespace('Connection').error('Response SaslAuthenticate(key: 36, version: 1)', {
+      error: 'Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256',
+    });
     kafkaLogger
       .namespace('Consumer')
       .error('Crash: KafkaJSNumberOfRetriesExceeded: This server does not host this topic-partition', { groupId: 'g' });
