@@ -45,6 +45,11 @@ node services/identity/dist/tables-cli.js create
 start_service identity
 # jobdb-manager first: it migrates cdp_control and provisions the JobDBs the director takes (the
 # director stays not-ready until it holds one). Names of their own on the shared MySQL server.
+# Kafka and Consul are new on every run, so an earlier run's cdp_stack_* JobDBs could never be
+# adopted again: drop them rather than let them pile up (names given by hand are left alone).
+if [ -z "${CDP_CONTROL_DB:-}" ] && [ -z "${JOBDB_DATABASE_PREFIX:-}" ]; then
+  node libs/testkit/dist/cli.js drop-stack-databases
+fi
 export CDP_CONTROL_DB=${CDP_CONTROL_DB:-cdp_stack_control}
 start_service jobdb-manager POD_NAME=local JOBDB_DATABASE_PREFIX="${JOBDB_DATABASE_PREFIX:-cdp_stack_jobdb_}"
 director_token=${DIRECTOR_RPC_TOKEN:-local-dev-only-director-token}

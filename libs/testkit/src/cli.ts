@@ -1,6 +1,8 @@
-// `pnpm infra up [components]` / `pnpm infra down` / `pnpm infra status`.
+// `pnpm infra up [components]` / `pnpm infra down` / `pnpm infra status`; `drop-stack-databases`
+// (the local stack runs it at start).
 import { ALL_COMPONENTS } from './components';
 import { infraDown, infraUp, readLiveInfra } from './infra';
+import { dropStackDatabases } from './mysql';
 import { INFRA_DIR } from './paths';
 
 async function main(argv: string[]): Promise<number> {
@@ -28,8 +30,13 @@ async function main(argv: string[]): Promise<number> {
       for (const [k, v] of Object.entries(state.env)) console.log(`  ${k}=${v}`);
       return 0;
     }
+    case 'drop-stack-databases': {
+      const dropped = await dropStackDatabases();
+      if (dropped.length > 0) console.log(`dropped ${dropped.length} database(s) of an earlier local stack: ${dropped.join(', ')}`);
+      return 0;
+    }
     default:
-      console.error(`usage: infra up [${ALL_COMPONENTS.join(',')}|kafka2,...] | down | status`);
+      console.error(`usage: infra up [${ALL_COMPONENTS.join(',')}|kafka2,...] | down | status | drop-stack-databases`);
       return 2;
   }
 }

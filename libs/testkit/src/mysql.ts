@@ -35,6 +35,22 @@ export async function sweepTestDatabases(url = mysqlUrl(), now = Date.now()): Pr
   });
 }
 
+/** The local stack's databases (`npm start`): JobDBs and control DB named `cdp_stack_*`. */
+export const STACK_DATABASE_PREFIX = 'cdp_stack_';
+
+/**
+ * Drops the databases an earlier local stack left. Its Kafka and Consul are new on every run, so
+ * no director can ever adopt those JobDBs again; without this they pile up on the shared server.
+ */
+export async function dropStackDatabases(url = mysqlUrl()): Promise<string[]> {
+  return withConnection(url, async (conn) => {
+    const [rows] = await conn.query<mysql.RowDataPacket[]>('SHOW DATABASES LIKE ?', [`${STACK_DATABASE_PREFIX.replace(/_/g, '\\_')}%`]);
+    const names = rows.map((row) => String(Object.values(row)[0]));
+    for (const name of names) await conn.query(`DROP DATABASE IF EXISTS \`${name}\``);
+    return names;
+  });
+}
+
 export interface TestDatabase {
   name: string;
   /** Server URL (without database); pass `name` separately. */
