@@ -66,7 +66,7 @@ export class MemoryBudget {
    * A job about to wait (new, rebuilt or retried): keeps its content counted when the budget
    * has room, else lets it go (it stays in MySQL and is read back when the job is due).
    */
-  fit(job: Job): void {
+  keepContentIfRoom(job: Job): void {
     if (job.content === null) return;
     if (job.contentBytes === 0) {
       const bytes = contentSize(job.content);

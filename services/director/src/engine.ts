@@ -149,7 +149,7 @@ export class DeliveryEngine {
     this.add(jobs.filter((j) => j.state !== 'archiving'));
     for (const job of archiving) {
       this.bumpOpen(job.jobDbId, 1);
-      this.budget.fit(job);
+      this.budget.keepContentIfRoom(job);
       this.queueArchive(job, sink);
     }
   }
@@ -226,7 +226,7 @@ export class DeliveryEngine {
     for (const job of jobs) {
       this.scheduler.enqueue(job, now);
       if (newlyHeld) this.bumpOpen(job.jobDbId, 1);
-      this.budget.fit(job);
+      this.budget.keepContentIfRoom(job);
       this.knownDestinations.add(job.destinationId);
     }
     this.schedulePump();
@@ -469,7 +469,7 @@ export class DeliveryEngine {
     );
     if (decision.state === 'awaiting_retry') {
       job.nextRetryAt = decision.nextRetryAt;
-      this.budget.fit(job);
+      this.budget.keepContentIfRoom(job);
       this.scheduler.enqueue(job, now);
       this.schedulePump();
     } else {
