@@ -57,5 +57,7 @@ start_service director PORT="${DIRECTOR_PORT:-8090}" POD_NAME=local DIRECTOR_RPC
 echo "    director RPC: http://127.0.0.1:${DIRECTOR_PORT:-8090}/v1/jobs (Authorization: Bearer \$DIRECTOR_RPC_TOKEN)"
 # transform reads cdp.identified and hands the jobs to the director above.
 start_service transform DIRECTOR_RPC_URLS="http://127.0.0.1:${DIRECTOR_PORT:-8090}" DIRECTOR_RPC_TOKEN="$director_token"
+# archiver: cdp.deduped and cdp.undelivered to the S3Proxy bucket of .infra/env, flushed at least every 60 s.
+start_service archiver S3_FORCE_PATH_STYLE=true ARCHIVER_FLUSH_AGE_MS="${ARCHIVER_FLUSH_AGE_MS:-60000}"
 echo "the stack is up (dependencies in .infra/env); press Ctrl-C to stop"
 wait -n "${pids[@]}" 2>/dev/null || while true; do sleep 3600; done
