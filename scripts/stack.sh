@@ -27,6 +27,16 @@ export KAFKA_ENSURE_TOPICS=false KAFKA_REPLICATION_FACTOR=1 KAFKA_TOPIC_PARTITIO
 node libs/kafka/dist/topics-cli.js create
 export CDP_WORKSPACE_FILE=${CDP_WORKSPACE_FILE:-$REPO_ROOT/config/workspace.sample.yaml}
 export CDP_SAMPLE_HMAC_SECRET=${CDP_SAMPLE_HMAC_SECRET:-local-dev-only-secret}
+# One admin token for every admin API of the stack (Bearer, or Basic with it as user name); each
+# service with an admin API gets an ADMIN_PORT of its own below (the default 8081 is shared).
+export ADMIN_TOKEN=${ADMIN_TOKEN:-local-dev-only-admin-token}
+# .stack/env: the endpoints and credentials scripts and checks use,
+# one NAME=value a line, rewritten on every run; `stack_env NAME value` adds one.
+stack_dir="$REPO_ROOT/.stack"
+mkdir -p "$stack_dir"
+: >"$stack_dir/env"
+stack_env() { printf '%s=%s\n' "$1" "$2" >>"$stack_dir/env"; }
+stack_env ADMIN_TOKEN "$ADMIN_TOKEN"
 ops_port=9100
 start_service() { # name, extra env...
   local name=$1; shift
@@ -39,6 +49,9 @@ start_service() { # name, extra env...
 echo "services:"
 start_service tapi PORT="${TAPI_PORT:-8080}" HOST=127.0.0.1 SPOOL_DIR="$REPO_ROOT/.infra/tapi-spool"
 echo "    tracking API: http://127.0.0.1:${TAPI_PORT:-8080}/v1/track (write key wk_server_sample_0001)"
+stack_env TAPI_URL "http://127.0.0.1:${TAPI_PORT:-8080}"
+stack_env WRITE_KEY wk_server_sample_0001
+stack_env SPACE_ID main
 start_service dedup DEDUP_DATA_DIR="$REPO_ROOT/.infra/dedup-data"
 # identity-tables creates the identity graph's DynamoDB tables on DynamoDB Local (idempotent).
 node services/identity/dist/tables-cli.js create
@@ -51,13 +64,17 @@ if [ -z "${CDP_CONTROL_DB:-}" ] && [ -z "${JOBDB_DATABASE_PREFIX:-}" ]; then
   node libs/testkit/dist/cli.js drop-stack-databases
 fi
 export CDP_CONTROL_DB=${CDP_CONTROL_DB:-cdp_stack_control}
-start_service jobdb-manager POD_NAME=local JOBDB_DATABASE_PREFIX="${JOBDB_DATABASE_PREFIX:-cdp_stack_jobdb_}"
+manager_admin_port=${MANAGER_ADMIN_PORT:-8093}
+start_service jobdb-manager POD_NAME=local JOBDB_DATABASE_PREFIX="${JOBDB_DATABASE_PREFIX:-cdp_stack_jobdb_}" ADMIN_PORT="$manager_admin_port"
+stack_env MANAGER_ADMIN_URL "http://127.0.0.1:$manager_admin_port"
 director_token=${DIRECTOR_RPC_TOKEN:-local-dev-only-director-token}
 start_service director PORT="${DIRECTOR_PORT:-8090}" POD_NAME=local DIRECTOR_RPC_TOKEN="$director_token"
 echo "    director RPC: http://127.0.0.1:${DIRECTOR_PORT:-8090}/v1/jobs (Authorization: Bearer \$DIRECTOR_RPC_TOKEN)"
+stack_env DIRECTOR_RPC_URL "http://127.0.0.1:${DIRECTOR_PORT:-8090}"
+stack_env DIRECTOR_RPC_TOKEN "$director_token"
 # transform reads cdp.identified and hands the jobs to the director above.
 start_service transform DIRECTOR_RPC_URLS="http://127.0.0.1:${DIRECTOR_PORT:-8090}" DIRECTOR_RPC_TOKEN="$director_token"
 # archiver: cdp.deduped and cdp.undelivered to the S3Proxy bucket of .infra/env, flushed at least every 60 s.
 start_service archiver S3_FORCE_PATH_STYLE=true ARCHIVER_FLUSH_AGE_MS="${ARCHIVER_FLUSH_AGE_MS:-60000}"
-echo "the stack is up (dependencies in .infra/env); press Ctrl-C to stop"
+echo "the stack is up (dependencies in .infra/env, endpoints in .stack/env); press Ctrl-C to stop"
 wait -n "${pids[@]}" 2>/dev/null || while true; do sleep 3600; done
