@@ -17,6 +17,7 @@ check() { # name, command...: a non-jest step counted as one test
   if "$@"; then echo "$name passed" > "$RESULTS/$name.check"; else echo "$name failed" > "$RESULTS/$name.check"; fi
 }
 
+check chromium bash scripts/install-chromium.sh
 check typecheck pnpm -s build
 check lint pnpm -s lint
 check prod-build bash scripts/check-prod-build.sh

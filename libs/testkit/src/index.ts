@@ -25,3 +25,13 @@ export { percentile } from './stats';
 export { waitFor } from './wait-for';
 export { metricSamples, metricValue } from './metrics-text';
 export { HttpSink, type SinkAnswer, type SinkHandler, type SinkRequest } from './http-sink';
+export {
+  DEFAULT_CHROMIUM_PATH,
+  SCREENSHOT_DIR,
+  isLoopbackUrl,
+  launchChromium,
+  saveScreenshot,
+  type ChromiumOptions,
+  type ChromiumPageOptions,
+  type LaunchedChromium,
+} from './chromium';
