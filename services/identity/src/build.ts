@@ -11,6 +11,7 @@ import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service'
 import { WorkspaceStore } from '@cdp/workspace';
 import { identityEnv, type IdentityConfig } from './config';
 import { GraphStore } from './graph';
+import { RecentEvents } from './recent';
 import { Resolver } from './resolver';
 import { decodeDeduped, IdentityStage } from './service';
 import { checkTables, dynamoClient, tableNames } from './tables';
@@ -34,7 +35,11 @@ export async function build(config: IdentityConfig, { logger, fatal }: ServiceDe
     cacheTtlMs: config.IDENTITY_CACHE_TTL_MS,
     cacheEntries: config.IDENTITY_CACHE_ENTRIES,
   });
-  const stage = new IdentityStage({ resolver, producer, outputTopic: topics.identified, workspace: () => workspace.current() });
+  const recent = new RecentEvents(dynamo, tables, {
+    size: config.IDENTITY_RECENT_EVENTS_PER_PROFILE,
+    ttlMs: config.IDENTITY_RECENT_EVENTS_DAYS * 86_400_000,
+  });
+  const stage = new IdentityStage({ resolver, producer, recent, outputTopic: topics.identified, workspace: () => workspace.current() });
   const worker = new CommitAfterWorkConsumer({
     kafka,
     groupId: config.IDENTITY_GROUP_ID,

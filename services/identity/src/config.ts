@@ -23,6 +23,10 @@ export const identityEnv = z
     IDENTITY_CACHE_TTL_MS: positiveInt(5_000),
     /** Entries of each read cache (ids, profiles); the oldest go first. */
     IDENTITY_CACHE_ENTRIES: positiveInt(100_000),
+    /** Recent events kept per profile for the Profile API (a ring: the newest replace the oldest). */
+    IDENTITY_RECENT_EVENTS_PER_PROFILE: positiveInt(1_000),
+    /** Days an event is kept after its time (DynamoDB Time to Live; Segment's lookback is 14 days). */
+    IDENTITY_RECENT_EVENTS_DAYS: positiveInt(14),
     /** Partitions of cdp.deduped handled at once by one process. */
     IDENTITY_PARTITIONS_CONCURRENTLY: positiveInt(4),
   })

@@ -61,6 +61,7 @@ describe('identity-tables', () => {
     expect(before.code).toBe(1);
     expect(before.stderr).toContain(`${tables.ids}: missing`);
     expect(before.stderr).toContain(`${tables.profiles}: missing`);
+    expect(before.stderr).toContain(`${tables.events}: missing`);
     const first = await cli('create');
     expect(first).toMatchObject({ code: 0 });
     expect(first.stdout).toContain(`created ${tables.ids}`);
@@ -121,7 +122,7 @@ describe('resolution on DynamoDB Local', () => {
       { userId: '-1', anonymousId: 'a' },
       { type: 'identify', userId: 'anonymous', anonymousId: 'b', traits: { email: 'undefined' } },
     ]);
-    expect(r[0]).toEqual({ outcome: 'unresolved', refusals: [] });
+    expect(r[0]).toEqual({ outcome: 'unresolved', refusals: [], ids: [] });
     expect(await groups(space)).toEqual([['anonymous_id:a'], ['anonymous_id:b']]);
   });
 

@@ -17,6 +17,7 @@ import {
   waitServiceReady,
   type ServiceProcess,
 } from '@cdp/testkit';
+import { RecentEvents } from './recent';
 import { dynamoClient, ensureTables, tableNames, type TableNames } from './tables';
 import { dumpGraph, groupsOf, liveProfileOf } from './testing/graph';
 
@@ -78,9 +79,11 @@ describe('identity service (real broker, DynamoDB Local, two processes)', () => 
     });
 
   let seq = 0;
+  const testStart = Date.now();
   function envelope(m: Partial<SegmentMessage>, extra: Partial<Envelope> = {}): { key: string; value: string } {
     const messageId = `m${++seq}`;
-    const t = new Date(Date.UTC(2026, 0, 1) + seq * 1000).toISOString();
+    // Within the last day (recent events are kept for 14 days after their time), in send order.
+    const t = new Date(testStart - 86_400_000 + seq * 1000).toISOString();
     const message = { type: 'track', event: 'Viewed', messageId, timestamp: t, properties: { padding: PADDING }, ...m } as SegmentMessage;
     const env: Envelope = { v: 1, sourceId: 'web', messageId, receivedAt: t, message, ...extra };
     return { key: `web:${messageId}`, value: encodeEnvelope(env) };
@@ -164,6 +167,14 @@ describe('identity service (real broker, DynamoDB Local, two processes)', () => 
     for (const e of replayOut) expect(e.profileId).toBe(liveOfUser.get(Number(e.message.userId!.slice(1))));
     const again = await dumpGraph(dynamo, tables, 'main');
     expect([...again.profiles.values()].reduce((n, p) => n + p.events, 0)).toBe(counted);
+    // Every counted event is kept as a recent event of its user, on the live profile or one
+    // merged into it; replayed copies are not kept again.
+    const recent = new RecentEvents(dynamo, tables, { size: 1_000, ttlMs: 14 * 86_400_000 });
+    for (const [user, live] of liveOfUser) {
+      const kept = await recent.summaries('main', [live, ...again.profiles.get(live)!.mergedFrom]);
+      expect(kept).toHaveLength(4 + TRACKS_PER_USER);
+      for (const s of kept) expect(userOf.get(s.messageId)).toBe(user);
+    }
 
     // An event of a source the workspace does not know goes to cdp.dlq; the partition goes on.
     await producer.send(topics.deduped, [{ key: 'ghost:g1', value: envelope({ userId: 'u0' }, { sourceId: 'ghost' }).value }]);

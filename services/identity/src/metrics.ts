@@ -32,3 +32,7 @@ export const dynamoThrottles = counter({
   help: 'DynamoDB calls throttled, by operation',
   labelNames: ['op'] as const,
 });
+export const recentEventsStored = counter({
+  name: 'cdp_identity_recent_events_stored_total',
+  help: 'Events kept for the Profile API (recent events per profile; replays and events past the lookback are not kept)',
+});

@@ -24,6 +24,8 @@ export interface Resolution {
   profileId?: string;
   outcome: Outcome;
   refusals: Refusal[];
+  /** The event's usable ids (blocked values left out), highest priority first. */
+  ids: IdKey[];
 }
 
 export interface ResolverOptions {
@@ -140,7 +142,7 @@ export class Resolver {
     let written: Profile | undefined;
     switch (plan.kind) {
       case 'unresolved':
-        return { outcome: 'unresolved', refusals: plan.refusals };
+        return { outcome: 'unresolved', refusals: plan.refusals, ids };
       case 'create': {
         written = {
           spaceId,
@@ -159,13 +161,13 @@ export class Resolver {
         };
         await this.store.create(written);
         profilesCreated.inc();
-        result = { profileId: written.profileId, outcome: 'created', refusals: plan.refusals };
+        result = { profileId: written.profileId, outcome: 'created', refusals: plan.refusals, ids };
         break;
       }
       case 'attach': {
         const p = profiles.get(plan.profileId)!;
         const next = mergeTraits(p.traits, traits, timestamp);
-        result = { profileId: p.profileId, outcome: 'known', refusals: plan.refusals };
+        result = { profileId: p.profileId, outcome: 'known', refusals: plan.refusals, ids };
         if (plan.newIds.length === 0 && !next.changed) break;
         const change: ProfileChange = { ids: { ...p.ids, ...Object.fromEntries(plan.newIds.map((id) => [id, now])) }, traits: next.traits };
         await this.store.attach(p, change, plan.newIds, now);
@@ -177,13 +179,13 @@ export class Resolver {
         const winner = profiles.get(plan.winner)!;
         const losers = plan.losers.map((l) => profiles.get(l)!);
         const all = [winner, ...losers];
-        const ids: Record<IdKey, number> = {};
-        for (const p of all) for (const [id, at] of Object.entries(p.ids)) ids[id] = Math.min(at, ids[id] ?? at);
-        for (const id of plan.newIds) ids[id] = now;
+        const allIds: Record<IdKey, number> = {};
+        for (const p of all) for (const [id, at] of Object.entries(p.ids)) allIds[id] = Math.min(at, allIds[id] ?? at);
+        for (const id of plan.newIds) allIds[id] = now;
         const first = all.reduce((a, b) => (b.firstSeenAt < a.firstSeenAt ? b : a));
         const last = all.reduce((a, b) => (b.lastSeenAt > a.lastSeenAt ? b : a));
         const change: ProfileChange = {
-          ids,
+          ids: allIds,
           traits: mergeTraits(unionTraits(all), traits, timestamp).traits,
           mergedFrom: [...winner.mergedFrom, ...losers.flatMap((l) => [l.profileId, ...l.mergedFrom])],
           merges: all.reduce((n, p) => n + p.merges, 0) + losers.length,
@@ -197,7 +199,7 @@ export class Resolver {
         mergesDone.inc(losers.length);
         for (const l of losers) this.profileCache.delete(`${spaceId}|${l.profileId}`);
         written = { ...winner, ...change, version: winner.version + 1 } as Profile;
-        result = { profileId: winner.profileId, outcome: 'merged', refusals: plan.refusals };
+        result = { profileId: winner.profileId, outcome: 'merged', refusals: plan.refusals, ids };
         break;
       }
     }
@@ -211,15 +213,16 @@ export class Resolver {
 
   /**
    * Adds events to a profile's counters; if it was merged away meanwhile, to the profile it
-   * leads to. Returns the profile that was counted (the event's profileId to publish).
+   * leads to. Returns the profile that was counted (the event's profileId to publish) as it is
+   * after the count.
    */
-  async touch(spaceId: string, profileId: string, t: Touch): Promise<string> {
+  async touch(spaceId: string, profileId: string, t: Touch): Promise<Profile> {
     let id = profileId;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       try {
         const p = await this.store.touch(spaceId, id, t);
         this.profileCache.set(`${spaceId}|${id}`, p);
-        return id;
+        return p;
       } catch (error) {
         if (!(error instanceof StaleError)) throw error;
         contention.inc();

@@ -5,12 +5,15 @@ import type { BatchContext, BatchingProducer, Decoded, InboundMessage } from '@c
 import type { Workspace } from '@cdp/workspace';
 import type { Touch } from './graph';
 import { compileRules, type IdentityRules } from './ids';
-import { resolved } from './metrics';
+import { recentEventsStored, resolved } from './metrics';
+import { recentEventBody, type RecentEventBody, type RecentEvents } from './recent';
 import type { Resolver } from './resolver';
 
 export interface IdentityStageDeps {
   resolver: Resolver;
   producer: Pick<BatchingProducer, 'send'>;
+  /** Where each counted event is kept for the Profile API (absent: not kept, e.g. in a bench of resolution alone). */
+  recent?: RecentEvents;
   /** cdp.identified. */
   outputTopic: string;
   workspace: () => Workspace;
@@ -42,7 +45,7 @@ export class IdentityStage {
   async handle(items: Decoded<Envelope>[], ctx: BatchContext): Promise<void> {
     const workspace = this.deps.workspace();
     const out: Array<{ envelope: Envelope; spaceId?: string; profileId?: string }> = [];
-    const touches = new Map<string, { spaceId: string; profileId: string; touch: Touch }>();
+    const touches = new Map<string, { spaceId: string; profileId: string; touch: Touch; events: RecentEventBody[] }>();
     for (const { message, value: envelope } of items) {
       const source = workspace.source(envelope.sourceId);
       const rules = source && this.rulesOf(workspace, source.spaceId);
@@ -57,22 +60,32 @@ export class IdentityStage {
       // Replayed events were counted the first time.
       if (r.profileId && !replay) {
         const key = `${source.spaceId}|${r.profileId}`;
-        const t = touches.get(key)?.touch;
-        if (t) {
-          t.events++;
-          if (at >= t.lastSeenAt) Object.assign(t, { lastSeenAt: at, lastMessageId: envelope.messageId });
+        let entry = touches.get(key);
+        if (entry) {
+          entry.touch.events++;
+          if (at >= entry.touch.lastSeenAt) Object.assign(entry.touch, { lastSeenAt: at, lastMessageId: envelope.messageId });
         } else
-          touches.set(key, {
-            spaceId: source.spaceId,
-            profileId: r.profileId,
-            touch: { events: 1, lastSeenAt: at, lastMessageId: envelope.messageId },
-          });
+          touches.set(
+            key,
+            (entry = {
+              spaceId: source.spaceId,
+              profileId: r.profileId,
+              touch: { events: 1, lastSeenAt: at, lastMessageId: envelope.messageId },
+              events: [],
+            }),
+          );
+        if (this.deps.recent) entry.events.push(recentEventBody(envelope.message, envelope.sourceId, r.ids, at));
       }
       out.push({ envelope, spaceId: source.spaceId, profileId: r.profileId });
     }
     // Counts first: a profile merged away since its events resolved names the winner to publish.
     const counted = new Map<string, string>();
-    for (const [key, { spaceId, profileId, touch }] of touches) counted.set(key, await this.deps.resolver.touch(spaceId, profileId, touch));
+    for (const [key, { spaceId, profileId, touch, events }] of touches) {
+      const p = await this.deps.resolver.touch(spaceId, profileId, touch);
+      counted.set(key, p.profileId);
+      // The slots after the counter as it was before this chunk's events: disjoint from any other writer's.
+      if (this.deps.recent) recentEventsStored.inc(await this.deps.recent.record(spaceId, p.profileId, p.events - touch.events, events));
+    }
     await this.deps.producer.send(
       this.deps.outputTopic,
       out.map(({ envelope, spaceId, profileId }) => {

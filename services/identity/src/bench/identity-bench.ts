@@ -8,6 +8,7 @@ import type { BatchContext, Decoded } from '@cdp/kafka';
 import { percentile, startInfra, stopInfra } from '@cdp/testkit';
 import { parseWorkspace } from '@cdp/workspace';
 import { GraphStore } from '../graph';
+import { RecentEvents } from '../recent';
 import { Resolver } from '../resolver';
 import { IdentityStage } from '../service';
 import { dynamoClient, ensureTables, KEY, tableNames } from '../tables';
@@ -66,8 +67,10 @@ async function main(): Promise<void> {
     );
     const resolver = new Resolver(new GraphStore(client, tables), { cacheTtlMs: 5_000, cacheEntries: 100_000 });
     let published = 0;
+    const benchStart = Date.now();
     const stage = new IdentityStage({
       resolver,
+      recent: new RecentEvents(client, tables, { size: 1_000, ttlMs: 14 * 86_400_000 }),
       producer: { send: async (_t, m) => void (published += m.length) },
       outputTopic: 'sink',
       workspace: () => workspace,
@@ -82,7 +85,8 @@ async function main(): Promise<void> {
     let seq = 0;
     const item = (m: Partial<SegmentMessage>): Decoded<Envelope> => {
       const messageId = `b${++seq}`;
-      const at = new Date(Date.UTC(2026, 0, 1) + seq).toISOString();
+      // Recent event times, so each is kept as a recent event as in production.
+      const at = new Date(benchStart - 3_600_000 + seq).toISOString();
       const message = { type: 'track', event: 'Viewed', messageId, timestamp: at, ...m } as SegmentMessage;
       return {
         message: { topic: 'bench', partition: 0, offset: String(seq), key: null, value: null, headers: {}, timestamp: '0' },

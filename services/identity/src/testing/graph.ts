@@ -6,7 +6,14 @@ export interface GraphDump {
   mappings: Map<string, string>;
   profiles: Map<
     string,
-    { ids: string[]; mergedInto?: string; merges: number; events: number; traits: Record<string, { v: unknown; t: number }> }
+    {
+      ids: string[];
+      mergedInto?: string;
+      mergedFrom: string[];
+      merges: number;
+      events: number;
+      traits: Record<string, { v: unknown; t: number }>;
+    }
   >;
 }
 
@@ -26,6 +33,7 @@ export async function dumpGraph(client: DynamoDBClient, tables: TableNames, spac
         dump.profiles.set(pk, {
           ids: Object.keys(item.ids.M ?? {}).sort(),
           mergedInto: item.mergedInto?.S,
+          mergedFrom: ((item.mergedFrom as { L?: Array<{ S?: string }> }).L ?? []).map((x) => x.S!),
           merges: Number(item.merges.N),
           events: Number(item.events.N),
           traits: JSON.parse(item.traits.S!),
