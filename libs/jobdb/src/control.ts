@@ -158,3 +158,66 @@ export async function appendDeliveryStats(pool: mysql.Pool, rows: readonly Deliv
     ],
   );
 }
+
+export interface PruneOptions {
+  /** Rows a DELETE removes at most. */
+  batchSize: number;
+  /** DELETE statements in this call at most (a later call goes on). */
+  maxBatches: number;
+  /** Asked before each DELETE; false stops the prune there (e.g. leadership lost). */
+  beforeBatch?: () => Promise<boolean>;
+}
+
+export interface PruneResult {
+  deleted: number;
+  /** False when `maxBatches` was reached or `beforeBatch` said no, with old rows left. */
+  done: boolean;
+  /** `beforeBatch` said no. */
+  stopped: boolean;
+  /** `minute` of the first row kept in append (id) order, or null when the table is empty. */
+  oldestKept: Date | null;
+}
+
+/**
+ * Deletes the `delivery_stats` rows of `database` whose minute is before `before`, in append
+ * (primary key) order: each DELETE covers the next `batchSize` ids, so it reads a key range, never
+ * the whole table. Directors append a minute's row soon after the minute ends, so id order is
+ * nearly minute order; a call stops after the first batch that is not all old, and a row appended
+ * late with an older minute goes once the rows appended before it have.
+ */
+export async function pruneDeliveryStats(url: string, database: string, before: Date, options: PruneOptions): Promise<PruneResult> {
+  checkControlName(database);
+  const conn = await mysql.createConnection({ uri: url, database, connectTimeout: 5_000, timezone: 'Z' });
+  try {
+    let deleted = 0;
+    let done = false;
+    let stopped = false;
+    for (let batch = 0; batch < options.maxBatches && !done; batch++) {
+      const [rows] = await conn.query<mysql.RowDataPacket[]>(
+        'SELECT COUNT(*) AS n, MAX(id) AS last, COALESCE(SUM(minute < ?), 0) AS old FROM (SELECT id, minute FROM delivery_stats ORDER BY id LIMIT ?) b',
+        [before, options.batchSize],
+      );
+      const n = Number(rows[0].n);
+      const old = Number(rows[0].old);
+      if (old === 0) {
+        done = true;
+        break;
+      }
+      if (options.beforeBatch && !(await options.beforeBatch())) {
+        stopped = true;
+        break;
+      }
+      const [result] = await conn.query<mysql.ResultSetHeader>('DELETE FROM delivery_stats WHERE id <= ? AND minute < ?', [
+        rows[0].last,
+        before,
+      ]);
+      deleted += result.affectedRows;
+      // Part of the batch is kept: the old rows left, if any, were appended after a kept one.
+      if (old < n) done = true;
+    }
+    const [first] = await conn.query<mysql.RowDataPacket[]>('SELECT minute FROM delivery_stats ORDER BY id LIMIT 1');
+    return { deleted, done, stopped, oldestKept: first.length === 0 ? null : new Date(first[0].minute as Date) };
+  } finally {
+    await conn.end();
+  }
+}

@@ -36,7 +36,10 @@ export {
   CONTROL_SCHEMA_VERSION,
   controlSchemaVersion,
   migrateControlDatabase,
+  pruneDeliveryStats,
   waitForControlSchema,
   type DeliveryStatsRow,
+  type PruneOptions,
+  type PruneResult,
 } from './control';
 export { countOpenJobsIn, jobDbUsage, listDatabases, oldestOpenJobReceivedAt, type JobDbUsage } from './inspect';

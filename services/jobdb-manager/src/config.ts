@@ -1,6 +1,7 @@
 import { baseEnv, checkMysqlEnv, consulEnv, controlDbEnv, podEnv, nonNegativeInt, positiveInt, z } from '@cdp/config';
 
 const MINUTE_MS = 60_000;
+const DAY_MS = 24 * 60 * MINUTE_MS;
 
 export const managerEnv = z
   .object({
@@ -33,6 +34,14 @@ export const managerEnv = z
       .default('cdp_jobdb_'),
     /** Period of the oldest-pending-job scan (heavier than a pass). */
     JOBDB_STATS_INTERVAL_MS: positiveInt(30_000),
+    /** cdp_control.delivery_stats rows older than this are deleted (at least a day: the Event Delivery API shows the last day). */
+    DELIVERY_STATS_RETENTION_MS: z.coerce
+      .number()
+      .int()
+      .min(DAY_MS, 'must be at least 86400000 (one day: the Event Delivery API shows the last day)')
+      .default(7 * DAY_MS),
+    /** Period of the leader's delivery-stats prune. */
+    DELIVERY_STATS_PRUNE_INTERVAL_MS: positiveInt(10 * MINUTE_MS),
   })
   .superRefine(checkMysqlEnv);
 

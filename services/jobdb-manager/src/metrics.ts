@@ -53,3 +53,18 @@ export const oldestPendingJobAge = gauge({
   name: 'cdp_jobdb_manager_oldest_pending_job_age_seconds',
   help: 'Age of the oldest job without a final state across registered JobDBs (0 when none)',
 });
+
+export const statsPruned = counter({
+  name: 'cdp_jobdb_manager_delivery_stats_pruned_total',
+  help: 'cdp_control.delivery_stats rows deleted for being older than DELIVERY_STATS_RETENTION_MS',
+});
+
+export const statsPruneErrors = counter({
+  name: 'cdp_jobdb_manager_delivery_stats_prune_errors_total',
+  help: 'Delivery-stats prunes that failed (retried next period)',
+});
+
+export const statsOldestAge = gauge({
+  name: 'cdp_jobdb_manager_delivery_stats_oldest_age_seconds',
+  help: 'Age of the minute of the first delivery_stats row kept (append order), after the last prune; 0 when the table is empty',
+});

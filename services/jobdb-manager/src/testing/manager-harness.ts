@@ -21,6 +21,8 @@ export function testManagerSettings(prefix: string, overrides: Partial<JobDbMana
     JOBDB_ORPHAN_ALERT_MS: 60_000,
     JOBDB_DATABASE_PREFIX: `${testDatabaseName('jm')}_`,
     JOBDB_STATS_INTERVAL_MS: 1_000,
+    DELIVERY_STATS_RETENTION_MS: 7 * 24 * 3_600_000,
+    DELIVERY_STATS_PRUNE_INTERVAL_MS: 600_000,
     ...overrides,
   };
 }
