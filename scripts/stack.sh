@@ -8,17 +8,22 @@ cd "$REPO_ROOT"
 install_deps
 pnpm -s build
 pids=()
+sink_pid=
+declare -A names # pid -> what it is, to say which one stopped
 stop_all() {
   trap - EXIT INT TERM
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}" 2>/dev/null || true
+  # The sink last: directors draining on SIGTERM may still deliver to it.
+  [ -z "$sink_pid" ] || { kill -TERM "$sink_pid" 2>/dev/null; wait "$sink_pid" 2>/dev/null; } || true
   node libs/testkit/dist/cli.js down
 }
 # A signal interrupts the final wait: stop, then exit (else the script went on sleeping).
 trap stop_all EXIT
 trap 'stop_all; exit 130' INT
 trap 'stop_all; exit 143' TERM
-node libs/testkit/dist/cli.js up "${CDP_INFRA_COMPONENTS:-all}"
+# Its Consul dev server keeps Consul's defaults (10 s minimum TTL, 15 s lock-delay), unlike the tests'.
+CDP_INFRA_CONSUL_DEFAULTS=1 node libs/testkit/dist/cli.js up "${CDP_INFRA_COMPONENTS:-all}"
 set -a; source "${CDP_INFRA_DIR:-$REPO_ROOT/.infra}/env"; set +a
 
 # Local defaults: one broker, so replication factor 1. cdp-topics creates the topic table (and
@@ -43,9 +48,19 @@ start_service() { # name, extra env...
   [ -f "services/$name/dist/main.js" ] || return 0
   env OPS_PORT=$ops_port "$@" node "services/$name/dist/main.js" &
   pids+=($!)
+  names[$!]=$name
   echo "  $name: pid $! ops http://127.0.0.1:$ops_port (healthz, readyz, metrics)"
   ops_port=$((ops_port + 1))
 }
+# The sample sink: the sample workspace's webhooks point at it; each request it receives is one
+# JSON line in .stack/sink.jsonl (emptied on every run).
+: > "$stack_dir/sink.jsonl"
+sink_port=9999 # the port config/workspace.sample.yaml's webhooks use
+node libs/testkit/dist/cli.js sink "$sink_port" "$stack_dir/sink.jsonl" &
+sink_pid=$!
+names[$sink_pid]="sample sink"
+echo "sample sink: http://127.0.0.1:$sink_port, pid $sink_pid (each request it receives: one line in .stack/sink.jsonl)"
+stack_env SINK_URL "http://127.0.0.1:$sink_port"
 echo "services:"
 start_service tapi PORT="${TAPI_PORT:-8080}" HOST=127.0.0.1 SPOOL_DIR="$REPO_ROOT/.infra/tapi-spool"
 echo "    tracking API: http://127.0.0.1:${TAPI_PORT:-8080}/v1/track (write key wk_server_sample_0001)"
@@ -77,4 +92,9 @@ start_service transform DIRECTOR_RPC_URLS="http://127.0.0.1:${DIRECTOR_PORT:-809
 # archiver: cdp.deduped and cdp.undelivered to the S3Proxy bucket of .infra/env, flushed at least every 60 s.
 start_service archiver S3_FORCE_PATH_STYLE=true ARCHIVER_FLUSH_AGE_MS="${ARCHIVER_FLUSH_AGE_MS:-60000}"
 echo "the stack is up (dependencies in .infra/env, endpoints in .stack/env); press Ctrl-C to stop"
-wait -n "${pids[@]}" 2>/dev/null || while true; do sleep 3600; done
+# A signal runs the traps above; otherwise one of the stack's processes ended (a service that
+# failed to start says why in its log): name it, and stop the rest.
+status=0
+wait -n -p exited "${pids[@]}" "$sink_pid" || status=$?
+echo "${names[${exited:-}]:-a stack process} exited (status $status): stopping the stack" >&2
+exit 1

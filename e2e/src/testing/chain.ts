@@ -1,19 +1,48 @@
 // Starts services as real processes (their built dist/main.js) on the harness, wired into one
 // pipeline: topics under a fresh prefix, a directory per service, one way to reach the broker
-// for all of them and for the test's own client. A new service joins by adding its env below.
+// for all of them and for the test's own client. The whole pipeline (`PIPELINE`) runs on the
+// sample workspace (config/workspace.sample.yaml) with its webhooks pointed at a sample sink of
+// the chain's own (the local stack's, on a free port), its own control database, JobDB names,
+// Consul prefix and identity tables. A new service joins by adding its env below.
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
+import { TEST_DIRECTOR_ENV } from '@cdp/director/src/testing/harness';
+import { dropManagedDatabases, managerProcessEnv, testManagerSettings } from '@cdp/jobdb-manager/src/testing/manager-harness';
 import { checkKafkaEnv, kafkaEnv, loadConfig, z } from '@cdp/config';
 import { createKafka, kafkaConnection, topicNames, type Kafka, type TopicNames } from '@cdp/kafka';
 import { createTestTopics } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
-import { freePort, REPO_ROOT, requireEnv, startServiceProcess, testTopicPrefix, waitServiceReady, type ServiceProcess } from '@cdp/testkit';
+import {
+  freePort,
+  HttpSink,
+  LOCAL_AWS_ENV,
+  readSinkLines,
+  REPO_ROOT,
+  requireEnv,
+  startSampleSink,
+  startServiceProcess,
+  testDatabaseName,
+  testTopicPrefix,
+  waitServiceReady,
+  type ServiceProcess,
+  type SinkLine,
+} from '@cdp/testkit';
 
 /** Source `server`'s write key in config/workspace.sample.yaml, the chain's workspace. */
 export const SAMPLE_WRITE_KEY = 'wk_server_sample_0001';
 
-export type ChainService = 'tapi' | 'dedup';
+export type ChainService = 'tapi' | 'dedup' | 'identity' | 'jobdb-manager' | 'director' | 'transform';
+
+/** Every service of the pipeline, in start order (transform last: it calls the director). */
+export const PIPELINE: ChainService[] = ['tapi', 'dedup', 'identity', 'jobdb-manager', 'director', 'transform'];
+
+/** The sample workspace's HMAC secret for the chain's services (a test value). */
+export const SAMPLE_HMAC_SECRET = 'e2e-only-secret';
+const SESSION_TTL_MS = 5_000;
+const DIRECTOR_RPC_TOKEN = 'e2e-only-director-rpc-token-0123456789';
 
 interface Launch {
   env: Record<string, string>;
@@ -21,25 +50,67 @@ interface Launch {
   url?: string;
 }
 
+/** What the services of one chain share: names of their own on the harness, the workspace, the director's URL. */
+interface ChainContext {
+  prefix: string;
+  workspaceFile: string;
+  directorPort: number;
+  controlDb: string;
+  /** jobdb-manager's settings (its JobDB names, control database, Consul prefix), also what is dropped at stop(). */
+  manager: ReturnType<typeof testManagerSettings>;
+  identityTablePrefix: string;
+}
+
 /** What each service needs besides Kafka and the topic prefix; `dir` is its own, removed by stop(). */
-const SERVICES: Record<ChainService, (prefix: string, dir: string) => Promise<Launch>> = {
-  tapi: async (_prefix, dir) => {
+const SERVICES: Record<ChainService, (ctx: ChainContext, dir: string) => Promise<Launch>> = {
+  tapi: async (ctx, dir) => {
     const port = await freePort();
     return {
       url: `http://127.0.0.1:${port}`,
-      env: {
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        CDP_WORKSPACE_FILE: path.join(REPO_ROOT, 'config', 'workspace.sample.yaml'),
-        CDP_SAMPLE_HMAC_SECRET: 'e2e-only-secret',
-        SPOOL_DIR: path.join(dir, 'spool'),
-      },
+      env: { PORT: String(port), HOST: '127.0.0.1', CDP_WORKSPACE_FILE: ctx.workspaceFile, SPOOL_DIR: path.join(dir, 'spool') },
     };
   },
-  dedup: async (prefix, dir) => ({
+  dedup: async (ctx, dir) => ({
     env: {
       DEDUP_DATA_DIR: dir,
-      DEDUP_GROUP_ID: `${prefix}dedup`,
+      DEDUP_GROUP_ID: `${ctx.prefix}dedup`,
+      KAFKA_SESSION_TIMEOUT_MS: '6000',
+      KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
+    },
+  }),
+  identity: async (ctx) => ({
+    env: {
+      CDP_WORKSPACE_FILE: ctx.workspaceFile,
+      ...LOCAL_AWS_ENV,
+      DYNAMODB_ENDPOINT: requireEnv('DYNAMODB_ENDPOINT'),
+      IDENTITY_TABLE_PREFIX: ctx.identityTablePrefix,
+      IDENTITY_GROUP_ID: `${ctx.prefix}identity`,
+      KAFKA_SESSION_TIMEOUT_MS: '6000',
+      KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
+    },
+  }),
+  'jobdb-manager': async (ctx) => ({ env: managerProcessEnv({ ...ctx.manager, POD_NAME: 'e2e-manager' }, requireEnv('CONSUL_HTTP_ADDR')) }),
+  director: async (ctx) => ({
+    url: `http://127.0.0.1:${ctx.directorPort}`,
+    env: {
+      ...TEST_DIRECTOR_ENV,
+      DIRECTOR_SESSION_TTL_MS: String(SESSION_TTL_MS),
+      PORT: String(ctx.directorPort),
+      MYSQL_URL: requireEnv('MYSQL_URL'),
+      CDP_CONTROL_DB: ctx.controlDb,
+      CONSUL_HTTP_ADDR: requireEnv('CONSUL_HTTP_ADDR'),
+      CDP_CONSUL_PREFIX: ctx.manager.CDP_CONSUL_PREFIX,
+      CDP_WORKSPACE_FILE: ctx.workspaceFile,
+      POD_NAME: 'e2e-director',
+      DIRECTOR_RPC_TOKEN,
+    },
+  }),
+  transform: async (ctx) => ({
+    env: {
+      CDP_WORKSPACE_FILE: ctx.workspaceFile,
+      DIRECTOR_RPC_URLS: `http://127.0.0.1:${ctx.directorPort}`,
+      DIRECTOR_RPC_TOKEN,
+      TRANSFORM_GROUP_ID: `${ctx.prefix}transform`,
       KAFKA_SESSION_TIMEOUT_MS: '6000',
       KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
     },
@@ -61,7 +132,7 @@ export interface ChainOptions {
 
 export interface ChainMember {
   process: ServiceProcess;
-  /** Its HTTP base URL, for a service that serves one (tapi). */
+  /** Its HTTP base URL, for a service that serves one (tapi, director). */
   url?: string;
 }
 
@@ -71,12 +142,28 @@ export interface Chain {
   /** A client on the chain's broker connection. */
   kafka: Kafka;
   members: Partial<Record<ChainService, ChainMember>>;
-  /** SIGTERMs every service (waiting for each to exit) and removes their directories. */
+  /** The sample sink the chain's workspace delivers to (its routes may answer otherwise, e.g. an outage). */
+  sink: HttpSink;
+  /** Its file: one JSON line per request, as `npm start`'s .stack/sink.jsonl. */
+  sinkFile: string;
+  /** The lines of the sink's file so far. */
+  sinkLines(): SinkLine[];
+  /** SIGTERMs every service (waiting for each to exit), drops its databases and removes their directories. */
   stop(): Promise<void>;
 }
 
 /** The Kafka fragment alone: what `kafkaEnv` options are read with. */
 export const kafkaConnectionSchema = z.object(kafkaEnv).superRefine(checkKafkaEnv);
+
+const exec = promisify(execFile);
+
+/** The sample workspace with its webhooks' origin (the local stack's sink, 127.0.0.1:9999) replaced by `sinkUrl`. */
+function sampleWorkspace(sinkUrl: string, file: string): string {
+  const text = fs.readFileSync(path.join(REPO_ROOT, 'config', 'workspace.sample.yaml'), 'utf8');
+  if (!text.includes('http://127.0.0.1:9999/')) throw new Error('config/workspace.sample.yaml no longer points at http://127.0.0.1:9999/');
+  fs.writeFileSync(file, text.replaceAll('http://127.0.0.1:9999/', `${sinkUrl}/`));
+  return file;
+}
 
 export async function startChain(services: ChainService[], options: ChainOptions): Promise<Chain> {
   const connectionEnv = options.kafkaEnv ?? { KAFKA_BROKERS: requireEnv('KAFKA_BROKERS') };
@@ -89,28 +176,58 @@ export async function startChain(services: ChainService[], options: ChainOptions
     logger,
   });
   const topics = ready ? await createTestTopics(kafka, prefix, { partitions: options.partitions ?? 2 }) : topicNames(prefix);
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'cdp-e2e-chain-'));
+  const sinkFile = path.join(scratch, 'sink.jsonl');
+  const sink = await startSampleSink(sinkFile);
+  const names = testDatabaseName(options.label);
+  const ctx: ChainContext = {
+    prefix,
+    workspaceFile: sampleWorkspace(sink.url, path.join(scratch, 'workspace.yaml')),
+    directorPort: await freePort(),
+    controlDb: `${names}_ctl`,
+    // Sessions of 5 s (not the tests' 1 s): a loaded CI machine must not cost the leader its lock mid-run.
+    manager: testManagerSettings(`${names}/`, {
+      CDP_CONTROL_DB: `${names}_ctl`,
+      JOBDB_DATABASE_PREFIX: `${names}_j`,
+      JOBDB_MANAGER_SESSION_TTL_MS: SESSION_TTL_MS,
+    }),
+    identityTablePrefix: prefix,
+  };
   const members: Chain['members'] = {};
-  const dirs: string[] = [];
+  const dirs: string[] = [scratch];
   const stop = async () => {
     await Promise.all(Object.values(members).map((m) => m.process.stop()));
+    await sink.close();
+    if (services.includes('jobdb-manager')) await dropManagedDatabases(ctx.manager);
     for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
   };
   try {
+    if (services.includes('identity')) {
+      // What the local stack runs before identity: the identity-tables command.
+      await exec(process.execPath, [path.join(REPO_ROOT, 'services/identity/dist/tables-cli.js'), 'create'], {
+        env: {
+          PATH: process.env.PATH ?? '',
+          ...LOCAL_AWS_ENV,
+          DYNAMODB_ENDPOINT: requireEnv('DYNAMODB_ENDPOINT'),
+          IDENTITY_TABLE_PREFIX: prefix,
+        },
+      });
+    }
     for (const name of services) {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), `cdp-e2e-${name}-`));
       dirs.push(dir);
-      const { url, env } = await SERVICES[name](prefix, dir);
+      const { url, env } = await SERVICES[name](ctx, dir);
       const proc = await startServiceProcess(
         name,
-        { ...connectionEnv, CDP_TOPIC_PREFIX: prefix, ...env, ...options.env },
+        { ...connectionEnv, CDP_TOPIC_PREFIX: prefix, CDP_SAMPLE_HMAC_SECRET: SAMPLE_HMAC_SECRET, ...env, ...options.env },
         { captureOutput: options.captureOutput },
       );
       members[name] = { url, process: proc };
     }
-    if (ready) await Promise.all(Object.values(members).map((m) => waitServiceReady(m.process)));
+    if (ready) await Promise.all(Object.values(members).map((m) => waitServiceReady(m.process, 90_000)));
   } catch (error) {
     await stop();
     throw error;
   }
-  return { prefix, topics, kafka, members, stop };
+  return { prefix, topics, kafka, members, sink, sinkFile, sinkLines: () => readSinkLines(sinkFile), stop };
 }

@@ -1,9 +1,10 @@
 // `pnpm infra up [components]` / `pnpm infra down` / `pnpm infra status`; `drop-stack-databases`
-// (the local stack runs it at start).
+// (the local stack runs it at start); `sink <port> <file>`, the local stack's sample sink (until SIGTERM/SIGINT).
 import { ALL_COMPONENTS } from './components';
 import { infraDown, infraUp, readLiveInfra } from './infra';
 import { dropStackDatabases } from './mysql';
 import { INFRA_DIR } from './paths';
+import { startSampleSink } from './sample-sink';
 
 async function main(argv: string[]): Promise<number> {
   const [command, components] = argv;
@@ -35,10 +36,21 @@ async function main(argv: string[]): Promise<number> {
       if (dropped.length > 0) console.log(`dropped ${dropped.length} database(s) of an earlier local stack: ${dropped.join(', ')}`);
       return 0;
     }
-    default:
-      console.error(`usage: infra up [${ALL_COMPONENTS.join(',')}|kafka2,...] | down | status | drop-stack-databases`);
-      return 2;
+    case 'sink': {
+      const [port, file] = argv.slice(1);
+      if (!port || !file) break;
+      const sink = await startSampleSink(file, Number(port));
+      console.log(`sample sink: ${sink.url} (every request appended to ${file})`);
+      await new Promise((resolve) => {
+        process.once('SIGTERM', resolve);
+        process.once('SIGINT', resolve);
+      });
+      await sink.close();
+      return 0;
+    }
   }
+  console.error(`usage: infra up [${ALL_COMPONENTS.join(',')}|kafka2,...] | down | status | drop-stack-databases | sink <port> <file>`);
+  return 2;
 }
 
 main(process.argv.slice(2)).then(

@@ -33,8 +33,10 @@ const kafka =
 const consul: Starter = async (ctx) => {
   const port = await freePort();
   const cli = path.join(REPO_ROOT, 'libs', 'consul-dev', 'dist', 'cli.js');
-  // Consul's defaults, except a lower minimum TTL so tests may use short sessions.
-  const proc = spawnDaemon('consul-dev', process.execPath, [cli, '--port', String(port), '--min-ttl-ms', '1000'], {
+  // Consul's defaults, except a lower minimum TTL so tests may use short sessions; the local
+  // stack (CDP_INFRA_CONSUL_DEFAULTS=1) keeps Consul's own 10 s, like a real agent.
+  const ttl = process.env.CDP_INFRA_CONSUL_DEFAULTS === '1' ? [] : ['--min-ttl-ms', '1000'];
+  const proc = spawnDaemon('consul-dev', process.execPath, [cli, '--port', String(port), ...ttl], {
     logFile: path.join(ctx.dir, 'consul-dev.log'),
   });
   await waitUntilReady(proc, () => canConnect(port), 20_000);

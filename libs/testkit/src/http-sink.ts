@@ -27,6 +27,15 @@ export interface SinkAnswer {
 /** 'hang' never answers (the caller's timeout fires); 'reset' destroys the connection. */
 export type SinkHandler = (req: SinkRequest, count: number) => SinkAnswer | 'hang' | 'reset';
 
+export interface HttpSinkOptions {
+  /** Keep every request in `requests` (default); false for a long-running sink that only reports them. */
+  keep?: boolean;
+  /** Called with each request as it arrives, before it is answered. */
+  onRequest?: (req: SinkRequest) => void;
+  /** 127.0.0.1 and a free port unless given. */
+  port?: number;
+}
+
 export class HttpSink {
   readonly requests: SinkRequest[] = [];
   private readonly counts = new Map<string, number>();
@@ -34,6 +43,8 @@ export class HttpSink {
   private readonly handlers = new Map<string, SinkHandler>();
   private server: http.Server | undefined;
   url = '';
+
+  constructor(private readonly options: HttpSinkOptions = {}) {}
 
   /** How requests to `path` are answered (200 with no body until a route says otherwise). */
   route(path: string, handler: SinkHandler): this {
@@ -45,7 +56,13 @@ export class HttpSink {
     const server = http.createServer((req, res) => this.receive(req, res));
     server.keepAliveTimeout = 30_000;
     this.server = server;
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.options.port ?? 0, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
     this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     return this;
   }
@@ -64,7 +81,8 @@ export class HttpSink {
         at: Date.now(),
         concurrent,
       };
-      this.requests.push(entry);
+      if (this.options.keep ?? true) this.requests.push(entry);
+      this.options.onRequest?.(entry);
       const n = (this.counts.get(path) ?? 0) + 1;
       this.counts.set(path, n);
       this.unanswered.set(path, concurrent + 1);

@@ -24,7 +24,8 @@ export { startServiceProcess, waitServiceExit, waitServiceReady, type ServicePro
 export { percentile } from './stats';
 export { waitFor } from './wait-for';
 export { metricSamples, metricValue } from './metrics-text';
-export { HttpSink, type SinkAnswer, type SinkHandler, type SinkRequest } from './http-sink';
+export { HttpSink, type HttpSinkOptions, type SinkAnswer, type SinkHandler, type SinkRequest } from './http-sink';
+export { readSinkLines, sinkLine, startSampleSink, type SinkLine } from './sample-sink';
 export {
   DEFAULT_CHROMIUM_PATH,
   SCREENSHOT_DIR,
