@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createLogger } from '@cdp/log';
 import { registry } from '@cdp/metrics';
-import { requireEnv, testTopicPrefix } from '@cdp/testkit';
+import { requireEnv, testTopicPrefix, waitFor } from '@cdp/testkit';
 import { ConfigResourceTypes, type Admin } from 'kafkajs';
 import {
   BatchingProducer,
@@ -19,10 +19,17 @@ import { readTopic } from './testing';
 
 const logger = createLogger({ name: 'kafka-int', level: 'warn' });
 const brokers = () => requireEnv('KAFKA_BROKERS');
-const testConsumerConfig = { sessionTimeout: 6_000, heartbeatInterval: 1_000 };
+// maxWaitTimeInMs: a fetch with nothing to return comes back after 0.5 s instead of kafkajs's 5 s,
+// which stop() would otherwise wait out.
+const testConsumerConfig = { sessionTimeout: 6_000, heartbeatInterval: 1_000, maxWaitTimeInMs: 500 };
 
 function kafka() {
   return createKafka({ brokers: [brokers()], clientId: 'kafka-int', logger });
+}
+
+/** Config changes reach the broker's metadata cache shortly after the controller commits them. */
+async function waitForTopicConfig(admin: Admin, topic: string, name: string, value: string): Promise<void> {
+  await waitFor(async () => (await describeTopicConfigs(admin, [topic]))[topic][name] === value, 10_000, 200);
 }
 
 async function createTopics(admin: Admin, prefix: string, partitions = 1) {
@@ -80,6 +87,7 @@ describe('kafka lib against the real broker', () => {
         },
       ],
     });
+    await waitForTopicConfig(admin, specs.deduped.name, 'max.message.bytes', '2000000');
     // A second run creates nothing; a changed retention is altered in place.
     const changed = topicSpecs({
       prefix,
@@ -91,14 +99,7 @@ describe('kafka lib against the real broker', () => {
     const second = await ensureTopics(admin, Object.values(changed));
     expect(second.created).toEqual([]);
     expect(second.altered).toEqual([changed.deduped.name]);
-    // Config changes reach the broker's metadata cache shortly after the controller commits them.
-    const wanted = String(7_200_000 + 2 * 86_400_000);
-    let seen = '';
-    for (let i = 0; i < 50 && seen !== wanted; i++) {
-      seen = (await describeTopicConfigs(admin, [changed.deduped.name]))[changed.deduped.name]['retention.ms'];
-      if (seen !== wanted) await new Promise((r) => setTimeout(r, 200));
-    }
-    expect(seen).toBe(wanted);
+    await waitForTopicConfig(admin, changed.deduped.name, 'retention.ms', String(7_200_000 + 2 * 86_400_000));
     expect((await describeTopicConfigs(admin, [changed.deduped.name]))[changed.deduped.name]['max.message.bytes']).toBe('2000000');
     // A partition-count mismatch is refused, never "fixed" silently.
     const wrong = topicSpecs({ prefix, replicationFactor: 1, defaultPartitions: 4 });

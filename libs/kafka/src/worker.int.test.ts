@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createLogger } from '@cdp/log';
 import { registry } from '@cdp/metrics';
-import { requireEnv, testTopicPrefix, waitFor } from '@cdp/testkit';
+import { requireEnv, testSize, testTopicPrefix, waitFor } from '@cdp/testkit';
 import {
   BatchingProducer,
   CommitAfterWorkConsumer,
@@ -22,8 +22,27 @@ import { readTopic } from './testing';
 const logger = createLogger({ name: 'worker-int', level: 'warn' });
 const brokers = () => requireEnv('KAFKA_BROKERS');
 const kafka = () => createKafka({ brokers: [brokers()], clientId: 'worker-int', logger });
-const testConsumerConfig = { sessionTimeout: 6_000, heartbeatInterval: 1_000 };
+// maxWaitTimeInMs: a fetch with nothing to return comes back after 0.5 s instead of kafkajs's 5 s,
+// which stop() would otherwise wait out in every test.
+const testConsumerConfig = { sessionTimeout: 6_000, heartbeatInterval: 1_000, maxWaitTimeInMs: 500 };
 const newGroup = (label: string) => `${label}-${Math.random().toString(36).slice(2)}`;
+
+// The deep-backlog cases put BACKLOG_MB per partition ahead of the worker, the poison message at
+// nine tenths of it: past several of kafkajs's fetches (maxBytesPerPartition, 1 MiB by default;
+// the first test counts them). 4 MB in CI; KAFKA_TEST_BACKLOG_MB=12 or more for a longer run (README).
+const BACKLOG_MB = testSize('KAFKA_TEST_BACKLOG_MB', 4, { min: 2 });
+const BACKLOG_VALUE = 'v'.repeat(2_000);
+const BACKLOG_MESSAGES = Math.round((BACKLOG_MB * 1024 * 1024) / BACKLOG_VALUE.length);
+const BACKLOG_POISON_AT = Math.floor(BACKLOG_MESSAGES * 0.9);
+
+/** Counts, per partition, the batches (one a fetch) the worker's kafkajs consumer hands it. */
+function countBatches(consumer: CommitAfterWorkConsumer<unknown>): Map<number, number> {
+  const batches = new Map<number, number>();
+  consumer.consumer.on(consumer.consumer.events.START_BATCH_PROCESS, ({ payload }) => {
+    if (payload.batchSize > 0) batches.set(payload.partition, (batches.get(payload.partition) ?? 0) + 1);
+  });
+  return batches;
+}
 
 async function freshTopics(label: string, partitions: number, dlqConfigs: Record<string, string> = {}) {
   const specs = topicSpecs({ prefix: testTopicPrefix(label), replicationFactor: 1, defaultPartitions: partitions });
@@ -97,11 +116,9 @@ function worker<T>(options: Omit<CommitAfterWorkConsumerOptions<T>, 'kafka' | 'l
 describe('CommitAfterWorkConsumer: bounded retry, DLQ and readiness on the real broker', () => {
   it('dead-letters a message that keeps failing after maxAttempts and moves on, deep in a backlog of many fetches per partition', async () => {
     const topics = await freshTopics('worker-retry', 2);
-    // Per partition 6,000 × 2 KB ≈ 12 MB (24 MB in all): a dozen fetches of kafkajs's 1 MiB per
-    // partition each, with the poison message near the end of each partition.
-    const perPartition = 6_000;
-    const poisonAt = 5_500;
-    const value = 'v'.repeat(2_000);
+    const perPartition = BACKLOG_MESSAGES;
+    const poisonAt = BACKLOG_POISON_AT;
+    const value = BACKLOG_VALUE;
     const messages: OutboundMessage[] = [];
     for (let i = 0; i < perPartition; i++) {
       for (const partition of [0, 1])
@@ -130,8 +147,10 @@ describe('CommitAfterWorkConsumer: bounded retry, DLQ and readiness on the real 
         for (const i of items) handled.add(i.value);
       },
     });
+    const batches = countBatches(consumer);
     await runUntilCommitted(consumer, groupId, topics.input, [perPartition, perPartition], 180_000);
     expect(handled.size).toBe(2 * perPartition - 2);
+    expect(Math.min(batches.get(0) ?? 0, batches.get(1) ?? 0)).toBeGreaterThan(1);
     expect(Object.fromEntries(poisonAttempts)).toEqual({ 'poison-0': 3, 'poison-1': 3 });
     expect(await metric('cdp_kafka_messages_processed_total', { topic: topics.input, outcome: 'dead_letter' })).toBe(dlqBefore + 2);
 
@@ -237,14 +256,12 @@ describe('CommitAfterWorkConsumer: bounded retry, DLQ and readiness on the real 
 
   it('does not send a DLQ copy twice when the worker dies between the DLQ send and the commit', async () => {
     const topics = await freshTopics('worker-crash', 1);
-    // ~12 MB ahead of the end, the poison message deep in it: the worker gets there after many
-    // fetches and commits.
-    const total = 6_000;
-    const poisonAt = 5_500;
-    const value = 'v'.repeat(2_000);
+    // The poison message deep in the backlog: the worker gets there after several fetches.
+    const total = BACKLOG_MESSAGES;
+    const poisonAt = BACKLOG_POISON_AT;
     await produce(
       topics.input,
-      Array.from({ length: total }, (_, i) => ({ key: i === poisonAt ? 'poison' : `k${i}`, value })),
+      Array.from({ length: total }, (_, i) => ({ key: i === poisonAt ? 'poison' : `k${i}`, value: BACKLOG_VALUE })),
     );
     const groupId = newGroup('crash');
     const fixture = path.join(__dirname, '..', 'dist', 'fixtures', 'hanging-consumer.js');

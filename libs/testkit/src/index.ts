@@ -1,4 +1,4 @@
-export { requireEnv } from './env';
+export { requireEnv, testSize } from './env';
 export { startKafkaBroker, stopKafkaBroker, type KafkaBroker, type SaslListeners } from './kafka-broker';
 export {
   createTestDatabase,

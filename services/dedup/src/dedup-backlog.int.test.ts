@@ -1,4 +1,5 @@
 import { topicNames, type OutboundMessage } from '@cdp/kafka';
+import { testSize } from '@cdp/testkit';
 import {
   createDedupTestEnv,
   NO_VIOLATIONS,
@@ -12,10 +13,10 @@ import {
   type DedupTestEnv,
 } from './testing/dedup-harness';
 
-// A backlog far above one fetch and one produce request per partition. CI size by default;
-// DEDUP_TEST_BACKLOG_MB=200 for a bigger run (documented in the README).
-const BACKLOG_MB = Number(process.env.DEDUP_TEST_BACKLOG_MB ?? 24);
 const PARTITIONS = 4;
+// A backlog far above one fetch (1 MiB) and one produce request per partition. CI size by
+// default; DEDUP_TEST_BACKLOG_MB=200 for a bigger run (documented in the README).
+const BACKLOG_MB = testSize('DEDUP_TEST_BACKLOG_MB', 24, { min: 2 * PARTITIONS });
 const SMALL_EVENT_BYTES = 600;
 /** Events near tapi's 32 KB limit. */
 const LARGE_EVENT_BYTES = 32 * 1024 - 512;

@@ -34,6 +34,8 @@ export class TopicCollector<T = InboundMessage> {
       groupId: `${this.topic}.collector-${crypto.randomBytes(4).toString('hex')}`,
       sessionTimeout: 6_000,
       heartbeatInterval: 1_000,
+      // An empty fetch returns after 0.5 s (kafkajs: 5 s), so stop() does not wait that out.
+      maxWaitTimeInMs: 500,
     });
     this.consumer = consumer;
     await consumer.connect();
