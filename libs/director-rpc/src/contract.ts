@@ -61,13 +61,18 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | { [key:
 
 /**
  * One job of `POST /v1/jobs` (transform → director). The idempotency key is
- * (sourceId, messageId, destinationId, subscriptionId).
+ * (sourceId, messageId, destinationId, subscriptionId), plus `replayId` on a forced replay.
  */
 export const rpcJobSchema = z.strictObject({
   sourceId: ID,
   messageId: z.string().min(1).max(255),
   destinationId: ID,
   subscriptionId: ID,
+  /**
+   * Set by transform for a forced replay (`replay.force`): part of the idempotency key, so
+   * history is delivered again on purpose even where the original job is still stored.
+   */
+  replayId: z.string().min(1).max(255).optional(),
   /** The request body to send: the Segment event (webhooks) or the mapped body (action destinations). */
   // The batch arrives as JSON, so whatever is here is JSON already: only presence is checked
   // (z.json() walked every payload: a sixth of a loaded director's allocations).

@@ -64,3 +64,19 @@ export type Regulation = z.infer<typeof regulationSchema>;
 export function suppresses(type: RegulationType): boolean {
   return type === 'SUPPRESS_ONLY' || type === 'SUPPRESS_WITH_DELETE';
 }
+
+/**
+ * The regulation that stops a message, if any: a suppress or delete regulation of its `userId` in
+ * the space of its source (UNSUPPRESS lifts it; a message without a userId is never regulated).
+ * `lookup` reads the cdp.regulations state, keyed `spaceId:userId`.
+ */
+export function regulationFor(
+  message: { userId?: unknown },
+  spaceId: string,
+  lookup: (spaceId: string, userId: string) => Regulation | undefined,
+): Regulation | undefined {
+  const raw = message.userId;
+  if ((typeof raw !== 'string' && typeof raw !== 'number') || raw === '') return undefined;
+  const regulation = lookup(spaceId, String(raw));
+  return regulation !== undefined && regulation.type !== 'UNSUPPRESS' ? regulation : undefined;
+}

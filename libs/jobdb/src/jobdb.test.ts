@@ -11,6 +11,19 @@ describe('jobs', () => {
     // Field boundaries matter: "ab"+"c" differs from "a"+"bc".
     expect(idempotencyHash({ ...k, sourceId: 'ab', messageId: 'c' })).not.toBe(idempotencyHash({ ...k, sourceId: 'a', messageId: 'bc' }));
   });
+  it('puts a forced replay id into the key, and only then', () => {
+    const k = { sourceId: 's', messageId: 'm', destinationId: 'd', subscriptionId: 'x' };
+    // Without one, the four-part hash stored before replays existed.
+    const fourParts = crypto
+      .createHash('sha256')
+      .update(JSON.stringify(['s', 'm', 'd', 'x']))
+      .digest('hex');
+    expect(idempotencyHash(k)).toBe(fourParts);
+    expect(idempotencyHash({ ...k, replayId: undefined })).toBe(fourParts);
+    expect(idempotencyHash({ ...k, replayId: 'r1' })).not.toBe(fourParts);
+    expect(idempotencyHash({ ...k, replayId: 'r1' })).not.toBe(idempotencyHash({ ...k, replayId: 'r2' }));
+    expect(idempotencyHash({ ...k, replayId: 'r1' })).toBe(idempotencyHash({ ...k, replayId: 'r1' }));
+  });
   it('encodes KSUIDs exactly as the ksuid package does', () => {
     for (let i = 0; i < 2_000; i++) {
       const bytes = crypto.randomBytes(20);

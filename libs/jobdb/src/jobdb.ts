@@ -46,14 +46,19 @@ export interface IdempotencyKey {
   messageId: string;
   destinationId: string;
   subscriptionId: string;
+  /** A forced replay's id (DESIGN.md "Director RPC"): the same event again, on purpose. */
+  replayId?: string;
 }
 
-/** SHA-256 of the four parts: a fixed 64-char unique index whatever the ids' lengths. */
+/**
+ * SHA-256 of the four parts (five with a forced replay's id): a fixed 64-char unique index
+ * whatever the ids' lengths. Without `replayId` the hash is the four-part one, so keys stored
+ * before replays existed still match.
+ */
 export function idempotencyHash(key: IdempotencyKey): string {
-  return crypto
-    .createHash('sha256')
-    .update(JSON.stringify([key.sourceId, key.messageId, key.destinationId, key.subscriptionId]))
-    .digest('hex');
+  const parts = [key.sourceId, key.messageId, key.destinationId, key.subscriptionId];
+  if (key.replayId !== undefined) parts.push(key.replayId);
+  return crypto.createHash('sha256').update(JSON.stringify(parts)).digest('hex');
 }
 
 const KSUID_EPOCH_MS = 1_400_000_000_000;

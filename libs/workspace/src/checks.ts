@@ -78,6 +78,7 @@ export function crossReferenceIssues(raw: unknown): ConfigIssue[] {
     if (typeof destinationId === 'string' && !destinationIds.has(destinationId)) {
       issues.push({ path: ['connections', c, 'destinationId'], message: `unknown destination "${destinationId}"` });
     }
+    checkUnique(list(connection.transformations), 'id', ['connections', c, 'transformations'], 'transformation id', issues);
     if (typeof sourceId === 'string' && typeof destinationId === 'string') {
       const pair = `${sourceId}\u0000${destinationId}`;
       const first = pairs.get(pair);

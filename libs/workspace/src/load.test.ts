@@ -87,6 +87,19 @@ describe('loading the sample workspace', () => {
     expect(ws.destination('audit')?.limits).toEqual({ maxConcurrency: 5, retryWindowMs: 3_600_000 });
     expect(ws.source('web')?.rateLimit).toEqual({ eventsPerSecond: 1000, burst: 2000 });
     expect(ws.source('server')?.transformations).toEqual([]);
+    const plan = ws.source('web')?.trackingPlan;
+    expect(plan?.enforcement).toEqual({
+      unplannedEvents: 'allow',
+      unplannedProperties: 'allow',
+      violations: 'omit',
+      unplannedTraits: 'allow',
+      traitViolations: 'allow',
+      commonViolations: 'allow',
+    });
+    expect(plan?.identify?.traits.email).toEqual({ type: 'string', format: 'email' });
+    expect(plan?.common).toMatchObject({ type: 'object' });
+    expect(ws.connection('web', 'audit')?.transformations.map((t) => t.id)).toEqual(['audit-no-notes']);
+    expect(ws.connection('web', 'hook')?.transformations).toEqual([]);
     expect(ws.space('main')?.identity.maxMergesPerProfile).toBe(100);
     expect(ws.version).toMatch(/^[0-9a-f]{16}$/);
     expect(ws.loadedAt).toBeInstanceOf(Date);
@@ -285,8 +298,10 @@ describe('invalid files fail with a message naming the field', () => {
     const doc = baseDoc();
     doc.destinations[0].filters = { rules: [{ name: 'x', if: 'type = "track" and (event = "A"', actions: [{ type: 'drop' }] }] };
     doc.sources[0].transformations = [{ type: 'uppercase_event' }];
-    doc.sources[0].trackingPlan = { enforcement: { unplannedEvents: 'block' } };
+    // `drop` was this schema's word before Segment's `block`.
+    doc.sources[0].trackingPlan = { enforcement: { unplannedEvents: 'drop' }, common: { type: 'objekt' } };
     const message = loadError(doc).message;
+    expect(message).toContain('sources[0].trackingPlan.common: invalid JSON Schema (draft-07):');
     expect(message).toContain("destinations[0].filters.rules[0].if: invalid FQL: missing ')'");
     expect(message).toContain('sources[0].transformations[0].type: must be one of: rename_event');
     expect(message).toContain('sources[0].trackingPlan.enforcement.unplannedEvents:');

@@ -2,6 +2,7 @@
 // an error naming the field instead of a silently ignored setting.
 import { z } from 'zod';
 import { fqlSyntaxError } from './fql';
+import { jsonSchemaProblem } from './json-schema';
 import { looksLikeSecretRef, parseSecretRef, SecretReference, secretField, stringOrSecret } from './secret-ref';
 
 /** Ids end up in Kafka keys (`sourceId:messageId`), Consul paths and table columns. */
@@ -163,18 +164,46 @@ const PlannedEventSchema = z.strictObject({
   properties: z.record(nonEmpty(), PropertyRuleSchema).default({}),
 });
 
+/** The traits plan of identify or group calls. */
+const TraitsPlanSchema = z.strictObject({
+  traits: z.record(nonEmpty(), PropertyRuleSchema).default({}),
+});
+
+/** A JSON Schema (draft-07) for the whole message, checked with ajv's meta-schema at load. */
+const JsonSchemaSchema = z.record(z.string(), z.unknown()).superRefine((schema, ctx) => {
+  const problem = jsonSchemaProblem(schema);
+  if (problem) ctx.addIssue({ code: 'custom', message: `invalid JSON Schema (draft-07): ${problem}` });
+});
+
+/** Segment Protocols' schema controls (segment-compat.md §3.7); every default is `allow`. */
+export const EnforcementSchema = z
+  .strictObject({
+    /** Track events whose name is not in `events`: pass, or block the event. */
+    unplannedEvents: z.enum(['allow', 'block']).default('allow'),
+    /** Properties of a planned track event the plan does not list: keep, or omit them. */
+    unplannedProperties: z.enum(['allow', 'omit']).default('allow'),
+    /** Track properties that break their rule: keep, block the event, or omit the offending properties. */
+    violations: z.enum(['allow', 'block', 'omit']).default('allow'),
+    /** Identify/group traits the `identify`/`group` plan does not list: keep, or omit them. */
+    unplannedTraits: z.enum(['allow', 'omit']).default('allow'),
+    /** Identify/group traits that break their rule: keep, block the event, or omit the offending traits. */
+    traitViolations: z.enum(['allow', 'block', 'omit']).default('allow'),
+    /** Messages that break the `common` schema: keep, or block the event (checked after the controls above). */
+    commonViolations: z.enum(['allow', 'block']).default('allow'),
+  })
+  .prefault({});
+
 export const TrackingPlanSchema = z.strictObject({
+  /** Names the plan in violation samples; the source id when absent. */
+  id: id().optional(),
   events: z.array(PlannedEventSchema).default([]),
-  enforcement: z
-    .strictObject({
-      /** Track events not in the plan. */
-      unplannedEvents: z.enum(['allow', 'drop']).default('allow'),
-      /** Properties not listed for a planned event. */
-      unplannedProperties: z.enum(['allow', 'omit']).default('allow'),
-      /** Properties that break their rule: keep, drop the whole event, or omit the property. */
-      invalidProperties: z.enum(['allow', 'drop', 'omit']).default('allow'),
-    })
-    .prefault({}),
+  /** Traits of identify calls; identify traits are not checked when absent. */
+  identify: TraitsPlanSchema.optional(),
+  /** Traits of group calls; group traits are not checked when absent. */
+  group: TraitsPlanSchema.optional(),
+  /** Segment's Common JSON Schema: applied to the whole message of every type. */
+  common: JsonSchemaSchema.optional(),
+  enforcement: EnforcementSchema,
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -463,6 +492,8 @@ export const ConnectionSchema = z.strictObject({
   enabled: z.boolean().default(true),
   /** Filters for this source→destination pair only (Segment's scope), after the destination's own. */
   filters: FiltersSchema,
+  /** Transformations for this pair only, after the source's own and before the filters. */
+  transformations: z.array(TransformationSchema).default([]),
 });
 
 export const WorkspaceSchema = z.strictObject({

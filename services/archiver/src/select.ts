@@ -1,4 +1,4 @@
-import { decodeEnvelope, undeliveredSchema, type Envelope, type Regulation } from '@cdp/events';
+import { decodeEnvelope, regulationFor, undeliveredSchema, type Envelope, type Regulation } from '@cdp/events';
 import { hourOf, type ArchiveKind } from './layout';
 import type { ArchiveRecord } from './writer';
 
@@ -14,13 +14,8 @@ export interface SelectContext {
 
 /** Suppressed and deleted users' events are not archived; UNSUPPRESS lifts it. */
 function isRegulated(envelope: Envelope, ctx: SelectContext): boolean {
-  const raw: unknown = envelope.message.userId;
-  if ((typeof raw !== 'string' && typeof raw !== 'number') || raw === '') return false;
-  const userId = String(raw);
   const space = ctx.spaceOf(envelope.sourceId);
-  if (space === undefined) return false;
-  const regulation = ctx.regulation(space, userId);
-  return regulation !== undefined && regulation.type !== 'UNSUPPRESS';
+  return space !== undefined && regulationFor(envelope.message, space, ctx.regulation) !== undefined;
 }
 
 /**

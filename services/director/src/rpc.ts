@@ -39,6 +39,7 @@ export function toNewJobs(batch: RpcBatch, workspace: Workspace, defaultWindowMs
       messageId: j.messageId,
       destinationId: j.destinationId,
       subscriptionId: j.subscriptionId,
+      ...(j.replayId !== undefined ? { replayId: j.replayId } : {}),
       payload: JSON.stringify(j.payload),
       headers: j.headers,
       receivedAt: new Date(receivedAt),

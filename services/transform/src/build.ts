@@ -1,10 +1,20 @@
 import { createDirectorRpcClient } from '@cdp/director-rpc';
-import type { Envelope } from '@cdp/events';
-import { CommitAfterWorkConsumer, createKafka, ensureTopics, kafkaConnection, requireTopics, topicSettings, topicSpecs } from '@cdp/kafka';
+import { regulationKey, regulationSchema, type Envelope, type Regulation } from '@cdp/events';
+import {
+  CommitAfterWorkConsumer,
+  CompactedTopicMap,
+  createKafka,
+  ensureTopics,
+  kafkaConnection,
+  requireTopics,
+  topicSettings,
+  topicSpecs,
+} from '@cdp/kafka';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
 import { WorkspaceStore } from '@cdp/workspace';
 import { transformEnv, type TransformConfig } from './config';
 import { decode, FanOut } from './fan-out';
+import { ViolationSamples } from './violations';
 
 /** transform from its config: workspace file, RPC client, the Kafka worker on cdp.identified. */
 export async function build(config: TransformConfig, { logger, fatal }: ServiceDeps): Promise<BuiltService> {
@@ -16,11 +26,26 @@ export async function build(config: TransformConfig, { logger, fatal }: ServiceD
   await admin.connect();
   await (
     config.KAFKA_ENSURE_TOPICS
-      ? ensureTopics(admin, [specs.identified, specs.dlq])
-      : requireTopics(admin, [specs.identified.name, specs.dlq.name])
+      ? ensureTopics(admin, [specs.identified, specs.regulations, specs.dlq])
+      : requireTopics(admin, [specs.identified.name, specs.regulations.name, specs.dlq.name])
   ).finally(() => admin.disconnect());
   const rpc = await createDirectorRpcClient(config, logger);
-  const fanOut = new FanOut(rpc, () => workspace.current(), logger);
+  // GDPR: suppress and delete regulations (cdp.regulations, compacted, keyed spaceId:userId).
+  const regulations = new CompactedTopicMap<Regulation>({
+    kafka,
+    topic: specs.regulations.name,
+    logger: logger.child({ component: 'regulations' }),
+    groupPrefix: `${config.TRANSFORM_GROUP_ID}-regulations`,
+    decode: (_key, value) => regulationSchema.parse(JSON.parse(value.toString('utf8'))),
+  });
+  const samples = new ViolationSamples();
+  const fanOut = new FanOut(
+    rpc,
+    () => workspace.current(),
+    logger,
+    { regulation: (spaceId, userId) => regulations.get(regulationKey(spaceId, userId)) },
+    samples,
+  );
   const worker = new CommitAfterWorkConsumer<Envelope>({
     kafka,
     groupId: config.TRANSFORM_GROUP_ID,
@@ -40,17 +65,21 @@ export async function build(config: TransformConfig, { logger, fatal }: ServiceD
   });
   return {
     start: async () => {
+      regulations.start();
+      // No event is routed before the regulations were read: a suppressed user's would be delivered.
+      while (!regulations.caughtUp) await new Promise((r) => setTimeout(r, 100));
       await worker.start();
       return { input: specs.identified.name, workspace: workspace.current().version };
     },
     readiness: [
+      { name: 'regulations', check: async () => regulations.follower.readiness() },
       { name: 'kafka-worker', check: async () => worker.readiness() },
       { name: 'directors', check: async () => fanOut.readiness() },
     ],
     shutdown: {
       // kafkajs finishes the chunk in flight (its jobs get their results) and commits.
       stopInputs: { 'kafka-worker': () => worker.stop() },
-      closeClients: { 'director-rpc': () => rpc.close(), workspace: async () => workspace.close() },
+      closeClients: { 'director-rpc': () => rpc.close(), regulations: () => regulations.stop(), workspace: async () => workspace.close() },
     },
   };
 }

@@ -5,7 +5,8 @@ import type { Logger } from '@cdp/log';
 import type { Workspace } from '@cdp/workspace';
 import { jobsFor } from './jobs';
 import { transformMetrics } from './metrics';
-import { route } from './routing';
+import { route, type RouteOptions } from './routing';
+import type { ViolationSample, ViolationSamples } from './violations';
 
 /** What the fan-out needs of the RPC client (DirectorRpcClient). */
 export interface JobSender {
@@ -47,6 +48,10 @@ export class FanOut {
     private readonly sender: JobSender,
     private readonly workspace: () => Workspace,
     private readonly logger: Logger,
+    /** Regulation lookup and code runner for routing. */
+    private readonly routeOptions: RouteOptions = {},
+    /** Where tracking-plan violations are sampled for the admin API. */
+    private readonly samples?: ViolationSamples,
   ) {}
 
   readiness(): { ok: boolean; detail: string } {
@@ -60,9 +65,11 @@ export class FanOut {
     const jobs: RpcJobInput[] = [];
     const owner: number[] = []; // job index → item index
     const skipped: string[] = [];
+    const violations: ViolationSample[] = [];
+    const at = new Date().toISOString();
     let notRun = 0;
     items.forEach((item, i) => {
-      const routing = route(item.value, workspace);
+      const routing = route(item.value, workspace, this.routeOptions);
       for (const job of jobsFor(item.value, routing.routes)) {
         jobs.push(job);
         owner.push(i);
@@ -70,6 +77,20 @@ export class FanOut {
       for (const s of routing.skipped) skipped.push(s.reason);
       if (routing.dropped) skipped.push(routing.dropped.reason);
       notRun += routing.transformationsNotRun;
+      if (routing.plan) {
+        const { id: planId, event, violations: found } = routing.plan;
+        for (const v of found) {
+          violations.push({
+            ...v,
+            at,
+            sourceId: item.value.sourceId,
+            planId,
+            messageId: item.value.messageId,
+            type: item.value.message.type,
+            event,
+          });
+        }
+      }
     });
 
     let results: JobResult[];
@@ -91,6 +112,10 @@ export class FanOut {
     // Counted once the chunk is through, so a retried chunk is not counted twice.
     for (const reason of skipped) transformMetrics.skipped.labels(reason).inc();
     transformMetrics.codeNotRun.inc(notRun);
+    for (const v of violations) {
+      transformMetrics.violations.labels(v.sourceId, v.event, v.rule).inc();
+      this.samples?.add(v);
+    }
     const rejections = new Map<number, string[]>();
     results.forEach((result, j) => {
       transformMetrics.jobs.labels(jobs[j].destinationId, result.status).inc();

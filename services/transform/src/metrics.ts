@@ -14,12 +14,17 @@ export const transformMetrics = {
   }),
   skipped: counter({
     name: 'cdp_transform_skipped_total',
-    help: 'Destinations or subscriptions an event did not go to, or whole events a transformation dropped, by reason (integrations, replay, filter_drop, transformation_drop, ...)',
+    help: 'Destinations or subscriptions an event did not go to, or whole events dropped, by reason (integrations, replay, filter_drop, transformation_drop, regulated, plan_violation, ...)',
     labelNames: ['reason'] as const,
   }),
   codeNotRun: counter({
     name: 'cdp_transform_code_transformations_not_run_total',
-    help: '`code` transformations events passed without being run (no sandbox yet)',
+    help: '`code` transformations events passed without being run (no code runner)',
+  }),
+  violations: counter({
+    name: 'cdp_transform_plan_violations_total',
+    help: 'Tracking-plan violations, by source, event (planned name, (unplanned), (identify), ...) and rule (unplanned_event, unplanned_property, minimum:properties.total, ...)',
+    labelNames: ['source', 'event', 'rule'] as const,
   }),
   unavailable: counter({
     name: 'cdp_transform_directors_unavailable_total',

@@ -167,9 +167,10 @@ describe('route', () => {
         destinations: [{ id: 'f', name: 'F', type: 'webhook', settings: { url: 'http://127.0.0.1:1/f' }, filters: { rules } }],
         connections: [{ sourceId: 'web', destinationId: 'f', filters: { rules: connectionRules } }],
       });
-    const routed = (e: Envelope, ws: Workspace, random?: () => number) => route(e, ws, random).routes.find((r) => r.destination.id === 'f');
+    const routed = (e: Envelope, ws: Workspace, random?: () => number) =>
+      route(e, ws, { random }).routes.find((r) => r.destination.id === 'f');
     const reasonFor = (e: Envelope, ws: Workspace, random?: () => number) =>
-      route(e, ws, random).skipped.find((s) => s.destinationId === 'f')?.reason;
+      route(e, ws, { random }).skipped.find((s) => s.destinationId === 'f')?.reason;
 
     it('drop when the condition matches, keep otherwise; the connection rules apply too', () => {
       const ws = withRules(
@@ -246,6 +247,98 @@ describe('integrationEnabled (facade rules)', () => {
   });
 });
 
+describe('route: regulations, tracking plan, per-connection transformations', () => {
+  const ws = (source: Record<string, unknown> = {}, connections: Record<string, unknown>[] = []) =>
+    parseWorkspace(
+      JSON.stringify({
+        spaces: [{ id: 'main', name: 'Main' }],
+        sources: [{ id: 'web', name: 'Web', spaceId: 'main', writeKeys: ['wk_web'], ...source }],
+        destinations: ['a', 'b'].map((id) => ({
+          id,
+          name: id.toUpperCase(),
+          type: 'webhook',
+          settings: { url: `http://127.0.0.1:1/${id}` },
+        })),
+        connections: [
+          { sourceId: 'web', destinationId: 'a', ...connections[0] },
+          { sourceId: 'web', destinationId: 'b', ...connections[1] },
+        ],
+      }),
+      { format: 'json' },
+    );
+  const regulation = (type: string) => (spaceId: string, userId: string) =>
+    spaceId === 'main' && userId === 'u1'
+      ? { regulationId: 'r', type: type as 'SUPPRESS_ONLY', userId, spaceId, requestedAt: '2026-12-04T00:00:00Z' }
+      : undefined;
+
+  it("drops every event of a suppressed or deleted user of the source's space; UNSUPPRESS lifts it", () => {
+    for (const type of ['SUPPRESS_ONLY', 'SUPPRESS_WITH_DELETE', 'DELETE_ONLY']) {
+      const routing = route(event(), ws(), { regulation: regulation(type) });
+      expect(routing).toMatchObject({ routes: [], dropped: { reason: 'regulated' } });
+    }
+    expect(route(event(), ws(), { regulation: regulation('UNSUPPRESS') }).routes).toHaveLength(2);
+    expect(route(event({ userId: 'u2' }), ws(), { regulation: regulation('SUPPRESS_ONLY') }).routes).toHaveLength(2);
+    // A replay of a suppressed user's history is dropped too.
+    const replayed = event({}, { replay: { id: 'r1', destinations: ['a'], force: true } });
+    expect(route(replayed, ws(), { regulation: regulation('SUPPRESS_ONLY') }).dropped?.reason).toBe('regulated');
+  });
+
+  it("runs the plan before the source's transformations; a blocked event goes nowhere", () => {
+    const source = {
+      trackingPlan: {
+        events: [{ name: 'Signed Up', properties: { plan: { type: 'string' } } }],
+        enforcement: { unplannedEvents: 'block', unplannedProperties: 'omit' },
+      },
+      transformations: [{ type: 'rename_event', from: 'Signed Up', to: 'Signup Completed' }],
+    };
+    const routing = route(event({ event: 'Signed Up', properties: { plan: 'pro', secret: 'x' } }), ws(source));
+    expect(routing.routes.map((r) => r.message)).toEqual([
+      expect.objectContaining({ event: 'Signup Completed', properties: { plan: 'pro' } }),
+      expect.objectContaining({ event: 'Signup Completed', properties: { plan: 'pro' } }),
+    ]);
+    expect(routing.plan).toEqual({ id: 'web', event: 'Signed Up', violations: [expect.objectContaining({ rule: 'unplanned_property' })] });
+    const blocked = route(event({ event: 'Other' }), ws(source));
+    expect(blocked).toMatchObject({ routes: [], dropped: { reason: 'plan_unplanned_event' }, plan: { event: '(unplanned)' } });
+  });
+
+  it("a connection's transformations change or drop the event for that destination only", () => {
+    const connections = [
+      {
+        transformations: [
+          { type: 'drop_properties', properties: ['properties.email'] },
+          { type: 'rename_event', from: 'Order Completed', to: 'Purchase' },
+        ],
+      },
+      { transformations: [{ id: 'no-tests', type: 'drop_event', if: 'match(userId, "u*")' }] },
+    ];
+    const e = event({ properties: { email: 'a@b.co', total: 3 } });
+    const routing = route(e, ws({}, connections));
+    expect(routing.routes.map((r) => [r.destination.id, r.message.event, r.message.properties])).toEqual([['a', 'Purchase', { total: 3 }]]);
+    expect(routing.skipped).toEqual([{ destinationId: 'b', reason: 'transformation_drop' }]);
+    expect(e.message.properties).toEqual({ email: 'a@b.co', total: 3 }); // the event itself is untouched
+    // The connection's filters see the connection's transformed event.
+    const filtered = route(e, ws({}, [{ ...connections[0], filters: { denyEvents: ['Purchase'] } }]));
+    expect(filtered.routes.map((r) => r.destination.id)).toEqual(['b']);
+    // A condition that cannot be evaluated drops it for that destination (fail closed).
+    const broken = route(e, ws({}, [{ transformations: [{ id: 'bad', type: 'drop_event', if: 'length(1, 2)' }] }]));
+    expect(broken.skipped).toEqual([{ destinationId: 'a', reason: 'transformation_error', detail: expect.stringMatching(/^bad: /) }]);
+  });
+
+  it('code transformations run through a CodeRunner when one is given (the extension point)', () => {
+    const source = { transformations: [{ id: 'c', type: 'code', code: 'function (e) { return e }' }] };
+    expect(route(event(), ws(source)).transformationsNotRun).toBe(1);
+    const runCode = (_t: unknown, m: Record<string, unknown>) => ({ ...m, event: 'From Code' });
+    const routing = route(event(), ws(source), { runCode });
+    expect(routing.transformationsNotRun).toBe(0);
+    expect(routing.routes[0].message.event).toBe('From Code');
+    expect(route(event(), ws(source), { runCode: () => null }).dropped?.reason).toBe('transformation_drop');
+    expect(route(event(), ws(source), { runCode: () => new Error('boom') }).dropped).toEqual({
+      reason: 'transformation_error',
+      detail: 'c: boom',
+    });
+  });
+});
+
 describe('jobsFor', () => {
   it('one job per route with the raw message and the idempotency fields', () => {
     const e = event({ properties: { total: 3 } });
@@ -259,5 +352,14 @@ describe('jobsFor', () => {
       payload: e.message,
       receivedAt: '2026-12-04T12:00:00.000Z',
     });
+  });
+
+  it('a forced replay puts its id into the idempotency key; a plain replay does not', () => {
+    const plain = event({}, { replay: { id: 'r1', destinations: ['hook'], force: false } });
+    expect(jobsFor(plain, route(plain, workspace()).routes)[0]).not.toHaveProperty('replayId');
+    const forced = event({}, { replay: { id: 'r1', destinations: ['hook'], force: true } });
+    expect(jobsFor(forced, route(forced, workspace()).routes)).toEqual([
+      expect.objectContaining({ destinationId: 'hook', replayId: 'r1' }),
+    ]);
   });
 });

@@ -1,7 +1,8 @@
-import type { Envelope } from '@cdp/events';
+import { regulationFor, type Envelope, type Regulation } from '@cdp/events';
 import type { Destination, Filters, Subscription, Workspace } from '@cdp/workspace';
 import { applyFilterRules, evaluateFql } from './filters';
-import { applyTransformations } from './transformations';
+import { checkPlan, type PlanBlockReason, type Violation } from './plan';
+import { applyTransformations, type CodeRunner } from './transformations';
 
 /**
  * Which (destination, subscription) pairs an event goes to (DESIGN.md "Routing", "Replay"):
@@ -30,7 +31,20 @@ export type SkipReason =
   /** A `sample` action of a destination filter left the event out. */
   | 'filter_sample'
   /** A filter rule's condition cannot be evaluated: the event is dropped (fail closed, as Segment). */
-  | 'filter_error';
+  | 'filter_error'
+  /** The connection's own transformations dropped the event for this destination (`drop_event`, or an error). */
+  | 'transformation_drop'
+  | 'transformation_error';
+
+/** Why a whole event goes nowhere. */
+export type DropReason =
+  /** A suppress or delete regulation of the event's userId in its space (GDPR). */
+  | 'regulated'
+  /** The tracking plan blocked it (an unplanned track event, a violation, a common-schema violation). */
+  | PlanBlockReason
+  /** The source's transformations dropped it (`drop_event`, or a condition that cannot be evaluated). */
+  | 'transformation_drop'
+  | 'transformation_error';
 
 export interface Route {
   destination: Destination;
@@ -41,9 +55,11 @@ export interface Route {
 
 export interface Routing {
   routes: Route[];
-  /** The source's transformations dropped the event (`drop_event`, or a condition that cannot be evaluated). */
-  dropped?: { reason: 'transformation_drop' | 'transformation_error'; detail?: string };
-  /** `code` transformations the event passed without being run (no sandbox yet). */
+  /** The whole event goes nowhere, and why. */
+  dropped?: { reason: DropReason; detail?: string };
+  /** The source's tracking plan's findings (absent when the source has no plan). */
+  plan?: { id: string; event: string; violations: Violation[] };
+  /** `code` transformations the event passed without being run (no code runner). */
   transformationsNotRun: number;
   skipped: Array<{ destinationId: string; subscriptionId?: string; reason: SkipReason; detail?: string }>;
 }
@@ -96,15 +112,44 @@ export function passesFilters(filters: Filters | undefined, message: Record<stri
   return true;
 }
 
-export function route(envelope: Envelope, workspace: Workspace, random?: () => number): Routing {
+export interface RouteOptions {
+  /** Draws unkeyed samples (tests fix it). */
+  random?: () => number;
+  /** The regulation in force for a user of a space (cdp.regulations); none when absent. */
+  regulation?: (spaceId: string, userId: string) => Regulation | undefined;
+  /** Runs `code` transformations (issue 25); they pass unchanged, counted, without one. */
+  runCode?: CodeRunner;
+}
+
+/**
+ * The steps, in order: GDPR regulations, the source's tracking plan, the source's
+ * transformations, then per destination: replay, `integrations`, the connection's
+ * transformations, type/event filters, filter rules, subscriptions.
+ */
+export function route(envelope: Envelope, workspace: Workspace, options: RouteOptions = {}): Routing {
   const routing: Routing = { routes: [], skipped: [], transformationsNotRun: 0 };
-  const transformed = applyTransformations(workspace.source(envelope.sourceId)?.transformations ?? [], envelope.message);
+  const source = workspace.source(envelope.sourceId);
+  if (options.regulation && source && regulationFor(envelope.message, source.spaceId, options.regulation)) {
+    routing.dropped = { reason: 'regulated' };
+    return routing;
+  }
+  let message: Record<string, unknown> = envelope.message;
+  if (source?.trackingPlan) {
+    const checked = checkPlan(source.trackingPlan, message);
+    routing.plan = { id: source.trackingPlan.id ?? source.id, event: checked.event, violations: checked.violations };
+    if (checked.kind === 'block') {
+      routing.dropped = { reason: checked.reason };
+      return routing;
+    }
+    message = checked.message;
+  }
+  const transformed = applyTransformations(source?.transformations ?? [], message, options.runCode);
   if (transformed.kind === 'drop') {
     routing.dropped = { reason: transformed.reason, ...(transformed.detail ? { detail: transformed.detail } : {}) };
     return routing;
   }
   routing.transformationsNotRun = transformed.notRun;
-  const message = transformed.message;
+  message = transformed.message;
   const replayTo = envelope.replay ? new Set(envelope.replay.destinations) : undefined;
   for (const destination of workspace.destinationsForSource(envelope.sourceId)) {
     const skip = (reason: SkipReason, detail?: string) =>
@@ -118,12 +163,20 @@ export function route(envelope: Envelope, workspace: Workspace, random?: () => n
       continue;
     }
     const connection = workspace.connection(envelope.sourceId, destination.id);
-    if (!passesFilters(destination.filters, message) || !passesFilters(connection?.filters, message)) {
+    // The pair's own transformations, on a copy for this destination only.
+    const own = applyTransformations(connection?.transformations ?? [], message, options.runCode);
+    if (own.kind === 'drop') {
+      skip(own.reason, own.detail);
+      continue;
+    }
+    routing.transformationsNotRun += own.notRun;
+    const forDestination = own.message;
+    if (!passesFilters(destination.filters, forDestination) || !passesFilters(connection?.filters, forDestination)) {
       skip('filter');
       continue;
     }
     // Segment's filters apply before mappings: the destination's rules, then the connection's.
-    const filtered = applyFilterRules([...destination.filters.rules, ...(connection?.filters.rules ?? [])], message, random);
+    const filtered = applyFilterRules([...destination.filters.rules, ...(connection?.filters.rules ?? [])], forDestination, options.random);
     if (filtered.kind === 'drop') {
       skip(filtered.reason, filtered.detail);
       continue;

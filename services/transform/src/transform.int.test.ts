@@ -50,7 +50,24 @@ function writeWorkspace(sinkUrl: string): string {
     file,
     JSON.stringify({
       spaces: [{ id: 'main', name: 'Main' }],
-      sources: [{ id: 'web', name: 'Web', spaceId: 'main', writeKeys: ['wk_web'] }],
+      sources: [
+        { id: 'web', name: 'Web', spaceId: 'main', writeKeys: ['wk_web'] },
+        {
+          id: 'app',
+          name: 'App',
+          spaceId: 'main',
+          writeKeys: ['wk_app'],
+          trackingPlan: {
+            events: [
+              {
+                name: 'Order Completed',
+                properties: { orderId: { type: 'string', required: true }, total: { type: 'number', minimum: 0 } },
+              },
+            ],
+            enforcement: { unplannedEvents: 'block', violations: 'omit' },
+          },
+        },
+      ],
       destinations: [
         hook('hook', 'Hook'),
         hook('multi', 'Multi', [
@@ -61,16 +78,18 @@ function writeWorkspace(sinkUrl: string): string {
       connections: [
         { sourceId: 'web', destinationId: 'hook' },
         { sourceId: 'web', destinationId: 'multi' },
+        { sourceId: 'app', destinationId: 'hook', transformations: [{ type: 'drop_properties', properties: ['properties.email'] }] },
       ],
     }),
   );
   return file;
 }
 
-function envelope(messageId: string, profileId: string, message: Record<string, unknown> = {}) {
+function envelope(messageId: string, profileId: string, message: Record<string, unknown> = {}, more: Record<string, unknown> = {}) {
   return {
     v: 1,
     sourceId: 'web',
+    ...more,
     messageId,
     receivedAt: new Date().toISOString(),
     profileId,
@@ -87,12 +106,17 @@ async function produce(envelopes: Array<ReturnType<typeof envelope>>): Promise<v
   }
 }
 
-/** messageIds the sink received at `/<destination>` with this prefix (one entry per request). */
-function received(destination: string, idPrefix: string): string[] {
+/** Bodies the sink received at `/<destination>` whose messageId has this prefix (one entry per request). */
+function bodies(destination: string, idPrefix: string): Array<{ messageId: string; properties?: Record<string, unknown> }> {
   return suite.sink.requests
     .filter((r) => r.path === `/${destination}`)
-    .map((r) => (JSON.parse(r.body) as { messageId: string }).messageId)
-    .filter((id) => id.startsWith(idPrefix));
+    .map((r) => JSON.parse(r.body) as { messageId: string; properties?: Record<string, unknown> })
+    .filter((b) => b.messageId.startsWith(idPrefix));
+}
+
+/** messageIds the sink received at `/<destination>` with this prefix (one entry per request). */
+function received(destination: string, idPrefix: string): string[] {
+  return bodies(destination, idPrefix).map((b) => b.messageId);
 }
 
 /** The director's main.js on the shared workspace file and JobDB prefix; `env` on top (e.g. its PORT). */
@@ -137,7 +161,7 @@ const readyz = async () => (await fetch(`http://127.0.0.1:${transform.opsPort}/r
 beforeAll(async () => {
   prefix = testTopicPrefix('transform');
   kafka = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'transform-int', logger });
-  topics = await createTestTopics(kafka, prefix, { partitions: PARTITIONS, roles: ['identified', 'undelivered', 'dlq'] });
+  topics = await createTestTopics(kafka, prefix, { partitions: PARTITIONS, roles: ['identified', 'regulations', 'undelivered', 'dlq'] });
   producer = kafka.producer();
   await producer.connect();
   workspaceFile = writeWorkspace(suite.sink.url);
@@ -188,6 +212,77 @@ it('fans an event out to every subscription; integrations All:false and a named 
   expect(await metrics('cdp_transform_skipped_total', { reason: 'integrations' })).toBe(4);
   expect(await metrics('cdp_transform_jobs_total', { status: 'rejected' })).toBe(3);
   expect(await metrics('cdp_transform_events_total', { outcome: 'no_route' })).toBe(1);
+}, 120_000);
+
+it('tracking plan, per-connection transformations, GDPR suppression and forced replays, through the real director', async () => {
+  const app = (id: string, user: string, message: Record<string, unknown>) => envelope(id, user, message, { sourceId: 'app' });
+  // A suppression of one user of the space, read by transform's follower of cdp.regulations.
+  const appliedBefore = await metrics('cdp_kafka_follower_records_total', { topic: topics.regulations, outcome: 'applied' });
+  await producer.send({
+    topic: topics.regulations,
+    messages: [
+      {
+        key: 'main:gone',
+        value: JSON.stringify({
+          regulationId: 'reg1',
+          type: 'SUPPRESS_ONLY',
+          userId: 'gone',
+          spaceId: 'main',
+          requestedAt: new Date().toISOString(),
+        }),
+      },
+    ],
+  });
+  await waitFor(
+    async () => (await metrics('cdp_kafka_follower_records_total', { topic: topics.regulations, outcome: 'applied' })) > appliedBefore,
+    30_000,
+    100,
+  );
+  const hookOnly = { integrations: { All: false, Hook: true } };
+  await produce([
+    app('plan-ok', 'a1', { properties: { orderId: 'o1', total: 5, email: 'a@b.co' } }),
+    app('plan-omit', 'a2', { properties: { orderId: 'o2', total: -1 } }),
+    app('plan-blocked', 'a3', { event: 'Not Planned', properties: {} }),
+    app('plan-gone', 'gone', { properties: { orderId: 'o3' } }),
+    envelope('gdpr-gone', 'gone', hookOnly),
+    envelope('gdpr-kept', 'kept', hookOnly),
+    envelope('replay-1', 'r', hookOnly),
+  ]);
+  await waitFor(() => received('hook', 'replay-1').length >= 1 && received('hook', 'plan-omit').length >= 1, 60_000, 100);
+  const duplicatesBefore = await metrics('cdp_transform_jobs_total', { destination: 'hook', status: 'duplicate' });
+  // A plain replay of an event whose job is still in the JobDB is a duplicate; a forced one is delivered again.
+  await produce([envelope('replay-1', 'r', hookOnly, { replay: { id: 'rp1', destinations: ['hook'], force: false } })]);
+  await waitFor(
+    async () => (await metrics('cdp_transform_jobs_total', { destination: 'hook', status: 'duplicate' })) > duplicatesBefore,
+    30_000,
+    100,
+  );
+  await produce([envelope('replay-1', 'r', hookOnly, { replay: { id: 'rp2', destinations: ['hook'], force: true } })]);
+  await waitFor(() => received('hook', 'replay-1').length >= 2, 30_000, 100);
+  await produce([envelope('replay-1', 'r', hookOnly, { replay: { id: 'rp2', destinations: ['hook'], force: true } })]);
+  await waitFor(
+    async () => (await metrics('cdp_transform_jobs_total', { destination: 'hook', status: 'duplicate' })) > duplicatesBefore + 1,
+    30_000,
+    100,
+  );
+  await waitFor(async () => (await metrics('cdp_kafka_consumer_lag_messages')) === 0, 30_000, 200);
+
+  expect(bodies('hook', 'plan-ok')).toEqual([expect.objectContaining({ properties: { orderId: 'o1', total: 5 } })]); // the connection dropped email
+  expect(bodies('hook', 'plan-omit')).toEqual([expect.objectContaining({ properties: { orderId: 'o2' } })]); // the plan omitted total
+  expect(received('hook', 'plan-blocked')).toEqual([]);
+  expect(received('hook', 'plan-gone')).toEqual([]);
+  expect(received('hook', 'gdpr-gone')).toEqual([]);
+  expect(received('hook', 'gdpr-kept')).toEqual(['gdpr-kept']);
+  // Once, once more for the forced replay rp2, and not for its re-send (the same rp2 key).
+  expect(received('hook', 'replay-1')).toEqual(['replay-1', 'replay-1']);
+  expect(await metrics('cdp_transform_skipped_total', { reason: 'regulated' })).toBe(2);
+  expect(await metrics('cdp_transform_skipped_total', { reason: 'plan_unplanned_event' })).toBe(1);
+  expect(
+    await metrics('cdp_transform_plan_violations_total', { source: 'app', event: 'Order Completed', rule: 'minimum:properties.total' }),
+  ).toBe(1);
+  expect(
+    await metrics('cdp_transform_plan_violations_total', { source: 'app', event: 'Order Completed', rule: 'unplanned_property' }),
+  ).toBe(1);
 }, 120_000);
 
 it('a director stopped mid-stream: transform backs off and is not ready, then resumes with nothing lost', async () => {

@@ -5,8 +5,19 @@ import { evaluateFql } from './filters';
  * A source's declarative transformations (libs/workspace `transformations`), applied in order to
  * a copy of the message before routing and filters: rename an event, rename or drop properties,
  * drop the event when an FQL condition matches. `code` transformations are not run (there is no
- * sandbox yet): the event passes them unchanged and they are reported in `notRun`.
+ * sandbox yet): without a `CodeRunner` the event passes them unchanged and they are reported in
+ * `notRun`. Used for a source's transformations and, per destination, for a connection's.
  */
+/** A `code` transformation of the workspace. */
+export type CodeTransformation = Extract<Transformation, { type: 'code' }>;
+
+/**
+ * Runs one `code` transformation on a message it may change in place (a copy already): the
+ * message to go on with, `null` to drop the event, or an error (the event is dropped, fail
+ * closed). Without a runner, `code` transformations are passed and counted as not run.
+ */
+export type CodeRunner = (transformation: CodeTransformation, message: Record<string, unknown>) => Record<string, unknown> | null | Error;
+
 export type TransformationOutcome =
   | { kind: 'keep'; message: Record<string, unknown>; notRun: number }
   | { kind: 'drop'; reason: 'transformation_drop' | 'transformation_error'; detail?: string };
@@ -31,10 +42,14 @@ function forEvent(event: string | undefined, message: Record<string, unknown>): 
   return event === undefined || (message.type === 'track' && message.event === event);
 }
 
-export function applyTransformations(transformations: readonly Transformation[], input: Record<string, unknown>): TransformationOutcome {
+export function applyTransformations(
+  transformations: readonly Transformation[],
+  input: Record<string, unknown>,
+  runCode?: CodeRunner,
+): TransformationOutcome {
   const active = transformations.filter((t) => t.enabled);
   if (active.length === 0) return { kind: 'keep', message: input, notRun: 0 };
-  const message = structuredClone(input);
+  let message = structuredClone(input);
   let notRun = 0;
   for (const t of active) {
     switch (t.type) {
@@ -64,9 +79,18 @@ export function applyTransformations(transformations: readonly Transformation[],
         if (matched) return { kind: 'drop', reason: 'transformation_drop' };
         break;
       }
-      case 'code':
-        notRun++;
+      case 'code': {
+        if (!runCode) {
+          notRun++;
+          break;
+        }
+        const result = runCode(t, message);
+        if (result instanceof Error)
+          return { kind: 'drop', reason: 'transformation_error', detail: `${t.id ?? t.name ?? 'code'}: ${result.message}` };
+        if (result === null) return { kind: 'drop', reason: 'transformation_drop' };
+        message = result;
         break;
+      }
     }
   }
   return { kind: 'keep', message, notRun };
