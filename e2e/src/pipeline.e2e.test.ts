@@ -6,7 +6,8 @@
 // the source's transformations applied and the destinations' subscriptions and filters obeyed.
 import crypto from 'node:crypto';
 import { Analytics } from '@segment/analytics-node';
-import { sleep, waitFor, type SinkLine } from '@cdp/testkit';
+import { launchChromium, sleep, waitFor, type SinkLine } from '@cdp/testkit';
+import { startAnalyticsPage } from './testing/analytics-page';
 import { PIPELINE, SAMPLE_HMAC_SECRET, startChain, type Chain } from './testing/chain';
 
 const SERVER_KEY = 'wk_server_sample_0001';
@@ -49,13 +50,33 @@ function at(path: string, lines: SinkLine[]): Map<string, SinkLine[]> {
   return byId;
 }
 
-describe('the whole pipeline with @segment/analytics-node (every service a process, the sample workspace)', () => {
-  let chain: Chain | undefined;
+/** A request of the sample workspace's `hook` webhook: POST, its header, the HMAC of exactly the body that arrived. */
+function expectSampleHook(line: SinkLine): void {
+  expect(line.method).toBe('POST');
+  expect(line.headers['x-cdp-sample']).toBe('yes');
+  expect(line.headers['content-type']).toContain('application/json');
+  const signature = `sha256=${crypto.createHmac('sha256', SAMPLE_HMAC_SECRET).update(JSON.stringify(line.body)).digest('hex')}`;
+  expect(line.headers['x-signature']).toBe(signature);
+}
+
+/** Waits until the sink holds `hook` and `audit` messageIds (at least), then a few seconds more, so a late duplicate would show. */
+async function settled(chain: Chain, hook: number, audit: number, mine: (id: string) => boolean): Promise<SinkLine[]> {
+  const count = (path: string) => [...at(path, chain.sinkLines()).keys()].filter(mine).length;
+  await waitFor(() => count('/hook') >= hook && count('/audit') >= audit, 120_000, 250);
+  await sleep(3_000);
+  return chain.sinkLines();
+}
+
+describe('the whole pipeline with real Segment SDKs (every service a process, the sample workspace)', () => {
+  let chain: Chain;
+  let tapiUrl: string;
+  beforeAll(async () => {
+    chain = await startChain(PIPELINE, { label: 'e2e_pipe', partitions: 2 });
+    tapiUrl = chain.members.tapi!.url!;
+  });
   afterAll(() => chain?.stop());
 
-  it('delivers every event answered 200 once to the sample sink: transformed, filtered, signed, with the envelope fields', async () => {
-    chain = await startChain(PIPELINE, { label: 'e2e_pipe', partitions: 2 });
-    const tapiUrl = chain.members.tapi!.url!;
+  it('@segment/analytics-node: every event answered 200 arrives once at the sample sink, transformed, filtered, signed, with the envelope fields', async () => {
     const run = crypto.randomBytes(3).toString('hex');
     const base = Date.now() - 60_000;
 
@@ -101,21 +122,10 @@ describe('the whole pipeline with @segment/analytics-node (every service a proce
 
     const expectedAudit = web.filter((e) => e.type === 'track' && e.event !== 'Heartbeat' && !e.userId.startsWith('test_'));
     const expectedHook = server.length + web.length;
-    // Settled: every expected request arrived and nothing more for a few seconds (a duplicate would be late).
-    let lines: SinkLine[] = [];
-    await waitFor(
-      () => {
-        lines = chain!.sinkLines();
-        return at('/hook', lines).size >= expectedHook && at('/audit', lines).size >= expectedAudit.length;
-      },
-      120_000,
-      250,
-    );
-    await sleep(3_000);
-    lines = chain.sinkLines();
-
-    const hook = at('/hook', lines);
-    const audit = at('/audit', lines);
+    const lines = await settled(chain, expectedHook, expectedAudit.length, (id) => id.includes(run));
+    const ours = (byId: Map<string, SinkLine[]>) => new Map([...byId].filter(([id]) => id.includes(run)));
+    const hook = ours(at('/hook', lines));
+    const audit = ours(at('/audit', lines));
     expect([...hook.keys()].sort()).toEqual([...server, ...web].map((e) => e.messageId).sort());
     expect([...audit.keys()].sort()).toEqual(expectedAudit.map((e) => e.messageId).sort());
     // Once each: the client's second send is deduplicated, and each job is delivered once.
@@ -124,13 +134,7 @@ describe('the whole pipeline with @segment/analytics-node (every service a proce
 
     for (const e of [...server, ...web]) {
       const [line] = hook.get(e.messageId)!;
-      expect(line.method).toBe('POST');
-      // The workspace's header, and the HMAC of exactly the body that arrived.
-      expect(line.headers['x-cdp-sample']).toBe('yes');
-      expect(line.headers['content-type']).toContain('application/json');
-      const raw = JSON.stringify(line.body);
-      const signature = `sha256=${crypto.createHmac('sha256', SAMPLE_HMAC_SECRET).update(raw).digest('hex')}`;
-      expect(line.headers['x-signature']).toBe(signature);
+      expectSampleHook(line);
 
       const body = line.body as Record<string, unknown> & { context: Record<string, unknown> };
       expect(body).toMatchObject({ type: e.type, messageId: e.messageId, userId: e.userId });
@@ -154,5 +158,86 @@ describe('the whole pipeline with @segment/analytics-node (every service a proce
     }
     // The audit copy is the same transformed event.
     for (const e of expectedAudit) expect(audit.get(e.messageId)![0].body).toEqual(hook.get(e.messageId)![0].body);
+  });
+
+  it('analytics.js (@segment/analytics-next) in headless Chromium: page, identify and tracks answered 200 arrive once, also when a request is sent again', async () => {
+    const site = await startAnalyticsPage(tapiUrl, WEB_KEY);
+    const chromium = await launchChromium();
+    try {
+      const page = await chromium.newPage();
+      // What the SDK sent to tapi, and tapi's answer per event.
+      const posts: Array<{ url: string; body: string }> = [];
+      const answered = new Map<string, number>();
+      page.on('response', (response) => {
+        const req = response.request();
+        if (req.method() !== 'POST' || !req.url().startsWith(tapiUrl)) return;
+        const body = req.postData() ?? '';
+        posts.push({ url: req.url(), body });
+        const parsed = JSON.parse(body) as { messageId: string; batch?: Array<{ messageId: string }> };
+        for (const e of parsed.batch ?? [parsed]) answered.set(e.messageId, response.status());
+      });
+      await page.goto(site.url);
+      const user = `browser-${crypto.randomBytes(3).toString('hex')}`;
+      // The snippet's page view was queued before the SDK loaded; these run on the loaded SDK.
+      await page.waitForFunction(() => (globalThis as unknown as { analytics: { initialized?: boolean } }).analytics.initialized === true);
+      await page.evaluate(async (userId) => {
+        const analytics = (globalThis as unknown as { analytics: Record<string, (...args: unknown[]) => Promise<unknown>> }).analytics;
+        await analytics.identify(userId, { email: `${userId}@example.com` });
+        await analytics.track('Signed Up', { plan: 'pro' });
+        await analytics.track('Product Viewed', { sku: 'sku-1' });
+      }, user);
+      await waitFor(() => answered.size >= 4, 30_000);
+      expect([...answered.values()]).toEqual([200, 200, 200, 200]);
+
+      // A retry of a request whose answer was lost: the same body again, from the page.
+      const again = posts.find((p) => p.body.includes('Product Viewed'))!;
+      const status = await page.evaluate(
+        async ({ url, body }) => (await fetch(url, { method: 'POST', headers: { 'content-type': 'text/plain' }, body })).status,
+        again,
+      );
+      expect(status).toBe(200);
+
+      const ids = [...answered.keys()];
+      const lines = await settled(chain, ids.length, 2, (id) => ids.includes(id));
+      const hook = at('/hook', lines);
+      const audit = at('/audit', lines);
+      for (const id of ids) expect(hook.get(id)).toHaveLength(1);
+      const bodies = ids.map((id) => hook.get(id)![0].body as Record<string, unknown> & { context: Record<string, unknown> });
+      const byType = (type: string) => bodies.filter((b) => b.type === type);
+      expect(byType('page')).toHaveLength(1);
+      expect(byType('identify')[0]).toMatchObject({ userId: user, traits: { email: `${user}@example.com` } });
+      expect(
+        byType('track')
+          .map((b) => b.event)
+          .sort(),
+      ).toEqual(['Product Viewed', 'Signup Completed']);
+      // Only the tracks at `audit`, once each.
+      expect(
+        ids
+          .filter((id) => audit.has(id))
+          .map((id) => audit.get(id)!.length)
+          .sort(),
+      ).toEqual([1, 1]);
+      for (const id of ids) {
+        expectSampleHook(hook.get(id)![0]);
+        const body = hook.get(id)![0].body as Record<string, unknown> & { context: Record<string, unknown> };
+        // One anonymous visitor throughout; the user id from the identify on.
+        expect(body.anonymousId).toBe(bodies[0].anonymousId);
+        if (body.type !== 'page') expect(body.userId).toBe(user);
+        expect(body.context.library).toMatchObject({ name: 'analytics.js' });
+        expect(body.context.page).toMatchObject({ url: site.url });
+        expect(body.context.userAgent).toEqual(expect.stringContaining('HeadlessChrome'));
+        expect(body.context.ip).toBeUndefined();
+        expect(Date.parse(body.receivedAt as string)).not.toBeNaN();
+        expect(Date.parse(body.sentAt as string)).not.toBeNaN();
+      }
+      // Local assets only, and nothing thrown.
+      expect(chromium.blocked).toEqual([]);
+      expect(chromium.pageErrors).toEqual([]);
+      expect(site.served).toContain(`/v1/projects/${WEB_KEY}/settings`);
+    } finally {
+      await chromium.close();
+      await site.close();
+    }
   });
 });
