@@ -45,7 +45,7 @@ describe('recent events per profile (DynamoDB Local)', () => {
     let counter = 0;
     for (let chunk = 0; chunk < 3; chunk++) {
       const events = Array.from({ length: 9 }, (_, i) => body(now - DAY + (chunk * 9 + i) * 1000));
-      await recent.record(space, 'p1', counter, events, now);
+      await recent.record([{ spaceId: space, profileId: 'p1', counterBefore: counter, events }], now);
       counter += events.length;
       all.push(...events);
     }
@@ -65,7 +65,10 @@ describe('recent events per profile (DynamoDB Local)', () => {
     const recent = new RecentEvents(client, tables, { size: 100, ttlMs: 14 * DAY });
     const now = Date.now();
     const space = `s-${uniqueSuffix()}`;
-    const stored = await recent.record(space, 'p1', 0, [body(now - 15 * DAY), body(now - 13 * DAY)], now);
+    const stored = await recent.record(
+      [{ spaceId: space, profileId: 'p1', counterBefore: 0, events: [body(now - 15 * DAY), body(now - 13 * DAY)] }],
+      now,
+    );
     expect(stored).toBe(1);
     // An item whose TTL passed a minute ago (as DynamoDB keeps them for up to days).
     await client.send(
@@ -106,7 +109,7 @@ describe('recent events per profile (DynamoDB Local)', () => {
         for (let chunk = 0; chunk < 10; chunk++) {
           const events = [body(Date.now()), body(Date.now()), body(Date.now())];
           const p = await r.touch(space, created.profileId!, { events: events.length, lastSeenAt: Date.now(), lastMessageId: 'x' });
-          await recent.record(space, p.profileId, p.events - events.length, events);
+          await recent.record([{ spaceId: space, profileId: p.profileId, counterBefore: p.events - events.length, events }]);
           written.push(...events.map((e) => e.message_id));
         }
       }),

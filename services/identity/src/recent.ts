@@ -43,6 +43,14 @@ export interface RecentEventSummary {
   name: string;
 }
 
+/** One profile's events of a chunk and its event counter before they were counted. */
+export interface RecentGroup {
+  spaceId: string;
+  profileId: string;
+  counterBefore: number;
+  events: RecentEventBody[];
+}
+
 export interface RecentEventsOptions {
   /** Slots per profile (the most recent events kept). */
   size: number;
@@ -111,36 +119,39 @@ export class RecentEvents {
   }
 
   /**
-   * Stores a profile's events of one chunk, oldest first, in the slots after `counterBefore`
-   * (the profile's event counter before they were counted; counters are added atomically, so
-   * two writers never get the same slots). Events already past their lookback are not stored.
+   * Stores a chunk's events, per profile oldest first, in the slots after `counterBefore` (the
+   * profile's event counter before they were counted; counters are added atomically, so two
+   * writers never get the same slots), 25 items a call across profiles. Events already past
+   * their lookback are not stored. Returns how many were written.
    */
-  async record(spaceId: string, profileId: string, counterBefore: number, events: RecentEventBody[], now = Date.now()): Promise<number> {
-    const pk = S(profileKey(spaceId, profileId));
+  async record(groups: RecentGroup[], now = Date.now()): Promise<number> {
     const requests: WriteRequest[] = [];
-    const bySlot = new Map<number, WriteRequest>();
-    events.forEach((body, i) => {
-      const at = Date.parse(body.timestamp);
-      const expiresAt = Math.floor((at + this.options.ttlMs) / 1000);
-      if (expiresAt * 1000 <= now) return;
-      const slot = (counterBefore + i) % this.options.size;
-      // More events than slots in one chunk: the later one takes the slot (one write per key per batch).
-      bySlot.set(slot, {
-        PutRequest: {
-          Item: {
-            [KEY]: pk,
-            [SORT_KEY]: N(slot),
-            [TTL_ATTRIBUTE]: N(expiresAt),
-            at: N(at),
-            messageId: S(body.message_id),
-            type: S(body.type),
-            name: S(body.event ?? body.name ?? ''),
-            body: S(JSON.stringify(body)),
+    for (const { spaceId, profileId, counterBefore, events } of groups) {
+      const pk = S(profileKey(spaceId, profileId));
+      const bySlot = new Map<number, WriteRequest>();
+      events.forEach((body, i) => {
+        const at = Date.parse(body.timestamp);
+        const expiresAt = Math.floor((at + this.options.ttlMs) / 1000);
+        if (expiresAt * 1000 <= now) return;
+        const slot = (counterBefore + i) % this.options.size;
+        // More events than slots in one chunk: the later one takes the slot (one write per key per batch).
+        bySlot.set(slot, {
+          PutRequest: {
+            Item: {
+              [KEY]: pk,
+              [SORT_KEY]: N(slot),
+              [TTL_ATTRIBUTE]: N(expiresAt),
+              at: N(at),
+              messageId: S(body.message_id),
+              type: S(body.type),
+              name: S(body.event ?? body.name ?? ''),
+              body: S(JSON.stringify(body)),
+            },
           },
-        },
+        });
       });
-    });
-    requests.push(...bySlot.values());
+      requests.push(...bySlot.values());
+    }
     await this.writeAll(requests, 'events_write');
     return requests.length;
   }

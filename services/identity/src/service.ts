@@ -6,7 +6,7 @@ import type { Workspace } from '@cdp/workspace';
 import type { Touch } from './graph';
 import { compileRules, type IdentityRules } from './ids';
 import { recentEventsStored, resolved } from './metrics';
-import { recentEventBody, type RecentEventBody, type RecentEvents } from './recent';
+import { recentEventBody, type RecentEventBody, type RecentEvents, type RecentGroup } from './recent';
 import type { Resolver } from './resolver';
 
 export interface IdentityStageDeps {
@@ -80,12 +80,14 @@ export class IdentityStage {
     }
     // Counts first: a profile merged away since its events resolved names the winner to publish.
     const counted = new Map<string, string>();
+    const recent: RecentGroup[] = [];
     for (const [key, { spaceId, profileId, touch, events }] of touches) {
       const p = await this.deps.resolver.touch(spaceId, profileId, touch);
       counted.set(key, p.profileId);
       // The slots after the counter as it was before this chunk's events: disjoint from any other writer's.
-      if (this.deps.recent) recentEventsStored.inc(await this.deps.recent.record(spaceId, p.profileId, p.events - touch.events, events));
+      recent.push({ spaceId, profileId: p.profileId, counterBefore: p.events - touch.events, events });
     }
+    if (this.deps.recent) recentEventsStored.inc(await this.deps.recent.record(recent));
     await this.deps.producer.send(
       this.deps.outputTopic,
       out.map(({ envelope, spaceId, profileId }) => {
