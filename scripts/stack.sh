@@ -70,7 +70,10 @@ stack_env SPACE_ID main
 start_service dedup DEDUP_DATA_DIR="$REPO_ROOT/.infra/dedup-data"
 # identity-tables creates the identity graph's DynamoDB tables on DynamoDB Local (idempotent).
 node services/identity/dist/tables-cli.js create
-start_service identity
+identity_admin_port=${IDENTITY_ADMIN_PORT:-8094}
+start_service identity ADMIN_PORT="$identity_admin_port"
+echo "    Profile API: http://127.0.0.1:$identity_admin_port/v1/spaces/main/collections/users/profiles/user_id:<id>/traits (-u \$ADMIN_TOKEN:)"
+stack_env IDENTITY_ADMIN_URL "http://127.0.0.1:$identity_admin_port"
 # jobdb-manager first: it migrates cdp_control and provisions the JobDBs the director takes (the
 # director stays not-ready until it holds one). Names of their own on the shared MySQL server.
 # Kafka and Consul are new on every run, so an earlier run's cdp_stack_* JobDBs could never be

@@ -7,10 +7,12 @@ import {
   topicNames,
   workerSettings,
 } from '@cdp/kafka';
+import { startAdminServer, type RunningServer } from '@cdp/http';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
 import { WorkspaceStore } from '@cdp/workspace';
 import { identityEnv, type IdentityConfig } from './config';
 import { GraphStore } from './graph';
+import { profileApiRoutes } from './profile-api';
 import { RecentEvents } from './recent';
 import { Resolver } from './resolver';
 import { decodeDeduped, IdentityStage } from './service';
@@ -53,14 +55,28 @@ export async function build(config: IdentityConfig, { logger, fatal }: ServiceDe
     onFatal: fatal,
     ...workerSettings(config),
   });
+  const graph = new GraphStore(dynamo, tables);
+  let adminServer: RunningServer | undefined;
   return {
     start: async () => {
+      adminServer = await startAdminServer({
+        service: 'identity',
+        port: config.ADMIN_PORT,
+        token: config.ADMIN_TOKEN,
+        logger,
+        routes: profileApiRoutes({
+          store: graph,
+          recent,
+          workspace: () => workspace.current(),
+          ratePerSecond: config.IDENTITY_PROFILE_API_RATE,
+        }),
+      });
       await worker.start();
-      return { input: topics.deduped, output: topics.identified, tables: Object.values(tables).join(',') };
+      return { input: topics.deduped, output: topics.identified, tables: Object.values(tables).join(','), adminPort: adminServer.port };
     },
     readiness: [{ name: 'kafka-worker', check: async () => worker.readiness() }],
     shutdown: {
-      stopInputs: { 'kafka-worker': () => worker.stop() },
+      stopInputs: { 'kafka-worker': () => worker.stop(), 'admin-server': async () => adminServer?.close() },
       flushProducers: { 'kafka-producer': () => producer.disconnect() },
       closeClients: { workspace: () => workspace.close(), dynamodb: async () => dynamo.destroy() },
     },

@@ -1,4 +1,4 @@
-import { baseEnv, checkKafkaEnv, dynamodbEnv, kafkaEnv, kafkaWorkerEnv, positiveInt, workspaceEnv, z } from '@cdp/config';
+import { adminEnv, baseEnv, checkKafkaEnv, dynamodbEnv, kafkaEnv, kafkaWorkerEnv, positiveInt, workspaceEnv, z } from '@cdp/config';
 
 /** The DynamoDB tables of the graph: region, endpoint and the name prefix (shared with `identity-tables`). */
 export const identityTablesEnv = {
@@ -17,6 +17,9 @@ export const identityEnv = z
     ...kafkaWorkerEnv,
     ...workspaceEnv,
     ...identityTablesEnv,
+    ...adminEnv,
+    /** Profile API requests a second per space (Segment's default limit), with as much burst; 429 beyond. */
+    IDENTITY_PROFILE_API_RATE: positiveInt(100),
     /** Consumer group of cdp.deduped. */
     IDENTITY_GROUP_ID: z.string().min(1).default('cdp-identity'),
     /** How long an id's profile and a profile record are served from memory before being read again. */

@@ -21,8 +21,36 @@ import { dynamoLatency, dynamoThrottles } from './metrics';
 import type { ProfileView } from './plan';
 import { KEY, type TableNames } from './tables';
 
-/** A trait's value and the timestamp (ms) of the event that set it: the later event wins. */
-export type Traits = Record<string, { v: unknown; t: number }>;
+/** A trait's value, the timestamp (ms) of the event that set it (the later event wins) and its source. */
+export type Traits = Record<string, { v: unknown; t: number; s?: string }>;
+
+/** A merge into this profile, for the Profile API's merge explanation. */
+export interface MergeRecord {
+  /** When it was done (ms). */
+  at: number;
+  /** The profiles merged in. */
+  merged: string[];
+  /** The event that caused it and its ids that matched more than one profile. */
+  messageId: string;
+  sourceId: string;
+  ids: IdKey[];
+}
+
+/** An id merge protection kept off this profile (first time per reason and id). */
+export interface RefusalRecord {
+  at: number;
+  reason: string;
+  id: IdKey;
+  /** value_limit: the identifier type whose limit the match would break. */
+  type?: string;
+  /** The profile the refused id belongs to, when it is mapped. */
+  profileId?: string;
+  messageId: string;
+  sourceId: string;
+}
+
+/** How many refusals a profile keeps (the first ones; later are counted in metrics only). */
+export const MAX_REFUSAL_RECORDS = 100;
 
 export interface Profile extends ProfileView {
   spaceId: string;
@@ -35,6 +63,22 @@ export interface Profile extends ProfileView {
   lastSeenAt: number;
   firstMessageId: string;
   lastMessageId: string;
+  firstSourceId: string;
+  lastSourceId: string;
+  mergeLog: MergeRecord[];
+  refusalLog: RefusalRecord[];
+}
+
+/** Where an id's mapping came from: the event that added it. */
+export interface Origin {
+  sourceId: string;
+  messageId: string;
+}
+
+/** A mapping as stored: its profile (possibly merged away since) and the event that added it. */
+export interface MappingDetail extends Origin {
+  profileId: string;
+  createdAt: number;
 }
 
 /** A conditional write lost a race (or the profile was merged away): read again and resolve again. */
@@ -64,6 +108,10 @@ function toItem(p: Profile): Record<string, AttributeValue> {
     lastSeenAt: N(p.lastSeenAt),
     firstMessageId: S(p.firstMessageId),
     lastMessageId: S(p.lastMessageId),
+    firstSourceId: S(p.firstSourceId),
+    lastSourceId: S(p.lastSourceId),
+    mergeLog: S(JSON.stringify(p.mergeLog)),
+    refusalLog: S(JSON.stringify(p.refusalLog)),
   };
   if (p.mergedInto) item.mergedInto = S(p.mergedInto);
   return item;
@@ -85,6 +133,10 @@ function fromItem(item: Record<string, AttributeValue>): Profile {
     lastSeenAt: num(item.lastSeenAt),
     firstMessageId: str(item.firstMessageId),
     lastMessageId: str(item.lastMessageId),
+    firstSourceId: str(item.firstSourceId),
+    lastSourceId: str(item.lastSourceId),
+    mergeLog: JSON.parse(str(item.mergeLog) || '[]') as MergeRecord[],
+    refusalLog: JSON.parse(str(item.refusalLog) || '[]') as RefusalRecord[],
   };
 }
 
@@ -102,6 +154,10 @@ export interface ProfileChange {
   lastSeenAt?: number;
   firstMessageId?: string;
   lastMessageId?: string;
+  firstSourceId?: string;
+  lastSourceId?: string;
+  mergeLog?: MergeRecord[];
+  refusalLog?: RefusalRecord[];
 }
 
 /** Event counts and last seen of one profile over a chunk of events. */
@@ -109,6 +165,8 @@ export interface Touch {
   events: number;
   lastSeenAt: number;
   lastMessageId: string;
+  /** The source of the last event; absent keeps what the profile holds. */
+  lastSourceId?: string;
 }
 
 export class GraphStore {
@@ -157,6 +215,28 @@ export class GraphStore {
     return found;
   }
 
+  /** The stored mappings of ids (ids without one are absent): profile and the event that added each. */
+  async mappingDetails(spaceId: string, ids: IdKey[]): Promise<Map<IdKey, MappingDetail>> {
+    const found = new Map<IdKey, MappingDetail>();
+    const keys: Record<string, AttributeValue>[] = [...new Set(ids)].map((id) => ({ [KEY]: S(mappingKey(spaceId, id)) }));
+    const prefix = `${spaceId}|`;
+    while (keys.length > 0) {
+      const batch = keys.splice(0, 100);
+      const answer = await this.call('batch_get', () =>
+        this.client.send(new BatchGetItemCommand({ RequestItems: { [this.tables.ids]: { Keys: batch } } })),
+      );
+      for (const item of answer.Responses?.[this.tables.ids] ?? [])
+        found.set(str(item[KEY]).slice(prefix.length), {
+          profileId: str(item.profileId),
+          createdAt: num(item.createdAt),
+          sourceId: str(item.sourceId),
+          messageId: str(item.messageId),
+        });
+      keys.push(...(answer.UnprocessedKeys?.[this.tables.ids]?.Keys ?? []));
+    }
+    return found;
+  }
+
   async profile(spaceId: string, profileId: string): Promise<Profile | undefined> {
     const answer = await this.call('get_profile', () =>
       this.client.send(
@@ -166,11 +246,17 @@ export class GraphStore {
     return answer.Item ? fromItem(answer.Item) : undefined;
   }
 
-  private putMappings(spaceId: string, profileId: string, ids: IdKey[], now: number): TransactWriteItem[] {
+  private putMappings(spaceId: string, profileId: string, ids: IdKey[], now: number, origin: Origin): TransactWriteItem[] {
     return ids.map((id) => ({
       Put: {
         TableName: this.tables.ids,
-        Item: { [KEY]: S(mappingKey(spaceId, id)), profileId: S(profileId), createdAt: N(now) },
+        Item: {
+          [KEY]: S(mappingKey(spaceId, id)),
+          profileId: S(profileId),
+          createdAt: N(now),
+          sourceId: S(origin.sourceId),
+          messageId: S(origin.messageId),
+        },
         ConditionExpression: 'attribute_not_exists(#k)',
         ExpressionAttributeNames: { '#k': KEY },
       },
@@ -192,7 +278,10 @@ export class GraphStore {
                 ExpressionAttributeNames: { '#k': KEY },
               },
             },
-            ...this.putMappings(profile.spaceId, profile.profileId, ids, profile.createdAt),
+            ...this.putMappings(profile.spaceId, profile.profileId, ids, profile.createdAt, {
+              sourceId: profile.firstSourceId,
+              messageId: profile.firstMessageId,
+            }),
           ],
         }),
       ),
@@ -217,6 +306,10 @@ export class GraphStore {
       ['lastSeenAt', change.lastSeenAt !== undefined ? N(change.lastSeenAt) : undefined],
       ['firstMessageId', change.firstMessageId !== undefined ? S(change.firstMessageId) : undefined],
       ['lastMessageId', change.lastMessageId !== undefined ? S(change.lastMessageId) : undefined],
+      ['firstSourceId', change.firstSourceId !== undefined ? S(change.firstSourceId) : undefined],
+      ['lastSourceId', change.lastSourceId !== undefined ? S(change.lastSourceId) : undefined],
+      ['mergeLog', change.mergeLog !== undefined ? S(JSON.stringify(change.mergeLog)) : undefined],
+      ['refusalLog', change.refusalLog !== undefined ? S(JSON.stringify(change.refusalLog)) : undefined],
     ];
     for (const [name, value] of optional) {
       if (value === undefined) continue;
@@ -236,11 +329,11 @@ export class GraphStore {
   }
 
   /** New ids and traits on a live profile, with the new mappings. */
-  async attach(p: Profile, change: ProfileChange, newIds: IdKey[], now: number): Promise<void> {
+  async attach(p: Profile, change: ProfileChange, newIds: IdKey[], now: number, origin: Origin): Promise<void> {
     await this.call('attach', () =>
       this.client.send(
         new TransactWriteItemsCommand({
-          TransactItems: [this.updateProfile(p, change), ...this.putMappings(p.spaceId, p.profileId, newIds, now)],
+          TransactItems: [this.updateProfile(p, change), ...this.putMappings(p.spaceId, p.profileId, newIds, now, origin)],
         }),
       ),
     );
@@ -251,7 +344,7 @@ export class GraphStore {
    * reader finds no profile and no update of a loser is lost); then the losers' mappings are
    * repointed (readers follow `mergedInto` until then).
    */
-  async merge(winner: Profile, losers: Profile[], change: ProfileChange, newIds: IdKey[], now: number): Promise<void> {
+  async merge(winner: Profile, losers: Profile[], change: ProfileChange, newIds: IdKey[], now: number, origin: Origin): Promise<void> {
     const markLosers: TransactWriteItem[] = losers.map((l) => ({
       Update: {
         TableName: this.tables.profiles,
@@ -267,7 +360,7 @@ export class GraphStore {
           TransactItems: [
             ...markLosers,
             this.updateProfile(winner, change),
-            ...this.putMappings(winner.spaceId, winner.profileId, newIds, now),
+            ...this.putMappings(winner.spaceId, winner.profileId, newIds, now, origin),
           ],
         }),
       ),
@@ -302,14 +395,15 @@ export class GraphStore {
    */
   async touch(spaceId: string, profileId: string, t: Touch): Promise<Profile> {
     const Key = { [KEY]: S(profileKey(spaceId, profileId)) };
-    const values = { ':n': N(t.events), ':t': N(t.lastSeenAt), ':m': S(t.lastMessageId) };
+    const values: Record<string, AttributeValue> = { ':n': N(t.events), ':t': N(t.lastSeenAt), ':m': S(t.lastMessageId) };
+    if (t.lastSourceId !== undefined) values[':s'] = S(t.lastSourceId);
     try {
       const answer = await this.call('touch', () =>
         this.client.send(
           new UpdateItemCommand({
             TableName: this.tables.profiles,
             Key,
-            UpdateExpression: 'ADD events :n SET lastSeenAt = :t, lastMessageId = :m',
+            UpdateExpression: `ADD events :n SET lastSeenAt = :t, lastMessageId = :m${t.lastSourceId !== undefined ? ', lastSourceId = :s' : ''}`,
             ConditionExpression: 'attribute_exists(#k) AND attribute_not_exists(mergedInto) AND lastSeenAt <= :t',
             ExpressionAttributeNames: { '#k': KEY },
             ExpressionAttributeValues: values,

@@ -76,6 +76,8 @@ describe('identity service (real broker, DynamoDB Local, two processes)', () => 
       DYNAMODB_ENDPOINT: requireEnv('DYNAMODB_ENDPOINT'),
       IDENTITY_TABLE_PREFIX: tables.ids.slice(0, -'identity-ids'.length),
       IDENTITY_GROUP_ID: groupId,
+      ADMIN_PORT: '0',
+      ADMIN_TOKEN: 'identity-test-admin-token-0123',
     });
 
   let seq = 0;
@@ -191,6 +193,8 @@ describe('identity service (real broker, DynamoDB Local, two processes)', () => 
         ...LOCAL_AWS_ENV,
         DYNAMODB_ENDPOINT: requireEnv('DYNAMODB_ENDPOINT'),
         IDENTITY_TABLE_PREFIX: `absent-${uniqueSuffix()}-`,
+        ADMIN_PORT: '0',
+        ADMIN_TOKEN: 'identity-test-admin-token-0123',
       },
       { captureOutput: true },
     );

@@ -36,3 +36,8 @@ export const recentEventsStored = counter({
   name: 'cdp_identity_recent_events_stored_total',
   help: 'Events kept for the Profile API (recent events per profile; replays and events past the lookback are not kept)',
 });
+export const profileApiRequests = counter({
+  name: 'cdp_identity_profile_api_requests_total',
+  help: 'Profile API requests by route (traits, external_ids, events, metadata, links, merges) and status',
+  labelNames: ['route', 'status'] as const,
+});

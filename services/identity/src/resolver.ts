@@ -4,7 +4,17 @@ import { randomUUID } from 'node:crypto';
 import type { SegmentMessage } from '@cdp/events';
 import { RetriableError } from '@cdp/kafka';
 import { TtlCache } from './cache';
-import { StaleError, type GraphStore, type Profile, type ProfileChange, type Touch, type Traits } from './graph';
+import {
+  MAX_REFUSAL_RECORDS,
+  StaleError,
+  type GraphStore,
+  type MergeRecord,
+  type Profile,
+  type ProfileChange,
+  type RefusalRecord,
+  type Touch,
+  type Traits,
+} from './graph';
 import { eventIds, type IdentityRules, type IdKey } from './ids';
 import { contention, mergesDone, profilesCreated, refusals as refusalCount } from './metrics';
 import { planResolution, type Refusal } from './plan';
@@ -15,6 +25,8 @@ export interface ResolveInput {
   message: SegmentMessage;
   /** The event's time (ms): orders trait updates and first/last seen. */
   timestamp: number;
+  /** The event's source, recorded with new mappings, first/last seen and merge explanations. */
+  sourceId?: string;
 }
 
 export type Outcome = 'created' | 'attached' | 'merged' | 'known' | 'unresolved';
@@ -42,14 +54,19 @@ const MAX_ATTEMPTS = 10;
 const MAX_CHAIN = 10_000;
 
 /** Traits of an identify, later event wins per trait; `changed` when anything differs. */
-export function mergeTraits(current: Traits, incoming: Record<string, unknown>, at: number): { traits: Traits; changed: boolean } {
+export function mergeTraits(
+  current: Traits,
+  incoming: Record<string, unknown>,
+  at: number,
+  sourceId?: string,
+): { traits: Traits; changed: boolean } {
   const traits: Traits = { ...current };
   let changed = false;
   for (const [name, v] of Object.entries(incoming)) {
     const old = traits[name];
     // An equal value is not rewritten: most identifies repeat what the profile holds.
     if (old && (old.t > at || JSON.stringify(old.v) === JSON.stringify(v))) continue;
-    traits[name] = { v, t: at };
+    traits[name] = sourceId ? { v, t: at, s: sourceId } : { v, t: at };
     changed = true;
   }
   return { traits, changed };
@@ -62,6 +79,14 @@ function unionTraits(profiles: Profile[]): Traits {
       if (!traits[name] || traits[name].t < value.t) traits = { ...traits, [name]: value };
   }
   return traits;
+}
+
+/** Refusals a profile keeps: the first per reason and id, at most MAX_REFUSAL_RECORDS. */
+function withRefusals(log: RefusalRecord[], records: RefusalRecord[]): { log: RefusalRecord[]; changed: boolean } {
+  const seen = new Set(log.map((r) => `${r.reason} ${r.id}`));
+  const added = records.filter((r) => !seen.has(`${r.reason} ${r.id}`) && seen.add(`${r.reason} ${r.id}`));
+  const room = Math.max(0, MAX_REFUSAL_RECORDS - log.length);
+  return room === 0 || added.length === 0 ? { log, changed: false } : { log: [...log, ...added.slice(0, room)], changed: true };
 }
 
 const incomingTraits = (m: SegmentMessage): Record<string, unknown> => (m.type === 'identify' && m.traits ? m.traits : {});
@@ -136,6 +161,15 @@ export class Resolver {
 
     const plan = planResolution(ids, mapped, profiles, rules, now);
     const traits = incomingTraits(message);
+    const origin = { sourceId: input.sourceId ?? '', messageId: message.messageId };
+    const refusalRecords: RefusalRecord[] = plan.refusals.map((r) => ({
+      at: now,
+      reason: r.reason,
+      id: r.id,
+      ...(r.type !== undefined && { type: r.type }),
+      ...(mapped.has(r.id) && { profileId: mapped.get(r.id) }),
+      ...origin,
+    }));
     await this.options.beforeWrite?.(input, attempt);
 
     let result: Resolution;
@@ -152,12 +186,16 @@ export class Resolver {
           ids: Object.fromEntries(plan.ids.map((id) => [id, now])),
           mergedFrom: [],
           merges: 0,
-          traits: mergeTraits({}, traits, timestamp).traits,
+          traits: mergeTraits({}, traits, timestamp, origin.sourceId).traits,
           events: 0,
           firstSeenAt: timestamp,
           lastSeenAt: timestamp,
           firstMessageId: message.messageId,
           lastMessageId: message.messageId,
+          firstSourceId: origin.sourceId,
+          lastSourceId: origin.sourceId,
+          mergeLog: [],
+          refusalLog: withRefusals([], refusalRecords).log,
         };
         await this.store.create(written);
         profilesCreated.inc();
@@ -166,11 +204,13 @@ export class Resolver {
       }
       case 'attach': {
         const p = profiles.get(plan.profileId)!;
-        const next = mergeTraits(p.traits, traits, timestamp);
+        const next = mergeTraits(p.traits, traits, timestamp, origin.sourceId);
+        const refused = withRefusals(p.refusalLog, refusalRecords);
         result = { profileId: p.profileId, outcome: 'known', refusals: plan.refusals, ids };
-        if (plan.newIds.length === 0 && !next.changed) break;
+        if (plan.newIds.length === 0 && !next.changed && !refused.changed) break;
         const change: ProfileChange = { ids: { ...p.ids, ...Object.fromEntries(plan.newIds.map((id) => [id, now])) }, traits: next.traits };
-        await this.store.attach(p, change, plan.newIds, now);
+        if (refused.changed) change.refusalLog = refused.log;
+        await this.store.attach(p, change, plan.newIds, now, origin);
         written = { ...p, ...change, version: p.version + 1 };
         result.outcome = plan.newIds.length > 0 ? 'attached' : 'known';
         break;
@@ -184,9 +224,15 @@ export class Resolver {
         for (const id of plan.newIds) allIds[id] = now;
         const first = all.reduce((a, b) => (b.firstSeenAt < a.firstSeenAt ? b : a));
         const last = all.reduce((a, b) => (b.lastSeenAt > a.lastSeenAt ? b : a));
+        const record: MergeRecord = {
+          at: now,
+          merged: losers.map((l) => l.profileId),
+          ...origin,
+          ids: ids.filter((id) => mapped.has(id)),
+        };
         const change: ProfileChange = {
           ids: allIds,
-          traits: mergeTraits(unionTraits(all), traits, timestamp).traits,
+          traits: mergeTraits(unionTraits(all), traits, timestamp, origin.sourceId).traits,
           mergedFrom: [...winner.mergedFrom, ...losers.flatMap((l) => [l.profileId, ...l.mergedFrom])],
           merges: all.reduce((n, p) => n + p.merges, 0) + losers.length,
           events: all.reduce((n, p) => n + p.events, 0),
@@ -194,8 +240,15 @@ export class Resolver {
           firstMessageId: first.firstMessageId,
           lastSeenAt: last.lastSeenAt,
           lastMessageId: last.lastMessageId,
+          firstSourceId: first.firstSourceId,
+          lastSourceId: last.lastSourceId,
+          mergeLog: [...all.flatMap((p) => p.mergeLog), record].sort((a, b) => a.at - b.at),
+          refusalLog: withRefusals(
+            all.flatMap((p) => p.refusalLog),
+            refusalRecords,
+          ).log.slice(0, MAX_REFUSAL_RECORDS),
         };
-        await this.store.merge(winner, losers, change, plan.newIds, now);
+        await this.store.merge(winner, losers, change, plan.newIds, now, origin);
         mergesDone.inc(losers.length);
         for (const l of losers) this.profileCache.delete(`${spaceId}|${l.profileId}`);
         written = { ...winner, ...change, version: winner.version + 1 } as Profile;

@@ -55,7 +55,13 @@ export class IdentityStage {
       }
       const at = eventTime(envelope);
       const replay = envelope.replay !== undefined;
-      const r = await this.deps.resolver.resolve({ spaceId: source.spaceId, rules, message: envelope.message, timestamp: at });
+      const r = await this.deps.resolver.resolve({
+        spaceId: source.spaceId,
+        rules,
+        message: envelope.message,
+        timestamp: at,
+        sourceId: envelope.sourceId,
+      });
       resolved.labels(r.outcome, String(replay)).inc();
       // Replayed events were counted the first time.
       if (r.profileId && !replay) {
@@ -63,14 +69,15 @@ export class IdentityStage {
         let entry = touches.get(key);
         if (entry) {
           entry.touch.events++;
-          if (at >= entry.touch.lastSeenAt) Object.assign(entry.touch, { lastSeenAt: at, lastMessageId: envelope.messageId });
+          if (at >= entry.touch.lastSeenAt)
+            Object.assign(entry.touch, { lastSeenAt: at, lastMessageId: envelope.messageId, lastSourceId: envelope.sourceId });
         } else
           touches.set(
             key,
             (entry = {
               spaceId: source.spaceId,
               profileId: r.profileId,
-              touch: { events: 1, lastSeenAt: at, lastMessageId: envelope.messageId },
+              touch: { events: 1, lastSeenAt: at, lastMessageId: envelope.messageId, lastSourceId: envelope.sourceId },
               events: [],
             }),
           );
