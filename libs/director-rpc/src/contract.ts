@@ -73,7 +73,10 @@ export const rpcJobSchema = z.strictObject({
    * history is delivered again on purpose even where the original job is still stored.
    */
   replayId: z.string().min(1).max(255).optional(),
-  /** The request body to send: the Segment event (webhooks) or the mapped body (action destinations). */
+  /**
+   * The Segment event as transform routed it, for every destination type: a webhook sends it as
+   * the body; an action destination's mapping (the job's subscription) is applied by the director.
+   */
   // The batch arrives as JSON, so whatever is here is JSON already: only presence is checked
   // (z.json() walked every payload: a sixth of a loaded director's allocations).
   payload: z.custom<JsonValue>((value) => value !== undefined, 'required'),

@@ -1,6 +1,7 @@
 // An HTTP server on 127.0.0.1 that stands for whatever a service calls (a webhook destination,
 // a director): it records every request and answers as the test says, per path.
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 export interface SinkRequest {
@@ -34,6 +35,8 @@ export interface HttpSinkOptions {
   onRequest?: (req: SinkRequest) => void;
   /** 127.0.0.1 and a free port unless given. */
   port?: number;
+  /** A key and certificate (e.g. makeTestCertificates): the sink speaks HTTPS. */
+  tls?: { key: string; cert: string };
 }
 
 export class HttpSink {
@@ -53,7 +56,9 @@ export class HttpSink {
   }
 
   async start(): Promise<this> {
-    const server = http.createServer((req, res) => this.receive(req, res));
+    const tls = this.options.tls;
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => this.receive(req, res);
+    const server = tls ? https.createServer({ key: tls.key, cert: tls.cert }, handler) : http.createServer(handler);
     server.keepAliveTimeout = 30_000;
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -63,7 +68,7 @@ export class HttpSink {
         resolve();
       });
     });
-    this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    this.url = `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
     return this;
   }
 

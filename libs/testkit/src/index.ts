@@ -36,3 +36,4 @@ export {
   type ChromiumPageOptions,
   type LaunchedChromium,
 } from './chromium';
+export { makeTestCertificates, type TestCertificates } from './test-ca';

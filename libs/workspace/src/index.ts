@@ -43,3 +43,4 @@ export {
   type WorkspaceStoreEvents,
   type WorkspaceStoreOptions,
 } from './store';
+export { main as workspaceCli, runWorkspaceCli, type CliIo } from './cli';

@@ -18,6 +18,12 @@ export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
   /** Directory that relative `$file` paths are resolved against; the workspace file's own directory by default. */
   baseDir?: string;
+  /**
+   * Extra checks of a valid, resolved config, e.g. action destinations against their
+   * definitions (@cdp/actions `actionDestinationIssues`, which the director and the CLI pass).
+   * Their issues make the load fail like the schema's.
+   */
+  check?: (config: WorkspaceConfig) => ConfigIssue[];
 }
 
 export interface ParseOptions extends LoadOptions {
@@ -65,6 +71,10 @@ export function parseWorkspace(text: string, options: ParseOptions): Workspace {
   });
   issues.push(...resolution.issues, ...resolvedWriteKeyIssues(resolution.config));
   if (issues.length > 0) throw new WorkspaceConfigError(file, issues);
+  if (options.check) {
+    issues.push(...options.check(resolution.config));
+    if (issues.length > 0) throw new WorkspaceConfigError(file, issues);
+  }
 
   return new Workspace({
     config: resolution.config,

@@ -364,29 +364,37 @@ export const WebhookSettingsSchema = z.strictObject({
   hmacSecret: secretField('hmacSecret').optional(),
 });
 
-/** Settings of an action destination: free-form, but credential-named ones must be secret references. */
+/**
+ * Settings of an action destination: free-form, but credential-named ones must be secret
+ * references, at any depth (e.g. `oauth.refreshToken`), and references anywhere are resolved.
+ */
 const ActionSettingsSchema = z.record(z.string().min(1), z.unknown()).transform((settings, ctx) => {
-  const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(settings)) {
-    if (looksLikeSecretRef(value)) {
-      const ref = parseSecretRef(value);
-      if (typeof ref === 'string') ctx.issues.push({ code: 'custom', path: [key], message: ref, input: undefined });
-      else out[key] = ref;
-    } else if (CREDENTIAL_SETTING.test(key) && value !== undefined && value !== null && value !== '') {
-      ctx.issues.push({
-        code: 'custom',
-        path: [key],
-        message:
-          typeof value === 'object'
-            ? 'must be a secret reference ({ $env: NAME } or { $file: /path }) (credential setting)'
-            : 'must be a secret reference ({ $env: NAME } or { $file: /path }), not a literal value (credential setting)',
-        input: undefined,
-      });
-    } else {
-      out[key] = value;
+  const walk = (value: Record<string, unknown>, path: string[]): Record<string, unknown> => {
+    const out: Record<string, unknown> = {};
+    for (const [key, item] of Object.entries(value)) {
+      if (looksLikeSecretRef(item)) {
+        const ref = parseSecretRef(item);
+        if (typeof ref === 'string') ctx.issues.push({ code: 'custom', path: [...path, key], message: ref, input: undefined });
+        else out[key] = ref;
+      } else if (CREDENTIAL_SETTING.test(key) && item !== undefined && item !== null && item !== '') {
+        ctx.issues.push({
+          code: 'custom',
+          path: [...path, key],
+          message:
+            typeof item === 'object'
+              ? 'must be a secret reference ({ $env: NAME } or { $file: /path }) (credential setting)'
+              : 'must be a secret reference ({ $env: NAME } or { $file: /path }), not a literal value (credential setting)',
+          input: undefined,
+        });
+      } else if (isPlainObject(item)) {
+        out[key] = walk(item, [...path, key]);
+      } else {
+        out[key] = item;
+      }
     }
-  }
-  return out;
+    return out;
+  };
+  return walk(settings, []);
 });
 
 export type WebhookSettingsParsed = z.output<typeof WebhookSettingsSchema>;

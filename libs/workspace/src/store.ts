@@ -60,7 +60,7 @@ export class WorkspaceStore extends EventEmitter<WorkspaceStoreEvents> {
     super();
     this.file = options.file;
     this.log = options.logger ?? createLogger({ name: 'workspace' });
-    this.loadOptions = { env: options.env, baseDir: options.baseDir ?? dirname(resolvePath(options.file)) };
+    this.loadOptions = { env: options.env, baseDir: options.baseDir ?? dirname(resolvePath(options.file)), check: options.check };
     this.pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
     this.metrics = storeMetrics(options.registry);
 

@@ -1,3 +1,4 @@
+import { actionDestinationIssues } from '@cdp/actions';
 import { mysqlConnectionUrl } from '@cdp/config';
 import { createConsulClient } from '@cdp/consul';
 import { BatchingProducer, createKafka, kafkaConnection, requireTopics, topicNames } from '@cdp/kafka';
@@ -9,7 +10,14 @@ import { Director } from './service';
 
 /** The director from its config: workspace file, Consul client, the cdp.undelivered producer, the Director. */
 export async function build(config: DirectorConfig, { logger }: ServiceDeps): Promise<BuiltService> {
-  const workspace = WorkspaceStore.open({ file: config.CDP_WORKSPACE_FILE, pollIntervalMs: config.WORKSPACE_POLL_INTERVAL_MS, logger });
+  // Action destinations are checked against their definitions at load: a wrong mapping or a
+  // missing setting fails the start (and a reload is rejected), naming the field.
+  const workspace = WorkspaceStore.open({
+    file: config.CDP_WORKSPACE_FILE,
+    pollIntervalMs: config.WORKSPACE_POLL_INTERVAL_MS,
+    logger,
+    check: actionDestinationIssues,
+  });
   const consul = createConsulClient(config.CONSUL_HTTP_ADDR);
   const kafka = createKafka({ ...kafkaConnection(config), clientId: `director-${config.POD_NAME}`, logger });
   // cdp-topics creates the topics; the director only verifies its own, failing the start naming it.

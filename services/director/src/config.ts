@@ -52,6 +52,21 @@ export const directorEnv = z
      */
     DIRECTOR_MAX_QUEUED_BYTES: positiveInt(384 * 1024 * 1024),
     DIRECTOR_STATS_INTERVAL_MS: positiveInt(60_000),
+    /** Request timeout of action destinations whose definition sets none (Segment's is 10 s). */
+    DIRECTOR_ACTIONS_TIMEOUT_MS: positiveInt(10_000),
+    /** How long the first job of an action batch waits for more jobs due at the same time. */
+    DIRECTOR_ACTIONS_BATCH_LINGER_MS: nonNegativeInt(20),
+    /** PEM file of extra CA certificates trusted for action destinations' partners (besides Node's). */
+    DIRECTOR_ACTIONS_CA_FILE: z.string().min(1).optional(),
+    /**
+     * Tests and local development only: every connection of action destinations goes to this
+     * loopback `address[:port]` whatever the partner's host (TLS still checks the partner's name,
+     * against DIRECTOR_ACTIONS_CA_FILE): partners' HTTPS calls answered by a local sink.
+     */
+    DIRECTOR_ACTIONS_CONNECT_TO: z
+      .string()
+      .regex(/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}(:\d{1,5})?$/, { error: 'must be a loopback address 127.x.x.x with an optional :port' })
+      .optional(),
     DIRECTOR_JOBDB_POOL_SIZE: positiveInt(8),
     /** Most transitions per JobDB write transaction. */
     DIRECTOR_WRITE_BATCH: positiveInt(2_000),

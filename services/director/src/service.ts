@@ -6,6 +6,7 @@ import { errorFields, registerSecret, type Logger } from '@cdp/log';
 import type { Workspace } from '@cdp/workspace';
 import type { DirectorConfig } from './config';
 import { ControlWatcher } from './controls';
+import { ActionDriver } from './actions';
 import { WebhookDriver, type DestinationDriver } from './destinations';
 import { DeliveryEngine } from './engine';
 import { JobDbHolder } from './holder';
@@ -43,6 +44,10 @@ export type DirectorSettings = Pick<
   | 'DIRECTOR_RPC_TOKEN'
   | 'DIRECTOR_RPC_INSECURE_NO_TOKEN'
   | 'DIRECTOR_RPC_ALLOWED_HEADERS'
+  | 'DIRECTOR_ACTIONS_TIMEOUT_MS'
+  | 'DIRECTOR_ACTIONS_BATCH_LINGER_MS'
+  | 'DIRECTOR_ACTIONS_CA_FILE'
+  | 'DIRECTOR_ACTIONS_CONNECT_TO'
 >;
 
 export interface DirectorDeps {
@@ -78,7 +83,16 @@ export class Director {
       throw new Error('DIRECTOR_RPC_TOKEN is required (DIRECTOR_RPC_INSECURE_NO_TOKEN=true for local development only)');
     }
     registerSecret(settings.DIRECTOR_RPC_TOKEN);
-    this.drivers = deps.drivers ?? { webhook: new WebhookDriver({ connectionsPerOrigin: settings.DIRECTOR_CONNECTIONS_PER_ORIGIN }) };
+    this.drivers = deps.drivers ?? {
+      webhook: new WebhookDriver({ connectionsPerOrigin: settings.DIRECTOR_CONNECTIONS_PER_ORIGIN }),
+      action: new ActionDriver({
+        connectionsPerOrigin: settings.DIRECTOR_CONNECTIONS_PER_ORIGIN,
+        timeoutMs: settings.DIRECTOR_ACTIONS_TIMEOUT_MS,
+        batchLingerMs: settings.DIRECTOR_ACTIONS_BATCH_LINGER_MS,
+        caFile: settings.DIRECTOR_ACTIONS_CA_FILE,
+        connectTo: settings.DIRECTOR_ACTIONS_CONNECT_TO,
+      }),
+    };
     this.stats = new StatsCollector(settings.POD_NAME);
     const keys = new ConsulKeys(settings.CDP_CONSUL_PREFIX);
     this.controls = new ControlWatcher(deps.consul, keys, logger, () => this.engine.refreshPolicies());

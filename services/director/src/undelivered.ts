@@ -34,8 +34,8 @@ export function undeliveredRecord(job: Job, expiredAt: number): { key: string; v
     lastError: content.lastError,
     lastResponseExcerpt: content.lastResponseExcerpt,
   };
-  // Validate so a bad record is caught here, not by the archiver; a mapped (non-Segment) payload
-  // still goes out as it is, since losing it would be worse.
+  // Validate so a bad record is caught here, not by the archiver; a payload that is not a Segment
+  // event (a caller's own body) still goes out as it is, since losing it would be worse.
   const parsed = undeliveredSchema.safeParse(candidate);
   const record = (parsed.success ? parsed.data : candidate) as Undelivered;
   return { key: undeliveredKey(job.sourceId, job.destinationId), value: JSON.stringify(record), record };
