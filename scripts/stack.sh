@@ -92,8 +92,11 @@ stack_env DIRECTOR_RPC_URL "http://127.0.0.1:${DIRECTOR_PORT:-8090}"
 stack_env DIRECTOR_RPC_TOKEN "$director_token"
 # transform reads cdp.identified and hands the jobs to the director above.
 start_service transform DIRECTOR_RPC_URLS="http://127.0.0.1:${DIRECTOR_PORT:-8090}" DIRECTOR_RPC_TOKEN="$director_token"
-# archiver: cdp.deduped and cdp.undelivered to the S3Proxy bucket of .infra/env, flushed at least every 60 s.
-start_service archiver S3_FORCE_PATH_STYLE=true ARCHIVER_FLUSH_AGE_MS="${ARCHIVER_FLUSH_AGE_MS:-60000}"
+# archiver: cdp.deduped and cdp.undelivered to the S3Proxy bucket of .infra/env, flushed at least
+# every 60 s; its admin API runs replays (cdp-replay reads ARCHIVER_ADMIN_URL and ADMIN_TOKEN).
+archiver_admin_port=${ARCHIVER_ADMIN_PORT:-8094}
+start_service archiver S3_FORCE_PATH_STYLE=true ARCHIVER_FLUSH_AGE_MS="${ARCHIVER_FLUSH_AGE_MS:-60000}" ADMIN_PORT="$archiver_admin_port"
+stack_env ARCHIVER_ADMIN_URL "http://127.0.0.1:$archiver_admin_port"
 echo "the stack is up (dependencies in .infra/env, endpoints in .stack/env); press Ctrl-C to stop"
 # A signal runs the traps above; otherwise one of the stack's processes ended (a service that
 # failed to start says why in its log): name it, and stop the rest.

@@ -8,8 +8,9 @@ import { BatchingProducer, createKafka, type TopicNames } from '@cdp/kafka';
 import { createTestTopics } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
 import {
-  LOCAL_AWS_ENV,
+  freePort,
   localS3ClientConfig,
+  metricValue,
   requireEnv,
   sleep,
   startServiceProcess,
@@ -20,6 +21,7 @@ import {
   type ServiceProcess,
 } from '@cdp/testkit';
 import { readManifest, readObjectLines } from './reader';
+import { archiverTestEnv } from './test-env';
 
 const PARTITIONS = 4;
 const RAW = 24_000;
@@ -64,30 +66,26 @@ describe('archiver process on the real broker and S3Proxy', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  const start = async () => {
+  const start = async (env: Record<string, string> = {}) => {
     const proc = await startServiceProcess('archiver', {
-      KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
-      CDP_TOPIC_PREFIX: topicPrefix,
-      CDP_WORKSPACE_FILE: path.join(dir, 'workspace.json'),
-      ...LOCAL_AWS_ENV,
-      S3_ENDPOINT: requireEnv('S3_ENDPOINT'),
-      S3_BUCKET: bucket,
-      S3_FORCE_PATH_STYLE: 'true',
-      ARCHIVER_GROUP_ID: groupId,
+      ...archiverTestEnv({ topicPrefix, workspaceFile: path.join(dir, 'workspace.json'), groupId, adminPort: await freePort() }),
       ARCHIVER_FLUSH_BYTES: String(1024 * 1024),
       ARCHIVER_FLUSH_AGE_MS: '1500',
       ARCHIVER_PART_SIZE_BYTES: String(5 * 1024 * 1024),
-      KAFKA_SESSION_TIMEOUT_MS: '6000',
-      KAFKA_HEARTBEAT_INTERVAL_MS: '500',
+      ...env,
     });
     procs.push(proc);
     return proc;
   };
 
   let seq = 0;
-  function envelope(extra: Partial<Envelope> & Record<string, unknown> = {}, userId = `u${seq % 50}`): { key: string; value: string } {
+  function envelope(
+    extra: Partial<Envelope> & Record<string, unknown> = {},
+    userId = `u${seq % 50}`,
+    hour = HOURS[(seq + 1) % 2],
+  ): { key: string; value: string } {
     const messageId = `m${++seq}`;
-    const receivedAt = `${HOURS[seq % 2]}:${String(seq % 60).padStart(2, '0')}:00.000Z`;
+    const receivedAt = `${hour}:${String(seq % 60).padStart(2, '0')}:00.000Z`;
     const message = {
       type: 'track',
       event: 'Viewed',
@@ -184,4 +182,25 @@ describe('archiver process on the real broker and S3Proxy', () => {
     expect(seen.size).toBe(RAW + UNDELIVERED);
     expect(objects).toBeGreaterThan(PARTITIONS * HOURS.length);
   }, 420_000);
+
+  it('SIGTERM uploads and commits what it read before it exits, without waiting for the flush age', async () => {
+    const hour = '2026-12-04T12';
+    for (const p of procs) await p.stop('SIGKILL'); // the group's only member is the one started below
+    const records = Array.from({ length: 2_000 }, () => envelope({}, undefined, hour));
+    await producer.send(topics.deduped, records);
+    // Neither the size (64 MiB) nor the age (10 min) flushes these: only the shutdown does.
+    const proc = await start({ ARCHIVER_FLUSH_BYTES: String(64 * 1024 * 1024), ARCHIVER_FLUSH_AGE_MS: '600000' });
+    await waitServiceReady(proc);
+    const bytes = records.reduce((n, r) => n + Buffer.byteLength(r.value) + 1, 0);
+    await waitFor(async () => metricValue(await proc.metrics(), 'cdp_archiver_buffered_bytes') >= bytes, 60_000, 200);
+    expect(await committedEverything()).toBe(false);
+    expect(await proc.stop('SIGTERM')).toBe(0);
+    // Nothing runs any more: what is committed now was committed by the shutdown (a transaction's
+    // offsets become visible to OffsetFetch a moment after its commit returned).
+    await waitFor(committedEverything, 15_000, 250);
+    const ids: string[] = [];
+    for (const entry of await readManifest(s3, bucket, source, hour))
+      for (const line of await readObjectLines(s3, bucket, entry.key)) ids.push(JSON.parse(line).messageId);
+    expect(ids.sort()).toEqual(records.map((r) => JSON.parse(r.value).messageId).sort());
+  }, 120_000);
 });

@@ -54,6 +54,8 @@ const lag = gauge({
   labelNames: ['topic', 'partition'] as const,
 });
 
+type FlushTrigger = 'size' | 'age' | 'shutdown';
+
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -76,6 +78,7 @@ export class Archiver {
   private readonly committed = new Map<string, bigint>();
   private timer: NodeJS.Timeout | undefined;
   private running = false;
+  private draining = false;
   private joined = false;
   private fatalError: unknown;
 
@@ -125,12 +128,29 @@ export class Archiver {
     this.timer = setInterval(() => this.flushAged(), Math.min(1_000, this.o.flushAgeMs));
   }
 
-  /** Stops reading; buffered records not uploaded are read again by the next owner. */
+  /**
+   * SIGTERM drains: stops taking records, uploads and commits every partition's buffer while
+   * still a member of the group (so no other member owns those partitions meanwhile), then
+   * leaves. A flush that keeps failing is given up when the shutdown deadline ends the process;
+   * its records are then read again by the next owner.
+   */
   async stop(): Promise<void> {
-    this.running = false;
     if (this.timer) clearInterval(this.timer);
-    await this.consumer.disconnect();
+    // eachBatch appends to a buffer only between awaits after checking `draining`: from here on
+    // no record joins a buffer, so the flushes below hold everything read.
+    this.draining = true;
+    const assigned = Object.keys(this.o.topics).map((topic) => ({ topic }));
+    if (this.joined) this.consumer.pause(assigned);
+    const keys = [...this.buffers.keys()];
+    await Promise.all(
+      keys.map((key) => {
+        const [topic, partition] = key.split('\u0000');
+        return this.flush(topic, Number(partition), 'shutdown');
+      }),
+    );
     await Promise.all(this.flushes.values());
+    this.running = false;
+    await this.consumer.disconnect();
   }
 
   async close(): Promise<void> {
@@ -142,7 +162,7 @@ export class Archiver {
     const kind = this.o.topics[topic];
     const key = tpKey(topic, partition);
     for (const message of batch.messages) {
-      if (!isRunning() || isStale()) return;
+      if (!isRunning() || isStale() || this.draining) return;
       const offset = BigInt(message.offset);
       // A flush of an earlier generation committed past it: archived already.
       if (offset < (this.committed.get(key) ?? 0n)) {
@@ -193,7 +213,7 @@ export class Archiver {
   }
 
   /** Takes the partition's buffer, uploads it, commits past it; the next flush of the partition waits for this one. */
-  private flush(topic: string, partition: number, trigger: 'size' | 'age'): Promise<void> {
+  private flush(topic: string, partition: number, trigger: FlushTrigger): Promise<void> {
     const key = tpKey(topic, partition);
     const buffer = this.buffers.get(key);
     if (!buffer) return this.flushes.get(key) ?? Promise.resolve();
@@ -208,7 +228,7 @@ export class Archiver {
     return tracked;
   }
 
-  private async upload(topic: string, partition: number, buffer: PartitionBuffer, trigger: 'size' | 'age'): Promise<void> {
+  private async upload(topic: string, partition: number, buffer: PartitionBuffer, trigger: FlushTrigger): Promise<void> {
     const key = tpKey(topic, partition);
     const started = Date.now();
     // An earlier flush (of a previous generation) may have committed past part of this buffer.

@@ -1,10 +1,14 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { CompactedTopicMap, createKafka, ensureTopics, kafkaConnection, requireTopics, topicSettings, topicSpecs } from '@cdp/kafka';
 import { regulationSchema, type Regulation } from '@cdp/events';
+import { startAdminServer, type RunningServer } from '@cdp/http';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
 import { WorkspaceStore } from '@cdp/workspace';
+import { replayRoutes } from './admin';
 import { Archiver } from './archiver';
 import { archiverEnv, type ArchiverConfig } from './config';
+import { ReplayStore } from './replay-store';
+import { Replayer } from './replayer';
 import { ArchiveWriter } from './writer';
 
 /** The archiver from its config: S3 writer, the cdp.regulations map, the consumer of cdp.deduped and cdp.undelivered. */
@@ -20,16 +24,30 @@ export async function build(config: ArchiverConfig, { logger }: ServiceDeps): Pr
     groupPrefix: `${config.ARCHIVER_GROUP_ID}-regulations`,
     decode: (_key, value) => regulationSchema.parse(JSON.parse(value.toString('utf8'))),
   });
+  const select = {
+    spaceOf: (sourceId: string) => workspace.current().source(sourceId)?.spaceId,
+    regulation: (spaceId: string, userId: string) => regulations.get(`${spaceId}:${userId}`),
+  };
+  const store = new ReplayStore(s3, config.S3_BUCKET);
+  const replayer = new Replayer({
+    kafka,
+    s3,
+    bucket: config.S3_BUCKET,
+    store,
+    topic: specs.deduped.name,
+    groupId: config.ARCHIVER_GROUP_ID,
+    select,
+    logger: logger.child({ component: 'replay' }),
+    leaseMs: config.ARCHIVER_REPLAY_LEASE_MS,
+  });
+  let adminServer: RunningServer | undefined;
   const archiver = new Archiver({
     kafka,
     groupId: config.ARCHIVER_GROUP_ID,
     topics: { [specs.deduped.name]: 'raw', [specs.undelivered.name]: 'undelivered' },
     dlqTopic: specs.dlq.name,
     writer: new ArchiveWriter({ client: s3, bucket: config.S3_BUCKET, partSizeBytes: config.ARCHIVER_PART_SIZE_BYTES }),
-    select: {
-      spaceOf: (sourceId) => workspace.current().source(sourceId)?.spaceId,
-      regulation: (spaceId, userId) => regulations.get(`${spaceId}:${userId}`),
-    },
+    select,
     logger,
     flushBytes: config.ARCHIVER_FLUSH_BYTES,
     flushAgeMs: config.ARCHIVER_FLUSH_AGE_MS,
@@ -56,14 +74,27 @@ export async function build(config: ArchiverConfig, { logger }: ServiceDeps): Pr
       // Nothing is archived before the regulations were read: a suppressed user's events would be.
       while (!regulations.caughtUp) await new Promise((r) => setTimeout(r, 100));
       await archiver.start();
-      return { inputs: [specs.deduped.name, specs.undelivered.name], bucket: config.S3_BUCKET };
+      replayer.start();
+      adminServer = await startAdminServer({
+        service: 'archiver',
+        port: config.ADMIN_PORT,
+        host: config.HOST,
+        token: config.ADMIN_TOKEN,
+        logger: logger.child({ component: 'admin' }),
+        routes: replayRoutes({ store, replayer, defaultRate: config.ARCHIVER_REPLAY_RATE }),
+      });
+      return { inputs: [specs.deduped.name, specs.undelivered.name], bucket: config.S3_BUCKET, adminPort: adminServer.port };
     },
     readiness: [
       { name: 'regulations', check: async () => regulations.follower.readiness() },
       { name: 'kafka-consumer-group', check: async () => archiver.readiness() },
     ],
     shutdown: {
-      stopInputs: { 'kafka-consumer': () => archiver.stop() },
+      stopInputs: {
+        'admin-server': async () => adminServer?.close(2_000),
+        replays: () => replayer.stop(),
+        'kafka-consumer': () => archiver.stop(),
+      },
       closeClients: {
         'dead-letters': () => archiver.close(),
         regulations: () => regulations.stop(),

@@ -1,4 +1,15 @@
-import { baseEnv, checkKafkaEnv, ensureTopicsEnv, kafkaConsumerEnv, kafkaEnv, positiveInt, s3Env, workspaceEnv, z } from '@cdp/config';
+import {
+  adminEnv,
+  baseEnv,
+  checkKafkaEnv,
+  ensureTopicsEnv,
+  kafkaConsumerEnv,
+  kafkaEnv,
+  positiveInt,
+  s3Env,
+  workspaceEnv,
+  z,
+} from '@cdp/config';
 import { MIN_PART_SIZE_BYTES } from './writer';
 
 export const archiverEnv = z
@@ -22,6 +33,14 @@ export const archiverEnv = z
       .min(MIN_PART_SIZE_BYTES, `must be at least ${MIN_PART_SIZE_BYTES} (5 MiB)`)
       .default(8 * 1024 * 1024),
     ARCHIVER_PARTITIONS_CONCURRENTLY: positiveInt(4),
+    /** The admin API (replays): ADMIN_PORT, ADMIN_TOKEN. */
+    ...adminEnv,
+    /** The address the admin API listens on. */
+    HOST: z.string().min(1).default('0.0.0.0'),
+    /** Events per second of a replay that names no rate: keeps live traffic's latency while history is re-read. */
+    ARCHIVER_REPLAY_RATE: positiveInt(2_000),
+    /** A replay whose runner did not heartbeat for this long is taken over by another replica. */
+    ARCHIVER_REPLAY_LEASE_MS: positiveInt(30_000),
   })
   .superRefine(checkKafkaEnv);
 

@@ -13,7 +13,7 @@ export interface SelectContext {
 }
 
 /** Suppressed and deleted users' events are not archived; UNSUPPRESS lifts it. */
-function isRegulated(envelope: Envelope, ctx: SelectContext): boolean {
+export function isRegulated(envelope: Envelope, ctx: SelectContext): boolean {
   const space = ctx.spaceOf(envelope.sourceId);
   return space !== undefined && regulationFor(envelope.message, space, ctx.regulation) !== undefined;
 }
