@@ -1,4 +1,5 @@
 import { Agent, request } from 'undici';
+import { sleep } from '@cdp/lifecycle';
 import type { Logger } from '@cdp/log';
 import type { DirectorRpcClientConfig } from '@cdp/config';
 import { bearer, RPC_AUTH_HEADER, RPC_JOBS_PATH, type RpcAnswer, type RpcJobInput } from './contract';
@@ -273,10 +274,6 @@ function answerProblem(answer: RpcAnswer, count: number): string | undefined {
     seen.add(r.index);
   }
   return undefined;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Consumer, ConsumerConfig, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import type { KafkaWorkerEnv } from '@cdp/config';
+import { sleep } from '@cdp/lifecycle';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge, histogram } from '@cdp/metrics';
 import { deadLetterRecord, DeadLetterWriter, errorText, type DeadLetter, type InboundMessage } from './dead-letter';
@@ -99,8 +100,6 @@ const rebalances = counter({
   help: 'Consumer group joins (each one follows a rebalance)',
   labelNames: ['group'] as const,
 });
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export function toInbound(topic: string, partition: number, m: KafkaMessage): InboundMessage {
   return {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Consumer, ConsumerConfig, Kafka } from 'kafkajs';
+import { sleep } from '@cdp/lifecycle';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge } from '@cdp/metrics';
 import { decodeHeaders, type Headers } from './headers';
@@ -42,8 +43,6 @@ const caughtUpGauge = gauge({
   labelNames: ['topic'] as const,
 });
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
-
 /**
  * Reads a compacted topic (latest state per key) from the beginning and then follows it, calling
  * `apply` for every record, tombstones included. A fresh consumer group per process with no
@@ -85,7 +84,7 @@ export class CompactedTopicFollower {
           { ...errorFields(error), topic: this.options.topic, retryInMs: backoff },
           'cannot start the compacted-topic follower yet',
         );
-        await sleep(backoff);
+        await sleep(backoff, { unref: true });
         backoff = Math.min(backoff * 2, 5_000);
       }
     }

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createLogger } from '@cdp/log';
 import { registry } from '@cdp/metrics';
-import { requireEnv, testTopicPrefix, waitFor } from '@cdp/testkit';
+import { metricValue, requireEnv, sleep, testTopicPrefix, waitFor } from '@cdp/testkit';
 import { ConfigResourceTypes, type Admin } from 'kafkajs';
 import {
   BatchingProducer,
@@ -195,7 +195,7 @@ describe('kafka lib against the real broker', () => {
     });
     await consumer.start();
     const deadline = Date.now() + 60_000;
-    while (reread.length < 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while (reread.length < 10 && Date.now() < deadline) await sleep(100);
     await consumer.stop();
     await producer.disconnect();
     expect(reread.sort()).toEqual(Array.from({ length: 10 }, (_, i) => `v${i}`).sort());
@@ -233,7 +233,7 @@ describe('kafka lib against the real broker', () => {
     });
     await consumer.start();
     const deadline = Date.now() + 30_000;
-    while (handled.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while (handled.length < 2 && Date.now() < deadline) await sleep(100);
     await consumer.stop();
     expect(handled).toEqual([1, 2]);
 
@@ -260,8 +260,7 @@ async function freshTopics(label: string) {
 }
 
 async function replacedProducers(): Promise<number> {
-  const metric = await registry.getSingleMetric('cdp_kafka_producer_replaced_total')!.get();
-  return metric.values[0]?.value ?? 0;
+  return metricValue(await registry.metrics(), 'cdp_kafka_producer_replaced_total');
 }
 
 describe('BatchingProducer after a failed request', () => {

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createLogger } from '@cdp/log';
 import { registry } from '@cdp/metrics';
-import { requireEnv, testSize, testTopicPrefix, waitFor } from '@cdp/testkit';
+import { metricValue, requireEnv, testSize, testTopicPrefix, waitFor } from '@cdp/testkit';
 import {
   BatchingProducer,
   CommitAfterWorkConsumer,
@@ -88,9 +88,7 @@ async function committedOffsets(groupId: string, topic: string): Promise<number[
 }
 
 async function metric(name: string, labels: Record<string, string>): Promise<number> {
-  const m = await registry.getSingleMetric(name)?.get();
-  const v = m?.values.find((x) => Object.entries(labels).every(([k, want]) => String(x.labels[k]) === want));
-  return v?.value ?? 0;
+  return metricValue(await registry.metrics(), name, labels);
 }
 
 /** Runs the worker until the group's committed offsets reach `ends`, then stops it. */

@@ -115,3 +115,5 @@ export class Lifecycle {
     return code;
   }
 }
+
+export { sleep } from './sleep';

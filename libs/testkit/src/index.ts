@@ -11,7 +11,8 @@ export {
   type TestDatabase,
 } from './mysql';
 export { freePort, canConnect } from './ports';
-export { isAlive, sleep, spawnDaemon, stopProcess, type ManagedProcess } from './process';
+export { sleep } from '@cdp/lifecycle';
+export { isAlive, spawnDaemon, stopProcess, type ManagedProcess } from './process';
 export { currentRunId, newRunId, runAgeMs, testDatabaseName, testTopicPrefix, uniqueSuffix } from './run-id';
 export { startInfra, stopInfra, type InfraState } from './infra';
 export { resolveJars } from './maven';

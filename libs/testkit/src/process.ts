@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import { sleep } from '@cdp/lifecycle';
 
 export interface ManagedProcess {
   name: string;
@@ -51,8 +52,6 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
     }
   }
 }
-
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** SIGTERM the process group, then SIGKILL it if it is still there after `timeoutMs`. */
 export async function stopProcess(pid: number, timeoutMs = 10_000): Promise<void> {

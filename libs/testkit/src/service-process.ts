@@ -1,6 +1,7 @@
 // Runs a built service (`services/<name>/dist/main.js`) as a real process for tests.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { sleep } from '@cdp/lifecycle';
 import { REPO_ROOT } from './paths';
 import { freePort } from './ports';
 
@@ -67,7 +68,7 @@ export async function waitServiceReady(proc: ServiceProcess, timeoutMs = 60_000)
       () => false,
     );
     if (ok) return;
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
   throw new Error(`${proc.name} not ready after ${timeoutMs} ms`);
 }

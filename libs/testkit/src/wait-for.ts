@@ -1,3 +1,5 @@
+import { sleep } from '@cdp/lifecycle';
+
 /**
  * Resolves once `check` is true, polling every `stepMs`; throws after `timeoutMs` (a liveness
  * bound only: tests order events by what they observe, never by how long something took).
@@ -7,6 +9,6 @@ export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs
   for (;;) {
     if (await check()) return;
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, stepMs));
+    await sleep(stepMs);
   }
 }

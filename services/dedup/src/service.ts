@@ -11,6 +11,7 @@ import {
   topicSettings,
   topicSpecs,
 } from '@cdp/kafka';
+import { sleep } from '@cdp/lifecycle';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge } from '@cdp/metrics';
 import type { DedupConfig } from './config';
@@ -24,8 +25,6 @@ const lag = gauge({
   help: 'Messages behind the input high watermark, per owned partition',
   labelNames: ['partition'] as const,
 });
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Consumes cdp.ingest and publishes first copies to cdp.deduped. One PartitionWorker per owned

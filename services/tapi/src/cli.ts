@@ -11,6 +11,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfigOrExit } from '@cdp/config';
 import { recordRefusal, withDeadline } from '@cdp/kafka';
+import { sleep } from '@cdp/lifecycle';
 import { createLogger, errorFields, type Logger } from '@cdp/log';
 import { pipelineEnv, type PipelineConfig } from './config';
 import { ParkedRecords, type ParkedRecord } from './parked';
@@ -71,7 +72,7 @@ export async function resendParked(
   try {
     const until = Date.now() + timeoutMs;
     suppression?.start();
-    while (suppression && !suppression.ready && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    while (suppression && !suppression.ready && Date.now() < until) await sleep(100);
     const out: { id: string; key?: string; outcome: Outcome }[] = [];
     for (const t of targets) {
       if (typeof t === 'string') {

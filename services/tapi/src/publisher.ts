@@ -1,4 +1,5 @@
 import { exceedsLimit, recordBytes, recordRefusal, splitByBytes, withDeadline } from '@cdp/kafka';
+import { sleep } from '@cdp/lifecycle';
 import { errorFields, type Logger } from '@cdp/log';
 import { activeCluster, clusterSwitches, publishDuration, publishFailures, spoolDrained } from './metrics';
 import type { ParkedRecords } from './parked';
@@ -92,8 +93,6 @@ class ClusterState {
     this.latencies = [];
   }
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 /** A spooled record on its way out, with its parked-record id should Kafka refuse it. */
 interface Drained {
@@ -277,14 +276,14 @@ export class Publisher {
       await this.connect();
       // Learn the size limits early: publish() keeps oversize records out of produce requests.
       for (const c of [this.primary, this.secondary]) if (c?.sender.isConnected && c.knownLimit === undefined) await this.limitOf(c);
-      await sleep(this.options.probeIntervalMs);
+      await sleep(this.options.probeIntervalMs, { unref: true });
     }
   }
 
   /** While the secondary is active in auto mode, probes the primary and fails back once it is healthy. */
   private async failbackLoop(): Promise<void> {
     while (this.running) {
-      await sleep(this.options.failbackProbeIntervalMs);
+      await sleep(this.options.failbackProbeIntervalMs, { unref: true });
       if (this.force !== 'auto' || this.active === this.primary || !this.primary.sender.isConnected) continue;
       try {
         await withDeadline(this.primary.sender.probe(), this.options.publishTimeoutMs);
@@ -402,10 +401,10 @@ export class Publisher {
           if (this.options.spool.depth === 0) this.options.logger.info('spool drained to kafka');
           continue;
         }
-        await sleep(100);
+        await sleep(100, { unref: true });
       } catch (error) {
         this.options.logger.warn({ ...errorFields(error), depth: this.options.spool.depth, retryInMs: backoff }, 'spool drain failed');
-        await sleep(backoff);
+        await sleep(backoff, { unref: true });
         backoff = Math.min(backoff * 2, 5_000);
       }
     }
@@ -416,9 +415,9 @@ export class Publisher {
     const until = Date.now() + deadlineMs;
     while (this.options.spool.depth > 0 && Date.now() < until) {
       try {
-        if ((await this.drainOnce()) === 0) await sleep(100);
+        if ((await this.drainOnce()) === 0) await sleep(100, { unref: true });
       } catch {
-        await sleep(500);
+        await sleep(500, { unref: true });
       }
     }
     return this.options.spool.depth === 0;

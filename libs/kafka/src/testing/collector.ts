@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import type { Consumer, Kafka } from 'kafkajs';
+import { sleep } from '@cdp/lifecycle';
 import { toInbound, type InboundMessage } from '../consumer';
 
 export interface WaitForCountOptions {
@@ -10,7 +11,6 @@ export interface WaitForCountOptions {
 }
 
 const POLL_MS = 50;
-const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
  * Follows a topic from the beginning with a group of its own (read_committed, as a service
@@ -71,7 +71,7 @@ export class TopicCollector<T = InboundMessage> {
     const until = Date.now() + timeoutMs;
     while (!offsets.every((o) => BigInt(o.high) <= BigInt(o.low) || (this.consumed.get(o.partition) ?? 0n) >= BigInt(o.high))) {
       if (Date.now() > until) throw new Error(`collector did not catch up with ${this.topic} within ${timeoutMs} ms`);
-      await pause(POLL_MS);
+      await sleep(POLL_MS);
     }
   }
 
@@ -80,7 +80,7 @@ export class TopicCollector<T = InboundMessage> {
     const deadline = Date.now() + timeoutMs;
     while (!done(this.all)) {
       if (Date.now() > deadline) return false;
-      await pause(POLL_MS);
+      await sleep(POLL_MS);
     }
     return true;
   }
