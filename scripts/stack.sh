@@ -33,7 +33,8 @@ node libs/kafka/dist/topics-cli.js create
 export CDP_WORKSPACE_FILE=${CDP_WORKSPACE_FILE:-$REPO_ROOT/config/workspace.sample.yaml}
 export CDP_SAMPLE_HMAC_SECRET=${CDP_SAMPLE_HMAC_SECRET:-local-dev-only-secret}
 # One admin token for every admin API of the stack (Bearer, or Basic with it as user name); each
-# service with an admin API gets an ADMIN_PORT of its own below (the default 8081 is shared).
+# service with an admin API gets an ADMIN_PORT of its own below (the default 8081 is shared):
+# jobdb-manager 8093, identity 8094, archiver 8095, transform 8096.
 export ADMIN_TOKEN=${ADMIN_TOKEN:-local-dev-only-admin-token}
 # .stack/env: the endpoints and credentials scripts and checks use,
 # one NAME=value a line, rewritten on every run; `stack_env NAME value` adds one.
@@ -94,7 +95,7 @@ stack_env DIRECTOR_RPC_TOKEN "$director_token"
 start_service transform DIRECTOR_RPC_URLS="http://127.0.0.1:${DIRECTOR_PORT:-8090}" DIRECTOR_RPC_TOKEN="$director_token"
 # archiver: cdp.deduped and cdp.undelivered to the S3Proxy bucket of .infra/env, flushed at least
 # every 60 s; its admin API runs replays (cdp-replay reads ARCHIVER_ADMIN_URL and ADMIN_TOKEN).
-archiver_admin_port=${ARCHIVER_ADMIN_PORT:-8094}
+archiver_admin_port=${ARCHIVER_ADMIN_PORT:-8095}
 start_service archiver S3_FORCE_PATH_STYLE=true ARCHIVER_FLUSH_AGE_MS="${ARCHIVER_FLUSH_AGE_MS:-60000}" ADMIN_PORT="$archiver_admin_port"
 stack_env ARCHIVER_ADMIN_URL "http://127.0.0.1:$archiver_admin_port"
 echo "the stack is up (dependencies in .infra/env, endpoints in .stack/env); press Ctrl-C to stop"
