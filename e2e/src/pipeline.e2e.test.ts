@@ -8,7 +8,9 @@ import crypto from 'node:crypto';
 import { Analytics } from '@segment/analytics-node';
 import { launchChromium, sleep, waitFor, type SinkLine } from '@cdp/testkit';
 import { startAnalyticsPage } from './testing/analytics-page';
-import { PIPELINE, SAMPLE_HMAC_SECRET, startChain, type Chain } from './testing/chain';
+import { listKeys, readObjectLines } from '@cdp/archiver/src/reader';
+import type { Undelivered } from '@cdp/events';
+import { CHAIN_RETRY_WINDOW_MS, PIPELINE, SAMPLE_HMAC_SECRET, startChain, type Chain } from './testing/chain';
 
 const SERVER_KEY = 'wk_server_sample_0001';
 const WEB_KEY = 'wk_web_sample_0001';
@@ -239,5 +241,66 @@ describe('the whole pipeline with real Segment SDKs (every service a process, th
       await chromium.close();
       await site.close();
     }
+  });
+
+  it('a destination outage is retried and delivered once; an event the destination never accepts is archived in S3 as undelivered', async () => {
+    const run = crypto.randomBytes(3).toString('hex');
+    const outageUser = `outage-${run}`;
+    const goneUser = `gone-${run}`;
+    // `hook` answers 503 to each of the outage user's events twice (an outage), then 200; the
+    // gone user's events never get anything but 503; every other event 200.
+    const failures = new Map<string, number>();
+    chain.sink.route('/hook', (req) => {
+      const body = JSON.parse(req.body) as { messageId: string; userId?: string };
+      if (body.userId === goneUser) return { status: 503, body: 'down for good' };
+      if (body.userId !== outageUser) return { status: 200 };
+      const failed = failures.get(body.messageId) ?? 0;
+      if (failed >= 2) return { status: 200 };
+      failures.set(body.messageId, failed + 1);
+      return { status: 503, body: 'down for now' };
+    });
+    const event = (userId: string, i: number): Sent => ({
+      key: SERVER_KEY,
+      type: 'track',
+      messageId: `${userId}-${i}`,
+      userId,
+      event: 'Order Completed',
+      properties: { orderId: `o-${i}` },
+      timestamp: new Date(),
+    });
+    const outage = Array.from({ length: 5 }, (_, i) => event(outageUser, i));
+    const gone = Array.from({ length: 3 }, (_, i) => event(goneUser, i));
+    await send(tapiUrl, [...outage, ...gone]);
+
+    // Delivered after two refusals each, and never again after the 200.
+    const lines = await settled(chain, outage.length + gone.length, 0, (id) => id.includes(run));
+    const hook = at('/hook', lines);
+    for (const e of outage) expect(hook.get(e.messageId)).toHaveLength(3);
+
+    // The window closes on the gone user's events: cdp.undelivered, then the archiver's objects.
+    const archived = new Map<string, Undelivered>();
+    await waitFor(
+      async () => {
+        for (const key of await listKeys(chain.s3.client, chain.s3.bucket, '')) {
+          if (!key.includes('/undelivered/server/hook/')) continue;
+          for (const line of await readObjectLines(chain.s3.client, chain.s3.bucket, key)) {
+            const record = JSON.parse(line) as Undelivered;
+            if (record.messageId.startsWith(goneUser)) archived.set(record.messageId, record);
+          }
+        }
+        return archived.size >= gone.length;
+      },
+      CHAIN_RETRY_WINDOW_MS + 90_000,
+      1_000,
+    );
+    for (const e of gone) {
+      const record = archived.get(e.messageId)!;
+      expect(record).toMatchObject({ sourceId: 'server', destinationId: 'hook', lastStatus: 503, lastResponseExcerpt: 'down for good' });
+      expect(record.attempts).toBeGreaterThanOrEqual(1);
+      expect(hook.get(e.messageId)!.length).toBeLessThanOrEqual(record.attempts);
+      expect(record.message).toMatchObject({ type: 'track', userId: goneUser, event: e.event, properties: e.properties });
+    }
+    // None of the outage user's events expired.
+    expect([...archived.keys()].filter((id) => id.startsWith(outageUser))).toEqual([]);
   });
 });

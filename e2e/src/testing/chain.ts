@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { TEST_DIRECTOR_ENV } from '@cdp/director/src/testing/harness';
 import { dropManagedDatabases, managerProcessEnv, testManagerSettings } from '@cdp/jobdb-manager/src/testing/manager-harness';
 import { checkKafkaEnv, kafkaEnv, loadConfig, z } from '@cdp/config';
@@ -19,6 +20,7 @@ import {
   freePort,
   HttpSink,
   LOCAL_AWS_ENV,
+  localS3ClientConfig,
   readSinkLines,
   REPO_ROOT,
   requireEnv,
@@ -34,10 +36,17 @@ import {
 /** Source `server`'s write key in config/workspace.sample.yaml, the chain's workspace. */
 export const SAMPLE_WRITE_KEY = 'wk_server_sample_0001';
 
-export type ChainService = 'tapi' | 'dedup' | 'identity' | 'jobdb-manager' | 'director' | 'transform';
+export type ChainService = 'tapi' | 'dedup' | 'identity' | 'jobdb-manager' | 'director' | 'transform' | 'archiver';
 
-/** Every service of the pipeline, in start order (transform last: it calls the director). */
-export const PIPELINE: ChainService[] = ['tapi', 'dedup', 'identity', 'jobdb-manager', 'director', 'transform'];
+/** Every service of the pipeline, in start order (transform after the director it calls). */
+export const PIPELINE: ChainService[] = ['tapi', 'dedup', 'identity', 'jobdb-manager', 'director', 'transform', 'archiver'];
+
+/**
+ * The director's retry window in a chain: short, so that an event a destination never accepts
+ * goes to cdp.undelivered (and the archive) within a test, and long enough for the pipeline's
+ * own latency on a loaded machine.
+ */
+export const CHAIN_RETRY_WINDOW_MS = 20_000;
 
 /** The sample workspace's HMAC secret for the chain's services (a test value). */
 export const SAMPLE_HMAC_SECRET = 'e2e-only-secret';
@@ -59,6 +68,8 @@ interface ChainContext {
   /** jobdb-manager's settings (its JobDB names, control database, Consul prefix), also what is dropped at stop(). */
   manager: ReturnType<typeof testManagerSettings>;
   identityTablePrefix: string;
+  /** The archiver's bucket, the chain's own on the harness S3. */
+  bucket: string;
 }
 
 /** What each service needs besides Kafka and the topic prefix; `dir` is its own, removed by stop(). */
@@ -95,6 +106,7 @@ const SERVICES: Record<ChainService, (ctx: ChainContext, dir: string) => Promise
     env: {
       ...TEST_DIRECTOR_ENV,
       DIRECTOR_SESSION_TTL_MS: String(SESSION_TTL_MS),
+      DIRECTOR_RETRY_WINDOW_MS: String(CHAIN_RETRY_WINDOW_MS),
       PORT: String(ctx.directorPort),
       MYSQL_URL: requireEnv('MYSQL_URL'),
       CDP_CONTROL_DB: ctx.controlDb,
@@ -111,6 +123,20 @@ const SERVICES: Record<ChainService, (ctx: ChainContext, dir: string) => Promise
       DIRECTOR_RPC_URLS: `http://127.0.0.1:${ctx.directorPort}`,
       DIRECTOR_RPC_TOKEN,
       TRANSFORM_GROUP_ID: `${ctx.prefix}transform`,
+      KAFKA_SESSION_TIMEOUT_MS: '6000',
+      KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
+    },
+  }),
+  archiver: async (ctx) => ({
+    env: {
+      CDP_WORKSPACE_FILE: ctx.workspaceFile,
+      ...LOCAL_AWS_ENV,
+      S3_ENDPOINT: requireEnv('S3_ENDPOINT'),
+      S3_BUCKET: ctx.bucket,
+      S3_FORCE_PATH_STYLE: 'true',
+      ARCHIVER_GROUP_ID: `${ctx.prefix}archiver`,
+      // Objects within seconds (the local stack flushes every 60 s).
+      ARCHIVER_FLUSH_AGE_MS: '1000',
       KAFKA_SESSION_TIMEOUT_MS: '6000',
       KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
     },
@@ -148,6 +174,8 @@ export interface Chain {
   sinkFile: string;
   /** The lines of the sink's file so far. */
   sinkLines(): SinkLine[];
+  /** The archiver's bucket (the chain's own) and a client of the harness S3. */
+  s3: { client: S3Client; bucket: string };
   /** SIGTERMs every service (waiting for each to exit), drops its databases and removes their directories. */
   stop(): Promise<void>;
 }
@@ -192,16 +220,20 @@ export async function startChain(services: ChainService[], options: ChainOptions
       JOBDB_MANAGER_SESSION_TTL_MS: SESSION_TTL_MS,
     }),
     identityTablePrefix: prefix,
+    bucket: names.replace(/_/g, '-'),
   };
+  const s3 = new S3Client(localS3ClientConfig(requireEnv('S3_ENDPOINT')));
   const members: Chain['members'] = {};
   const dirs: string[] = [scratch];
   const stop = async () => {
     await Promise.all(Object.values(members).map((m) => m.process.stop()));
     await sink.close();
+    s3.destroy();
     if (services.includes('jobdb-manager')) await dropManagedDatabases(ctx.manager);
     for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
   };
   try {
+    if (services.includes('archiver')) await s3.send(new CreateBucketCommand({ Bucket: ctx.bucket }));
     if (services.includes('identity')) {
       // What the local stack runs before identity: the identity-tables command.
       await exec(process.execPath, [path.join(REPO_ROOT, 'services/identity/dist/tables-cli.js'), 'create'], {
@@ -229,5 +261,15 @@ export async function startChain(services: ChainService[], options: ChainOptions
     await stop();
     throw error;
   }
-  return { prefix, topics, kafka, members, sink, sinkFile, sinkLines: () => readSinkLines(sinkFile), stop };
+  return {
+    prefix,
+    topics,
+    kafka,
+    members,
+    sink,
+    sinkFile,
+    sinkLines: () => readSinkLines(sinkFile),
+    s3: { client: s3, bucket: ctx.bucket },
+    stop,
+  };
 }
