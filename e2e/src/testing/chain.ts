@@ -51,6 +51,8 @@ export const CHAIN_RETRY_WINDOW_MS = 20_000;
 /** The sample workspace's HMAC secret for the chain's services (a test value). */
 export const SAMPLE_HMAC_SECRET = 'e2e-only-secret';
 const SESSION_TTL_MS = 5_000;
+/** ADMIN_TOKEN of every service of a chain (Bearer, or the Basic user name). */
+export const CHAIN_ADMIN_TOKEN = 'e2e-only-admin-token-0123456789';
 const DIRECTOR_RPC_TOKEN = 'e2e-only-director-rpc-token-0123456789';
 
 interface Launch {
@@ -160,6 +162,8 @@ export interface ChainMember {
   process: ServiceProcess;
   /** Its HTTP base URL, for a service that serves one (tapi, director). */
   url?: string;
+  /** Its admin server (ADMIN_PORT, `CHAIN_ADMIN_TOKEN`), for a service that has one. */
+  adminUrl: string;
 }
 
 export interface Chain {
@@ -249,12 +253,22 @@ export async function startChain(services: ChainService[], options: ChainOptions
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), `cdp-e2e-${name}-`));
       dirs.push(dir);
       const { url, env } = await SERVICES[name](ctx, dir);
+      // An admin port of its own (services without an admin API ignore both).
+      const adminPort = await freePort();
       const proc = await startServiceProcess(
         name,
-        { ...connectionEnv, CDP_TOPIC_PREFIX: prefix, CDP_SAMPLE_HMAC_SECRET: SAMPLE_HMAC_SECRET, ...env, ...options.env },
+        {
+          ...connectionEnv,
+          CDP_TOPIC_PREFIX: prefix,
+          CDP_SAMPLE_HMAC_SECRET: SAMPLE_HMAC_SECRET,
+          ADMIN_PORT: String(adminPort),
+          ADMIN_TOKEN: CHAIN_ADMIN_TOKEN,
+          ...env,
+          ...options.env,
+        },
         { captureOutput: options.captureOutput },
       );
-      members[name] = { url, process: proc };
+      members[name] = { url, adminUrl: `http://127.0.0.1:${adminPort}`, process: proc };
     }
     if (ready) await Promise.all(Object.values(members).map((m) => waitServiceReady(m.process, 90_000)));
   } catch (error) {
