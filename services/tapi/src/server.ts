@@ -16,6 +16,7 @@ import {
 } from './ingest/normalize';
 import { bytesIn, eventsAccepted, eventsDropped, requestsRejected, requestsTotal } from './metrics';
 import type { StoredIn } from './publisher';
+import { settingsDocument } from './settings-document';
 import type { RateLimiter } from './rate-limit';
 import { SpoolFullError, type SpoolRecord } from './spool';
 
@@ -261,7 +262,7 @@ export function buildApp(options: TapiAppOptions): RequestListener {
     res.end(GIF);
   });
 
-  // The settings document analytics.js (and the mobile SDKs) load: it points them back here.
+  // The settings document analytics.js (and the mobile SDKs) load: it points them back here (settings-document.ts).
   const settings = (req: IncomingMessage, res: ServerResponse, { params }: RouteContext) => {
     const source = options.workspace().sourceByWriteKey(params.writeKey);
     if (!source || !source.enabled) {
@@ -270,29 +271,7 @@ export function buildApp(options: TapiAppOptions): RequestListener {
       return;
     }
     const host = options.publicHost ?? String(req.headers.host ?? 'localhost');
-    const doc = {
-      integrations: {
-        'Segment.io': {
-          apiKey: params.writeKey,
-          apiHost: `${host}/v1`,
-          unbundledIntegrations: [],
-          addBundledMetadata: true,
-          maybeBundledConfigIds: {},
-        },
-      },
-      plan: {
-        track: { __default: { enabled: true, integrations: {} } },
-        identify: { __default: { enabled: true } },
-        group: { __default: { enabled: true } },
-      },
-      edgeFunction: {},
-      analyticsNextEnabled: true,
-      middlewareSettings: {},
-      enabledMiddleware: {},
-      metrics: { sampleRate: 0 },
-      legacyVideoPluginsEnabled: false,
-      remotePlugins: [],
-    };
+    const doc = settingsDocument(options.workspace(), source, params.writeKey, host);
     requestsTotal.labels('settings', '200').inc();
     sendJson(res, 200, JSON.stringify(doc), { 'Cache-Control': 'public, max-age=60' });
   };
