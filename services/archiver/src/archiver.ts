@@ -3,7 +3,7 @@ import { backoffMs, deadLetterRecord, DeadLetterWriter, toInbound, type DeadLett
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge, histogram } from '@cdp/metrics';
 import type { ArchiveKind } from './layout';
-import { selectRecord, type SelectContext } from './select';
+import { isRegulated, selectRecord, type SelectContext } from './select';
 import type { ArchiveRecord, ArchiveWriter } from './writer';
 
 export interface ArchiverOptions {
@@ -233,7 +233,10 @@ export class Archiver {
     const started = Date.now();
     // An earlier flush (of a previous generation) may have committed past part of this buffer.
     const floor = this.committed.get(key) ?? 0n;
-    const records = buffer.records.filter((r) => BigInt(r.offset) >= floor);
+    // A regulation that arrived after a record was read still keeps it out of the archive.
+    const records = buffer.records.filter(
+      (r) => BigInt(r.offset) >= floor && !isRegulated({ sourceId: r.group.sourceId, message: { userId: r.userId } }, this.o.select),
+    );
     if (buffer.nextOffset <= floor) return;
     for (let attempt = 1; ; attempt++) {
       try {

@@ -1,5 +1,14 @@
 import { S3Client } from '@aws-sdk/client-s3';
-import { CompactedTopicMap, createKafka, ensureTopics, kafkaConnection, requireTopics, topicSettings, topicSpecs } from '@cdp/kafka';
+import {
+  BatchingProducer,
+  CompactedTopicMap,
+  createKafka,
+  ensureTopics,
+  kafkaConnection,
+  requireTopics,
+  topicSettings,
+  topicSpecs,
+} from '@cdp/kafka';
 import { regulationSchema, type Regulation } from '@cdp/events';
 import { startAdminServer, type RunningServer } from '@cdp/http';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
@@ -7,6 +16,7 @@ import { WorkspaceStore } from '@cdp/workspace';
 import { replayRoutes } from './admin';
 import { Archiver } from './archiver';
 import { archiverEnv, type ArchiverConfig } from './config';
+import { Deleter } from './deleter';
 import { ReplayStore } from './replay-store';
 import { Replayer } from './replayer';
 import { ArchiveWriter } from './writer';
@@ -17,12 +27,33 @@ export async function build(config: ArchiverConfig, { logger }: ServiceDeps): Pr
   const specs = topicSpecs(topicSettings(config));
   const workspace = WorkspaceStore.open({ file: config.CDP_WORKSPACE_FILE, pollIntervalMs: config.WORKSPACE_POLL_INTERVAL_MS, logger });
   const s3 = new S3Client({ region: config.AWS_REGION, endpoint: config.S3_ENDPOINT, forcePathStyle: config.S3_FORCE_PATH_STYLE });
+  const statusProducer = new BatchingProducer(kafka, { logger });
+  const deleter = new Deleter({
+    s3,
+    bucket: config.S3_BUCKET,
+    sourcesOf: (spaceId) =>
+      workspace
+        .current()
+        .config.sources.filter((s) => s.spaceId === spaceId)
+        .map((s) => s.id),
+    report: async (status) => {
+      await statusProducer.send(specs['regulation-status'].name, [
+        { key: `${status.regulationId}:${status.stage}`, value: JSON.stringify(status) },
+      ]);
+    },
+    logger: logger.child({ component: 'deletion' }),
+    leaseMs: config.ARCHIVER_DELETION_LEASE_MS,
+  });
   const regulations = new CompactedTopicMap<Regulation>({
     kafka,
     topic: specs.regulations.name,
     logger: logger.child({ component: 'regulations' }),
     groupPrefix: `${config.ARCHIVER_GROUP_ID}-regulations`,
-    decode: (_key, value) => regulationSchema.parse(JSON.parse(value.toString('utf8'))),
+    decode: (_key, value) => {
+      const regulation = regulationSchema.parse(JSON.parse(value.toString('utf8')));
+      deleter.notice(regulation);
+      return regulation;
+    },
   });
   const select = {
     spaceOf: (sourceId: string) => workspace.current().source(sourceId)?.spaceId,
@@ -60,7 +91,7 @@ export async function build(config: ArchiverConfig, { logger }: ServiceDeps): Pr
       const admin = kafka.admin();
       await admin.connect();
       try {
-        const own = [specs.deduped, specs.undelivered, specs.regulations, specs.dlq];
+        const own = [specs.deduped, specs.undelivered, specs.regulations, specs['regulation-status'], specs.dlq];
         if (config.KAFKA_ENSURE_TOPICS) await ensureTopics(admin, own);
         else
           await requireTopics(
@@ -70,11 +101,13 @@ export async function build(config: ArchiverConfig, { logger }: ServiceDeps): Pr
       } finally {
         await admin.disconnect();
       }
+      await statusProducer.connect();
       regulations.start();
       // Nothing is archived before the regulations were read: a suppressed user's events would be.
       while (!regulations.caughtUp) await new Promise((r) => setTimeout(r, 100));
       await archiver.start();
       replayer.start();
+      deleter.start();
       adminServer = await startAdminServer({
         service: 'archiver',
         port: config.ADMIN_PORT,
@@ -93,8 +126,10 @@ export async function build(config: ArchiverConfig, { logger }: ServiceDeps): Pr
       stopInputs: {
         'admin-server': async () => adminServer?.close(2_000),
         replays: () => replayer.stop(),
+        deletions: () => deleter.stop(),
         'kafka-consumer': () => archiver.stop(),
       },
+      flushProducers: { 'regulation-status': () => statusProducer.disconnect() },
       closeClients: {
         'dead-letters': () => archiver.close(),
         regulations: () => regulations.stop(),

@@ -41,6 +41,8 @@ export const archiverEnv = z
     ARCHIVER_REPLAY_RATE: positiveInt(2_000),
     /** A replay whose runner did not heartbeat for this long is taken over by another replica. */
     ARCHIVER_REPLAY_LEASE_MS: positiveInt(30_000),
+    /** A deletion whose replica stopped heartbeating for this long is taken over by another one. */
+    ARCHIVER_DELETION_LEASE_MS: positiveInt(30_000),
   })
   .superRefine(checkKafkaEnv);
 

@@ -71,3 +71,16 @@ export function manifestEntryKey(group: ObjectGroup, origin: ObjectOrigin): stri
   const destination = group.kind === 'undelivered' ? `${group.destinationId}-` : '';
   return `${manifestPrefix(group.sourceId, group.hour)}${group.kind}-${destination}${objectName(origin)}.json`;
 }
+
+/**
+ * The hours a source has objects in: one small object `index/<source>/<yyyy-mm-ddThh>` per
+ * source and hour, so deletion (which has no time range) lists one short prefix per source
+ * instead of the bucket.
+ */
+export function hourIndexPrefix(sourceId: string): string {
+  return `index/${sourceId}/`;
+}
+
+export function hourIndexKey(sourceId: string, hour: string): string {
+  return `${hourIndexPrefix(sourceId)}${hour}`;
+}

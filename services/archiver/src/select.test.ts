@@ -32,6 +32,7 @@ describe('selectRecord', () => {
         offset: '5',
         line: value().toString(),
         receivedAt: '2026-12-04T10:30:00.000Z',
+        userId: 'u1',
         group: { kind: 'raw', sourceId: 'web', destinationId: undefined, hour: '2026-12-04T10' },
       },
     });

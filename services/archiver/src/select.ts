@@ -13,7 +13,7 @@ export interface SelectContext {
 }
 
 /** Suppressed and deleted users' events are not archived; UNSUPPRESS lifts it. */
-export function isRegulated(envelope: Envelope, ctx: SelectContext): boolean {
+export function isRegulated(envelope: { sourceId: string; message: { userId?: unknown } }, ctx: SelectContext): boolean {
   const space = ctx.spaceOf(envelope.sourceId);
   return space !== undefined && regulationFor(envelope.message, space, ctx.regulation) !== undefined;
 }
@@ -42,6 +42,7 @@ export function selectRecord(kind: ArchiveKind, offset: string, value: Buffer | 
       offset,
       line,
       receivedAt: envelope.receivedAt,
+      userId: envelope.message.userId,
       group: { kind, sourceId: envelope.sourceId, destinationId, hour: hourOf(envelope.receivedAt) },
     },
   };

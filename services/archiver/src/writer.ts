@@ -3,7 +3,7 @@ import { gzip as gzipCallback } from 'node:zlib';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { counter, histogram } from '@cdp/metrics';
-import { manifestEntryKey, objectKey, type ObjectGroup, type ObjectOrigin } from './layout';
+import { hourIndexKey, manifestEntryKey, objectKey, type ObjectGroup, type ObjectOrigin } from './layout';
 
 const gzip = promisify(gzipCallback);
 
@@ -14,6 +14,8 @@ export interface ArchiveRecord {
   line: string;
   group: ObjectGroup;
   receivedAt: string;
+  /** The message's userId as sent (regulations are checked again at upload). */
+  userId?: unknown;
 }
 
 /** A manifest entry: what replay and deletion need to know of an object without reading it. */
@@ -80,6 +82,9 @@ export function groupRecords(records: ArchiveRecord[]): ArchiveRecord[][] {
  * offset after a crash PUTs the same keys and S3 replaces the objects whole.
  */
 export class ArchiveWriter {
+  /** Hour index entries this process wrote (`hourIndexKey`): each is PUT once per process. */
+  private readonly indexed = new Set<string>();
+
   constructor(private readonly options: ArchiveWriterOptions) {
     if (options.partSizeBytes < MIN_PART_SIZE_BYTES)
       throw new Error(`partSizeBytes must be at least ${MIN_PART_SIZE_BYTES} (S3's minimum part size)`);
@@ -130,6 +135,11 @@ export class ArchiveWriter {
         ContentType: 'application/json',
       }),
     );
+    const indexKey = hourIndexKey(group.sourceId, group.hour);
+    if (!this.indexed.has(indexKey)) {
+      await this.options.client.send(new PutObjectCommand({ Bucket: this.options.bucket, Key: indexKey, Body: group.hour }));
+      this.indexed.add(indexKey);
+    }
     objectsWritten.labels(group.kind).inc();
     bytesWritten.labels(group.kind).inc(body.length);
     recordsWritten.labels(group.kind).inc(members.length);
