@@ -5,9 +5,18 @@ import { ConsulKeys } from '@cdp/consul';
 import { listJobDbs } from '@cdp/jobdb';
 import { metricValue, waitFor, type ServiceProcess } from '@cdp/testkit';
 import { checkFinalStates, runRotationLoad } from '@cdp/director/src/testing/rotation-load';
-import { testSettings, useDirectorSuite } from '@cdp/director/src/testing/harness';
+import { useDirectorSuite } from '@cdp/director/src/testing/harness';
 import { jobDbBound } from './manager';
-import { dropManagedDatabases, leads, managedDatabases, startManagerProcess, testManagerSettings } from './testing/manager-harness';
+import {
+  deliveriesByMessage,
+  dropManagedDatabases,
+  leads,
+  managedDatabases,
+  managedDirectorSettings,
+  sampleManagedDatabases,
+  startManagerProcess,
+  testManagerSettings,
+} from './testing/manager-harness';
 
 const suite = useDirectorSuite();
 
@@ -20,7 +29,11 @@ const RETRY_WINDOW_MS = 10 * ROTATION_MS;
 const managers: ServiceProcess[] = [];
 let settings: ReturnType<typeof testManagerSettings>;
 
+/** Sampling databases through the run (stopped here too when an assertion failed first). */
+let sampler: ReturnType<typeof sampleManagedDatabases> | undefined;
+
 afterAll(async () => {
+  await sampler?.stop();
   for (const p of managers) await p.stop('SIGKILL');
   if (settings) await dropManagedDatabases(settings);
 });
@@ -49,33 +62,12 @@ describe('jobdb-manager rotation under load', () => {
     // A long timeout: on a loaded machine a 2 s one expires on answers the sink did send, and the
     // retry then delivers twice (at-least-once, not what this test is about).
     const destinations = [{ id: 'hook', url: `${suite.sink.url}/hook`, maxConcurrency: 50, timeoutMs: 30_000 }];
-    // Directors' sessions with the production TTL: the test TTL (1 s) expires on a loaded machine,
-    // and a director that loses its session has its attempts in flight retried by the next holder
-    // (at-least-once: a second delivery this test would count).
-    const directorSettings = (pod: string) =>
-      testSettings(prefix, {
-        POD_NAME: pod,
-        CDP_CONTROL_DB: settings.CDP_CONTROL_DB,
-        DIRECTOR_RETRY_WINDOW_MS: RETRY_WINDOW_MS,
-        DIRECTOR_SESSION_TTL_MS: 10_000,
-        DIRECTOR_LOCK_DELAY_MS: 1_000,
-      });
-    const d1 = await suite.env.directorProcess(directorSettings('rd1'), destinations, ['web']);
-    const d2 = await suite.env.directorProcess(directorSettings('rd2'), destinations, ['web']);
+    const d1 = await suite.env.directorProcess(managedDirectorSettings(prefix, settings, 'rd1'), destinations, ['web']);
+    const d2 = await suite.env.directorProcess(managedDirectorSettings(prefix, settings, 'rd2'), destinations, ['web']);
 
     // Databases of the run (seen at any time) and the most at once, sampled through the run.
     const bound = jobDbBound(2, RETRY_WINDOW_MS, ROTATION_MS, settings.JOBDB_SPARE);
-    const seen = new Set<string>();
-    let most = 0;
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        const dbs = await managedDatabases(settings);
-        for (const db of dbs) seen.add(db);
-        most = Math.max(most, dbs.length);
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    })();
+    sampler = sampleManagedDatabases(settings);
 
     let killedAt = 0;
     const killer = (async () => {
@@ -100,23 +92,13 @@ describe('jobdb-manager rotation under load', () => {
     // The standby took over and kept rotating after the kill.
     expect(await leads(m2)).toBe(true);
     // Every accepted job is delivered exactly once (the sink answers 200: that is its one final state).
-    const deliveries = () => {
-      const count = new Map<string, number>();
-      for (const r of suite.sink.requests) {
-        // Only requests answered to the director (not abandoned by it): its successful deliveries.
-        if (r.path !== '/hook' || r.closedUnanswered) continue;
-        const id = String((JSON.parse(r.body) as { messageId: string }).messageId);
-        count.set(id, (count.get(id) ?? 0) + 1);
-      }
-      return count;
-    };
     await waitFor(() => {
-      const count = deliveries();
-      return load.accepted.every((id) => count.has(id));
+      const delivered = deliveriesByMessage(suite.sink, '/hook');
+      return load.accepted.every((id) => delivered.has(id));
     }, 90_000).catch(() => undefined);
-    const count = deliveries();
-    expect(load.accepted.filter((id) => !count.has(id))).toEqual([]);
-    expect(load.accepted.filter((id) => count.get(id)! > 1)).toEqual([]);
+    const delivered = deliveriesByMessage(suite.sink, '/hook');
+    expect(load.accepted.filter((id) => !delivered.has(id))).toEqual([]);
+    expect(load.accepted.filter((id) => delivered.get(id)!.length > 1)).toEqual([]);
 
     // The standby rotated and dropped after the kill (liveness bound only: a loaded machine drains slowly).
     await waitFor(async () => metricValue(await m2.metrics(), 'cdp_jobdb_manager_drops_total', { kind: 'drained' }) >= 1, 30_000).catch(
@@ -128,8 +110,7 @@ describe('jobdb-manager rotation under load', () => {
     // No drained JobDB was found holding an open job (what a drop checks before DROP).
     expect(metricValue(m2Metrics, 'cdp_jobdb_manager_drops_refused_total')).toBe(0);
 
-    sampling = false;
-    await sampler;
+    const { seen, most } = await sampler.stop();
     // The manager stops (a pass in progress ends first): what follows reads a still picture.
     expect(await m2.stop('SIGTERM')).toBe(0);
 

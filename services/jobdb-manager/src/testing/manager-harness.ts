@@ -1,7 +1,19 @@
 // jobdb-manager under test: settings on a private Consul prefix and database-name prefix, and
 // the clean-up of every database it provisioned.
 import { dropJobDbDatabase, listDatabases } from '@cdp/jobdb';
-import { metricValue, mysqlUrl, startServiceProcess, testDatabaseName, waitServiceReady, type ServiceProcess } from '@cdp/testkit';
+import {
+  metricValue,
+  mysqlUrl,
+  sleep,
+  startServiceProcess,
+  testDatabaseName,
+  waitServiceReady,
+  type HttpSink,
+  type ServiceProcess,
+  type SinkRequest,
+} from '@cdp/testkit';
+import { testSettings } from '@cdp/director/src/testing/harness';
+import type { DirectorSettings } from '@cdp/director/src/service';
 import type { JobDbManagerSettings } from '../service';
 
 export function testManagerSettings(prefix: string, overrides: Partial<JobDbManagerSettings> = {}): JobDbManagerSettings {
@@ -64,4 +76,65 @@ export async function startManagerProcess(settings: JobDbManagerSettings, pod: s
 /** Whether a manager process says it leads (cdp_jobdb_manager_leader). */
 export async function leads(p: ServiceProcess): Promise<boolean> {
   return metricValue(await p.metrics(), 'cdp_jobdb_manager_leader') === 1;
+}
+
+/**
+ * Samples the manager's databases every 200 ms until `stop()`: every database seen, and the most
+ * that existed at once.
+ */
+export function sampleManagedDatabases(settings: Pick<JobDbManagerSettings, 'JOBDB_DATABASE_PREFIX'>): {
+  stop(): Promise<{ seen: Set<string>; most: number }>;
+} {
+  const seen = new Set<string>();
+  let most = 0;
+  let sampling = true;
+  const loop = (async () => {
+    while (sampling) {
+      const dbs = await managedDatabases(settings);
+      for (const db of dbs) seen.add(db);
+      most = Math.max(most, dbs.length);
+      await sleep(200);
+    }
+  })();
+  return {
+    async stop() {
+      sampling = false;
+      await loop;
+      return { seen, most };
+    },
+  };
+}
+
+/**
+ * The sink's deliveries by message id: requests to `path` or below it (`path/…`) that were
+ * answered (not abandoned by the caller), each body a webhook payload with its messageId.
+ */
+export function deliveriesByMessage(sink: HttpSink, path: string): Map<string, SinkRequest[]> {
+  const out = new Map<string, SinkRequest[]>();
+  for (const r of sink.requests) {
+    if ((r.path !== path && !r.path.startsWith(`${path}/`)) || r.closedUnanswered) continue;
+    const id = String((JSON.parse(r.body) as { messageId: string }).messageId);
+    out.set(id, [...(out.get(id) ?? []), r]);
+  }
+  return out;
+}
+
+/**
+ * Settings of a director process working with the manager under test (its Consul prefix and
+ * control database). Sessions with the production TTL: the test TTL (1 s) expires on a loaded
+ * machine, and a director that loses its session has its attempts in flight retried by the next
+ * holder (at-least-once: a second delivery these tests would count).
+ */
+export function managedDirectorSettings(
+  prefix: string,
+  manager: Pick<JobDbManagerSettings, 'CDP_CONTROL_DB' | 'JOBDB_RETRY_WINDOW_MS'>,
+  pod: string,
+): DirectorSettings {
+  return testSettings(prefix, {
+    POD_NAME: pod,
+    CDP_CONTROL_DB: manager.CDP_CONTROL_DB,
+    DIRECTOR_RETRY_WINDOW_MS: manager.JOBDB_RETRY_WINDOW_MS,
+    DIRECTOR_SESSION_TTL_MS: 10_000,
+    DIRECTOR_LOCK_DELAY_MS: 1_000,
+  });
 }
