@@ -21,7 +21,7 @@ import {
   type ServiceProcess,
 } from '@cdp/testkit';
 import { readManifest, readObjectLines } from './reader';
-import { archiverTestEnv } from './test-env';
+import { archiverTestEnv } from './testing/env';
 
 const PARTITIONS = 4;
 const RAW = 24_000;

@@ -21,7 +21,7 @@ import {
 import type { RegulationStatus } from './deleter';
 import { hourOf } from './layout';
 import { readManifest, readObjectLines } from './reader';
-import { archiverTestEnv } from './test-env';
+import { archiverTestEnv } from './testing/env';
 import { ArchiveWriter, type ArchiveRecord } from './writer';
 
 const HOURS = ['2026-11-20T14', '2026-11-20T15'];

@@ -23,7 +23,7 @@ import {
 } from '@cdp/testkit';
 import { hourOf } from './layout';
 import type { ReplayView } from './replay-store';
-import { ARCHIVER_TEST_TOKEN, archiverTestEnv } from './test-env';
+import { ARCHIVER_TEST_TOKEN, archiverTestEnv } from './testing/env';
 import { ArchiveWriter, type ArchiveRecord } from './writer';
 
 const HOURS = ['2026-11-30T08', '2026-11-30T09', '2026-11-30T10'];
