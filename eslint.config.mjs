@@ -15,6 +15,11 @@ export default tseslint.config(
     },
   },
   {
+    // Pages served as they are (no build): browser scripts.
+    files: ['services/*/public/**/*.js'],
+    languageOptions: { sourceType: 'script', globals: { ...globals.browser } },
+  },
+  {
     // CLIs, scripts and test fixtures talk to a terminal.
     files: ['**/cli.ts', 'scripts/**', '**/*.test.ts', '**/fixtures/**', '**/bench/**'],
     rules: { 'no-console': 'off' },

@@ -2,8 +2,8 @@ import mysql from 'mysql2/promise';
 
 /**
  * The `cdp_control` tables directors append delivery status to and jobdb-manager reads
- * (DESIGN.md "Delivery status"). Append-only too: one row per (minute, director, source,
- * destination).
+ * (DESIGN.md "Delivery status"). Append-only too: a director appends what it counted since its
+ * last flush, so a (minute, director, source, destination) may have several rows; readers sum.
  */
 export const CONTROL_TABLES: readonly string[] = [
   `CREATE TABLE IF NOT EXISTS delivery_stats (
@@ -23,6 +23,25 @@ export const CONTROL_TABLES: readonly string[] = [
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
 ];
 
+/**
+ * Version 2: attempts that failed, counted by outcome (`retried`, `discarded`) and HTTP status
+ * (0: no HTTP answer — timeout, connection error), so the Event Delivery API can say which codes
+ * a destination answered, not only a sample of them. Appended with the delivery_stats rows.
+ */
+export const STATUS_CODE_TABLES: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS delivery_status_codes (
+    id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    minute DATETIME NOT NULL,
+    director VARCHAR(255) NOT NULL,
+    source_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    destination_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    outcome VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    status SMALLINT UNSIGNED NOT NULL,
+    count INT UNSIGNED NOT NULL,
+    KEY delivery_status_codes_dest (destination_id, minute)
+  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+];
+
 /** Upper bounds (ms) of the latency histogram stored per row; the last bucket is +Inf. */
 export const STATS_LATENCY_BUCKETS_MS = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000];
 
@@ -37,7 +56,16 @@ export interface DeliveryStatsRow {
   archived: number;
   /** Counts per STATS_LATENCY_BUCKETS_MS bucket plus one overflow bucket. */
   latencyBuckets: number[];
-  failures: Array<{ at: string; status: number | null; error: string | null; responseExcerpt: string | null }>;
+  /** Sampled failed attempts (a few per row); `outcome` is absent on rows written before it was recorded. */
+  failures: Array<{
+    at: string;
+    outcome?: 'retried' | 'discarded';
+    status: number | null;
+    error: string | null;
+    responseExcerpt: string | null;
+  }>;
+  /** Every failed attempt counted by outcome and HTTP status (0: no HTTP answer); rows of delivery_status_codes. */
+  statusCounts: Array<{ outcome: 'retried' | 'discarded'; status: number; count: number }>;
 }
 
 /**
@@ -47,6 +75,7 @@ export interface DeliveryStatsRow {
  */
 export const CONTROL_MIGRATIONS: ReadonlyArray<{ version: number; statements: readonly string[] }> = [
   { version: 1, statements: CONTROL_TABLES },
+  { version: 2, statements: STATUS_CODE_TABLES },
 ];
 
 /** The newest `cdp_control` schema version this code knows (the version directors wait for). */
@@ -138,25 +167,44 @@ export async function waitForControlSchema(
   return false;
 }
 
+/** Appends the rows and their status counts in one transaction (both or neither: a failed flush is retried whole). */
 export async function appendDeliveryStats(pool: mysql.Pool, rows: readonly DeliveryStatsRow[]): Promise<void> {
   if (rows.length === 0) return;
-  await pool.query(
-    'INSERT INTO delivery_stats (minute, director, source_id, destination_id, succeeded, retried, discarded, archived, latency_buckets, failures) VALUES ?',
-    [
-      rows.map((r) => [
-        r.minute,
-        r.director,
-        r.sourceId,
-        r.destinationId,
-        r.succeeded,
-        r.retried,
-        r.discarded,
-        r.archived,
-        JSON.stringify(r.latencyBuckets),
-        JSON.stringify(r.failures),
-      ]),
-    ],
+  const codes = rows.flatMap((r) =>
+    r.statusCounts.map((c) => [r.minute, r.director, r.sourceId, r.destinationId, c.outcome, c.status, c.count]),
   );
+  const conn = await pool.getConnection();
+  try {
+    await conn.beginTransaction();
+    await conn.query(
+      'INSERT INTO delivery_stats (minute, director, source_id, destination_id, succeeded, retried, discarded, archived, latency_buckets, failures) VALUES ?',
+      [
+        rows.map((r) => [
+          r.minute,
+          r.director,
+          r.sourceId,
+          r.destinationId,
+          r.succeeded,
+          r.retried,
+          r.discarded,
+          r.archived,
+          JSON.stringify(r.latencyBuckets),
+          JSON.stringify(r.failures),
+        ]),
+      ],
+    );
+    if (codes.length > 0) {
+      await conn.query('INSERT INTO delivery_status_codes (minute, director, source_id, destination_id, outcome, status, count) VALUES ?', [
+        codes,
+      ]);
+    }
+    await conn.commit();
+  } catch (error) {
+    await conn.rollback().catch(() => undefined);
+    throw error;
+  } finally {
+    conn.release();
+  }
 }
 
 export interface PruneOptions {

@@ -30,6 +30,7 @@ export {
 } from './provision';
 export {
   CONTROL_TABLES,
+  STATUS_CODE_TABLES,
   STATS_LATENCY_BUCKETS_MS,
   appendDeliveryStats,
   CONTROL_MIGRATIONS,

@@ -1,25 +1,43 @@
 import { mysqlConnectionUrl } from '@cdp/config';
-import { createConsulClient } from '@cdp/consul';
+import { createConsulClient, ConsulKeys } from '@cdp/consul';
+import { startAdminServer, type RunningServer } from '@cdp/http';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
+import { managerAdminRoutes, PAGE_DIR } from './admin';
 import { managerEnv, type ManagerConfig } from './config';
+import { DeliveryStatus } from './delivery';
 import { createManagerService } from './service';
 
-/** jobdb-manager from its config: the Consul client and the manager (migrations, election, passes). */
+/**
+ * jobdb-manager from its config: the Consul client, the manager (migrations, election, passes)
+ * and the admin server (JobDB list, destination controls, Event Delivery API and page).
+ */
 export async function build(config: ManagerConfig, { logger }: ServiceDeps): Promise<BuiltService> {
   const consul = createConsulClient(config.CONSUL_HTTP_ADDR);
   // Every MySQL connection of the manager opens from MYSQL_URL: give it the TLS settings.
-  const service = createManagerService({ ...config, MYSQL_URL: mysqlConnectionUrl(config) }, { consul, logger });
+  const mysqlUrl = mysqlConnectionUrl(config);
+  const service = createManagerService({ ...config, MYSQL_URL: mysqlUrl }, { consul, logger });
+  const delivery = new DeliveryStatus(mysqlUrl, config.CDP_CONTROL_DB);
+  let admin: RunningServer | undefined;
   return {
     // Migrates cdp_control, then joins the election; a standby is ready too (it takes over when the leader goes).
     start: async () => {
       await service.start();
-      return { pod: config.POD_NAME };
+      admin = await startAdminServer({
+        service: 'jobdb-manager',
+        port: config.ADMIN_PORT,
+        token: config.ADMIN_TOKEN,
+        logger,
+        assets: [{ path: '/', dir: PAGE_DIR }],
+        routes: managerAdminRoutes({ consul, keys: new ConsulKeys(config.CDP_CONSUL_PREFIX), mysqlUrl, delivery, logger }),
+      });
+      return { pod: config.POD_NAME, adminPort: admin.port };
     },
     readiness: [],
     shutdown: {
+      stopInputs: { admin: () => admin?.close() },
       // Stops acting and releases the leader key, so the standby takes over without lock delay.
       drain: { manager: () => service.stop() },
-      closeClients: { 'consul-client': () => consul.close() },
+      closeClients: { 'consul-client': () => consul.close(), 'control-db': () => delivery.close() },
     },
   };
 }

@@ -1,4 +1,4 @@
-import { baseEnv, checkMysqlEnv, consulEnv, controlDbEnv, podEnv, nonNegativeInt, positiveInt, z } from '@cdp/config';
+import { adminEnv, baseEnv, checkMysqlEnv, consulEnv, controlDbEnv, podEnv, nonNegativeInt, positiveInt, z } from '@cdp/config';
 
 const MINUTE_MS = 60_000;
 const DAY_MS = 24 * 60 * MINUTE_MS;
@@ -10,6 +10,8 @@ export const managerEnv = z
     ...controlDbEnv,
     ...consulEnv,
     ...podEnv,
+    // The admin API and the Event Delivery page (every replica serves them; a standby too).
+    ...adminEnv,
     JOBDB_MANAGER_SESSION_TTL_MS: positiveInt(10_000),
     /** After a leader's session is invalidated, nobody leads for this long (its last actions settle). */
     JOBDB_MANAGER_LOCK_DELAY_MS: nonNegativeInt(15_000),

@@ -68,3 +68,8 @@ export const statsOldestAge = gauge({
   name: 'cdp_jobdb_manager_delivery_stats_oldest_age_seconds',
   help: 'Age of the minute of the first delivery_stats row kept (append order), after the last prune; 0 when the table is empty',
 });
+
+export const controlWrites = counter({
+  name: 'cdp_jobdb_manager_control_writes_total',
+  help: 'Destination controls written through the admin API (pause, resume, priority, rate override)',
+});

@@ -39,9 +39,17 @@ export function testManagerSettings(prefix: string, overrides: Partial<JobDbMana
   };
 }
 
-/** As env vars for a jobdb-manager process. */
-export function managerProcessEnv(settings: JobDbManagerSettings, consulUrl: string): Record<string, string> {
-  return { CONSUL_HTTP_ADDR: consulUrl, ...Object.fromEntries(Object.entries(settings).map(([k, v]) => [k, String(v)])) };
+/** The admin token of test managers. */
+export const TEST_ADMIN_TOKEN = 'jobdb-manager-test-admin-token';
+
+/** As env vars for a jobdb-manager process (admin API on a free port unless `ADMIN_PORT` is given). */
+export function managerProcessEnv(settings: JobDbManagerSettings, consulUrl: string, adminPort = 0): Record<string, string> {
+  return {
+    CONSUL_HTTP_ADDR: consulUrl,
+    ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+    ADMIN_PORT: String(adminPort),
+    ...Object.fromEntries(Object.entries(settings).map(([k, v]) => [k, String(v)])),
+  };
 }
 
 /** Databases on the server named with the manager's prefix (its JobDBs, live or not yet dropped). */
