@@ -214,6 +214,8 @@ export interface PruneOptions {
   maxBatches: number;
   /** Asked before each DELETE; false stops the prune there (e.g. leadership lost). */
   beforeBatch?: () => Promise<boolean>;
+  /** The append-only table pruned: `delivery_stats` (default) or `delivery_status_codes` (same id/minute layout). */
+  table?: 'delivery_stats' | 'delivery_status_codes';
 }
 
 export interface PruneResult {
@@ -235,6 +237,8 @@ export interface PruneResult {
  */
 export async function pruneDeliveryStats(url: string, database: string, before: Date, options: PruneOptions): Promise<PruneResult> {
   checkControlName(database);
+  const table = options.table ?? 'delivery_stats';
+  if (table !== 'delivery_stats' && table !== 'delivery_status_codes') throw new Error(`not a delivery-status table: ${String(table)}`);
   const conn = await mysql.createConnection({ uri: url, database, connectTimeout: 5_000, timezone: 'Z' });
   try {
     let deleted = 0;
@@ -242,7 +246,7 @@ export async function pruneDeliveryStats(url: string, database: string, before: 
     let stopped = false;
     for (let batch = 0; batch < options.maxBatches && !done; batch++) {
       const [rows] = await conn.query<mysql.RowDataPacket[]>(
-        'SELECT COUNT(*) AS n, MAX(id) AS last, COALESCE(SUM(minute < ?), 0) AS old FROM (SELECT id, minute FROM delivery_stats ORDER BY id LIMIT ?) b',
+        `SELECT COUNT(*) AS n, MAX(id) AS last, COALESCE(SUM(minute < ?), 0) AS old FROM (SELECT id, minute FROM ${table} ORDER BY id LIMIT ?) b`,
         [before, options.batchSize],
       );
       const n = Number(rows[0].n);
@@ -255,15 +259,12 @@ export async function pruneDeliveryStats(url: string, database: string, before: 
         stopped = true;
         break;
       }
-      const [result] = await conn.query<mysql.ResultSetHeader>('DELETE FROM delivery_stats WHERE id <= ? AND minute < ?', [
-        rows[0].last,
-        before,
-      ]);
+      const [result] = await conn.query<mysql.ResultSetHeader>(`DELETE FROM ${table} WHERE id <= ? AND minute < ?`, [rows[0].last, before]);
       deleted += result.affectedRows;
       // Part of the batch is kept: the old rows left, if any, were appended after a kept one.
       if (old < n) done = true;
     }
-    const [first] = await conn.query<mysql.RowDataPacket[]>('SELECT minute FROM delivery_stats ORDER BY id LIMIT 1');
+    const [first] = await conn.query<mysql.RowDataPacket[]>(`SELECT minute FROM ${table} ORDER BY id LIMIT 1`);
     return { deleted, done, stopped, oldestKept: first.length === 0 ? null : new Date(first[0].minute as Date) };
   } finally {
     await conn.end();

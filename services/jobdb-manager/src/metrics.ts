@@ -59,6 +59,11 @@ export const statsPruned = counter({
   help: 'cdp_control.delivery_stats rows deleted for being older than DELIVERY_STATS_RETENTION_MS',
 });
 
+export const statusCodesPruned = counter({
+  name: 'cdp_jobdb_manager_delivery_status_codes_pruned_total',
+  help: 'cdp_control.delivery_status_codes rows deleted for being older than DELIVERY_STATS_RETENTION_MS',
+});
+
 export const statsPruneErrors = counter({
   name: 'cdp_jobdb_manager_delivery_stats_prune_errors_total',
   help: 'Delivery-stats prunes that failed (retried next period)',

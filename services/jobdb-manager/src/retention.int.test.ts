@@ -57,6 +57,7 @@ function statsRow(minute: Date, n: number): DeliveryStatsRow {
     archived: 0,
     latencyBuckets: [n, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     failures: [],
+    statusCounts: [{ outcome: 'retried', status: 503, count: 1 }],
   };
 }
 
@@ -74,10 +75,10 @@ async function appendRows(database: string, count: number, from: number, to: num
   }
 }
 
-async function minutes(database: string): Promise<number[]> {
+async function minutes(database: string, table = 'delivery_stats'): Promise<number[]> {
   const conn = await mysql.createConnection({ uri: mysqlUrl(), database, timezone: 'Z' });
   try {
-    const [rows] = await conn.query<mysql.RowDataPacket[]>('SELECT minute FROM delivery_stats ORDER BY id');
+    const [rows] = await conn.query<mysql.RowDataPacket[]>(`SELECT minute FROM ${table} ORDER BY id`);
     return rows.map((r) => (r.minute as Date).getTime());
   } finally {
     await conn.end();
@@ -116,6 +117,8 @@ describe('delivery-stats retention', () => {
     const kept = await minutes(settings.CDP_CONTROL_DB);
     expect(kept).toHaveLength(600);
     expect(kept.every((t) => t >= cutoff)).toBe(true);
+    // One status-code row per stats row here: the same minutes stay.
+    expect(await minutes(settings.CDP_CONTROL_DB, 'delivery_status_codes')).toEqual(kept);
     expect((await metric(m.statsPruned)) - prunedBefore).toBe(12_001);
     expect(await metric(m.statsOldestAge)).toBe((clock - kept[0]) / 1_000);
     expect(await metric(m.statsPruneErrors)).toBe(0);

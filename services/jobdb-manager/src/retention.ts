@@ -58,12 +58,18 @@ export class DeliveryStatsRetention {
     const s = this.settings;
     const before = new Date(this.now() - s.DELIVERY_STATS_RETENTION_MS);
     try {
-      const result = await pruneDeliveryStats(s.MYSQL_URL, s.CDP_CONTROL_DB, before, {
-        batchSize: BATCH_ROWS,
-        maxBatches: MAX_BATCHES,
-        // Leadership re-read before each DELETE, as before each lifecycle action.
-        beforeBatch: async () => !this.stopped && (await leader.confirm()),
-      });
+      const prune = (table: 'delivery_stats' | 'delivery_status_codes') =>
+        pruneDeliveryStats(s.MYSQL_URL, s.CDP_CONTROL_DB, before, {
+          table,
+          batchSize: BATCH_ROWS,
+          maxBatches: MAX_BATCHES,
+          // Leadership re-read before each DELETE, as before each lifecycle action.
+          beforeBatch: async () => !this.stopped && (await leader.confirm()),
+        });
+      const result = await prune('delivery_stats');
+      // The status counts appended with those rows age out with them.
+      const codes = result.stopped ? undefined : await prune('delivery_status_codes');
+      if (codes) m.statusCodesPruned.inc(codes.deleted);
       m.statsPruned.inc(result.deleted);
       m.statsOldestAge.set(result.oldestKept === null ? 0 : Math.max(0, (this.now() - result.oldestKept.getTime()) / 1_000));
       if (result.stopped) logger.warn({ deleted: result.deleted }, 'delivery-stats prune stopped: not (or no longer confirmed) leader');
