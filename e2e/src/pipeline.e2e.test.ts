@@ -6,11 +6,11 @@
 // the source's transformations applied and the destinations' subscriptions and filters obeyed.
 import crypto from 'node:crypto';
 import { Analytics } from '@segment/analytics-node';
-import { launchChromium, sleep, waitFor, type SinkLine } from '@cdp/testkit';
+import { launchChromium, metricValue, sleep, waitFor, type SinkLine } from '@cdp/testkit';
 import { startAnalyticsPage } from './testing/analytics-page';
 import { listKeys, readObjectLines } from '@cdp/archiver/src/reader';
 import type { Undelivered } from '@cdp/events';
-import { CHAIN_RETRY_WINDOW_MS, PIPELINE, SAMPLE_HMAC_SECRET, startChain, type Chain } from './testing/chain';
+import { CHAIN_ADMIN_TOKEN, CHAIN_RETRY_WINDOW_MS, PIPELINE, SAMPLE_HMAC_SECRET, startChain, type Chain } from './testing/chain';
 
 const SERVER_KEY = 'wk_server_sample_0001';
 const WEB_KEY = 'wk_web_sample_0001';
@@ -77,6 +77,14 @@ describe('the whole pipeline with real Segment SDKs (every service a process, th
     tapiUrl = chain.members.tapi!.url!;
   });
   afterAll(() => chain?.stop());
+
+  /** A Profile API route of identity's admin server for an external id (`type:value`) of the space `main`. */
+  async function profile(externalId: string, route: string): Promise<{ status: number; body: unknown }> {
+    const [type, ...value] = externalId.split(':');
+    const url = `${chain.members.identity!.adminUrl}/v1/spaces/main/collections/users/profiles/${type}:${encodeURIComponent(value.join(':'))}/${route}`;
+    const res = await fetch(url, { headers: { authorization: `Bearer ${CHAIN_ADMIN_TOKEN}` } });
+    return { status: res.status, body: await res.json() };
+  }
 
   it('@segment/analytics-node: every event answered 200 arrives once at the sample sink, transformed, filtered, signed, with the envelope fields', async () => {
     const run = crypto.randomBytes(3).toString('hex');
@@ -233,6 +241,24 @@ describe('the whole pipeline with real Segment SDKs (every service a process, th
         expect(Date.parse(body.receivedAt as string)).not.toBeNaN();
         expect(Date.parse(body.sentAt as string)).not.toBeNaN();
       }
+      // One profile: the anonymous page view and the identified events, both ids, the identify's traits.
+      const anonymousId = String(bodies[0].anonymousId);
+      const byUser = await profile(`user_id:${user}`, 'traits');
+      expect(byUser).toEqual({ status: 200, body: expect.objectContaining({ traits: { email: `${user}@example.com` } }) });
+      expect((await profile(`anonymous_id:${anonymousId}`, 'traits')).body).toMatchObject({
+        traits: (byUser.body as { traits: unknown }).traits,
+      });
+      const externalIds = (await profile(`user_id:${user}`, 'external_ids')).body as { data: Array<{ type: string; id: string }> };
+      expect(externalIds.data.map((e) => `${e.type}:${e.id}`).sort()).toEqual([
+        `anonymous_id:${anonymousId}`,
+        `email:${user}@example.com`, // the sample space's identifiers include email
+        `user_id:${user}`,
+      ]);
+      await waitFor(async () => {
+        const events = (await profile(`anonymous_id:${anonymousId}`, 'events')).body as { data?: Array<{ message_id: string }> };
+        return ids.every((id) => events.data?.some((e) => e.message_id === id));
+      }, 30_000);
+
       // Local assets only, and nothing thrown.
       expect(chromium.blocked).toEqual([]);
       expect(chromium.pageErrors).toEqual([]);
@@ -302,5 +328,82 @@ describe('the whole pipeline with real Segment SDKs (every service a process, th
     }
     // None of the outage user's events expired.
     expect([...archived.keys()].filter((id) => id.startsWith(outageUser))).toEqual([]);
+  });
+
+  it('a replay to a newly added destination delivers the archived history to it alone', async () => {
+    const run = crypto.randomBytes(3).toString('hex');
+    const from = new Date(Date.now() - 1_000).toISOString();
+    const history = Array.from({ length: 12 }, (_, i): Sent => ({
+      key: SERVER_KEY,
+      type: 'track',
+      messageId: `history-${run}-${i}`,
+      userId: `history-${run}-${i % 3}`,
+      event: 'Order Completed',
+      properties: { orderId: `h-${i}` },
+      timestamp: new Date(),
+    }));
+    await send(tapiUrl, history);
+    await settled(chain, history.length, 0, (id) => id.includes(run));
+    // Archived (raw) before the replay is created: its object list is fixed then.
+    await waitFor(
+      async () => {
+        const found = new Set<string>();
+        for (const key of await listKeys(chain.s3.client, chain.s3.bucket, '')) {
+          if (!key.includes('/raw/server/')) continue;
+          for (const line of await readObjectLines(chain.s3.client, chain.s3.bucket, key)) {
+            const id = (JSON.parse(line) as { messageId: string }).messageId;
+            if (id.includes(run)) found.add(id);
+          }
+        }
+        return found.size === history.length;
+      },
+      60_000,
+      500,
+    );
+    const to = new Date(Date.now() + 1_000).toISOString();
+
+    // A destination added afterwards, connected to the server source; every service reloads the file.
+    chain.updateWorkspace((text) =>
+      text
+        .replace(
+          /\nconnections:\n/,
+          `\n  - id: late\n    name: Added later\n    type: webhook\n    settings:\n      url: ${chain.sink.url}/late\n\nconnections:\n`,
+        )
+        .concat('  - { sourceId: server, destinationId: late }\n'),
+    );
+    const reloaded = async (name: 'transform' | 'director' | 'archiver') =>
+      metricValue(await chain.members[name]!.process.metrics(), 'cdp_workspace_reloads_total', { outcome: 'applied' }) >= 1;
+    await waitFor(async () => (await reloaded('transform')) && (await reloaded('director')) && (await reloaded('archiver')), 30_000, 250);
+
+    const archiver = chain.members.archiver!.adminUrl;
+    const headers = { authorization: `Bearer ${CHAIN_ADMIN_TOKEN}`, 'content-type': 'application/json' };
+    const created = await fetch(`${archiver}/v1/replays`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ sourceId: 'server', from, to, destinations: ['late'] }),
+    });
+    expect(created.status).toBe(201);
+    const { data: replay } = (await created.json()) as { data: { id: string } };
+    await waitFor(
+      async () => {
+        const res = await fetch(`${archiver}/v1/replays/${replay.id}`, { headers });
+        const { data } = (await res.json()) as { data: { state: string } };
+        if (data.state === 'failed' || data.state === 'cancelled') throw new Error(`replay ${replay.id}: ${data.state}`);
+        return data.state === 'finished';
+      },
+      60_000,
+      500,
+    );
+
+    // `late` gets the history once; `hook`, which had it, nothing more.
+    const lines = await settled(chain, history.length, 0, (id) => id.includes(run) && at('/late', chain.sinkLines()).has(id));
+    const late = at('/late', lines);
+    const hook = at('/hook', lines);
+    for (const e of history) {
+      expect(late.get(e.messageId)).toHaveLength(1);
+      expect(late.get(e.messageId)![0].body).toEqual(hook.get(e.messageId)![0].body);
+      expect(hook.get(e.messageId)).toHaveLength(1);
+    }
+    expect([...late.keys()].filter((id) => !id.includes(run))).toEqual([]);
   });
 });

@@ -178,6 +178,10 @@ export interface Chain {
   sinkFile: string;
   /** The lines of the sink's file so far. */
   sinkLines(): SinkLine[];
+  /** The workspace file every service of the chain reads (and reloads on change). */
+  workspaceFile: string;
+  /** Rewrites the workspace file (atomically: a rename) with `edit` applied to its text. */
+  updateWorkspace(edit: (text: string) => string): void;
   /** The archiver's bucket (the chain's own) and a client of the harness S3. */
   s3: { client: S3Client; bucket: string };
   /** SIGTERMs every service (waiting for each to exit), drops its databases and removes their directories. */
@@ -283,6 +287,12 @@ export async function startChain(services: ChainService[], options: ChainOptions
     sink,
     sinkFile,
     sinkLines: () => readSinkLines(sinkFile),
+    workspaceFile: ctx.workspaceFile,
+    updateWorkspace: (edit) => {
+      const next = `${ctx.workspaceFile}.next`;
+      fs.writeFileSync(next, edit(fs.readFileSync(ctx.workspaceFile, 'utf8')));
+      fs.renameSync(next, ctx.workspaceFile);
+    },
     s3: { client: s3, bucket: ctx.bucket },
     stop,
   };
