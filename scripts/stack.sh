@@ -85,6 +85,7 @@ fi
 export CDP_CONTROL_DB=${CDP_CONTROL_DB:-cdp_stack_control}
 manager_admin_port=${MANAGER_ADMIN_PORT:-8093}
 start_service jobdb-manager POD_NAME=local JOBDB_DATABASE_PREFIX="${JOBDB_DATABASE_PREFIX:-cdp_stack_jobdb_}" ADMIN_PORT="$manager_admin_port"
+echo "    Event Delivery page: http://127.0.0.1:$manager_admin_port/ (user name: \$ADMIN_TOKEN, empty password)"
 stack_env MANAGER_ADMIN_URL "http://127.0.0.1:$manager_admin_port"
 director_token=${DIRECTOR_RPC_TOKEN:-local-dev-only-director-token}
 start_service director PORT="${DIRECTOR_PORT:-8090}" POD_NAME=local DIRECTOR_RPC_TOKEN="$director_token"
