@@ -57,8 +57,26 @@ export const regulationSchema = z.object({
   userId: z.string().min(1),
   spaceId: z.string().min(1),
   requestedAt: z.iso.datetime({ offset: true }),
+  /** How many records (space and user pairs) the regulation published: a stage's part is done once it handled that many. */
+  subjects: z.number().int().positive().optional(),
 });
 export type Regulation = z.infer<typeof regulationSchema>;
+
+export const STAGE_STATUSES = ['RUNNING', 'FINISHED', 'FAILED'] as const;
+export type StageStatus = (typeof STAGE_STATUSES)[number];
+
+/** The value of the compacted cdp.regulation-status topic (key `regulationId:stage`): one stage's part of a regulation. */
+export const regulationStatusSchema = z.object({
+  regulationId: z.string().min(1),
+  stage: z.string().min(1),
+  status: z.enum(STAGE_STATUSES),
+  reportedAt: z.iso.datetime({ offset: true }),
+  /** Records handled and failed so far; why it failed. */
+  handled: z.number().int().nonnegative(),
+  failed: z.number().int().nonnegative(),
+  detail: z.string().optional(),
+});
+export type RegulationStatus = z.infer<typeof regulationStatusSchema>;
 
 /** True when events of this user must be dropped at the edge. */
 export function suppresses(type: RegulationType): boolean {

@@ -32,3 +32,8 @@ export function parseRegulationKey(key: string): { spaceId: string; userId: stri
   if (i <= 0) throw new Error(`not a spaceId:userId key: "${key.slice(0, 120)}"`);
   return { spaceId: key.slice(0, i), userId: key.slice(i + 1) };
 }
+
+/** `regulationId:stage` — the key of the compacted cdp.regulation-status topic. */
+export function regulationStatusKey(regulationId: string, stage: string): string {
+  return `${regulationId}:${stage}`;
+}

@@ -49,3 +49,4 @@ export {
   type TopicSpec,
 } from './topics';
 export { err, out, runCli, UsageError } from './cli';
+export { RegulationReporter, type RegulationReporterOptions } from './regulation-status';

@@ -1,7 +1,10 @@
+import { regulationStatusSchema, type RegulationStatus } from '@cdp/events';
 import {
   BatchingProducer,
   CommitAfterWorkConsumer,
+  CompactedTopicMap,
   createKafka,
+  RegulationReporter,
   kafkaConnection,
   requireTopics,
   topicNames,
@@ -11,9 +14,11 @@ import { startAdminServer, type RunningServer } from '@cdp/http';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
 import { WorkspaceStore } from '@cdp/workspace';
 import { identityEnv, type IdentityConfig } from './config';
+import { deleteUserData, IdentityRegulations } from './gdpr';
 import { GraphStore } from './graph';
 import { profileApiRoutes } from './profile-api';
 import { RecentEvents } from './recent';
+import { regulationsApiRoutes, RegulationStore } from './regulations';
 import { Resolver } from './resolver';
 import { decodeDeduped, IdentityStage } from './service';
 import { checkTables, dynamoClient, tableNames } from './tables';
@@ -30,7 +35,9 @@ export async function build(config: IdentityConfig, { logger, fatal }: ServiceDe
   const kafka = createKafka({ ...kafkaConnection(config), clientId: `identity-${process.pid}`, logger });
   const admin = kafka.admin();
   await admin.connect();
-  await requireTopics(admin, [topics.deduped, topics.identified, topics.dlq]).finally(() => admin.disconnect());
+  await requireTopics(admin, [topics.deduped, topics.identified, topics.dlq, topics.regulations, topics['regulation-status']]).finally(() =>
+    admin.disconnect(),
+  );
   const producer = new BatchingProducer(kafka, { logger });
   await producer.connect();
   const resolver = new Resolver(new GraphStore(dynamo, tables), {
@@ -41,7 +48,32 @@ export async function build(config: IdentityConfig, { logger, fatal }: ServiceDe
     size: config.IDENTITY_RECENT_EVENTS_PER_PROFILE,
     ttlMs: config.IDENTITY_RECENT_EVENTS_DAYS * 86_400_000,
   });
-  const stage = new IdentityStage({ resolver, producer, recent, outputTopic: topics.identified, workspace: () => workspace.current() });
+  const graph = new GraphStore(dynamo, tables);
+  const reporter = new RegulationReporter({ kafka, topic: topics['regulation-status'], stage: 'identity', logger });
+  await reporter.connect();
+  const regulations = new IdentityRegulations({
+    kafka,
+    topic: topics.regulations,
+    logger: logger.child({ component: 'regulations' }),
+    groupPrefix: `${config.IDENTITY_GROUP_ID}-regulations`,
+    reporter,
+    deleteUser: (spaceId, userId, before) => deleteUserData({ client: dynamo, tables, store: graph, recent }, spaceId, userId, before),
+  });
+  const statuses = new CompactedTopicMap<RegulationStatus>({
+    kafka,
+    topic: topics['regulation-status'],
+    logger: logger.child({ component: 'regulation-status' }),
+    groupPrefix: `${config.IDENTITY_GROUP_ID}-regulation-status`,
+    decode: (_key, value) => regulationStatusSchema.parse(JSON.parse(value.toString('utf8'))),
+  });
+  const stage = new IdentityStage({
+    resolver,
+    producer,
+    recent,
+    outputTopic: topics.identified,
+    workspace: () => workspace.current(),
+    suppressed: (message, spaceId) => regulations.suppressed(message, spaceId),
+  });
   const worker = new CommitAfterWorkConsumer({
     kafka,
     groupId: config.IDENTITY_GROUP_ID,
@@ -55,7 +87,6 @@ export async function build(config: IdentityConfig, { logger, fatal }: ServiceDe
     onFatal: fatal,
     ...workerSettings(config),
   });
-  const graph = new GraphStore(dynamo, tables);
   let adminServer: RunningServer | undefined;
   return {
     start: async () => {
@@ -64,20 +95,45 @@ export async function build(config: IdentityConfig, { logger, fatal }: ServiceDe
         port: config.ADMIN_PORT,
         token: config.ADMIN_TOKEN,
         logger,
-        routes: profileApiRoutes({
-          store: graph,
-          recent,
-          workspace: () => workspace.current(),
-          ratePerSecond: config.IDENTITY_PROFILE_API_RATE,
-        }),
+        routes: (app) => {
+          profileApiRoutes({ store: graph, recent, workspace: () => workspace.current(), ratePerSecond: config.IDENTITY_PROFILE_API_RATE })(
+            app,
+          );
+          regulationsApiRoutes({
+            store: new RegulationStore(dynamo, tables),
+            producer,
+            topic: topics.regulations,
+            workspace: () => workspace.current(),
+            stages: config.IDENTITY_REGULATION_STAGES,
+            status: (id, stage) => statuses.get(`${id}:${stage}`),
+          })(app);
+        },
       });
+      // No event is resolved before the regulations were read whole: a suppressed user's events never pass.
+      regulations.start();
+      statuses.start();
+      for (let waited = 0; !regulations.readiness().ok; waited += 100) {
+        if (waited > 120_000) throw new Error(`${topics.regulations} not read up to its end within 120 s`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
       await worker.start();
       return { input: topics.deduped, output: topics.identified, tables: Object.values(tables).join(','), adminPort: adminServer.port };
     },
-    readiness: [{ name: 'kafka-worker', check: async () => worker.readiness() }],
+    readiness: [
+      { name: 'kafka-worker', check: async () => worker.readiness() },
+      { name: 'regulations', check: async () => regulations.readiness() },
+      { name: 'regulation-status', check: async () => statuses.follower.readiness() },
+    ],
     shutdown: {
       stopInputs: { 'kafka-worker': () => worker.stop(), 'admin-server': async () => adminServer?.close() },
-      flushProducers: { 'kafka-producer': () => producer.disconnect() },
+      flushProducers: {
+        'kafka-producer': () => producer.disconnect(),
+        regulations: async () => {
+          await regulations.stop();
+          await statuses.stop();
+          await reporter.close();
+        },
+      },
       closeClients: { workspace: () => workspace.close(), dynamodb: async () => dynamo.destroy() },
     },
   };

@@ -20,6 +20,12 @@ export const identityEnv = z
     ...adminEnv,
     /** Profile API requests a second per space (Segment's default limit), with as much burst; 429 beyond. */
     IDENTITY_PROFILE_API_RATE: positiveInt(100),
+    /** Stages whose reports a regulation waits for (cdp.regulation-status), comma-separated. */
+    IDENTITY_REGULATION_STAGES: z
+      .string()
+      .regex(/^[a-z0-9_.-]+(,[a-z0-9_.-]+)*$/, 'comma-separated stage names')
+      .default('tapi,identity')
+      .transform((s) => s.split(',')),
     /** Consumer group of cdp.deduped. */
     IDENTITY_GROUP_ID: z.string().min(1).default('cdp-identity'),
     /** How long an id's profile and a profile record are served from memory before being read again. */

@@ -41,3 +41,17 @@ export const profileApiRequests = counter({
   help: 'Profile API requests by route (traits, external_ids, events, metadata, links, merges) and status',
   labelNames: ['route', 'status'] as const,
 });
+export const suppressedEvents = counter({
+  name: 'cdp_identity_suppressed_events_total',
+  help: 'Events of users suppressed by a regulation, dropped before resolution',
+});
+export const regulationsCreated = counter({
+  name: 'cdp_identity_regulations_created_total',
+  help: 'Regulations created through the Regulations API, by type',
+  labelNames: ['type'] as const,
+});
+export const regulationDeletions = counter({
+  name: 'cdp_identity_regulation_deletions_total',
+  help: 'Regulated users whose profiles, mappings and events were deleted, by outcome (done, failed)',
+  labelNames: ['outcome'] as const,
+});

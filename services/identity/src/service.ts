@@ -5,7 +5,7 @@ import type { BatchContext, BatchingProducer, Decoded, InboundMessage } from '@c
 import type { Workspace } from '@cdp/workspace';
 import type { Touch } from './graph';
 import { compileRules, type IdentityRules } from './ids';
-import { recentEventsStored, resolved } from './metrics';
+import { recentEventsStored, resolved, suppressedEvents } from './metrics';
 import { recentEventBody, type RecentEventBody, type RecentEvents, type RecentGroup } from './recent';
 import type { Resolver } from './resolver';
 
@@ -16,6 +16,8 @@ export interface IdentityStageDeps {
   recent?: RecentEvents;
   /** cdp.identified. */
   outputTopic: string;
+  /** True when the message's user is suppressed in the space by a regulation: the event is dropped. */
+  suppressed?: (message: { userId?: unknown }, spaceId: string) => boolean;
   workspace: () => Workspace;
 }
 
@@ -51,6 +53,10 @@ export class IdentityStage {
       const rules = source && this.rulesOf(workspace, source.spaceId);
       if (!source || !rules) {
         ctx.deadLetter(message, new Error(`source ${envelope.sourceId} is not in the workspace (or its space is not)`));
+        continue;
+      }
+      if (this.deps.suppressed?.(envelope.message, source.spaceId)) {
+        suppressedEvents.inc();
         continue;
       }
       const at = eventTime(envelope);

@@ -20,12 +20,15 @@ export interface TableNames {
   profiles: string;
   /** `<space>|<profileId>` + slot → one recent event of the profile (a ring of slots, expiring by TTL). */
   events: string;
+  /** regulationId → a regulation created through the Regulations API. */
+  regulations: string;
 }
 
 export const tableNames = (prefix: string): TableNames => ({
   ids: `${prefix}identity-ids`,
   profiles: `${prefix}identity-profiles`,
   events: `${prefix}identity-events`,
+  regulations: `${prefix}identity-regulations`,
 });
 
 /** Every table has a string hash key `pk` and on-demand capacity. */

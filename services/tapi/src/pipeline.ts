@@ -5,6 +5,7 @@ import {
   isKafkaAuthenticationError,
   kafkaConnection,
   MissingTopicsError,
+  RegulationReporter,
   requireTopics,
   topicNames,
   topicSettings,
@@ -126,12 +127,14 @@ export const isSuppressed = (suppression: SuppressionFollower, r: SpoolRecord) =
 /** The follower of cdp.regulations (not started), unless SUPPRESSION_ENABLED is false. */
 export function suppressionFollower(kafka: Kafka, config: PipelineConfig, logger: Logger): SuppressionFollower | undefined {
   if (!config.SUPPRESSION_ENABLED) return undefined;
-  return new SuppressionFollower(kafka, topicNames(config.CDP_TOPIC_PREFIX).regulations, logger.child({ component: 'suppression' }));
+  const topics = topicNames(config.CDP_TOPIC_PREFIX);
+  const reporter = new RegulationReporter({ kafka, topic: topics['regulation-status'], stage: 'tapi', logger });
+  return new SuppressionFollower(kafka, topics.regulations, logger.child({ component: 'suppression' }), reporter);
 }
 
 /** The topics tapi uses: cdp.ingest, and cdp.regulations when it follows suppressions. */
 function tapiTopicRoles(config: PipelineConfig): TopicRole[] {
-  return config.SUPPRESSION_ENABLED ? ['ingest', 'regulations'] : ['ingest'];
+  return config.SUPPRESSION_ENABLED ? ['ingest', 'regulations', 'regulation-status'] : ['ingest'];
 }
 
 /**

@@ -1,4 +1,4 @@
-import { CompactedTopicFollower, type Kafka } from '@cdp/kafka';
+import { CompactedTopicFollower, type Kafka, type RegulationReporter } from '@cdp/kafka';
 import { parseRegulationKey, regulationSchema, suppresses } from '@cdp/events';
 import type { Logger } from '@cdp/log';
 import { suppressedUsers, suppressionBytes } from './metrics';
@@ -189,16 +189,26 @@ export class SuppressionFollower {
   readonly set = new SuppressionSet();
   private readonly follower: CompactedTopicFollower;
 
-  constructor(kafka: Kafka, topic: string, logger: Logger) {
+  /** `reporter`: tapi's part of each regulation (cdp.regulation-status) is done once its record is applied. */
+  constructor(
+    kafka: Kafka,
+    topic: string,
+    logger: Logger,
+    private readonly reporter?: RegulationReporter,
+  ) {
     this.follower = new CompactedTopicFollower({
       kafka,
       topic,
       logger,
       groupPrefix: 'cdp-tapi-regulations',
-      apply: (record) => (this.set.applyRecord(record.key, record.value) === 'invalid' ? 'invalid' : undefined),
+      apply: (record) => {
+        if (this.set.applyRecord(record.key, record.value) === 'invalid') return 'invalid';
+        if (reporter && record.value) reporter.handled(regulationSchema.parse(JSON.parse(record.value.toString('utf8'))));
+      },
       afterBatch: () => {
         suppressedUsers.set(this.set.size);
         suppressionBytes.set(this.set.bytes);
+        void reporter?.flush();
       },
       onCaughtUp: () => logger.info({ suppressedUsers: this.set.size, bytes: this.set.bytes }, 'suppression set rebuilt'),
     });
@@ -212,7 +222,8 @@ export class SuppressionFollower {
     this.follower.start();
   }
 
-  stop(): Promise<void> {
-    return this.follower.stop();
+  async stop(): Promise<void> {
+    await this.follower.stop();
+    await this.reporter?.close();
   }
 }

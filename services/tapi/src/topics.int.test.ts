@@ -14,7 +14,10 @@ it('refuses to start when one of its topics is missing, naming it', async () => 
   const prefix = testTopicPrefix('tapi-missing');
   const admin = env.kafka.admin();
   await admin.connect();
-  await admin.createTopics({ topics: [{ topic: `${prefix}regulations`, numPartitions: 1, replicationFactor: 1 }], waitForLeaders: true });
+  await admin.createTopics({
+    topics: ['regulations', 'regulation-status'].map((role) => ({ topic: `${prefix}${role}`, numPartitions: 1, replicationFactor: 1 })),
+    waitForLeaders: true,
+  });
   await admin.disconnect();
   const { OPS_PORT: _opsPort, LOG_LEVEL: _logLevel, ...base } = env.baseEnv;
   const proc = await startServiceProcess(
