@@ -14,10 +14,9 @@ it('refuses to start when one of its topics is missing, naming it', async () => 
   const prefix = testTopicPrefix('tapi-missing');
   const admin = env.kafka.admin();
   await admin.connect();
-  await admin.createTopics({
-    topics: ['regulations', 'regulation-status'].map((role) => ({ topic: `${prefix}${role}`, numPartitions: 1, replicationFactor: 1 })),
-    waitForLeaders: true,
-  });
+  // One at a time: kafkajs's waitForLeaders on several new topics can fail on the one not hosted yet.
+  for (const role of ['regulations', 'regulation-status'])
+    await admin.createTopics({ topics: [{ topic: `${prefix}${role}`, numPartitions: 1, replicationFactor: 1 }], waitForLeaders: true });
   await admin.disconnect();
   const { OPS_PORT: _opsPort, LOG_LEVEL: _logLevel, ...base } = env.baseEnv;
   const proc = await startServiceProcess(
