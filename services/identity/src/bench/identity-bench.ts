@@ -5,9 +5,12 @@
 import { GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import type { Envelope, SegmentMessage } from '@cdp/events';
 import type { BatchContext, Decoded } from '@cdp/kafka';
+import { startAdminServer } from '@cdp/http';
+import { createLogger } from '@cdp/log';
 import { percentile, startInfra, stopInfra } from '@cdp/testkit';
 import { parseWorkspace } from '@cdp/workspace';
 import { GraphStore } from '../graph';
+import { profileApiRoutes } from '../profile-api';
 import { RecentEvents } from '../recent';
 import { Resolver } from '../resolver';
 import { IdentityStage } from '../service';
@@ -65,12 +68,14 @@ async function main(): Promise<void> {
       }),
       { format: 'json' },
     );
-    const resolver = new Resolver(new GraphStore(client, tables), { cacheTtlMs: 5_000, cacheEntries: 100_000 });
+    const store = new GraphStore(client, tables);
+    const resolver = new Resolver(store, { cacheTtlMs: 5_000, cacheEntries: 100_000 });
+    const recent = new RecentEvents(client, tables, { size: 1_000, ttlMs: 14 * 86_400_000 });
     let published = 0;
     const benchStart = Date.now();
     const stage = new IdentityStage({
       resolver,
-      recent: new RecentEvents(client, tables, { size: 1_000, ttlMs: 14 * 86_400_000 }),
+      recent,
       producer: { send: async (_t, m) => void (published += m.length) },
       outputTopic: 'sink',
       workspace: () => workspace,
@@ -113,6 +118,55 @@ async function main(): Promise<void> {
       await stage.handle(chunk, ctx);
       return chunk.length;
     });
+    // Profile API /traits on the admin server (loopback), alone, then next to the known-user event stream.
+    const token = 'bench-identity-admin-token-0123456789';
+    const admin = await startAdminServer({
+      service: 'identity',
+      port: 0,
+      host: '127.0.0.1',
+      token,
+      logger: createLogger({ name: 'identity-bench', level: 'warn' }),
+      routes: profileApiRoutes({ store, recent, workspace: () => workspace, ratePerSecond: 1_000_000 }),
+    });
+    const traitsLoad = async (stopAt: () => boolean): Promise<{ p99Ms: number; perSecond: number }> => {
+      const latencies: number[] = [];
+      const t0 = Date.now();
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, async () => {
+          while (!stopAt()) {
+            const start = performance.now();
+            const res = await fetch(`${admin.url}/v1/spaces/main/collections/users/profiles/user_id:u${pick()}/traits`, {
+              headers: { Authorization: `Bearer ${token}` },
+            });
+            if (res.status !== 200) throw new Error(`/traits answered ${res.status}`);
+            await res.arrayBuffer();
+            latencies.push(performance.now() - start);
+          }
+        }),
+      );
+      return {
+        p99Ms: Number(percentile(latencies, 0.99).toFixed(2)),
+        perSecond: Math.round(latencies.length / ((Date.now() - t0) / 1000)),
+      };
+    };
+    const aloneUntil = Date.now() + PHASE_MS;
+    const traitsAlone = await traitsLoad(() => Date.now() >= aloneUntil);
+    process.stderr.write(`Profile API /traits alone: ${traitsAlone.perSecond}/s, p99 ${traitsAlone.p99Ms} ms\n`);
+    let streaming = true;
+    const [withApi, traitsUnderLoad] = await Promise.all([
+      timed('known-user mix next to /traits load (events)', async () => {
+        const chunk = Array.from({ length: CHUNK }, (_, k) => {
+          const u = pick();
+          if (k % 20 === 0) return item({ type: 'identify', userId: `u${u}`, traits: { plan: `p${seq}` } });
+          return item(k % 2 ? { userId: `u${u}` } : { anonymousId: `a${u}` });
+        });
+        await stage.handle(chunk, ctx);
+        return chunk.length;
+      }).finally(() => (streaming = false)),
+      traitsLoad(() => !streaming),
+    ]);
+    process.stderr.write(`Profile API /traits next to the event stream: ${traitsUnderLoad.perSecond}/s, p99 ${traitsUnderLoad.p99Ms} ms\n`);
+    await admin.close();
     // New users: an anonymous visit then its identify, every one new.
     const fresh = await timed('new-user mix (events)', async (w, i) => {
       const chunk: Decoded<Envelope>[] = [];
@@ -139,6 +193,10 @@ async function main(): Promise<void> {
         new_user_events_per_s: fresh.rate,
         new_user_baseline_put_per_s: put.rate,
         new_user_ratio: Number((fresh.rate / put.rate).toFixed(2)),
+        traits_p99_ms: traitsUnderLoad.p99Ms,
+        traits_p99_alone_ms: traitsAlone.p99Ms,
+        traits_per_s: traitsUnderLoad.perSecond,
+        events_per_s_next_to_traits: withApi.rate,
       })}\n`,
     );
   } finally {
