@@ -1,6 +1,7 @@
 // pnpm bench:director — deliveries/s from one director to a local HTTP sink with every
 // transition persisted, next to the same run's raw undici request rate and raw MariaDB
-// insert rate; the quiet customer's p99 next to a 50x noisy one over alone; the adoption and
+// insert rate, through a webhook and then through an action destination (Segment's
+// Webhook (actions)); the quiet customer's p99 next to a 50x noisy one over alone; the adoption and
 // rebuild of a JobDB of 1,000,000 open jobs with the director process's peak RSS. Bounded (a
 // few minutes; each phase has a time limit), 127.0.0.1 only; cleans up its databases.
 import { fork } from 'node:child_process';
@@ -13,6 +14,8 @@ import { JobDb, dropJobDb, migrateControlDatabase, provisionJobDb, type NewJob }
 import { createLogger } from '@cdp/log';
 import { registry } from '@cdp/metrics';
 import { cpuSeconds, mysqlUrl, peakRssBytes, percentile, rssBytes, testDatabaseName } from '@cdp/testkit';
+import { actionDestinationIssues } from '@cdp/actions';
+import { parseWorkspace } from '@cdp/workspace';
 import { Director } from '../service';
 import {
   FairnessRig,
@@ -21,7 +24,7 @@ import {
   quietCustomerReport,
   quietCustomerSamples,
 } from '../testing/fairness';
-import { MemoryPublisher, TestEnv, testSettings, testWorkspace } from '../testing/harness';
+import { MemoryPublisher, TestEnv, testSettings } from '../testing/harness';
 import { fillOpenJobs } from '../testing/open-jobs';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 40_000);
@@ -196,19 +199,40 @@ async function millionRebuild(
   }
 }
 
-async function main(): Promise<void> {
+interface DeliveryRun {
+  rate: number;
+  deliverSeconds: number;
+  takeSeconds: number;
+  rebuildSeconds: number;
+  cpuPercent: number;
+  transitions: number;
+  succeeded: number;
+  meanAttemptMs: number;
+  writeTxns: number;
+  meanWriteMs: number;
+  meanRowsPerTxn: number;
+}
+
+/**
+ * JOBS jobs preloaded in a fresh JobDB under a throwaway lease (as a previous holder would have
+ * left them), then a director in this process takes it and delivers them with every transition
+ * persisted, through `destination` (id `hook`, jobs of `subscriptionId`).
+ */
+async function deliveryRun(
+  consulUrl: string,
+  label: string,
+  destination: object,
+  subscriptionId: string,
+  sinkUrl: string,
+): Promise<DeliveryRun> {
   const url = mysqlUrl();
-  const sink = fork(path.join(__dirname, 'sink-process.js'), [], { stdio: 'inherit' });
-  const port = await new Promise<number>((resolve) => sink.once('message', (m: { port: number }) => resolve(m.port)));
-  const sinkUrl = `http://127.0.0.1:${port}/hook`;
-  const consulServer = await startConsulDevServer({ minTtlMs: 1_000, ttlMultiplier: 1 });
-  const consul = createConsulClient(consulServer.url);
-  const prefix = `bench${Date.now().toString(36)}/`;
+  const consul = createConsulClient(consulUrl);
+  const prefix = `bench${label}${Date.now().toString(36)}/`;
   const keys = new ConsulKeys(prefix);
-  const jobDbId = `bench${Date.now().toString(36)}`;
-  const database = testDatabaseName('bench_jobdb');
+  const jobDbId = `bench${label}${Date.now().toString(36)}`;
+  const database = testDatabaseName(`bench_${label}`);
   const settings = testSettings(prefix, {
-    POD_NAME: 'bench',
+    POD_NAME: `bench-${label}`,
     DIRECTOR_MAX_IN_FLIGHT: CONCURRENCY,
     DIRECTOR_CONNECTIONS_PER_ORIGIN: CONCURRENCY,
     DIRECTOR_SESSION_TTL_MS: 10_000,
@@ -216,16 +240,9 @@ async function main(): Promise<void> {
   });
   let director: Director | undefined;
   try {
-    console.log(`director bench: ${JOBS} jobs, concurrency ${CONCURRENCY}, sink ${sinkUrl}`);
-    const http = await rawHttpRate(sinkUrl);
-    console.log(`baseline raw undici POST rate: ${Math.round(http.rate)} req/s (p99 ${http.p99.toFixed(1)} ms)`);
-    const insertRate = await rawInsertRate(url);
-    console.log(`baseline raw MariaDB insert: ${Math.round(insertRate)} rows/s (1,000-row multi-row INSERTs, one txn each)`);
-
     await provisionJobDb({ url, consul, keys, id: jobDbId, database });
     // What jobdb-manager does before any director starts.
     await migrateControlDatabase(url, settings.CDP_CONTROL_DB);
-    // Preload the jobs under a throwaway lease, as a previous holder would have left them.
     const db = new JobDb({ url, database });
     const lease = await db.takeLease({ fencingToken: 0, lockIndex: 0, holder: 'preload', sessionId: 'preload' });
     const now = Date.now();
@@ -234,7 +251,7 @@ async function main(): Promise<void> {
         sourceId: `src${(i + k) % 10}`,
         messageId: `m${i + k}`,
         destinationId: 'hook',
-        subscriptionId: 'default',
+        subscriptionId,
         payload: PAYLOAD,
         headers: {},
         receivedAt: new Date(now),
@@ -244,7 +261,15 @@ async function main(): Promise<void> {
     }
     await db.close();
 
-    const ws = testWorkspace([{ id: 'hook', url: sinkUrl, maxConcurrency: CONCURRENCY, timeoutMs: 10_000 }], ['src0']);
+    const ws = parseWorkspace(
+      JSON.stringify({
+        spaces: [{ id: 'main', name: 'Main' }],
+        sources: [{ id: 'src0', name: 'src0', spaceId: 'main', writeKeys: ['wk_src0'] }],
+        destinations: [{ id: 'hook', name: 'hook', ...destination, limits: { maxConcurrency: CONCURRENCY } }],
+        connections: [{ sourceId: 'src0', destinationId: 'hook' }],
+      }),
+      { format: 'json', file: 'bench.json', check: actionDestinationIssues },
+    );
     director = new Director(settings, {
       consul,
       publisher: new MemoryPublisher(),
@@ -252,6 +277,9 @@ async function main(): Promise<void> {
       logger: createLogger({ name: 'director-bench', level: 'warn' }),
       host: '127.0.0.1',
     });
+    const attempts0 = histogramSum('cdp_director_attempt_duration_seconds');
+    const writes0 = histogramSum('cdp_director_jobdb_transition_write_duration_seconds');
+    const batches0 = histogramSum('cdp_director_jobdb_transition_batch_rows');
     const cpu0 = cpuSeconds(process.pid);
     const t0 = performance.now();
     await director.start();
@@ -265,46 +293,111 @@ async function main(): Promise<void> {
       if (held && takenAt === 0) takenAt = performance.now();
       if (held && !held.rebuilding && rebuiltAt === 0) rebuiltAt = performance.now();
       if (rebuiltAt > 0 && director.engine.openJobs(jobDbId) === 0) break;
-      if (performance.now() - t0 > 180_000) throw new Error('bench did not finish within 3 minutes');
+      if (performance.now() - t0 > 300_000) throw new Error(`${label}: bench did not finish within 5 minutes`);
     }
     const t1 = performance.now();
     const cpu = cpuSeconds(process.pid) - cpu0;
     const deliverSeconds = (t1 - takenAt) / 1000;
-    const rate = JOBS / deliverSeconds;
     const check = await mysql.createConnection({ uri: url, database });
     const [[row]] = await check.query<mysql.RowDataPacket[]>(
       "SELECT SUM(to_state = 'succeeded') AS ok, COUNT(*) AS n FROM job_state_transitions",
     );
     await check.end();
-    const attempts = histogramSum('cdp_director_attempt_duration_seconds');
-    const writes = histogramSum('cdp_director_jobdb_transition_write_duration_seconds');
-    const batches = histogramSum('cdp_director_jobdb_transition_batch_rows');
-    console.log(
-      `rebuild of ${JOBS} open jobs after taking the lock: ${((rebuiltAt - takenAt) / 1000).toFixed(2)} s (start to taken ${((takenAt - t0) / 1000).toFixed(2)} s)`,
-    );
-    console.log(
-      `director: ${JOBS} deliveries in ${deliverSeconds.toFixed(2)} s = ${Math.round(rate)} deliveries/s; ${row.n} transitions persisted (${row.ok} succeeded)`,
-    );
-    console.log(`  ratio to raw HTTP rate: ${(rate / http.rate).toFixed(2)}`);
-    console.log(
-      `  where the time goes: director process CPU ${((cpu / ((t1 - t0) / 1000)) * 100).toFixed(0)} % of one core; ` +
-        `mean attempt ${((attempts.sum / Math.max(1, attempts.count)) * 1000).toFixed(1)} ms; ` +
-        `${writes.count} transition txns, mean ${((writes.sum / Math.max(1, writes.count)) * 1000).toFixed(1)} ms, ` +
-        `mean ${(batches.sum / Math.max(1, batches.count)).toFixed(0)} rows each`,
-    );
+    const delta = (now: { sum: number; count: number }, before: { sum: number; count: number }) => ({
+      sum: now.sum - before.sum,
+      count: now.count - before.count,
+    });
+    const attempts = delta(histogramSum('cdp_director_attempt_duration_seconds'), attempts0);
+    const writes = delta(histogramSum('cdp_director_jobdb_transition_write_duration_seconds'), writes0);
+    const batches = delta(histogramSum('cdp_director_jobdb_transition_batch_rows'), batches0);
+    const run: DeliveryRun = {
+      rate: JOBS / deliverSeconds,
+      deliverSeconds,
+      takeSeconds: (takenAt - t0) / 1000,
+      rebuildSeconds: (rebuiltAt - takenAt) / 1000,
+      cpuPercent: (cpu / ((t1 - t0) / 1000)) * 100,
+      transitions: Number(row.n),
+      succeeded: Number(row.ok),
+      meanAttemptMs: (attempts.sum / Math.max(1, attempts.count)) * 1000,
+      writeTxns: writes.count,
+      meanWriteMs: (writes.sum / Math.max(1, writes.count)) * 1000,
+      meanRowsPerTxn: batches.sum / Math.max(1, batches.count),
+    };
+    if (run.succeeded !== JOBS) throw new Error(`${label}: ${run.succeeded} of ${JOBS} jobs succeeded (sink ${sinkUrl})`);
     await director.stop();
     director = undefined;
+    return run;
+  } finally {
+    await director?.stop().catch(() => undefined);
+    await dropJobDb({ url, consul, keys, id: jobDbId, database }).catch(() => undefined);
+    const conn = await mysql.createConnection({ uri: url });
+    await conn.query(`DROP DATABASE IF EXISTS \`${settings.CDP_CONTROL_DB}\``);
+    await conn.end();
+    await consul.close();
+  }
+}
+
+function report(label: string, run: DeliveryRun, rawRate: number): void {
+  console.log(
+    `${label}: rebuild of ${JOBS} open jobs after taking the lock ${run.rebuildSeconds.toFixed(2)} s (start to taken ${run.takeSeconds.toFixed(2)} s); ` +
+      `${JOBS} deliveries in ${run.deliverSeconds.toFixed(2)} s = ${Math.round(run.rate)} deliveries/s; ${run.transitions} transitions persisted (${run.succeeded} succeeded)`,
+  );
+  console.log(`  ratio to raw HTTP rate: ${(run.rate / rawRate).toFixed(2)}`);
+  console.log(
+    `  where the time goes: bench process CPU ${run.cpuPercent.toFixed(0)} % of one core; mean attempt ${run.meanAttemptMs.toFixed(1)} ms; ` +
+      `${run.writeTxns} transition txns, mean ${run.meanWriteMs.toFixed(1)} ms, mean ${run.meanRowsPerTxn.toFixed(0)} rows each`,
+  );
+}
+
+async function main(): Promise<void> {
+  const url = mysqlUrl();
+  const sink = fork(path.join(__dirname, 'sink-process.js'), [], { stdio: 'inherit' });
+  const port = await new Promise<number>((resolve) => sink.once('message', (m: { port: number }) => resolve(m.port)));
+  const sinkUrl = `http://127.0.0.1:${port}/hook`;
+  const consulServer = await startConsulDevServer({ minTtlMs: 1_000, ttlMultiplier: 1 });
+  try {
+    console.log(`director bench: ${JOBS} jobs, concurrency ${CONCURRENCY}, sink ${sinkUrl}`);
+    const http = await rawHttpRate(sinkUrl);
+    console.log(`baseline raw undici POST rate: ${Math.round(http.rate)} req/s (p99 ${http.p99.toFixed(1)} ms)`);
+    const insertRate = await rawInsertRate(url);
+    console.log(`baseline raw MariaDB insert: ${Math.round(insertRate)} rows/s (1,000-row multi-row INSERTs, one txn each)`);
+
+    const webhook = await deliveryRun(
+      consulServer.url,
+      'webhook',
+      { type: 'webhook', settings: { url: sinkUrl, timeoutMs: 10_000 } },
+      'default',
+      sinkUrl,
+    );
+    report('webhook', webhook, http.rate);
+    // The same jobs through Segment's Webhook (actions) definition: the event mapped (`data`:
+    // the whole event), validated and sent by the library's request client, one call per job.
+    const action = await deliveryRun(
+      consulServer.url,
+      'action',
+      {
+        type: 'actions-webhook',
+        settings: {},
+        subscriptions: [{ id: 'send', name: 'send', action: 'send', subscribe: 'all', mapping: { url: sinkUrl, data: { '@path': '$.' } } }],
+      },
+      'send',
+      sinkUrl,
+    );
+    report('action destination (actions-webhook send)', action, http.rate);
+    console.log(`  action / webhook, same run: ${(action.rate / webhook.rate).toFixed(2)}`);
     const fairness = await noisyCustomer(consulServer.url);
     const rebuild = await millionRebuild(consulServer.url);
     console.log(
       JSON.stringify({
         bench: 'director',
-        value: Math.round(rate),
+        value: Math.round(webhook.rate),
         unit: 'deliveries/s',
         baseline: Math.round(http.rate),
-        ratio: Number((rate / http.rate).toFixed(2)),
+        ratio: Number((webhook.rate / http.rate).toFixed(2)),
         baseline_p99_ms: Number(http.p99.toFixed(1)),
         mysql_insert_rows_per_s: Math.round(insertRate),
+        action_destination_deliveries_per_s: Math.round(action.rate),
+        action_destination_ratio_to_webhook: Number((action.rate / webhook.rate).toFixed(2)),
         quiet_customer_p99_ms: { alone: fairness.alone, next_to_50x: fairness.noisy, twin_same_rounds: fairness.twin },
         quiet_customer_p99_ratio: Number((fairness.noisy / fairness.alone).toFixed(2)),
         quiet_customer_p99_ratio_to_twin: Number((fairness.noisy / fairness.twin).toFixed(2)),
@@ -316,12 +409,6 @@ async function main(): Promise<void> {
       }),
     );
   } finally {
-    await director?.stop().catch(() => undefined);
-    await dropJobDb({ url, consul, keys, id: jobDbId, database }).catch(() => undefined);
-    const conn = await mysql.createConnection({ uri: url });
-    await conn.query(`DROP DATABASE IF EXISTS \`${settings.CDP_CONTROL_DB}\``);
-    await conn.end();
-    await consul.close();
     await consulServer.close();
     sink.send('stop');
   }
