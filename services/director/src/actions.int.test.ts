@@ -4,6 +4,7 @@
 // the TLS name still the partner's), never the internet; each request is checked field by field.
 import crypto from 'node:crypto';
 import { actionDestinationIssues } from '@cdp/actions';
+import { createLogger } from '@cdp/log';
 import { HttpSink, makeTestCertificates, type SinkAnswer, type SinkRequest, type TestCertificates } from '@cdp/testkit';
 import { parseWorkspace, type Workspace } from '@cdp/workspace';
 import { historyOf, MemoryPublisher, postJobs, TestEnv, testSettings, useDirectorSuite, waitFor } from './testing/harness';
@@ -15,6 +16,7 @@ let sink: HttpSink;
 let partners: HttpSink;
 let certs: TestCertificates;
 let director: Director;
+let stopped = false;
 let database: string;
 
 const secrets = {
@@ -37,6 +39,8 @@ function answer(req: SinkRequest): SinkAnswer {
 }
 
 let tokensIssued = 0;
+/** Everything the director logged, at debug level. */
+const logLines: string[] = [];
 
 function workspaceJson(sinkUrl: string): string {
   const dest = (id: string, type: string, settings: object, subscriptions: object[]) => ({ id, name: id, type, settings, subscriptions });
@@ -167,13 +171,18 @@ beforeAll(async () => {
     DIRECTOR_ACTIONS_CA_FILE: certs.caFile,
     DIRECTOR_ACTIONS_CONNECT_TO: `127.0.0.1:${new URL(partners.url).port}`,
   });
-  director = env.director(settings, { workspace: () => ws, publisher: new MemoryPublisher() });
+  const logger = createLogger({
+    name: 'director-actions-test',
+    level: 'debug',
+    destination: { write: (line: string) => void logLines.push(line) },
+  });
+  director = env.director(settings, { workspace: () => ws, publisher: new MemoryPublisher(), logger });
   await director.start();
   await waitFor(() => director.isReady);
 });
 
 afterAll(async () => {
-  await director?.stop();
+  if (!stopped) await director?.stop();
   await partners?.close();
   certs?.remove();
 });
@@ -343,5 +352,14 @@ describe('action destinations in the director', () => {
     expect(rows.get(m400)!.states).toEqual(['executing', 'discarded']);
     expect(rows.get(m400)!.rows[1].http_status).toBe(400);
     expect(String(rows.get(m400)!.rows[1].response_excerpt)).toContain(`bad field ${name}`);
+  });
+
+  it('no secret, nor an access token obtained by refresh, in any log line', async () => {
+    // Every test above ran on this director; a stop logs its drain and release too.
+    stopped = true;
+    await director.stop();
+    expect(logLines.length).toBeGreaterThan(0);
+    const text = logLines.join('');
+    for (const value of [...Object.values(secrets), 'hs-access-1', 'hs-access-2']) expect(text).not.toContain(value);
   });
 });
