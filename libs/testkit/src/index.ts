@@ -25,6 +25,7 @@ export { startServiceProcess, waitServiceExit, waitServiceReady, type ServicePro
 export { percentile } from './stats';
 export { waitFor } from './wait-for';
 export { metricSamples, metricValue } from './metrics-text';
+export { logLines, type LogLine } from './log-lines';
 export { HttpSink, type HttpSinkOptions, type SinkAnswer, type SinkHandler, type SinkRequest } from './http-sink';
 export { readSinkLines, sinkLine, startSampleSink, type SinkLine } from './sample-sink';
 export {

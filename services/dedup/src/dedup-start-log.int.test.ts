@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { requireEnv, startServiceProcess, testTopicPrefix, waitServiceReady } from '@cdp/testkit';
+import { logLines, requireEnv, startServiceProcess, testTopicPrefix, waitServiceReady } from '@cdp/testkit';
 
 jest.setTimeout(90_000);
 
@@ -28,12 +28,7 @@ it('dedup started on fresh topics logs no error or fatal line', async () => {
   try {
     await waitServiceReady(proc);
     expect(await proc.stop()).toBe(0);
-    const lines = proc
-      .output()
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as { level: string; msg: string });
-    expect(lines.filter((l) => l.level === 'error' || l.level === 'fatal')).toEqual([]);
+    expect(logLines(proc.output()).filter((l) => l.level === 'error' || l.level === 'fatal')).toEqual([]);
   } finally {
     await proc.stop('SIGKILL');
     fs.rmSync(dataDir, { recursive: true, force: true });

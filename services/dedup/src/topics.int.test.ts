@@ -1,21 +1,26 @@
 // dedup only verifies its topics at start (cdp-topics creates them): a missing one stops it.
-import { createKafka } from '@cdp/kafka';
-import { requireEnv, startServiceProcess, testTopicPrefix, waitServiceExit } from '@cdp/testkit';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createKafka, type TopicRole } from '@cdp/kafka';
+import { createTestTopics } from '@cdp/kafka/testing';
+import { logLines, requireEnv, startServiceProcess, testTopicPrefix, waitServiceExit } from '@cdp/testkit';
 import { logger } from './testing/dedup-harness';
 
-it('refuses to start when one of its topics is missing, naming it', async () => {
-  const prefix = testTopicPrefix('dedup-missing');
-  const admin = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'dedup-topics-test', logger }).admin();
-  await admin.connect();
-  await admin.createTopics({
-    topics: [`${prefix}ingest`, `${prefix}dlq`].map((topic) => ({ topic, numPartitions: 1, replicationFactor: 1 })),
-    waitForLeaders: true,
-  });
-  await admin.disconnect();
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dedup-missing-'));
+/**
+ * Creates `roles` (with config additions) under a fresh prefix, runs dedup on them with `env`
+ * until it exits (30 s at most); its exit code and what it printed.
+ */
+async function runDedupOn(
+  label: string,
+  roles: TopicRole[],
+  configs: Partial<Record<TopicRole, Record<string, string>>>,
+  env: Record<string, string>,
+): Promise<{ prefix: string; code: number | null | 'still running'; output: string }> {
+  const prefix = testTopicPrefix(label);
+  const kafka = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'dedup-topics-test', logger });
+  await createTestTopics(kafka, prefix, { roles, configs });
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `${label}-`));
   try {
     const proc = await startServiceProcess(
       'dedup',
@@ -24,53 +29,30 @@ it('refuses to start when one of its topics is missing, naming it', async () => 
         CDP_TOPIC_PREFIX: prefix,
         DEDUP_GROUP_ID: `${prefix}dedup`,
         DEDUP_DATA_DIR: dataDir,
-        KAFKA_ENSURE_TOPICS: 'false',
+        ...env,
       },
       { captureOutput: true },
     );
-    expect(await waitServiceExit(proc, 30_000)).toBe(1);
-    const fatal =
-      proc
-        .output()
-        .split('\n')
-        .find((line) => line.includes('dedup failed to start')) ?? proc.output();
-    expect(fatal).toContain(`missing Kafka topics: ${prefix}deduped (create them with cdp-topics create)`);
+    return { prefix, code: await waitServiceExit(proc, 30_000), output: proc.output() };
   } finally {
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
+}
+
+it('refuses to start when one of its topics is missing, naming it', async () => {
+  const run = await runDedupOn('dedup-missing', ['ingest', 'dlq'], {}, { KAFKA_ENSURE_TOPICS: 'false' });
+  expect(run.code).toBe(1);
+  const fatal = logLines(run.output).find((line) => line.msg === 'dedup failed to start');
+  expect(fatal?.err?.message ?? run.output).toBe(`missing Kafka topics: ${run.prefix}deduped (create them with cdp-topics create)`);
 });
 
 it('refuses to start when cdp.deduped is kept for less than the dedup window, naming it', async () => {
-  const prefix = testTopicPrefix('dedup-short');
-  const admin = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'dedup-topics-test', logger }).admin();
-  await admin.connect();
-  const retention = (topic: string) => (topic.endsWith('deduped') ? [{ name: 'retention.ms', value: '3600000' }] : []);
-  await admin.createTopics({
-    topics: [`${prefix}ingest`, `${prefix}deduped`, `${prefix}dlq`].map((topic) => ({
-      topic,
-      numPartitions: 1,
-      replicationFactor: 1,
-      configEntries: retention(topic),
-    })),
-    waitForLeaders: true,
-  });
-  await admin.disconnect();
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dedup-short-'));
-  try {
-    const proc = await startServiceProcess(
-      'dedup',
-      {
-        KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
-        CDP_TOPIC_PREFIX: prefix,
-        DEDUP_GROUP_ID: `${prefix}dedup`,
-        DEDUP_DATA_DIR: dataDir,
-        DEDUP_WINDOW_MS: '7200000',
-      },
-      { captureOutput: true },
-    );
-    expect(await waitServiceExit(proc, 30_000)).toBe(1);
-    expect(proc.output()).toContain(`${prefix}deduped has retention.ms=3600000, shorter than DEDUP_WINDOW_MS=7200000`);
-  } finally {
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  }
+  const run = await runDedupOn(
+    'dedup-short',
+    ['ingest', 'deduped', 'dlq'],
+    { deduped: { 'retention.ms': '3600000' } },
+    { DEDUP_WINDOW_MS: '7200000' },
+  );
+  expect(run.code).toBe(1);
+  expect(run.output).toContain(`${run.prefix}deduped has retention.ms=3600000, shorter than DEDUP_WINDOW_MS=7200000`);
 });

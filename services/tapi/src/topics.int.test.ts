@@ -1,5 +1,5 @@
 // tapi only verifies its topics at start (cdp-topics creates them): a missing one stops it.
-import { startServiceProcess, testTopicPrefix, waitServiceExit } from '@cdp/testkit';
+import { logLines, startServiceProcess, testTopicPrefix, waitServiceExit } from '@cdp/testkit';
 import { createTapiTestEnv, type TapiTestEnv } from './testing/harness';
 
 let env: TapiTestEnv;
@@ -25,10 +25,6 @@ it('refuses to start when one of its topics is missing, naming it', async () => 
     { captureOutput: true },
   );
   expect(await waitServiceExit(proc, 30_000)).toBe(1);
-  const fatal =
-    proc
-      .output()
-      .split('\n')
-      .find((line) => line.includes('tapi failed to start')) ?? proc.output();
-  expect(fatal).toContain(`missing Kafka topics: ${prefix}ingest (create them with cdp-topics create)`);
+  const fatal = logLines(proc.output()).find((line) => line.msg === 'tapi failed to start');
+  expect(fatal?.err?.message ?? proc.output()).toBe(`missing Kafka topics: ${prefix}ingest (create them with cdp-topics create)`);
 });
