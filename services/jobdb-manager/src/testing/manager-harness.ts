@@ -146,3 +146,8 @@ export function managedDirectorSettings(
     DIRECTOR_LOCK_DELAY_MS: 1_000,
   });
 }
+
+/** Timeout of a test running `loadSeconds` of load: the load, then up to 150 s of delivering, adopting and dropping (120 s at least). */
+export function loadTestTimeoutMs(loadSeconds: number): number {
+  return Math.max(120_000, (loadSeconds + 150) * 1_000);
+}
