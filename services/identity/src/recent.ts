@@ -156,48 +156,59 @@ export class RecentEvents {
     return requests.length;
   }
 
+  /** Every item of a profile's partition that passes the filter, with the attributes projected. */
+  private async queryAll(
+    pk: string,
+    projection: string,
+    names: Record<string, string>,
+    filter?: { expression: string; values: Record<string, AttributeValue> },
+  ): Promise<Record<string, AttributeValue>[]> {
+    const items: Record<string, AttributeValue>[] = [];
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await this.timed('events_query', () =>
+        this.client.send(
+          new QueryCommand({
+            TableName: this.tables.events,
+            KeyConditionExpression: '#pk = :pk',
+            FilterExpression: filter?.expression,
+            ProjectionExpression: projection,
+            ExpressionAttributeNames: { '#pk': KEY, ...names },
+            ExpressionAttributeValues: { ':pk': S(pk), ...filter?.values },
+            ExclusiveStartKey: start,
+          }),
+        ),
+      );
+      items.push(...(page.Items ?? []));
+      start = page.LastEvaluatedKey;
+    } while (start);
+    return items;
+  }
+
   /** Every unexpired event of the profiles (summaries only), duplicates of a message id (re-reads after a crash) once. */
   async summaries(spaceId: string, profileIds: string[], now = Date.now()): Promise<RecentEventSummary[]> {
     const seen = new Set<string>();
     const out: RecentEventSummary[] = [];
     for (const profileId of profileIds) {
-      let start: Record<string, AttributeValue> | undefined;
-      do {
-        const page = await this.timed('events_query', () =>
-          this.client.send(
-            new QueryCommand({
-              TableName: this.tables.events,
-              KeyConditionExpression: '#pk = :pk',
-              FilterExpression: '#ttl > :now',
-              ProjectionExpression: '#slot, #at, messageId, #type, #name',
-              ExpressionAttributeNames: {
-                '#pk': KEY,
-                '#ttl': TTL_ATTRIBUTE,
-                '#slot': SORT_KEY,
-                '#at': 'at',
-                '#type': 'type',
-                '#name': 'name',
-              },
-              ExpressionAttributeValues: { ':pk': S(profileKey(spaceId, profileId)), ':now': N(Math.floor(now / 1000)) },
-              ExclusiveStartKey: start,
-            }),
-          ),
-        );
-        for (const item of page.Items ?? []) {
-          const messageId = item.messageId?.S ?? '';
-          if (seen.has(messageId)) continue;
-          seen.add(messageId);
-          out.push({
-            profileId,
-            slot: Number(item[SORT_KEY].N),
-            at: Number(item.at?.N ?? 0),
-            messageId,
-            type: item.type?.S ?? '',
-            name: item.name?.S ?? '',
-          });
-        }
-        start = page.LastEvaluatedKey;
-      } while (start);
+      const items = await this.queryAll(
+        profileKey(spaceId, profileId),
+        '#slot, #at, messageId, #type, #name',
+        { '#ttl': TTL_ATTRIBUTE, '#slot': SORT_KEY, '#at': 'at', '#type': 'type', '#name': 'name' },
+        { expression: '#ttl > :now', values: { ':now': N(Math.floor(now / 1000)) } },
+      );
+      for (const item of items) {
+        const messageId = item.messageId?.S ?? '';
+        if (seen.has(messageId)) continue;
+        seen.add(messageId);
+        out.push({
+          profileId,
+          slot: Number(item[SORT_KEY].N),
+          at: Number(item.at?.N ?? 0),
+          messageId,
+          type: item.type?.S ?? '',
+          name: item.name?.S ?? '',
+        });
+      }
     }
     return out;
   }
@@ -230,25 +241,8 @@ export class RecentEvents {
 
   /** Deletes every event of a profile (a regulation's deletion); returns how many. */
   async deleteProfile(spaceId: string, profileId: string): Promise<number> {
-    const slots: number[] = [];
-    let start: Record<string, AttributeValue> | undefined;
-    do {
-      const page = await this.timed('events_query', () =>
-        this.client.send(
-          new QueryCommand({
-            TableName: this.tables.events,
-            KeyConditionExpression: '#pk = :pk',
-            ProjectionExpression: '#slot',
-            ExpressionAttributeNames: { '#pk': KEY, '#slot': SORT_KEY },
-            ExpressionAttributeValues: { ':pk': S(profileKey(spaceId, profileId)) },
-            ExclusiveStartKey: start,
-          }),
-        ),
-      );
-      for (const item of page.Items ?? []) slots.push(Number(item[SORT_KEY].N));
-      start = page.LastEvaluatedKey;
-    } while (start);
     const pk = S(profileKey(spaceId, profileId));
+    const slots = (await this.queryAll(pk.S!, '#slot', { '#slot': SORT_KEY })).map((item) => Number(item[SORT_KEY].N));
     await this.writeAll(
       slots.map((slot) => ({ DeleteRequest: { Key: { [KEY]: pk, [SORT_KEY]: N(slot) } } })),
       'events_delete',

@@ -109,7 +109,7 @@ async function main(): Promise<void> {
       );
     }
     const pick = () => Math.floor(Math.random() * KNOWN_USERS);
-    const known = await timed('known-user mix (events)', async () => {
+    const knownChunk = async (): Promise<number> => {
       const chunk = Array.from({ length: CHUNK }, (_, k) => {
         const u = pick();
         if (k % 20 === 0) return item({ type: 'identify', userId: `u${u}`, traits: { plan: `p${seq}` } });
@@ -117,7 +117,8 @@ async function main(): Promise<void> {
       });
       await stage.handle(chunk, ctx);
       return chunk.length;
-    });
+    };
+    const known = await timed('known-user mix (events)', knownChunk);
     // Profile API /traits on the admin server (loopback), alone, then next to the known-user event stream.
     const token = 'bench-identity-admin-token-0123456789';
     const admin = await startAdminServer({
@@ -154,15 +155,7 @@ async function main(): Promise<void> {
     process.stderr.write(`Profile API /traits alone: ${traitsAlone.perSecond}/s, p99 ${traitsAlone.p99Ms} ms\n`);
     let streaming = true;
     const [withApi, traitsUnderLoad] = await Promise.all([
-      timed('known-user mix next to /traits load (events)', async () => {
-        const chunk = Array.from({ length: CHUNK }, (_, k) => {
-          const u = pick();
-          if (k % 20 === 0) return item({ type: 'identify', userId: `u${u}`, traits: { plan: `p${seq}` } });
-          return item(k % 2 ? { userId: `u${u}` } : { anonymousId: `a${u}` });
-        });
-        await stage.handle(chunk, ctx);
-        return chunk.length;
-      }).finally(() => (streaming = false)),
+      timed('known-user mix next to /traits load (events)', knownChunk).finally(() => (streaming = false)),
       traitsLoad(() => !streaming),
     ]);
     process.stderr.write(`Profile API /traits next to the event stream: ${traitsUnderLoad.perSecond}/s, p99 ${traitsUnderLoad.p99Ms} ms\n`);
