@@ -324,6 +324,15 @@ describe('transform chart', () => {
       name: 'DIRECTOR_RPC_TOKEN',
       valueFrom: { secretKeyRef: { name: 'cdp-director-rpc', key: 'token' } },
     });
+    // The admin API: its port on the Service, its token from a Secret.
+    expect(c.env.find((e) => e.name === 'ADMIN_TOKEN')).toEqual({
+      name: 'ADMIN_TOKEN',
+      valueFrom: { secretKeyRef: { name: 'cdp-admin', key: 'token' } },
+    });
+    const service = parse(await helm('template', dir)).find((m) => m.kind === 'Service') as unknown as {
+      spec: { ports: { name: string; port: number }[] };
+    };
+    expect(service.spec.ports.find((p) => p.name === 'admin')?.port).toBe(8081);
   });
 
   it('refuses an HPA allowed more pods than cdp.identified has partitions', async () => {

@@ -11,7 +11,9 @@ import {
   topicSpecs,
 } from '@cdp/kafka';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
+import { startAdminServer, type RunningServer } from '@cdp/http';
 import { WorkspaceStore } from '@cdp/workspace';
+import { adminRoutes } from './admin';
 import { transformEnv, type TransformConfig } from './config';
 import { decode, FanOut } from './fan-out';
 import { ViolationSamples } from './violations';
@@ -22,13 +24,13 @@ export async function build(config: TransformConfig, { logger, fatal }: ServiceD
   const kafka = createKafka({ ...kafkaConnection(config), clientId: `transform-${process.pid}`, logger });
   const specs = topicSpecs(topicSettings(config));
   // cdp-topics creates the topics; transform verifies its own, failing the start naming a missing one.
-  const admin = kafka.admin();
-  await admin.connect();
+  const kafkaAdmin = kafka.admin();
+  await kafkaAdmin.connect();
   await (
     config.KAFKA_ENSURE_TOPICS
-      ? ensureTopics(admin, [specs.identified, specs.regulations, specs.dlq])
-      : requireTopics(admin, [specs.identified.name, specs.regulations.name, specs.dlq.name])
-  ).finally(() => admin.disconnect());
+      ? ensureTopics(kafkaAdmin, [specs.identified, specs.regulations, specs.dlq])
+      : requireTopics(kafkaAdmin, [specs.identified.name, specs.regulations.name, specs.dlq.name])
+  ).finally(() => kafkaAdmin.disconnect());
   const rpc = await createDirectorRpcClient(config, logger);
   // GDPR: suppress and delete regulations (cdp.regulations, compacted, keyed spaceId:userId).
   const regulations = new CompactedTopicMap<Regulation>({
@@ -39,13 +41,9 @@ export async function build(config: TransformConfig, { logger, fatal }: ServiceD
     decode: (_key, value) => regulationSchema.parse(JSON.parse(value.toString('utf8'))),
   });
   const samples = new ViolationSamples();
-  const fanOut = new FanOut(
-    rpc,
-    () => workspace.current(),
-    logger,
-    { regulation: (spaceId, userId) => regulations.get(regulationKey(spaceId, userId)) },
-    samples,
-  );
+  const regulation = (spaceId: string, userId: string) => regulations.get(regulationKey(spaceId, userId));
+  const fanOut = new FanOut(rpc, () => workspace.current(), logger, { regulation }, samples);
+  let admin: RunningServer | undefined;
   const worker = new CommitAfterWorkConsumer<Envelope>({
     kafka,
     groupId: config.TRANSFORM_GROUP_ID,
@@ -65,11 +63,18 @@ export async function build(config: TransformConfig, { logger, fatal }: ServiceD
   });
   return {
     start: async () => {
+      admin = await startAdminServer({
+        service: 'transform',
+        port: config.ADMIN_PORT,
+        token: config.ADMIN_TOKEN,
+        logger,
+        routes: adminRoutes({ workspace: () => workspace.current(), samples, regulation }),
+      });
       regulations.start();
       // No event is routed before the regulations were read: a suppressed user's would be delivered.
       while (!regulations.caughtUp) await new Promise((r) => setTimeout(r, 100));
       await worker.start();
-      return { input: specs.identified.name, workspace: workspace.current().version };
+      return { input: specs.identified.name, workspace: workspace.current().version, adminPort: admin.port };
     },
     readiness: [
       { name: 'regulations', check: async () => regulations.follower.readiness() },
@@ -78,7 +83,7 @@ export async function build(config: TransformConfig, { logger, fatal }: ServiceD
     ],
     shutdown: {
       // kafkajs finishes the chunk in flight (its jobs get their results) and commits.
-      stopInputs: { 'kafka-worker': () => worker.stop() },
+      stopInputs: { 'kafka-worker': () => worker.stop(), 'admin-server': async () => admin?.close(1_000) },
       closeClients: { 'director-rpc': () => rpc.close(), regulations: () => regulations.stop(), workspace: async () => workspace.close() },
     },
   };

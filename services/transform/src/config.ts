@@ -1,4 +1,5 @@
 import {
+  adminEnv,
   baseEnv,
   checkDirectorRpcClientEnv,
   checkKafkaEnv,
@@ -14,6 +15,7 @@ import {
 export const transformEnv = z
   .object({
     ...baseEnv,
+    ...adminEnv,
     ...kafkaEnv,
     ...kafkaWorkerEnv,
     ...ensureTopicsEnv,

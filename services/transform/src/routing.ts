@@ -2,7 +2,7 @@ import { regulationFor, type Envelope, type Regulation } from '@cdp/events';
 import type { Destination, Filters, Subscription, Workspace } from '@cdp/workspace';
 import { applyFilterRules, evaluateFql } from './filters';
 import { checkPlan, type PlanBlockReason, type Violation } from './plan';
-import { applyTransformations, type CodeRunner } from './transformations';
+import { applyTransformations, type CodeRunner, type TransformationOutcome } from './transformations';
 
 /**
  * Which (destination, subscription) pairs an event goes to (DESIGN.md "Routing", "Replay"):
@@ -112,6 +112,29 @@ export function passesFilters(filters: Filters | undefined, message: Record<stri
   return true;
 }
 
+/** One step of routing as the dry-run shows it. */
+export interface TraceStep {
+  step:
+    | 'regulation'
+    | 'tracking_plan'
+    | 'source_transformations'
+    | 'replay'
+    | 'integrations'
+    | 'connection_transformations'
+    | 'filters'
+    | 'filter_rules'
+    | 'subscription';
+  destinationId?: string;
+  subscriptionId?: string;
+  /** `passed` (went on), `skipped` / `dropped` (went no further), or a step's own word (`job`). */
+  outcome: 'passed' | 'skipped' | 'dropped' | 'job';
+  reason?: string;
+  detail?: string;
+  violations?: Violation[];
+  /** The message after this step, when the step changed it. */
+  message?: Record<string, unknown>;
+}
+
 export interface RouteOptions {
   /** Draws unkeyed samples (tests fix it). */
   random?: () => number;
@@ -119,6 +142,8 @@ export interface RouteOptions {
   regulation?: (spaceId: string, userId: string) => Regulation | undefined;
   /** Runs `code` transformations (issue 25); they pass unchanged, counted, without one. */
   runCode?: CodeRunner;
+  /** Collects every step's result (the admin API's dry-run); nothing is recorded without it. */
+  trace?: TraceStep[];
 }
 
 /**
@@ -128,8 +153,15 @@ export interface RouteOptions {
  */
 export function route(envelope: Envelope, workspace: Workspace, options: RouteOptions = {}): Routing {
   const routing: Routing = { routes: [], skipped: [], transformationsNotRun: 0 };
+  const trace = options.trace;
   const source = workspace.source(envelope.sourceId);
-  if (options.regulation && source && regulationFor(envelope.message, source.spaceId, options.regulation)) {
+  const regulation = options.regulation && source ? regulationFor(envelope.message, source.spaceId, options.regulation) : undefined;
+  trace?.push(
+    regulation
+      ? { step: 'regulation', outcome: 'dropped', reason: 'regulated', detail: `${regulation.type} (${regulation.regulationId})` }
+      : { step: 'regulation', outcome: 'passed' },
+  );
+  if (regulation) {
     routing.dropped = { reason: 'regulated' };
     return routing;
   }
@@ -137,6 +169,16 @@ export function route(envelope: Envelope, workspace: Workspace, options: RouteOp
   if (source?.trackingPlan) {
     const checked = checkPlan(source.trackingPlan, message);
     routing.plan = { id: source.trackingPlan.id ?? source.id, event: checked.event, violations: checked.violations };
+    trace?.push(
+      checked.kind === 'block'
+        ? { step: 'tracking_plan', outcome: 'dropped', reason: checked.reason, violations: checked.violations }
+        : {
+            step: 'tracking_plan',
+            outcome: 'passed',
+            violations: checked.violations,
+            ...(checked.message !== message ? { message: checked.message } : {}),
+          },
+    );
     if (checked.kind === 'block') {
       routing.dropped = { reason: checked.reason };
       return routing;
@@ -144,6 +186,7 @@ export function route(envelope: Envelope, workspace: Workspace, options: RouteOp
     message = checked.message;
   }
   const transformed = applyTransformations(source?.transformations ?? [], message, options.runCode);
+  trace?.push(traceTransformations('source_transformations', transformed, message));
   if (transformed.kind === 'drop') {
     routing.dropped = { reason: transformed.reason, ...(transformed.detail ? { detail: transformed.detail } : {}) };
     return routing;
@@ -152,38 +195,52 @@ export function route(envelope: Envelope, workspace: Workspace, options: RouteOp
   message = transformed.message;
   const replayTo = envelope.replay ? new Set(envelope.replay.destinations) : undefined;
   for (const destination of workspace.destinationsForSource(envelope.sourceId)) {
-    const skip = (reason: SkipReason, detail?: string) =>
-      routing.skipped.push({ destinationId: destination.id, reason, ...(detail ? { detail } : {}) });
-    if (replayTo && !replayTo.has(destination.id)) {
-      skip('replay');
+    const destinationId = destination.id;
+    const skip = (step: TraceStep['step'], reason: SkipReason, detail?: string) => {
+      routing.skipped.push({ destinationId, reason, ...(detail ? { detail } : {}) });
+      trace?.push({ step, destinationId, outcome: 'skipped', reason, ...(detail ? { detail } : {}) });
+    };
+    const passed = (step: TraceStep['step'], changed?: Record<string, unknown>) =>
+      trace?.push({ step, destinationId, outcome: 'passed', ...(changed ? { message: changed } : {}) });
+    if (replayTo && !replayTo.has(destinationId)) {
+      skip('replay', 'replay');
       continue;
     }
+    if (replayTo) passed('replay');
     if (!integrationEnabled(message.integrations, integrationNames(destination))) {
-      skip('integrations');
+      skip('integrations', 'integrations');
       continue;
     }
-    const connection = workspace.connection(envelope.sourceId, destination.id);
+    passed('integrations');
+    const connection = workspace.connection(envelope.sourceId, destinationId);
     // The pair's own transformations, on a copy for this destination only.
     const own = applyTransformations(connection?.transformations ?? [], message, options.runCode);
     if (own.kind === 'drop') {
-      skip(own.reason, own.detail);
+      skip('connection_transformations', own.reason, own.detail);
       continue;
     }
+    if (trace && connection && connection.transformations.length > 0)
+      trace.push({ ...traceTransformations('connection_transformations', own, message), destinationId });
     routing.transformationsNotRun += own.notRun;
     const forDestination = own.message;
     if (!passesFilters(destination.filters, forDestination) || !passesFilters(connection?.filters, forDestination)) {
-      skip('filter');
+      skip('filters', 'filter');
       continue;
     }
+    passed('filters');
     // Segment's filters apply before mappings: the destination's rules, then the connection's.
     const filtered = applyFilterRules([...destination.filters.rules, ...(connection?.filters.rules ?? [])], forDestination, options.random);
     if (filtered.kind === 'drop') {
-      skip(filtered.reason, filtered.detail);
+      skip('filter_rules', filtered.reason, filtered.detail);
       continue;
     }
+    passed('filter_rules', filtered.message !== forDestination ? filtered.message : undefined);
     for (const subscription of destination.subscriptions) {
-      const skipSubscription = (reason: SkipReason, detail?: string) =>
-        routing.skipped.push({ destinationId: destination.id, subscriptionId: subscription.id, reason, ...(detail ? { detail } : {}) });
+      const subscriptionId = subscription.id;
+      const skipSubscription = (reason: SkipReason, detail?: string) => {
+        routing.skipped.push({ destinationId, subscriptionId, reason, ...(detail ? { detail } : {}) });
+        trace?.push({ step: 'subscription', destinationId, subscriptionId, outcome: 'skipped', reason, ...(detail ? { detail } : {}) });
+      };
       if (!subscription.enabled) {
         skipSubscription('subscription_disabled');
         continue;
@@ -191,8 +248,26 @@ export function route(envelope: Envelope, workspace: Workspace, options: RouteOp
       const matched = evaluateFql(subscription.subscribe, filtered.message);
       if (matched instanceof Error) skipSubscription('subscription_condition_error', matched.message);
       else if (!matched) skipSubscription('subscription_condition');
-      else routing.routes.push({ destination, subscription, message: filtered.message });
+      else {
+        routing.routes.push({ destination, subscription, message: filtered.message });
+        trace?.push({ step: 'subscription', destinationId, subscriptionId, outcome: 'job' });
+      }
     }
   }
   return routing;
+}
+
+function traceTransformations(
+  step: 'source_transformations' | 'connection_transformations',
+  outcome: TransformationOutcome,
+  before: Record<string, unknown>,
+): TraceStep {
+  if (outcome.kind === 'drop')
+    return { step, outcome: 'dropped', reason: outcome.reason, ...(outcome.detail ? { detail: outcome.detail } : {}) };
+  return {
+    step,
+    outcome: 'passed',
+    ...(outcome.notRun > 0 ? { detail: `${outcome.notRun} code transformation(s) not run` } : {}),
+    ...(outcome.message !== before ? { message: outcome.message } : {}),
+  };
 }

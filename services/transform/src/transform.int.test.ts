@@ -10,6 +10,7 @@ import { createKafka, type Kafka, type TopicNames } from '@cdp/kafka';
 import { createTestTopics, readTopic } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
 import {
+  freePort,
   metricValue,
   requireEnv,
   startServiceProcess,
@@ -34,6 +35,9 @@ let director: DirectorMain;
 let directorUrl: string;
 let transform: ServiceProcess;
 let directors = 0;
+/** transform's admin API: the same port across its restarts. */
+let adminPort: number;
+const ADMIN_TOKEN = 'transform-int-admin-token';
 
 /** Two webhooks to the sink: `hook` (one implicit subscription) and `multi` (two subscriptions). */
 function writeWorkspace(sinkUrl: string): string {
@@ -150,6 +154,8 @@ async function startTransform(): Promise<ServiceProcess> {
     KAFKA_SESSION_TIMEOUT_MS: '10000',
     KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
     TRANSFORM_GROUP_ID: `${prefix}transform`,
+    ADMIN_PORT: String(adminPort),
+    ADMIN_TOKEN,
   });
   await waitServiceReady(proc, 60_000);
   return proc;
@@ -160,6 +166,7 @@ const readyz = async () => (await fetch(`http://127.0.0.1:${transform.opsPort}/r
 
 beforeAll(async () => {
   prefix = testTopicPrefix('transform');
+  adminPort = await freePort();
   kafka = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'transform-int', logger });
   topics = await createTestTopics(kafka, prefix, { partitions: PARTITIONS, roles: ['identified', 'regulations', 'undelivered', 'dlq'] });
   producer = kafka.producer();
