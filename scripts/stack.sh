@@ -87,6 +87,7 @@ manager_admin_port=${MANAGER_ADMIN_PORT:-8093}
 start_service jobdb-manager POD_NAME=local JOBDB_DATABASE_PREFIX="${JOBDB_DATABASE_PREFIX:-cdp_stack_jobdb_}" ADMIN_PORT="$manager_admin_port"
 echo "    Event Delivery page: http://127.0.0.1:$manager_admin_port/ (user name: \$ADMIN_TOKEN, empty password)"
 stack_env MANAGER_ADMIN_URL "http://127.0.0.1:$manager_admin_port"
+echo "    Event Delivery page: http://127.0.0.1:$manager_admin_port/ (user name \$ADMIN_TOKEN, no password)"
 director_token=${DIRECTOR_RPC_TOKEN:-local-dev-only-director-token}
 start_service director PORT="${DIRECTOR_PORT:-8090}" POD_NAME=local DIRECTOR_RPC_TOKEN="$director_token"
 echo "    director RPC: http://127.0.0.1:${DIRECTOR_PORT:-8090}/v1/jobs (Authorization: Bearer \$DIRECTOR_RPC_TOKEN)"
@@ -101,7 +102,9 @@ stack_env TRANSFORM_ADMIN_URL "http://127.0.0.1:$transform_admin_port"
 archiver_admin_port=${ARCHIVER_ADMIN_PORT:-8095}
 start_service archiver S3_FORCE_PATH_STYLE=true ARCHIVER_FLUSH_AGE_MS="${ARCHIVER_FLUSH_AGE_MS:-60000}" ADMIN_PORT="$archiver_admin_port"
 stack_env ARCHIVER_ADMIN_URL "http://127.0.0.1:$archiver_admin_port"
+echo "    replays: http://127.0.0.1:$archiver_admin_port/v1/replays (cdp-replay; Bearer \$ADMIN_TOKEN)"
 echo "the stack is up (dependencies in .infra/env, endpoints in .stack/env); press Ctrl-C to stop"
+echo "try: curl -u wk_server_sample_0001: -H 'content-type: application/json' -d '{\"userId\":\"u1\",\"event\":\"Tried It\"}' http://127.0.0.1:${TAPI_PORT:-8080}/v1/track; sleep 3; tail -n 1 .stack/sink.jsonl"
 # A signal runs the traps above; otherwise one of the stack's processes ended (a service that
 # failed to start says why in its log): name it, and stop the rest.
 status=0

@@ -9,7 +9,7 @@ import { Analytics } from '@segment/analytics-node';
 import { launchChromium, metricValue, sleep, waitFor, type SinkLine } from '@cdp/testkit';
 import { startAnalyticsPage } from './testing/analytics-page';
 import { listKeys, readObjectLines } from '@cdp/archiver/src/reader';
-import type { Undelivered } from '@cdp/events';
+import { regulationKey, type Regulation, type Undelivered } from '@cdp/events';
 import { CHAIN_ADMIN_TOKEN, CHAIN_RETRY_WINDOW_MS, PIPELINE, SAMPLE_HMAC_SECRET, startChain, type Chain } from './testing/chain';
 
 const SERVER_KEY = 'wk_server_sample_0001';
@@ -405,5 +405,50 @@ describe('the whole pipeline with real Segment SDKs (every service a process, th
       expect(hook.get(e.messageId)).toHaveLength(1);
     }
     expect([...late.keys()].filter((id) => !id.includes(run))).toEqual([]);
+  });
+
+  it("a suppressed user's events never arrive; the other events of the same batches do", async () => {
+    const run = crypto.randomBytes(3).toString('hex');
+    const suppressed = `suppressed-${run}`;
+    const kept = `kept-${run}`;
+    // A SUPPRESS_ONLY regulation on cdp.regulations, the compacted topic tapi follows.
+    const producer = chain.kafka.producer();
+    await producer.connect();
+    const regulation: Regulation = {
+      regulationId: `reg-${run}`,
+      type: 'SUPPRESS_ONLY',
+      userId: suppressed,
+      spaceId: 'main',
+      requestedAt: new Date().toISOString(),
+    };
+    await producer.send({
+      topic: chain.topics.regulations,
+      messages: [{ key: regulationKey('main', suppressed), value: JSON.stringify(regulation) }],
+    });
+    await producer.disconnect();
+    await waitFor(async () => metricValue(await chain.members.tapi!.process.metrics(), 'cdp_tapi_suppressed_users') >= 1, 30_000, 250);
+
+    const events = Array.from({ length: 8 }, (_, i): Sent => ({
+      key: i % 4 === 0 ? WEB_KEY : SERVER_KEY,
+      type: 'track',
+      messageId: `${i % 2 === 0 ? suppressed : kept}-${i}`,
+      userId: i % 2 === 0 ? suppressed : kept,
+      event: 'Product Viewed',
+      properties: { i },
+      timestamp: new Date(),
+    }));
+    await send(
+      tapiUrl,
+      events.filter((e) => e.key === SERVER_KEY),
+    );
+    await send(
+      tapiUrl,
+      events.filter((e) => e.key === WEB_KEY),
+    );
+    const keptIds = events.filter((e) => e.userId === kept).map((e) => e.messageId);
+    const lines = await settled(chain, keptIds.length, 0, (id) => id.includes(run));
+    const arrived = lines.map((l) => (l.body as { messageId?: string }).messageId ?? '').filter((id) => id.includes(run));
+    expect([...new Set(arrived)].sort()).toEqual(expect.arrayContaining(keptIds));
+    expect(arrived.filter((id) => id.startsWith(suppressed))).toEqual([]);
   });
 });
