@@ -44,6 +44,17 @@ describe('jobdb-manager admin API and Event Delivery page', () => {
     return body.data as Json;
   }
 
+  /** Posts a batch, sent again while the director answers 503 (it is switching JobDBs: rotation every 3 s); the last status. */
+  async function post(jobs: unknown[]): Promise<number> {
+    let status = 0;
+    for (let i = 0; i < 100; i++) {
+      status = (await postJobs(director.url!, jobs)).status;
+      if (status !== 503) return status;
+      await sleep(100);
+    }
+    return status;
+  }
+
   const destination = (id: string) => get(`/v1/delivery/destinations/${id}?minutes=30`);
 
   beforeAll(async () => {
@@ -70,7 +81,15 @@ describe('jobdb-manager admin API and Event Delivery page', () => {
     suite.sink.route('/gone', () => ({ status: 500, body: 'down for maintenance' }));
     const ws = testWorkspace(['ok', 'flaky', 'bad', 'gone', 'other'].map((id) => ({ id, url: `${suite.sink.url}/${id}` })));
     director = suite.env.director(
-      testSettings(prefix, { POD_NAME: 'adm-d1', CDP_CONTROL_DB: settings.CDP_CONTROL_DB, DIRECTOR_STATS_INTERVAL_MS: 300 }),
+      testSettings(prefix, {
+        POD_NAME: 'adm-d1',
+        CDP_CONTROL_DB: settings.CDP_CONTROL_DB,
+        DIRECTOR_STATS_INTERVAL_MS: 300,
+        // A session that outlives a loaded machine's pauses: with the tests' 1 s TTL, a director
+        // that lost its locks has attempts whose results it may not write (the sink saw a 503
+        // that no transition and no count records), and the exact figures below would not hold.
+        DIRECTOR_SESSION_TTL_MS: 10_000,
+      }),
       { workspace: () => ws },
     );
     await director.start();
@@ -85,14 +104,14 @@ describe('jobdb-manager admin API and Event Delivery page', () => {
   });
 
   it('counts a scripted scenario per destination: delivered, retrying, discarded and expired with their status codes', async () => {
-    const expiresAt = new Date(Date.now() + 1_500).toISOString();
+    const expiresAt = new Date(Date.now() + 3_000).toISOString();
     const batches = [
       testJobs(20, 'ok-', { destinationId: 'ok' }),
       testJobs(10, 'flaky-', { destinationId: 'flaky' }),
       testJobs(6, 'bad-', { destinationId: 'bad' }),
       testJobs(3, 'gone-', { destinationId: 'gone', extra: { expiresAt } }),
     ];
-    for (const jobs of batches) expect((await postJobs(director.url!, jobs)).status).toBe(200);
+    for (const jobs of batches) expect(await post(jobs)).toBe(200);
 
     await waitFor(async () => (await destination('gone')).lastHour.expired === 3, 20_000, 250);
     await waitFor(async () => (await destination('flaky')).lastHour.delivered === 10, 20_000, 250);
@@ -120,7 +139,8 @@ describe('jobdb-manager admin API and Event Delivery page', () => {
     const gone = await destination('gone');
     const goneAttempts = suite.sink.count('/gone');
     expect(gone.lastHour).toMatchObject({ delivered: 0, retrying: goneAttempts, discarded: 0, expired: 3 });
-    expect(gone.lastHour.statusCodes).toEqual([{ outcome: 'retried', status: 500, count: goneAttempts }]);
+    // (On a loaded machine the jobs may expire before any attempt: then there is no code.)
+    expect(gone.lastHour.statusCodes).toEqual(goneAttempts === 0 ? [] : [{ outcome: 'retried', status: 500, count: goneAttempts }]);
 
     // The latest failures keep the status and the response's start.
     const failures = (await get('/v1/delivery/destinations/bad/failures?limit=3')) as Json;
@@ -151,11 +171,16 @@ describe('jobdb-manager admin API and Event Delivery page', () => {
   it('lists JobDBs with state, holder, size and age; refuses callers without the token', async () => {
     const { jobdbs } = await get('/v1/jobdbs');
     expect(jobdbs.length).toBeGreaterThanOrEqual(2);
-    const held = jobdbs.find((j: Json) => j.holder !== null);
-    expect(held).toMatchObject({ state: 'active', holder: { name: 'director:adm-d1' } });
-    expect(held.bytes).toBeGreaterThan(0);
-    expect(held.leases).toBeGreaterThanOrEqual(1);
-    expect(typeof held.ageSeconds).toBe('number');
+    // Rotation every 3 s: the director holds its active JobDB and may still hold a draining one.
+    const held = jobdbs.filter((j: Json) => j.holder !== null);
+    expect(held.length).toBeGreaterThanOrEqual(1);
+    for (const j of held) {
+      expect(['active', 'draining']).toContain(j.state);
+      expect(j.holder.name).toBe('director:adm-d1');
+      expect(j.bytes).toBeGreaterThan(0);
+      expect(j.leases).toBeGreaterThanOrEqual(1);
+      expect(typeof j.ageSeconds).toBe('number');
+    }
     const page = (await (await fetch(`${admin}/v1/jobdbs?limit=1`, { headers: auth })).json()) as Json;
     expect(page.data.jobdbs).toHaveLength(1);
     expect(page.cursor.has_more).toBe(true);
@@ -228,7 +253,7 @@ describe('jobdb-manager admin API and Event Delivery page', () => {
     await expectText(field('bad', 'day-discard-codes'), '400 ×4, 422 ×2');
     await expectText(field('gone', 'day-expired'), '3');
     await expectText(field('gone', 'day-retrying'), String(goneAttempts));
-    await expectText(field('gone', 'day-retry-codes'), `500 ×${goneAttempts}`);
+    await expectText(field('gone', 'day-retry-codes'), goneAttempts === 0 ? '–' : `500 ×${goneAttempts}`);
     expect(await card('bad').locator('.failures tbody').innerText()).toContain('bad field: userId');
     expect(await card('bad').locator('.failures tbody tr[data-status="422"]').count()).toBeGreaterThanOrEqual(1);
     expect(await card('ok').locator('svg rect.bar-delivered').count()).toBeGreaterThanOrEqual(1);
@@ -241,9 +266,9 @@ describe('jobdb-manager admin API and Event Delivery page', () => {
     await card('ok').locator('.badge', { hasText: 'paused' }).waitFor();
     expect(JSON.parse((await suite.env.consul.kv.get(keys.destinationControl('ok')))!.Value!)).toEqual({ paused: true });
     await waitFor(() => director.controls.get('ok')?.paused === true, 5_000);
-    expect((await postJobs(director.url!, testJobs(5, 'ok-paused-', { destinationId: 'ok' }))).status).toBe(200);
+    expect(await post(testJobs(5, 'ok-paused-', { destinationId: 'ok' }))).toBe(200);
     const otherBefore = suite.sink.count('/other');
-    expect((await postJobs(director.url!, testJobs(3, 'other-', { destinationId: 'other' }))).status).toBe(200);
+    expect(await post(testJobs(3, 'other-', { destinationId: 'other' }))).toBe(200);
     await waitFor(() => suite.sink.count('/other') === otherBefore + 3, 10_000);
     await sleep(1_000);
     expect(suite.sink.count('/ok')).toBe(okBefore);
