@@ -94,7 +94,7 @@ echo "    director RPC: http://127.0.0.1:${DIRECTOR_PORT:-8090}/v1/jobs (Authori
 stack_env DIRECTOR_RPC_URL "http://127.0.0.1:${DIRECTOR_PORT:-8090}"
 stack_env DIRECTOR_RPC_TOKEN "$director_token"
 # transform reads cdp.identified and hands the jobs to the director above.
-transform_admin_port=${TRANSFORM_ADMIN_PORT:-8094}
+transform_admin_port=${TRANSFORM_ADMIN_PORT:-8096}
 start_service transform DIRECTOR_RPC_URLS="http://127.0.0.1:${DIRECTOR_PORT:-8090}" DIRECTOR_RPC_TOKEN="$director_token" ADMIN_PORT="$transform_admin_port"
 stack_env TRANSFORM_ADMIN_URL "http://127.0.0.1:$transform_admin_port"
 # archiver: cdp.deduped and cdp.undelivered to the S3Proxy bucket of .infra/env, flushed at least
