@@ -3,6 +3,7 @@ import { createConsulClient, ConsulKeys } from '@cdp/consul';
 import { startAdminServer, type RunningServer } from '@cdp/http';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
 import { managerAdminRoutes, PAGE_DIR } from './admin';
+import { catalogRoutes } from './catalog';
 import { managerEnv, type ManagerConfig } from './config';
 import { DeliveryStatus } from './delivery';
 import { createManagerService } from './service';
@@ -28,7 +29,10 @@ export async function build(config: ManagerConfig, { logger }: ServiceDeps): Pro
         token: config.ADMIN_TOKEN,
         logger,
         assets: [{ path: '/', dir: PAGE_DIR }],
-        routes: managerAdminRoutes({ consul, keys: new ConsulKeys(config.CDP_CONSUL_PREFIX), mysqlUrl, delivery, logger }),
+        routes: (app) => {
+          managerAdminRoutes({ consul, keys: new ConsulKeys(config.CDP_CONSUL_PREFIX), mysqlUrl, delivery, logger })(app);
+          catalogRoutes(app);
+        },
       });
       return { pod: config.POD_NAME, adminPort: admin.port };
     },
