@@ -4,7 +4,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { logLines, requireEnv, startServiceProcess, testTopicPrefix, waitServiceReady } from '@cdp/testkit';
+import { logLines, startServiceProcess, testTopicPrefix, waitServiceReady } from '@cdp/testkit';
+import { dedupProcessEnv } from './testing/dedup-harness';
 
 jest.setTimeout(90_000);
 
@@ -14,10 +15,7 @@ it('dedup started on fresh topics logs no error or fatal line', async () => {
   const proc = await startServiceProcess(
     'dedup',
     {
-      KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
-      CDP_TOPIC_PREFIX: prefix,
-      DEDUP_GROUP_ID: `${prefix}dedup`,
-      DEDUP_DATA_DIR: dataDir,
+      ...dedupProcessEnv(prefix, dataDir),
       KAFKA_ENSURE_TOPICS: 'true',
       KAFKA_REPLICATION_FACTOR: '1',
       KAFKA_TOPIC_PARTITIONS: '2',

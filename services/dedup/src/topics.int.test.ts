@@ -5,7 +5,7 @@ import path from 'node:path';
 import { createKafka, type TopicRole } from '@cdp/kafka';
 import { createTestTopics } from '@cdp/kafka/testing';
 import { logLines, requireEnv, startServiceProcess, testTopicPrefix, waitServiceExit } from '@cdp/testkit';
-import { logger } from './testing/dedup-harness';
+import { dedupProcessEnv, logger } from './testing/dedup-harness';
 
 /**
  * Creates `roles` (with config additions) under a fresh prefix, runs dedup on them with `env`
@@ -22,17 +22,7 @@ async function runDedupOn(
   await createTestTopics(kafka, prefix, { roles, configs });
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `${label}-`));
   try {
-    const proc = await startServiceProcess(
-      'dedup',
-      {
-        KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
-        CDP_TOPIC_PREFIX: prefix,
-        DEDUP_GROUP_ID: `${prefix}dedup`,
-        DEDUP_DATA_DIR: dataDir,
-        ...env,
-      },
-      { captureOutput: true },
-    );
+    const proc = await startServiceProcess('dedup', { ...dedupProcessEnv(prefix, dataDir), ...env }, { captureOutput: true });
     return { prefix, code: await waitServiceExit(proc, 30_000), output: proc.output() };
   } finally {
     fs.rmSync(dataDir, { recursive: true, force: true });

@@ -67,12 +67,20 @@ export async function createDedupTestEnv(
   };
 }
 
+/** The variables a dedup process needs to run on the harness broker's topics under `prefix`, its volume at `dataDir`. */
+export function dedupProcessEnv(prefix: string, dataDir: string): Record<string, string> {
+  return {
+    KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
+    CDP_TOPIC_PREFIX: prefix,
+    DEDUP_GROUP_ID: `${prefix}dedup`,
+    DEDUP_DATA_DIR: dataDir,
+  };
+}
+
 export async function startDedup(env: DedupTestEnv, extra: Record<string, string> = {}): Promise<DedupProcess> {
   const proc = await startServiceProcess('dedup', {
-    KAFKA_BROKERS: requireEnv('KAFKA_BROKERS'),
-    CDP_TOPIC_PREFIX: env.prefix,
+    ...dedupProcessEnv(env.prefix, env.dataDir),
     DEDUP_GROUP_ID: env.groupId,
-    DEDUP_DATA_DIR: env.dataDir,
     KAFKA_SESSION_TIMEOUT_MS: '6000',
     KAFKA_HEARTBEAT_INTERVAL_MS: '1000',
     DEDUP_BLOOM_MIN_KEYS: '10000',
