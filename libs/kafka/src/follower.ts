@@ -187,6 +187,8 @@ export class CompactedTopicFollower {
 export interface CompactedTopicMapOptions<V> extends Omit<CompactedTopicFollowerOptions, 'apply'> {
   /** Parses a record's value; throwing marks the record invalid (ignored, the key keeps its state). */
   decode(key: string, value: Buffer): V;
+  /** Called with each value taken into the map (e.g. to report that a regulation was applied). */
+  onValue?(key: string, value: V): void;
 }
 
 /** The latest value per key of a compacted topic, in memory; a tombstone deletes the key. */
@@ -195,7 +197,7 @@ export class CompactedTopicMap<V> {
   readonly follower: CompactedTopicFollower;
 
   constructor(options: CompactedTopicMapOptions<V>) {
-    const { decode, ...rest } = options;
+    const { decode, onValue, ...rest } = options;
     this.follower = new CompactedTopicFollower({
       ...rest,
       apply: (record) => {
@@ -204,11 +206,14 @@ export class CompactedTopicMap<V> {
           this.entries.delete(record.key);
           return;
         }
+        let value: V;
         try {
-          this.entries.set(record.key, decode(record.key, record.value));
+          value = decode(record.key, record.value);
         } catch {
           return 'invalid';
         }
+        this.entries.set(record.key, value);
+        onValue?.(record.key, value);
       },
     });
   }

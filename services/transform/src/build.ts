@@ -6,10 +6,12 @@ import {
   createKafka,
   ensureTopics,
   kafkaConnection,
+  RegulationReporter,
   requireTopics,
   topicSettings,
   topicSpecs,
 } from '@cdp/kafka';
+import { sleep } from '@cdp/lifecycle';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
 import { startAdminServer, type RunningServer } from '@cdp/http';
 import { WorkspaceStore } from '@cdp/workspace';
@@ -28,17 +30,22 @@ export async function build(config: TransformConfig, { logger, fatal }: ServiceD
   await kafkaAdmin.connect();
   await (
     config.KAFKA_ENSURE_TOPICS
-      ? ensureTopics(kafkaAdmin, [specs.identified, specs.regulations, specs.dlq])
-      : requireTopics(kafkaAdmin, [specs.identified.name, specs.regulations.name, specs.dlq.name])
+      ? ensureTopics(kafkaAdmin, [specs.identified, specs.regulations, specs['regulation-status'], specs.dlq])
+      : requireTopics(kafkaAdmin, [specs.identified.name, specs.regulations.name, specs['regulation-status'].name, specs.dlq.name])
   ).finally(() => kafkaAdmin.disconnect());
   const rpc = await createDirectorRpcClient(config, logger);
   // GDPR: suppress and delete regulations (cdp.regulations, compacted, keyed spaceId:userId).
+  // Transform's part of a regulation is done once its record is in the map: every event routed
+  // after that is checked against it (reported on cdp.regulation-status as stage transform).
+  const reporter = new RegulationReporter({ kafka, topic: specs['regulation-status'].name, stage: 'transform', logger });
   const regulations = new CompactedTopicMap<Regulation>({
     kafka,
     topic: specs.regulations.name,
     logger: logger.child({ component: 'regulations' }),
     groupPrefix: `${config.TRANSFORM_GROUP_ID}-regulations`,
     decode: (_key, value) => regulationSchema.parse(JSON.parse(value.toString('utf8'))),
+    onValue: (_key, value) => reporter.handled(value),
+    afterBatch: () => void reporter.flush(),
   });
   const samples = new ViolationSamples();
   const regulation = (spaceId: string, userId: string) => regulations.get(regulationKey(spaceId, userId));
@@ -72,7 +79,7 @@ export async function build(config: TransformConfig, { logger, fatal }: ServiceD
       });
       regulations.start();
       // No event is routed before the regulations were read: a suppressed user's would be delivered.
-      while (!regulations.caughtUp) await new Promise((r) => setTimeout(r, 100));
+      while (!regulations.caughtUp) await sleep(100);
       await worker.start();
       return { input: specs.identified.name, workspace: workspace.current().version, adminPort: admin.port };
     },
@@ -84,7 +91,11 @@ export async function build(config: TransformConfig, { logger, fatal }: ServiceD
     shutdown: {
       // kafkajs finishes the chunk in flight (its jobs get their results) and commits.
       stopInputs: { 'kafka-worker': () => worker.stop(), 'admin-server': async () => admin?.close(1_000) },
-      closeClients: { 'director-rpc': () => rpc.close(), regulations: () => regulations.stop(), workspace: async () => workspace.close() },
+      closeClients: {
+        'director-rpc': () => rpc.close(),
+        regulations: () => regulations.stop().then(() => reporter.close()),
+        workspace: async () => workspace.close(),
+      },
     },
   };
 }

@@ -168,7 +168,10 @@ beforeAll(async () => {
   prefix = testTopicPrefix('transform');
   adminPort = await freePort();
   kafka = createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'transform-int', logger });
-  topics = await createTestTopics(kafka, prefix, { partitions: PARTITIONS, roles: ['identified', 'regulations', 'undelivered', 'dlq'] });
+  topics = await createTestTopics(kafka, prefix, {
+    partitions: PARTITIONS,
+    roles: ['identified', 'regulations', 'regulation-status', 'undelivered', 'dlq'],
+  });
   producer = kafka.producer();
   await producer.connect();
   workspaceFile = writeWorkspace(suite.sink.url);
@@ -245,6 +248,14 @@ it('tracking plan, per-connection transformations, GDPR suppression and forced r
     30_000,
     100,
   );
+  // Transform's part of the regulation is reported once it applies to the events that follow.
+  const [status] = await readTopic(kafka, topics['regulation-status'], 1, { timeoutMs: 30_000 });
+  expect(status.key).toBe('reg1:transform');
+  expect(JSON.parse(status.value?.toString('utf8') ?? '{}')).toMatchObject({
+    regulationId: 'reg1',
+    stage: 'transform',
+    status: 'FINISHED',
+  });
   const hookOnly = { integrations: { All: false, Hook: true } };
   await produce([
     app('plan-ok', 'a1', { properties: { orderId: 'o1', total: 5, email: 'a@b.co' } }),
