@@ -11,7 +11,6 @@ import { createLogger } from '@cdp/log';
 import {
   freePort,
   localS3ClientConfig,
-  metricValue,
   requireEnv,
   sleep,
   startServiceProcess,
@@ -201,7 +200,7 @@ describe('replay from the archive (admin API, cdp-replay, archiver process, real
     await procs[procs.length - 1].stop('SIGKILL');
     const afterKill = replayedBy(id).length;
     expect(afterKill).toBeLessThan(inRange.size);
-    const proc = await start();
+    await start();
     await waitFor(async () => (await replayOf(id)).state === 'finished', 120_000, 500);
     await settled(id, inRange.size);
 
@@ -214,7 +213,8 @@ describe('replay from the archive (admin API, cdp-replay, archiver process, real
     expect(replayedBy(id).every((r) => r.replay!.destinations.join() === 'd2' && r.replay!.force === false)).toBe(true);
     const view = await replayOf(id);
     expect(view.progress).toMatchObject({ scanned: view.progress.total, ratio: 1 });
-    expect(metricValue(await proc.metrics(), 'cdp_archiver_replay_records_total', { outcome: 'regulated' })).toBeGreaterThan(0);
+    // The deleted user's 60 in-range events were skipped (outside = 0 above). Which process skipped
+    // them depends on where the SIGKILL fell, so the count is not read from the last one's metrics.
   }, 240_000);
 
   it('cancels a replay: it stops and stays cancelled', async () => {
