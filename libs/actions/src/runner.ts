@@ -1,6 +1,7 @@
 // Runs one action destination of a workspace: the definition's actions with the subscription's
 // effective mapping, one event (`perform`) or a batch (`performBatch`), OAuth tokens refreshed
 // on 401 as the library does it, every outcome turned into a status the caller classifies.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Agent } from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
 import { Destination, type DestinationDefinition, type JSONObject, type SegmentEvent } from '@segment/actions-core';
@@ -63,6 +64,23 @@ const EXCERPT_CHARS = 1024;
 /** Events per batch when the mapping sets no `batch_size`. */
 const DEFAULT_BATCH_SIZE = 100;
 
+/**
+ * Feature flags passed to performBatch. `mixpanel-multistatus`: Mixpanel's trackEvent and
+ * trackPurchase read the partner's per-record answer (`failed_records`) instead of throwing for
+ * the whole batch. Not passed to perform: with it a single event's failure would come back as a
+ * result, not an error.
+ */
+const BATCH_FEATURES = { 'mixpanel-multistatus': true };
+
+/** The partner's last answer within one call (per-event results carry no headers). */
+interface LastAnswer {
+  status?: number;
+  retryAfter: string | null;
+  body?: unknown;
+}
+const lastAnswer = new AsyncLocalStorage<LastAnswer>();
+const isRetryable = (status: number) => status === 408 || status === 429 || status >= 500;
+
 /** The library's Destination with its single-event entry point reachable (transform already matched the subscription). */
 class RunnableDestination extends Destination<JSONObject> {
   run(action: string, input: Parameters<Destination<JSONObject>['executeAction']>[1]) {
@@ -104,6 +122,18 @@ export function outcomeOfError(error: unknown): ActionOutcome {
   };
 }
 
+/**
+ * A thrown error as an outcome, where the partner's answer decides when the definition failed on
+ * a non-2xx answer it could not read (e.g. Mixpanel's multistatus code reading a plain-text 503).
+ */
+function outcomeWithAnswer(error: unknown, answer: LastAnswer): ActionOutcome {
+  const outcome = outcomeOfError(error);
+  const status = answer.status;
+  if (status === undefined || (status >= 200 && status < 300) || statusOf(error) !== undefined) return outcome;
+  if (outcome.kind === 'error') return outcome; // timeout or network failure after an earlier answer
+  return { kind: 'response', status, retryAfter: answer.retryAfter, excerpt: excerptOf(answer.body) || outcome.excerpt };
+}
+
 function excerptOf(value: unknown): string {
   if (value === undefined || value === null) return '';
   return (typeof value === 'string' ? value : JSON.stringify(value)).slice(0, EXCERPT_CHARS);
@@ -132,7 +162,19 @@ export class ActionDestinationRunner {
       extendRequest: (data) => {
         const base = extend?.(data as never) ?? {};
         // node-fetch 2 takes a function for `agent`; the library's types only know the Agent.
-        return { timeout: options.timeoutMs, ...base, agent: base.agent ?? (options.agent as unknown as HttpsAgent) };
+        return {
+          timeout: options.timeoutMs,
+          ...base,
+          agent: base.agent ?? (options.agent as unknown as HttpsAgent),
+          // Appended to the library's hooks (arrays are concatenated by the request client).
+          afterResponse: [
+            (_request: unknown, _options: unknown, response: Response & { content?: unknown }) => {
+              const answer = lastAnswer.getStore();
+              if (answer)
+                Object.assign(answer, { status: response.status, retryAfter: response.headers.get('retry-after'), body: response.content });
+            },
+          ],
+        };
       },
     });
     const settings = config.settings as Record<string, unknown>;
@@ -185,25 +227,47 @@ export class ActionDestinationRunner {
   /** `performBatch` for up to batchSize events: one outcome per event, in order. */
   async performBatch(subscriptionId: string, events: SegmentEvent[], signal?: AbortSignal): Promise<ActionOutcome[]> {
     const sub = this.subscription(subscriptionId);
-    const once = async (accessToken: string | undefined): Promise<ActionOutcome[]> => {
-      try {
-        const nodes = await this.destination.executeBatch(sub.action, {
-          events,
-          mapping: sub.mapping,
-          settings: this.settings,
-          auth: this.auth(accessToken),
-          signal,
-        });
-        return events.map((_, i): ActionOutcome => {
-          const node = nodes[i] as { status?: number; body?: unknown; errormessage?: string } | undefined;
-          if (!node) return { kind: 'response', status: 500, retryAfter: null, excerpt: 'no result for this event in the batch' };
-          const status = typeof node.status === 'number' ? node.status : 200;
-          return { kind: 'response', status, retryAfter: null, excerpt: excerptOf(node.errormessage ?? node.body) };
-        });
-      } catch (error) {
-        // The whole call failed (thrown HTTP error, timeout, network): the same for every event.
-        return events.map(() => outcomeOfError(error));
-      }
+    const once = (accessToken: string | undefined): Promise<ActionOutcome[]> => {
+      const answer: LastAnswer = { retryAfter: null };
+      return lastAnswer.run(answer, async () => {
+        try {
+          const nodes = await this.destination.executeBatch(sub.action, {
+            events,
+            mapping: sub.mapping,
+            settings: this.settings,
+            auth: this.auth(accessToken),
+            features: BATCH_FEATURES,
+            signal,
+          });
+          return events.map((_, i): ActionOutcome => {
+            const node = nodes[i] as { status?: number; body?: unknown; errormessage?: string } | undefined;
+            if (!node) return { kind: 'response', status: 500, retryAfter: null, excerpt: 'no result for this event in the batch' };
+            // The partner's Retry-After applies to the events it asked to be sent again.
+            const retryAfterOf = (status: number) => (isRetryable(status) ? answer.retryAfter : null);
+            if (typeof node.status === 'number') {
+              return {
+                kind: 'response',
+                status: node.status,
+                retryAfter: retryAfterOf(node.status),
+                excerpt: excerptOf(node.errormessage ?? node.body),
+              };
+            }
+            // No status for this event (a definition that could not read the partner's answer):
+            // the answer's own status when it failed, else not a success the partner reported.
+            const status = answer.status !== undefined && (answer.status < 200 || answer.status >= 300) ? answer.status : 500;
+            return {
+              kind: 'response',
+              status,
+              retryAfter: retryAfterOf(status),
+              excerpt: excerptOf(answer.body) || excerptOf(node.errormessage),
+            };
+          });
+        } catch (error) {
+          // The whole call failed (thrown HTTP error, timeout, network): the same for every event.
+          const outcome = outcomeWithAnswer(error, answer);
+          return events.map(() => outcome);
+        }
+      });
     };
     return this.withToken(
       once,

@@ -32,10 +32,16 @@ const PARTNER_HOSTS = ['api2.amplitude.com', 'api.mixpanel.com', 'hooks.slack.co
 const SLACK_PATH = '/services/T000/B000/XXXX';
 
 /** Answers for requests whose body carries a marker, in order; 200 once they are used up. */
-const scripted = new Map<string, SinkAnswer[]>();
+const scripted = new Map<string, Array<SinkAnswer | ((req: SinkRequest) => SinkAnswer)>>();
 function answer(req: SinkRequest): SinkAnswer {
-  for (const [marker, answers] of scripted) if (req.body.includes(marker) && answers.length > 0) return answers.shift()!;
-  return { status: 200, body: '{"ok":true}', headers: { 'content-type': 'application/json' } };
+  for (const [marker, answers] of scripted) {
+    if (!req.body.includes(marker) || answers.length === 0) continue;
+    const next = answers.shift()!;
+    return typeof next === 'function' ? next(req) : next;
+  }
+  // Mixpanel's /import answers its status in the body, which its definition reads per record.
+  const body = req.path.startsWith('/import') ? { code: 200, num_records_imported: 1, status: 'OK' } : { ok: true };
+  return { status: 200, body: JSON.stringify(body), headers: { 'content-type': 'application/json' } };
 }
 
 let tokensIssued = 0;
@@ -241,6 +247,47 @@ describe('action destinations in the director', () => {
       .filter((r) => r.path === '/import' && ids.some((id) => r.body.includes(id)))
       .flatMap((r) => JSON.parse(r.body) as Array<{ properties: Record<string, unknown> }>);
     expect(sent.map((e) => e.properties.marker).sort()).toEqual(['mixv-1', 'mixv-3']);
+  });
+
+  it("Mixpanel batched: the partner's per-record failures (failed_records) discard those jobs alone", async () => {
+    const ids = ['mixms-1', 'mixms-2', 'mixms-3'];
+    // Mixpanel's /import answer when some records of a batch are invalid (strict mode).
+    scripted.set('mixms-2', [
+      (req) => {
+        const index = (JSON.parse(req.body) as Array<{ properties: { marker: string } }>).findIndex(
+          (e) => e.properties.marker === 'mixms-2',
+        );
+        const failed = { index, $insert_id: 'mixms-2', field: 'properties.time', message: "'properties.time' is invalid" };
+        return {
+          status: 400,
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            code: 400,
+            error: 'some data points in the request failed',
+            failed_records: [failed],
+            status: 'Bad Request',
+          }),
+        };
+      },
+    ]);
+    // All three in one call (they are due together and the batch holds 50).
+    await postJobs(
+      director.url!,
+      ids.map((id) => job(id, 'mix', 'track')),
+    );
+    const rows = await finalRows(ids);
+    const outcome = (id: string) => rows.get(id)!.rows.map((r) => [r.to_state, r.http_status]);
+    expect(outcome('mixms-2')).toEqual([
+      ['executing', null],
+      ['discarded', 400],
+    ]);
+    expect(String(rows.get('mixms-2')!.rows[1].response_excerpt)).toContain("'properties.time' is invalid");
+    // The others of that call succeeded; one sent in a later call (not in the answer's batch) too.
+    for (const id of ['mixms-1', 'mixms-3'])
+      expect(outcome(id)).toEqual([
+        ['executing', null],
+        ['succeeded', 200],
+      ]);
   });
 
   it('Amplitude: logEvent with the default mappings', async () => {
