@@ -61,10 +61,16 @@ function pathValue(message: Record<string, unknown>, path: string): unknown {
   return current;
 }
 
-/** The object a `fields` key names: `""` the message itself, else a dotted path into it. */
-function target(message: Record<string, unknown>, key: string): Record<string, unknown> | undefined {
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/**
+ * The objects a `fields` key names: `""` the message itself, else a dotted path into it; a path
+ * to a list names each object in it (`properties.products`), as Segment's tsub does.
+ */
+function targets(message: Record<string, unknown>, key: string): Record<string, unknown>[] {
   const value = key === '' ? message : pathValue(message, key);
-  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  if (Array.isArray(value)) return value.filter(isObject);
+  return isObject(value) ? [value] : [];
 }
 
 export function applyFilterRules(
@@ -93,10 +99,10 @@ export function applyFilterRules(
     for (const a of edits) {
       if (a.type !== type) continue;
       for (const [key, fields] of Object.entries(a.fields)) {
-        const obj = target(out, key);
-        if (!obj) continue;
-        if (type === 'drop_properties') for (const f of fields) delete obj[f];
-        else for (const f of Object.keys(obj)) if (!fields.includes(f)) delete obj[f];
+        for (const obj of targets(out, key)) {
+          if (type === 'drop_properties') for (const f of fields) delete obj[f];
+          else for (const f of Object.keys(obj)) if (!fields.includes(f)) delete obj[f];
+        }
       }
     }
   }

@@ -55,7 +55,11 @@ describe('FQL expressions against one event', () => {
     ['contains(event, "Completed")', true],
     ['contains(event, "completed")', false],
     ['contains(properties.missing, "x")', false],
-    ['contains(properties.tags, "b")', true],
+    ['contains(properties.tags, "b")', false], // strings only (the reference, tsub)
+    ["event = 'Order Completed'", true], // single quotes, as the reference's examples
+    ['"b" in properties.tags', true],
+    ['"z" in properties.tags', false],
+    ['"b" in properties.missing', false],
     ['match(userId, "test_*")', true],
     ['match(userId, "test_?")', false],
     ['match(userId, "test_??")', true],
@@ -66,7 +70,9 @@ describe('FQL expressions against one event', () => {
     ['length(userId) = 7', true],
     ['length("é") = 2', true],
     ['length(properties.tags) = 2', true],
-    ['length(properties.missing) = null', true],
+    ['length(properties.missing) = null', false],
+    ['length(properties.missing) = 0', true], // length(null) is 0 (the reference)
+    ['length(properties.nested) = null', false], // no length: NaN, equal to nothing
     ['length(properties.missing) > 0', false],
     ['lowercase(context.traits.email) = "jane.doe@example.com"', true],
     ['uppercase(properties.currency) = "USD"', true],
@@ -79,7 +85,7 @@ describe('FQL expressions against one event', () => {
     ['typeof(properties.tags) = "list"', true],
     ['typeof(properties.nested) = "object"', true],
     ['typeof(properties.missing) = "null"', true],
-    ['typeof(properties.nested.ok) = "boolean"', true],
+    ['typeof(properties.nested.ok) = "bool"', true],
     ['bool(properties.flag) = true', true],
     ['bool(properties.nested.ok)', true],
     ['bool(properties.missing) = null', true],
@@ -108,7 +114,7 @@ describe('FQL syntax errors name the problem', () => {
     ['contains(type)', /contains\(\) takes 2 argument/],
     ['type = "a" "b"', /unexpected 'b'/],
     ['type # 1', /unexpected '#'/],
-    ['type in "x"', /expected '\['/],
+    ['type in "x"', /in needs a \[list\] or a field/],
   ])('%j', (expression, message) => {
     expect(() => compileFql(expression)).toThrow(FqlSyntaxError);
     expect(() => compileFql(expression)).toThrow(message);

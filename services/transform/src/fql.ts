@@ -1,15 +1,21 @@
 /**
- * Segment's Filter Query Language (segment-compat.md §3.6): parser and evaluator. Fields are
- * dotted paths from the message root (`properties.total`, `context.traits.email`; `\` escapes
- * any other character); operators `and`, `or`, `!`, `=`, `!=`, `<`, `<=`, `>`, `>=`,
- * `in [list]`; functions `contains`, `match` (glob), `length` (bytes of a string, items of a
- * list), `lowercase`, `uppercase`, `snakecase`, `kebabcase`, `titlecase`, `typeof`, `bool`,
- * `string`, `number`. Null rules: a missing field is null; a function given null answers false
- * (predicates) or null (the others); comparisons other than `=`/`!=` with a non-number are
- * false. `all` matches everything.
+ * Segment's Filter Query Language (segment-compat.md §3.6, Segment's FQL reference): parser and
+ * evaluator. Fields are dotted paths from the message root (`properties.total`,
+ * `context.traits.email`; `\` escapes any other character); strings in `"` or `'`; operators
+ * `and`, `or`, `!`, `=`, `!=`, `<`, `<=`, `>`, `>=`, `in` (a `[list]` or a field holding a list);
+ * functions `contains` (strings), `match` (glob: `*`, `?`, `[abc]`, `[a-z]`, `[^a]`, `\x`),
+ * `length` (bytes of a string, items of a list), `lowercase`, `uppercase`, `snakecase`,
+ * `kebabcase`, `titlecase`, `typeof` (`string`, `number`, `bool`, `list`, `object`, `null`),
+ * `bool`, `string`, `number`. Null rules: a missing field is null; `contains`/`match` on null
+ * are false, `length(null)` is 0, the other functions answer null; comparisons other than
+ * `=`/`!=` with a non-number are false. `all` matches everything. Checked against Segment's
+ * `@segment/tsub` and `@segment/destination-subscriptions` (fql.differential.test.ts).
  */
 
 export type FqlValue = string | number | boolean | null | FqlValue[] | { [key: string]: FqlValue };
+
+/** The syntax tree (exported for the differential tests, which compile it to tsub's IR). */
+export type FqlNode = Node;
 
 type Node =
   | { kind: 'literal'; value: FqlValue }
@@ -68,11 +74,12 @@ function tokenize(text: string): Token[] {
     const c = text[i];
     if (/\s/.test(c)) {
       i++;
-    } else if (c === '"') {
+    } else if (c === '"' || c === "'") {
       const at = i++;
       let v = '';
-      while (i < text.length && text[i] !== '"') {
-        if (text[i] === '\\' && i + 1 < text.length) i++;
+      while (i < text.length && text[i] !== c) {
+        // `\` before the closing quote escapes it; any other `\` stays (a glob's `\*` keeps its escape).
+        if (text[i] === '\\' && text[i + 1] === c) i++;
         v += text[i++];
       }
       if (i >= text.length) fail(`unterminated string at position ${at + 1}`);
@@ -184,7 +191,11 @@ class Parser {
     }
     if (this.isWord('in')) {
       this.i++;
-      return { kind: 'in', left, list: this.list() };
+      // A list literal, or a field (or function) that holds a list at evaluation time.
+      const at = this.peek();
+      const list = this.operand();
+      if (list.kind === 'literal') this.fail(`in needs a [list] or a field, found ${this.describe(at)}`);
+      return { kind: 'in', left, list };
     }
     return left;
   }
@@ -251,10 +262,15 @@ export class FqlEvaluationError extends Error {
   }
 }
 
-/** Parses `text` (`all` matches everything); throws FqlSyntaxError naming the problem. */
+/** The syntax tree of `text` (`all` is the literal true); throws FqlSyntaxError naming the problem. */
+export function parseFql(text: string): FqlNode {
+  if (text.trim() === 'all') return { kind: 'literal', value: true };
+  return new Parser(text, tokenize(text)).parse();
+}
+
+/** Parses `text` once; the expression is then evaluated per message. */
 export function compileFql(text: string): FqlExpression {
-  if (text.trim() === 'all') return { text, matches: () => true };
-  const root = new Parser(text, tokenize(text)).parse();
+  const root = parseFql(text);
   return { text, matches: (message) => truthy(evaluate(root, message)) };
 }
 
@@ -284,18 +300,87 @@ function words(s: string): string[] {
     .filter(Boolean);
 }
 
-/** Glob: `*` any run of characters, `?` one character; the whole string must match. */
+const codePoint = (c: string): string => `\\u{${c.codePointAt(0)!.toString(16)}}`;
+
+/**
+ * Segment's glob (segmentio/glob, ported by tsub): `*` any run of characters (`/` included), `?`
+ * one character, `[abc]`, `[a-z]`, `[^a-z]`, `\x` the character x; the whole string must match.
+ * A malformed pattern (a trailing `\`, an unclosed or empty class) matches nothing, as there.
+ */
+function globRegExp(pattern: string): RegExp | null {
+  const chars = Array.from(pattern);
+  let source = '';
+  let i = 0;
+  // One possibly-escaped character of a class; null when the class is malformed.
+  const classChar = (): string | null => {
+    let c = chars[i];
+    if (c === undefined || c === '-' || c === ']') return null;
+    if (c === '\\') c = chars[++i];
+    if (c === undefined || i + 1 >= chars.length) return null;
+    i++;
+    return c;
+  };
+  while (i < chars.length) {
+    const c = chars[i];
+    if (c === '*') {
+      source += '[^]*';
+      i++;
+    } else if (c === '?') {
+      source += '[^]';
+      i++;
+    } else if (c === '\\') {
+      if (i + 1 >= chars.length) return null;
+      source += codePoint(chars[i + 1]);
+      i += 2;
+    } else if (c === '[') {
+      i++;
+      const negated = chars[i] === '^';
+      if (negated) i++;
+      const ranges: string[] = [];
+      let count = 0;
+      while (!(chars[i] === ']' && count > 0)) {
+        const lo = classChar();
+        if (lo === null) return null;
+        let hi = lo;
+        if (chars[i] === '-') {
+          i++;
+          const end = classChar();
+          if (end === null) return null;
+          hi = end;
+        }
+        count++;
+        // A reversed range matches nothing (not a RegExp error).
+        if (lo.codePointAt(0)! <= hi.codePointAt(0)!) ranges.push(`${codePoint(lo)}-${codePoint(hi)}`);
+      }
+      i++;
+      const set = ranges.join('');
+      source += negated ? (set ? `[^${set}]` : '[^]') : set ? `[${set}]` : '(?!)';
+    } else {
+      source += codePoint(c);
+      i++;
+    }
+  }
+  return new RegExp(`^${source}$`, 'u');
+}
+
+/** Compiled globs by pattern: patterns are nearly always literals, so they repeat. */
+const globs = new Map<string, RegExp | null>();
+const GLOB_CACHE_LIMIT = 1000;
+
 function glob(value: string, pattern: string): boolean {
-  const source = pattern
-    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-    .replace(/\*/g, '.*')
-    .replace(/\?/g, '.');
-  return new RegExp(`^${source}$`, 's').test(value);
+  let re = globs.get(pattern);
+  if (re === undefined) {
+    re = globRegExp(pattern);
+    if (globs.size >= GLOB_CACHE_LIMIT) globs.clear();
+    globs.set(pattern, re);
+  }
+  return re !== null && re.test(value);
 }
 
 function typeName(v: FqlValue): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'list';
+  if (typeof v === 'boolean') return 'bool';
   return typeof v;
 }
 
@@ -303,11 +388,12 @@ function call(name: FunctionName, args: FqlValue[]): FqlValue {
   const [a, b] = args;
   switch (name) {
     case 'contains':
-      return typeof a === 'string' && typeof b === 'string' ? a.includes(b) : Array.isArray(a) ? a.some((x) => equal(x, b)) : false;
+      return typeof a === 'string' && typeof b === 'string' && a.includes(b);
     case 'match':
       return typeof a === 'string' && typeof b === 'string' ? glob(a, b) : false;
     case 'length':
-      return typeof a === 'string' ? Buffer.byteLength(a) : Array.isArray(a) ? a.length : null;
+      // Segment's docs: null is 0; an object, number or bool has no length (NaN: never equal, never compares).
+      return typeof a === 'string' ? Buffer.byteLength(a) : Array.isArray(a) ? a.length : a === null ? 0 : NaN;
     case 'lowercase':
       return typeof a === 'string' ? a.toLowerCase() : null;
     case 'uppercase':
@@ -376,7 +462,8 @@ function evaluate(node: Node, message: unknown): FqlValue {
     }
     case 'in': {
       const list = evaluate(node.list, message);
-      if (!Array.isArray(list)) throw new FqlEvaluationError('in needs a list');
+      if (list === null) return false; // a missing list holds nothing (null rules)
+      if (!Array.isArray(list)) throw new FqlEvaluationError(`in needs a list, found ${typeName(list)}`);
       const value = evaluate(node.left, message);
       return list.some((item) => equal(value, item));
     }
