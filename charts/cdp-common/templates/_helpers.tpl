@@ -25,14 +25,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{/*
-Environment shared by every service: Kafka, topic prefix, log level, ops port, and the values
-of .Values.env (plain) and .Values.secretEnv (name → {secret, key}: never rendered in clear).
+Environment shared by every service that reads Kafka: "cdp.envWithoutKafka" plus the brokers,
+the topic prefix and the Kafka TLS/SASL settings.
 */}}
 {{- define "cdp.env" -}}
-- name: OPS_PORT
-  value: {{ .Values.ports.ops | quote }}
-- name: LOG_LEVEL
-  value: {{ .Values.logLevel | quote }}
+{{- include "cdp.envWithoutKafka" . }}
 {{- with .Values.global }}
 {{- if .kafkaBrokers }}
 - name: KAFKA_BROKERS
@@ -42,6 +39,18 @@ of .Values.env (plain) and .Values.secretEnv (name → {secret, key}: never rend
   value: {{ .topicPrefix | default "cdp." | quote }}
 {{- end }}
 {{- include "cdp.kafkaSecurityEnv" . }}
+{{- end -}}
+
+{{/*
+Environment of every service: log level, ops port, and the values of .Values.env (plain) and
+.Values.secretEnv (name → {secret, key}: never rendered in clear). A service that does not read
+Kafka (jobdb-manager) takes only this: its config schema knows no KAFKA_* variable.
+*/}}
+{{- define "cdp.envWithoutKafka" -}}
+- name: OPS_PORT
+  value: {{ .Values.ports.ops | quote }}
+- name: LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
 {{- range $name, $value := .Values.env }}
 - name: {{ $name }}
   value: {{ $value | quote }}

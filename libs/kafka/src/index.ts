@@ -39,6 +39,7 @@ export {
   MissingTopicsError,
   requireTopics,
   topicNames,
+  topicsCliEnv,
   topicSettings,
   topicSpecs,
   TOPIC_ROLES,

@@ -2,21 +2,16 @@
 // cdp-topics: the one owner of the topic table (docs/contracts.md). `create` creates missing
 // topics and brings configs in line (never the partition count); `check` changes nothing and
 // exits 1 naming each missing or wrong topic. The local stack and the charts' hook Job run it.
-import { checkKafkaEnv, dedupWindowEnv, kafkaEnv, loadConfig, logLevel, topicTableEnv, z } from '@cdp/config';
+import { loadConfig } from '@cdp/config';
 import { cliLogger, err, out, runCli, UsageError } from './cli';
 import { createKafka, kafkaConnection } from './client';
-import { checkTopics, ensureTopics, topicSettings, topicSpecs, type TopicSpec } from './topics';
+import { checkTopics, ensureTopics, topicsCliEnv, topicSettings, topicSpecs, type TopicSpec } from './topics';
 
 const USAGE = `usage: cdp-topics create|check
 env: KAFKA_BROKERS (required, comma-separated), CDP_TOPIC_PREFIX (cdp.), KAFKA_TOPIC_PARTITIONS (12),
      KAFKA_REPLICATION_FACTOR (3), KAFKA_MIN_INSYNC_REPLICAS (min(2, RF)), DEDUP_WINDOW_MS (28 days),
      and the services' Kafka TLS/SASL settings (KAFKA_SSL, KAFKA_SSL_CA_FILE, KAFKA_SASL_MECHANISM,
      KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD)`;
-
-/** The same names, types and checks the services read. */
-const topicsCliEnv = z
-  .object({ ...kafkaEnv, ...topicTableEnv, ...dedupWindowEnv, LOG_LEVEL: logLevel().default('warn') })
-  .superRefine(checkKafkaEnv);
 
 async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const command = argv[0];

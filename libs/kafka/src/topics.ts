@@ -1,6 +1,6 @@
 import type { Admin, ITopicConfig } from 'kafkajs';
 import { ConfigResourceTypes, ConfigSource } from 'kafkajs';
-import type { KafkaEnv, TopicTableEnv } from '@cdp/config';
+import { checkKafkaEnv, dedupWindowEnv, kafkaEnv, logLevel, topicTableEnv, z, type KafkaEnv, type TopicTableEnv } from '@cdp/config';
 
 /** Topic roles of DESIGN.md's topic table; the full name is `<prefix><role>`. */
 export const TOPIC_ROLES = [
@@ -40,6 +40,11 @@ export interface TopicSettings {
   /** The dedup window; cdp.deduped keeps it plus two days (dedup rebuilds from it). */
   dedupWindowMs?: number;
 }
+
+/** The env of `cdp-topics` (topics-cli.ts): the same names, types and checks the services read. */
+export const topicsCliEnv = z
+  .object({ ...kafkaEnv, ...topicTableEnv, ...dedupWindowEnv, LOG_LEVEL: logLevel().default('warn') })
+  .superRefine(checkKafkaEnv);
 
 /**
  * The settings the topic-table env describes (libs/config `topicTableEnv`). Without

@@ -257,12 +257,14 @@ describe('cdp chart: cdp-topics runs as a hook Job before install and upgrade', 
   it('gives every workload that reads Kafka and the Job the same Kafka TLS and SASL settings, the password from its Secret', () => {
     const workloads = all.filter((m) => ['Deployment', 'StatefulSet', 'Job'].includes(m.kind));
     expect(workloads.map((m) => m.metadata.name).sort()).toEqual([
+      'cdp-archiver',
       'cdp-cdp-topics',
       'cdp-dedup',
       'cdp-director',
       'cdp-identity',
       'cdp-jobdb-manager',
       'cdp-tapi',
+      'cdp-tapi-drain-5',
       'cdp-transform',
     ]);
     // jobdb-manager talks to Consul and MySQL only.
