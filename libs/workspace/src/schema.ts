@@ -206,6 +206,39 @@ export const TrackingPlanSchema = z.strictObject({
   enforcement: EnforcementSchema,
 });
 
+/**
+ * Settings of an action destination: free-form, but credential-named ones must be secret
+ * references, at any depth (e.g. `oauth.refreshToken`), and references anywhere are resolved.
+ */
+const ActionSettingsSchema = z.record(z.string().min(1), z.unknown()).transform((settings, ctx) => {
+  const walk = (value: Record<string, unknown>, path: string[]): Record<string, unknown> => {
+    const out: Record<string, unknown> = {};
+    for (const [key, item] of Object.entries(value)) {
+      if (looksLikeSecretRef(item)) {
+        const ref = parseSecretRef(item);
+        if (typeof ref === 'string') ctx.issues.push({ code: 'custom', path: [...path, key], message: ref, input: undefined });
+        else out[key] = ref;
+      } else if (CREDENTIAL_SETTING.test(key) && item !== undefined && item !== null && item !== '') {
+        ctx.issues.push({
+          code: 'custom',
+          path: [...path, key],
+          message:
+            typeof item === 'object'
+              ? 'must be a secret reference ({ $env: NAME } or { $file: /path }) (credential setting)'
+              : 'must be a secret reference ({ $env: NAME } or { $file: /path }), not a literal value (credential setting)',
+          input: undefined,
+        });
+      } else if (isPlainObject(item)) {
+        out[key] = walk(item, [...path, key]);
+      } else {
+        out[key] = item;
+      }
+    }
+    return out;
+  };
+  return walk(settings, []);
+});
+
 // ---------------------------------------------------------------------------------------------
 // Sources: transformations (applied in order by transform, before destination filters)
 
@@ -236,8 +269,10 @@ export const TransformationSchema = z.discriminatedUnion('type', [
   z.strictObject({
     ...transformationBase,
     type: z.literal('code'),
-    /** Source of a small JS function; opaque here, run by transform's sandbox. */
+    /** A Segment insert function's source (`async function onTrack(event, settings)`, ...); compiled and run by transform's sandbox. */
     code: z.string().min(1, { error: 'must not be empty' }).max(65_536),
+    /** The function's `settings` argument: checked and resolved as an action destination's (credentials as secret references). */
+    settings: ActionSettingsSchema.default({}),
   }),
 ]);
 
@@ -362,39 +397,6 @@ export const WebhookSettingsSchema = z.strictObject({
   timeoutMs: z.int().min(100).max(120_000).default(10_000),
   /** Key for the HMAC-SHA256 signature of each request body. */
   hmacSecret: secretField('hmacSecret').optional(),
-});
-
-/**
- * Settings of an action destination: free-form, but credential-named ones must be secret
- * references, at any depth (e.g. `oauth.refreshToken`), and references anywhere are resolved.
- */
-const ActionSettingsSchema = z.record(z.string().min(1), z.unknown()).transform((settings, ctx) => {
-  const walk = (value: Record<string, unknown>, path: string[]): Record<string, unknown> => {
-    const out: Record<string, unknown> = {};
-    for (const [key, item] of Object.entries(value)) {
-      if (looksLikeSecretRef(item)) {
-        const ref = parseSecretRef(item);
-        if (typeof ref === 'string') ctx.issues.push({ code: 'custom', path: [...path, key], message: ref, input: undefined });
-        else out[key] = ref;
-      } else if (CREDENTIAL_SETTING.test(key) && item !== undefined && item !== null && item !== '') {
-        ctx.issues.push({
-          code: 'custom',
-          path: [...path, key],
-          message:
-            typeof item === 'object'
-              ? 'must be a secret reference ({ $env: NAME } or { $file: /path }) (credential setting)'
-              : 'must be a secret reference ({ $env: NAME } or { $file: /path }), not a literal value (credential setting)',
-          input: undefined,
-        });
-      } else if (isPlainObject(item)) {
-        out[key] = walk(item, [...path, key]);
-      } else {
-        out[key] = item;
-      }
-    }
-    return out;
-  };
-  return walk(settings, []);
 });
 
 export type WebhookSettingsParsed = z.output<typeof WebhookSettingsSchema>;

@@ -2,6 +2,7 @@ import { z } from '@cdp/config';
 import { envelopeSchema, segmentMessageSchema, replaySchema, type Regulation } from '@cdp/events';
 import { HttpError, type AdminAppOptions } from '@cdp/http';
 import type { Workspace } from '@cdp/workspace';
+import type { FunctionRegistry, FunctionTrace } from './functions/functions';
 import { jobsFor } from './jobs';
 import { compilePlan } from './plan';
 import { route, type TraceStep } from './routing';
@@ -18,6 +19,8 @@ export interface AdminDeps {
   workspace: () => Workspace;
   samples: ViolationSamples;
   regulation: (spaceId: string, userId: string) => Regulation | undefined;
+  /** Insert functions; without them `code` transformations pass unrun, as in the stream. */
+  functions?: FunctionRegistry;
 }
 
 const dryRunSchema = z.strictObject({
@@ -41,6 +44,8 @@ export interface DryRunAnswer {
   /** Why the whole event goes nowhere, if it does. */
   dropped?: { reason: string; detail?: string };
   steps: TraceStep[];
+  /** Each insert-function call, in order: outcome, error, console output, time. */
+  functions: FunctionTrace[];
   /** The jobs transform would send: one per (destination, subscription), with the payload the director would map. */
   jobs: ReturnType<typeof jobsFor>;
 }
@@ -66,18 +71,21 @@ export function dryRun(body: unknown, deps: AdminDeps): DryRunAnswer {
     ...(replay ? { replay } : {}),
   });
   const steps: TraceStep[] = [];
-  const routing = route(envelope, workspace, { regulation: deps.regulation, trace: steps });
+  const functions: FunctionTrace[] = [];
+  const runCode = deps.functions?.dryRunner(functions);
+  const routing = route(envelope, workspace, { regulation: deps.regulation, trace: steps, ...(runCode ? { runCode } : {}) });
   return {
     version: workspace.version,
     sourceId,
     ...(routing.dropped ? { dropped: routing.dropped } : {}),
     steps,
+    functions,
     jobs: jobsFor(envelope, routing.routes),
   };
 }
 
 /** The version in force and what was compiled for it. */
-export function configView(workspace: Workspace) {
+export function configView(workspace: Workspace, functions?: FunctionRegistry) {
   return {
     version: workspace.version,
     loadedAt: workspace.loadedAt.toISOString(),
@@ -97,13 +105,14 @@ export function configView(workspace: Workspace) {
           enforcement: plan.enforcement,
         };
       }),
+    functions: functions?.list() ?? [],
   };
 }
 
 export function adminRoutes(deps: AdminDeps): AdminAppOptions['routes'] {
   return (app) => {
     app.get('/v1/config', (_req, res) => {
-      res.json({ data: configView(deps.workspace()) });
+      res.json({ data: configView(deps.workspace(), deps.functions) });
     });
     app.get('/v1/violations', (req, res) => {
       const source = typeof req.query.source === 'string' && req.query.source !== '' ? req.query.source : undefined;

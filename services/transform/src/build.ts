@@ -18,11 +18,26 @@ import { WorkspaceStore } from '@cdp/workspace';
 import { adminRoutes } from './admin';
 import { transformEnv, type TransformConfig } from './config';
 import { decode, FanOut } from './fan-out';
+import { FunctionRegistry } from './functions/functions';
+import { DEFAULT_LIMITS, loadSandboxEngine } from './functions/sandbox';
 import { ViolationSamples } from './violations';
 
 /** transform from its config: workspace file, RPC client, the Kafka worker on cdp.identified. */
 export async function build(config: TransformConfig, { logger, fatal }: ServiceDeps): Promise<BuiltService> {
-  const workspace = WorkspaceStore.open({ file: config.CDP_WORKSPACE_FILE, pollIntervalMs: config.WORKSPACE_POLL_INTERVAL_MS, logger });
+  // Insert functions are compiled as each workspace version is loaded: one that does not compile refuses the version.
+  const functions = new FunctionRegistry(await loadSandboxEngine(config.TRANSFORM_FUNCTIONS_MEMORY_MB * 1024 * 1024), {
+    limits: { ...DEFAULT_LIMITS, timeoutMs: config.TRANSFORM_FUNCTION_TIMEOUT_MS },
+    disableAfter: config.TRANSFORM_FUNCTION_DISABLE_AFTER,
+    logger: logger.child({ component: 'functions' }),
+  });
+  const workspace = WorkspaceStore.open({
+    file: config.CDP_WORKSPACE_FILE,
+    pollIntervalMs: config.WORKSPACE_POLL_INTERVAL_MS,
+    logger,
+    check: functions.check,
+  });
+  workspace.on('change', (next) => functions.retain(next.config));
+  workspace.on('rejected', () => functions.retain(workspace.current().config));
   const kafka = createKafka({ ...kafkaConnection(config), clientId: `transform-${process.pid}`, logger });
   const specs = topicSpecs(topicSettings(config));
   // cdp-topics creates the topics; transform verifies its own, failing the start naming a missing one.
@@ -49,7 +64,7 @@ export async function build(config: TransformConfig, { logger, fatal }: ServiceD
   });
   const samples = new ViolationSamples();
   const regulation = (spaceId: string, userId: string) => regulations.get(regulationKey(spaceId, userId));
-  const fanOut = new FanOut(rpc, () => workspace.current(), logger, { regulation }, samples);
+  const fanOut = new FanOut(rpc, () => workspace.current(), logger, { regulation, runCode: functions.runner }, samples);
   let admin: RunningServer | undefined;
   const worker = new CommitAfterWorkConsumer<Envelope>({
     kafka,
@@ -75,7 +90,7 @@ export async function build(config: TransformConfig, { logger, fatal }: ServiceD
         port: config.ADMIN_PORT,
         token: config.ADMIN_TOKEN,
         logger,
-        routes: adminRoutes({ workspace: () => workspace.current(), samples, regulation }),
+        routes: adminRoutes({ workspace: () => workspace.current(), samples, regulation, functions }),
       });
       regulations.start();
       // No event is routed before the regulations were read: a suppressed user's would be delivered.
@@ -95,6 +110,7 @@ export async function build(config: TransformConfig, { logger, fatal }: ServiceD
         'director-rpc': () => rpc.close(),
         regulations: () => regulations.stop().then(() => reporter.close()),
         workspace: async () => workspace.close(),
+        functions: async () => functions.close(),
       },
     },
   };

@@ -27,6 +27,12 @@ export const transformEnv = z
     TRANSFORM_CHUNK_MESSAGES: positiveInt(500),
     /** Partitions of cdp.identified handled at once by one process. */
     TRANSFORM_PARTITIONS_CONCURRENTLY: positiveInt(4),
+    /** Wall-clock budget of one insert-function call. */
+    TRANSFORM_FUNCTION_TIMEOUT_MS: positiveInt(100),
+    /** WebAssembly memory all insert functions share, at most. */
+    TRANSFORM_FUNCTIONS_MEMORY_MB: positiveInt(128),
+    /** Failed calls in a row after which an insert function is disabled. */
+    TRANSFORM_FUNCTION_DISABLE_AFTER: positiveInt(20),
   })
   .superRefine((env, ctx) => {
     checkKafkaEnv(env, ctx);
