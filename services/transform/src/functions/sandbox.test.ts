@@ -1,5 +1,12 @@
 import type { QuickJSWASMModule } from 'quickjs-emscripten-core';
-import { DEFAULT_ENGINE_MEMORY_BYTES, DEFAULT_LIMITS, FunctionCompileError, loadSandboxEngine, SandboxedFunction } from './sandbox';
+import {
+  COMPILE_TIMEOUT_MS,
+  DEFAULT_ENGINE_MEMORY_BYTES,
+  DEFAULT_LIMITS,
+  FunctionCompileError,
+  loadSandboxEngine,
+  SandboxedFunction,
+} from './sandbox';
 
 let engine: QuickJSWASMModule;
 beforeAll(async () => {
@@ -75,7 +82,9 @@ describe('insert functions in the sandbox', () => {
     expect(() => compile('async function onTrack(event {')).toThrow(FunctionCompileError);
     expect(() => compile('throw new Error("at load")')).toThrow('Error: at load');
     expect(() => compile('function handle(event) { return event }')).toThrow(/defines none of onTrack/);
+    const started = Date.now();
     expect(() => compile('while (true) {}')).toThrow('timed out');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(COMPILE_TIMEOUT_MS);
   });
 
   it('stops an infinite loop at the time budget, then runs the next call', () => {
