@@ -31,8 +31,8 @@ export type SinkHandler = (req: SinkRequest, count: number) => SinkAnswer | 'han
 export interface HttpSinkOptions {
   /** Keep every request in `requests` (default); false for a long-running sink that only reports them. */
   keep?: boolean;
-  /** Called with each request as it arrives, before it is answered. */
-  onRequest?: (req: SinkRequest) => void;
+  /** Called with each request as it arrives; the answer waits for the promise it returns, if any. */
+  onRequest?: (req: SinkRequest) => void | Promise<void>;
   /** 127.0.0.1 and a free port unless given. */
   port?: number;
   /** A key and certificate (e.g. makeTestCertificates): the sink speaks HTTPS. */
@@ -87,7 +87,7 @@ export class HttpSink {
         concurrent,
       };
       if (this.options.keep ?? true) this.requests.push(entry);
-      this.options.onRequest?.(entry);
+      const recorded = this.options.onRequest?.(entry);
       const n = (this.counts.get(path) ?? 0) + 1;
       this.counts.set(path, n);
       this.unanswered.set(path, concurrent + 1);
@@ -96,22 +96,31 @@ export class HttpSink {
         entry.closedUnanswered = true;
         this.unanswered.set(path, (this.unanswered.get(path) ?? 1) - 1);
       });
-      const handler: SinkHandler = this.handlers.get(path) ?? (() => ({ status: 200 }));
-      const answer = handler(entry, n);
-      if (answer === 'hang') return;
-      if (answer === 'reset') {
-        req.socket.resetAndDestroy();
-        return;
-      }
-      const send = () => {
-        entry.answeredAt = Date.now();
-        this.unanswered.set(path, (this.unanswered.get(path) ?? 1) - 1);
-        res.writeHead(answer.status, answer.headers ?? {});
-        res.end(answer.body ?? '');
-      };
-      if (answer.delayMs) setTimeout(send, answer.delayMs);
-      else send();
+      if (recorded)
+        recorded.then(
+          () => this.answer(req, res, entry, n),
+          (error: unknown) => res.destroy(error as Error),
+        );
+      else this.answer(req, res, entry, n);
     });
+  }
+
+  private answer(req: http.IncomingMessage, res: http.ServerResponse, entry: SinkRequest, n: number): void {
+    const handler: SinkHandler = this.handlers.get(entry.path) ?? (() => ({ status: 200 }));
+    const answer = handler(entry, n);
+    if (answer === 'hang') return;
+    if (answer === 'reset') {
+      req.socket.resetAndDestroy();
+      return;
+    }
+    const send = () => {
+      entry.answeredAt = Date.now();
+      this.unanswered.set(entry.path, (this.unanswered.get(entry.path) ?? 1) - 1);
+      res.writeHead(answer.status, answer.headers ?? {});
+      res.end(answer.body ?? '');
+    };
+    if (answer.delayMs) setTimeout(send, answer.delayMs);
+    else send();
   }
 
   count(path: string): number {

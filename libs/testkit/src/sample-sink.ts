@@ -27,11 +27,49 @@ export function sinkLine(req: SinkRequest): SinkLine {
   return { method: req.method, path: req.path, headers: req.headers, body };
 }
 
+/**
+ * Appends lines to a file without blocking the event loop: the lines that arrive while a write is
+ * under way go together in the next one (one write per turn, not per line). `append` resolves once
+ * the line is in the file.
+ */
+export class LineAppender {
+  private pending: string[] = [];
+  private waiting: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
+  private writing = false;
+
+  constructor(private readonly file: string) {}
+
+  append(line: string): Promise<void> {
+    this.pending.push(line);
+    const done = new Promise<void>((resolve, reject) => this.waiting.push({ resolve, reject }));
+    if (!this.writing) void this.drain();
+    return done;
+  }
+
+  private async drain(): Promise<void> {
+    this.writing = true;
+    while (this.pending.length > 0) {
+      const lines = this.pending;
+      const waiting = this.waiting;
+      this.pending = [];
+      this.waiting = [];
+      try {
+        await fs.promises.appendFile(this.file, lines.join(''));
+        for (const w of waiting) w.resolve();
+      } catch (error) {
+        for (const w of waiting) w.reject(error);
+      }
+    }
+    this.writing = false;
+  }
+}
+
 /** Starts the sink on 127.0.0.1:`port` (0: a free one), appending to `file` (its folder is created). */
 export async function startSampleSink(file: string, port = 0): Promise<HttpSink> {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  // Appended synchronously, so a line is in the file before the request is answered.
-  return new HttpSink({ keep: false, port, onRequest: (req) => fs.appendFileSync(file, `${JSON.stringify(sinkLine(req))}\n`) }).start();
+  const appender = new LineAppender(file);
+  // A request is answered once its line is in the file (a reader that saw the answer finds the line).
+  return new HttpSink({ keep: false, port, onRequest: (req) => appender.append(`${JSON.stringify(sinkLine(req))}\n`) }).start();
 }
 
 /** The lines of a sink file written so far (none when it does not exist yet). */

@@ -22,6 +22,18 @@ export class TtlCache<V> {
     return hit ? e.value : undefined;
   }
 
+  /** The live entry without counting a lookup (for a caller that counted it already). */
+  peek(key: string): V | undefined {
+    const e = this.entries.get(key);
+    return e !== undefined && e.until > this.now() ? e.value : undefined;
+  }
+
+  /** Changes a live entry in place, keeping when it expires (a partial update is no fresh read). */
+  update(key: string, change: (value: V) => V): void {
+    const e = this.entries.get(key);
+    if (e !== undefined && e.until > this.now()) e.value = change(e.value);
+  }
+
   set(key: string, value: V): void {
     this.entries.delete(key);
     this.entries.set(key, { value, until: this.now() + this.ttlMs });

@@ -2,7 +2,6 @@
 // write is conditional (profile version, absent mapping, live profile), so two resolvers working
 // on one user at once never lose an update: the loser of a race gets StaleError and resolves again.
 import {
-  BatchGetItemCommand,
   ConditionalCheckFailedException,
   GetItemCommand,
   ProvisionedThroughputExceededException,
@@ -16,6 +15,7 @@ import {
   type TransactWriteItem,
 } from '@aws-sdk/client-dynamodb';
 import { RetriableError } from '@cdp/kafka';
+import { batchGet, type Timed } from './batch';
 import type { IdKey } from './ids';
 import { dynamoLatency, dynamoThrottles } from './metrics';
 import type { ProfileView } from './plan';
@@ -169,6 +169,15 @@ export interface Touch {
   lastSourceId?: string;
 }
 
+/** A profile's counters after a touch; last seen only when the touch moved it. */
+export interface Counted {
+  profileId: string;
+  events: number;
+  lastSeenAt?: number;
+  lastMessageId?: string;
+  lastSourceId?: string;
+}
+
 export class GraphStore {
   constructor(
     private readonly client: DynamoDBClient,
@@ -199,42 +208,30 @@ export class GraphStore {
     }
   }
 
+  private readonly timed: Timed = (op, send) => this.call(op, send);
+
+  private mappingItems(spaceId: string, ids: IdKey[], consistent: boolean): Promise<Record<string, AttributeValue>[]> {
+    const keys = [...new Set(ids)].map((id) => ({ [KEY]: S(mappingKey(spaceId, id)) }));
+    return batchGet(this.client, this.timed, 'batch_get', this.tables.ids, keys, { consistent });
+  }
+
   /** The profile each id maps to (ids without a mapping are absent). */
   async mappings(spaceId: string, ids: IdKey[]): Promise<Map<IdKey, string>> {
-    const found = new Map<IdKey, string>();
-    const keys: Record<string, AttributeValue>[] = [...new Set(ids)].map((id) => ({ [KEY]: S(mappingKey(spaceId, id)) }));
     const prefix = `${spaceId}|`;
-    while (keys.length > 0) {
-      const batch = keys.splice(0, 100);
-      const answer = await this.call('batch_get', () =>
-        this.client.send(new BatchGetItemCommand({ RequestItems: { [this.tables.ids]: { Keys: batch, ConsistentRead: true } } })),
-      );
-      for (const item of answer.Responses?.[this.tables.ids] ?? []) found.set(str(item[KEY]).slice(prefix.length), str(item.profileId));
-      keys.push(...(answer.UnprocessedKeys?.[this.tables.ids]?.Keys ?? []));
-    }
-    return found;
+    const items = await this.mappingItems(spaceId, ids, true);
+    return new Map(items.map((item) => [str(item[KEY]).slice(prefix.length), str(item.profileId)]));
   }
 
   /** The stored mappings of ids (ids without one are absent): profile and the event that added each. */
   async mappingDetails(spaceId: string, ids: IdKey[]): Promise<Map<IdKey, MappingDetail>> {
-    const found = new Map<IdKey, MappingDetail>();
-    const keys: Record<string, AttributeValue>[] = [...new Set(ids)].map((id) => ({ [KEY]: S(mappingKey(spaceId, id)) }));
     const prefix = `${spaceId}|`;
-    while (keys.length > 0) {
-      const batch = keys.splice(0, 100);
-      const answer = await this.call('batch_get', () =>
-        this.client.send(new BatchGetItemCommand({ RequestItems: { [this.tables.ids]: { Keys: batch } } })),
-      );
-      for (const item of answer.Responses?.[this.tables.ids] ?? [])
-        found.set(str(item[KEY]).slice(prefix.length), {
-          profileId: str(item.profileId),
-          createdAt: num(item.createdAt),
-          sourceId: str(item.sourceId),
-          messageId: str(item.messageId),
-        });
-      keys.push(...(answer.UnprocessedKeys?.[this.tables.ids]?.Keys ?? []));
-    }
-    return found;
+    const items = await this.mappingItems(spaceId, ids, false);
+    return new Map(
+      items.map((item) => [
+        str(item[KEY]).slice(prefix.length),
+        { profileId: str(item.profileId), createdAt: num(item.createdAt), sourceId: str(item.sourceId), messageId: str(item.messageId) },
+      ]),
+    );
   }
 
   async profile(spaceId: string, profileId: string): Promise<Profile | undefined> {
@@ -244,6 +241,12 @@ export class GraphStore {
       ),
     );
     return answer.Item ? fromItem(answer.Item) : undefined;
+  }
+
+  /** The profiles that exist of `profileIds`, 100 a call. */
+  async profiles(spaceId: string, profileIds: string[]): Promise<Profile[]> {
+    const keys = [...new Set(profileIds)].map((id) => ({ [KEY]: S(profileKey(spaceId, id)) }));
+    return (await batchGet(this.client, this.timed, 'batch_get_profiles', this.tables.profiles, keys, { consistent: true })).map(fromItem);
   }
 
   private putMappings(spaceId: string, profileId: string, ids: IdKey[], now: number, origin: Origin): TransactWriteItem[] {
@@ -390,45 +393,95 @@ export class GraphStore {
   }
 
   /**
-   * Adds a chunk's events to a live profile's counters (no version bump: counters never conflict
-   * with structural writes). StaleError when the profile was merged away meanwhile.
+   * The counter update of a touch: events added, and last seen moved unless `countOnly` (the
+   * profile has seen a later event). `condition` is added to the update's own.
    */
-  async touch(spaceId: string, profileId: string, t: Touch): Promise<Profile> {
-    const Key = { [KEY]: S(profileKey(spaceId, profileId)) };
-    const values: Record<string, AttributeValue> = { ':n': N(t.events), ':t': N(t.lastSeenAt), ':m': S(t.lastMessageId) };
-    if (t.lastSourceId !== undefined) values[':s'] = S(t.lastSourceId);
-    try {
-      const answer = await this.call('touch', () =>
-        this.client.send(
-          new UpdateItemCommand({
-            TableName: this.tables.profiles,
-            Key,
-            UpdateExpression: `ADD events :n SET lastSeenAt = :t, lastMessageId = :m${t.lastSourceId !== undefined ? ', lastSourceId = :s' : ''}`,
-            ConditionExpression: 'attribute_exists(#k) AND attribute_not_exists(mergedInto) AND lastSeenAt <= :t',
-            ExpressionAttributeNames: { '#k': KEY },
-            ExpressionAttributeValues: values,
-            ReturnValues: 'ALL_NEW',
-          }),
-        ),
+  private counterUpdate(
+    spaceId: string,
+    profileId: string,
+    t: Touch,
+    countOnly: boolean,
+    condition = '',
+    extra: Record<string, AttributeValue> = {},
+  ) {
+    const values: Record<string, AttributeValue> = { ':n': N(t.events), ...extra };
+    let update = 'ADD events :n';
+    let cond = 'attribute_exists(#k) AND attribute_not_exists(mergedInto)';
+    if (!countOnly) {
+      Object.assign(values, { ':t': N(t.lastSeenAt), ':m': S(t.lastMessageId) });
+      update += ' SET lastSeenAt = :t, lastMessageId = :m';
+      if (t.lastSourceId !== undefined) {
+        values[':s'] = S(t.lastSourceId);
+        update += ', lastSourceId = :s';
+      }
+      cond += ' AND lastSeenAt <= :t';
+    }
+    return {
+      TableName: this.tables.profiles,
+      Key: { [KEY]: S(profileKey(spaceId, profileId)) },
+      UpdateExpression: update,
+      ConditionExpression: cond + condition,
+      ExpressionAttributeNames: { '#k': KEY },
+      ExpressionAttributeValues: values,
+    };
+  }
+
+  /**
+   * Adds a chunk's events to a live profile's counters (no version bump: counters never conflict
+   * with structural writes). Returns the counters after; StaleError when the profile was merged
+   * away meanwhile. Only the changed attributes come back (not the whole profile). `laterSeen`:
+   * the caller knows the profile has seen a later event (counts only, one call).
+   */
+  async touch(spaceId: string, profileId: string, t: Touch, laterSeen = false): Promise<Counted> {
+    const counted = (a: Record<string, AttributeValue> | undefined): Counted => ({
+      profileId,
+      events: num(a?.events),
+      ...(a?.lastSeenAt && { lastSeenAt: num(a.lastSeenAt), lastMessageId: str(a.lastMessageId) }),
+      ...(a?.lastSourceId && { lastSourceId: str(a.lastSourceId) }),
+    });
+    const send = (countOnly: boolean) =>
+      this.call('touch', () =>
+        this.client.send(new UpdateItemCommand({ ...this.counterUpdate(spaceId, profileId, t, countOnly), ReturnValues: 'UPDATED_NEW' })),
       );
-      return fromItem(answer.Attributes!);
+    if (laterSeen) return counted((await send(true)).Attributes);
+    try {
+      return counted((await send(false)).Attributes);
     } catch (error) {
       if (!(error instanceof StaleError)) throw error;
       // Either merged away (stale) or a later event was seen already: count only.
-      const answer = await this.call('touch', () =>
+      return counted((await send(true)).Attributes);
+    }
+  }
+
+  /**
+   * Several profiles' touches in one transaction, each at the event counter its caller expects
+   * (a transaction returns no values: the condition is what makes the counter after known,
+   * `expected + events`, and the recent-event slots disjoint from any other writer's). One call
+   * for up to 100 profiles instead of one each. Nothing is written when an item's condition
+   * fails (another writer counted it, merged away, a later event seen already unless
+   * `laterSeen`, which counts only): returns the
+   * indexes of the items that failed; the others may be sent again.
+   */
+  async touchTogether(
+    items: Array<{ spaceId: string; profileId: string; touch: Touch; expected: number; laterSeen: boolean }>,
+  ): Promise<number[]> {
+    try {
+      await this.call('touch_together', () =>
         this.client.send(
-          new UpdateItemCommand({
-            TableName: this.tables.profiles,
-            Key,
-            UpdateExpression: 'ADD events :n',
-            ConditionExpression: 'attribute_exists(#k) AND attribute_not_exists(mergedInto)',
-            ExpressionAttributeNames: { '#k': KEY },
-            ExpressionAttributeValues: { ':n': values[':n'] },
-            ReturnValues: 'ALL_NEW',
+          new TransactWriteItemsCommand({
+            TransactItems: items.map(({ spaceId, profileId, touch, expected, laterSeen }) => ({
+              Update: this.counterUpdate(spaceId, profileId, touch, laterSeen, ' AND events = :e', { ':e': N(expected) }),
+            })),
           }),
         ),
       );
-      return fromItem(answer.Attributes!);
+      return [];
+    } catch (error) {
+      if (!(error instanceof StaleError)) throw error;
+      const reasons = error.cause instanceof TransactionCanceledException ? (error.cause.CancellationReasons ?? []) : [];
+      const failed = items.flatMap((_, i) => ((reasons[i]?.Code ?? 'None') === 'None' ? [] : [i]));
+      // No reason per item (should not happen): none of them can be trusted to pass.
+      return failed.length > 0 ? failed : items.map((_, i) => i);
     }
   }
 }

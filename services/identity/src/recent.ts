@@ -3,16 +3,9 @@
 // profile never holds more than `size` items), each item expiring by DynamoDB's Time to Live
 // (`expiresAt`, epoch seconds, the event's time plus the lookback). Expired items DynamoDB has
 // not deleted yet are filtered out when read.
-import {
-  BatchGetItemCommand,
-  BatchWriteItemCommand,
-  QueryCommand,
-  type AttributeValue,
-  type DynamoDBClient,
-  type WriteRequest,
-} from '@aws-sdk/client-dynamodb';
+import { QueryCommand, type AttributeValue, type DynamoDBClient, type WriteRequest } from '@aws-sdk/client-dynamodb';
 import type { SegmentMessage } from '@cdp/events';
-import { RetriableError } from '@cdp/kafka';
+import { batchGet, batchWrite, type Timed } from './batch';
 import { dynamoLatency } from './metrics';
 import { KEY, SORT_KEY, TTL_ATTRIBUTE, type TableNames } from './tables';
 
@@ -61,10 +54,6 @@ export interface RecentEventsOptions {
 const S = (s: string): AttributeValue => ({ S: s });
 const N = (n: number): AttributeValue => ({ N: String(n) });
 const profileKey = (spaceId: string, profileId: string) => `${spaceId}|${profileId}`;
-/** BatchWriteItem takes at most 25 requests, BatchGetItem 100 keys. */
-const WRITE_BATCH = 25;
-const GET_BATCH = 100;
-const MAX_UNPROCESSED_ROUNDS = 20;
 
 /** The Profile API's form of an event; `ids` are the event's external ids (`type:value`). */
 export function recentEventBody(message: SegmentMessage, sourceId: string, ids: string[], at: number): RecentEventBody {
@@ -95,28 +84,14 @@ export class RecentEvents {
     readonly options: RecentEventsOptions,
   ) {}
 
-  private async timed<T>(op: string, run: () => Promise<T>): Promise<T> {
+  private readonly timed: Timed = async (op, send) => {
     const stop = dynamoLatency.labels(op).startTimer();
     try {
-      return await run();
+      return await send();
     } finally {
       stop();
     }
-  }
-
-  private async writeAll(requests: WriteRequest[], op: string): Promise<void> {
-    for (let i = 0; i < requests.length; i += WRITE_BATCH) {
-      let batch = requests.slice(i, i + WRITE_BATCH);
-      for (let round = 0; batch.length > 0; round++) {
-        if (round === MAX_UNPROCESSED_ROUNDS) throw new RetriableError(`DynamoDB left ${batch.length} ${op} writes unprocessed`);
-        if (round > 0) await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** round, 2_000)));
-        const answer = await this.timed(op, () =>
-          this.client.send(new BatchWriteItemCommand({ RequestItems: { [this.tables.events]: batch } })),
-        );
-        batch = answer.UnprocessedItems?.[this.tables.events] ?? [];
-      }
-    }
-  }
+  };
 
   /**
    * Stores a chunk's events, per profile oldest first, in the slots after `counterBefore` (the
@@ -152,7 +127,7 @@ export class RecentEvents {
       });
       requests.push(...bySlot.values());
     }
-    await this.writeAll(requests, 'events_write');
+    await batchWrite(this.client, this.timed, 'events_write', this.tables.events, requests);
     return requests.length;
   }
 
@@ -218,19 +193,9 @@ export class RecentEvents {
     const found = new Map<string, RecentEventBody>();
     const keyOf = (profileId: string, slot: number) => `${profileId}#${slot}`;
     const keys = summaries.map((s) => ({ [KEY]: S(profileKey(spaceId, s.profileId)), [SORT_KEY]: N(s.slot) }));
-    for (let i = 0; i < keys.length; i += GET_BATCH) {
-      let batch: Record<string, AttributeValue>[] = keys.slice(i, i + GET_BATCH);
-      for (let round = 0; batch.length > 0; round++) {
-        if (round === MAX_UNPROCESSED_ROUNDS) throw new Error(`DynamoDB left ${batch.length} event reads unprocessed`);
-        const answer = await this.timed('events_get', () =>
-          this.client.send(new BatchGetItemCommand({ RequestItems: { [this.tables.events]: { Keys: batch } } })),
-        );
-        for (const item of answer.Responses?.[this.tables.events] ?? []) {
-          const profileId = item[KEY].S!.slice(spaceId.length + 1);
-          found.set(keyOf(profileId, Number(item[SORT_KEY].N)), JSON.parse(item.body.S!) as RecentEventBody);
-        }
-        batch = answer.UnprocessedKeys?.[this.tables.events]?.Keys ?? [];
-      }
+    for (const item of await batchGet(this.client, this.timed, 'events_get', this.tables.events, keys)) {
+      const profileId = item[KEY].S!.slice(spaceId.length + 1);
+      found.set(keyOf(profileId, Number(item[SORT_KEY].N)), JSON.parse(item.body.S!) as RecentEventBody);
     }
     // A slot rewritten meanwhile by a newer event is left out rather than shown in the wrong place.
     return summaries.flatMap((s) => {
@@ -243,9 +208,12 @@ export class RecentEvents {
   async deleteProfile(spaceId: string, profileId: string): Promise<number> {
     const pk = S(profileKey(spaceId, profileId));
     const slots = (await this.queryAll(pk.S!, '#slot', { '#slot': SORT_KEY })).map((item) => Number(item[SORT_KEY].N));
-    await this.writeAll(
-      slots.map((slot) => ({ DeleteRequest: { Key: { [KEY]: pk, [SORT_KEY]: N(slot) } } })),
+    await batchWrite(
+      this.client,
+      this.timed,
       'events_delete',
+      this.tables.events,
+      slots.map((slot) => ({ DeleteRequest: { Key: { [KEY]: pk, [SORT_KEY]: N(slot) } } })),
     );
     return slots.length;
   }

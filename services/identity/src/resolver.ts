@@ -3,10 +3,12 @@
 import { randomUUID } from 'node:crypto';
 import type { SegmentMessage } from '@cdp/events';
 import { RetriableError } from '@cdp/kafka';
+import { BATCH_CONCURRENCY, eachLimit } from './batch';
 import { TtlCache } from './cache';
 import {
   MAX_REFUSAL_RECORDS,
   StaleError,
+  type Counted,
   type GraphStore,
   type MergeRecord,
   type Profile,
@@ -27,6 +29,17 @@ export interface ResolveInput {
   timestamp: number;
   /** The event's source, recorded with new mappings, first/last seen and merge explanations. */
   sourceId?: string;
+  /**
+   * Ids its chunk's prefetch found unmapped (and the lookups it counted): the first attempt takes
+   * them as unmapped without reading them again.
+   */
+  prefetched?: Prefetched;
+}
+
+/** What a chunk's prefetch found: the ids with no mapping. */
+export interface Prefetched {
+  spaceId: string;
+  unmapped: ReadonlySet<IdKey>;
 }
 
 export type Outcome = 'created' | 'attached' | 'merged' | 'known' | 'unresolved';
@@ -50,6 +63,12 @@ export interface ResolverOptions {
 }
 
 const MAX_ATTEMPTS = 10;
+/** Profiles counted in one transaction (DynamoDB's limit is 100 items). */
+const TRANSACTION_ITEMS = 100;
+/** Transactions sent for one batch before the rest of it goes one profile at a time. */
+const TRANSACTION_ROUNDS = 3;
+/** Counter updates in flight at once on the one-call-each path. */
+const TOUCH_CONCURRENCY = 16;
 /** Merge chains are bounded by the merge cap; this only guards against a corrupt graph. */
 const MAX_CHAIN = 10_000;
 
@@ -119,12 +138,44 @@ export class Resolver {
     throw new RetriableError(`identity: ${MAX_ATTEMPTS} conditional writes in a row lost a race`);
   }
 
+  /**
+   * Reads the mappings of a chunk's ids and the profiles they lead to into the caches, 100 a call
+   * (what is cached already is not read): the chunk's events then resolve from the caches, one
+   * after another, without a read each. Staleness is safe: writes stay conditional.
+   */
+  async prefetch(spaceId: string, ids: Iterable<IdKey>): Promise<Prefetched> {
+    const targets = new Set<string>();
+    const misses: IdKey[] = [];
+    for (const id of new Set(ids)) {
+      const hit = this.idCache.get(`${spaceId}|${id}`);
+      if (hit) targets.add(hit);
+      else misses.push(id);
+    }
+    const mapped = misses.length > 0 ? await this.store.mappings(spaceId, misses) : new Map<IdKey, string>();
+    for (const [id, p] of mapped) {
+      this.idCache.set(`${spaceId}|${id}`, p);
+      targets.add(p);
+    }
+    // The profiles mapped to, then the profiles those were merged into, until every chain ends in the cache.
+    let wanted = [...targets];
+    for (let hops = 0; hops < MAX_CHAIN && wanted.length > 0; hops++) {
+      const missing = wanted.filter((p) => this.profileCache.get(`${spaceId}|${p}`) === undefined);
+      const next: string[] = [];
+      for (const p of missing.length > 0 ? await this.store.profiles(spaceId, missing) : []) {
+        this.profileCache.set(`${spaceId}|${p.profileId}`, p);
+        if (p.mergedInto) next.push(p.mergedInto);
+      }
+      wanted = next;
+    }
+    return { spaceId, unmapped: new Set(misses.filter((id) => !mapped.has(id))) };
+  }
+
   /** The live profile a (possibly merged-away) profile leads to. */
-  async live(spaceId: string, profileId: string, cached: boolean): Promise<Profile> {
+  async live(spaceId: string, profileId: string, cached: boolean, counted = true): Promise<Profile> {
     let id = profileId;
     for (let hops = 0; hops < MAX_CHAIN; hops++) {
       const key = `${spaceId}|${id}`;
-      let p = cached ? this.profileCache.get(key) : undefined;
+      let p = !cached ? undefined : counted ? this.profileCache.get(key) : this.profileCache.peek(key);
       if (!p) {
         p = await this.store.profile(spaceId, id);
         if (!p) throw new StaleError(`profile ${id} not found`);
@@ -142,19 +193,22 @@ export class Resolver {
     const ids = eventIds(message, rules);
     const now = this.now();
 
+    // After a prefetch its lookups were counted there; an earlier event of the chunk may have mapped an id since.
+    const prefetched = cached && input.prefetched?.spaceId === spaceId ? input.prefetched : undefined;
     const raw = new Map<IdKey, string>();
     const misses: IdKey[] = [];
     for (const id of ids) {
-      const hit = cached ? this.idCache.get(`${spaceId}|${id}`) : undefined;
+      const key = `${spaceId}|${id}`;
+      const hit = !cached ? undefined : prefetched ? this.idCache.peek(key) : this.idCache.get(key);
       if (hit) raw.set(id, hit);
-      else misses.push(id);
+      else if (!prefetched?.unmapped.has(id)) misses.push(id);
     }
     if (misses.length > 0) for (const [id, p] of await this.store.mappings(spaceId, misses)) raw.set(id, p);
 
     const mapped = new Map<IdKey, string>();
     const profiles = new Map<string, Profile>();
     for (const [id, p] of raw) {
-      const live = await this.live(spaceId, p, cached);
+      const live = await this.live(spaceId, p, cached, !prefetched);
       mapped.set(id, live.profileId);
       profiles.set(live.profileId, live);
     }
@@ -265,17 +319,78 @@ export class Resolver {
   }
 
   /**
-   * Adds events to a profile's counters; if it was merged away meanwhile, to the profile it
-   * leads to. Returns the profile that was counted (the event's profileId to publish) as it is
-   * after the count.
+   * Counts a chunk's events on their profiles (see touch). Profiles whose cached counter is
+   * current go together, 100 a transaction conditional on that counter; the rest, and any whose
+   * condition failed, one call each, TOUCH_CONCURRENCY at once. Results in the order given.
    */
-  async touch(spaceId: string, profileId: string, t: Touch): Promise<Profile> {
+  async touchAll(touches: Array<{ spaceId: string; profileId: string; touch: Touch }>): Promise<Counted[]> {
+    const results: Counted[] = new Array<Counted>(touches.length);
+    const single: number[] = [];
+    const together: Array<{ i: number; expected: number; laterSeen: boolean }> = [];
+    const laterSeen = new Set<number>();
+    touches.forEach(({ spaceId, profileId, touch }, i) => {
+      const p = this.profileCache.peek(`${spaceId}|${profileId}`);
+      // Events of a user arrive on every partition, so a later one is often counted already: count only.
+      if (p && p.lastSeenAt > touch.lastSeenAt) laterSeen.add(i);
+      // A merged-away profile would fail the condition and cancel the others' count with it.
+      if (p && !p.mergedInto) together.push({ i, expected: p.events, laterSeen: laterSeen.has(i) });
+      else single.push(i);
+    });
+    const batches: Array<typeof together> = [];
+    for (let k = 0; k < together.length; k += TRANSACTION_ITEMS) batches.push(together.slice(k, k + TRANSACTION_ITEMS));
+    await eachLimit(batches, BATCH_CONCURRENCY, async (batch) => {
+      // Each round drops the items that failed (to the single path); a cancelled transaction wrote nothing.
+      for (let round = 0; batch.length > 0; round++) {
+        if (round === TRANSACTION_ROUNDS) {
+          single.push(...batch.map((b) => b.i));
+          return;
+        }
+        const failed = new Set(
+          await this.store.touchTogether(batch.map(({ i, expected, laterSeen }) => ({ ...touches[i], expected, laterSeen }))),
+        );
+        if (failed.size === 0) {
+          for (const { i, expected, laterSeen } of batch) {
+            const { spaceId, profileId, touch } = touches[i];
+            results[i] = { profileId, events: expected + touch.events };
+            if (!laterSeen) Object.assign(results[i], { lastSeenAt: touch.lastSeenAt, lastMessageId: touch.lastMessageId });
+            if (!laterSeen && touch.lastSourceId !== undefined) results[i].lastSourceId = touch.lastSourceId;
+            this.counted(spaceId, results[i]);
+          }
+          return;
+        }
+        single.push(...batch.filter((_, k) => failed.has(k)).map((b) => b.i));
+        batch = batch.filter((_, k) => !failed.has(k));
+      }
+    });
+    await eachLimit(single, TOUCH_CONCURRENCY, async (i) => {
+      const { spaceId, profileId, touch } = touches[i];
+      results[i] = await this.touch(spaceId, profileId, touch, laterSeen.has(i));
+    });
+    return results;
+  }
+
+  /** A touch's counters on the cached profile, which keeps its expiry: only they are known fresh. */
+  private counted(spaceId: string, c: Counted): void {
+    this.profileCache.update(`${spaceId}|${c.profileId}`, (p) => ({
+      ...p,
+      events: c.events,
+      ...(c.lastSeenAt !== undefined && { lastSeenAt: c.lastSeenAt, lastMessageId: c.lastMessageId! }),
+      ...(c.lastSourceId !== undefined && { lastSourceId: c.lastSourceId }),
+    }));
+  }
+
+  /**
+   * Adds events to a profile's counters; if it was merged away meanwhile, to the profile it
+   * leads to. Returns the profile that was counted (the event's profileId to publish) and its
+   * event counter after the count.
+   */
+  async touch(spaceId: string, profileId: string, t: Touch, laterSeen = false): Promise<Counted> {
     let id = profileId;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       try {
-        const p = await this.store.touch(spaceId, id, t);
-        this.profileCache.set(`${spaceId}|${id}`, p);
-        return p;
+        const counted = await this.store.touch(spaceId, id, t, laterSeen && id === profileId);
+        this.counted(spaceId, counted);
+        return counted;
       } catch (error) {
         if (!(error instanceof StaleError)) throw error;
         contention.inc();

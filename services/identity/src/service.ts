@@ -2,12 +2,12 @@
 // cdp.identified keyed by profileId; the worker commits the input only after the send is acked.
 import { decodeEnvelope, encodeEnvelope, type Envelope } from '@cdp/events';
 import type { BatchContext, BatchingProducer, Decoded, InboundMessage } from '@cdp/kafka';
-import type { Workspace } from '@cdp/workspace';
+import type { Source, Workspace } from '@cdp/workspace';
 import type { Touch } from './graph';
-import { compileRules, type IdentityRules } from './ids';
+import { compileRules, eventIds, type IdentityRules, type IdKey } from './ids';
 import { recentEventsStored, resolved, suppressedEvents } from './metrics';
 import { recentEventBody, type RecentEventBody, type RecentEvents, type RecentGroup } from './recent';
-import type { Resolver } from './resolver';
+import type { Prefetched, Resolver } from './resolver';
 
 export interface IdentityStageDeps {
   resolver: Resolver;
@@ -48,6 +48,8 @@ export class IdentityStage {
     const workspace = this.deps.workspace();
     const out: Array<{ envelope: Envelope; spaceId?: string; profileId?: string }> = [];
     const touches = new Map<string, { spaceId: string; profileId: string; touch: Touch; events: RecentEventBody[] }>();
+    const accepted: Array<{ envelope: Envelope; source: Source; rules: IdentityRules }> = [];
+    const idsBySpace = new Map<string, IdKey[]>();
     for (const { message, value: envelope } of items) {
       const source = workspace.source(envelope.sourceId);
       const rules = source && this.rulesOf(workspace, source.spaceId);
@@ -59,6 +61,15 @@ export class IdentityStage {
         suppressedEvents.inc();
         continue;
       }
+      accepted.push({ envelope, source, rules });
+      let ids = idsBySpace.get(source.spaceId);
+      if (!ids) idsBySpace.set(source.spaceId, (ids = []));
+      ids.push(...eventIds(envelope.message, rules));
+    }
+    // The chunk's reads first, 100 a call; then each event resolves from the caches, in order.
+    const prefetched = new Map<string, Prefetched>();
+    for (const [spaceId, ids] of idsBySpace) prefetched.set(spaceId, await this.deps.resolver.prefetch(spaceId, ids));
+    for (const { envelope, source, rules } of accepted) {
       const at = eventTime(envelope);
       const replay = envelope.replay !== undefined;
       const r = await this.deps.resolver.resolve({
@@ -67,6 +78,7 @@ export class IdentityStage {
         message: envelope.message,
         timestamp: at,
         sourceId: envelope.sourceId,
+        prefetched: prefetched.get(source.spaceId),
       });
       resolved.labels(r.outcome, String(replay)).inc();
       // Replayed events were counted the first time.
@@ -94,12 +106,14 @@ export class IdentityStage {
     // Counts first: a profile merged away since its events resolved names the winner to publish.
     const counted = new Map<string, string>();
     const recent: RecentGroup[] = [];
-    for (const [key, { spaceId, profileId, touch, events }] of touches) {
-      const p = await this.deps.resolver.touch(spaceId, profileId, touch);
+    const entries = [...touches];
+    const after = await this.deps.resolver.touchAll(entries.map(([, t]) => t));
+    entries.forEach(([key, { touch, events }], i) => {
+      const p = after[i];
       counted.set(key, p.profileId);
       // The slots after the counter as it was before this chunk's events: disjoint from any other writer's.
-      recent.push({ spaceId, profileId: p.profileId, counterBefore: p.events - touch.events, events });
-    }
+      recent.push({ spaceId: touches.get(key)!.spaceId, profileId: p.profileId, counterBefore: p.events - touch.events, events });
+    });
     if (this.deps.recent) recentEventsStored.inc(await this.deps.recent.record(recent));
     await this.deps.producer.send(
       this.deps.outputTopic,

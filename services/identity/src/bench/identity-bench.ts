@@ -23,7 +23,15 @@ const CHUNK = 100;
 /** Users of the known mix: few enough that most events find their user in the caches. */
 const KNOWN_USERS = Number(process.env.BENCH_IDENTITY_KNOWN_USERS ?? 200);
 
-async function timed(label: string, run: (worker: number, i: number) => Promise<number>): Promise<{ rate: number; p99Ms: number }> {
+/** DynamoDB calls sent, by command (counted by a middleware on the bench's client). */
+const calls = new Map<string, number>();
+const totalCalls = () => [...calls.values()].reduce((a, b) => a + b, 0);
+
+async function timed(
+  label: string,
+  run: (worker: number, i: number) => Promise<number>,
+): Promise<{ rate: number; p99Ms: number; callsPerEvent: number; callsPerSecond: number }> {
+  const callsBefore = new Map(calls);
   const until = Date.now() + PHASE_MS;
   const latencies: number[] = [];
   let done = 0;
@@ -38,10 +46,19 @@ async function timed(label: string, run: (worker: number, i: number) => Promise<
       }
     }),
   );
-  const rate = Math.round(done / ((Date.now() - t0) / 1000));
+  const seconds = (Date.now() - t0) / 1000;
+  const rate = Math.round(done / seconds);
   const p99Ms = Number(percentile(latencies, 0.99).toFixed(2));
-  process.stderr.write(`${label}: ${rate}/s (${done} in ${PHASE_MS} ms, p99 per call ${p99Ms} ms)\n`);
-  return { rate, p99Ms };
+  const sent = totalCalls() - [...callsBefore.values()].reduce((a, b) => a + b, 0);
+  const byCommand = [...calls]
+    .map(([c, n]) => `${c.replace(/Command$/, '')} ${n - (callsBefore.get(c) ?? 0)}`)
+    .filter((e) => !e.endsWith(' 0'));
+  const callsPerEvent = Number((sent / Math.max(done, 1)).toFixed(3));
+  const callsPerSecond = Math.round(sent / seconds);
+  process.stderr.write(
+    `${label}: ${rate}/s (${done} in ${PHASE_MS} ms, p99 per call ${p99Ms} ms); DynamoDB ${callsPerSecond} calls/s, ${callsPerEvent} per unit (${byCommand.join(', ')})\n`,
+  );
+  return { rate, p99Ms, callsPerEvent, callsPerSecond };
 }
 
 async function main(): Promise<void> {
@@ -49,6 +66,13 @@ async function main(): Promise<void> {
   try {
     Object.assign(process.env, infra.env);
     const client = dynamoClient({ AWS_REGION: infra.env.AWS_REGION ?? 'us-east-1', DYNAMODB_ENDPOINT: infra.env.DYNAMODB_ENDPOINT });
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        calls.set(context.commandName ?? '?', (calls.get(context.commandName ?? '?') ?? 0) + 1);
+        return next(args);
+      },
+      { step: 'initialize', name: 'benchCallCounter' },
+    );
     const tables = tableNames('bench-');
     await ensureTables(client, tables);
 
@@ -183,7 +207,10 @@ async function main(): Promise<void> {
         baseline: get.rate,
         ratio: Number((known.rate / get.rate).toFixed(2)),
         p99_ms: known.p99Ms,
+        calls_per_event: known.callsPerEvent,
+        dynamodb_calls_per_s: known.callsPerSecond,
         new_user_events_per_s: fresh.rate,
+        new_user_calls_per_event: fresh.callsPerEvent,
         new_user_baseline_put_per_s: put.rate,
         new_user_ratio: Number((fresh.rate / put.rate).toFixed(2)),
         traits_p99_ms: traitsUnderLoad.p99Ms,
