@@ -4,7 +4,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Agent } from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
-import { Destination, type DestinationDefinition, type JSONObject, type SegmentEvent } from '@segment/actions-core';
+import { createRequestClient, Destination, type DestinationDefinition, type JSONObject, type SegmentEvent } from '@segment/actions-core';
 import { registerSecret } from '@cdp/log';
 import type { Destination as WorkspaceDestination } from '@cdp/workspace';
 import { definitionSettings, effectiveMapping, OAUTH_SETTING, usesOAuth, type OAuthSettings } from './config';
@@ -274,6 +274,33 @@ export class ActionDestinationRunner {
       (all) => all.some((o) => o.kind === 'response' && o.status === 401),
       (error) => events.map(() => outcomeOfError(error)),
     );
+  }
+
+  /** True when the definition forwards deletions (`onDelete`, e.g. Amplitude's user deletion API). */
+  get deletes(): boolean {
+    return typeof this.definition.onDelete === 'function';
+  }
+
+  /**
+   * The definition's delete handler for one user (GDPR), once: retries are the caller's (the
+   * library's own `onDelete` entry point retries twice more inside, and has no timeout of ours).
+   */
+  async deleteUser(userId: string): Promise<ActionOutcome> {
+    const onDelete = this.definition.onDelete;
+    if (!onDelete) return { kind: 'response', status: 200, retryAfter: null, excerpt: 'the destination has no delete handler' };
+    const once = async (accessToken: string | undefined): Promise<ActionOutcome> => {
+      const payload = { userId };
+      const auth = this.auth(accessToken);
+      try {
+        const extend = this.destination.extendRequest?.({ settings: this.settings, payload, auth } as never) ?? {};
+        const result = await onDelete(createRequestClient(extend), { payload, settings: this.settings, auth } as never);
+        const data = (result as { data?: unknown; content?: unknown } | undefined)?.content ?? result;
+        return { kind: 'response', status: 200, retryAfter: null, excerpt: excerptOf(data) };
+      } catch (error) {
+        return outcomeOfError(error);
+      }
+    };
+    return this.withToken(once, (o) => o.kind === 'response' && o.status === 401, outcomeOfError);
   }
 
   private subscription(id: string): PreparedSubscription {

@@ -126,3 +126,28 @@ export interface RpcAnswer {
 export interface RpcErrorBody {
   error: { code: string; message: string };
 }
+
+/**
+ * GDPR deletions (DESIGN.md "Regulations"): a job with this subscription id is not an event but
+ * a request to delete one user at one destination, for one regulation. Transform sends one per
+ * delete regulation record (DELETE_ONLY, SUPPRESS_WITH_DELETE) and action destination; the
+ * director runs the definition's delete handler (nothing for a definition without one), and
+ * reports the destination's part of the regulation on cdp.regulation-status once the jobs of
+ * all its `subjects` are final (stage `destination.<destinationId>`, @cdp/events' deletionStage).
+ */
+export const DELETE_SUBSCRIPTION_ID = '__delete';
+
+export const deletionPayloadSchema = z.strictObject({
+  type: z.literal('delete'),
+  regulationId: z.string().min(1).max(64),
+  spaceId: z.string().min(1),
+  userId: z.string().min(1),
+  /** The regulation's records (spaces × users): the destination's part is done once that many jobs are final. */
+  subjects: z.number().int().positive().optional(),
+  /**
+   * False when the user's space has no source connected to the destination: the job is counted
+   * for the regulation, and nothing is sent (the same id in another space may be another person).
+   */
+  connected: z.boolean(),
+});
+export type DeletionPayload = z.infer<typeof deletionPayloadSchema>;

@@ -78,6 +78,19 @@ export const regulationStatusSchema = z.object({
 });
 export type RegulationStatus = z.infer<typeof regulationStatusSchema>;
 
+/** True when the user's data must be deleted (in the archive, identity, and at destinations with a delete handler). */
+export function deletes(type: RegulationType): boolean {
+  return type === 'DELETE_ONLY' || type === 'SUPPRESS_WITH_DELETE';
+}
+
+/** Stages named `destination.<destinationId>`: one destination's deletions (reported by the directors, delete regulations only). */
+export const DESTINATION_STAGE_PREFIX = 'destination.';
+
+/** The regulation-status stage of one destination's deletions. */
+export function deletionStage(destinationId: string): string {
+  return `${DESTINATION_STAGE_PREFIX}${destinationId}`;
+}
+
 /** True when events of this user must be dropped at the edge. */
 export function suppresses(type: RegulationType): boolean {
   return type === 'SUPPRESS_ONLY' || type === 'SUPPRESS_WITH_DELETE';

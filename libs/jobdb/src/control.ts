@@ -42,6 +42,55 @@ export const STATUS_CODE_TABLES: readonly string[] = [
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
 ];
 
+/**
+ * Version 3: the final outcome of each GDPR delete job (one per regulation, destination and
+ * subject), whichever director ran it, so the director that finishes a destination's last one
+ * sees them all and reports the destination's part of the regulation (cdp.regulation-status).
+ */
+export const REGULATION_DELETION_TABLES: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS regulation_deletions (
+    regulation_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    destination_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    subject CHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    failed TINYINT(1) NOT NULL,
+    detail VARCHAR(500) NULL,
+    at DATETIME(3) NOT NULL,
+    PRIMARY KEY (regulation_id, destination_id, subject)
+  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+];
+
+/** One delete job's final outcome (`subject`: a hash of space and user, never the user id). */
+export interface RegulationDeletionRow {
+  regulationId: string;
+  destinationId: string;
+  subject: string;
+  failed: boolean;
+  detail: string | null;
+  at: Date;
+}
+
+/**
+ * Records one delete job's final outcome (a second record of the same subject, from a retried
+ * report, changes nothing) and answers the destination's tally for the regulation so far. Each
+ * statement commits on its own: of two directors finishing the last two subjects at once, the
+ * one whose count runs last sees both.
+ */
+export async function recordRegulationDeletion(
+  pool: mysql.Pool,
+  row: RegulationDeletionRow,
+): Promise<{ handled: number; failed: number; detail: string | null }> {
+  await pool.query(
+    'INSERT IGNORE INTO regulation_deletions (regulation_id, destination_id, subject, failed, detail, at) VALUES (?, ?, ?, ?, ?, ?)',
+    [row.regulationId, row.destinationId, row.subject, row.failed ? 1 : 0, row.detail?.slice(0, 500) ?? null, row.at],
+  );
+  const [rows] = await pool.query<mysql.RowDataPacket[]>(
+    `SELECT COUNT(*) AS handled, COALESCE(SUM(failed), 0) AS failed, MIN(CASE WHEN failed = 1 THEN detail END) AS detail
+       FROM regulation_deletions WHERE regulation_id = ? AND destination_id = ?`,
+    [row.regulationId, row.destinationId],
+  );
+  return { handled: Number(rows[0].handled), failed: Number(rows[0].failed), detail: (rows[0].detail as string | null) ?? null };
+}
+
 /** Upper bounds (ms) of the latency histogram stored per row; the last bucket is +Inf. */
 export const STATS_LATENCY_BUCKETS_MS = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000];
 
@@ -76,6 +125,7 @@ export interface DeliveryStatsRow {
 export const CONTROL_MIGRATIONS: ReadonlyArray<{ version: number; statements: readonly string[] }> = [
   { version: 1, statements: CONTROL_TABLES },
   { version: 2, statements: STATUS_CODE_TABLES },
+  { version: 3, statements: REGULATION_DELETION_TABLES },
 ];
 
 /** The newest `cdp_control` schema version this code knows (the version directors wait for). */

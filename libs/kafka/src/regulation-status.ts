@@ -79,7 +79,7 @@ export class RegulationReporter {
     const complete = entry.subjects === undefined || entry.handled.size >= entry.subjects;
     if (!complete) return;
     this.open.delete(id);
-    this.due.set(id, {
+    this.due.set(regulationStatusKey(id, this.options.stage), {
       regulationId: id,
       stage: this.options.stage,
       status: entry.failed > 0 ? 'FAILED' : 'FINISHED',
@@ -90,9 +90,9 @@ export class RegulationReporter {
     });
   }
 
-  /** Reports a stage status directly (e.g. RUNNING when a long part starts, or FAILED for the whole regulation). */
+  /** Reports a stage status directly (e.g. RUNNING when a long part starts, FAILED for the whole regulation, or another stage's: one report per regulation and stage is due at a time). */
   report(status: RegulationStatus): void {
-    this.due.set(status.regulationId, status);
+    this.due.set(regulationStatusKey(status.regulationId, status.stage), status);
   }
 
   /** Sends the reports due, in the background, one send at a time; a failed send keeps them for the next. */
@@ -110,7 +110,10 @@ export class RegulationReporter {
         for (const s of batch) reports.labels(s.stage, s.status).inc();
       } catch (error) {
         this.connected = undefined;
-        for (const s of batch) if (!this.due.has(s.regulationId)) this.due.set(s.regulationId, s);
+        for (const s of batch) {
+          const key = regulationStatusKey(s.regulationId, s.stage);
+          if (!this.due.has(key)) this.due.set(key, s);
+        }
         this.options.logger.warn({ ...errorFields(error), reports: batch.length }, 'regulation status not sent; will retry');
         setTimeout(() => void this.flush(), 1_000).unref();
       }

@@ -3,6 +3,7 @@ import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
 import { ActionDestinationRunner, TokenStore, type ActionOutcome } from '@cdp/actions';
+import { DELETE_SUBSCRIPTION_ID, deletionPayloadSchema } from '@cdp/director-rpc';
 import type { Destination } from '@cdp/workspace';
 import { classifyError, type DestinationDriver } from './destinations';
 import type { AttemptResult } from './outcome';
@@ -89,6 +90,7 @@ export class ActionDriver implements DestinationDriver {
       return configError(error instanceof Error ? error.message : String(error), started);
     }
     const subscriptionId = content.subscriptionId;
+    if (subscriptionId === DELETE_SUBSCRIPTION_ID) return this.deleteUser(runner, content.payload, started);
     if (!runner.hasSubscription(subscriptionId)) {
       // The config may have changed since transform matched: retried until it is back or the job expires.
       return configError(`destination ${destination.id} has no subscription ${subscriptionId} with a known action`, started);
@@ -104,6 +106,20 @@ export class ActionDriver implements DestinationDriver {
     return new Promise((resolve) =>
       this.addToBatch(runner, destination.id, subscriptionId, job, event, size, signal, { started, resolve }),
     );
+  }
+
+  /** A GDPR delete job: the definition's delete handler for its user (see DELETE_SUBSCRIPTION_ID). */
+  private async deleteUser(runner: ActionDestinationRunner, payload: string, started: number): Promise<AttemptResult> {
+    let parsed;
+    try {
+      parsed = deletionPayloadSchema.parse(JSON.parse(payload));
+    } catch (error) {
+      return { kind: 'response', status: 400, excerpt: `not a delete job: ${String(error).slice(0, 300)}`, durationMs: 0 };
+    }
+    // Nothing to send; the job still counts for the regulation (DeletionReports).
+    if (!runner.deletes) return { kind: 'response', status: 200, excerpt: 'the destination has no delete handler', durationMs: 0 };
+    if (!parsed.connected) return { kind: 'response', status: 200, excerpt: "no source of the user's space is connected", durationMs: 0 };
+    return attemptResult(await runner.deleteUser(parsed.userId), started);
   }
 
   private runnerFor(destination: Destination): ActionDestinationRunner {

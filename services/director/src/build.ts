@@ -1,7 +1,7 @@
 import { actionDestinationIssues } from '@cdp/actions';
 import { mysqlConnectionUrl } from '@cdp/config';
 import { createConsulClient } from '@cdp/consul';
-import { BatchingProducer, createKafka, kafkaConnection, requireTopics, topicNames } from '@cdp/kafka';
+import { BatchingProducer, createKafka, kafkaConnection, RegulationReporter, requireTopics, topicNames } from '@cdp/kafka';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
 import { WorkspaceStore } from '@cdp/workspace';
 import { directorEnv, type DirectorConfig } from './config';
@@ -21,10 +21,13 @@ export async function build(config: DirectorConfig, { logger }: ServiceDeps): Pr
   const consul = createConsulClient(config.CONSUL_HTTP_ADDR);
   const kafka = createKafka({ ...kafkaConnection(config), clientId: `director-${config.POD_NAME}`, logger });
   // cdp-topics creates the topics; the director only verifies its own, failing the start naming it.
-  const undeliveredTopic = topicNames(config.CDP_TOPIC_PREFIX).undelivered;
+  const topics = topicNames(config.CDP_TOPIC_PREFIX);
+  const undeliveredTopic = topics.undelivered;
   const admin = kafka.admin();
   await admin.connect();
-  await requireTopics(admin, [undeliveredTopic]).finally(() => admin.disconnect());
+  await requireTopics(admin, [undeliveredTopic, topics['regulation-status']]).finally(() => admin.disconnect());
+  // The destinations' part of GDPR deletions (stage destination.<id>; see deletions.ts).
+  const regulationStatus = new RegulationReporter({ kafka, topic: topics['regulation-status'], stage: 'destinations', logger });
   const producer = new BatchingProducer(kafka, { logger });
   await producer.connect();
   // Every MySQL connection of the director opens from MYSQL_URL: give it the TLS settings.
@@ -35,6 +38,7 @@ export async function build(config: DirectorConfig, { logger }: ServiceDeps): Pr
       publisher: new KafkaUndeliveredPublisher(producer, undeliveredTopic),
       workspace: () => workspace.current(),
       logger,
+      regulationStatus,
     },
   );
   workspace.on('change', () => director.engine.refreshPolicies());
@@ -48,7 +52,7 @@ export async function build(config: DirectorConfig, { logger }: ServiceDeps): Pr
       stopInputs: { rpc: () => director.closeRpc() },
       // In-flight deliveries finish (bounded) and are persisted, locks released, stats flushed.
       drain: { director: () => director.stop() },
-      flushProducers: { 'kafka-producer': () => producer.disconnect() },
+      flushProducers: { 'kafka-producer': () => producer.disconnect(), 'regulation-status': () => regulationStatus.close() },
       closeClients: { workspace: () => workspace.close(), 'consul-client': () => consul.close() },
     },
   };

@@ -1,3 +1,4 @@
+import { DELETE_SUBSCRIPTION_ID } from '@cdp/director-rpc';
 import { FencedError, type StoredJob, type Transition } from '@cdp/jobdb';
 import { errorFields, type Logger } from '@cdp/log';
 import type { Destination, Workspace } from '@cdp/workspace';
@@ -64,6 +65,8 @@ export interface EngineOptions {
   maxQueuedBytes: number;
   now?: () => number;
   random?: () => number;
+  /** A job reached a final state (succeeded, discarded, archived) and it is written; its content is in memory. */
+  onFinal?: (job: Job) => void;
 }
 
 /** Archivings running at once (each holds its job's content until `archived` is written). */
@@ -473,6 +476,7 @@ export class DeliveryEngine {
       this.scheduler.enqueue(job, now);
       this.schedulePump();
     } else {
+      this.options.onFinal?.(job);
       this.finished(job);
     }
   }
@@ -535,7 +539,9 @@ export class DeliveryEngine {
   private async finishArchive(job: Job, sink: JobSink): Promise<void> {
     let delay = 500;
     if (!(await this.withContent(job, sink))) return;
-    for (;;) {
+    // A GDPR delete job is no event: its failure is reported on cdp.regulation-status, never replayed.
+    const publish = job.content!.subscriptionId !== DELETE_SUBSCRIPTION_ID;
+    for (; publish;) {
       if (!sink.writable || this.sinks.get(job.jobDbId) !== sink) {
         this.budget.release(job);
         return;
@@ -554,7 +560,7 @@ export class DeliveryEngine {
         delay = Math.min(delay * 2, 10_000);
       }
     }
-    undeliveredPublished.inc();
+    if (publish) undeliveredPublished.inc();
     try {
       if (!sink.writable) throw new Error('not writable');
       await sink.write([{ jobId: job.id, from: 'archiving', to: 'archived', attempt: job.attempt, at: new Date(this.now()) }]);
@@ -564,6 +570,7 @@ export class DeliveryEngine {
     }
     job.state = 'archived';
     this.options.stats?.record(job.sourceId, job.destinationId, 'archived', null, null, this.now());
+    this.options.onFinal?.(job);
     this.finished(job);
   }
 

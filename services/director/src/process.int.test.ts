@@ -56,7 +56,7 @@ beforeAll(async () => {
   );
   topicPrefix = testTopicPrefix('director');
   await createTestTopics(createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'director-test-admin', logger }), topicPrefix, {
-    roles: ['undelivered'],
+    roles: ['undelivered', 'regulation-status'],
   });
 });
 

@@ -75,7 +75,7 @@ beforeAll(async () => {
   await createTestTopics(
     createKafka({ brokers: [requireEnv('KAFKA_BROKERS')], clientId: 'director-auth-test-admin', logger }),
     topicPrefix,
-    { roles: ['undelivered'] },
+    { roles: ['undelivered', 'regulation-status'] },
   );
   database = (await env.provision('auth')).database;
   director = await startDirector('auth-a', { DIRECTOR_RPC_TOKEN: TOKEN });
@@ -93,11 +93,13 @@ it('refuses to start without DIRECTOR_RPC_TOKEN, naming it, unless DIRECTOR_RPC_
   expect(await insecure.stop('SIGTERM')).toBe(0);
 });
 
-it('refuses to start when cdp.undelivered is missing, naming it', async () => {
+it('refuses to start when its topics are missing, naming them', async () => {
   const missingPrefix = testTopicPrefix('dirnotopic');
   const proc = await startDirector('auth-notopic', { DIRECTOR_RPC_TOKEN: TOKEN, CDP_TOPIC_PREFIX: missingPrefix });
   expect(await exitedOrUp(proc)).toEqual({ exited: 1 });
-  expect(proc.output()).toContain(`missing Kafka topics: ${missingPrefix}undelivered (create them with cdp-topics create)`);
+  expect(proc.output()).toContain(
+    `missing Kafka topics: ${missingPrefix}undelivered, ${missingPrefix}regulation-status (create them with cdp-topics create)`,
+  );
 });
 
 it('answers 401 with no details to a call without the token or with a wrong one, before reading the body', async () => {

@@ -6,6 +6,7 @@ import { errorFields, registerSecret, type Logger } from '@cdp/log';
 import type { Workspace } from '@cdp/workspace';
 import type { DirectorConfig } from './config';
 import { ControlWatcher } from './controls';
+import { DeletionReports, type RegulationStatusSink } from './deletions';
 import { ActionDriver } from './actions';
 import { WebhookDriver, type DestinationDriver } from './destinations';
 import { DeliveryEngine } from './engine';
@@ -56,6 +57,8 @@ export interface DirectorDeps {
   workspace: () => Workspace;
   logger: Logger;
   drivers?: Record<string, DestinationDriver>;
+  /** cdp.regulation-status, for the destinations' part of GDPR deletions (none: not reported). */
+  regulationStatus?: RegulationStatusSink;
   /** Host of the RPC listener; 0.0.0.0 in production, 127.0.0.1 in tests. */
   host?: string;
   random?: () => number;
@@ -73,6 +76,7 @@ export class Director {
   private statsPool: mysql.Pool | undefined;
   private statsTimer: NodeJS.Timeout | undefined;
   private readonly starting = new AbortController();
+  private readonly deletions: DeletionReports | undefined;
 
   constructor(
     private readonly settings: DirectorSettings,
@@ -96,6 +100,9 @@ export class Director {
     this.stats = new StatsCollector(settings.POD_NAME);
     const keys = new ConsulKeys(settings.CDP_CONSUL_PREFIX);
     this.controls = new ControlWatcher(deps.consul, keys, logger, () => this.engine.refreshPolicies());
+    this.deletions =
+      deps.regulationStatus &&
+      new DeletionReports({ pool: () => this.statsPool, reporter: deps.regulationStatus, workspace: deps.workspace, logger });
     this.engine = new DeliveryEngine({
       logger,
       workspace: deps.workspace,
@@ -112,6 +119,7 @@ export class Director {
       maxInFlight: settings.DIRECTOR_MAX_IN_FLIGHT,
       maxQueuedBytes: settings.DIRECTOR_MAX_QUEUED_BYTES,
       random: deps.random,
+      onFinal: (job) => this.deletions?.final(job),
     });
     this.holder = new JobDbHolder({
       consul: deps.consul,
@@ -222,6 +230,7 @@ export class Director {
     await this.holder.stop();
     clearInterval(this.statsTimer);
     await this.flushStats(true);
+    await this.deletions?.idle(); // the last deletions' records and reports, before the pool closes
     await this.statsPool?.end().catch(() => undefined);
     await Promise.all(Object.values(this.drivers).map((d) => d.close().catch(() => undefined)));
   }

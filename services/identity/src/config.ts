@@ -20,10 +20,13 @@ export const identityEnv = z
     ...adminEnv,
     /** Profile API requests a second per space (Segment's default limit), with as much burst; 429 beyond. */
     IDENTITY_PROFILE_API_RATE: positiveInt(100),
-    /** Stages whose reports a regulation waits for (cdp.regulation-status), comma-separated. */
+    /**
+     * Stages whose reports a regulation waits for (cdp.regulation-status), comma-separated; a
+     * destination with a delete handler is the stage `destination.<destinationId>` (deletions only).
+     */
     IDENTITY_REGULATION_STAGES: z
       .string()
-      .regex(/^[a-z0-9_.-]+(,[a-z0-9_.-]+)*$/, 'comma-separated stage names')
+      .regex(/^[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*$/, 'comma-separated stage names')
       .default('tapi,identity')
       .transform((s) => s.split(',')),
     /** Consumer group of cdp.deduped. */

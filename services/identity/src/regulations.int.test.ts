@@ -17,7 +17,7 @@ import {
   waitServiceReady,
   type ServiceProcess,
 } from '@cdp/testkit';
-import { overallStatus } from './regulations';
+import { overallStatus, stagesOf } from './regulations';
 import { RecentEvents } from './recent';
 import { dynamoClient, ensureTables, tableNames, type TableNames } from './tables';
 import { dumpGraph } from './testing/graph';
@@ -64,6 +64,14 @@ describe('overallStatus (Segment: FAILED when every stage failed, PARTIAL_SUCCES
         ]),
       ),
     ).toBe('FAILED');
+  });
+
+  it("waits for the destinations' deletion stages for deletions only", () => {
+    const stages = ['tapi', 'identity', 'destination.amp'];
+    expect(stagesOf('DELETE_ONLY', stages)).toEqual(stages);
+    expect(stagesOf('SUPPRESS_WITH_DELETE', stages)).toEqual(stages);
+    expect(stagesOf('SUPPRESS_ONLY', stages)).toEqual(['tapi', 'identity']);
+    expect(stagesOf('UNSUPPRESS', stages)).toEqual(['tapi', 'identity']);
   });
 });
 

@@ -4,7 +4,15 @@
 import { randomUUID } from 'node:crypto';
 import { GetItemCommand, PutItemCommand, ScanCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Express, Request } from 'express';
-import { REGULATION_TYPES, regulationKey, type Regulation, type RegulationStatus, type RegulationType } from '@cdp/events';
+import {
+  deletes,
+  DESTINATION_STAGE_PREFIX,
+  REGULATION_TYPES,
+  regulationKey,
+  type Regulation,
+  type RegulationStatus,
+  type RegulationType,
+} from '@cdp/events';
 import { decodeCursor, encodeCursor, HttpError } from '@cdp/http';
 import type { BatchingProducer } from '@cdp/kafka';
 import type { Workspace } from '@cdp/workspace';
@@ -99,13 +107,19 @@ export interface RegulationsApiDeps {
 
 const validation = (message: string) => new HttpError(400, 'validation_error', message);
 
+/** The configured stages a regulation of this type waits for: destinations' (`destination.<id>`) only for deletions. */
+export function stagesOf(type: RegulationType, stages: readonly string[]): string[] {
+  return deletes(type) ? [...stages] : stages.filter((s) => !s.startsWith(DESTINATION_STAGE_PREFIX));
+}
+
 function view(r: StoredRegulation, deps: RegulationsApiDeps) {
+  const stages = stagesOf(r.regulateType, deps.stages);
   const reports = new Map<string, RegulationStatus>();
-  for (const stage of deps.stages) {
+  for (const stage of stages) {
     const s = deps.status(r.id, stage);
     if (s) reports.set(stage, s);
   }
-  const overall = overallStatus(deps.stages, reports);
+  const overall = overallStatus(stages, reports);
   const finishedAt =
     overall === 'FINISHED' || overall === 'FAILED' || overall === 'PARTIAL_SUCCESS'
       ? [...reports.values()].map((s) => s.reportedAt).sort()[reports.size - 1]
@@ -120,7 +134,7 @@ function view(r: StoredRegulation, deps: RegulationsApiDeps) {
     spaceIds: r.spaceIds,
     createdAt: r.createdAt,
     finishedAt,
-    streamStatus: deps.stages.map((stage) => {
+    streamStatus: stages.map((stage) => {
       const s = reports.get(stage);
       return {
         id: stage,

@@ -17,6 +17,7 @@ import { startAdminServer, type RunningServer } from '@cdp/http';
 import { WorkspaceStore } from '@cdp/workspace';
 import { adminRoutes } from './admin';
 import { transformEnv, type TransformConfig } from './config';
+import { deletionConsumer } from './deletions';
 import { decode, FanOut } from './fan-out';
 import { FunctionRegistry } from './functions/functions';
 import { DEFAULT_LIMITS, loadSandboxEngine } from './functions/sandbox';
@@ -83,6 +84,19 @@ export async function build(config: TransformConfig, { logger, fatal }: ServiceD
     consumerConfig: { sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS, heartbeatInterval: config.KAFKA_HEARTBEAT_INTERVAL_MS },
     onFatal: fatal,
   });
+  const deletions = deletionConsumer({
+    kafka,
+    groupId: `${config.TRANSFORM_GROUP_ID}-deletions`,
+    topics: [specs.regulations.name],
+    dlqTopic: specs.dlq.name,
+    logger: logger.child({ component: 'deletions' }),
+    sender: rpc,
+    workspace: () => workspace.current(),
+    maxAttempts: config.KAFKA_WORKER_MAX_ATTEMPTS,
+    retryInitialMs: config.KAFKA_WORKER_RETRY_INITIAL_MS,
+    retryMaxMs: config.KAFKA_WORKER_RETRY_MAX_MS,
+    onFatal: fatal,
+  });
   return {
     start: async () => {
       admin = await startAdminServer({
@@ -96,16 +110,22 @@ export async function build(config: TransformConfig, { logger, fatal }: ServiceD
       // No event is routed before the regulations were read: a suppressed user's would be delivered.
       while (!regulations.caughtUp) await sleep(100);
       await worker.start();
+      await deletions.start();
       return { input: specs.identified.name, workspace: workspace.current().version, adminPort: admin.port };
     },
     readiness: [
       { name: 'regulations', check: async () => regulations.follower.readiness() },
       { name: 'kafka-worker', check: async () => worker.readiness() },
+      { name: 'deletions', check: async () => deletions.readiness() },
       { name: 'directors', check: async () => fanOut.readiness() },
     ],
     shutdown: {
       // kafkajs finishes the chunk in flight (its jobs get their results) and commits.
-      stopInputs: { 'kafka-worker': () => worker.stop(), 'admin-server': async () => admin?.close(1_000) },
+      stopInputs: {
+        'kafka-worker': () => worker.stop(),
+        deletions: () => deletions.stop(),
+        'admin-server': async () => admin?.close(1_000),
+      },
       closeClients: {
         'director-rpc': () => rpc.close(),
         regulations: () => regulations.stop().then(() => reporter.close()),
