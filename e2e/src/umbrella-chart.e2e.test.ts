@@ -178,6 +178,12 @@ describe('umbrella chart against the services', () => {
   });
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
+  it("uses the README's install values", () => {
+    const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    const shown = /## Installing on Kubernetes[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(shown).toBe(fs.readFileSync(path.join(CHARTS, 'cdp', 'values-minimal.yaml'), 'utf8'));
+  });
+
   it('renders every service and Job with everything on', () => {
     const containers = rendered.everything.flatMap((m) => containersOf(m).map((c) => c.name));
     expect([...new Set(containers)].sort()).toEqual(Object.keys(SCHEMAS).sort());
