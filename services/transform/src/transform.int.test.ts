@@ -39,6 +39,22 @@ let directors = 0;
 let adminPort: number;
 const ADMIN_TOKEN = 'transform-int-admin-token';
 
+/** Source `fn`'s insert function: by event name, each thing a function must not get away with; otherwise it enriches. */
+const HOSTILE_FUNCTION = `
+async function onTrack(event, settings) {
+  switch (event.event) {
+    case 'loop': while (true) {}
+    case 'bomb': { const a = []; while (true) a.push('x'.repeat(1 << 20) + a.length); }
+    case 'env': return { ...event, env: process.env };
+    case 'fs': return { ...event, passwd: require('fs').readFileSync('/etc/passwd', 'utf8') };
+    case 'net': await fetch('http://127.0.0.1:9/'); return event;
+    case 'pollute': Object.prototype.polluted = true; Array.prototype.map = null; return event;
+    case 'scalar': return 'not an event';
+  }
+  event.properties[settings.tag] = true;
+  return event;
+}`;
+
 /** Two webhooks to the sink: `hook` (one implicit subscription) and `multi` (two subscriptions). */
 function writeWorkspace(sinkUrl: string): string {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'transform-int-')), 'workspace.json');
@@ -71,6 +87,13 @@ function writeWorkspace(sinkUrl: string): string {
             enforcement: { unplannedEvents: 'block', violations: 'omit' },
           },
         },
+        {
+          id: 'fn',
+          name: 'Functions',
+          spaceId: 'main',
+          writeKeys: ['wk_fn'],
+          transformations: [{ id: 'hostile', type: 'code', code: HOSTILE_FUNCTION, settings: { tag: 'enriched' } }],
+        },
       ],
       destinations: [
         hook('hook', 'Hook'),
@@ -83,6 +106,7 @@ function writeWorkspace(sinkUrl: string): string {
         { sourceId: 'web', destinationId: 'hook' },
         { sourceId: 'web', destinationId: 'multi' },
         { sourceId: 'app', destinationId: 'hook', transformations: [{ type: 'drop_properties', properties: ['properties.email'] }] },
+        { sourceId: 'fn', destinationId: 'hook' },
       ],
     }),
   );
@@ -301,6 +325,45 @@ it('tracking plan, per-connection transformations, GDPR suppression and forced r
   expect(
     await metrics('cdp_transform_plan_violations_total', { source: 'app', event: 'Order Completed', rule: 'unplanned_property' }),
   ).toBe(1);
+}, 120_000);
+
+it('insert functions: a looping, allocating, escaping or misbehaving call drops its event and the stream flows on; a broken edit is refused', async () => {
+  const fn = (id: string, event: string) => envelope(id, `f${id.length}`, { event, properties: { n: id } }, { sourceId: 'fn' });
+  const hostile = ['loop', 'bomb', 'env', 'fs', 'net', 'scalar'];
+  const events = [
+    ...hostile.flatMap((name, i) => [fn(`fn-good-${i}`, 'Order Completed'), fn(`fn-${name}`, name)]),
+    fn('fn-pollute', 'pollute'),
+  ];
+  for (let i = hostile.length; i < 20; i++) events.push(fn(`fn-good-${i}`, 'Order Completed'));
+  await produce(events);
+  await waitFor(() => received('hook', 'fn-good-').length >= 20 && received('hook', 'fn-pollute').length >= 1, 60_000, 100);
+  await waitFor(async () => (await metrics('cdp_kafka_consumer_lag_messages')) === 0, 30_000, 200);
+
+  expect(bodies('hook', 'fn-good-').every((b) => b.properties?.enriched === true)).toBe(true);
+  for (const name of hostile) expect(received('hook', `fn-${name}`)).toEqual([]);
+  // The polluting call changed only its own heap: the event left as it came in.
+  expect(bodies('hook', 'fn-pollute')).toEqual([expect.objectContaining({ properties: { n: 'fn-pollute' } })]);
+  const failures = async (reason: string) => metrics('cdp_transform_function_failures_total', { function: 'hostile', reason });
+  expect([await failures('timeout'), await failures('memory'), await failures('error'), await failures('invalid_return')]).toEqual([
+    1, 1, 3, 1,
+  ]);
+  expect(await metrics('cdp_transform_function_invocations_total', { function: 'hostile', outcome: 'returned' })).toBe(21);
+  expect(await metrics('cdp_transform_function_disabled', { function: 'hostile' })).toBe(0);
+
+  // An edit whose function does not compile is refused: the version in force (and its function) stays.
+  const original = fs.readFileSync(workspaceFile, 'utf8');
+  fs.writeFileSync(
+    workspaceFile,
+    original.replace('async function onTrack(event, settings) {', 'async function onTrack(event, settings {'),
+  );
+  try {
+    await waitFor(async () => (await metrics('cdp_transform_function_compile_errors_total', { function: 'hostile' })) === 1, 30_000, 200);
+    await produce([fn('fn-after-refusal', 'Order Completed')]);
+    await waitFor(() => received('hook', 'fn-after-refusal').length >= 1, 30_000, 100);
+    expect(bodies('hook', 'fn-after-refusal')[0].properties).toEqual({ n: 'fn-after-refusal', enriched: true });
+  } finally {
+    fs.writeFileSync(workspaceFile, original);
+  }
 }, 120_000);
 
 it('a director stopped mid-stream: transform backs off and is not ready, then resumes with nothing lost', async () => {
