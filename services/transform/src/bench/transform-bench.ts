@@ -5,7 +5,7 @@
 // routing, a destination filter rule (FQL) and a subscription condition — and hands the jobs to a
 // JobSender that produces them, as JSON, to a jobs topic (the directors' RPC is measured by
 // bench:director). Baseline, same run, same worker and chunking: consume → produce the raw values
-// with no transform work. Bounded in count and time; traffic stays on 127.0.0.1.
+// with no transform work. Third run: the same with one insert function (QuickJS sandbox) added. Bounded in count and time; traffic stays on 127.0.0.1.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,8 +22,10 @@ import {
 } from '@cdp/kafka';
 import { createLogger } from '@cdp/log';
 import { cpuSeconds, sleep, startKafkaBroker, stopKafkaBroker } from '@cdp/testkit';
-import { parseWorkspace } from '@cdp/workspace';
+import { parseWorkspace, type ConfigIssue, type WorkspaceConfig } from '@cdp/workspace';
 import { decode, FanOut } from '../fan-out';
+import { FunctionRegistry } from '../functions/functions';
+import { loadSandboxEngine } from '../functions/sandbox';
 import { ViolationSamples } from '../violations';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 100_000);
@@ -32,46 +34,56 @@ const TIME_LIMIT_MS = Number(process.env.BENCH_TIME_LIMIT_MS ?? 180_000);
 const CHUNK = 500;
 const logger = createLogger({ name: 'bench', level: 'warn' });
 
-const workspace = parseWorkspace(
-  JSON.stringify({
-    spaces: [{ id: 'main', name: 'Main' }],
-    sources: [
-      {
-        id: 'web',
-        name: 'Web',
-        spaceId: 'main',
-        writeKeys: ['wk_bench'],
-        trackingPlan: {
-          events: [
-            {
-              name: 'Order Completed',
-              properties: {
-                orderId: { type: 'string', required: true },
-                total: { type: 'number', minimum: 0 },
-                currency: { type: 'string', enum: ['USD', 'EUR'] },
-                items: { type: 'integer' },
+/** The insert function of the third run: a computed property, as a typical enrichment does. */
+const BENCH_FUNCTION = `
+async function onTrack(event, settings) {
+  event.properties.revenueCents = Math.round((event.properties.revenue || 0) * 100);
+  event.properties.channel = settings.channel;
+  return event;
+}`;
+
+/** The declarative workspace, with `functions` appended to the source's transformations. */
+const benchWorkspace = (functions: unknown[] = [], check?: (config: WorkspaceConfig) => ConfigIssue[]) =>
+  parseWorkspace(
+    JSON.stringify({
+      spaces: [{ id: 'main', name: 'Main' }],
+      sources: [
+        {
+          id: 'web',
+          name: 'Web',
+          spaceId: 'main',
+          writeKeys: ['wk_bench'],
+          trackingPlan: {
+            events: [
+              {
+                name: 'Order Completed',
+                properties: {
+                  orderId: { type: 'string', required: true },
+                  total: { type: 'number', minimum: 0 },
+                  currency: { type: 'string', enum: ['USD', 'EUR'] },
+                  items: { type: 'integer' },
+                },
               },
-            },
-          ],
-          enforcement: { violations: 'omit' },
+            ],
+            enforcement: { violations: 'omit' },
+          },
+          transformations: [{ type: 'rename_properties', event: 'Order Completed', properties: { total: 'revenue' } }, ...functions],
         },
-        transformations: [{ type: 'rename_properties', event: 'Order Completed', properties: { total: 'revenue' } }],
-      },
-    ],
-    destinations: [
-      {
-        id: 'hook',
-        name: 'Hook',
-        type: 'webhook',
-        settings: { url: 'http://127.0.0.1:9/hook' },
-        subscriptions: [{ id: 'tracks', name: 'Tracks', subscribe: 'type = "track"' }],
-        filters: { rules: [{ name: 'No test users', if: 'match(userId, "test_*")', actions: [{ type: 'drop' }] }] },
-      },
-    ],
-    connections: [{ sourceId: 'web', destinationId: 'hook' }],
-  }),
-  { format: 'json' },
-);
+      ],
+      destinations: [
+        {
+          id: 'hook',
+          name: 'Hook',
+          type: 'webhook',
+          settings: { url: 'http://127.0.0.1:9/hook' },
+          subscriptions: [{ id: 'tracks', name: 'Tracks', subscribe: 'type = "track"' }],
+          filters: { rules: [{ name: 'No test users', if: 'match(userId, "test_*")', actions: [{ type: 'drop' }] }] },
+        },
+      ],
+      connections: [{ sourceId: 'web', destinationId: 'hook' }],
+    }),
+    { format: 'json', check },
+  );
 
 function envelopeValue(i: number, receivedAt: string): string {
   const messageId = `bench-${i}`;
@@ -192,18 +204,34 @@ async function main(): Promise<void> {
       },
     };
     const samples = new ViolationSamples();
-    const fanOut = new FanOut(sender, () => workspace, logger, { regulation: () => undefined }, samples);
     const ctx = { deadLetter: () => undefined } as unknown as Parameters<FanOut['handle']>[1];
+    const declarative = benchWorkspace();
+    const fanOut = new FanOut(sender, () => declarative, logger, { regulation: () => undefined }, samples);
     const transform = await runWorker<Envelope>(kafka, 'bench-transform', specs.identified.name, specs.dlq.name, decode, (items) =>
       fanOut.handle(items, ctx),
     );
+    // The same, with one insert function after the declarative transformation (the sandbox's cost).
+    const functions = new FunctionRegistry(await loadSandboxEngine(), { disableAfter: 20, logger });
+    const withFunction = benchWorkspace(
+      [{ id: 'enrich', type: 'code', code: BENCH_FUNCTION, settings: { channel: 'web' } }],
+      functions.check,
+    );
+    const fnFanOut = new FanOut(sender, () => withFunction, logger, { regulation: () => undefined, runCode: functions.runner }, samples);
+    const fnRun = await runWorker<Envelope>(kafka, 'bench-function', specs.identified.name, specs.dlq.name, decode, (items) =>
+      fnFanOut.handle(items, ctx),
+    );
+    functions.close();
     await producer.disconnect();
     const rate = transform.events / transform.seconds;
+    const fnRate = fnRun.events / fnRun.seconds;
     const ratio = rate / baselineRate;
     console.log(
       `transform (plan + transformation + routing + filter + subscription → jobs produced): ${Math.round(rate)} events/s (${transform.seconds.toFixed(2)} s), ${jobs} jobs`,
     );
     console.log(`  ratio to the baseline: ${ratio.toFixed(2)}`);
+    console.log(
+      `transform with one insert function (QuickJS sandbox) after the same work: ${Math.round(fnRate)} events/s (${fnRun.seconds.toFixed(2)} s), ratio to the declarative run ${(fnRate / rate).toFixed(2)}, ${((fnRun.cpu / fnRun.seconds) * 100).toFixed(0)} % of one core`,
+    );
     console.log(
       `  CPU of this process (broker separate): baseline ${((baseline.cpu / baseline.seconds) * 100).toFixed(0)} %, transform ${((transform.cpu / transform.seconds) * 100).toFixed(0)} % of one core; load ${os.loadavg()[0].toFixed(1)}`,
     );
@@ -216,6 +244,8 @@ async function main(): Promise<void> {
         unit: 'events/s',
         baseline: Math.round(baselineRate),
         ratio: Number(ratio.toFixed(2)),
+        withFunction: Math.round(fnRate),
+        functionRatio: Number((fnRate / rate).toFixed(2)),
         events: EVENTS,
         jobs,
         load: Number(os.loadavg()[0].toFixed(1)),
