@@ -135,15 +135,14 @@ export class CommitAfterWorkConsumer<T> {
   private assignedPartitions = 0;
   private fatal: unknown;
 
+  /** How often a member heartbeats, also while a handler runs. */
+  private readonly heartbeatIntervalMs: number;
+
   constructor(private readonly options: CommitAfterWorkConsumerOptions<T>) {
     const o = options;
-    this.consumer = o.kafka.consumer({
-      groupId: o.groupId,
-      allowAutoTopicCreation: false,
-      sessionTimeout: 30_000,
-      heartbeatInterval: 3_000,
-      ...o.consumerConfig,
-    });
+    const config = { sessionTimeout: 30_000, heartbeatInterval: 3_000, ...o.consumerConfig };
+    this.heartbeatIntervalMs = config.heartbeatInterval ?? 3_000;
+    this.consumer = o.kafka.consumer({ groupId: o.groupId, allowAutoTopicCreation: false, ...config });
     this.deadLetters = new DeadLetterWriter({
       kafka: o.kafka,
       groupId: o.groupId,
@@ -286,7 +285,9 @@ export class CommitAfterWorkConsumer<T> {
     for (;;) {
       const letters: DeadLetter[] = [];
       try {
-        await o.handle(items, { ...ctx, deadLetter: (message, error) => letters.push(this.letter(message, error)) });
+        await this.heartbeating(ctx, () =>
+          o.handle(items, { ...ctx, deadLetter: (message, error) => letters.push(this.letter(message, error)) }),
+        );
         return letters;
       } catch (error) {
         const where = {
@@ -314,6 +315,22 @@ export class CommitAfterWorkConsumer<T> {
         }
         if (!(await this.wait(waitMs, ctx))) return STOPPED;
       }
+    }
+  }
+
+  /**
+   * Runs a handler while heartbeating every heartbeat interval. kafkajs heartbeats only between
+   * batches and when asked: a chunk slower than the session timeout (a slow store, a director
+   * retried) would cost the member its partitions, its commit would fail, and after the rejoin
+   * the same chunk would be handled (and its output sent) again, every time, with no end. A
+   * membership error here is left to the commit after the work, which then fails as before.
+   */
+  private async heartbeating<R>(ctx: BatchContext, work: () => Promise<R>): Promise<R> {
+    const timer = setInterval(() => void keepMembership(ctx.heartbeat).catch(() => undefined), this.heartbeatIntervalMs);
+    try {
+      return await work();
+    } finally {
+      clearInterval(timer);
     }
   }
 

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createLogger } from '@cdp/log';
 import { registry } from '@cdp/metrics';
-import { metricValue, requireEnv, testSize, testTopicPrefix, waitFor } from '@cdp/testkit';
+import { metricValue, requireEnv, sleep, testSize, testTopicPrefix, waitFor } from '@cdp/testkit';
 import {
   BatchingProducer,
   CommitAfterWorkConsumer,
@@ -197,6 +197,33 @@ describe('CommitAfterWorkConsumer: bounded retry, DLQ and readiness on the real 
     expect(order).toEqual(Array.from({ length: 20 }, (_, i) => i));
     expect(await metric('cdp_kafka_handler_retries_total', { topic: topics.input, reason: 'retriable' })).toBe(retriableBefore + 6);
     expect(await endOffsets(topics.dlq)).toEqual([0]);
+  }, 120_000);
+
+  it('keeps its partitions through a chunk slower than the session timeout: the chunk is handled once and committed', async () => {
+    const topics = await freshTopics('worker-slow', 1);
+    await produce(
+      topics.input,
+      Array.from({ length: 10 }, (_, i) => ({ key: `m${i}`, value: String(i) })),
+    );
+    const handled: number[] = [];
+    const groupId = newGroup('slow');
+    // The first chunk takes twice the session timeout (a slow store). Without heartbeats while it
+    // runs, the group drops the member, the commit fails and the chunk is handled again after
+    // every rejoin: `handled` would hold it several times and the offsets never reach the end.
+    const consumer = worker<number>({
+      groupId,
+      topics: [topics.input],
+      dlqTopic: topics.dlq,
+      maxChunkMessages: 5,
+      consumerConfig: { ...testConsumerConfig, sessionTimeout: 3_000, heartbeatInterval: 500 },
+      decode: (m) => Number(m.value!.toString()),
+      handle: async (items) => {
+        if (items[0].value === 0) await sleep(6_000);
+        handled.push(...items.map((i) => i.value));
+      },
+    });
+    await runUntilCommitted(consumer, groupId, topics.input, [10], 60_000);
+    expect(handled).toEqual(Array.from({ length: 10 }, (_, i) => i));
   }, 120_000);
 
   it('lets a rebalance through while it waits out a retriable error', async () => {
