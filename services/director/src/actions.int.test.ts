@@ -32,8 +32,8 @@ const PARTNER_HOSTS = ['api2.amplitude.com', 'api.mixpanel.com', 'hooks.slack.co
 const SLACK_PATH = '/services/T000/B000/XXXX';
 
 /** Answers for requests whose body carries a marker, in order; 200 once they are used up. */
-const scripted = new Map<string, Array<SinkAnswer | ((req: SinkRequest) => SinkAnswer)>>();
-function answer(req: SinkRequest): SinkAnswer {
+const scripted = new Map<string, Array<SinkAnswer | 'hang' | ((req: SinkRequest) => SinkAnswer)>>();
+function answer(req: SinkRequest): SinkAnswer | 'hang' {
   for (const [marker, answers] of scripted) {
     if (!req.body.includes(marker) || answers.length === 0) continue;
     const next = answers.shift()!;
@@ -203,6 +203,9 @@ beforeAll(async () => {
     DIRECTOR_SESSION_TTL_MS: 10_000,
     DIRECTOR_ACTIONS_CA_FILE: certs.caFile,
     DIRECTOR_ACTIONS_CONNECT_TO: `127.0.0.1:${new URL(partners.url).port}`,
+    // The partner that never answers is given up on after this; the other answers take a few ms,
+    // but a loaded CI machine can stall a second or two (a timeout there would change their histories).
+    DIRECTOR_ACTIONS_TIMEOUT_MS: 4_000,
   });
   const logger = createLogger({
     name: 'director-actions-test',
@@ -334,6 +337,16 @@ describe('action destinations in the director', () => {
     expect(e.time).toBe(Date.parse(TIMESTAMP));
     expect(e.event_properties).toEqual(event('amp-1').properties);
     expect(e.library).toBe('analytics-node'); // $.context.library.name by default
+  });
+
+  it('Amplitude: a partner that does not answer within the timeout is retried (no status, the error kept)', async () => {
+    scripted.set('amp-hang', ['hang']);
+    await postJobs(director.url!, [job('amp-hang', 'amp', 'log')]);
+    const rows = (await finalRows(['amp-hang'])).get('amp-hang')!;
+    expect(rows.states).toEqual(['executing', 'awaiting_retry', 'executing', 'succeeded']);
+    expect(rows.rows[1].http_status).toBeNull();
+    expect(String(rows.rows[1].error)).toMatch(/^timeout: /);
+    expect(requestsWith(partners, 'amp-hang')).toHaveLength(2);
   });
 
   it('Mixpanel: trackEvent batched, Basic auth with the API secret, one outcome per job', async () => {
