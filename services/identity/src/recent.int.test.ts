@@ -90,7 +90,7 @@ describe('recent events per profile (DynamoDB Local)', () => {
     expect(kept.map((s) => s.at)).toEqual([now - 13 * DAY]);
   });
 
-  it('counts taken by two resolvers at once give disjoint slots: every event kept once', async () => {
+  it('counts taken by two resolvers at once (one at a time and in transactions at the cached counter) give disjoint slots: every event kept once', async () => {
     const store = new GraphStore(client, tables);
     const recent = new RecentEvents(client, tables, { size: 1_000, ttlMs: 14 * DAY });
     const space = `s-${uniqueSuffix()}`;
@@ -103,12 +103,23 @@ describe('recent events per profile (DynamoDB Local)', () => {
       timestamp: Date.now(),
     });
     const resolvers = [first, new Resolver(store, { cacheTtlMs: 5_000, cacheEntries: 100 })];
+    // Both have the profile cached: their transactions expect counters the other moves meanwhile.
+    await resolvers[1].resolve({
+      spaceId: space,
+      rules,
+      message: { type: 'track', event: 'x', messageId: 'd', userId: 'u' } as SegmentMessage,
+      timestamp: Date.now(),
+    });
     const written: string[] = [];
     await Promise.all(
       resolvers.map(async (r) => {
         for (let chunk = 0; chunk < 10; chunk++) {
           const events = [body(Date.now()), body(Date.now()), body(Date.now())];
-          const p = await r.touch(space, created.profileId!, { events: events.length, lastSeenAt: Date.now(), lastMessageId: 'x' });
+          const touch = { events: events.length, lastSeenAt: Date.now(), lastMessageId: 'x' };
+          const p =
+            chunk % 2 === 0
+              ? (await r.touchAll([{ spaceId: space, profileId: created.profileId!, touch }]))[0]
+              : await r.touch(space, created.profileId!, touch);
           await recent.record([{ spaceId: space, profileId: p.profileId, counterBefore: p.events - events.length, events }]);
           written.push(...events.map((e) => e.message_id));
         }

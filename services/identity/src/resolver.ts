@@ -63,8 +63,11 @@ export interface ResolverOptions {
 }
 
 const MAX_ATTEMPTS = 10;
-/** Profiles counted in one transaction (DynamoDB's limit is 100 items). */
-const TRANSACTION_ITEMS = 100;
+/**
+ * Profiles counted in one transaction (DynamoDB's limit is 100): one item whose counter moved
+ * meanwhile cancels the others with it, so a smaller transaction loses less.
+ */
+const TRANSACTION_ITEMS = 25;
 /** Transactions sent for one batch before the rest of it goes one profile at a time. */
 const TRANSACTION_ROUNDS = 3;
 /** Counter updates in flight at once on the one-call-each path. */
@@ -109,6 +112,13 @@ function withRefusals(log: RefusalRecord[], records: RefusalRecord[]): { log: Re
 }
 
 const incomingTraits = (m: SegmentMessage): Record<string, unknown> => (m.type === 'identify' && m.traits ? m.traits : {});
+
+/** A touch sent in a transaction: its index, the counter it expects, whether it counts only. */
+interface Together {
+  i: number;
+  expected: number;
+  laterSeen: boolean;
+}
 
 export class Resolver {
   private readonly idCache: TtlCache<string>;
@@ -319,27 +329,27 @@ export class Resolver {
   }
 
   /**
-   * Counts a chunk's events on their profiles (see touch). Profiles whose cached counter is
-   * current go together, 100 a transaction conditional on that counter; the rest, and any whose
-   * condition failed, one call each, TOUCH_CONCURRENCY at once. Results in the order given.
+   * Counts a chunk's events on their profiles (see touch). Cached profiles go together,
+   * TRANSACTION_ITEMS a transaction conditional on the cached counter; when some fail, those
+   * are read again and the batch is sent again (TRANSACTION_ROUNDS). The uncached, merged-away
+   * and still failing ones take one call each, TOUCH_CONCURRENCY at once. Results in the order given.
    */
   async touchAll(touches: Array<{ spaceId: string; profileId: string; touch: Touch }>): Promise<Counted[]> {
     const results: Counted[] = new Array<Counted>(touches.length);
     const single: number[] = [];
-    const together: Array<{ i: number; expected: number; laterSeen: boolean }> = [];
+    const together: Together[] = [];
     const laterSeen = new Set<number>();
-    touches.forEach(({ spaceId, profileId, touch }, i) => {
-      const p = this.profileCache.peek(`${spaceId}|${profileId}`);
-      // Events of a user arrive on every partition, so a later one is often counted already: count only.
-      if (p && p.lastSeenAt > touch.lastSeenAt) laterSeen.add(i);
+    // Events of a user arrive on every partition, so a later one is often counted already: count only.
+    const planned = (i: number, p: Profile | undefined): void => {
+      if (p && p.lastSeenAt > touches[i].touch.lastSeenAt) laterSeen.add(i);
       // A merged-away profile would fail the condition and cancel the others' count with it.
       if (p && !p.mergedInto) together.push({ i, expected: p.events, laterSeen: laterSeen.has(i) });
       else single.push(i);
-    });
-    const batches: Array<typeof together> = [];
+    };
+    touches.forEach(({ spaceId, profileId }, i) => planned(i, this.profileCache.peek(`${spaceId}|${profileId}`)));
+    const batches: Together[][] = [];
     for (let k = 0; k < together.length; k += TRANSACTION_ITEMS) batches.push(together.slice(k, k + TRANSACTION_ITEMS));
     await eachLimit(batches, BATCH_CONCURRENCY, async (batch) => {
-      // Each round drops the items that failed (to the single path); a cancelled transaction wrote nothing.
       for (let round = 0; batch.length > 0; round++) {
         if (round === TRANSACTION_ROUNDS) {
           single.push(...batch.map((b) => b.i));
@@ -358,8 +368,16 @@ export class Resolver {
           }
           return;
         }
-        single.push(...batch.filter((_, k) => failed.has(k)).map((b) => b.i));
+        // A cancelled transaction wrote nothing: the failed profiles are read again (a call per
+        // 100, not one each) and the whole batch goes again at their current counters.
+        const stale = batch.filter((_, k) => failed.has(k));
+        const fresh = await this.reread(stale.map((b) => touches[b.i]));
         batch = batch.filter((_, k) => !failed.has(k));
+        for (const b of stale) {
+          const p = fresh.get(`${touches[b.i].spaceId}|${touches[b.i].profileId}`);
+          if (p && !p.mergedInto) batch.push({ i: b.i, expected: p.events, laterSeen: p.lastSeenAt > touches[b.i].touch.lastSeenAt });
+          else single.push(b.i);
+        }
       }
     });
     await eachLimit(single, TOUCH_CONCURRENCY, async (i) => {
@@ -367,6 +385,19 @@ export class Resolver {
       results[i] = await this.touch(spaceId, profileId, touch, laterSeen.has(i));
     });
     return results;
+  }
+
+  /** Profiles read again (100 a call, per space) into the cache; keyed `space|profileId`. */
+  private async reread(keys: Array<{ spaceId: string; profileId: string }>): Promise<Map<string, Profile>> {
+    const bySpace = new Map<string, string[]>();
+    for (const { spaceId, profileId } of keys) bySpace.set(spaceId, [...(bySpace.get(spaceId) ?? []), profileId]);
+    const found = new Map<string, Profile>();
+    for (const [spaceId, ids] of bySpace)
+      for (const p of await this.store.profiles(spaceId, ids)) {
+        this.profileCache.set(`${spaceId}|${p.profileId}`, p);
+        found.set(`${spaceId}|${p.profileId}`, p);
+      }
+    return found;
   }
 
   /** A touch's counters on the cached profile, which keeps its expiry: only they are known fresh. */
