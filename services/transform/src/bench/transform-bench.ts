@@ -152,6 +152,11 @@ async function runWorker<T>(
   return { events: count, seconds: (last - first) / 1000, cpu };
 }
 
+/** This process's CPU per event of a run (the broker is separate): comparable when the machine is shared. */
+function cpuPerEvent(run: Run): number {
+  return Math.round((run.cpu / run.events) * 1e6);
+}
+
 async function main(): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cdp-bench-transform-'));
   const broker = await startKafkaBroker({ dir: work, name: 'bench-kafka' });
@@ -210,6 +215,7 @@ async function main(): Promise<void> {
     const transform = await runWorker<Envelope>(kafka, 'bench-transform', specs.identified.name, specs.dlq.name, decode, (items) =>
       fanOut.handle(items, ctx),
     );
+    const declarativeJobs = jobs;
     // The same, with one insert function after the declarative transformation (the sandbox's cost).
     const functions = new FunctionRegistry(await loadSandboxEngine(), { disableAfter: 20, logger });
     const withFunction = benchWorkspace(
@@ -226,11 +232,11 @@ async function main(): Promise<void> {
     const fnRate = fnRun.events / fnRun.seconds;
     const ratio = rate / baselineRate;
     console.log(
-      `transform (plan + transformation + routing + filter + subscription → jobs produced): ${Math.round(rate)} events/s (${transform.seconds.toFixed(2)} s), ${jobs} jobs`,
+      `transform (plan + transformation + routing + filter + subscription → jobs produced): ${Math.round(rate)} events/s (${transform.seconds.toFixed(2)} s), ${declarativeJobs} jobs, ${cpuPerEvent(transform)} µs CPU per event`,
     );
     console.log(`  ratio to the baseline: ${ratio.toFixed(2)}`);
     console.log(
-      `transform with one insert function (QuickJS sandbox) after the same work: ${Math.round(fnRate)} events/s (${fnRun.seconds.toFixed(2)} s), ratio to the declarative run ${(fnRate / rate).toFixed(2)}, ${((fnRun.cpu / fnRun.seconds) * 100).toFixed(0)} % of one core`,
+      `transform with one insert function (QuickJS sandbox) after the same work: ${Math.round(fnRate)} events/s (${fnRun.seconds.toFixed(2)} s), ratio to the declarative run ${(fnRate / rate).toFixed(2)}, ${((fnRun.cpu / fnRun.seconds) * 100).toFixed(0)} % of one core, ${cpuPerEvent(fnRun)} µs CPU per event`,
     );
     console.log(
       `  CPU of this process (broker separate): baseline ${((baseline.cpu / baseline.seconds) * 100).toFixed(0)} %, transform ${((transform.cpu / transform.seconds) * 100).toFixed(0)} % of one core; load ${os.loadavg()[0].toFixed(1)}`,
@@ -247,7 +253,9 @@ async function main(): Promise<void> {
         withFunction: Math.round(fnRate),
         functionRatio: Number((fnRate / rate).toFixed(2)),
         events: EVENTS,
-        jobs,
+        jobs: declarativeJobs,
+        cpuPerEventUs: cpuPerEvent(transform),
+        functionCpuPerEventUs: cpuPerEvent(fnRun),
         load: Number(os.loadavg()[0].toFixed(1)),
       }),
     );
