@@ -4,9 +4,9 @@ import { evaluateFql } from './filters';
 /**
  * A source's declarative transformations (libs/workspace `transformations`), applied in order to
  * a copy of the message before routing and filters: rename an event, rename or drop properties,
- * drop the event when an FQL condition matches. `code` transformations are not run (there is no
- * sandbox yet): without a `CodeRunner` the event passes them unchanged and they are reported in
- * `notRun`. Used for a source's transformations and, per destination, for a connection's.
+ * drop the event when an FQL condition matches, and `code` (an insert function, run by the
+ * `CodeRunner` given: src/functions; without one the event passes it unchanged, reported in
+ * `notRun`). Used for a source's transformations and, per destination, for a connection's.
  */
 /** A `code` transformation of the workspace. */
 export type CodeTransformation = Extract<Transformation, { type: 'code' }>;
