@@ -135,7 +135,7 @@ export function testDirector(settings: DirectorSettings, consulUrl: string, deps
 export interface DirectorMainSpec {
   controlDb: string;
   workspaceFile: string;
-  /** Its topics' prefix (it requires `<prefix>undelivered`). */
+  /** Its topics' prefix (it requires `<prefix>undelivered` and `<prefix>regulation-status`). */
   topicPrefix: string;
   /** Added to or overriding the env (e.g. DIRECTOR_RPC_TOKEN, which is not set otherwise). */
   env?: Record<string, string>;
