@@ -180,6 +180,8 @@ async function startTransform(): Promise<ServiceProcess> {
     TRANSFORM_GROUP_ID: `${prefix}transform`,
     ADMIN_PORT: String(adminPort),
     ADMIN_TOKEN,
+    // Load-bound: on a loaded CI machine a descheduled process can lose 100 ms inside a good call.
+    TRANSFORM_FUNCTION_TIMEOUT_MS: '1000',
   });
   await waitServiceReady(proc, 60_000);
   return proc;
