@@ -96,6 +96,26 @@ for every service and the cdp-topics Job. The SASL password only ever as a Secre
 {{- end }}
 {{- end -}}
 
+{{/*
+Consul (director, jobdb-manager): the agent, the key prefix, and the ACL token from the Secret
+global.consulTokenSecret ({ name, key }) when it is named.
+*/}}
+{{- define "cdp.consulEnv" -}}
+- name: CONSUL_HTTP_ADDR
+  value: {{ .Values.global.consulAddr | quote }}
+- name: CDP_CONSUL_PREFIX
+  value: {{ .Values.global.consulPrefix | quote }}
+{{- with .Values.global.consulTokenSecret }}
+{{- if .name }}
+- name: CONSUL_HTTP_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key | default "token" }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{- define "cdp.kafkaCaDir" -}}/etc/cdp/kafka-ca{{- end -}}
 
 {{/* The Secret of global.kafka.caSecret (key ca.crt), when set: a volume and its mount. */}}

@@ -1,6 +1,6 @@
 import { CONSUL_PREFIX, parseConsulAddr } from '@cdp/consul';
 import { z } from 'zod';
-import { bearerToken, bool, databaseName, mysqlUrl, pemFile, port, positiveInt } from './fields';
+import { bearerToken, bool, databaseName, mysqlUrl, pemFile, port, positiveInt, secret } from './fields';
 
 export const consulEnv = {
   /** The Consul agent's HTTP API, `host:port` or a URL. */
@@ -15,6 +15,12 @@ export const consulEnv = {
     },
     { message: 'want host:port, http(s)://host:port or a bare host' },
   ),
+  /**
+   * ACL token sent with every request (`X-Consul-Token`), from a Secret; its policy needs
+   * `key_prefix "<CDP_CONSUL_PREFIX>"` and `session_prefix ""` write. Unset: none is sent (the
+   * agent's default or anonymous token applies).
+   */
+  CONSUL_HTTP_TOKEN: secret().optional(),
   /** Every key the services write lives under it. */
   CDP_CONSUL_PREFIX: z
     .string()

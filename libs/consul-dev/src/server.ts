@@ -20,6 +20,12 @@ export interface ConsulDevServerOptions {
   nodeName?: string;
   /** Datacenter name; requests for any other `dc` fail like an unreachable one. */
   datacenter?: string;
+  /**
+   * ACLs on with this one token allowed everything: a request without it (`X-Consul-Token`, or
+   * `Authorization: Bearer`) gets Consul's 403 (the anonymous token may do nothing; an unknown
+   * token is "ACL not found"). Unset: ACLs off, as Consul's dev agent.
+   */
+  aclToken?: string;
   logger?: Logger;
 }
 
@@ -79,7 +85,7 @@ export async function startConsulDevServer(options: ConsulDevServerOptions = {})
   const routes = buildRoutes(store, datacenter, host);
 
   const server = http.createServer((req, res) => {
-    void dispatch(routes, req, res, logger);
+    void dispatch(routes, req, res, logger, options.aclToken);
   });
   // Consul (Go) never closes idle keep-alive connections; Node's 5 s default races with
   // clients that reuse pooled sockets (the consul client does) and shows up as ECONNRESET.
@@ -112,10 +118,22 @@ export async function startConsulDevServer(options: ConsulDevServerOptions = {})
   };
 }
 
-async function dispatch(routes: Route[], req: IncomingMessage, res: ServerResponse, logger: Logger): Promise<void> {
+/** The token of a request as Consul reads it: `X-Consul-Token`, else `Authorization: Bearer`. */
+function requestToken(req: IncomingMessage): string | undefined {
+  const header = req.headers['x-consul-token'];
+  if (typeof header === 'string' && header !== '') return header;
+  return /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+}
+
+async function dispatch(routes: Route[], req: IncomingMessage, res: ServerResponse, logger: Logger, aclToken?: string): Promise<void> {
   const aborter = new AbortController();
   res.on('close', () => aborter.abort());
   try {
+    if (aclToken !== undefined) {
+      const token = requestToken(req);
+      if (token === undefined) throw new ConsulHttpError(403, 'Permission denied: anonymous token lacks permission');
+      if (token !== aclToken) throw new ConsulHttpError(403, 'ACL not found');
+    }
     const url = new URL(req.url ?? '/', 'http://consul.invalid');
     const route = routes.find((r) => (r.prefix ? url.pathname.startsWith(r.path) : url.pathname === r.path));
     if (!route) {

@@ -273,3 +273,36 @@ describe('timeouts', () => {
     }
   });
 });
+
+describe('ACL token', () => {
+  let secured: ConsulDevServer;
+  beforeAll(async () => {
+    secured = await startConsulDevServer({
+      aclToken: 'acl-token-for-the-test',
+      logger: createLogger({ name: 'consul-dev', level: 'warn' }),
+    });
+  });
+  afterAll(() => secured.close());
+
+  it('sends the token with every request; without it or with another one Consul answers 403', async () => {
+    const withToken = createConsulClient(secured.url, { token: 'acl-token-for-the-test' });
+    const without = createConsulClient(secured.url);
+    const other = createConsulClient(secured.url, { token: 'some-other-token' });
+    try {
+      const session = await withToken.session.create({ name: 'acl-test', ttl: '10s', behavior: 'release' });
+      expect(await withToken.kv.set('cdp/acl-test/lock', '{}', { acquire: session })).toBe(true);
+      expect((await withToken.kv.get('cdp/acl-test/lock'))?.Session).toBe(session);
+      await withToken.session.destroy(session);
+      await expect(without.kv.get('cdp/acl-test/lock')).rejects.toMatchObject({
+        status: 403,
+        message: expect.stringMatching(/Permission denied/),
+      });
+      await expect(other.session.create({ name: 'x', ttl: '10s', behavior: 'release' })).rejects.toMatchObject({
+        status: 403,
+        message: expect.stringMatching(/ACL not found/),
+      });
+    } finally {
+      await Promise.all([withToken.close(), without.close(), other.close()]);
+    }
+  });
+});

@@ -18,7 +18,7 @@ export async function build(config: DirectorConfig, { logger }: ServiceDeps): Pr
     logger,
     check: actionDestinationIssues,
   });
-  const consul = createConsulClient(config.CONSUL_HTTP_ADDR);
+  const consul = createConsulClient(config.CONSUL_HTTP_ADDR, { token: config.CONSUL_HTTP_TOKEN });
   const kafka = createKafka({ ...kafkaConnection(config), clientId: `director-${config.POD_NAME}`, logger });
   // cdp-topics creates the topics; the director only verifies its own, failing the start naming it.
   const topics = topicNames(config.CDP_TOPIC_PREFIX);

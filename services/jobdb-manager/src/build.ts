@@ -13,7 +13,7 @@ import { createManagerService } from './service';
  * and the admin server (JobDB list, destination controls, Event Delivery API and page).
  */
 export async function build(config: ManagerConfig, { logger }: ServiceDeps): Promise<BuiltService> {
-  const consul = createConsulClient(config.CONSUL_HTTP_ADDR);
+  const consul = createConsulClient(config.CONSUL_HTTP_ADDR, { token: config.CONSUL_HTTP_TOKEN });
   // Every MySQL connection of the manager opens from MYSQL_URL: give it the TLS settings.
   const mysqlUrl = mysqlConnectionUrl(config);
   const service = createManagerService({ ...config, MYSQL_URL: mysqlUrl }, { consul, logger });
