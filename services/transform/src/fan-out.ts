@@ -33,6 +33,19 @@ export function sendFailure(error: unknown): unknown {
   return error;
 }
 
+/** How many of `items` share each label tuple `labels` gives (in first-seen order). */
+function tally<T, L extends string[]>(items: readonly T[], labels: (item: T, index: number) => L): [L, number][] {
+  const counts = new Map<string, [L, number]>();
+  items.forEach((item, i) => {
+    const l = labels(item, i);
+    const key = l.join('\u0000');
+    const entry = counts.get(key);
+    if (entry) entry[1]++;
+    else counts.set(key, [l, 1]);
+  });
+  return [...counts.values()];
+}
+
 /**
  * The work for one chunk of one partition of cdp.identified: route each event, send every job of
  * the chunk through the RPC client, and resolve only once each job has a result (so the worker
@@ -109,16 +122,20 @@ export class FanOut {
     this.directorsAccepting = true;
     transformMetrics.directorsAccepting.set(1);
 
-    // Counted once the chunk is through, so a retried chunk is not counted twice.
-    for (const reason of skipped) transformMetrics.skipped.labels(reason).inc();
+    // Counted once the chunk is through, so a retried chunk is not counted twice; summed per
+    // label set first (one labelled inc per chunk and label set, not per job: prom-client hashes
+    // the labels on every call).
+    for (const [[reason], n] of tally(skipped, (r) => [r])) transformMetrics.skipped.labels(reason).inc(n);
     transformMetrics.codeNotRun.inc(notRun);
     for (const v of violations) {
       transformMetrics.violations.labels(v.sourceId, v.event, v.rule).inc();
       this.samples?.add(v);
     }
     const rejections = new Map<number, string[]>();
+    for (const [[destination, status], n] of tally(results, (r, j) => [jobs[j].destinationId, r.status])) {
+      transformMetrics.jobs.labels(destination, status).inc(n);
+    }
     results.forEach((result, j) => {
-      transformMetrics.jobs.labels(jobs[j].destinationId, result.status).inc();
       if (result.status !== 'rejected') return;
       const list = rejections.get(owner[j]) ?? [];
       list.push(`${jobs[j].destinationId}/${jobs[j].subscriptionId}: ${result.error}`);

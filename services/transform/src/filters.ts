@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import type { FilterRule } from '@cdp/workspace';
+import { cloneJson } from './clone';
 import { compileFql, type FqlExpression } from './fql';
 
 /**
@@ -94,7 +95,7 @@ export function applyFilterRules(
   if (actions.some((a) => a.type === 'drop')) return { kind: 'drop', reason: 'filter_drop' };
   const edits = actions.filter((a) => a.type === 'drop_properties' || a.type === 'allow_properties');
   if (edits.length === 0) return { kind: 'keep', message };
-  const out = structuredClone(message);
+  const out = cloneJson(message);
   for (const type of ['drop_properties', 'allow_properties'] as const) {
     for (const a of edits) {
       if (a.type !== type) continue;

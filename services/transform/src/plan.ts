@@ -1,6 +1,7 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { PropertyRule, TrackingPlan } from '@cdp/workspace';
+import { cloneJson } from './clone';
 
 /**
  * A source's tracking plan (Segment Protocols, segment-compat.md §3.7), compiled to JSON Schema
@@ -194,7 +195,7 @@ export function checkPlan(plan: TrackingPlan, input: Record<string, unknown>): P
   let copied = false;
   const own = () => {
     if (!copied) {
-      message = structuredClone(input);
+      message = cloneJson(input);
       copied = true;
     }
     return message;

@@ -1,4 +1,5 @@
 import type { Transformation } from '@cdp/workspace';
+import { cloneJson } from './clone';
 import { evaluateFql } from './filters';
 
 /**
@@ -49,7 +50,7 @@ export function applyTransformations(
 ): TransformationOutcome {
   const active = transformations.filter((t) => t.enabled);
   if (active.length === 0) return { kind: 'keep', message: input, notRun: 0 };
-  let message = structuredClone(input);
+  let message = cloneJson(input);
   let notRun = 0;
   for (const t of active) {
     switch (t.type) {

@@ -239,7 +239,7 @@ async function main(): Promise<void> {
       `transform with one insert function (QuickJS sandbox) after the same work: ${Math.round(fnRate)} events/s (${fnRun.seconds.toFixed(2)} s), ratio to the declarative run ${(fnRate / rate).toFixed(2)}, ${((fnRun.cpu / fnRun.seconds) * 100).toFixed(0)} % of one core, ${cpuPerEvent(fnRun)} µs CPU per event`,
     );
     console.log(
-      `  CPU of this process (broker separate): baseline ${((baseline.cpu / baseline.seconds) * 100).toFixed(0)} %, transform ${((transform.cpu / transform.seconds) * 100).toFixed(0)} % of one core; load ${os.loadavg()[0].toFixed(1)}`,
+      `  CPU of this process (broker separate): baseline ${((baseline.cpu / baseline.seconds) * 100).toFixed(0)} %, transform ${((transform.cpu / transform.seconds) * 100).toFixed(0)} % of one core; baseline ${cpuPerEvent(baseline)} µs CPU per event; load ${os.loadavg()[0].toFixed(1)}`,
     );
     if (transform.cpu / transform.seconds > 0.85)
       console.log('  bottleneck: this process is CPU-bound on its one event loop (JSON decode, routing, job encode)');
@@ -256,6 +256,7 @@ async function main(): Promise<void> {
         jobs: declarativeJobs,
         cpuPerEventUs: cpuPerEvent(transform),
         functionCpuPerEventUs: cpuPerEvent(fnRun),
+        baselineCpuPerEventUs: cpuPerEvent(baseline),
         load: Number(os.loadavg()[0].toFixed(1)),
       }),
     );
