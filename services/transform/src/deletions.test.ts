@@ -48,7 +48,7 @@ describe('delete jobs of a regulation record', () => {
         expect(job.subscriptionId).toBe(DELETE_SUBSCRIPTION_ID);
         expect(job.messageId).toMatch(/^regulation:r-1:[0-9a-f]{40}$/);
         expect(job.messageId).not.toContain('user-1');
-        expect(job.receivedAt).toBe('2026-12-05T10:00:00.000Z');
+        expect(job.receivedAt).toBeUndefined(); // its retry window starts when it is stored
         expect(job.payload).toMatchObject({ type: 'delete', regulationId: 'r-1', spaceId: 'main', userId: 'user-1', subjects: 4 });
       }
     }

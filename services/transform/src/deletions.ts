@@ -46,7 +46,8 @@ export function deletionJobs(regulation: Regulation, workspace: Workspace): RpcJ
       destinationId: destination.id,
       subscriptionId: DELETE_SUBSCRIPTION_ID,
       payload,
-      receivedAt: regulation.requestedAt,
+      // No receivedAt: the retry window starts when the job is stored, not when the regulation
+      // was requested (a regulation read late, e.g. by a new group, would otherwise expire at once).
     });
   }
   return jobs;
