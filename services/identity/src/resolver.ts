@@ -69,7 +69,7 @@ const MAX_ATTEMPTS = 10;
  */
 const TRANSACTION_ITEMS = 25;
 /** Transactions sent for one batch before the rest of it goes one profile at a time. */
-const TRANSACTION_ROUNDS = 3;
+const TRANSACTION_ROUNDS = 2;
 /** Counter updates in flight at once on the one-call-each path. */
 const TOUCH_CONCURRENCY = 16;
 /** Merge chains are bounded by the merge cap; this only guards against a corrupt graph. */
@@ -330,9 +330,9 @@ export class Resolver {
 
   /**
    * Counts a chunk's events on their profiles (see touch). Cached profiles go together,
-   * TRANSACTION_ITEMS a transaction conditional on the cached counter; when some fail, those
-   * are read again and the batch is sent again (TRANSACTION_ROUNDS). The uncached, merged-away
-   * and still failing ones take one call each, TOUCH_CONCURRENCY at once. Results in the order given.
+   * TRANSACTION_ITEMS a transaction conditional on the cached counter; when some fail, the
+   * others are sent again (TRANSACTION_ROUNDS). The uncached, merged-away and failing ones take
+   * one call each, TOUCH_CONCURRENCY at once. Results in the order given.
    */
   async touchAll(touches: Array<{ spaceId: string; profileId: string; touch: Touch }>): Promise<Counted[]> {
     const results: Counted[] = new Array<Counted>(touches.length);
@@ -368,16 +368,11 @@ export class Resolver {
           }
           return;
         }
-        // A cancelled transaction wrote nothing: the failed profiles are read again (a call per
-        // 100, not one each) and the whole batch goes again at their current counters.
-        const stale = batch.filter((_, k) => failed.has(k));
-        const fresh = await this.reread(stale.map((b) => touches[b.i]));
+        // A cancelled transaction wrote nothing: the failed profiles take one call each (a counter
+        // moved by another writer is likely to move again), the others go again together.
+        // (Reading the failed ones again for another transaction round measured more calls.)
+        single.push(...batch.filter((_, k) => failed.has(k)).map((b) => b.i));
         batch = batch.filter((_, k) => !failed.has(k));
-        for (const b of stale) {
-          const p = fresh.get(`${touches[b.i].spaceId}|${touches[b.i].profileId}`);
-          if (p && !p.mergedInto) batch.push({ i: b.i, expected: p.events, laterSeen: p.lastSeenAt > touches[b.i].touch.lastSeenAt });
-          else single.push(b.i);
-        }
       }
     });
     await eachLimit(single, TOUCH_CONCURRENCY, async (i) => {
@@ -385,19 +380,6 @@ export class Resolver {
       results[i] = await this.touch(spaceId, profileId, touch, laterSeen.has(i));
     });
     return results;
-  }
-
-  /** Profiles read again (100 a call, per space) into the cache; keyed `space|profileId`. */
-  private async reread(keys: Array<{ spaceId: string; profileId: string }>): Promise<Map<string, Profile>> {
-    const bySpace = new Map<string, string[]>();
-    for (const { spaceId, profileId } of keys) bySpace.set(spaceId, [...(bySpace.get(spaceId) ?? []), profileId]);
-    const found = new Map<string, Profile>();
-    for (const [spaceId, ids] of bySpace)
-      for (const p of await this.store.profiles(spaceId, ids)) {
-        this.profileCache.set(`${spaceId}|${p.profileId}`, p);
-        found.set(`${spaceId}|${p.profileId}`, p);
-      }
-    return found;
   }
 
   /** A touch's counters on the cached profile, which keeps its expiry: only they are known fresh. */

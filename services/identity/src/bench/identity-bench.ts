@@ -2,7 +2,7 @@
 // stopped here), for a known-user mix and a new-user mix, against the same DynamoDB Local's raw
 // GetItem and PutItem rates at the same concurrency. Kafka is left out (the stage's output goes
 // to a counting sink): this measures the graph work per event. Ends with one JSON line.
-import { GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { BatchWriteItemCommand, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import type { Envelope, SegmentMessage } from '@cdp/events';
 import type { BatchContext, Decoded } from '@cdp/kafka';
 import { startAdminServer } from '@cdp/http';
@@ -14,7 +14,7 @@ import { profileApiRoutes } from '../profile-api';
 import { RecentEvents } from '../recent';
 import { Resolver } from '../resolver';
 import { IdentityStage } from '../service';
-import { dynamoClient, ensureTables, KEY, tableNames } from '../tables';
+import { dynamoClient, ensureTables, KEY, SORT_KEY, tableNames } from '../tables';
 
 const PHASE_MS = Number(process.env.BENCH_IDENTITY_PHASE_MS ?? 10_000);
 /** Partitions handled at once by one process (IDENTITY_PARTITIONS_CONCURRENTLY's default). */
@@ -83,6 +83,16 @@ async function main(): Promise<void> {
     const get = await timed('raw GetItem', async (w, i) => {
       await client.send(new GetItemCommand({ TableName: tables.ids, Key: { [KEY]: { S: `raw|${w}-${i % 1000}` } }, ConsistentRead: true }));
       return 1;
+    });
+
+    // What every counted event costs at least: one recent-event item, written 25 a call.
+    const body = 'x'.repeat(1_000);
+    const batchPut = await timed('raw BatchWriteItem (25 items of 1 KB a call; per item)', async (w, i) => {
+      const items = Array.from({ length: 25 }, (_, k) => ({
+        PutRequest: { Item: { [KEY]: { S: `raw|${w}` }, [SORT_KEY]: { N: String((i * 25 + k) % 1_000) }, body: { S: body } } },
+      }));
+      await client.send(new BatchWriteItemCommand({ RequestItems: { [tables.events]: items } }));
+      return items.length;
     });
 
     const workspace = parseWorkspace(
@@ -212,6 +222,7 @@ async function main(): Promise<void> {
         new_user_events_per_s: fresh.rate,
         new_user_calls_per_event: fresh.callsPerEvent,
         new_user_baseline_put_per_s: put.rate,
+        batch_write_items_per_s: batchPut.rate,
         new_user_ratio: Number((fresh.rate / put.rate).toFixed(2)),
         traits_p99_ms: traitsUnderLoad.p99Ms,
         traits_p99_alone_ms: traitsAlone.p99Ms,
