@@ -15,6 +15,7 @@ import './resolve-src';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
+import { createTopicsServed } from '@cdp/kafka';
 import { cpuSeconds, percentile, sleep, startInfra, stopInfra, type InfraState, type SinkAnswer } from '@cdp/testkit';
 import { PIPELINE, SAMPLE_WRITE_KEY, startChain, type Chain } from '../testing/chain';
 
@@ -149,7 +150,7 @@ async function rawKafkaRate(chain: Chain): Promise<number> {
   const topic = `${chain.prefix}bench-raw`;
   const admin = chain.kafka.admin();
   await admin.connect();
-  await admin.createTopics({ topics: [{ topic, numPartitions: PARTITIONS, replicationFactor: 1 }], waitForLeaders: true });
+  await createTopicsServed(admin, [{ topic, numPartitions: PARTITIONS, replicationFactor: 1 }]);
   const producer = chain.kafka.producer();
   await producer.connect();
   const end = Date.now() + RAW_SECONDS * 1000;

@@ -34,6 +34,7 @@ export { javaCompatiblePartitioner, murmur2 } from './partitioner';
 export { BatchingProducer, DeadlineError, withDeadline, type BatchingProducerOptions, type OutboundMessage } from './producer';
 export {
   checkTopics,
+  createTopicsServed,
   describeTopicConfigs,
   ensureTopics,
   MissingTopicsError,
@@ -43,6 +44,7 @@ export {
   topicSettings,
   topicSpecs,
   TOPIC_ROLES,
+  waitForTopicLeaders,
   type EnsureResult,
   type TopicNames,
   type TopicRole,

@@ -8,12 +8,14 @@ import {
   BatchingProducer,
   CommitAfterWorkConsumer,
   createKafka,
+  createTopicsServed,
   describeTopicConfigs,
   ensureTopics,
   HEADER_ERROR,
   HEADER_STAGE,
   topicMaxMessageBytes,
   topicSpecs,
+  waitForTopicLeaders,
 } from './index';
 import { readTopic } from './testing';
 
@@ -106,17 +108,34 @@ describe('kafka lib against the real broker', () => {
     await expect(ensureTopics(admin, [wrong.ingest])).rejects.toThrow(/has 3 partitions, expected 4/);
   });
 
+  it('createTopicsServed resolves once every partition of each new topic has a leader; a topic never created times out, named', async () => {
+    const prefix = testTopicPrefix('served');
+    const topics = ['a', 'b', 'c', 'd'].map((t) => `${prefix}${t}`);
+    await createTopicsServed(
+      admin,
+      topics.map((topic) => ({ topic, numPartitions: 3, replicationFactor: 1 })),
+    );
+    const metadata = await admin.fetchTopicMetadata({ topics });
+    const led = metadata.topics.map((t) => [t.name, t.partitions.filter((p) => p.leader >= 0).length]);
+    expect(led.sort()).toEqual(topics.map((t) => [t, 3]));
+    // Its own admin: kafkajs keeps asking for a topic it was once asked about.
+    const other = kafka().admin();
+    await other.connect();
+    try {
+      await expect(waitForTopicLeaders(other, [`${prefix}never`], 300)).rejects.toThrow(`topics not served after 300 ms`);
+    } finally {
+      await other.disconnect();
+    }
+  });
+
   it('reads the real batch size limit: the smaller of the topic and broker settings', async () => {
     const prefix = testTopicPrefix('limits');
     const small = `${prefix}small`;
     const plain = `${prefix}plain`;
-    await admin.createTopics({
-      topics: [
-        { topic: small, numPartitions: 1, replicationFactor: 1, configEntries: [{ name: 'max.message.bytes', value: '200000' }] },
-        { topic: plain, numPartitions: 1, replicationFactor: 1 },
-      ],
-      waitForLeaders: true,
-    });
+    await createTopicsServed(admin, [
+      { topic: small, numPartitions: 1, replicationFactor: 1, configEntries: [{ name: 'max.message.bytes', value: '200000' }] },
+      { topic: plain, numPartitions: 1, replicationFactor: 1 },
+    ]);
     expect(await topicMaxMessageBytes(admin, small)).toBe(200_000);
     const broker = await admin.describeConfigs({
       includeSynonyms: false,

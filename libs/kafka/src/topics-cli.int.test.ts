@@ -2,7 +2,7 @@
 import { createLogger } from '@cdp/log';
 import { requireEnv, testTopicPrefix } from '@cdp/testkit';
 import { ConfigResourceTypes, type Admin } from 'kafkajs';
-import { createKafka, topicNames } from './index';
+import { createKafka, createTopicsServed, topicNames } from './index';
 import { runKafkaCli, type CliResult } from './testing/run-cli';
 
 const logger = createLogger({ name: 'topics-cli-int', level: 'warn' });
@@ -59,7 +59,7 @@ describe('cdp-topics against the real broker', () => {
 
   it('names a topic with the wrong partition count; create refuses to change it', async () => {
     const prefix = testTopicPrefix('cliwrong');
-    await admin.createTopics({ topics: [{ topic: `${prefix}dlq`, numPartitions: 1, replicationFactor: 1 }], waitForLeaders: true });
+    await createTopicsServed(admin, [{ topic: `${prefix}dlq`, numPartitions: 1, replicationFactor: 1 }]);
     const env = { CDP_TOPIC_PREFIX: prefix };
     const create = await cdpTopics('create', env);
     expect(create.code).toBe(1);

@@ -1,6 +1,7 @@
 import type { Admin, ITopicConfig } from 'kafkajs';
 import { ConfigResourceTypes, ConfigSource } from 'kafkajs';
 import { checkKafkaEnv, dedupWindowEnv, kafkaEnv, logLevel, topicTableEnv, z, type KafkaEnv, type TopicTableEnv } from '@cdp/config';
+import { sleep } from '@cdp/lifecycle';
 
 /** Topic roles of DESIGN.md's topic table; the full name is `<prefix><role>`. */
 export const TOPIC_ROLES = [
@@ -97,6 +98,49 @@ export function topicSpecs(settings: TopicSettings = {}): Record<TopicRole, Topi
   return Object.fromEntries(TOPIC_ROLES.map((role) => [role, spec(role)])) as Record<TopicRole, TopicSpec>;
 }
 
+/** Metadata errors of a topic created moments ago whose partitions are not served yet. */
+const NOT_SERVED_YET = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE']);
+
+/**
+ * Resolves once the metadata a client gets names a leader for every partition of `topics`.
+ * kafkajs's `createTopics({ waitForLeaders: true })` retries only LEADER_NOT_AVAILABLE: an answer
+ * from before the broker serves a just-created topic ("This server does not host this
+ * topic-partition") failed the whole call, seen on a loaded machine.
+ */
+export async function waitForTopicLeaders(admin: Admin, topics: string[], timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let pending: string;
+    try {
+      const metadata = await admin.fetchTopicMetadata({ topics });
+      const served = new Set(
+        metadata.topics.filter((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0)).map((t) => t.name),
+      );
+      const waiting = topics.filter((t) => !served.has(t));
+      if (waiting.length === 0) return;
+      pending = `no leader yet for ${waiting.join(', ')}`;
+    } catch (error) {
+      if (!NOT_SERVED_YET.has((error as { type?: string }).type ?? '')) throw error;
+      pending = (error as Error).message;
+    }
+    if (Date.now() >= deadline) throw new Error(`topics not served after ${timeoutMs} ms: ${pending}`);
+    await sleep(100);
+  }
+}
+
+/**
+ * Creates topics (those that exist already are left as they are) and resolves once every
+ * partition of each has a leader (`waitForTopicLeaders`).
+ */
+export async function createTopicsServed(admin: Admin, topics: ITopicConfig[], timeoutMs = 30_000): Promise<void> {
+  await admin.createTopics({ topics, waitForLeaders: false });
+  await waitForTopicLeaders(
+    admin,
+    topics.map((t) => t.topic),
+    timeoutMs,
+  );
+}
+
 export interface EnsureResult {
   created: string[];
   /** Configs changed on existing topics to match the spec. */
@@ -118,7 +162,7 @@ export async function ensureTopics(admin: Admin, specs: TopicSpec[]): Promise<En
       replicationFactor: s.replicationFactor,
       configEntries: Object.entries(s.configs).map(([name, value]) => ({ name, value })),
     }));
-    await admin.createTopics({ topics, waitForLeaders: true });
+    await createTopicsServed(admin, topics);
   }
   const present = specs.filter((s) => existing.has(s.name));
   const altered: string[] = [];

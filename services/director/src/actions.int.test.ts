@@ -198,9 +198,6 @@ beforeAll(async () => {
   const ws: Workspace = parseWorkspace(workspaceJson(sink.url), { format: 'json', env: process.env, check: actionDestinationIssues });
   database = (await env.provision('act')).database;
   const settings = testSettings(env.prefix, {
-    // A 1 s session can be lost on a loaded machine, and the jobs in flight then retried as
-    // interrupted: the exact histories checked here would change.
-    DIRECTOR_SESSION_TTL_MS: 10_000,
     DIRECTOR_ACTIONS_CA_FILE: certs.caFile,
     DIRECTOR_ACTIONS_CONNECT_TO: `127.0.0.1:${new URL(partners.url).port}`,
     // The partner that never answers is given up on after this; the other answers take a few ms,

@@ -39,9 +39,7 @@ beforeAll(async () => {
   const sinkUrl = rig.sinkUrl;
   await env.provision('iso');
   const { url } = await env.directorProcess(
-    // A 10 s session: on the loaded 2-core machine a 1 s one was lost (renewals late) and the
-    // RPC answered 503 until the JobDB was taken again.
-    testSettings(env.prefix, { DIRECTOR_BACKOFF_BASE_MS: 200, DIRECTOR_BACKOFF_CAP_MS: 2_000, DIRECTOR_SESSION_TTL_MS: 10_000 }),
+    testSettings(env.prefix, { DIRECTOR_BACKOFF_BASE_MS: 200, DIRECTOR_BACKOFF_CAP_MS: 2_000 }),
     [
       { id: 'healthy', url: `${sinkUrl}/healthy`, maxConcurrency: 100 },
       { id: 'other1', url: `${sinkUrl}/other1`, maxConcurrency: 50 },

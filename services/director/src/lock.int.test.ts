@@ -1,6 +1,16 @@
 import { FencedError, JobDb, listJobDbs, setJobDbState } from '@cdp/jobdb';
 import { mysqlUrl, type HttpSink } from '@cdp/testkit';
-import { historyOf, postJobs, TestEnv, testJobs, testSettings, testWorkspace, useDirectorSuite, waitFor } from './testing/harness';
+import {
+  EXPIRY_TEST_SESSION_TTL_MS,
+  historyOf,
+  postJobs,
+  TestEnv,
+  testJobs,
+  testSettings,
+  testWorkspace,
+  useDirectorSuite,
+  waitFor,
+} from './testing/harness';
 
 const suite = useDirectorSuite();
 let env: TestEnv;
@@ -28,7 +38,10 @@ describe('JobDB locks', () => {
   it('two directors, one JobDB: one writes; after a kill the other takes over and every job ends in exactly one final state', async () => {
     const jdb = await env.provision('take');
     const ws = workspace();
-    const a = env.director(testSettings(env.prefix, { POD_NAME: 'a' }), { workspace: () => ws });
+    // A's session is the one that must run out after the kill.
+    const a = env.director(testSettings(env.prefix, { POD_NAME: 'a', DIRECTOR_SESSION_TTL_MS: EXPIRY_TEST_SESSION_TTL_MS }), {
+      workspace: () => ws,
+    });
     const b = env.director(testSettings(env.prefix, { POD_NAME: 'b' }), { workspace: () => ws });
     await a.start();
     await waitFor(() => a.isReady);

@@ -9,6 +9,7 @@ import { createTestTopics, readTopic } from '@cdp/kafka/testing';
 import { createLogger } from '@cdp/log';
 import { requireEnv, rowChangingStatements, statementsAgainst, testDatabaseName, testTopicPrefix, type HttpSink } from '@cdp/testkit';
 import {
+  EXPIRY_TEST_SESSION_TTL_MS,
   historyOf,
   postJobs,
   TEST_RPC_TOKEN,
@@ -28,8 +29,8 @@ let workspaceFile: string;
 let topicPrefix: string;
 const controlDb = testDatabaseName('pctl');
 
-const startDirector = (pod: string) =>
-  env.directorMain(pod, { controlDb, workspaceFile, topicPrefix, env: { DIRECTOR_RPC_TOKEN: TEST_RPC_TOKEN } });
+const startDirector = (pod: string, extra: Record<string, string> = {}) =>
+  env.directorMain(pod, { controlDb, workspaceFile, topicPrefix, env: { DIRECTOR_RPC_TOKEN: TEST_RPC_TOKEN, ...extra } });
 
 async function ready(p: DirectorMain): Promise<boolean> {
   try {
@@ -69,7 +70,8 @@ describe('director processes', () => {
   it('SIGKILL of the holder: the other takes over, every job ends in exactly one final state; only INSERT/SELECT ran; SIGTERM releases the lock', async () => {
     const jdb = await env.provision('proc');
     const statements = await statementsAgainst(jdb.database, async () => {
-      const a = await startDirector('pa');
+      // A is SIGKILLed below: its session must run out before B takes over.
+      const a = await startDirector('pa', { DIRECTOR_SESSION_TTL_MS: String(EXPIRY_TEST_SESSION_TTL_MS) });
       await waitFor(() => ready(a), 30_000);
       const b = await startDirector('pb');
       await waitFor(async () => (await fetch(`http://127.0.0.1:${b.opsPort}/healthz`).catch(() => null))?.status === 200, 30_000);
@@ -79,6 +81,15 @@ describe('director processes', () => {
       // Expire quickly against an endpoint that is down: → cdp.undelivered.
       expect((await postJobs(a.rpc, jobs(3, 1_000, 'down', { expiresAt: new Date(Date.now() + 1_500).toISOString() }))).status).toBe(200);
       await waitFor(() => sink.count('/hook') >= 80);
+      // A has committed the expiring jobs' first attempt (503): B adopts them already expired and
+      // reports that attempt (killed before its commit, they would reach B unattempted).
+      const expiring = (h: { messageId: string }) => Number(h.messageId.slice(1)) >= 1_000 && Number(h.messageId.slice(1)) < 2_000;
+      await waitFor(
+        async () =>
+          [...(await historyOf(env, jdb.database)).values()].filter((h) => expiring(h) && h.rows.some((r) => r.http_status !== null))
+            .length === 3,
+        30_000,
+      );
       await a.stop('SIGKILL');
 
       await waitFor(() => ready(b), 30_000);
@@ -96,7 +107,7 @@ describe('director processes', () => {
         received.set(id, (received.get(id) ?? 0) + 1);
       }
       for (const h of history.values()) {
-        if (Number(h.messageId.slice(1)) >= 1_000) continue; // the expiring ones
+        if (expiring(h)) continue;
         const n = received.get(h.messageId) ?? 0;
         expect(n).toBeGreaterThanOrEqual(1);
         if (n > 1) expect(h.rows.some((r) => String(r.error ?? '').startsWith('interrupted'))).toBe(true);

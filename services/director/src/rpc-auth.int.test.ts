@@ -47,7 +47,7 @@ const job = (messageId: string, extra: Record<string, unknown> = {}) => testJob(
 
 function startDirector(pod: string, extra: Record<string, string>): Promise<DirectorMain> {
   // Every line the director can write (LOG_LEVEL debug), so the token check below sees the most.
-  const processEnv = { DIRECTOR_SESSION_TTL_MS: '10000', LOG_LEVEL: 'debug', ...extra };
+  const processEnv = { LOG_LEVEL: 'debug', ...extra };
   return env.directorMain(pod, { controlDb, workspaceFile, topicPrefix, env: processEnv }, { captureOutput: true });
 }
 

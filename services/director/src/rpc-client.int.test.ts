@@ -26,9 +26,8 @@ async function startDirector(label: string): Promise<DirectorProc> {
   await suite.env.provision(label);
   const before = new Map<JobDbHandle, number>();
   for (const j of suite.env.provisioned) before.set(j, await leases(j));
-  // A 5 s session: this test is about the RPC, not about losing a lock on a loaded machine.
   const proc = await suite.env.directorProcess(
-    testSettings(suite.env.prefix, { DIRECTOR_SESSION_TTL_MS: 5_000 }),
+    testSettings(suite.env.prefix),
     [{ id: 'hook', url: `${suite.sink.url}/hook`, maxConcurrency: 20 }],
     ['web'],
   );

@@ -16,10 +16,8 @@ beforeAll(async () => {
   ({ env, sink } = suite);
   const ws = testWorkspace([{ id: 'hook', url: `${sink.url}/hook`, maxConcurrency: 4 }]);
   database = (await env.provision('rpc')).database;
-  // A body above MariaDB's max_allowed_packet (16 MiB here) must reach the insert. Parsing it
-  // holds the event loop long enough, on a loaded machine, to miss the harness's 1 s session
-  // TTL (lock lost, 503): this test is not about locks, so Consul's default TTL.
-  director = env.director(testSettings(env.prefix, { DIRECTOR_RPC_MAX_BODY_BYTES: 64 << 20, DIRECTOR_SESSION_TTL_MS: 10_000 }), {
+  // A body above MariaDB's max_allowed_packet (16 MiB here) must reach the insert.
+  director = env.director(testSettings(env.prefix, { DIRECTOR_RPC_MAX_BODY_BYTES: 64 << 20 }), {
     workspace: () => ws,
   });
   await director.start();

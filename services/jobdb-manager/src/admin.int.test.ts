@@ -85,10 +85,6 @@ describe('jobdb-manager admin API and Event Delivery page', () => {
         POD_NAME: 'adm-d1',
         CDP_CONTROL_DB: settings.CDP_CONTROL_DB,
         DIRECTOR_STATS_INTERVAL_MS: 300,
-        // A session that outlives a loaded machine's pauses: with the tests' 1 s TTL, a director
-        // that lost its locks has attempts whose results it may not write (the sink saw a 503
-        // that no transition and no count records), and the exact figures below would not hold.
-        DIRECTOR_SESSION_TTL_MS: 10_000,
       }),
       { workspace: () => ws },
     );

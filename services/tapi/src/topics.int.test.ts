@@ -1,4 +1,5 @@
 // tapi only verifies its topics at start (cdp-topics creates them): a missing one stops it.
+import { createTestTopics } from '@cdp/kafka/testing';
 import { logLines, startServiceProcess, testTopicPrefix, waitServiceExit } from '@cdp/testkit';
 import { createTapiTestEnv, type TapiTestEnv } from './testing/harness';
 
@@ -12,12 +13,7 @@ afterAll(async () => {
 
 it('refuses to start when one of its topics is missing, naming it', async () => {
   const prefix = testTopicPrefix('tapi-missing');
-  const admin = env.kafka.admin();
-  await admin.connect();
-  // One at a time: kafkajs's waitForLeaders on several new topics can fail on the one not hosted yet.
-  for (const role of ['regulations', 'regulation-status'])
-    await admin.createTopics({ topics: [{ topic: `${prefix}${role}`, numPartitions: 1, replicationFactor: 1 }], waitForLeaders: true });
-  await admin.disconnect();
+  await createTestTopics(env.kafka, prefix, { roles: ['regulations', 'regulation-status'] });
   const { OPS_PORT: _opsPort, LOG_LEVEL: _logLevel, ...base } = env.baseEnv;
   const proc = await startServiceProcess(
     'tapi',

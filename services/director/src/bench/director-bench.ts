@@ -115,11 +115,7 @@ async function noisyCustomer(consulUrl: string): Promise<{ alone: number; noisy:
   const rig = await FairnessRig.start({ '/limited': ok, '/twin': ok });
   try {
     await env.provision('fair');
-    const director = await env.directorProcess(
-      testSettings(env.prefix, { DIRECTOR_SESSION_TTL_MS: 10_000 }),
-      fiftyTimesNoisyDestinations(rig.sinkUrl),
-      ['a', 'b'],
-    );
+    const director = await env.directorProcess(testSettings(env.prefix), fiftyTimesNoisyDestinations(rig.sinkUrl), ['a', 'b']);
     rig.target(director.url);
     const warmup = [
       { sourceId: 'b', destinationId: 'limited', perSecond: 100 },
@@ -165,7 +161,7 @@ async function millionRebuild(
     await env.provision('millionact');
     const t0 = performance.now();
     const director = await env.directorProcess(
-      testSettings(env.prefix, { DIRECTOR_SESSION_TTL_MS: 10_000 }),
+      testSettings(env.prefix),
       [{ id: 'held', url: 'http://127.0.0.1:9/held' }],
       Array.from({ length: 10 }, (_, i) => `src${i}`),
     );
@@ -235,7 +231,6 @@ async function deliveryRun(
     POD_NAME: `bench-${label}`,
     DIRECTOR_MAX_IN_FLIGHT: CONCURRENCY,
     DIRECTOR_CONNECTIONS_PER_ORIGIN: CONCURRENCY,
-    DIRECTOR_SESSION_TTL_MS: 10_000,
     DIRECTOR_JOBDB_POOL_SIZE: 6,
   });
   let director: Director | undefined;

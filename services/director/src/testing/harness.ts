@@ -70,11 +70,21 @@ export function testWorkspace(destinations: WebhookSpec[], sources = ['web'], en
 }
 
 /**
+ * Session TTL of the tests whose subject is a dead holder's session running out (a kill, then
+ * the takeover). Short to keep them quick, yet a pause under TTL / 2 (a renewal is due then)
+ * keeps the lock: with 1 s, a loaded 2-core machine lost it before the kill (503s).
+ */
+export const EXPIRY_TEST_SESSION_TTL_MS = 4_000;
+
+/**
  * Short timings for tests, as env: what `testSettings` parses and what director processes get
- * (the token stays out: rpc-auth starts directors without one).
+ * (the token stays out: rpc-auth starts directors without one). The session TTL is the service's
+ * default, 10 s: a test director loses its locks (the RPC answers 503, calls in flight are
+ * retried as interrupted) after a pause of about TTL / 2, and pauses of seconds happen on the
+ * loaded 2-core machine; tests about expiry set EXPIRY_TEST_SESSION_TTL_MS.
  */
 export const TEST_DIRECTOR_ENV: Record<string, string> = {
-  DIRECTOR_SESSION_TTL_MS: '1000',
+  DIRECTOR_SESSION_TTL_MS: '10000',
   DIRECTOR_LOCK_DELAY_MS: '500',
   DIRECTOR_RETRY_WINDOW_MS: '3600000',
   DIRECTOR_BACKOFF_BASE_MS: '100',

@@ -142,7 +142,6 @@ export function managedDirectorSettings(
     POD_NAME: pod,
     CDP_CONTROL_DB: manager.CDP_CONTROL_DB,
     DIRECTOR_RETRY_WINDOW_MS: manager.JOBDB_RETRY_WINDOW_MS,
-    DIRECTOR_SESSION_TTL_MS: 10_000,
     DIRECTOR_LOCK_DELAY_MS: 1_000,
   });
 }
