@@ -44,7 +44,12 @@ export interface WebhookSpec {
   headers?: Record<string, string>;
 }
 
-/** A workspace file's JSON: every source connected to every webhook destination. */
+/**
+ * A workspace file's JSON: every source connected to every webhook destination. Calls time out
+ * after 30 s unless `timeoutMs` says otherwise (the tests about timeouts): with 2 s, a loaded
+ * machine timed out calls the sink had answered, and the retry delivered twice (seen in the RPC
+ * and admin tests).
+ */
 export function testWorkspaceJson(destinations: WebhookSpec[], sources = ['web']): string {
   return JSON.stringify({
     spaces: [{ id: 'main', name: 'Main' }],
@@ -55,7 +60,7 @@ export function testWorkspaceJson(destinations: WebhookSpec[], sources = ['web']
       type: 'webhook',
       settings: {
         url: d.url,
-        timeoutMs: d.timeoutMs ?? 2_000,
+        timeoutMs: d.timeoutMs ?? 30_000,
         headers: d.headers ?? {},
         ...(d.hmacSecretEnv ? { hmacSecret: { $env: d.hmacSecretEnv } } : {}),
       },
