@@ -8,6 +8,7 @@ import {
   RequestLimitExceeded,
   ThrottlingException,
   TransactionCanceledException,
+  TransactionConflictException,
   TransactWriteItemsCommand,
   UpdateItemCommand,
   type AttributeValue,
@@ -194,6 +195,8 @@ export class GraphStore {
         throw new RetriableError(`DynamoDB throttled ${op}`, { cause: error });
       }
       if (error instanceof ConditionalCheckFailedException) throw new StaleError(`${op}: condition failed`, { cause: error });
+      // A write to an item a transaction (another partition's counters) holds: read again and go again.
+      if (error instanceof TransactionConflictException) throw new StaleError(`${op}: conflicts with a transaction`, { cause: error });
       if (error instanceof TransactionCanceledException) {
         const reasons = (error.CancellationReasons ?? []).map((r) => r.Code ?? 'None');
         if (reasons.some((r) => r === 'ThrottlingError' || r === 'ProvisionedThroughputExceeded')) {
