@@ -186,9 +186,15 @@ describe('route', () => {
       ).toBeDefined();
     });
 
-    it('fails closed: a rule whose condition does not parse drops the event', () => {
+    it('fails closed: a rule whose condition does not parse, or cannot be evaluated, drops the event', () => {
       const ws = withRules([{ name: 'typo', if: 'userId = ', actions: [{ type: 'drop_properties', fields: { '': ['userId'] } }] }]);
       expect(reasonFor(event(), ws)).toBe('filter_error');
+      // `in` over a value that is not a list (here a string) cannot be decided.
+      const notList = withRules([
+        { name: 'not a list', if: '"u" in userId', actions: [{ type: 'drop_properties', fields: { '': ['userId'] } }] },
+      ]);
+      expect(reasonFor(event({ userId: 'u1' }), notList)).toBe('filter_error');
+      expect(routed(event({ userId: undefined }), notList)).toBeDefined(); // a missing list holds nothing: false
     });
 
     it('sample: by path the same value always draws the same; without a path the draw decides', () => {
