@@ -50,7 +50,7 @@ module.exports = {
       // Multi-process crash/kill tests on the real harness; `scripts/chaos.sh` runs them.
       ...shared,
       displayName: 'chaos',
-      testMatch: ['<rootDir>/{libs,services}/**/*.chaos.test.ts'],
+      testMatch: ['<rootDir>/{libs,services,e2e}/**/*.chaos.test.ts'],
       globalSetup: '<rootDir>/libs/testkit/jest/global-setup.js',
       globalTeardown: '<rootDir>/libs/testkit/jest/global-teardown.js',
       setupFilesAfterEnv: ['<rootDir>/libs/testkit/jest/chaos-timeout.js'],

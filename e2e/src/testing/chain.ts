@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { TEST_DIRECTOR_ENV } from '@cdp/director/src/testing/harness';
 import { dropManagedDatabases, managerProcessEnv, testManagerSettings } from '@cdp/jobdb-manager/src/testing/manager-harness';
+import type { JobDbManagerSettings } from '@cdp/jobdb-manager/src/service';
 import { checkKafkaEnv, kafkaEnv, loadConfig, z } from '@cdp/config';
 import { createKafka, kafkaConnection, topicNames, type Kafka, type TopicNames } from '@cdp/kafka';
 import { createTestTopics } from '@cdp/kafka/testing';
@@ -72,6 +73,8 @@ interface ChainContext {
   identityTablePrefix: string;
   /** The archiver's bucket, the chain's own on the harness S3. */
   bucket: string;
+  /** The MySQL server of the director and jobdb-manager. */
+  mysqlUrl: string;
 }
 
 /** What each service needs besides Kafka and the topic prefix; `dir` is its own, removed by stop(). */
@@ -110,7 +113,7 @@ const SERVICES: Record<ChainService, (ctx: ChainContext, dir: string) => Promise
       DIRECTOR_SESSION_TTL_MS: String(SESSION_TTL_MS),
       DIRECTOR_RETRY_WINDOW_MS: String(CHAIN_RETRY_WINDOW_MS),
       PORT: String(ctx.directorPort),
-      MYSQL_URL: requireEnv('MYSQL_URL'),
+      MYSQL_URL: ctx.mysqlUrl,
       CDP_CONTROL_DB: ctx.controlDb,
       CONSUL_HTTP_ADDR: requireEnv('CONSUL_HTTP_ADDR'),
       CDP_CONSUL_PREFIX: ctx.manager.CDP_CONSUL_PREFIX,
@@ -156,6 +159,12 @@ export interface ChainOptions {
   ready?: boolean;
   /** Keep each process's output for `process.output()`. */
   captureOutput?: boolean;
+  /** The workspace (a file whose webhooks point at http://127.0.0.1:9999/, the chain's sink); config/workspace.sample.yaml by default. */
+  workspace?: string;
+  /** The MySQL server of the director and jobdb-manager; the harness's (MYSQL_URL) by default. */
+  mysqlUrl?: string;
+  /** jobdb-manager settings over the chain's (e.g. a short JOBDB_ROTATION_PERIOD_MS). */
+  manager?: Partial<JobDbManagerSettings>;
 }
 
 export interface ChainMember {
@@ -182,8 +191,12 @@ export interface Chain {
   workspaceFile: string;
   /** Rewrites the workspace file (atomically: a rename) with `edit` applied to its text. */
   updateWorkspace(edit: (text: string) => string): void;
+  /** The Consul folder of the chain's jobdb-manager and directors (JobDB records and their locks). */
+  consulPrefix: string;
   /** The archiver's bucket (the chain's own) and a client of the harness S3. */
   s3: { client: S3Client; bucket: string };
+  /** Kills a service (SIGKILL unless told) and starts it again with the same env, ports and directory; resolves once it is ready. */
+  restart(name: ChainService, signal?: NodeJS.Signals): Promise<void>;
   /** SIGTERMs every service (waiting for each to exit), drops its databases and removes their directories. */
   stop(): Promise<void>;
 }
@@ -193,10 +206,10 @@ export const kafkaConnectionSchema = z.object(kafkaEnv).superRefine(checkKafkaEn
 
 const exec = promisify(execFile);
 
-/** The sample workspace with its webhooks' origin (the local stack's sink, 127.0.0.1:9999) replaced by `sinkUrl`. */
-function sampleWorkspace(sinkUrl: string, file: string): string {
-  const text = fs.readFileSync(path.join(REPO_ROOT, 'config', 'workspace.sample.yaml'), 'utf8');
-  if (!text.includes('http://127.0.0.1:9999/')) throw new Error('config/workspace.sample.yaml no longer points at http://127.0.0.1:9999/');
+/** A workspace (the sample one by default) with its webhooks' origin (the local stack's sink, 127.0.0.1:9999) replaced by `sinkUrl`. */
+function chainWorkspace(source: string, sinkUrl: string, file: string): string {
+  const text = fs.readFileSync(source, 'utf8');
+  if (!text.includes('http://127.0.0.1:9999/')) throw new Error(`${source} no longer points at http://127.0.0.1:9999/`);
   fs.writeFileSync(file, text.replaceAll('http://127.0.0.1:9999/', `${sinkUrl}/`));
   return file;
 }
@@ -216,22 +229,32 @@ export async function startChain(services: ChainService[], options: ChainOptions
   const sinkFile = path.join(scratch, 'sink.jsonl');
   const sink = await startSampleSink(sinkFile);
   const names = testDatabaseName(options.label);
+  const mysqlUrl = options.mysqlUrl ?? requireEnv('MYSQL_URL');
   const ctx: ChainContext = {
     prefix,
-    workspaceFile: sampleWorkspace(sink.url, path.join(scratch, 'workspace.yaml')),
+    workspaceFile: chainWorkspace(
+      options.workspace ?? path.join(REPO_ROOT, 'config', 'workspace.sample.yaml'),
+      sink.url,
+      path.join(scratch, 'workspace.yaml'),
+    ),
     directorPort: await freePort(),
     controlDb: `${names}_ctl`,
     // Sessions of 5 s (not the tests' 1 s): a loaded CI machine must not cost the leader its lock mid-run.
     manager: testManagerSettings(`${names}/`, {
+      MYSQL_URL: mysqlUrl,
       CDP_CONTROL_DB: `${names}_ctl`,
       JOBDB_DATABASE_PREFIX: `${names}_j`,
       JOBDB_MANAGER_SESSION_TTL_MS: SESSION_TTL_MS,
+      ...options.manager,
     }),
     identityTablePrefix: prefix,
     bucket: names.replace(/_/g, '-'),
+    mysqlUrl,
   };
   const s3 = new S3Client(localS3ClientConfig(requireEnv('S3_ENDPOINT')));
   const members: Chain['members'] = {};
+  /** Each service's env, for restart(). */
+  const launches: Partial<Record<ChainService, Record<string, string>>> = {};
   const dirs: string[] = [scratch];
   const stop = async () => {
     await Promise.all(Object.values(members).map((m) => m.process.stop()));
@@ -259,19 +282,16 @@ export async function startChain(services: ChainService[], options: ChainOptions
       const { url, env } = await SERVICES[name](ctx, dir);
       // An admin port of its own (services without an admin API ignore both).
       const adminPort = await freePort();
-      const proc = await startServiceProcess(
-        name,
-        {
-          ...connectionEnv,
-          CDP_TOPIC_PREFIX: prefix,
-          CDP_SAMPLE_HMAC_SECRET: SAMPLE_HMAC_SECRET,
-          ADMIN_PORT: String(adminPort),
-          ADMIN_TOKEN: CHAIN_ADMIN_TOKEN,
-          ...env,
-          ...options.env,
-        },
-        { captureOutput: options.captureOutput },
-      );
+      launches[name] = {
+        ...connectionEnv,
+        CDP_TOPIC_PREFIX: prefix,
+        CDP_SAMPLE_HMAC_SECRET: SAMPLE_HMAC_SECRET,
+        ADMIN_PORT: String(adminPort),
+        ADMIN_TOKEN: CHAIN_ADMIN_TOKEN,
+        ...env,
+        ...options.env,
+      };
+      const proc = await startServiceProcess(name, launches[name], { captureOutput: options.captureOutput });
       members[name] = { url, adminUrl: `http://127.0.0.1:${adminPort}`, process: proc };
     }
     if (ready) await Promise.all(Object.values(members).map((m) => waitServiceReady(m.process, 90_000)));
@@ -293,7 +313,14 @@ export async function startChain(services: ChainService[], options: ChainOptions
       fs.writeFileSync(next, edit(fs.readFileSync(ctx.workspaceFile, 'utf8')));
       fs.renameSync(next, ctx.workspaceFile);
     },
+    consulPrefix: ctx.manager.CDP_CONSUL_PREFIX,
     s3: { client: s3, bucket: ctx.bucket },
+    restart: async (name, signal = 'SIGKILL') => {
+      const member = members[name]!;
+      await member.process.stop(signal);
+      member.process = await startServiceProcess(name, launches[name]!, { captureOutput: options.captureOutput });
+      await waitServiceReady(member.process, 90_000);
+    },
     stop,
   };
 }

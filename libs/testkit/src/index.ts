@@ -1,5 +1,6 @@
 export { requireEnv, testSize } from './env';
-export { startKafkaBroker, stopKafkaBroker, type KafkaBroker, type SaslListeners } from './kafka-broker';
+export { restartKafkaBroker, startKafkaBroker, stopKafkaBroker, type KafkaBroker, type SaslListeners } from './kafka-broker';
+export { startMariaDbServer, type MariaDbServer } from './mariadb-server';
 export {
   createTestDatabase,
   mysqlUrl,

@@ -7,7 +7,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { classpath, resolveJars } from './maven';
 import { MAVEN_DIR } from './paths';
 import { freePort, canConnect } from './ports';
-import { isAlive, spawnDaemon, stopProcess, tail, waitUntilReady, type ManagedProcess } from './process';
+import { isAlive, killNow, spawnDaemon, stopProcess, tail, waitUntilReady, type ManagedProcess } from './process';
 
 const run = promisify(execFile);
 
@@ -179,6 +179,32 @@ async function secureListeners(dataDir: string): Promise<Secured> {
   return { sasl, keyStore: tls.keyStore };
 }
 
+/** The broker's JVM on its formatted `dataDir` (its server.properties, its log). */
+function spawnBroker(name: string, jars: string, dataDir: string): ManagedProcess {
+  return spawnDaemon(
+    name,
+    'java',
+    // The GC settings are those of Kafka's own start script (kafka-run-class.sh): G1 with a
+    // 20 ms pause goal. The JVM's default goal (200 ms) shows up directly in produce latency.
+    [
+      '-Xms256m',
+      '-Xmx512m',
+      '-XX:+UseG1GC',
+      '-XX:MaxGCPauseMillis=20',
+      '-XX:InitiatingHeapOccupancyPercent=35',
+      '-XX:+ExplicitGCInvokesConcurrent',
+      '-XX:ActiveProcessorCount=2',
+      '-Djava.awt.headless=true',
+      LOG4J,
+      '-cp',
+      classpath(jars),
+      'kafka.Kafka',
+      path.join(dataDir, 'server.properties'),
+    ],
+    { logFile: path.join(dataDir, 'kafka.log') },
+  );
+}
+
 /**
  * Starts a single-node KRaft Kafka (combined broker+controller) on free loopback ports from
  * Maven Central jars. Ports are picked before start; a collision (another process grabbed one
@@ -222,28 +248,7 @@ export async function startKafkaBroker(options: { dir: string; name?: string; se
       ],
       { timeout: 120_000 },
     );
-    const proc = spawnDaemon(
-      name,
-      'java',
-      // The GC settings are those of Kafka's own start script (kafka-run-class.sh): G1 with a
-      // 20 ms pause goal. The JVM's default goal (200 ms) shows up directly in produce latency.
-      [
-        '-Xms256m',
-        '-Xmx512m',
-        '-XX:+UseG1GC',
-        '-XX:MaxGCPauseMillis=20',
-        '-XX:InitiatingHeapOccupancyPercent=35',
-        '-XX:+ExplicitGCInvokesConcurrent',
-        '-XX:ActiveProcessorCount=2',
-        '-Djava.awt.headless=true',
-        LOG4J,
-        '-cp',
-        classpath(jars),
-        'kafka.Kafka',
-        config,
-      ],
-      { logFile: path.join(dataDir, 'kafka.log') },
-    );
+    const proc = spawnBroker(name, jars, dataDir);
     const brokers = `127.0.0.1:${brokerPort}`;
     try {
       await waitUntilReady(proc, async () => (await canConnect(brokerPort)) && (await brokerAnswers(brokers)), READY_TIMEOUT_MS);
@@ -255,6 +260,18 @@ export async function startKafkaBroker(options: { dir: string; name?: string; se
     }
   }
   throw lastError;
+}
+
+/**
+ * Kills the broker (SIGKILL: a crash, its logs recovered at start; SIGTERM: a controlled
+ * shutdown) and starts it again on the same ports and data: what a pod restart is to clients.
+ * `broker.process` is the new process when it returns.
+ */
+export async function restartKafkaBroker(broker: KafkaBroker, signal: 'SIGKILL' | 'SIGTERM' = 'SIGKILL'): Promise<void> {
+  if (signal === 'SIGKILL') killNow(broker.process.pid);
+  await stopProcess(broker.process.pid, 30_000);
+  broker.process = spawnBroker(broker.process.name, await resolveJars('kafka'), broker.dataDir);
+  await waitUntilReady(broker.process, async () => brokerAnswers(broker.brokers), READY_TIMEOUT_MS);
 }
 
 export async function stopKafkaBroker(broker: KafkaBroker): Promise<void> {

@@ -1,6 +1,6 @@
 // The local stack's sample sink: the sample workspace's webhook destinations point at it. It
 // answers 200 to every request and appends each one to a file as one JSON line
-// `{ method, path, headers, body }` (body parsed when it is JSON, else the text), so a user (or
+// `{ method, path, headers, body, at }` (body parsed when it is JSON, else the text), so a user (or
 // an end-to-end test) sees what was delivered. Routes of the HttpSink answer otherwise (an
 // outage in a test).
 import fs from 'node:fs';
@@ -13,6 +13,8 @@ export interface SinkLine {
   path: string;
   headers: Record<string, string | string[] | undefined>;
   body: unknown;
+  /** When it arrived (ms since the epoch, the sink's clock). */
+  at: number;
 }
 
 export function sinkLine(req: SinkRequest): SinkLine {
@@ -24,7 +26,7 @@ export function sinkLine(req: SinkRequest): SinkLine {
       // Not JSON after all: the text as received.
     }
   }
-  return { method: req.method, path: req.path, headers: req.headers, body };
+  return { method: req.method, path: req.path, headers: req.headers, body, at: req.at };
 }
 
 /**

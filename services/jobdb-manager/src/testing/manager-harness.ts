@@ -57,12 +57,14 @@ export function managedDatabases(settings: Pick<JobDbManagerSettings, 'JOBDB_DAT
   return listDatabases(mysqlUrl(), settings.JOBDB_DATABASE_PREFIX);
 }
 
-/** Drops every database the manager provisioned, and its control database. */
+/** Drops every database the manager provisioned, and its control database (on its server). */
 export async function dropManagedDatabases(
-  settings: Pick<JobDbManagerSettings, 'JOBDB_DATABASE_PREFIX' | 'CDP_CONTROL_DB'>,
+  settings: Pick<JobDbManagerSettings, 'JOBDB_DATABASE_PREFIX' | 'CDP_CONTROL_DB' | 'MYSQL_URL'>,
 ): Promise<void> {
-  for (const database of await managedDatabases(settings)) await dropJobDbDatabase(mysqlUrl(), database);
-  await dropJobDbDatabase(mysqlUrl(), settings.CDP_CONTROL_DB);
+  for (const database of await listDatabases(settings.MYSQL_URL, settings.JOBDB_DATABASE_PREFIX)) {
+    await dropJobDbDatabase(settings.MYSQL_URL, database);
+  }
+  await dropJobDbDatabase(settings.MYSQL_URL, settings.CDP_CONTROL_DB);
 }
 
 /** jobdb-manager as a real process (dist/main.js; build first), logging at info into `output()`; ready when it returns. */
