@@ -15,6 +15,8 @@ case "${1:-short}" in
   long)
     export CDP_CHAOS_RANDOM_KILLS=${CDP_CHAOS_RANDOM_KILLS:-100} CDP_CHAOS_FIXED_ROUNDS=${CDP_CHAOS_FIXED_ROUNDS:-10}
     export CDP_CHAOS_PIPELINE_ROUNDS=${CDP_CHAOS_PIPELINE_ROUNDS:-5} CDP_CHAOS_PIPELINE_RATE=${CDP_CHAOS_PIPELINE_RATE:-200}
+    # Five pipeline rounds outlast the chaos project's 15-minute test timeout.
+    export CDP_TEST_TIMEOUT_MS=${CDP_TEST_TIMEOUT_MS:-3600000}
     ;;
   *) echo "usage: chaos.sh short|long" >&2; exit 2 ;;
 esac
