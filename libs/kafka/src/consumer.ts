@@ -3,6 +3,7 @@ import type { KafkaWorkerEnv } from '@cdp/config';
 import { sleep } from '@cdp/lifecycle';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge, histogram } from '@cdp/metrics';
+import { FETCH_MAX_WAIT_MS } from './client';
 import { deadLetterRecord, DeadLetterWriter, errorText, type DeadLetter, type InboundMessage } from './dead-letter';
 import { decodeHeaders } from './headers';
 import { isGroupMembershipError, keepMembership } from './membership';
@@ -140,7 +141,7 @@ export class CommitAfterWorkConsumer<T> {
 
   constructor(private readonly options: CommitAfterWorkConsumerOptions<T>) {
     const o = options;
-    const config = { sessionTimeout: 30_000, heartbeatInterval: 3_000, ...o.consumerConfig };
+    const config = { sessionTimeout: 30_000, heartbeatInterval: 3_000, maxWaitTimeInMs: FETCH_MAX_WAIT_MS, ...o.consumerConfig };
     this.heartbeatIntervalMs = config.heartbeatInterval ?? 3_000;
     this.consumer = o.kafka.consumer({ groupId: o.groupId, allowAutoTopicCreation: false, ...config });
     this.deadLetters = new DeadLetterWriter({

@@ -50,8 +50,6 @@ describe('CompactedTopicMap on the real broker', () => {
       topic,
       logger,
       groupPrefix: 'follower-int',
-      // An empty fetch returns after 0.5 s (kafkajs: 5 s), so stop() does not wait that out.
-      consumerConfig: { maxWaitTimeInMs: 500 },
       decode: (_key, value) => {
         const { version } = JSON.parse(value.toString('utf8')) as State;
         return { version };

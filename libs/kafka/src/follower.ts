@@ -3,6 +3,7 @@ import type { Consumer, ConsumerConfig, Kafka } from 'kafkajs';
 import { sleep } from '@cdp/lifecycle';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge } from '@cdp/metrics';
+import { FETCH_MAX_WAIT_MS } from './client';
 import { decodeHeaders, type Headers } from './headers';
 
 /** One record of a compacted topic; `value` null is a tombstone (the key was deleted). */
@@ -109,6 +110,7 @@ export class CompactedTopicFollower {
       groupId: `${o.groupPrefix}-${randomBytes(6).toString('hex')}`,
       sessionTimeout: 30_000,
       allowAutoTopicCreation: false,
+      maxWaitTimeInMs: FETCH_MAX_WAIT_MS,
       ...o.consumerConfig,
     });
     // kafkajs restarts a consumer after retriable errors itself; after a non-retriable crash it

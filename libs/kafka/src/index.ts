@@ -1,4 +1,12 @@
-export { createKafka, isKafkaAuthenticationError, Kafka, kafkaConnection, type KafkaClientOptions, type KafkaConnection } from './client';
+export {
+  createKafka,
+  FETCH_MAX_WAIT_MS,
+  isKafkaAuthenticationError,
+  Kafka,
+  kafkaConnection,
+  type KafkaClientOptions,
+  type KafkaConnection,
+} from './client';
 export {
   CommitAfterWorkConsumer,
   toInbound,

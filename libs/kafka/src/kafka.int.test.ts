@@ -21,9 +21,7 @@ import { readTopic } from './testing';
 
 const logger = createLogger({ name: 'kafka-int', level: 'warn' });
 const brokers = () => requireEnv('KAFKA_BROKERS');
-// maxWaitTimeInMs: a fetch with nothing to return comes back after 0.5 s instead of kafkajs's 5 s,
-// which stop() would otherwise wait out.
-const testConsumerConfig = { sessionTimeout: 6_000, heartbeatInterval: 1_000, maxWaitTimeInMs: 500 };
+const testConsumerConfig = { sessionTimeout: 6_000, heartbeatInterval: 1_000 };
 
 function kafka() {
   return createKafka({ brokers: [brokers()], clientId: 'kafka-int', logger });

@@ -22,9 +22,7 @@ import { readTopic } from './testing';
 const logger = createLogger({ name: 'worker-int', level: 'warn' });
 const brokers = () => requireEnv('KAFKA_BROKERS');
 const kafka = () => createKafka({ brokers: [brokers()], clientId: 'worker-int', logger });
-// maxWaitTimeInMs: a fetch with nothing to return comes back after 0.5 s instead of kafkajs's 5 s,
-// which stop() would otherwise wait out in every test.
-const testConsumerConfig = { sessionTimeout: 6_000, heartbeatInterval: 1_000, maxWaitTimeInMs: 500 };
+const testConsumerConfig = { sessionTimeout: 6_000, heartbeatInterval: 1_000 };
 const newGroup = (label: string) => `${label}-${Math.random().toString(36).slice(2)}`;
 
 // The deep-backlog cases put BACKLOG_MB per partition ahead of the worker, the poison message at
@@ -351,7 +349,7 @@ describe('CommitAfterWorkConsumer: bounded retry, DLQ and readiness on the real 
     expect(dlq[0].headers[HEADER_ERROR]).toBe('not an envelope (value of 400000 bytes left out: above the DLQ limit)');
   }, 60_000);
 
-  it('reports ready once it joined the group and got its assignment, and not after stop', async () => {
+  it('reports ready once it joined the group and got its assignment; stop is prompt (an empty fetch in flight); not ready after stop', async () => {
     const topics = await freshTopics('worker-ready', 3);
     const consumer = worker<null>({
       groupId: newGroup('ready'),
@@ -364,7 +362,12 @@ describe('CommitAfterWorkConsumer: bounded retry, DLQ and readiness on the real 
     await consumer.start();
     await waitFor(() => consumer.ready, 30_000);
     expect(consumer.readiness()).toEqual({ ok: true, detail: `3 partitions of ${topics.input}` });
+    // A fetch of the idle topic has just begun: stop waits it out, FETCH_MAX_WAIT_MS (0.5 s), not
+    // kafkajs's default 5 s (the rest of the bound is margin for a loaded machine).
+    await new Promise<void>((resolve) => consumer.consumer.on(consumer.consumer.events.FETCH_START, () => resolve()));
+    const stopping = Date.now();
     await consumer.stop();
+    expect(Date.now() - stopping).toBeLessThan(4_000);
     expect(consumer.ready).toBe(false);
   }, 60_000);
 

@@ -1,5 +1,5 @@
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
-import { backoffMs, deadLetterRecord, DeadLetterWriter, toInbound, type DeadLetter } from '@cdp/kafka';
+import { backoffMs, deadLetterRecord, DeadLetterWriter, FETCH_MAX_WAIT_MS, toInbound, type DeadLetter } from '@cdp/kafka';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge, histogram } from '@cdp/metrics';
 import type { ArchiveKind } from './layout';
@@ -88,6 +88,7 @@ export class Archiver {
       allowAutoTopicCreation: false,
       sessionTimeout: o.sessionTimeoutMs,
       heartbeatInterval: o.heartbeatIntervalMs,
+      maxWaitTimeInMs: FETCH_MAX_WAIT_MS,
     });
     this.deadLetters = new DeadLetterWriter({ kafka: o.kafka, groupId: o.groupId, dlqTopic: o.dlqTopic, logger: o.logger });
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {

@@ -3,6 +3,7 @@ import { PartitionAssigners, type Consumer, type EachBatchPayload, type Kafka } 
 import {
   describeTopicConfigs,
   ensureTopics,
+  FETCH_MAX_WAIT_MS,
   isGroupMembershipError,
   keepMembership,
   requireTopics,
@@ -57,6 +58,7 @@ export class DedupService {
       allowAutoTopicCreation: false,
       sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
       heartbeatInterval: config.KAFKA_HEARTBEAT_INTERVAL_MS,
+      maxWaitTimeInMs: FETCH_MAX_WAIT_MS,
       // Read only committed output of upstream transactions (and our own, when rebuilding).
       readUncommitted: false,
       // Sticky: partitions stay with their owner or go to a member that has their store.

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { Consumer, Kafka } from 'kafkajs';
 import { sleep } from '@cdp/lifecycle';
+import { FETCH_MAX_WAIT_MS } from '../client';
 import { toInbound, type InboundMessage } from '../consumer';
 
 export interface WaitForCountOptions {
@@ -34,8 +35,7 @@ export class TopicCollector<T = InboundMessage> {
       groupId: `${this.topic}.collector-${crypto.randomBytes(4).toString('hex')}`,
       sessionTimeout: 6_000,
       heartbeatInterval: 1_000,
-      // An empty fetch returns after 0.5 s (kafkajs: 5 s), so stop() does not wait that out.
-      maxWaitTimeInMs: 500,
+      maxWaitTimeInMs: FETCH_MAX_WAIT_MS,
     });
     this.consumer = consumer;
     await consumer.connect();
