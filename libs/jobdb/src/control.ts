@@ -1,26 +1,42 @@
 import mysql from 'mysql2/promise';
 
+const ASCII_ID = 'VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL';
+
+/**
+ * A per-minute delivery table: each row is what one director counted for one source and
+ * destination in one minute, then `columns` and `keys`.
+ */
+function perMinuteTable(name: string, columns: string[], keys: string[]): string {
+  const lines = [
+    'id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY',
+    'minute DATETIME NOT NULL',
+    'director VARCHAR(255) NOT NULL',
+    `source_id ${ASCII_ID}`,
+    `destination_id ${ASCII_ID}`,
+    ...columns,
+    ...keys,
+  ];
+  return `CREATE TABLE IF NOT EXISTS ${name} (\n    ${lines.join(',\n    ')}\n  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`;
+}
+
 /**
  * The `cdp_control` tables directors append delivery status to and jobdb-manager reads
  * (DESIGN.md "Delivery status"). Append-only too: a director appends what it counted since its
  * last flush, so a (minute, director, source, destination) may have several rows; readers sum.
  */
 export const CONTROL_TABLES: readonly string[] = [
-  `CREATE TABLE IF NOT EXISTS delivery_stats (
-    id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
-    minute DATETIME NOT NULL,
-    director VARCHAR(255) NOT NULL,
-    source_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-    destination_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-    succeeded INT UNSIGNED NOT NULL,
-    retried INT UNSIGNED NOT NULL,
-    discarded INT UNSIGNED NOT NULL,
-    archived INT UNSIGNED NOT NULL,
-    latency_buckets JSON NOT NULL,
-    failures JSON NOT NULL,
-    KEY delivery_stats_dest (destination_id, minute),
-    KEY delivery_stats_source (source_id, minute)
-  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+  perMinuteTable(
+    'delivery_stats',
+    [
+      'succeeded INT UNSIGNED NOT NULL',
+      'retried INT UNSIGNED NOT NULL',
+      'discarded INT UNSIGNED NOT NULL',
+      'archived INT UNSIGNED NOT NULL',
+      'latency_buckets JSON NOT NULL',
+      'failures JSON NOT NULL',
+    ],
+    ['KEY delivery_stats_dest (destination_id, minute)', 'KEY delivery_stats_source (source_id, minute)'],
+  ),
 ];
 
 /**
@@ -29,17 +45,15 @@ export const CONTROL_TABLES: readonly string[] = [
  * a destination answered, not only a sample of them. Appended with the delivery_stats rows.
  */
 export const STATUS_CODE_TABLES: readonly string[] = [
-  `CREATE TABLE IF NOT EXISTS delivery_status_codes (
-    id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
-    minute DATETIME NOT NULL,
-    director VARCHAR(255) NOT NULL,
-    source_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-    destination_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-    outcome VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-    status SMALLINT UNSIGNED NOT NULL,
-    count INT UNSIGNED NOT NULL,
-    KEY delivery_status_codes_dest (destination_id, minute)
-  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+  perMinuteTable(
+    'delivery_status_codes',
+    [
+      'outcome VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL',
+      'status SMALLINT UNSIGNED NOT NULL',
+      'count INT UNSIGNED NOT NULL',
+    ],
+    ['KEY delivery_status_codes_dest (destination_id, minute)'],
+  ),
 ];
 
 /**

@@ -1,27 +1,16 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { S3Client } from '@aws-sdk/client-s3';
-import type { Kafka } from 'kafkajs';
 import { encodeEnvelope, type Envelope } from '@cdp/events';
-import { BatchingProducer, createKafka, type TopicNames } from '@cdp/kafka';
-import { createTestTopics } from '@cdp/kafka/testing';
-import { createLogger } from '@cdp/log';
 import {
   freePort,
-  localS3ClientConfig,
   metricValue,
-  requireEnv,
   sleep,
   startServiceProcess,
-  testTopicPrefix,
   uniqueSuffix,
   waitFor,
   waitServiceReady,
   type ServiceProcess,
 } from '@cdp/testkit';
 import { readManifest, readObjectLines } from './reader';
-import { archiverTestEnv } from './testing/env';
+import { startArchiverRig, type ArchiverRig } from './testing/rig';
 
 const PARTITIONS = 4;
 const RAW = 24_000;
@@ -30,45 +19,23 @@ const PADDING = 'x'.repeat(1_000); // ~1.2 KB per record: ~30 MB of raw records
 const HOURS = ['2026-12-04T10', '2026-12-04T11'];
 
 describe('archiver process on the real broker and S3Proxy', () => {
-  let kafka: Kafka;
-  let topics: TopicNames;
-  let producer: BatchingProducer;
-  let s3: S3Client;
-  let dir: string;
-  let topicPrefix: string;
+  let rig: ArchiverRig;
   const source = `web${uniqueSuffix().replace(/[^A-Za-z0-9_-]/g, '')}`;
   const groupId = `archiver-${uniqueSuffix()}`;
   const procs: ServiceProcess[] = [];
-  const bucket = requireEnv('S3_BUCKET');
 
   beforeAll(async () => {
-    const logger = createLogger({ name: 'archiver-test', level: 'warn' });
-    kafka = createKafka({ brokers: requireEnv('KAFKA_BROKERS').split(','), clientId: 'archiver-test', logger });
-    topicPrefix = testTopicPrefix('archiver');
-    topics = await createTestTopics(kafka, topicPrefix, { partitions: PARTITIONS });
-    producer = new BatchingProducer(kafka, { logger });
-    await producer.connect();
-    s3 = new S3Client(localS3ClientConfig(requireEnv('S3_ENDPOINT')));
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'archiver-test-'));
-    fs.writeFileSync(
-      path.join(dir, 'workspace.json'),
-      JSON.stringify({
-        spaces: [{ id: 'main', name: 'Main' }],
-        sources: [{ id: source, name: 'web', spaceId: 'main', writeKeys: [`wk_${source}`] }],
-      }),
-    );
+    rig = await startArchiverRig('archiver', { partitions: PARTITIONS, sources: [{ id: source, name: 'web', spaceId: 'main' }] });
   });
 
   afterAll(async () => {
     for (const p of procs) await p.stop('SIGKILL');
-    await producer?.disconnect();
-    s3?.destroy();
-    fs.rmSync(dir, { recursive: true, force: true });
+    await rig?.close();
   });
 
   const start = async (env: Record<string, string> = {}) => {
     const proc = await startServiceProcess('archiver', {
-      ...archiverTestEnv({ topicPrefix, workspaceFile: path.join(dir, 'workspace.json'), groupId, adminPort: await freePort() }),
+      ...rig.archiverEnv(groupId, await freePort()),
       ARCHIVER_FLUSH_BYTES: String(1024 * 1024),
       ARCHIVER_FLUSH_AGE_MS: '1500',
       ARCHIVER_PART_SIZE_BYTES: String(5 * 1024 * 1024),
@@ -98,10 +65,10 @@ describe('archiver process on the real broker and S3Proxy', () => {
   }
 
   async function committedEverything(): Promise<boolean> {
-    const admin = kafka.admin();
+    const admin = rig.kafka.admin();
     await admin.connect();
     try {
-      for (const topic of [topics.deduped, topics.undelivered]) {
+      for (const topic of [rig.topics.deduped, rig.topics.undelivered]) {
         const ends = await admin.fetchTopicOffsets(topic);
         const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
         for (const end of ends) {
@@ -116,18 +83,7 @@ describe('archiver process on the real broker and S3Proxy', () => {
   }
 
   it('archives every record of tens of MB exactly once across SIGKILLs mid-flush, without replays and regulated users', async () => {
-    await producer.send(topics.regulations, [
-      {
-        key: 'main:suppressed-user',
-        value: JSON.stringify({
-          regulationId: 'r1',
-          type: 'SUPPRESS_WITH_DELETE',
-          userId: 'suppressed-user',
-          spaceId: 'main',
-          requestedAt: new Date().toISOString(),
-        }),
-      },
-    ]);
+    await rig.publishRegulation({ regulationId: 'r1', type: 'SUPPRESS_WITH_DELETE', userId: 'suppressed-user' });
     const expected = new Set<string>();
     const raw = Array.from({ length: RAW }, () => envelope());
     for (const r of raw) expected.add(JSON.parse(r.value).messageId);
@@ -146,13 +102,13 @@ describe('archiver process on the real broker and S3Proxy', () => {
       }),
     );
     for (const u of undelivered) expected.add(`undelivered:${JSON.parse(u.value).messageId}`);
-    await producer.send(topics.deduped, [...raw.slice(0, RAW / 2), ...replayed, ...regulated]);
-    await producer.send(topics.undelivered, undelivered);
+    await rig.producer.send(rig.topics.deduped, [...raw.slice(0, RAW / 2), ...replayed, ...regulated]);
+    await rig.producer.send(rig.topics.undelivered, undelivered);
 
     // SIGKILL the archiver at random points while it reads and flushes, then let one run finish.
     let proc = await start();
     await waitServiceReady(proc);
-    await producer.send(topics.deduped, raw.slice(RAW / 2));
+    await rig.producer.send(rig.topics.deduped, raw.slice(RAW / 2));
     const kills = 10;
     for (let i = 0; i < kills; i++) {
       await sleep(1_500 + Math.floor(Math.random() * 2_500));
@@ -165,9 +121,9 @@ describe('archiver process on the real broker and S3Proxy', () => {
     const seen = new Map<string, number>();
     let objects = 0;
     for (const hour of HOURS) {
-      for (const entry of await readManifest(s3, bucket, source, hour)) {
+      for (const entry of await readManifest(rig.s3, rig.bucket, source, hour)) {
         objects++;
-        const lines = await readObjectLines(s3, bucket, entry.key);
+        const lines = await readObjectLines(rig.s3, rig.bucket, entry.key);
         expect(lines).toHaveLength(entry.records);
         for (const line of lines) {
           const id = `${entry.kind === 'undelivered' ? 'undelivered:' : ''}${JSON.parse(line).messageId}`;
@@ -187,7 +143,7 @@ describe('archiver process on the real broker and S3Proxy', () => {
     const hour = '2026-12-04T12';
     for (const p of procs) await p.stop('SIGKILL'); // the group's only member is the one started below
     const records = Array.from({ length: 2_000 }, () => envelope({}, undefined, hour));
-    await producer.send(topics.deduped, records);
+    await rig.producer.send(rig.topics.deduped, records);
     // Neither the size (64 MiB) nor the age (10 min) flushes these: only the shutdown does.
     const proc = await start({ ARCHIVER_FLUSH_BYTES: String(64 * 1024 * 1024), ARCHIVER_FLUSH_AGE_MS: '600000' });
     await waitServiceReady(proc);
@@ -199,8 +155,8 @@ describe('archiver process on the real broker and S3Proxy', () => {
     // offsets become visible to OffsetFetch a moment after its commit returned).
     await waitFor(committedEverything, 15_000, 250);
     const ids: string[] = [];
-    for (const entry of await readManifest(s3, bucket, source, hour))
-      for (const line of await readObjectLines(s3, bucket, entry.key)) ids.push(JSON.parse(line).messageId);
+    for (const entry of await readManifest(rig.s3, rig.bucket, source, hour))
+      for (const line of await readObjectLines(rig.s3, rig.bucket, entry.key)) ids.push(JSON.parse(line).messageId);
     expect(ids.sort()).toEqual(records.map((r) => JSON.parse(r.value).messageId).sort());
   }, 120_000);
 });

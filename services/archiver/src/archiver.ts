@@ -1,5 +1,6 @@
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import { backoffMs, deadLetterRecord, DeadLetterWriter, FETCH_MAX_WAIT_MS, toInbound, type DeadLetter } from '@cdp/kafka';
+import { sleep } from '@cdp/lifecycle';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge, histogram } from '@cdp/metrics';
 import type { ArchiveKind } from './layout';
@@ -57,7 +58,6 @@ const lag = gauge({
 type FlushTrigger = 'size' | 'age' | 'shutdown';
 
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Consumes the archived topics and commits a partition's offset only after S3 acknowledged the

@@ -11,6 +11,7 @@ import {
 } from '@cdp/kafka';
 import { regulationSchema, type Regulation } from '@cdp/events';
 import { startAdminServer, type RunningServer } from '@cdp/http';
+import { sleep } from '@cdp/lifecycle';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
 import { WorkspaceStore } from '@cdp/workspace';
 import { replayRoutes } from './admin';
@@ -104,7 +105,7 @@ export async function build(config: ArchiverConfig, { logger }: ServiceDeps): Pr
       await statusProducer.connect();
       regulations.start();
       // Nothing is archived before the regulations were read: a suppressed user's events would be.
-      while (!regulations.caughtUp) await new Promise((r) => setTimeout(r, 100));
+      while (!regulations.caughtUp) await sleep(100);
       await archiver.start();
       replayer.start();
       deleter.start();

@@ -2,6 +2,7 @@ import { promisify } from 'node:util';
 import { gunzip as gunzipCallback, gzip as gzipCallback } from 'node:zlib';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Regulation } from '@cdp/events';
+import { sleep } from '@cdp/lifecycle';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge } from '@cdp/metrics';
 import { hourIndexPrefix, manifestEntryKey } from './layout';
@@ -55,7 +56,6 @@ const rewrittenObjects = counter({
 const scannedObjects = counter({ name: 'cdp_archiver_deletion_objects_scanned_total', help: 'Archive objects read by deletions' });
 const pendingDeletions = gauge({ name: 'cdp_archiver_deletions_pending', help: 'Delete regulations seen and not yet finished here' });
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const isPreconditionFailed = (error: unknown) =>
   (error as { name?: string }).name === 'PreconditionFailed' ||
   (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 412;

@@ -1,28 +1,11 @@
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { S3Client } from '@aws-sdk/client-s3';
-import type { Kafka } from 'kafkajs';
-import { encodeEnvelope, type Envelope } from '@cdp/events';
-import { BatchingProducer, createKafka, type TopicNames } from '@cdp/kafka';
-import { createTestTopics, TopicCollector } from '@cdp/kafka/testing';
-import { createLogger } from '@cdp/log';
-import {
-  freePort,
-  localS3ClientConfig,
-  requireEnv,
-  sleep,
-  startServiceProcess,
-  testTopicPrefix,
-  uniqueSuffix,
-  waitFor,
-  waitServiceReady,
-  type ServiceProcess,
-} from '@cdp/testkit';
-import { hourOf } from './layout';
+import type { Envelope } from '@cdp/events';
+import { TopicCollector } from '@cdp/kafka/testing';
+import { freePort, sleep, startServiceProcess, uniqueSuffix, waitFor, waitServiceReady, type ServiceProcess } from '@cdp/testkit';
 import type { ReplayView } from './replay-store';
-import { ARCHIVER_TEST_TOKEN, archiverTestEnv } from './testing/env';
+import { ARCHIVER_TEST_TOKEN } from './testing/env';
+import { archiveRecord, startArchiverRig, type ArchiverRig } from './testing/rig';
 import { ArchiveWriter, type ArchiveRecord } from './writer';
 
 const HOURS = ['2026-11-30T08', '2026-11-30T09', '2026-11-30T10'];
@@ -36,23 +19,17 @@ interface Seen {
 }
 
 describe('replay from the archive (admin API, cdp-replay, archiver process, real broker and S3Proxy)', () => {
-  let kafka: Kafka;
-  let topics: TopicNames;
-  let producer: BatchingProducer;
-  let s3: S3Client;
-  let dir: string;
-  let topicPrefix: string;
+  let rig: ArchiverRig;
   let collector: TopicCollector<Seen>;
   let adminPort: number;
   const source = `src${uniqueSuffix().replace(/[^A-Za-z0-9_-]/g, '')}`;
   const groupId = `archiver-replay-${uniqueSuffix()}`;
-  const bucket = requireEnv('S3_BUCKET');
   const procs: ServiceProcess[] = [];
   const inRange = new Set<string>();
 
   const start = async () => {
     const proc = await startServiceProcess('archiver', {
-      ...archiverTestEnv({ topicPrefix, workspaceFile: path.join(dir, 'workspace.json'), groupId, adminPort }),
+      ...rig.archiverEnv(groupId, adminPort),
       ARCHIVER_REPLAY_LEASE_MS: '3000',
     });
     procs.push(proc);
@@ -71,38 +48,13 @@ describe('replay from the archive (admin API, cdp-replay, archiver process, real
   const replayOf = async (id: string) => (await api('GET', `/v1/replays/${id}`)).body.data;
 
   beforeAll(async () => {
-    const logger = createLogger({ name: 'replay-test', level: 'warn' });
-    kafka = createKafka({ brokers: requireEnv('KAFKA_BROKERS').split(','), clientId: 'replay-test', logger });
-    topicPrefix = testTopicPrefix('replay');
-    topics = await createTestTopics(kafka, topicPrefix, { partitions: 3 });
-    producer = new BatchingProducer(kafka, { logger });
-    await producer.connect();
-    s3 = new S3Client(localS3ClientConfig(requireEnv('S3_ENDPOINT')));
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'replay-test-'));
-    fs.writeFileSync(
-      path.join(dir, 'workspace.json'),
-      JSON.stringify({
-        spaces: [{ id: 'main', name: 'Main' }],
-        sources: [{ id: source, name: 'web', spaceId: 'main', writeKeys: [`wk_${source}`] }],
-      }),
-    );
+    rig = await startArchiverRig('replay', { partitions: 3, sources: [{ id: source, name: 'web', spaceId: 'main' }] });
     adminPort = await freePort();
     // The user whose data was deleted: archived before the regulation, never replayed.
-    await producer.send(topics.regulations, [
-      {
-        key: 'main:deleted-user',
-        value: JSON.stringify({
-          regulationId: 'r1',
-          type: 'DELETE_ONLY',
-          userId: 'deleted-user',
-          spaceId: 'main',
-          requestedAt: new Date().toISOString(),
-        }),
-      },
-    ]);
+    await rig.publishRegulation({ regulationId: 'r1', type: 'DELETE_ONLY', userId: 'deleted-user' });
 
     // The archive as the archiver writes it: 3 hours of raw events over 3 partitions, and undelivered ones.
-    const writer = new ArchiveWriter({ client: s3, bucket, partSizeBytes: 5 * 1024 * 1024 });
+    const writer = new ArchiveWriter({ client: rig.s3, bucket: rig.bucket, partSizeBytes: 5 * 1024 * 1024 });
     let seq = 0;
     const record = (hour: string, minute: number, extra: Record<string, unknown> = {}, userId = `u${seq % 40}`): ArchiveRecord => {
       const messageId = `m${++seq}`;
@@ -115,13 +67,7 @@ describe('replay from the archive (admin API, cdp-replay, archiver process, real
         message: { type: 'track', event: 'Viewed', messageId, userId, timestamp: receivedAt, properties: { n: seq } },
         ...extra,
       } as Envelope;
-      const kind = 'destinationId' in extra ? 'undelivered' : 'raw';
-      return {
-        offset: String(seq),
-        line: encodeEnvelope(envelope),
-        receivedAt,
-        group: { kind, sourceId: source, destinationId: extra.destinationId as string | undefined, hour: hourOf(receivedAt) },
-      };
+      return archiveRecord(seq, envelope);
     };
     // Range replayed: 08:30 to 10:30.
     const within = (r: ArchiveRecord) => r.receivedAt >= `${HOURS[0]}:30` && r.receivedAt < `${HOURS[2]}:30`;
@@ -130,7 +76,7 @@ describe('replay from the archive (admin API, cdp-replay, archiver process, real
       for (const hour of HOURS) for (let i = 0; i < PER_HOUR / 3; i++) records.push(record(hour, i % 60));
       for (let i = 0; i < 20; i++) records.push(record(HOURS[1], i, {}, 'deleted-user'));
       for (const r of records) if (within(r) && !r.line.includes('deleted-user')) inRange.add(JSON.parse(r.line).messageId);
-      await writer.writeFlush(topics.deduped, partition, records);
+      await writer.writeFlush(rig.topics.deduped, partition, records);
     }
     const undelivered = Array.from({ length: 90 }, (_, i) =>
       record(HOURS[1], i % 60, {
@@ -144,17 +90,15 @@ describe('replay from the archive (admin API, cdp-replay, archiver process, real
         lastResponseExcerpt: null,
       }),
     );
-    await writer.writeFlush(topics.undelivered, 0, undelivered);
+    await writer.writeFlush(rig.topics.undelivered, 0, undelivered);
 
-    collector = await new TopicCollector<Seen>(kafka, topics.deduped, (m) => JSON.parse(m.value!.toString('utf8')) as Seen).start();
+    collector = await new TopicCollector<Seen>(rig.kafka, rig.topics.deduped, (m) => JSON.parse(m.value!.toString('utf8')) as Seen).start();
   }, 120_000);
 
   afterAll(async () => {
     for (const p of procs) await p.stop('SIGKILL');
     await collector?.stop();
-    await producer?.disconnect();
-    s3?.destroy();
-    fs.rmSync(dir, { recursive: true, force: true });
+    await rig?.close();
   });
 
   const replayedBy = (id: string) => collector.all.filter((r) => r.replay?.id === id);

@@ -3,6 +3,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { Kafka, Message, Producer } from 'kafkajs';
 import { decodeEnvelope, messageKey, type Envelope } from '@cdp/events';
 import { javaCompatiblePartitioner } from '@cdp/kafka';
+import { sleep } from '@cdp/lifecycle';
 import { errorFields, type Logger } from '@cdp/log';
 import { counter, gauge } from '@cdp/metrics';
 import { readObjectLines } from './reader';
@@ -58,7 +59,6 @@ const replayProgress = gauge({
   labelNames: ['replay'] as const,
 });
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 class Stopped extends Error {}
 
 /**

@@ -1,5 +1,6 @@
 import { DELETE_SUBSCRIPTION_ID } from '@cdp/director-rpc';
 import { FencedError, type StoredJob, type Transition } from '@cdp/jobdb';
+import { sleep } from '@cdp/lifecycle';
 import { errorFields, type Logger } from '@cdp/log';
 import type { Destination, Workspace } from '@cdp/workspace';
 import type { DestinationDriver } from './destinations';
@@ -556,7 +557,7 @@ export class DeliveryEngine {
           return; // stays `archiving`; the next holder publishes it again
         }
         this.options.logger.warn({ ...errorFields(error), jobId: job.id }, 'publish to cdp.undelivered failed; retrying');
-        await new Promise((r) => setTimeout(r, delay));
+        await sleep(delay);
         delay = Math.min(delay * 2, 10_000);
       }
     }

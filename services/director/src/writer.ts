@@ -1,4 +1,5 @@
 import { FencedError, type JobDb, type Transition } from '@cdp/jobdb';
+import { sleep } from '@cdp/lifecycle';
 import { errorFields, type Logger } from '@cdp/log';
 import { fencedWrites, jobDbTransitionBatch, jobDbTransitionDuration } from './metrics';
 
@@ -118,7 +119,7 @@ export class TransitionWriter {
       const delay = this.retryDelayMs;
       this.retryDelayMs = Math.min(delay * 2, 2_000);
       this.logger.warn({ ...errorFields(error), rows: count, retryInMs: delay }, 'transition write failed; retrying');
-      await new Promise((r) => setTimeout(r, delay));
+      await sleep(delay);
       if (this.stoppedWith) {
         for (const p of batch) p.reject(this.stoppedWith);
         return;

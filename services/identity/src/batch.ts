@@ -10,6 +10,7 @@ import {
   type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
 import { RetriableError } from '@cdp/kafka';
+import { sleep } from '@cdp/lifecycle';
 
 export const GET_BATCH = 100;
 export const WRITE_BATCH = 25;
@@ -36,7 +37,7 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
   return out;
 }
 
-const backoff = (round: number) => new Promise((r) => setTimeout(r, Math.min(25 * 2 ** round, 2_000)));
+const backoff = (round: number) => sleep(Math.min(25 * 2 ** round, 2_000));
 
 /** The items of `keys` that exist in `table` (in no particular order). */
 export async function batchGet(

@@ -11,6 +11,7 @@ import {
   workerSettings,
 } from '@cdp/kafka';
 import { startAdminServer, type RunningServer } from '@cdp/http';
+import { sleep } from '@cdp/lifecycle';
 import type { BuiltService, ServiceDefinition, ServiceDeps } from '@cdp/service';
 import { WorkspaceStore } from '@cdp/workspace';
 import { identityEnv, type IdentityConfig } from './config';
@@ -114,7 +115,7 @@ export async function build(config: IdentityConfig, { logger, fatal }: ServiceDe
       statuses.start();
       for (let waited = 0; !regulations.readiness().ok; waited += 100) {
         if (waited > 120_000) throw new Error(`${topics.regulations} not read up to its end within 120 s`);
-        await new Promise((r) => setTimeout(r, 100));
+        await sleep(100);
       }
       await worker.start();
       return { input: topics.deduped, output: topics.identified, tables: Object.values(tables).join(','), adminPort: adminServer.port };

@@ -5,6 +5,7 @@
 import { ConditionalCheckFailedException, DeleteItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { regulationFor, regulationSchema, suppresses, type Regulation } from '@cdp/events';
 import { CompactedTopicFollower, type Kafka, type RegulationReporter } from '@cdp/kafka';
+import { sleep } from '@cdp/lifecycle';
 import { errorFields, type Logger } from '@cdp/log';
 import type { GraphStore, Profile } from './graph';
 import { idKey } from './ids';
@@ -122,7 +123,7 @@ export class IdentityRegulations {
           this.options.reporter.handled(r, `deletion failed: ${error instanceof Error ? error.message : String(error)}`);
           return;
         }
-        await new Promise((done) => setTimeout(done, 500 * attempt));
+        await sleep(500 * attempt);
       }
     }
   }

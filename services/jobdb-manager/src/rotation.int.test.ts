@@ -3,75 +3,36 @@
 // SIGKILLed half-way and the standby carries on. Build first (`pnpm -s build`): the processes run dist/.
 import { ConsulKeys } from '@cdp/consul';
 import { listJobDbs } from '@cdp/jobdb';
-import { metricValue, waitFor, type ServiceProcess } from '@cdp/testkit';
-import { checkFinalStates, runRotationLoad } from '@cdp/director/src/testing/rotation-load';
-import { useDirectorSuite } from '@cdp/director/src/testing/harness';
+import { metricValue, waitFor } from '@cdp/testkit';
+import { checkFinalStates } from '@cdp/director/src/testing/rotation-load';
 import { jobDbBound } from './manager';
-import {
-  deliveriesByMessage,
-  dropManagedDatabases,
-  leads,
-  loadTestTimeoutMs,
-  managedDatabases,
-  managedDirectorSettings,
-  sampleManagedDatabases,
-  startManagerProcess,
-  testManagerSettings,
-} from './testing/manager-harness';
+import { leads, managedDatabases, managedDirectorSettings, useManagerLoadSuite } from './testing/manager-harness';
 
-const suite = useDirectorSuite();
-
-/** Seconds of load (CI default 30; the issue's "minutes": JOBDB_ROTATION_TEST_SECONDS=180). */
-const LOAD_SECONDS = Number(process.env.JOBDB_ROTATION_TEST_SECONDS ?? 30);
-const TEST_TIMEOUT_MS = loadTestTimeoutMs(LOAD_SECONDS);
+/** Seconds of load: 30 (CI), the issue's "minutes" with JOBDB_ROTATION_TEST_SECONDS=180. */
+const suite = useManagerLoadSuite('JOBDB_ROTATION_TEST_SECONDS');
+const LOAD_SECONDS = suite.loadSeconds;
 const ROTATION_MS = 3_000;
 // Long enough that no job expires undelivered on a loaded machine (an expired job is archived, not delivered).
 const RETRY_WINDOW_MS = 10 * ROTATION_MS;
-
-const managers: ServiceProcess[] = [];
-let settings: ReturnType<typeof testManagerSettings>;
-
-/** Sampling databases through the run (stopped here too when an assertion failed first). */
-let sampler: ReturnType<typeof sampleManagedDatabases> | undefined;
-
-afterAll(async () => {
-  await sampler?.stop();
-  for (const p of managers) await p.stop('SIGKILL');
-  if (settings) await dropManagedDatabases(settings);
-});
-
-async function startManager(pod: string): Promise<ServiceProcess> {
-  const p = await startManagerProcess(settings, pod, suite.consul.url);
-  managers.push(p);
-  return p;
-}
 
 describe('jobdb-manager rotation under load', () => {
   it(
     `rotates every ${ROTATION_MS / 1000} s for ${LOAD_SECONDS} s with two directors; leader SIGKILLed half-way: every accepted job delivered once, dropped DBs gone, count within the bound`,
     async () => {
-      const prefix = `${suite.env.prefix}rot/`;
+      const settings = suite.managerSettings('rot', { JOBDB_ROTATION_PERIOD_MS: ROTATION_MS, JOBDB_RETRY_WINDOW_MS: RETRY_WINDOW_MS });
+      const prefix = settings.CDP_CONSUL_PREFIX;
       const keys = new ConsulKeys(prefix);
-      settings = testManagerSettings(prefix, {
-        JOBDB_ROTATION_PERIOD_MS: ROTATION_MS,
-        JOBDB_RETRY_WINDOW_MS: RETRY_WINDOW_MS,
-        JOBDB_MANAGER_INTERVAL_MS: 300,
-        JOBDB_MANAGER_SESSION_TTL_MS: 3_000,
-        JOBDB_SPARE: 1,
-      });
-      const m1 = await startManager('m1');
+      const m1 = await suite.startManager(settings, 'm1');
       await waitFor(() => leads(m1), 10_000);
-      const m2 = await startManager('m2');
+      const m2 = await suite.startManager(settings, 'm2');
 
-      // A long timeout: on a loaded machine a 2 s one expires on answers the sink did send, and the
-      // retry then delivers twice (at-least-once, not what this test is about).
-      const destinations = [{ id: 'hook', url: `${suite.sink.url}/hook`, maxConcurrency: 50, timeoutMs: 30_000 }];
+      const destinations = [{ id: 'hook', url: `${suite.sink.url}/hook`, maxConcurrency: 50 }];
       const d1 = await suite.env.directorProcess(managedDirectorSettings(prefix, settings, 'rd1'), destinations, ['web']);
       const d2 = await suite.env.directorProcess(managedDirectorSettings(prefix, settings, 'rd2'), destinations, ['web']);
 
       // Databases of the run (seen at any time) and the most at once, sampled through the run.
       const bound = jobDbBound(2, RETRY_WINDOW_MS, ROTATION_MS, settings.JOBDB_SPARE);
-      sampler = sampleManagedDatabases(settings);
+      const sampler = suite.sampleDatabases(settings);
 
       let killedAt = 0;
       const killer = (async () => {
@@ -79,28 +40,14 @@ describe('jobdb-manager rotation under load', () => {
         killedAt = Date.now();
         await m1.stop('SIGKILL');
       })();
-      const load = await runRotationLoad({
-        urls: () => [d1.url, d2.url],
-        periods: LOAD_SECONDS,
-        periodMs: 1_000,
-        posters: 2,
-        batchSize: 10,
-        maxBatchesPerPoster: 100_000,
-        sourceId: 'web',
-        destinationId: 'hook',
-        runId: `rot${Date.now().toString(36)}`,
-      });
+      const load = await suite.runLoad(() => [d1.url, d2.url], LOAD_SECONDS, 'rot');
       await killer;
       expect(load.accepted.length).toBeGreaterThan(0);
 
       // The standby took over and kept rotating after the kill.
       expect(await leads(m2)).toBe(true);
       // Every accepted job is delivered exactly once (the sink answers 200: that is its one final state).
-      await waitFor(() => {
-        const delivered = deliveriesByMessage(suite.sink, '/hook');
-        return load.accepted.every((id) => delivered.has(id));
-      }, 90_000).catch(() => undefined);
-      const delivered = deliveriesByMessage(suite.sink, '/hook');
+      const delivered = await suite.deliveries('/hook', load.accepted);
       expect(load.accepted.filter((id) => !delivered.has(id))).toEqual([]);
       expect(load.accepted.filter((id) => delivered.get(id)!.length > 1)).toEqual([]);
 
@@ -138,6 +85,6 @@ describe('jobdb-manager rotation under load', () => {
       await d1.stop();
       await d2.stop();
     },
-    TEST_TIMEOUT_MS,
+    suite.timeoutMs,
   );
 });

@@ -4,67 +4,33 @@
 // added and the third SIGKILLed. Build first (`pnpm -s build`): the processes run dist/.
 import { ConsulKeys } from '@cdp/consul';
 import { listJobDbs } from '@cdp/jobdb';
-import { metricValue, sleep, waitFor, type ServiceProcess, type SinkRequest } from '@cdp/testkit';
-import { runRotationLoad } from '@cdp/director/src/testing/rotation-load';
-import { useDirectorSuite } from '@cdp/director/src/testing/harness';
+import { metricValue, sleep, waitFor, type SinkRequest } from '@cdp/testkit';
 import { jobDbBound } from './manager';
-import {
-  deliveriesByMessage,
-  dropManagedDatabases,
-  leads,
-  loadTestTimeoutMs,
-  managedDatabases,
-  managedDirectorSettings,
-  sampleManagedDatabases,
-  startManagerProcess,
-  testManagerSettings,
-} from './testing/manager-harness';
+import { leads, managedDatabases, managedDirectorSettings, useManagerLoadSuite } from './testing/manager-harness';
 
-const suite = useDirectorSuite();
-
-/** Seconds of load (CI default 30; a longer run: JOBDB_SCALE_TEST_SECONDS=300); the steps keep their share of it. */
-const LOAD_SECONDS = Number(process.env.JOBDB_SCALE_TEST_SECONDS ?? 30);
-const TEST_TIMEOUT_MS = loadTestTimeoutMs(LOAD_SECONDS);
+/** Seconds of load: 30 (CI), longer with JOBDB_SCALE_TEST_SECONDS=300; the steps keep their share of it. */
+const suite = useManagerLoadSuite('JOBDB_SCALE_TEST_SECONDS');
+const LOAD_SECONDS = suite.loadSeconds;
 // Long enough that no job expires undelivered on a loaded machine (an expired job is archived, not delivered).
 const RETRY_WINDOW_MS = 120_000;
 /** A duplicate counts as "in flight" at the SIGKILL when the killed director's delivery was answered at most this long before it. */
 const IN_FLIGHT_WINDOW_MS = 10_000;
 
-let manager: ServiceProcess | undefined;
-let settings: ReturnType<typeof testManagerSettings> | undefined;
-
-/** Sampling databases through the run (stopped here too when an assertion failed first). */
-let sampler: ReturnType<typeof sampleManagedDatabases> | undefined;
-
-afterAll(async () => {
-  await sampler?.stop();
-  await manager?.stop('SIGKILL');
-  if (settings) await dropManagedDatabases(settings);
-});
-
 describe('jobdb-manager scale-in under load', () => {
   it(
     `1 director, 2 added, 2 SIGTERMed, 1 added, 1 SIGKILLed over ${LOAD_SECONDS} s of load: no accepted job lost, duplicates only among the SIGKILLed one's deliveries in flight, every removed director's JobDB dropped`,
     async () => {
-      const prefix = `${suite.env.prefix}scale/`;
+      const settings = suite.managerSettings('scale', { JOBDB_RETRY_WINDOW_MS: RETRY_WINDOW_MS });
+      const prefix = settings.CDP_CONSUL_PREFIX;
       const keys = new ConsulKeys(prefix);
-      settings = testManagerSettings(prefix, {
-        JOBDB_RETRY_WINDOW_MS: RETRY_WINDOW_MS,
-        JOBDB_MANAGER_INTERVAL_MS: 300,
-        JOBDB_MANAGER_SESSION_TTL_MS: 3_000,
-        JOBDB_SPARE: 1,
-      });
-      const mgr = await startManagerProcess(settings, 'sm1', suite.consul.url);
-      manager = mgr;
+      const mgr = await suite.startManager(settings, 'sm1');
       await waitFor(() => leads(mgr), 10_000);
 
       // Each director delivers to a path of its own, so the sink tells who delivered what.
       const start = (pod: string) =>
         suite.env.directorProcess(
-          managedDirectorSettings(prefix, settings!, pod),
-          // A long timeout: on a loaded machine a short one expires on answers the sink did send,
-          // and the retry then delivers twice (at-least-once, not what this test is about).
-          [{ id: 'hook', url: `${suite.sink.url}/hook/${pod}`, maxConcurrency: 50, timeoutMs: 30_000 }],
+          managedDirectorSettings(prefix, settings, pod),
+          [{ id: 'hook', url: `${suite.sink.url}/hook/${pod}`, maxConcurrency: 50 }],
           ['web'],
         );
       type Director = Awaited<ReturnType<typeof start>>;
@@ -72,7 +38,7 @@ describe('jobdb-manager scale-in under load', () => {
       const urls = () => [...live.values()].map((d) => d.url);
       live.set('sd1', await start('sd1'));
 
-      sampler = sampleManagedDatabases(settings);
+      const sampler = suite.sampleDatabases(settings);
       // JobDBs held by each removed director just before its signal (its own and any it adopted).
       const removedJobDbs = new Set<string>();
       const remove = async (pod: string, signal: 'SIGTERM' | 'SIGKILL') => {
@@ -102,27 +68,13 @@ describe('jobdb-manager scale-in under load', () => {
         await at(0.65);
         killedAt = await remove('sd3', 'SIGKILL');
       })();
-      const load = await runRotationLoad({
-        urls,
-        periods: LOAD_SECONDS,
-        periodMs: 1_000,
-        posters: 2,
-        batchSize: 10,
-        maxBatchesPerPoster: 100_000,
-        sourceId: 'web',
-        destinationId: 'hook',
-        runId: `scale${Date.now().toString(36)}`,
-      });
+      const load = await suite.runLoad(urls, LOAD_SECONDS, 'scale');
       await scenario;
       expect(load.accepted.length).toBeGreaterThan(0);
 
       // No accepted job lost: each reaches the sink (the SIGKILLed director's JobDBs wait for its
       // session's TTL, then sd4 adopts them).
-      await waitFor(() => {
-        const delivered = deliveriesByMessage(suite.sink, '/hook');
-        return load.accepted.every((id) => delivered.has(id));
-      }, 90_000).catch(() => undefined);
-      const delivered = deliveriesByMessage(suite.sink, '/hook');
+      const delivered = await suite.deliveries('/hook', load.accepted);
       expect(load.accepted.filter((id) => !delivered.has(id))).toEqual([]);
 
       // Duplicates: only jobs the SIGKILLed director was delivering when it died (answered by the
@@ -138,10 +90,10 @@ describe('jobdb-manager scale-in under load', () => {
 
       // Every JobDB the removed directors held was adopted, drained and dropped: gone from Consul
       // and MariaDB. What stays is sd4's active JobDB and the spare.
-      const removedDatabases = [...removedJobDbs].map((id) => `${settings!.JOBDB_DATABASE_PREFIX}${id}`);
+      const removedDatabases = [...removedJobDbs].map((id) => `${settings.JOBDB_DATABASE_PREFIX}${id}`);
       const settled = async () => {
         const registered = await listJobDbs(suite.env.consul, keys);
-        const databases = await managedDatabases(settings!);
+        const databases = await managedDatabases(settings);
         return registered.every((e) => !removedJobDbs.has(e.id)) && removedDatabases.every((db) => !databases.includes(db));
       };
       await waitFor(settled, 60_000).catch(() => undefined);
@@ -167,6 +119,6 @@ describe('jobdb-manager scale-in under load', () => {
       );
       for (const d of live.values()) await d.stop();
     },
-    TEST_TIMEOUT_MS,
+    suite.timeoutMs,
   );
 });

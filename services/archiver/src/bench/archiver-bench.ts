@@ -10,6 +10,7 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { encodeEnvelope, type Envelope } from '@cdp/events';
 import { BatchingProducer, createKafka } from '@cdp/kafka';
 import { createTestTopics } from '@cdp/kafka/testing';
+import { sleep } from '@cdp/lifecycle';
 import { createLogger } from '@cdp/log';
 import { registry } from '@cdp/metrics';
 import { localS3ClientConfig, metricValue, startInfra, stopInfra, testTopicPrefix } from '@cdp/testkit';
@@ -30,7 +31,6 @@ const NEXT_HOUR = '2026-12-01T11:00:00Z';
 
 const gzip = promisify(gzipCallback);
 const log = (line: string) => process.stderr.write(`${line}\n`);
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 async function until(what: string, check: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + LIMIT_MS;

@@ -11,8 +11,10 @@ import {
   type HttpSink,
   type ServiceProcess,
   type SinkRequest,
+  waitFor,
 } from '@cdp/testkit';
-import { testSettings } from '@cdp/director/src/testing/harness';
+import { testSettings, useDirectorSuite, type DirectorSuite } from '@cdp/director/src/testing/harness';
+import { runRotationLoad, type RotationLoadResult } from '@cdp/director/src/testing/rotation-load';
 import type { DirectorSettings } from '@cdp/director/src/service';
 import type { JobDbManagerSettings } from '../service';
 
@@ -131,9 +133,7 @@ export function deliveriesByMessage(sink: HttpSink, path: string): Map<string, S
 
 /**
  * Settings of a director process working with the manager under test (its Consul prefix and
- * control database). Sessions with the production TTL: the test TTL (1 s) expires on a loaded
- * machine, and a director that loses its session has its attempts in flight retried by the next
- * holder (at-least-once: a second delivery these tests would count).
+ * control database; the director harness's 10 s session).
  */
 export function managedDirectorSettings(
   prefix: string,
@@ -148,7 +148,83 @@ export function managedDirectorSettings(
   });
 }
 
-/** Timeout of a test running `loadSeconds` of load: the load, then up to 150 s of delivering, adopting and dropping (120 s at least). */
-export function loadTestTimeoutMs(loadSeconds: number): number {
-  return Math.max(120_000, (loadSeconds + 150) * 1_000);
+export interface ManagerLoadSuite extends DirectorSuite {
+  /** Seconds of load: the env variable given to `useManagerLoadSuite`, 30 by default (CI). */
+  loadSeconds: number;
+  /** The test's timeout: the load, then up to 150 s of delivering, adopting and dropping (120 s at least). */
+  timeoutMs: number;
+  /**
+   * Settings of a manager on `<the suite's prefix><label>/`: passes every 300 ms, one spare, a
+   * 3 s session (a SIGKILLed leader is replaced within seconds; 1 s expired under load).
+   */
+  managerSettings(label: string, overrides: Partial<JobDbManagerSettings>): JobDbManagerSettings;
+  /** A manager process on the suite's Consul (`startManagerProcess`); its databases are dropped after the file. */
+  startManager(settings: JobDbManagerSettings, pod: string): Promise<ServiceProcess>;
+  /** `sampleManagedDatabases`, stopped after the file too (when an assertion failed first). */
+  sampleDatabases(settings: JobDbManagerSettings): ReturnType<typeof sampleManagedDatabases>;
+  /**
+   * RPC load for `seconds`: two posters sending batches of 10 jobs (source `web`, destination
+   * `hook`) to the directors `urls()` names at the time, each as soon as the last is answered.
+   */
+  runLoad(urls: () => string[], seconds: number, label: string): Promise<RotationLoadResult>;
+  /** Waits up to 90 s for each of `accepted` to reach the sink at `path` (or below it); then the deliveries by message id. */
+  deliveries(path: string, accepted: string[]): Promise<Map<string, SinkRequest[]>>;
+}
+
+/**
+ * The set-up of the load tests (rotation, scale), registered as jest hooks: the director suite,
+ * the length of the load from `secondsEnv`,
+ * and after the file the sampling stopped, every manager process SIGKILLed and the databases of
+ * every manager's settings dropped.
+ */
+export function useManagerLoadSuite(secondsEnv: string): ManagerLoadSuite {
+  const suite = useDirectorSuite() as ManagerLoadSuite;
+  suite.loadSeconds = Number(process.env[secondsEnv] ?? 30);
+  suite.timeoutMs = Math.max(120_000, (suite.loadSeconds + 150) * 1_000);
+  suite.managerSettings = (label, overrides) =>
+    testManagerSettings(`${suite.env.prefix}${label}/`, {
+      JOBDB_MANAGER_INTERVAL_MS: 300,
+      JOBDB_MANAGER_SESSION_TTL_MS: 3_000,
+      JOBDB_SPARE: 1,
+      ...overrides,
+    });
+  const managers: ServiceProcess[] = [];
+  const samplers: Array<ReturnType<typeof sampleManagedDatabases>> = [];
+  const managed = new Map<string, JobDbManagerSettings>();
+  suite.startManager = async (settings, pod) => {
+    managed.set(settings.JOBDB_DATABASE_PREFIX, settings);
+    const p = await startManagerProcess(settings, pod, suite.consul.url);
+    managers.push(p);
+    return p;
+  };
+  suite.sampleDatabases = (settings) => {
+    const sampler = sampleManagedDatabases(settings);
+    samplers.push(sampler);
+    return sampler;
+  };
+  suite.runLoad = (urls, seconds, label) =>
+    runRotationLoad({
+      urls,
+      periods: seconds,
+      periodMs: 1_000,
+      posters: 2,
+      batchSize: 10,
+      maxBatchesPerPoster: 100_000,
+      sourceId: 'web',
+      destinationId: 'hook',
+      runId: `${label}${Date.now().toString(36)}`,
+    });
+  suite.deliveries = async (path, accepted) => {
+    await waitFor(() => {
+      const delivered = deliveriesByMessage(suite.sink, path);
+      return accepted.every((id) => delivered.has(id));
+    }, 90_000).catch(() => undefined);
+    return deliveriesByMessage(suite.sink, path);
+  };
+  afterAll(async () => {
+    for (const s of samplers) await s.stop();
+    for (const p of managers) await p.stop('SIGKILL');
+    for (const settings of managed.values()) await dropManagedDatabases(settings);
+  });
+  return suite;
 }
