@@ -395,7 +395,8 @@ describe('the whole pipeline with real Segment SDKs (every service a process, th
       500,
     );
 
-    // `late` gets the history once; `hook`, which had it, nothing more.
+    // `late` gets the history once; `hook`, which had it, nothing more; `audit` (connected to the
+    // web source only) none of it.
     const lines = await settled(chain, history.length, 0, (id) => id.includes(run) && at('/late', chain.sinkLines()).has(id));
     const late = at('/late', lines);
     const hook = at('/hook', lines);
@@ -405,6 +406,7 @@ describe('the whole pipeline with real Segment SDKs (every service a process, th
       expect(hook.get(e.messageId)).toHaveLength(1);
     }
     expect([...late.keys()].filter((id) => !id.includes(run))).toEqual([]);
+    expect([...at('/audit', lines).keys()].filter((id) => id.includes(run))).toEqual([]);
   });
 
   it("a suppressed user's events never arrive; the other events of the same batches do", async () => {
