@@ -72,27 +72,27 @@ describe('multi-cluster failover with MirrorMaker 2 (private brokers)', () => {
     const state = () => `tapi: ${tapi.publisher.describe()}\nlast warnings:\n${env!.recentLogs()}`;
     const load = startLoad(() => tapi.url, { label: 'fo', batchSize: 5, intervalMs: 15, maxRequests: 6_000, maxMs: 170_000 });
 
-    await sleep(1_500);
+    await load.acked(100);
     await stopProcess(primary!.process.pid, 15_000);
     await until(() => tapi.publisher.activeCluster === 'secondary', 30_000, 'failover to the secondary', state);
     const onSecondary = () => metricValue(text, 'cdp_tapi_events_accepted_total', { stored: 'secondary' });
     let text = await metrics(tapi);
     const before = onSecondary();
-    await sleep(2_000);
+    await load.acked(100);
     text = await metrics(tapi);
     expect(onSecondary()).toBeGreaterThan(before);
 
     primary = await restartKafkaBroker(primary!);
     await until(() => tapi.publisher.activeCluster === 'primary', 90_000, 'fail back to the primary', state);
-    await sleep(1_500);
+    await load.acked(100);
 
     // Operator override through the runtime file, without restart.
     fs.writeFileSync(runtimeFile, '{"cluster":"secondary"}');
     await until(() => tapi.publisher.activeCluster === 'secondary', 10_000, 'forced secondary', state);
-    await sleep(1_000);
+    await load.acked(50);
     fs.writeFileSync(runtimeFile, '{"cluster":"primary"}');
     await until(() => tapi.publisher.activeCluster === 'primary', 10_000, 'forced primary', state);
-    await sleep(1_000);
+    await load.acked(Math.max(50, 600 - load.result.acked.length));
     const result = await load.stop();
     await until(() => tapi.spool.depth === 0, 60_000, 'spool drained', state);
 

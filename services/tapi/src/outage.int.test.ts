@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { metricValue, sleep, startKafkaBroker, stopProcess, type KafkaBroker } from '@cdp/testkit';
+import { metricValue, sleep, startKafkaBroker, stopProcess, waitFor, type KafkaBroker } from '@cdp/testkit';
 import {
   createTapiTestEnv,
   EnvelopeCollector,
@@ -37,9 +37,10 @@ describe('Kafka outage (private broker)', () => {
     await waitReady(tapi);
     const load = startLoad(() => tapi?.url, { label: 'outage', batchSize: 5, intervalMs: 15, maxRequests: 4_000, maxMs: 150_000 });
 
-    await sleep(1_500);
+    await load.acked(100);
     await stopProcess(broker!.process.pid, 15_000); // the broker goes away under load
-    await sleep(3_000);
+    // Events acknowledged while it is down wait in the spool.
+    await waitFor(() => tapi!.spool.depth >= 50, 30_000);
     const spooledBeforeRestart = tapi.spool.depth;
 
     // Restart tapi while the broker is down: the spool survives on disk.
@@ -48,10 +49,11 @@ describe('Kafka outage (private broker)', () => {
     await old.stop();
     tapi = await env.start(cfg);
     expect(tapi.spool.depth).toBeGreaterThanOrEqual(spooledBeforeRestart);
-    await sleep(3_000);
+    await load.acked(100); // by the new tapi, still without a broker
 
     broker = await restartKafkaBroker(broker!);
-    await sleep(3_000);
+    // Load goes on while the spool drains: at least 100 more events, 600 in all.
+    await load.acked(Math.max(100, 600 - load.result.acked.length));
     const result = await load.stop();
 
     const until = Date.now() + 90_000;

@@ -17,6 +17,7 @@ import {
   spawnDaemon,
   startServiceProcess,
   testTopicPrefix,
+  waitFor,
   waitServiceReady,
   type KafkaBroker,
   type ServiceProcess,
@@ -259,7 +260,12 @@ export function startLoad(
     writeKey?: string;
     userId?: () => string;
   },
-): { stop: () => Promise<LoadResult>; result: LoadResult } {
+): {
+  stop: () => Promise<LoadResult>;
+  result: LoadResult;
+  /** Resolves once `n` more events were acknowledged (counted from the call): a phase of the load, measured by its progress rather than by time. */
+  acked: (n: number, timeoutMs?: number) => Promise<void>;
+} {
   const result: LoadResult = { acked: [], refused: 0, statuses: {} };
   let running = true;
   const started = Date.now();
@@ -296,6 +302,10 @@ export function startLoad(
       running = false;
       await loop;
       return result;
+    },
+    acked: (n, timeoutMs = 60_000) => {
+      const target = result.acked.length + n;
+      return waitFor(() => result.acked.length >= target, timeoutMs);
     },
   };
 }
