@@ -101,7 +101,6 @@ beforeAll(async () => {
   database = (await env.provision('del')).database;
   const ws = workspace();
   const settings = testSettings(env.prefix, {
-    DIRECTOR_SESSION_TTL_MS: 10_000, // a lost session on a loaded machine would retry jobs in flight as interrupted
     DIRECTOR_ACTIONS_CA_FILE: certs.caFile,
     DIRECTOR_ACTIONS_CONNECT_TO: `127.0.0.1:${new URL(partner.url).port}`,
   });

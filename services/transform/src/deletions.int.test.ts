@@ -79,7 +79,6 @@ beforeAll(async () => {
   reporter = new RegulationReporter({ kafka, topic: topics['regulation-status'], stage: 'destinations', logger });
   await suite.env.provision('tfdel');
   const settings = testSettings(suite.env.prefix, {
-    DIRECTOR_SESSION_TTL_MS: 10_000, // a lost session on a loaded machine would retry jobs in flight as interrupted
     DIRECTOR_ACTIONS_CA_FILE: certs.caFile,
     DIRECTOR_ACTIONS_CONNECT_TO: `127.0.0.1:${new URL(partner.url).port}`,
   });
