@@ -296,7 +296,7 @@ describe('the whole pipeline under faults (private Kafka broker and MariaDB, eve
       `pipeline chaos: ${ROUNDS} round(s), ${RATE} events/s, rotation every ${ROTATION_MS} ms`,
       `sent ${sent.size}, answered 200 ${accepted.length}, delivered ${accepted.length - missing.length}, missing ${missing.length}, ` +
         `duplicated events ${duplicated.length} (extra copies ${duplicated.reduce((n, [id]) => n + extra(id), 0)}, ` +
-        `most copies ${Math.max(1, ...[...copies.values()].map((ats) => ats.length))}, outside the at-least-once cases ${unexplained.length}), ` +
+        `most copies ${[...copies.values()].reduce((most, ats) => Math.max(most, ats.length), 1)}, outside the at-least-once cases ${unexplained.length}), ` +
         `drain ${(drainMs / 1_000).toFixed(1)} s`,
       `not answered 200: ${JSON.stringify(errors)}; processes that exited by themselves (restarted): ${selfExits.length ? selfExits.join(', ') : 'none'}`,
     ];
