@@ -28,9 +28,12 @@ export class ControlWatcher {
       const controls = parseDestinationControls(this.keys, items, (key, reason) =>
         this.logger.warn({ key, reason }, 'invalid destination control ignored'),
       );
-      this.controls = new Map(
+      const next = new Map(
         [...controls].map(([id, c]) => [id, { paused: c.paused, priority: c.priority, rateLimitPerSecond: c.rateLimitPerSecond }]),
       );
+      // The watch also wakes when only other keys moved (Consul's index is not per key): act on a real change only.
+      if (JSON.stringify([...next]) === JSON.stringify([...this.controls])) return;
+      this.controls = next;
       this.logger.info({ controls: Object.fromEntries(this.controls) }, 'destination controls applied');
       this.onChange();
     });
